@@ -1,0 +1,245 @@
+"""``ephemesh`` — the command line.
+
+Errors are one clear line on stderr and a non-zero exit, never a traceback:
+exit 1 for a failure at run time (server unreachable, not delivered), 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from peer.core.errors import ProtocolError
+
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class CliError(Exception):
+    """A failure to report as one line."""
+
+
+def parse_duration(text: str) -> int:
+    """``30s``, ``10m``, ``1h``, ``7d``, ``2w`` or plain seconds -> whole seconds (>= 1)."""
+    m = _DURATION.match(text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 30s, 10m, 1h, 7d)")
+    seconds = int(float(m.group(1)) * _UNITS[m.group(2)])
+    if seconds < 1:
+        raise argparse.ArgumentTypeError("a duration must be at least 1s")
+    if seconds > 365 * 86400:
+        raise argparse.ArgumentTypeError("a duration must be at most 365d")
+    return seconds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", help="home directory (identity and store); default $EPHEMESH_HOME")
+    common.add_argument("-v", "--verbose", action="store_true", help="log protocol events to stderr")
+
+    parser = argparse.ArgumentParser(prog="ephemesh", description="Peer-to-peer encrypted group chat.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", parents=[common], help="run the signaling server and web client")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--no-invite", action="store_true", help="do not print an invite for a fresh room")
+
+    sub.add_parser("id", parents=[common], help="print your peer id and safety fingerprint")
+
+    p = sub.add_parser("room", parents=[common], help="room commands")
+    room_sub = p.add_subparsers(dest="room_command", required=True, metavar="ROOMCOMMAND")
+    p_new = room_sub.add_parser("new", parents=[common], help="create a room and print its invite link")
+    p_new.add_argument("--server", default=DEFAULT_SERVER, help="signaling server URL")
+    p_new.add_argument("--ttl", type=parse_duration, help="default message lifetime in the room")
+
+    p = sub.add_parser("send", parents=[common], help="send one message and exit once delivered")
+    p.add_argument("invite")
+    p.add_argument("text")
+    p.add_argument("--ttl", type=parse_duration, help="lifetime of this message")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for delivery")
+
+    p = sub.add_parser("listen", parents=[common], help="print messages and room events")
+    p.add_argument("invite")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    p = sub.add_parser("chat", parents=[common], help="interactive terminal chat")
+    p.add_argument("invite")
+    p.add_argument("--ttl", type=parse_duration, help="lifetime of the messages you send")
+
+    p = sub.add_parser("keep", parents=[common], help="always-on peer that buffers history for rooms")
+    p.add_argument("invites", nargs="+", metavar="INVITE")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not args.verbose:
+        # aioice/aiortc log transient ICE failures at WARNING; they are not the user's business.
+        for name in ("aioice", "aiortc"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        return 130
+    except (CliError, ProtocolError, OSError) as exc:
+        print(f"ephemesh: {_describe(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        from peer.home import HomeError
+        from peer.node import PeerError
+
+        if isinstance(exc, HomeError | PeerError):
+            print(f"ephemesh: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ProtocolError):
+        if exc.code.startswith("invite") or "invite" in exc.message:
+            return f"invalid invite: {exc.message or exc.code}"
+        return f"{exc.code}: {exc.message}" if exc.message else exc.code
+    if isinstance(exc, ConnectionError | OSError) and not isinstance(exc, CliError):
+        return f"network error: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+    return str(exc)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from peer.home import load_or_create_identity, resolve_home
+
+    if args.command == "serve":
+        return _serve(args)
+    home = resolve_home(args.home)
+    if args.command == "id":
+        from peer.core.safety import fingerprint
+
+        identity = load_or_create_identity(home)
+        print(f"peer id:     {identity.peer_id}")
+        print(f"fingerprint: {fingerprint(identity.public_key)}")
+        return 0
+    if args.command == "room":
+        from peer.core.invite import Invite
+
+        invite = Invite.new(args.server.rstrip("/"), ttl_s=args.ttl)
+        print(invite.url())
+        return 0
+    return asyncio.run(_run_async(args, home))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from signaling.__main__ import run
+
+    from peer.core.invite import Invite
+
+    base = f"http://{args.host}:{args.port}"
+    if not args.no_invite:
+        invite = Invite.new(base)
+        print(f"ephemesh signaling server and web client on {base}", flush=True)
+        print(f"invite link for a fresh room: {invite.url()}", flush=True)
+    run(args.host, args.port, None)
+    return 0
+
+
+async def _run_async(args: argparse.Namespace, home: Any) -> int:
+    from peer.node import Peer
+
+    async with Peer(home=home) as peer:
+        if args.command == "send":
+            return await _send(peer, args)
+        if args.command == "listen":
+            return await _listen(peer, args)
+        if args.command == "chat":
+            return await _chat(peer, args)
+        if args.command == "keep":
+            return await _keep(peer, args)
+    raise CliError(f"unknown command {args.command}")
+
+
+async def _send(peer: Any, args: argparse.Namespace) -> int:
+    room = await peer.join(args.invite)
+    await room.wait_connected(timeout=min(args.timeout, 10.0))
+    msg = await room.send(args.text, ttl=args.ttl)
+    online = room.online_members()
+    if not online:
+        raise CliError("no other member is online: the message is stored here but was not delivered")
+    delivered = await room.wait_delivered(msg.id, timeout=args.timeout)
+    missing = sorted(set(online) - set(delivered))
+    if missing:
+        raise CliError(
+            f"not delivered to {len(missing)} of {len(online)} online members within {args.timeout:g}s"
+        )
+    print(f"delivered to {len(delivered)} member(s)", file=sys.stderr)
+    return 0
+
+
+def _event_json(ev: Any) -> dict[str, Any]:
+    to_json = getattr(ev, "to_json", None)
+    if callable(to_json):
+        result: dict[str, Any] = to_json()
+        return result
+    return {"event": type(ev).__name__}
+
+
+async def _listen(peer: Any, args: argparse.Namespace) -> int:
+    room = await peer.join(args.invite)
+    async for ev in room.events(history=True):
+        if args.json:
+            print(json.dumps(_event_json(ev), ensure_ascii=False), flush=True)
+        else:
+            print(str(ev), flush=True)
+    return 0
+
+
+async def _chat(peer: Any, args: argparse.Namespace) -> int:
+    room = await peer.join(args.invite)
+    print(
+        f"joined room {room.room_id[:8]} as {peer.peer_id[:8]} — type a message and press Enter; Ctrl-D quits"
+    )
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+    async def show() -> None:
+        async for ev in room.events(history=True):
+            print(str(ev), flush=True)
+
+    shower = asyncio.create_task(show())
+    try:
+        while True:
+            line = await reader.readline()
+            if not line:
+                break
+            text = line.decode(errors="replace").rstrip("\n")
+            if text.strip():
+                await room.send(text, ttl=args.ttl)
+    finally:
+        shower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await shower
+    return 0
+
+
+async def _keep(peer: Any, args: argparse.Namespace) -> int:
+    rooms = [await peer.join(invite, keeper=True) for invite in args.invites]
+    print(f"keeping {len(rooms)} room(s) as {peer.peer_id[:8]}", file=sys.stderr, flush=True)
+    await peer.run_forever()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

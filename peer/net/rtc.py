@@ -1,0 +1,311 @@
+"""aiortc adapter: one RTCPeerConnection and one data channel per neighbour.
+
+Rules (field notes, measured here):
+- ``RTCConfiguration(iceServers=[])`` unless TURN is configured: aiortc otherwise reaches for a public
+  STUN server and waits for a timeout on this closed network.
+- aiortc does not trickle: every local candidate is in the SDP once ``setLocalDescription`` returns, so
+  an offer or answer is one signaling message. Candidates trickled by a browser (``kind="candidate"``)
+  are added with ``addIceCandidate``.
+- The peer with the lower id offers, so two peers never offer to each other at once (no glare).
+- ICE consent notices a vanished peer only after ~35 s; the sync layer's heartbeats detect it sooner and
+  close the link, and the mesh reconnects with backoff while the neighbour is still in the room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.sdp import candidate_from_sdp
+
+log = logging.getLogger(__name__)
+
+CHANNEL_LABEL = "ephemesh"
+# aiortc assumes 64 KiB when the remote advertises nothing; frames are chunked/batched below this.
+DEFAULT_MAX_MESSAGE = 65536
+HIGH_WATER = 1 << 20  # pause senders above 1 MiB queued in aiortc's per-connection FIFO
+LOW_WATER = 256 << 10
+
+_CLOSED = object()
+
+
+def rtc_configuration(turn: dict[str, Any] | None) -> RTCConfiguration:
+    """The ICE configuration: no servers at all, or the first TURN server we were given."""
+    servers: list[RTCIceServer] = []
+    if turn:
+        urls = turn.get("urls") or []
+        if isinstance(urls, str):
+            urls = [urls]
+        if urls:
+            servers.append(
+                RTCIceServer(
+                    urls=list(urls), username=turn.get("username"), credential=turn.get("credential")
+                )
+            )
+    return RTCConfiguration(iceServers=servers)
+
+
+class RtcTransport:
+    """A :class:`peer.net.transport.Transport` over one aiortc data channel."""
+
+    def __init__(self, local_id: str, remote_id: str, pc: RTCPeerConnection, channel: RTCDataChannel) -> None:
+        self._local_id = local_id
+        self._remote_id = remote_id
+        self._pc = pc
+        self._channel = channel
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._closed = asyncio.Event()
+        self._low = asyncio.Event()
+        self._low.set()
+        channel.bufferedAmountLowThreshold = LOW_WATER
+
+        @channel.on("message")  # type: ignore[untyped-decorator]
+        def _on_message(message: bytes | str) -> None:
+            if isinstance(message, str):
+                message = message.encode()
+            self._queue.put_nowait(message)
+
+        @channel.on("close")  # type: ignore[untyped-decorator]
+        def _on_close() -> None:
+            self._mark_closed()
+
+        @channel.on("bufferedamountlow")  # type: ignore[untyped-decorator]
+        def _on_low() -> None:
+            self._low.set()
+
+        @pc.on("connectionstatechange")  # type: ignore[untyped-decorator]
+        async def _on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                self._mark_closed()
+
+    @property
+    def peer_id(self) -> str:
+        return self._local_id
+
+    @property
+    def remote_id(self) -> str:
+        return self._remote_id
+
+    @property
+    def max_message_size(self) -> int:
+        sctp = self._pc.sctp
+        remote = getattr(sctp, "_remote_max_message_size", None) if sctp is not None else None
+        if isinstance(remote, int) and remote > 0:
+            return min(remote, 262144)
+        return DEFAULT_MAX_MESSAGE
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    def _mark_closed(self) -> None:
+        if not self._closed.is_set():
+            self._closed.set()
+            self._queue.put_nowait(_CLOSED)
+
+    async def send(self, data: bytes) -> None:
+        if self.closed or self._channel.readyState != "open":
+            raise ConnectionError("transport closed")
+        if len(data) > self.max_message_size:
+            raise ValueError(f"frame of {len(data)} bytes exceeds the channel limit {self.max_message_size}")
+        if self._channel.bufferedAmount > HIGH_WATER:
+            self._low.clear()
+            waiter = asyncio.ensure_future(self._low.wait())
+            closer = asyncio.ensure_future(self._closed.wait())
+            try:
+                await asyncio.wait({waiter, closer}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                closer.cancel()
+            if self.closed:
+                raise ConnectionError("transport closed")
+        self._channel.send(data)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        while True:
+            item = await self._queue.get()
+            if item is _CLOSED:
+                # put it back so a second iterator also ends
+                self._queue.put_nowait(_CLOSED)
+                return
+            assert isinstance(item, bytes)
+            yield item
+
+    async def close(self) -> None:
+        self._mark_closed()
+        with contextlib.suppress(Exception):
+            self._channel.close()
+        await self._pc.close()
+
+
+SealFn = Callable[[str, str, dict[str, Any]], str]
+"""seal(to_peer, kind, body) -> opaque payload string for the signaling server."""
+OpenFn = Callable[[str, str], tuple[str, dict[str, Any]]]
+"""open(from_peer, payload) -> (kind, body); raises ProtocolError on anything unacceptable."""
+SendSignalFn = Callable[[str, str], Awaitable[None]]
+"""send_signal(to_peer, payload)."""
+
+
+@dataclass
+class _Pending:
+    pc: RTCPeerConnection
+    offerer: bool
+    channel_ready: asyncio.Future[RTCDataChannel] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class RtcConnector:
+    """Turns signaling messages into open :class:`RtcTransport` links.
+
+    ``connect(peer)`` (called by the side with the lower id) sends an offer; ``handle_signal`` answers
+    offers and completes connections. Each finished link is handed to ``on_link``. Failed or timed-out
+    attempts are closed and reported by raising from ``connect`` (the caller owns retry policy).
+    """
+
+    def __init__(
+        self,
+        local_id: str,
+        seal: SealFn,
+        open_: OpenFn,
+        send_signal: SendSignalFn,
+        on_link: Callable[[RtcTransport], None],
+        turn: dict[str, Any] | None = None,
+        connect_timeout: float = 20.0,
+    ) -> None:
+        self.local_id = local_id
+        self._seal = seal
+        self._open = open_
+        self._send_signal = send_signal
+        self._on_link = on_link
+        self._turn = turn
+        self._timeout = connect_timeout
+        self._pending: dict[str, _Pending] = {}
+        self._tasks: set[asyncio.Future[Any]] = set()
+
+    def _new_pc(self, remote: str, offerer: bool) -> _Pending:
+        old = self._pending.pop(remote, None)
+        if old is not None:
+            task = asyncio.ensure_future(old.pc.close())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        pc = RTCPeerConnection(rtc_configuration(self._turn))
+        pending = _Pending(pc=pc, offerer=offerer)
+        self._pending[remote] = pending
+
+        @pc.on("datachannel")  # type: ignore[untyped-decorator]
+        def _on_channel(channel: RTCDataChannel) -> None:
+            if channel.label == CHANNEL_LABEL and not pending.channel_ready.done():
+                pending.channel_ready.set_result(channel)
+
+        @pc.on("connectionstatechange")  # type: ignore[untyped-decorator]
+        async def _on_state() -> None:
+            if pc.connectionState == "failed" and not pending.channel_ready.done():
+                pending.channel_ready.set_exception(ConnectionError("ICE failed"))
+
+        return pending
+
+    async def connect(self, remote: str) -> RtcTransport:
+        """Offer a connection to ``remote`` and wait until its data channel is open."""
+        pending = self._new_pc(remote, offerer=True)
+        pc = pending.pc
+        channel = pc.createDataChannel(CHANNEL_LABEL, ordered=True)
+
+        @channel.on("open")  # type: ignore[untyped-decorator]
+        def _on_open() -> None:
+            if not pending.channel_ready.done():
+                pending.channel_ready.set_result(channel)
+
+        offer = await pc.createOffer()
+        await pc.setLocalDescription(offer)
+        local = pc.localDescription
+        payload = self._seal(remote, "offer", {"sdp": local.sdp, "type": local.type})
+        await self._send_signal(remote, payload)
+        return await self._finish(remote, pending)
+
+    async def _finish(self, remote: str, pending: _Pending) -> RtcTransport:
+        try:
+            channel = await asyncio.wait_for(asyncio.shield(pending.channel_ready), self._timeout)
+        except BaseException:
+            if self._pending.get(remote) is pending:
+                del self._pending[remote]
+            await pending.pc.close()
+            raise
+        if self._pending.get(remote) is pending:
+            del self._pending[remote]
+        link = RtcTransport(self.local_id, remote, pending.pc, channel)
+        self._on_link(link)
+        return link
+
+    def _task_done(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.info("incoming connection failed: %s", type(task.exception()).__name__)
+
+    async def handle_signal(self, sender: str, payload: str) -> None:
+        """Process one signaling payload from ``sender``. Raises ProtocolError on bad payloads.
+
+        An answered offer completes in the background; the link is handed to ``on_link``.
+        """
+        kind, body = self._open(sender, payload)
+        if kind == "offer":
+            if sender > self.local_id:
+                pending = self._new_pc(sender, offerer=False)
+                pc = pending.pc
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=str(body["sdp"]), type="offer"))
+                answer = await pc.createAnswer()
+                await pc.setLocalDescription(answer)
+                local = pc.localDescription
+                await self._send_signal(
+                    sender, self._seal(sender, "answer", {"sdp": local.sdp, "type": "answer"})
+                )
+                # Finish in the background: a browser may still trickle candidates to this connection.
+                task = asyncio.ensure_future(self._finish(sender, pending))
+                self._tasks.add(task)
+                task.add_done_callback(self._task_done)
+                return None
+            log.info("ignoring an offer from a peer with a higher id than ours (we offer)")
+            return None
+        pending_or_none = self._pending.get(sender)
+        if pending_or_none is None:
+            return None
+        if kind == "answer" and pending_or_none.offerer:
+            await pending_or_none.pc.setRemoteDescription(
+                RTCSessionDescription(sdp=str(body["sdp"]), type="answer")
+            )
+        elif kind == "candidate":
+            cand = body.get("candidate")
+            if cand:
+                text = str(cand)
+                if text.startswith("candidate:"):
+                    text = text[len("candidate:") :]
+                ice = candidate_from_sdp(text)
+                ice.sdpMid = body.get("sdpMid")
+                ice.sdpMLineIndex = body.get("sdpMLineIndex")
+                await pending_or_none.pc.addIceCandidate(ice)
+        return None
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        pendings = list(self._pending.values())
+        self._pending.clear()
+        for p in pendings:
+            await p.pc.close()

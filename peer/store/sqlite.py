@@ -1,0 +1,252 @@
+"""SQLite store: the embedded default, one database file per home directory.
+
+What lives here is ciphertext (signed envelopes, exactly as they travel) plus the key material needed to
+open them: per-message keys until the message expires, chain states, the room secret of each joined room.
+Erasing a message deletes its envelope row and its key row (crypto-shredding) with ``secure_delete`` on,
+so the freed pages are zeroed; the rollback journal (``journal_mode=DELETE``) is removed after every
+transaction, so no ``-wal`` file keeps old pages (field notes: WAL kept deleted plaintext until a TRUNCATE
+checkpoint). Nothing in this database is plaintext chat content.
+
+Every method is a short synchronous transaction; the asyncio side calls them from the event loop (they
+take well under a millisecond on small rooms) or from a thread for bulk work.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS rooms (
+    room_id TEXT PRIMARY KEY,
+    invite TEXT NOT NULL,
+    joined_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS envelopes (
+    room_id TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    lamport INTEGER NOT NULL,
+    sent_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (room_id, sender, seq)
+);
+CREATE INDEX IF NOT EXISTS envelopes_expiry ON envelopes (expires_at);
+CREATE TABLE IF NOT EXISTS tombstones (
+    room_id TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    until INTEGER NOT NULL,
+    PRIMARY KEY (room_id, sender, seq)
+);
+CREATE TABLE IF NOT EXISTS message_keys (
+    room_id TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    key BLOB NOT NULL,
+    PRIMARY KEY (room_id, sender, seq)
+);
+CREATE TABLE IF NOT EXISTS state (
+    room_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (room_id, name)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEnvelope:
+    sender: str
+    seq: int
+    lamport: int
+    sent_at: int
+    expires_at: int
+    data: bytes
+
+
+class Store:
+    """One SQLite database. ``Store(":memory:")`` is the in-memory store for tests."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA secure_delete = ON")
+        self._db.execute("PRAGMA journal_mode = DELETE")
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        self._db.execute("PRAGMA foreign_keys = ON")
+        self._db.executescript(_SCHEMA)  # idempotent; executescript manages its own transaction
+        with self._tx():
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
+                (str(SCHEMA_VERSION).encode(),),
+            )
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- rooms -------------------------------------------------------------------------------------
+
+    def add_room(self, room_id: str, invite: str, now: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO rooms (room_id, invite, joined_at) VALUES (?, ?, ?)",
+                (room_id, invite, now),
+            )
+
+    def rooms(self) -> list[tuple[str, str]]:
+        return list(self._db.execute("SELECT room_id, invite FROM rooms ORDER BY joined_at"))
+
+    def forget_room(self, room_id: str) -> None:
+        with self._tx() as db:
+            for table in ("rooms", "envelopes", "tombstones", "message_keys", "state"):
+                db.execute(f"DELETE FROM {table} WHERE room_id = ?", (room_id,))  # noqa: S608
+        self.compact()
+
+    # -- envelopes and tombstones ---------------------------------------------------------------------
+
+    def put_envelope(self, room_id: str, env: StoredEnvelope) -> bool:
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO envelopes (room_id, sender, seq, lamport, sent_at, expires_at, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (room_id, env.sender, env.seq, env.lamport, env.sent_at, env.expires_at, env.data),
+            )
+            return cur.rowcount == 1
+
+    def put_envelopes(self, room_id: str, envs: list[StoredEnvelope]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO envelopes (room_id, sender, seq, lamport, sent_at, expires_at, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(room_id, e.sender, e.seq, e.lamport, e.sent_at, e.expires_at, e.data) for e in envs],
+            )
+
+    def envelopes(self, room_id: str) -> list[StoredEnvelope]:
+        rows = self._db.execute(
+            "SELECT sender, seq, lamport, sent_at, expires_at, data FROM envelopes WHERE room_id = ?"
+            " ORDER BY lamport, sender, seq",
+            (room_id,),
+        )
+        return [StoredEnvelope(*row) for row in rows]
+
+    def put_tombstone(self, room_id: str, sender: str, seq: int, until: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO tombstones (room_id, sender, seq, until) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (room_id, sender, seq) DO UPDATE SET until = max(until, excluded.until)",
+                (room_id, sender, seq, until),
+            )
+            db.execute(
+                "DELETE FROM envelopes WHERE room_id = ? AND sender = ? AND seq = ?", (room_id, sender, seq)
+            )
+            db.execute(
+                "DELETE FROM message_keys WHERE room_id = ? AND sender = ? AND seq = ?",
+                (room_id, sender, seq),
+            )
+
+    def tombstones(self, room_id: str) -> list[tuple[str, int, int]]:
+        return list(
+            self._db.execute("SELECT sender, seq, until FROM tombstones WHERE room_id = ?", (room_id,))
+        )
+
+    def erase(self, room_id: str, keys: list[tuple[str, int]], until: int) -> None:
+        """Erase messages: envelope and key rows go, a tombstone stays until ``until``."""
+        if not keys:
+            return
+        with self._tx() as db:
+            for sender, seq in keys:
+                db.execute(
+                    "INSERT INTO tombstones (room_id, sender, seq, until) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (room_id, sender, seq) DO UPDATE SET until = max(until, excluded.until)",
+                    (room_id, sender, seq, until),
+                )
+                db.execute(
+                    "DELETE FROM envelopes WHERE room_id = ? AND sender = ? AND seq = ?",
+                    (room_id, sender, seq),
+                )
+                db.execute(
+                    "DELETE FROM message_keys WHERE room_id = ? AND sender = ? AND seq = ?",
+                    (room_id, sender, seq),
+                )
+
+    def purge_expired(self, now: int, skew_ms: int) -> int:
+        """Erase everything whose expiry has passed (all rooms); drop tombstones past their time."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO tombstones (room_id, sender, seq, until)"
+                " SELECT room_id, sender, seq, expires_at + ? FROM envelopes WHERE expires_at <= ?",
+                (skew_ms, now),
+            )
+            n = db.execute("DELETE FROM envelopes WHERE expires_at <= ?", (now,)).rowcount
+            db.execute("DELETE FROM message_keys WHERE expires_at <= ?", (now,))
+            db.execute("DELETE FROM tombstones WHERE until <= ?", (now,))
+        return n
+
+    # -- keys and state ----------------------------------------------------------------------------------
+
+    def put_message_key(self, room_id: str, sender: str, seq: int, expires_at: int, key: bytes) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO message_keys (room_id, sender, seq, expires_at, key) VALUES (?, ?, ?, ?, ?)",
+                (room_id, sender, seq, expires_at, key),
+            )
+
+    def message_key(self, room_id: str, sender: str, seq: int) -> bytes | None:
+        row = self._db.execute(
+            "SELECT key FROM message_keys WHERE room_id = ? AND sender = ? AND seq = ?",
+            (room_id, sender, seq),
+        ).fetchone()
+        return bytes(row[0]) if row else None
+
+    def put_state(self, room_id: str, name: str, value: bytes) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO state (room_id, name, value) VALUES (?, ?, ?)", (room_id, name, value)
+            )
+
+    def put_states(self, room_id: str, items: dict[str, bytes]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO state (room_id, name, value) VALUES (?, ?, ?)",
+                [(room_id, k, v) for k, v in items.items()],
+            )
+
+    def get_state(self, room_id: str, name: str) -> bytes | None:
+        row = self._db.execute(
+            "SELECT value FROM state WHERE room_id = ? AND name = ?", (room_id, name)
+        ).fetchone()
+        return bytes(row[0]) if row else None
+
+    def states(self, room_id: str, prefix: str = "") -> dict[str, bytes]:
+        rows = self._db.execute(
+            "SELECT name, value FROM state WHERE room_id = ? AND substr(name, 1, ?) = ?",
+            (room_id, len(prefix), prefix),
+        )
+        return {name: bytes(value) for name, value in rows}
+
+    def delete_state(self, room_id: str, name: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM state WHERE room_id = ? AND name = ?", (room_id, name))
+
+    def compact(self) -> None:
+        """Rewrite the file without free pages (after large purges)."""
+        self._db.execute("VACUUM")

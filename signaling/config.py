@@ -1,0 +1,70 @@
+"""Configuration of the signaling server.
+
+Every bound the server enforces on remote input lives here, with its default, so a test can shrink it
+(a 50 ms idle timeout, a 2-peer room) and an operator can read them in one place. The values the
+clients need to know are announced in the ``challenge`` and ``welcome`` frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KIB = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-connection and per-room bounds.
+
+    Rules:
+    - A text frame longer than ``max_frame_bytes`` (UTF-8 bytes) is refused with ``too-large``; a frame
+      longer than ``hard_frame_bytes`` is not even read: the WebSocket layer closes with 1009.
+    - ``rate_per_s``/``rate_burst`` is a token bucket per connection; a frame arriving with no token is
+      dropped with ``rate-limited``.
+    - A connection that earns more than ``max_errors`` error frames is closed with 1008.
+    - At most ``send_queue_frames`` frames wait for a slow reader; one more and it is disconnected
+      (``slow-consumer``), so it never stalls anyone else.
+    """
+
+    max_frame_bytes: int = 128 * KIB
+    max_payload_chars: int = 65536
+    max_rooms_per_conn: int = 16
+    max_peers_per_room: int = 256
+    rate_per_s: float = 50.0
+    rate_burst: int = 100
+    max_errors: int = 20
+    send_queue_frames: int = 256
+
+    @property
+    def hard_frame_bytes(self) -> int:
+        """Size above which aiohttp itself refuses a message (close code 1009)."""
+        return 2 * self.max_frame_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TurnConfig:
+    """A coturn server using the REST API shared-secret scheme (``use-auth-secret``)."""
+
+    urls: tuple[str, ...]
+    secret: str
+    ttl_s: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class SignalingConfig:
+    """Everything ``create_app`` needs."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    web_root: Path | None = None
+    heartbeat_s: float = 15.0
+    idle_timeout_s: float = 45.0
+    auth_timeout_s: float = 10.0
+    limits: Limits = field(default_factory=Limits)
+    turn: TurnConfig | None = None
+
+    @property
+    def sweep_interval_s(self) -> float:
+        """How often the timer sweep runs: a quarter of the shortest timeout, within [10 ms, 1 s]."""
+        return max(0.01, min(1.0, min(self.idle_timeout_s, self.auth_timeout_s) / 4))

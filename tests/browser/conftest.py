@@ -1,0 +1,26 @@
+"""Fixtures for the browser suite: one Chromium and one page server for the whole session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from .harness import ARTIFACTS, BrowserHarness, start_harness
+
+
+@pytest.fixture(scope="session")
+def harness() -> Iterator[BrowserHarness]:
+    """The shared browser harness (Chromium + page server on 127.0.0.1:0)."""
+    h, close = start_harness()
+    try:
+        yield h
+    finally:
+        close()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Iterator[str]:
+    """Directory for screenshots (gitignored)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    yield str(ARTIFACTS)
