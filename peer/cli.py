@@ -126,11 +126,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _serve(args)
     home = resolve_home(args.home)
     if args.command == "id":
-        from peer.core.safety import fingerprint
-
         identity = load_or_create_identity(home)
         print(f"peer id:     {identity.peer_id}")
-        print(f"fingerprint: {fingerprint(identity.public_key)}")
+        print(f"fingerprint: {identity.fingerprint}")
         return 0
     if args.command == "room":
         from peer.core.invite import Invite

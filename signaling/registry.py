@@ -242,7 +242,9 @@ class Registry:
             return self._error(conn, "room-full", "room is full", "join", room)
         if members is None:
             members = self._rooms[room] = {}
-        out: list[Delivery] = [Send(other, protocol.peer_joined(room, conn.peer)) for other in members.values()]
+        out: list[Delivery] = [
+            Send(other, protocol.peer_joined(room, conn.peer)) for other in members.values()
+        ]
         present = sorted(members)
         members[conn.peer] = conn.conn_id
         conn.rooms.add(room)

@@ -133,6 +133,17 @@ class RangeSet:
             self._starts.insert(i + 1, x + 1)
             self._ends.insert(i + 1, e)
 
+    def intersect(self, a: int, b: int) -> list[Range]:
+        """The parts of ``[a, b]`` that are in the set."""
+        out: list[Range] = []
+        i = max(bisect_right(self._starts, a) - 1, 0)
+        while i < len(self._starts) and self._starts[i] <= b:
+            lo, hi = max(a, self._starts[i]), min(b, self._ends[i])
+            if lo <= hi:
+                out.append((lo, hi))
+            i += 1
+        return out
+
     def difference(self, other: RangeSet) -> list[Range]:
         """Ranges in ``self`` that are not in ``other``."""
         out: list[Range] = []

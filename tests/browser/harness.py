@@ -5,8 +5,9 @@ Rules:
   pytest-asyncio gives to async tests, so the two can never clash. Tests are plain sync functions that
   hand a coroutine to :meth:`BrowserHarness.run`, which waits for it with a timeout.
 - Chromium is the Debian binary (``/usr/bin/chromium``); nothing is ever downloaded.
-- The page server is ``signaling.app`` when that module provides ``start_server``; until then a tiny
-  static aiohttp app serves ``web/`` plus :mod:`.standin`, a minimal stand-in of the signaling protocol.
+- The page server is the real ``signaling.app`` (``start_server(SignalingConfig(...))`` on 127.0.0.1:0,
+  serving ``web/``) when that module exists; otherwise a tiny static aiohttp app serves ``web/`` and the
+  tests that need signaling are skipped (``BrowserHarness.real_signaling`` is False).
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from playwright.async_api import Browser, Playwright, async_playwright
-
-from .standin import add_standin_signaling
 
 T = TypeVar("T")
 
@@ -75,14 +74,13 @@ def real_signaling_available() -> bool:
 async def _start_real_server() -> tuple[web.AppRunner, int]:
     app_module: Any = importlib.import_module("signaling.app")
     config_module: Any = importlib.import_module("signaling.config")
-    config = config_module.Config(host="127.0.0.1", port=0, web_root=str(WEB_DIR))
+    config = config_module.SignalingConfig(host="127.0.0.1", port=0, web_root=WEB_DIR)
     runner, port = await app_module.start_server(config)
     return runner, int(port)
 
 
 async def _start_static_server() -> tuple[web.AppRunner, int]:
     app = web.Application()
-    add_standin_signaling(app)
 
     async def index(_request: web.Request) -> web.FileResponse:
         return web.FileResponse(WEB_DIR / "index.html")

@@ -1,0 +1,522 @@
+"""Sans-IO sync engine: keeps one room's log in sync with every neighbour (see docs/sync.md).
+
+Rules (one session per neighbour; the adapter calls ``connect`` when a transport opens):
+- ``connect`` queues HELLO(room id, have-ranges) first; the transport keeps order, so HELLO is the
+  first frame a neighbour sees from us. Frames other than HELLO, PING, PONG and opaque ones received
+  before the neighbour's HELLO are dropped with a ``no-hello`` protocol error.
+- A HELLO naming another room: ``wrong-room`` error, the session is ignored from then on (nothing is
+  sent to it, nothing received is processed); the adapter should close the transport.
+- On every HELLO we WANT what the neighbour has (held or tombstoned) and we have not seen, at most
+  ``max_want_keys`` keys at a time, skipping keys already wanted from someone else and not yet timed
+  out. A key WANTed ``max_want_attempts`` times from one neighbour without result is not asked from it
+  again until its next HELLO. HELLO is re-sent every ``resync_ms`` (anti-entropy).
+- A WANT is served with ENVELOPES for held, unexpired entries and TOMBSTONES for tombstoned keys; never
+  an expired or tombstoned entry. At most ``max_serve_keys`` keys are looked at per WANT frame.
+- Every envelope received goes through ``validate``; a ``ProtocolError`` drops that envelope only and
+  yields ``ProtocolErrorEvent``; the session survives. A new entry is added, ACKed to the neighbour that
+  sent it and relayed to every other neighbour not known to have it (flood with dedupe = gossip).
+- Tombstones: a proof-less tombstone (expiry) is accepted for a held entry iff its ``expires_at <= now
+  + skew``, and for an unheld key iff ``until <= now + skew`` (a forged one can hide a key for at most
+  the skew bound). A tombstone with a proof (explicit unsend) is accepted only if the injected
+  ``authorize_tombstone`` says so; without it, ``unauthorized-tombstone``. Accepted tombstones are
+  relayed to neighbours that may hold the key.
+- PING every ``heartbeat_ms``; any frame counts as liveness; silence for ``dead_after_ms`` ->
+  ``NeighbourTimedOut`` and the session is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from peer.core import wire
+from peer.core.clock import LamportClock
+from peer.core.errors import ProtocolError
+from peer.core.log import DEFAULT_SKEW_MS, Key, Log, LogEntry, RangeSet, Tombstone
+
+Validate = Callable[[bytes], LogEntry]
+#: ``(tombstone, held entry or None, now) -> accept?`` for tombstones that carry a proof.
+AuthorizeTombstone = Callable[[Tombstone, LogEntry | None, int], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncConfig:
+    heartbeat_ms: int = 1_000
+    dead_after_ms: int = 4_000
+    want_timeout_ms: int = 2_000
+    resync_ms: int = 5_000
+    max_want_keys: int = 4_096
+    max_want_attempts: int = 8
+    max_serve_keys: int = 8_192
+    skew_ms: int = DEFAULT_SKEW_MS
+
+
+# -- events ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EntryAdded:
+    entry: LogEntry
+
+
+@dataclass(frozen=True, slots=True)
+class EntryExpired:
+    key: Key
+
+
+@dataclass(frozen=True, slots=True)
+class EntryDeleted:
+    key: Key
+
+
+@dataclass(frozen=True, slots=True)
+class Acked:
+    neighbour: str
+    sender: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class NeighbourReady:
+    neighbour: str
+
+
+@dataclass(frozen=True, slots=True)
+class NeighbourTimedOut:
+    neighbour: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolErrorEvent:
+    neighbour: str
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpaqueFrame:
+    neighbour: str
+    type: wire.FrameType
+    body: bytes
+
+
+Event = (
+    EntryAdded
+    | EntryExpired
+    | EntryDeleted
+    | Acked
+    | NeighbourReady
+    | NeighbourTimedOut
+    | ProtocolErrorEvent
+    | OpaqueFrame
+)
+
+
+@dataclass(eq=False)
+class _Session:
+    neighbour: str
+    last_heard: int
+    next_ping: int
+    next_hello: int
+    ready: bool = False
+    rejected: bool = False
+    retry_at: int | None = None
+    ping_nonce: int = 0
+    remote_have: dict[str, RangeSet] = field(default_factory=dict)
+    acked: dict[str, RangeSet] = field(default_factory=dict)
+    attempts: dict[Key, int] = field(default_factory=dict)
+    unservable: set[Key] = field(default_factory=set)
+    inflight: set[Key] = field(default_factory=set)
+    control: list[bytes] = field(default_factory=list)
+    envs: list[bytes] = field(default_factory=list)
+    tombs: list[Tombstone] = field(default_factory=list)
+    acks: dict[str, RangeSet] = field(default_factory=dict)
+
+    def has(self, key: Key) -> bool:
+        rs = self.remote_have.get(key[0])
+        return rs is not None and key[1] in rs
+
+    def mark(self, key: Key) -> None:
+        self.remote_have.setdefault(key[0], RangeSet()).add(key[1])
+
+
+class SyncEngine:
+    """Per-room sync state machine over any number of neighbours. Never does I/O, never reads a clock."""
+
+    def __init__(
+        self,
+        self_id: str,
+        room_id: str,
+        validate: Validate,
+        log: Log | None = None,
+        config: SyncConfig | None = None,
+        authorize_tombstone: AuthorizeTombstone | None = None,
+    ) -> None:
+        wire.id_to_bytes(self_id)
+        wire.id_to_bytes(room_id)
+        self.self_id = self_id
+        self.room_id = room_id
+        self.config = config or SyncConfig()
+        self.log = log if log is not None else Log(self.config.skew_ms)
+        self.clock = LamportClock()
+        self._validate = validate
+        self._authorize = authorize_tombstone
+        self._sessions: dict[str, _Session] = {}
+        self._pending: dict[Key, tuple[str, int]] = {}
+        self.protocol_errors = 0
+
+    # -- sessions -------------------------------------------------------------------------------------
+
+    @property
+    def neighbours(self) -> list[str]:
+        """Neighbours with a live (not rejected) session."""
+        return [n for n, s in self._sessions.items() if not s.rejected]
+
+    def is_ready(self, neighbour: str) -> bool:
+        s = self._sessions.get(neighbour)
+        return s is not None and s.ready and not s.rejected
+
+    def connect(self, neighbour: str, now: int) -> None:
+        """Start (or restart) a session: queue HELLO. Any previous session with that neighbour is dropped."""
+        if neighbour == self.self_id:
+            raise ValueError("cannot connect to self")
+        self._drop(neighbour)
+        c = self.config
+        s = _Session(neighbour, last_heard=now, next_ping=now + c.heartbeat_ms, next_hello=now + c.resync_ms)
+        s.control.append(self._hello())
+        self._sessions[neighbour] = s
+
+    def disconnect(self, neighbour: str, now: int) -> None:
+        """Forget a neighbour (transport closed); missing keys wanted from it are asked of others."""
+        if self._drop(neighbour):
+            self._rerequest(now)
+
+    def _drop(self, neighbour: str) -> bool:
+        s = self._sessions.pop(neighbour, None)
+        if s is None:
+            return False
+        self._drop_pending(s)
+        return True
+
+    def _rerequest(self, now: int) -> None:
+        for s in self._sessions.values():
+            if s.ready and not s.rejected:
+                self._request(s, now)
+
+    # -- local API ------------------------------------------------------------------------------------
+
+    def publish(self, data: bytes, now: int) -> LogEntry:
+        """Add a locally created envelope and push it to every neighbour.
+
+        ``validate`` errors propagate (``ProtocolError``); a duplicate or expired entry is a ValueError.
+        """
+        entry = self._validate(data)
+        if not self.log.add(entry, now):
+            raise ValueError("duplicate, tombstoned or expired entry")
+        self.clock.observe(entry.lamport)
+        self._relay(entry, exclude=None)
+        return entry
+
+    def delete(self, key: Key, until: int, proof: bytes, now: int) -> bool:
+        """Explicit local deletion ("unsend"): tombstone ``key`` and tell every neighbour.
+
+        ``proof`` is what remote ``authorize_tombstone`` hooks will check. False if already tombstoned.
+        """
+        if not self.log.tombstone(key, until, proof):
+            return False
+        tomb = self.log.get_tombstone(key)
+        assert tomb is not None
+        for s in self._live():
+            s.tombs.append(tomb)
+        return True
+
+    def send_opaque(self, neighbour: str, ftype: wire.FrameType, body: bytes) -> None:
+        """Queue a HANDSHAKE / PAIRWISE / APP frame for a neighbour (after its HELLO, in order)."""
+        s = self._sessions.get(neighbour)
+        if s is None or s.rejected:
+            raise KeyError(neighbour)
+        s.control.append(wire.encode_opaque(ftype, body))
+
+    # -- outbox and timers ----------------------------------------------------------------------------
+
+    def data_to_send(self) -> list[tuple[str, bytes]]:
+        """Drain the outbox. Per neighbour: control frames, then envelope batches, tombstones, acks."""
+        out: list[tuple[str, bytes]] = []
+        for n, s in self._sessions.items():
+            if s.rejected or not (s.control or s.envs or s.tombs or s.acks):
+                continue
+            frames = s.control
+            if s.envs:
+                frames += wire.encode_envelopes(s.envs)
+            if s.tombs:
+                frames += wire.encode_tombstones(s.tombs)
+            if s.acks:
+                frames += wire.encode_ack({k: v.ranges() for k, v in s.acks.items()})
+            out.extend((n, f) for f in frames)
+            s.control, s.envs, s.tombs, s.acks = [], [], [], {}
+        return out
+
+    def next_timer(self) -> int | None:
+        times: list[int] = []
+        d = self.log.next_deadline()
+        if d is not None:
+            times.append(d)
+        dead = self.config.dead_after_ms
+        for s in self._sessions.values():
+            if s.rejected:
+                continue
+            times += (s.next_ping, s.last_heard + dead, s.next_hello)
+            if s.retry_at is not None:
+                times.append(s.retry_at)
+        return min(times) if times else None
+
+    def handle_timer(self, now: int) -> list[Event]:
+        events: list[Event] = []
+        for key in self.log.expire(now):
+            events.append(EntryExpired(key))
+            tomb = self.log.get_tombstone(key)
+            assert tomb is not None
+            for s in self._live():
+                if s.has(key):
+                    s.tombs.append(tomb)
+        c = self.config
+        dropped = False
+        for s in list(self._sessions.values()):
+            if s.rejected:
+                continue
+            if now >= s.last_heard + c.dead_after_ms:
+                events.append(NeighbourTimedOut(s.neighbour))
+                self._drop(s.neighbour)
+                dropped = True
+                continue
+            if now >= s.next_ping:
+                s.ping_nonce += 1
+                s.control.append(wire.encode_ping(s.ping_nonce))
+                s.next_ping = now + c.heartbeat_ms
+            if now >= s.next_hello:
+                s.control.append(self._hello())
+                s.next_hello = now + c.resync_ms
+            if s.retry_at is not None and now >= s.retry_at:
+                s.retry_at = None
+                if s.ready:
+                    self._request(s, now)
+        if dropped:
+            self._rerequest(now)
+        return events
+
+    # -- receiving ------------------------------------------------------------------------------------
+
+    def receive(self, neighbour: str, data: bytes, now: int) -> list[Event]:
+        s = self._sessions.get(neighbour)
+        if s is None:
+            return [self._error(neighbour, "no-session")]
+        if s.rejected:
+            return []
+        s.last_heard = now
+        try:
+            frame = wire.decode_frame(data)
+        except ProtocolError as e:
+            return [self._error(neighbour, e.code)]
+        if isinstance(frame, wire.Hello):
+            return self._on_hello(s, frame, now)
+        if isinstance(frame, wire.Ping):
+            s.control.append(wire.encode_pong(frame.nonce))
+            return []
+        if isinstance(frame, wire.Pong):
+            return []
+        if isinstance(frame, wire.Opaque):
+            return [OpaqueFrame(neighbour, frame.type, frame.body)]
+        if not s.ready:
+            return [self._error(neighbour, "no-hello")]
+        if isinstance(frame, wire.Envelopes):
+            return self._on_envelopes(s, frame, now)
+        if isinstance(frame, wire.Want):
+            self._on_want(s, frame, now)
+            return []
+        if isinstance(frame, wire.Ack):
+            return self._on_ack(s, frame)
+        return self._on_tombstones(s, frame, now)
+
+    def _on_hello(self, s: _Session, frame: wire.Hello, now: int) -> list[Event]:
+        if frame.room_id != self.room_id:
+            s.rejected = True
+            self._drop_pending(s)
+            return [self._error(s.neighbour, "wrong-room")]
+        events: list[Event] = []
+        s.remote_have = {sender: RangeSet(rs) for sender, rs in frame.have.items()}
+        s.attempts.clear()
+        s.unservable.clear()
+        if not s.ready:
+            s.ready = True
+            events.append(NeighbourReady(s.neighbour))
+            # explicit deletions the neighbour may still hold
+            s.tombs.extend(t for t in self.log.tombstones() if t.proof and s.has(t.key))
+        self._request(s, now)
+        return events
+
+    def _on_envelopes(self, s: _Session, frame: wire.Envelopes, now: int) -> list[Event]:
+        events: list[Event] = []
+        refill: list[_Session] = []
+        for item in frame.items:
+            try:
+                entry = self._validate(item)
+            except ProtocolError as e:
+                events.append(self._error(s.neighbour, e.code))
+                continue
+            key = entry.key
+            drained = self._resolve(key)
+            if drained is not None:
+                refill.append(drained)
+            s.mark(key)
+            if self.log.add(entry, now):
+                self.clock.observe(entry.lamport)
+                events.append(EntryAdded(entry))
+                self._relay(entry, exclude=s.neighbour)
+            if key in self.log:
+                s.acks.setdefault(key[0], RangeSet()).add(key[1])
+            else:
+                tomb = self.log.get_tombstone(key)
+                if tomb is not None:
+                    s.tombs.append(tomb)
+        for r in refill:  # a finished pull: ask for the next chunk right away
+            if r.ready and not r.inflight:
+                self._request(r, now)
+        return events
+
+    def _on_want(self, s: _Session, frame: wire.Want, now: int) -> None:
+        budget = self.config.max_serve_keys
+        for sender, ranges in frame.ranges.items():
+            seen = self.log.seen_ranges(sender)
+            for a, b in ranges:
+                for lo, hi in seen.intersect(a, b):
+                    for seq in range(lo, hi + 1):
+                        if budget <= 0:
+                            return
+                        budget -= 1
+                        entry = self.log.get((sender, seq))
+                        if entry is not None:
+                            if entry.expires_at > now:
+                                s.envs.append(entry.data)
+                                s.mark(entry.key)
+                            continue
+                        tomb = self.log.get_tombstone((sender, seq))
+                        if tomb is not None:
+                            s.tombs.append(tomb)
+
+    def _on_ack(self, s: _Session, frame: wire.Ack) -> list[Event]:
+        events: list[Event] = []
+        budget = self.config.max_serve_keys
+        for sender, ranges in frame.ranges.items():
+            acked = s.acked.setdefault(sender, RangeSet())
+            for a, b in ranges:
+                for lo, hi in self.log.seen_ranges(sender).intersect(a, b):
+                    for seq in range(lo, hi + 1):
+                        if budget <= 0:
+                            return events
+                        budget -= 1
+                        s.mark((sender, seq))
+                        if seq not in acked and (sender, seq) in self.log:
+                            acked.add(seq)
+                            events.append(Acked(s.neighbour, sender, seq))
+        return events
+
+    def _on_tombstones(self, s: _Session, frame: wire.Tombstones, now: int) -> list[Event]:
+        events: list[Event] = []
+        skew = self.config.skew_ms
+        for tomb in frame.items:
+            key = tomb.key
+            s.mark(key)
+            self._resolve(key)
+            if self.log.get_tombstone(key) is not None:
+                continue
+            held = self.log.get(key)
+            if tomb.proof:
+                ok = self._authorize is not None and self._authorize(tomb, held, now)
+                if not ok:
+                    events.append(self._error(s.neighbour, "unauthorized-tombstone"))
+            elif held is not None:
+                ok = held.expires_at <= now + skew
+            else:
+                ok = tomb.until <= now + skew
+            if not ok:
+                s.unservable.add(key)
+                continue
+            self.log.tombstone(key, tomb.until, tomb.proof)
+            if held is not None:
+                events.append(EntryDeleted(key) if tomb.proof else EntryExpired(key))
+            stored = self.log.get_tombstone(key)
+            assert stored is not None
+            for other in self._live():
+                if other is not s and other.has(key):
+                    other.tombs.append(stored)
+        return events
+
+    # -- helpers --------------------------------------------------------------------------------------
+
+    def _live(self) -> list[_Session]:
+        return [s for s in self._sessions.values() if not s.rejected]
+
+    def _hello(self) -> bytes:
+        return wire.encode_hello(self.room_id, self.log.have())
+
+    def _error(self, neighbour: str, code: str) -> ProtocolErrorEvent:
+        self.protocol_errors += 1
+        return ProtocolErrorEvent(neighbour, code)
+
+    def _drop_pending(self, s: _Session) -> None:
+        for key in s.inflight:
+            if self._pending.get(key, ("", 0))[0] == s.neighbour:
+                del self._pending[key]
+        s.inflight.clear()
+
+    def _resolve(self, key: Key) -> _Session | None:
+        """A wanted key arrived or was settled; returns the session whose in-flight set became empty."""
+        p = self._pending.pop(key, None)
+        if p is None:
+            return None
+        owner = self._sessions.get(p[0])
+        if owner is None:
+            return None
+        owner.inflight.discard(key)
+        return owner if not owner.inflight else None
+
+    def _relay(self, entry: LogEntry, exclude: str | None) -> None:
+        for s in self._live():
+            if s.neighbour != exclude and not s.has(entry.key):
+                s.envs.append(entry.data)
+                s.mark(entry.key)
+
+    def _request(self, s: _Session, now: int) -> None:
+        """WANT from ``s`` what it has and we have not seen (bounded; skipping keys pending elsewhere)."""
+        c = self.config
+        budget = c.max_want_keys
+        scan = 4 * c.max_want_keys
+        wants: dict[str, RangeSet] = {}
+        deadline = now + c.want_timeout_ms
+        for sender, theirs in s.remote_have.items():
+            for a, b in theirs.difference(self.log.seen_ranges(sender)):
+                for seq in range(a, b + 1):
+                    if budget <= 0 or scan <= 0:
+                        break
+                    scan -= 1
+                    key = (sender, seq)
+                    if key in s.unservable:
+                        continue
+                    p = self._pending.get(key)
+                    if p is not None:
+                        if p[1] > now:
+                            continue
+                        prev = self._sessions.get(p[0])
+                        if prev is not None:
+                            prev.inflight.discard(key)
+                    tries = s.attempts.get(key, 0) + 1
+                    if tries > c.max_want_attempts:
+                        s.unservable.add(key)
+                        continue
+                    s.attempts[key] = tries
+                    self._pending[key] = (s.neighbour, deadline)
+                    s.inflight.add(key)
+                    wants.setdefault(sender, RangeSet()).add(seq)
+                    budget -= 1
+        if wants:
+            s.control += wire.encode_want({k: v.ranges() for k, v in wants.items()})
+            s.retry_at = deadline

@@ -1,0 +1,368 @@
+"""The asyncio peer: pumps the sans-IO room core to and from the network and the store.
+
+```python
+async with Peer(home="~/.ephemesh-bot") as peer:
+    room = await peer.join(invite_url)
+    await room.send("hello", ttl=3600)
+    async for event in room.events():
+        if isinstance(event, MessageReceived):
+            print(event.message.sender, event.message.text)
+```
+
+Each room has a :class:`peer.core.room.Room` (all protocol logic, no I/O), a :class:`RoomMesh` (WebRTC
+links) and a share of one signaling connection per server. After every call into the core, the pump
+persists what the core asks to persist, *then* transmits what it returns (so a chain key is on disk
+before anything sealed with it leaves), re-arms the one timer the core wants, and hands events to
+subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from peer.core.errors import ProtocolError
+from peer.core.invite import Invite
+from peer.core.room import (
+    Delivered,
+    MemberOnline,
+    Message,
+    MessageReceived,
+    Room,
+    RoomEvent,
+)
+from peer.core.signal import ReplayCache, open_signal, seal_signal
+from peer.home import STORE_FILE, load_or_create_identity, resolve_home
+from peer.net.mesh import RoomMesh
+from peer.net.rtc import RtcTransport
+from peer.net.signaling import (
+    Disconnected,
+    PeerJoined,
+    PeerLeft,
+    ServerError,
+    SignalingClient,
+    SignalingError,
+    SignalReceived,
+)
+from peer.store.sqlite import Store
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Message", "Peer", "PeerError", "RoomHandle"]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class PeerError(Exception):
+    """A failure worth one line to a user: server unreachable, timed out, not a member..."""
+
+
+class RoomHandle:
+    """One joined room, as seen by an application."""
+
+    def __init__(self, peer: Peer, invite: Invite, core: Room, keeper: bool) -> None:
+        self._peer = peer
+        self.invite = invite
+        self.core = core
+        self.keeper = keeper
+        self.room_id = invite.room_id
+        self.mesh: RoomMesh | None = None
+        self._subscribers: list[asyncio.Queue[RoomEvent | None]] = []
+        self._readers: dict[str, asyncio.Task[None]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._changed = asyncio.Event()
+        self._replay = ReplayCache()
+        self._closed = False
+        self._send_lock = asyncio.Lock()
+
+    # -- application API -----------------------------------------------------------------------
+
+    @property
+    def peer_id(self) -> str:
+        return self._peer.peer_id
+
+    def messages(self) -> list[Message]:
+        """The room's history in the one order every member shows."""
+        return self.core.messages()
+
+    def online_members(self) -> list[str]:
+        """Members we have an authenticated, synced link with right now."""
+        return sorted(self.core.online())
+
+    async def send(self, text: str, *, ttl: float | None = None, reply_to: str | None = None) -> Message:
+        ttl_s = int(ttl) if ttl is not None else None
+        msg = self.core.send_text(text, now_ms(), ttl_s=ttl_s, reply_to=reply_to)
+        await self._pump([])
+        return msg
+
+    async def wait_delivered(self, message_id: str, timeout: float) -> set[str]:
+        """Wait until every online member acknowledged ``message_id`` (or the timeout); who did."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            acked = self.core.delivered_to(message_id)
+            online = self.core.online()
+            if online and online <= acked:
+                return acked
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return acked
+            await self._wait_change(remaining)
+
+    async def wait_connected(self, timeout: float) -> set[str]:
+        """Wait until we are linked (handshake + sync hello done) with every peer the server lists."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            present = set(self.mesh.present) if self.mesh else set()
+            online = self.core.online()
+            if present <= online:
+                return online
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return online
+            await self._wait_change(remaining)
+
+    async def wait_for(self, predicate: Any, timeout: float) -> None:
+        """Wait until ``predicate()`` is true, re-checked after every change of room state."""
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await self._wait_change(timeout)
+
+    async def _wait_change(self, timeout: float) -> None:
+        self._changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+
+    async def events(self, *, history: bool = False) -> AsyncIterator[RoomEvent]:
+        """Room events as they happen; ``history=True`` first replays the stored messages."""
+        queue: asyncio.Queue[RoomEvent | None] = asyncio.Queue()
+        if history:
+            for m in self.core.messages():
+                queue.put_nowait(MessageReceived(m))
+        self._subscribers.append(queue)
+        try:
+            while True:
+                ev = await queue.get()
+                if ev is None:
+                    return
+                yield ev
+        finally:
+            with contextlib.suppress(ValueError):
+                self._subscribers.remove(queue)
+
+    # -- network side ----------------------------------------------------------------------------
+
+    def seal(self, to: str, kind: str, body: dict[str, Any]) -> str:
+        return seal_signal(self._peer.identity, self.invite, to, kind, body, now_ms())
+
+    def open(self, sender: str, payload: str) -> tuple[str, dict[str, Any]]:
+        opened = open_signal(self.invite, self.peer_id, sender, payload, now_ms(), self._replay)
+        self.core.learn_bundle(opened.sender_bundle)
+        body = opened.body if isinstance(opened.body, dict) else {"value": opened.body}
+        return opened.kind, body
+
+    def link_up(self, peer: str, link: RtcTransport) -> None:
+        old = self._readers.pop(peer, None)
+        if old is not None:
+            old.cancel()
+        self._readers[peer] = asyncio.create_task(self._read(peer, link), name=f"read-{peer[:8]}")
+
+    def link_down(self, peer: str) -> None:
+        pass  # the reader notices the end of the link and tells the core
+
+    async def _read(self, peer: str, link: RtcTransport) -> None:
+        try:
+            self.core.link_up(peer, now_ms())
+            await self._pump([])
+            async for frame in link:
+                events = self.core.receive(peer, frame, now_ms())
+                await self._pump(events)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            if not self._closed:
+                self.core.link_down(peer, now_ms())
+                with contextlib.suppress(Exception):
+                    await self._pump([])
+
+    async def _pump(self, events: list[RoomEvent]) -> None:
+        """Persist, transmit, re-arm the timer, publish events — in that order."""
+        self._peer.persist(self)
+        mesh = self.mesh
+        for neighbour, data in self.core.data_to_send():
+            link = mesh.links.get(neighbour) if mesh else None
+            if link is None or link.closed:
+                continue
+            try:
+                await link.send(data)
+            except (ConnectionError, ValueError) as exc:
+                log.info("send to %s failed: %s", neighbour[:8], type(exc).__name__)
+        for dead in self.core.take_dead_links():
+            if mesh is not None:
+                mesh.drop_link(dead)
+        self._arm_timer()
+        for ev in events:
+            for q in self._subscribers:
+                q.put_nowait(ev)
+        if events or True:
+            self._changed.set()
+
+    def _arm_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        when = self.core.next_timer()
+        if when is None or self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, (when - now_ms()) / 1000)
+        self._timer = loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        events = self.core.handle_timer(now_ms())
+        self._peer.spawn(self._pump(events))
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in self._readers.values():
+            task.cancel()
+        for task in self._readers.values():
+            with contextlib.suppress(BaseException):
+                await task
+        if self.mesh is not None:
+            await self.mesh.close()
+        for q in self._subscribers:
+            q.put_nowait(None)
+
+
+class Peer:
+    """A member of any number of rooms, with one identity and one store per home directory."""
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        store_path: str | None = None,
+        connect_timeout: float = 20.0,
+    ) -> None:
+        self.home: Path = resolve_home(home)
+        self.identity = load_or_create_identity(self.home)
+        self.peer_id = self.identity.peer_id
+        self.store = Store(store_path if store_path is not None else self.home / STORE_FILE)
+        self.rooms: dict[str, RoomHandle] = {}
+        self._signaling: dict[str, SignalingClient] = {}
+        self._signaling_tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._connect_timeout = connect_timeout
+        self._stopped = asyncio.Event()
+
+    async def __aenter__(self) -> Peer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed: %r", task.exception())
+
+    # -- rooms -------------------------------------------------------------------------------------
+
+    async def join(self, invite: str | Invite, *, keeper: bool = False) -> RoomHandle:
+        """Join (or resume) a room and connect to its members through the invite's server."""
+        inv = invite if isinstance(invite, Invite) else Invite.parse(invite)
+        if inv.room_id in self.rooms:
+            return self.rooms[inv.room_id]
+        now = now_ms()
+        self.store.add_room(inv.room_id, inv.url(), now)
+        core = Room.restore(self.identity, inv, self.store, now, keeper=keeper)
+        handle = RoomHandle(self, inv, core, keeper)
+        self.rooms[inv.room_id] = handle
+        client = await self._signaling_for(inv.server)
+        handle.mesh = RoomMesh(
+            self.peer_id,
+            handle.seal,
+            handle.open,
+            lambda to, payload: client.signal(inv.room_id, to, payload),
+            handle.link_up,
+            handle.link_down,
+            turn=client.turn,
+            connect_timeout=self._connect_timeout,
+        )
+        present = await client.join(inv.room_id)
+        handle.mesh.set_present(present)
+        await handle._pump([])
+        return handle
+
+    async def _signaling_for(self, server: str) -> SignalingClient:
+        client = self._signaling.get(server)
+        if client is not None:
+            return client
+        try:
+            client = await SignalingClient.connect(server, self.identity.public_key, self.identity.sign)
+        except SignalingError as exc:
+            raise PeerError(f"signaling server {server}: {exc}") from exc
+        except (OSError, TimeoutError) as exc:
+            raise PeerError(f"cannot reach the signaling server at {server}") from exc
+        self._signaling[server] = client
+        self._signaling_tasks[server] = asyncio.create_task(self._signaling_loop(server, client))
+        return client
+
+    async def _signaling_loop(self, server: str, client: SignalingClient) -> None:
+        async for ev in client.events():
+            if isinstance(ev, PeerJoined | PeerLeft | SignalReceived):
+                handle = self.rooms.get(ev.room)
+                if handle is None or handle.mesh is None:
+                    continue
+                if isinstance(ev, PeerJoined):
+                    handle.mesh.peer_joined(ev.peer)
+                elif isinstance(ev, PeerLeft):
+                    handle.mesh.peer_left(ev.peer)
+                else:
+                    self.spawn(handle.mesh.handle_signal(ev.sender, ev.payload))
+            elif isinstance(ev, ServerError):
+                log.warning("signaling server error: %s", ev.code)
+            elif isinstance(ev, Disconnected):
+                log.warning("signaling connection to %s lost", server)
+                break
+
+    def persist(self, handle: RoomHandle) -> None:
+        handle.core.flush(self.store)
+
+    async def run_forever(self) -> None:
+        await self._stopped.wait()
+
+    async def close(self) -> None:
+        self._stopped.set()
+        for handle in list(self.rooms.values()):
+            with contextlib.suppress(Exception):
+                self.persist(handle)
+            await handle.close()
+        for client in self._signaling.values():
+            await client.close()
+        for task in list(self._signaling_tasks.values()) + list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        self.store.close()
+
+
+__all__ += ["Delivered", "MemberOnline", "MessageReceived", "ProtocolError"]

@@ -1,0 +1,71 @@
+// Entry point of index.html: builds the store, view, identity and App, and binds the DOM.
+import { createStore, initialState } from './ui/state.js';
+import { createView, fillTtlSelect } from './ui/view.js';
+import { App } from './ui/app.js';
+import { loadOrCreateIdentity } from './store/identity.js';
+import { safetyNumber } from './core/safety.js';
+
+const store = createStore(initialState(Date.now()));
+const render = createView();
+store.subscribe(render);
+render(store.getState());
+
+const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
+const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+const identity = await loadOrCreateIdentity();
+const app = new App({ store, identity, wsUrl });
+/** @type {any} */ (window).ephemesh = { app, store, identity };
+
+const savedName = localStorage.getItem('ephemesh.name') ?? '';
+/** @type {HTMLInputElement} */ ($('name-input')).value = savedName;
+store.dispatch({ type: 'set-name', name: savedName });
+fillTtlSelect(/** @type {HTMLSelectElement} */ ($('welcome-ttl')), 3600);
+
+function askNotifications() {
+  if (typeof Notification !== 'undefined' && Notification.permission === 'default') void Notification.requestPermission();
+}
+
+$('welcome-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const name = /** @type {HTMLInputElement} */ ($('name-input')).value.trim();
+  localStorage.setItem('ephemesh.name', name);
+  store.dispatch({ type: 'set-name', name });
+  askNotifications();
+  void app.createRoom(Number(/** @type {HTMLSelectElement} */ ($('welcome-ttl')).value));
+});
+$('join-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  askNotifications();
+  void app.openFragment(/** @type {HTMLInputElement} */ ($('invite-input')).value.trim());
+});
+$('error-dismiss').addEventListener('click', () => store.dispatch({ type: 'dismiss-error' }));
+$('ttl-select').addEventListener('change', (e) => store.dispatch({ type: 'set-ttl', ttlS: Number(/** @type {HTMLSelectElement} */ (e.target).value) }));
+$('invite-copy').addEventListener('click', () => {
+  const url = store.getState().inviteUrl;
+  if (url) void navigator.clipboard?.writeText(url).catch(() => undefined);
+});
+$('members-toggle').addEventListener('click', () => {
+  const open = $('members').classList.toggle('open');
+  $('members-toggle').setAttribute('aria-expanded', String(open));
+});
+$('safety-open').addEventListener('click', () => store.dispatch({ type: 'safety-open', open: true }));
+$('safety').addEventListener('close', () => store.dispatch({ type: 'safety-open', open: false }));
+
+const input = /** @type {HTMLTextAreaElement} */ ($('composer-input'));
+async function send() {
+  if (await app.sendText(input.value)) input.value = '';
+}
+$('composer').addEventListener('submit', (e) => { e.preventDefault(); void send(); });
+input.addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); void send(); }
+});
+
+// Live countdowns and expiry: one tick per second drives the whole view.
+setInterval(() => store.dispatch({ type: 'tick', now: Date.now() }), 1000);
+
+/** Exposed for phase 2 / tests: compute the safety number with a member's key. */
+/** @type {any} */ (window).ephemesh.safetyWith = async (/** @type {string} */ peer, /** @type {Uint8Array} */ pub) => {
+  store.dispatch({ type: 'safety-number', peer, number: await safetyNumber(identity.publicKey, pub) });
+};
+
+if (location.hash.length > 1) void app.openFragment(location.hash.slice(1));

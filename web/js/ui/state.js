@@ -1,0 +1,129 @@
+// App state: one plain object, changed only by reduce(state, action). Pure and sans-IO (time is
+// passed in actions), so tests can drive the UI by dispatching actions.
+//
+// Rules:
+// - Messages are kept sorted by (sentAt, sender, id) and removed from state once now >= expiresAt
+//   ('tick'); the view never shows an expired message.
+// - A member's `link` is the mesh link state; `self` is always 'open'.
+// - `error` holds at most one user-facing error {code, text}; 'dismiss-error' clears it.
+
+export const TTL_CHOICES = [
+  { s: 30, label: '30 seconds' },
+  { s: 300, label: '5 minutes' },
+  { s: 3600, label: '1 hour' },
+  { s: 86400, label: '1 day' },
+  { s: 604800, label: '1 week' },
+];
+
+/**
+ * @typedef {{ peer: string, name: string, link: 'self'|'connecting'|'open'|'failed'|'closed' }} Member
+ * @typedef {{ id: string, sender: string, text: string, sentAt: number, expiresAt: number }} Message
+ * @typedef {{ code: string, text: string }} UiError
+ * @typedef {{
+ *   screen: 'welcome'|'room', displayName: string,
+ *   connection: 'offline'|'connecting'|'online'|'unreachable',
+ *   roomId: string|null, inviteUrl: string|null, roomTtlS: number, ttlS: number,
+ *   self: string|null, members: Record<string, Member>, messages: Message[],
+ *   error: UiError|null, safetyOpen: boolean, safety: Record<string, string>, now: number,
+ * }} AppState
+ */
+
+/** @param {number} now @returns {AppState} */
+export function initialState(now) {
+  return {
+    screen: 'welcome', displayName: '', connection: 'offline', roomId: null, inviteUrl: null,
+    roomTtlS: 3600, ttlS: 3600, self: null, members: {}, messages: [], error: null,
+    safetyOpen: false, safety: {}, now,
+  };
+}
+
+/** @param {Message} a @param {Message} b */
+function order(a, b) {
+  return a.sentAt - b.sentAt || (a.sender < b.sender ? -1 : a.sender > b.sender ? 1 : 0) || (a.id < b.id ? -1 : 1);
+}
+
+/**
+ * @param {AppState} s @param {any} a action
+ * @returns {AppState}
+ */
+export function reduce(s, a) {
+  switch (a.type) {
+    case 'set-name':
+      return { ...s, displayName: String(a.name).slice(0, 64) };
+    case 'connecting':
+      return { ...s, connection: 'connecting', error: null };
+    case 'connected':
+      return { ...s, connection: 'online', self: a.peer, members: { ...s.members, [a.peer]: { peer: a.peer, name: s.displayName || 'You', link: 'self' } } };
+    case 'unreachable':
+      return { ...s, connection: 'unreachable', error: { code: 'server-unreachable', text: 'The server cannot be reached. Retrying…' } };
+    case 'enter-room':
+      return { ...s, screen: 'room', roomId: a.roomId, inviteUrl: a.inviteUrl, roomTtlS: a.ttlS ?? s.roomTtlS, ttlS: a.ttlS ?? s.ttlS };
+    case 'member': {
+      const prev = s.members[a.peer];
+      if (prev?.link === 'self') return s;
+      return { ...s, members: { ...s.members, [a.peer]: { peer: a.peer, name: a.name ?? prev?.name ?? a.peer.slice(0, 8), link: a.link ?? prev?.link ?? 'connecting' } } };
+    }
+    case 'member-gone': {
+      const members = { ...s.members };
+      if (members[a.peer]?.link !== 'self') delete members[a.peer];
+      return { ...s, members };
+    }
+    case 'message': {
+      if (a.message.expiresAt <= s.now || s.messages.some((m) => m.id === a.message.id)) return s;
+      return { ...s, messages: [...s.messages, a.message].sort(order) };
+    }
+    case 'tick':
+      return { ...s, now: a.now, messages: s.messages.filter((m) => m.expiresAt > a.now) };
+    case 'set-ttl':
+      return { ...s, ttlS: a.ttlS };
+    case 'set-room-ttl':
+      return { ...s, roomTtlS: a.ttlS, ttlS: Math.min(s.ttlS, a.ttlS) };
+    case 'error':
+      return { ...s, error: { code: a.code, text: a.text } };
+    case 'dismiss-error':
+      return { ...s, error: null };
+    case 'safety-open':
+      return { ...s, safetyOpen: a.open };
+    case 'safety-number':
+      return { ...s, safety: { ...s.safety, [a.peer]: a.number } };
+    default:
+      return s;
+  }
+}
+
+/** A tiny store: getState, dispatch, subscribe (listeners get the new state). */
+export function createStore(/** @type {AppState} */ initial) {
+  let state = initial;
+  /** @type {Set<(s: AppState) => void>} */
+  const listeners = new Set();
+  return {
+    getState: () => state,
+    /** @param {{type: string} & Record<string, any>} action */
+    dispatch(action) {
+      const next = reduce(state, action);
+      if (next !== state) {
+        state = next;
+        for (const l of listeners) l(state);
+      }
+    },
+    /** @param {(s: AppState) => void} fn */
+    subscribe(fn) {
+      listeners.add(fn);
+      return () => listeners.delete(fn);
+    },
+  };
+}
+
+/** "4:59", "1:02:03", "2d 3h" — remaining time until `expiresAt`. */
+export function formatRemaining(/** @type {number} */ ms) {
+  const t = Math.max(0, Math.ceil(ms / 1000));
+  const d = Math.floor(t / 86400), h = Math.floor((t % 86400) / 3600), m = Math.floor((t % 3600) / 60), sec = t % 60;
+  if (d > 0) return `${d}d ${h}h`;
+  const pad = (/** @type {number} */ n) => String(n).padStart(2, '0');
+  return h > 0 ? `${h}:${pad(m)}:${pad(sec)}` : `${m}:${pad(sec)}`;
+}
+
+/** Human label for a TTL in seconds. */
+export function ttlLabel(/** @type {number} */ s) {
+  return TTL_CHOICES.find((c) => c.s === s)?.label ?? `${s} s`;
+}
