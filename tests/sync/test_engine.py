@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 
 from peer.core import wire
 from peer.core.errors import ProtocolError
+from peer.core.log import Tombstone
 from peer.core.sync import (
     Acked,
     EntryAdded,
@@ -36,14 +38,17 @@ HOUR = 3_600_000
 class Pair:
     """Two engines wired by hand: every frame can be inspected or dropped before delivery."""
 
-    def __init__(self, config: SyncConfig | None = None, room_b: str = "room") -> None:
+    def __init__(self, config: SyncConfig | None = None, room_b: str = "room", connect: bool = True) -> None:
         self.clock = FakeClock()
         self.a = make_engine("a", config=config)
         self.b = make_engine("b", room=room_b, config=config)
         self.events: dict[str, list[Event]] = {self.a.self_id: [], self.b.self_id: []}
-        now = self.clock.now
-        self.a.connect(self.b.self_id, now)
-        self.b.connect(self.a.self_id, now)
+        if connect:
+            self.connect()
+
+    def connect(self) -> None:
+        self.a.connect(self.b.self_id, self.clock.now)
+        self.b.connect(self.a.self_id, self.clock.now)
 
     def engine(self, ident: str) -> SyncEngine:
         return self.a if ident == self.a.self_id else self.b
@@ -77,7 +82,10 @@ class Pair:
         self.clock.set(end)
 
 
-def of_type[T](events: list[Event], cls: type[T]) -> list[T]:
+T = TypeVar("T")
+
+
+def of_type(events: list[Event], cls: type[T]) -> list[T]:
     return [e for e in events if isinstance(e, cls)]
 
 
@@ -167,8 +175,9 @@ def test_silent_neighbour_times_out() -> None:
 
 
 def test_lost_want_is_retried_after_timeout() -> None:
-    p = Pair(SyncConfig(want_timeout_ms=500, dead_after_ms=60_000))
+    p = Pair(SyncConfig(want_timeout_ms=500, dead_after_ms=60_000), connect=False)
     Author(p.a).publish(p.clock.now, HOUR)
+    p.connect()
     dropped: list[bytes] = []
 
     def drop_first_want(src: str, data: bytes) -> bool:
@@ -183,6 +192,17 @@ def test_lost_want_is_retried_after_timeout() -> None:
     p.tick(500)
     p.pump()
     assert len(p.b.log) == 1
+
+
+def test_lost_push_is_repaired_by_periodic_hello() -> None:
+    p = Pair(SyncConfig(resync_ms=2_000, dead_after_ms=60_000))
+    p.pump()
+    entry = Author(p.a).publish(p.clock.now, HOUR)
+    p.pump(drop=lambda src, data: isinstance(wire.decode_frame(data), wire.Envelopes))
+    assert entry.key not in p.b.log
+    p.tick(2_000)
+    p.pump()
+    assert p.b.log.get(entry.key) == entry
 
 
 def test_bad_frames_are_dropped_and_session_survives() -> None:
@@ -265,7 +285,7 @@ def test_expiry_erases_everywhere_and_is_never_served_again() -> None:
 
 
 def test_expiry_tombstone_reaches_a_peer_whose_clock_lags() -> None:
-    p = Pair()
+    p = Pair(SyncConfig(dead_after_ms=60_000))
     p.pump()
     entry = Author(p.a).publish(p.clock.now, 5_000)
     p.pump()
@@ -305,8 +325,6 @@ def test_unauthorized_delete_is_refused() -> None:
     p.pump()
     entry = Author(p.a).publish(p.clock.now, HOUR)
     p.pump()
-    from peer.core.log import Tombstone
-
     (frame,) = wire.encode_tombstones([Tombstone(entry.sender, entry.seq, entry.expires_at, b"forged")])
     events = p.b.receive(p.a.self_id, frame, p.clock.now)
     assert events == [ProtocolErrorEvent(p.a.self_id, "unauthorized-tombstone")]
