@@ -20,6 +20,9 @@ Rules (one session per neighbour; the adapter calls ``connect`` when a transport
   the skew bound). A tombstone with a proof (explicit unsend) is accepted only if the injected
   ``authorize_tombstone`` says so; without it, ``unauthorized-tombstone``. Accepted tombstones are
   relayed to neighbours that may hold the key.
+- An entry stamped more than ``max_lamport_jump`` ahead of our Lamport clock is refused
+  (``lamport-jump``), so one member cannot exhaust everyone's clock. Local entries take their stamp
+  from ``engine.clock.tick()``.
 - PING every ``heartbeat_ms``; any frame counts as liveness; silence for ``dead_after_ms`` ->
   ``NeighbourTimedOut`` and the session is dropped.
 """
@@ -49,6 +52,8 @@ class SyncConfig:
     max_want_attempts: int = 8
     max_serve_keys: int = 8_192
     skew_ms: int = DEFAULT_SKEW_MS
+    #: An entry whose Lamport stamp is this far ahead of our clock is refused (clock exhaustion attack).
+    max_lamport_jump: int = 2**32
 
 
 # -- events ---------------------------------------------------------------------------------------------
@@ -361,6 +366,9 @@ class SyncEngine:
                 entry = self._validate(item)
             except ProtocolError as e:
                 events.append(self._error(s.neighbour, e.code))
+                continue
+            if entry.lamport > self.clock.value + self.config.max_lamport_jump:
+                events.append(self._error(s.neighbour, "lamport-jump"))
                 continue
             key = entry.key
             drained = self._resolve(key)

@@ -266,7 +266,7 @@ class RtcConnector:
         """
         kind, body = self._open(sender, payload)
         if kind == "offer":
-            if sender > self.local_id:
+            if sender < self.local_id:
                 pending = self._new_pc(sender, offerer=False)
                 pc = pending.pc
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=str(body["sdp"]), type="offer"))
@@ -281,7 +281,7 @@ class RtcConnector:
                 self._tasks.add(task)
                 task.add_done_callback(self._task_done)
                 return None
-            log.info("ignoring an offer from a peer with a higher id than ours (we offer)")
+            log.info("ignoring an offer from a peer with a higher id than ours (we are the offerer)")
             return None
         pending_or_none = self._pending.get(sender)
         if pending_or_none is None:

@@ -29,6 +29,7 @@ from peer.testing import (
     SimNetwork,
     build_sim,
     make_engine,
+    make_envelope,
     unsend_proof,
 )
 
@@ -224,6 +225,15 @@ def test_bad_frames_are_dropped_and_session_survives() -> None:
     p.pump()
     assert b.log.get(later.key) == later
     assert b.protocol_errors == 3
+
+
+def test_lamport_jump_is_refused() -> None:
+    p = Pair()
+    p.pump()
+    data = make_envelope(p.a.self_id, 0, 2**40, p.clock.now, p.clock.now + HOUR)
+    (frame,) = wire.encode_envelopes([data])
+    assert p.b.receive(p.a.self_id, frame, p.clock.now) == [ProtocolErrorEvent(p.a.self_id, "lamport-jump")]
+    assert p.b.clock.value < 2**32
 
 
 def test_frames_before_hello_are_refused() -> None:

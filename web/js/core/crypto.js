@@ -69,11 +69,63 @@ function needBytes(x, n, what) {
   return x;
 }
 
-/** True when an Ed25519 point encoding has canonical y (< p). */
+/** True when an Ed25519 point encoding is canonical: y < p, and no sign bit on x = 0 (y = 1, y = -1). */
 export function isCanonicalEd25519Point(/** @type {Uint8Array} */ enc) {
   if (enc.length !== 32) return false;
   const y = leInt(enc) & ((1n << 255n) - 1n);
-  return y < P;
+  if (y >= P) return false;
+  return !((enc[31] & 0x80) && (y === 1n || y === P - 1n));
+}
+
+// Public-data point arithmetic, used ONLY to check that a public key is on the curve and of prime
+// order ([L]A = identity), as libsodium's crypto_core_ed25519_is_valid_point does on the Python side.
+// No secret ever goes through it; signing and verification are WebCrypto's.
+const D = (-121665n * modPow(121666n, P - 2n)) % P + P;
+const SQRT_M1 = modPow(2n, (P - 1n) / 4n);
+/** @param {bigint} b @param {bigint} e */
+function modPow(b, e) {
+  let r = 1n;
+  b %= P;
+  while (e > 0n) {
+    if (e & 1n) r = (r * b) % P;
+    b = (b * b) % P;
+    e >>= 1n;
+  }
+  return r;
+}
+const mod = (/** @type {bigint} */ a) => ((a % P) + P) % P;
+/** @typedef {[bigint, bigint, bigint, bigint]} Ext extended coordinates X, Y, Z, T */
+/** @param {Ext} p @param {Ext} q @returns {Ext} */
+function edAdd([X1, Y1, Z1, T1], [X2, Y2, Z2, T2]) {
+  const A = mod((Y1 - X1) * (Y2 - X2)), B = mod((Y1 + X1) * (Y2 + X2));
+  const C = mod(2n * D * T1 * T2), Dd = mod(2n * Z1 * Z2);
+  const E = B - A, F = Dd - C, G = Dd + C, H = B + A;
+  return [mod(E * F), mod(G * H), mod(F * G), mod(E * H)];
+}
+/** Decode a canonical encoding to an extended point, or null when it is not on the curve. */
+function edDecode(/** @type {Uint8Array} */ enc) {
+  const y = leInt(enc) & ((1n << 255n) - 1n);
+  const sign = BigInt(enc[31] >> 7);
+  const y2 = mod(y * y);
+  const x2 = mod((y2 - 1n) * modPow(mod(D * y2 + 1n), P - 2n));
+  let x = modPow(x2, (P + 3n) / 8n);
+  if (mod(x * x - x2) !== 0n) x = mod(x * SQRT_M1);
+  if (mod(x * x - x2) !== 0n) return null;
+  if (x === 0n && sign === 1n) return null;
+  if ((x & 1n) !== sign) x = P - x;
+  return /** @type {Ext} */ ([x, y, 1n, mod(x * y)]);
+}
+/** True when the (canonical) encoding is a point on the curve in the prime-order subgroup. */
+export function isPrimeOrderEd25519Point(/** @type {Uint8Array} */ enc) {
+  const pt = edDecode(enc);
+  if (!pt) return false;
+  /** @type {Ext} */
+  let acc = [0n, 1n, 1n, 0n];
+  for (let i = 252n; i >= 0n; i--) {
+    acc = edAdd(acc, acc);
+    if ((L >> i) & 1n) acc = edAdd(acc, pt);
+  }
+  return acc[0] === 0n && acc[1] === acc[2];
 }
 
 /** True when an Ed25519 point encoding is one of the small-order points (any encoding of them). */
@@ -91,13 +143,14 @@ export function checkEd25519PublicKey(/** @type {unknown} */ pub) {
   const pk = needBytes(pub, 32, 'Ed25519 public key');
   if (!isCanonicalEd25519Point(pk)) throw new ProtocolError('bad-key', 'non-canonical Ed25519 key');
   if (isSmallOrderEd25519(pk)) throw new ProtocolError('bad-key', 'small-order Ed25519 key');
+  if (!isPrimeOrderEd25519Point(pk)) throw new ProtocolError('bad-key', 'invalid Ed25519 point');
   return pk;
 }
 
 /** Throws ProtocolError unless `pub` is an acceptable X25519 public key. @returns {Uint8Array} */
 export function checkX25519PublicKey(/** @type {unknown} */ pub) {
   const pk = needBytes(pub, 32, 'X25519 public key');
-  if (isSmallOrderX25519(pk)) throw new ProtocolError('bad-key', 'small-order X25519 key');
+  if (isSmallOrderX25519(pk) || leInt(pk) >= P) throw new ProtocolError('bad-key', 'small-order or non-canonical X25519 key');
   return pk;
 }
 
@@ -166,8 +219,12 @@ export async function ed25519Verify(publicKey, message, signature) {
   }
 }
 
-/** Like ed25519Verify but throws ProtocolError('bad-signature') on failure. */
+/**
+ * Strict verification that throws like peer/core/crypto.py::ed25519_verify:
+ * ProtocolError('bad-key') for an unacceptable key, ('bad-signature') for anything else.
+ */
 export async function ed25519VerifyOrThrow(/** @type {unknown} */ publicKey, /** @type {Uint8Array} */ message, /** @type {unknown} */ signature) {
+  checkEd25519PublicKey(publicKey);
   if (!(await ed25519Verify(publicKey, message, signature))) throw new ProtocolError('bad-signature', 'signature check failed');
 }
 
@@ -192,21 +249,30 @@ export async function x25519FromPrivate(/** @type {Uint8Array} */ scalar, extrac
 }
 
 /**
- * Raw X25519(privateKey, peerPublic) -> 32 bytes. Small-order peer keys and all-zero outputs
- * raise ProtocolError('bad-key').
+ * X25519 with a validated peer key (canonical u < p with top bit clear, not small order:
+ * ProtocolError('bad-key')); an all-zero output is ProtocolError('bad-dh').
  * @param {CryptoKey} privateKey @param {unknown} peerPublic
  */
 export async function x25519(privateKey, peerPublic) {
+  return x25519Unchecked(privateKey, checkX25519PublicKey(peerPublic));
+}
+
+/**
+ * Raw RFC 7748 X25519 without public-key validation (for RFC vectors only); failures and all-zero
+ * outputs still raise ProtocolError('bad-dh').
+ * @param {CryptoKey} privateKey @param {unknown} peerPublic
+ */
+export async function x25519Unchecked(privateKey, peerPublic) {
   if (!(privateKey instanceof CryptoKey)) throw new Error('missing X25519 key');
-  const pk = checkX25519PublicKey(peerPublic);
+  const pk = needBytes(peerPublic, 32, 'X25519 public key');
   let out;
   try {
     const pub = await subtle.importKey('raw', pk, { name: 'X25519' }, true, []);
     out = new Uint8Array(await subtle.deriveBits({ name: 'X25519', public: pub }, privateKey, 256));
   } catch {
-    throw new ProtocolError('bad-key', 'X25519 failed');
+    throw new ProtocolError('bad-dh', 'X25519 failed');
   }
-  if (equalBytes(out, new Uint8Array(32))) throw new ProtocolError('bad-key', 'all-zero X25519 output');
+  if (equalBytes(out, new Uint8Array(32))) throw new ProtocolError('bad-dh', 'all-zero X25519 output');
   return out;
 }
 
@@ -273,3 +339,44 @@ function b64uDecodeLoose(/** @type {string} */ s) {
 }
 
 export { b64uEncode };
+
+/**
+ * @typedef {(n: number) => Promise<Uint8Array>} Rng  randomness source (async in JS)
+ */
+
+/** The default Rng: WebCrypto getRandomValues. @type {Rng} */
+export const defaultRng = async (n) => randomBytes(n);
+
+/**
+ * Reproducible byte stream for TEST VECTORS ONLY (mirrors peer/core/crypto.py::DeterministicRng):
+ * block_i = SHA-256(seed || u32be(i)), concatenated.
+ * @param {Uint8Array} seed @returns {Rng}
+ */
+export function deterministicRng(seed) {
+  let counter = 0;
+  let buffer = new Uint8Array(0);
+  return async (n) => {
+    while (buffer.length < n) {
+      const ctr = new Uint8Array(4);
+      new DataView(ctr.buffer).setUint32(0, counter++);
+      buffer = concatBytes(buffer, await sha256(concatBytes(seed, ctr)));
+    }
+    const out = buffer.slice(0, n);
+    buffer = buffer.slice(n);
+    return out;
+  };
+}
+
+/** u64 big-endian. @param {number|bigint} n */
+export function u64(n) {
+  const out = new Uint8Array(8);
+  new DataView(out.buffer).setBigUint64(0, BigInt(n));
+  return out;
+}
+
+/** u32 big-endian. @param {number} n */
+export function u32(n) {
+  const out = new Uint8Array(4);
+  new DataView(out.buffer).setUint32(0, n);
+  return out;
+}

@@ -50,6 +50,23 @@ test('Ed25519: every small-order key (and sign-bit variant) is rejected', async 
   }
 });
 
+test('Ed25519: mixed-order keys (prime-order point + torsion) and off-curve encodings are rejected', async () => {
+  // RFC 8032 test 1 key A plus the order-2 point (0, -1) is (-x, -y): on the curve, not of prime order.
+  const pub = fromHex(RFC8032[0][1]);
+  assert(c.isPrimeOrderEd25519Point(pub), 'RFC key is prime order');
+  let y = 0n;
+  for (let i = 31; i >= 0; i--) y = (y << 8n) | BigInt(i === 31 ? pub[i] & 0x7f : pub[i]);
+  const p = (1n << 255n) - 19n;
+  let ny = (p - y) % p;
+  const mixed = new Uint8Array(32);
+  for (let i = 0; i < 32; i++) { mixed[i] = Number(ny & 0xffn); ny >>= 8n; }
+  mixed[31] |= (pub[31] & 0x80) ^ 0x80; // x -> -x flips the sign bit (x != 0)
+  assert(!c.isPrimeOrderEd25519Point(mixed), 'mixed-order point detected');
+  await assertRejects(() => c.checkEd25519PublicKey(mixed), (e) => isProto(e) && e.code === 'bad-key');
+  const offCurve = fromHex('0200000000000000000000000000000000000000000000000000000000000000');
+  assert(!c.isPrimeOrderEd25519Point(offCurve), 'y=2 is refused (libsodium agrees)');
+});
+
 test('Ed25519: non-canonical key, small-order R and S >= L are rejected', async () => {
   const nonCanonical = fromHex('f0ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f');
   assert(!c.isCanonicalEd25519Point(nonCanonical));
@@ -79,8 +96,11 @@ test('RFC 7748 5.2 X25519 vectors', async () => {
   ];
   for (const [k, u, out] of cases) {
     const { privateKey } = await c.x25519FromPrivate(fromHex(k));
-    assertEqual(toHex(await c.x25519(privateKey, fromHex(u))), out);
+    assertEqual(toHex(await c.x25519Unchecked(privateKey, fromHex(u))), out);
   }
+  // The second u has its top bit set: fine for raw RFC X25519, refused as a peer key.
+  const { privateKey } = await c.x25519Generate();
+  await assertRejects(() => c.x25519(privateKey, fromHex(cases[1][1])), (e) => isProto(e) && e.code === 'bad-key');
 });
 
 test('RFC 7748 6.1 Diffie-Hellman', async () => {
@@ -99,7 +119,7 @@ test('X25519: small-order peer keys raise ProtocolError', async () => {
     for (const flip of [0, 0x80]) {
       const pk = enc.slice();
       pk[31] |= flip;
-      await assertRejects(() => c.x25519(privateKey, pk), isProto, toHex(pk));
+      await assertRejects(() => c.x25519(privateKey, pk), (e) => isProto(e) && e.code === 'bad-key', toHex(pk));
     }
   }
   await assertRejects(() => c.x25519(privateKey, new Uint8Array(31)), isProto);

@@ -1,0 +1,735 @@
+"""The room: ties identity, membership, sender chains, envelopes and sync into one sans-IO object.
+
+Every entry point takes ``now`` (ms) and returns events; ``data_to_send()`` drains what to transmit,
+``next_timer()``/``handle_timer(now)`` drive time, ``take_persist()`` drains what must be stored *before*
+anything returned by ``data_to_send()`` is transmitted (a chain state is on disk before a key is used).
+
+Rules:
+- **Links.** ``link_up(peer)`` starts a pairwise handshake (HANDSHAKE frames: hello, then finish over a
+  signed transcript). Only when the peer's finish verifies is the sync session started (its HELLO is the
+  first sync frame). A link whose handshake fails, or whose bundle we do not know, is reported by
+  ``take_dead_links()`` and closed by the adapter.
+- **Joining.** The first time we join a room we publish a self-ADD membership op (our bundle and a
+  signed prekey, MACed with the room's member key) as a MEMBERSHIP envelope; if the invite carries a
+  TTL and the room has no timer yet, a SET_TIMER op too. Membership state is recomputed from every
+  MEMBERSHIP envelope in the log in canonical order, so every member agrees.
+- **Validation.** An envelope is accepted into the log only if it parses, is for this room and is signed
+  by its sender: a self-ADD op is checked against the bundle it carries, anything else against the
+  sender's bundle from membership. Unknown senders are a protocol error (the envelope is re-asked later,
+  after the sender's ADD has arrived).
+- **Sender keys.** Each member sends with its own chain. A chain's *initial* state goes to every member:
+  over the pairwise session to neighbours whose handshake is done, and sealed to the member's prekey in a
+  SENDER_KEY envelope (buffered by everyone) for the others. Members learned later get the same initial
+  state, so they read the whole current chain. A chain rotates after ``ChainPolicy`` limits and whenever
+  the membership epoch changes (a removal): the removed member never receives the new chain.
+- **Messages.** CHAT envelopes are opened with the sender's receiver chain; the per-message key is kept
+  (persisted) until the message expires, so history survives a restart; envelopes whose chain has not
+  arrived yet wait in ``pending``. Plaintext is never persisted. A keeper (``keeper=True``) never opens
+  anything: it only stores and serves ciphertext.
+- **Expiry.** Entries expire at their signed ``expires_at`` (the log's timer); the message, its key and
+  its envelope are erased, a tombstone remains until ``expires_at + skew``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from peer.core import wire
+from peer.core.chains import ChainPolicy, ReceiverChain, SenderChain, SenderKeyMessage
+from peer.core.crypto import aead_open, b64u_decode, b64u_encode
+from peer.core.envelope import (
+    Envelope,
+    Kind,
+    decode_content,
+    encode_text,
+    message_key_to_aead_key,
+    parse_envelope,
+    seal_envelope,
+    seal_unchained_envelope,
+    verify_envelope,
+)
+from peer.core.errors import ProtocolError
+from peer.core.handshake import (
+    Handshake,
+    PairwiseSession,
+    PrekeyPrivate,
+    SignedPrekey,
+    generate_prekey,
+    open_from_prekey,
+    open_pairwise,
+    seal_pairwise,
+)
+from peer.core.identity import Identity, PublicBundle
+from peer.core.ids import message_id
+from peer.core.invite import Invite
+from peer.core.log import Key, LogEntry
+from peer.core.membership import (
+    MembershipOp,
+    MembershipState,
+    OpType,
+    make_add,
+    make_remove,
+    make_set_timer,
+)
+from peer.core.sync import (
+    Acked,
+    EntryAdded,
+    EntryDeleted,
+    EntryExpired,
+    NeighbourReady,
+    NeighbourTimedOut,
+    OpaqueFrame,
+    ProtocolErrorEvent,
+    SyncConfig,
+    SyncEngine,
+)
+
+DEFAULT_TTL_S = 24 * 3600
+NEVER = 2**62  # expires_at of room-state envelopes (membership, sender keys)
+HS_HELLO = 1
+HS_FINISH = 2
+PAIRWISE_AAD = b"ephemesh-v1 pairwise sender-key"
+PREKEY_AAD = b"ephemesh-v1 prekey sender-key"
+
+
+# -- what applications see --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: str
+    sender: str
+    seq: int
+    lamport: int
+    sent_at: int
+    expires_at: int
+    text: str = field(repr=False)
+    reply_to: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event": "message",
+            "id": self.id,
+            "sender": self.sender,
+            "lamport": self.lamport,
+            "seq": self.seq,
+            "sent_at": self.sent_at,
+            "expires_at": self.expires_at,
+            "text": self.text,
+            "reply_to": self.reply_to,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    message: Message
+
+    def to_json(self) -> dict[str, Any]:
+        return self.message.to_json()
+
+    def __str__(self) -> str:
+        m = self.message
+        return f"[{m.sender[:8]}] {m.text}"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageExpired:
+    id: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "expired", "id": self.id}
+
+    def __str__(self) -> str:
+        return f"* message {self.id[:8]}… expired"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberJoined:
+    peer: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "joined", "peer": self.peer}
+
+    def __str__(self) -> str:
+        return f"* {self.peer[:8]} joined"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberLeft:
+    peer: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "left", "peer": self.peer}
+
+    def __str__(self) -> str:
+        return f"* {self.peer[:8]} left"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberOnline:
+    peer: str
+    online: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "online" if self.online else "offline", "peer": self.peer}
+
+    def __str__(self) -> str:
+        return f"* {self.peer[:8]} is {'online' if self.online else 'offline'}"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    id: str
+    peer: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "delivered", "id": self.id, "peer": self.peer}
+
+    def __str__(self) -> str:
+        return f"* {self.id[:8]}… delivered to {self.peer[:8]}"
+
+
+@dataclass(frozen=True, slots=True)
+class TimerChanged:
+    ttl_s: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "timer", "ttl_s": self.ttl_s}
+
+    def __str__(self) -> str:
+        return f"* room timer set to {self.ttl_s}s"
+
+
+RoomEvent = MessageReceived | MessageExpired | MemberJoined | MemberLeft | MemberOnline | Delivered | TimerChanged
+
+
+# -- persistence (the adapter does the I/O) ----------------------------------------------------------
+
+
+@dataclass
+class PersistBatch:
+    envelopes: list[LogEntry] = field(default_factory=list)
+    erased: list[tuple[str, int, int]] = field(default_factory=list)  # sender, seq, tombstone until
+    message_keys: list[tuple[str, int, int, bytes]] = field(default_factory=list)
+    states: dict[str, bytes] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.envelopes or self.erased or self.message_keys or self.states)
+
+
+@dataclass
+class Snapshot:
+    """What the store hands back on restart."""
+
+    envelopes: list[LogEntry] = field(default_factory=list)
+    tombstones: list[tuple[str, int, int]] = field(default_factory=list)
+    message_keys: dict[tuple[str, int], bytes] = field(default_factory=dict)
+    states: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass
+class _Link:
+    handshake: Handshake | None
+    session: PairwiseSession | None = None
+    hello_sent: bool = False
+
+
+class Room:
+    """One room, one member: all the protocol, none of the I/O."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        invite: Invite,
+        now: int,
+        *,
+        keeper: bool = False,
+        snapshot: Snapshot | None = None,
+        sync_config: SyncConfig | None = None,
+        chain_policy: ChainPolicy | None = None,
+    ) -> None:
+        self.identity = identity
+        self.invite = invite
+        self.room_id = invite.room_id
+        self.peer_id = identity.peer_id
+        self.keeper = keeper
+        self.policy = chain_policy or ChainPolicy()
+        self.sync = SyncEngine(self.peer_id, self.room_id, self._validate, config=sync_config)
+        self.membership = MembershipState(self.room_id)
+        self.bundles: dict[str, PublicBundle] = {self.peer_id: identity.public_bundle()}
+        self._ops: dict[Key, MembershipOp] = {}
+        self._links: dict[str, _Link] = {}
+        self._outbox: list[tuple[str, bytes]] = []
+        self._dead: list[str] = []
+        self._persist = PersistBatch()
+        self._messages: dict[Key, Message] = {}
+        self._keys: dict[Key, bytes] = {}
+        self._rx: dict[tuple[str, bytes], ReceiverChain] = {}
+        self._pending: dict[tuple[str, bytes], list[Envelope]] = {}
+        self._delivered: dict[str, set[str]] = {}
+        self._seen_prekey_msgs: set[bytes] = set()
+        self._chain_given: dict[bytes, set[str]] = {}  # chain id -> members it was given to
+        self.protocol_errors: list[tuple[str, str]] = []
+        states = snapshot.states if snapshot else {}
+        self._seq = int(states.get("seq", b"0"))
+        self.sync.clock.observe(int(states.get("lamport", b"0")))
+        self._chain: SenderChain | None = (
+            SenderChain.from_bytes(states["chain/own"]) if "chain/own" in states else None
+        )
+        self._chain_initial: SenderChain | None = (
+            SenderChain.from_bytes(states["chain/initial"]) if "chain/initial" in states else None
+        )
+        for name, value in states.items():
+            if name.startswith("chain/rx/"):
+                rx = ReceiverChain.from_bytes(value)
+                self._rx[(rx.sender, rx.chain_id)] = rx
+            elif name.startswith("chain/given/"):
+                self._chain_given[bytes.fromhex(name[len("chain/given/") :])] = set(json.loads(value))
+        if "prekey" in states:
+            raw = states["prekey"]
+            self._prekey = PrekeyPrivate(raw[:32], SignedPrekey.from_bytes(raw[32:]))
+        else:
+            self._prekey = generate_prekey(identity, now)
+            self._persist.states["prekey"] = self._prekey.private + self._prekey.signed.to_bytes()
+        self._seen_prekey_msgs = {b64u_decode(x) for x in json.loads(states.get("prekey/seen", b"[]"))}
+        if snapshot is not None:
+            self._restore(snapshot, now)
+        if self.peer_id not in self.membership.members:
+            self._publish_unchained(
+                Kind.MEMBERSHIP,
+                make_add(
+                    identity,
+                    invite.member_key,
+                    self.room_id,
+                    self.sync.clock.tick(),
+                    identity.public_bundle(),
+                    self._prekey.signed,
+                ).encode(),
+                now,
+            )
+            if invite.ttl_s and self.membership.timer is None:
+                self.set_timer(invite.ttl_s, now)
+
+    # -- restore -------------------------------------------------------------------------------------
+
+    def _restore(self, snap: Snapshot, now: int) -> None:
+        log = self.sync.log
+        for sender, seq, until in snap.tombstones:
+            log.tombstone((sender, seq), until)
+        entries = sorted(snap.envelopes, key=lambda e: e.order_key)
+        for entry in entries:
+            env = parse_envelope(entry.data)
+            if env.kind == Kind.MEMBERSHIP:
+                self._ops[entry.key] = MembershipOp.decode(env.payload)
+        self._recompute_membership(events=None)
+        for entry in entries:
+            if not log.add(entry, now):
+                continue
+            self.sync.clock.observe(entry.lamport)
+            env = parse_envelope(entry.data)
+            key = snap.message_keys.get(entry.key)
+            if env.kind == Kind.CHAT and key is not None:
+                self._keys[entry.key] = key
+                self._show(env, self._open_with_key(env, key), [])
+            elif env.kind == Kind.CHAT and not self.keeper:
+                self._pending.setdefault((env.sender, env.chain_id), []).append(env)
+            elif env.kind == Kind.SENDER_KEY and not self.keeper:
+                self._take_sender_key(env, now, [])
+
+    # -- public API ---------------------------------------------------------------------------------
+
+    def learn_bundle(self, bundle: PublicBundle) -> None:
+        """A verified bundle (e.g. from a signed signaling payload) for a peer we may link with."""
+        self.bundles.setdefault(bundle.peer_id, bundle)
+
+    def messages(self) -> list[Message]:
+        return sorted(self._messages.values(), key=lambda m: (m.lamport, m.sender, m.seq))
+
+    def online(self) -> set[str]:
+        return {n for n in self.sync.neighbours if self.sync.is_ready(n)}
+
+    def members(self) -> list[str]:
+        return sorted(self.membership.members)
+
+    def delivered_to(self, msg_id: str) -> set[str]:
+        return set(self._delivered.get(msg_id, set()))
+
+    @property
+    def timer_s(self) -> int:
+        if self.membership.timer is not None:
+            return self.membership.timer.ttl_s
+        return self.invite.ttl_s or DEFAULT_TTL_S
+
+    def send_text(self, text: str, now: int, *, ttl_s: int | None = None, reply_to: str | None = None) -> Message:
+        """Seal, sign, log and broadcast a chat message. Its expiry is fixed here and signed."""
+        if self.keeper:
+            raise ValueError("a keeper does not send messages")
+        ttl = ttl_s if ttl_s is not None else self.timer_s
+        expires_at = NEVER if ttl == 0 else now + ttl * 1000
+        chain = self._current_chain(now)
+        self._seq += 1
+        lamport = self.sync.clock.tick()
+        plaintext = encode_text(text, reply_to)
+        _, mk = chain.advance()
+        data, next_chain = seal_envelope(
+            self.identity, self.room_id, chain, Kind.CHAT, self._seq, lamport, now, expires_at, plaintext
+        )
+        self._chain = next_chain
+        self._persist.states.update(
+            {"chain/own": next_chain.to_bytes(), "seq": str(self._seq).encode(), "lamport": str(lamport).encode()}
+        )
+        entry = self.sync.publish(data, now)
+        self._persist.envelopes.append(entry)
+        key = (self.peer_id, self._seq)
+        self._keys[key] = mk.key
+        self._persist.message_keys.append((self.peer_id, self._seq, expires_at, mk.key))
+        msg = Message(message_id(self.peer_id, self._seq), self.peer_id, self._seq, lamport, now, expires_at, text, reply_to)
+        self._messages[key] = msg
+        self._delivered[msg.id] = set()
+        return msg
+
+    def set_timer(self, ttl_s: int, now: int) -> None:
+        """Set the room's default message lifetime (a signed, versioned op; the highest version wins)."""
+        version = (self.membership.timer.version + 1) if self.membership.timer else 1
+        op = make_set_timer(
+            self.identity, self.invite.member_key, self.room_id, self.sync.clock.tick(), ttl_s, version
+        )
+        self._publish_unchained(Kind.MEMBERSHIP, op.encode(), now)
+
+    def remove_member(self, peer: str, now: int) -> None:
+        op = make_remove(self.identity, self.invite.member_key, self.room_id, self.sync.clock.tick(), peer)
+        self._publish_unchained(Kind.MEMBERSHIP, op.encode(), now)
+
+    # -- links ------------------------------------------------------------------------------------------
+
+    def link_up(self, peer: str, now: int) -> None:
+        bundle = self.bundles.get(peer)
+        if bundle is None or peer in self.membership.removed:
+            self._dead.append(peer)
+            return
+        hs = Handshake(self.identity, bundle, self.room_id)
+        self._links[peer] = _Link(hs)
+        self._outbox.append((peer, wire.encode_opaque(wire.FrameType.HANDSHAKE, bytes([HS_HELLO]) + hs.hello())))
+
+    def link_down(self, peer: str, now: int) -> list[RoomEvent]:
+        link = self._links.pop(peer, None)
+        was_online = self.sync.is_ready(peer)
+        self.sync.disconnect(peer, now)
+        return [MemberOnline(peer, False)] if link is not None and was_online else []
+
+    def take_dead_links(self) -> list[str]:
+        dead, self._dead = self._dead, []
+        return dead
+
+    def receive(self, peer: str, data: bytes, now: int) -> list[RoomEvent]:
+        link = self._links.get(peer)
+        if link is None:
+            return []
+        if link.session is None:
+            return self._receive_handshake(peer, link, data, now)
+        return self._handle_sync(self.sync.receive(peer, data, now), now)
+
+    def _receive_handshake(self, peer: str, link: _Link, data: bytes, now: int) -> list[RoomEvent]:
+        try:
+            frame = wire.decode_frame(data)
+            if not isinstance(frame, wire.Opaque) or frame.type != wire.FrameType.HANDSHAKE or not frame.body:
+                raise ProtocolError("no-handshake", "expected a handshake frame")
+            assert link.handshake is not None
+            step, body = frame.body[0], frame.body[1:]
+            if step == HS_HELLO:
+                finish = link.handshake.on_hello(body)
+                self._outbox.append((peer, wire.encode_opaque(wire.FrameType.HANDSHAKE, bytes([HS_FINISH]) + finish)))
+                return []
+            if step == HS_FINISH:
+                link.session = link.handshake.on_finish(body)
+                link.handshake = None
+                self.sync.connect(peer, now)
+                return []
+            raise ProtocolError("bad-handshake", "unknown handshake step")
+        except ProtocolError as exc:
+            self.protocol_errors.append((peer, exc.code))
+            self._links.pop(peer, None)
+            self._dead.append(peer)
+            return []
+
+    # -- sync events ------------------------------------------------------------------------------------
+
+    def _handle_sync(self, sync_events: Iterable[object], now: int) -> list[RoomEvent]:
+        events: list[RoomEvent] = []
+        for ev in sync_events:
+            if isinstance(ev, EntryAdded):
+                self._on_entry(ev.entry, now, events)
+            elif isinstance(ev, EntryExpired | EntryDeleted):
+                self._erase(ev.key, events)
+            elif isinstance(ev, Acked):
+                mid = message_id(ev.sender, ev.seq)
+                if ev.sender == self.peer_id and mid in self._delivered and ev.neighbour not in self._delivered[mid]:
+                    self._delivered[mid].add(ev.neighbour)
+                    events.append(Delivered(mid, ev.neighbour))
+            elif isinstance(ev, NeighbourReady):
+                events.append(MemberOnline(ev.neighbour, True))
+                self._give_current_chain(ev.neighbour, now)
+            elif isinstance(ev, NeighbourTimedOut):
+                self._links.pop(ev.neighbour, None)
+                self._dead.append(ev.neighbour)
+                events.append(MemberOnline(ev.neighbour, False))
+            elif isinstance(ev, OpaqueFrame):
+                self._on_opaque(ev, now, events)
+            elif isinstance(ev, ProtocolErrorEvent):
+                self.protocol_errors.append((ev.neighbour, ev.code))
+                if ev.code == "wrong-room":
+                    self._dead.append(ev.neighbour)
+        return events
+
+    def _on_opaque(self, ev: OpaqueFrame, now: int, events: list[RoomEvent]) -> None:
+        link = self._links.get(ev.neighbour)
+        if ev.type != wire.FrameType.PAIRWISE or link is None or link.session is None:
+            self.protocol_errors.append((ev.neighbour, "unexpected-frame"))
+            return
+        try:
+            link.session, plaintext = open_pairwise(link.session, ev.body, PAIRWISE_AAD)
+            self._accept_sender_key(SenderKeyMessage.decode(plaintext), now, events)
+        except ProtocolError as exc:
+            self.protocol_errors.append((ev.neighbour, exc.code))
+
+    def _on_entry(self, entry: LogEntry, now: int, events: list[RoomEvent]) -> None:
+        self._persist.envelopes.append(entry)
+        env = parse_envelope(entry.data)
+        if env.kind == Kind.MEMBERSHIP:
+            self._ops[entry.key] = MembershipOp.decode(env.payload)
+            self._recompute_membership(events, now)
+        elif env.kind == Kind.SENDER_KEY:
+            if not self.keeper:
+                self._take_sender_key(env, now, events)
+        elif env.kind == Kind.CHAT and not self.keeper:
+            rx = self._rx.get((env.sender, env.chain_id))
+            if rx is None:
+                self._pending.setdefault((env.sender, env.chain_id), []).append(env)
+            else:
+                self._open_chat(env, rx, events)
+
+    # -- membership --------------------------------------------------------------------------------------
+
+    def _recompute_membership(self, events: list[RoomEvent] | None, now: int = 0) -> None:
+        before = self.membership
+        state, _rejected = MembershipState.from_ops(self.room_id, list(self._ops.values()), self.invite.member_key)
+        self.membership = state
+        for pid, member in state.members.items():
+            self.bundles[pid] = member.bundle
+        if events is None:
+            return
+        for pid in sorted(set(state.members) - set(before.members)):
+            if pid != self.peer_id:
+                events.append(MemberJoined(pid))
+                self._give_current_chain(pid, now)
+        for pid in sorted(set(before.members) - set(state.members)):
+            events.append(MemberLeft(pid))
+            for key in [k for k in self._rx if k[0] == pid]:
+                del self._rx[key]
+        if state.timer is not None and (before.timer is None or before.timer != state.timer):
+            events.append(TimerChanged(state.timer.ttl_s))
+
+    # -- sender keys ---------------------------------------------------------------------------------------
+
+    def _current_chain(self, now: int) -> SenderChain:
+        chain = self._chain
+        if chain is None or self.policy.must_rotate(chain, now=now, epoch=self.membership.epoch):
+            chain = SenderChain.new(epoch=self.membership.epoch, created_at=now)
+            self._chain = self._chain_initial = chain
+            self._persist.states["chain/own"] = chain.to_bytes()
+            self._persist.states["chain/initial"] = chain.to_bytes()
+            for pid in sorted(self.membership.members):
+                if pid != self.peer_id:
+                    self._give_chain(pid, chain, now)
+        return chain
+
+    def _give_current_chain(self, peer: str, now: int) -> None:
+        if self._chain_initial is not None and self._chain is not None and not self.policy.must_rotate(
+            self._chain, now=now, epoch=self.membership.epoch
+        ):
+            self._give_chain(peer, self._chain_initial, now)
+
+    def _give_chain(self, peer: str, initial: SenderChain, now: int) -> None:
+        """Hand ``peer`` our chain's initial state: pairwise if linked, else sealed to its prekey in the log."""
+        given = self._chain_given.setdefault(initial.chain_id, set())
+        if peer in given or peer in self.membership.removed:
+            return
+        skm = SenderKeyMessage.create(self.identity, self.room_id, initial).encode()
+        link = self._links.get(peer)
+        if link is not None and link.session is not None and self.sync.is_ready(peer):
+            link.session, frame = seal_pairwise(link.session, skm, PAIRWISE_AAD)
+            self.sync.send_opaque(peer, wire.FrameType.PAIRWISE, frame)
+        member = self.membership.members.get(peer)
+        if member is None:
+            return  # not a member yet: it gets the key when its ADD arrives
+        sealed = seal_to_prekey_for(self.identity, member.bundle, member.prekey, skm, now)
+        self._publish_unchained(Kind.SENDER_KEY, sealed, now)
+        given.add(peer)
+        self._persist.states[f"chain/given/{initial.chain_id.hex()}"] = json.dumps(sorted(given)).encode()
+
+    def _take_sender_key(self, env: Envelope, now: int, events: list[RoomEvent]) -> None:
+        payload = env.payload
+        if len(payload) < 33 or payload[17:33] != bytes.fromhex(self.peer_id):
+            return  # sealed to another member
+        sender = self.bundles.get(env.sender)
+        if sender is None:
+            return
+        try:
+            opened = open_from_prekey(self.identity, self._prekey, sender, payload, PREKEY_AAD, now)
+        except ProtocolError as exc:
+            self.protocol_errors.append((env.sender, exc.code))
+            return
+        if opened.msg_id in self._seen_prekey_msgs:
+            return
+        self._seen_prekey_msgs.add(opened.msg_id)
+        self._persist.states["prekey/seen"] = json.dumps(sorted(b64u_encode(x) for x in self._seen_prekey_msgs)).encode()
+        try:
+            self._accept_sender_key(SenderKeyMessage.decode(opened.plaintext), now, events)
+        except ProtocolError as exc:
+            self.protocol_errors.append((env.sender, exc.code))
+
+    def _accept_sender_key(self, skm: SenderKeyMessage, now: int, events: list[RoomEvent]) -> None:
+        if skm.room_id != self.room_id:
+            raise ProtocolError("wrong-room", "sender key for another room")
+        bundle = self.bundles.get(skm.sender)
+        if bundle is None or skm.sender not in self.membership.members:
+            raise ProtocolError("not-member", "sender key from a non-member")
+        key = (skm.sender, skm.chain_id)
+        if key in self._rx:
+            return
+        rx = ReceiverChain.from_sender_key_message(skm, bundle.ed25519)
+        self._rx[key] = rx
+        self._persist.states[f"chain/rx/{skm.sender}/{skm.chain_id.hex()}"] = rx.to_bytes()
+        for env in sorted(self._pending.pop(key, []), key=lambda e: e.chain_index):
+            self._open_chat(env, self._rx[key], events)
+
+    # -- chat ------------------------------------------------------------------------------------------------
+
+    def _open_chat(self, env: Envelope, rx: ReceiverChain, events: list[RoomEvent]) -> None:
+        k = (env.sender, env.seq)
+        if k in self._messages:
+            return
+        try:
+            _, mk = rx.message_key(env.chain_index)
+            plaintext, next_rx = open_envelope_with_key(env, mk), rx.message_key(env.chain_index)[0]
+        except ProtocolError as exc:
+            self.protocol_errors.append((env.sender, exc.code))
+            return
+        self._rx[(env.sender, env.chain_id)] = next_rx
+        self._persist.states[f"chain/rx/{env.sender}/{env.chain_id.hex()}"] = next_rx.to_bytes()
+        self._keys[k] = mk
+        self._persist.message_keys.append((env.sender, env.seq, env.expires_at, mk))
+        self._show(env, plaintext, events)
+
+    def _open_with_key(self, env: Envelope, key: bytes) -> bytes:
+        return open_envelope_with_key(env, key)
+
+    def _show(self, env: Envelope, plaintext: bytes, events: list[RoomEvent]) -> None:
+        try:
+            content = decode_content(plaintext)
+        except ProtocolError as exc:
+            self.protocol_errors.append((env.sender, exc.code))
+            return
+        msg = Message(
+            message_id(env.sender, env.seq),
+            env.sender,
+            env.seq,
+            env.lamport,
+            env.sent_at,
+            env.expires_at,
+            content.body,
+            content.reply_to,
+        )
+        self._messages[(env.sender, env.seq)] = msg
+        events.append(MessageReceived(msg))
+
+    def _erase(self, key: Key, events: list[RoomEvent]) -> None:
+        msg = self._messages.pop(key, None)
+        self._keys.pop(key, None)
+        tomb = self.sync.log.get_tombstone(key)
+        until = tomb.until if tomb is not None else 0
+        self._persist.erased.append((key[0], key[1], until))
+        for envs in self._pending.values():
+            envs[:] = [e for e in envs if (e.sender, e.seq) != key]
+        if msg is not None:
+            self._delivered.pop(msg.id, None)
+            events.append(MessageExpired(msg.id))
+
+    # -- publishing ----------------------------------------------------------------------------------------
+
+    def _publish_unchained(self, kind: Kind, payload: bytes, now: int) -> None:
+        self._seq += 1
+        lamport = self.sync.clock.tick()
+        data = seal_unchained_envelope(self.identity, self.room_id, kind, self._seq, lamport, now, NEVER, payload)
+        self._persist.states.update({"seq": str(self._seq).encode(), "lamport": str(lamport).encode()})
+        entry = self.sync.publish(data, now)
+        self._persist.envelopes.append(entry)
+        if kind == Kind.MEMBERSHIP:
+            self._ops[entry.key] = MembershipOp.decode(payload)
+            self._recompute_membership(None)
+
+    # -- validation (called by the sync engine for every envelope) --------------------------------------
+
+    def _validate(self, data: bytes) -> LogEntry:
+        env = parse_envelope(data)
+        if env.room_id != self.room_id:
+            raise ProtocolError("wrong-room", "envelope for another room")
+        if env.kind == Kind.MEMBERSHIP:
+            op = MembershipOp.decode(env.payload)
+            if op.author != env.sender:
+                raise ProtocolError("wrong-sender", "op author differs from envelope sender")
+            if op.op == OpType.ADD and op.target == op.author:
+                key = op.bundle.ed25519
+            else:
+                bundle = self.bundles.get(env.sender)
+                if bundle is None:
+                    raise ProtocolError("unknown-sender", "no bundle for the sender yet")
+                key = bundle.ed25519
+        else:
+            bundle = self.bundles.get(env.sender)
+            if bundle is None or env.sender not in self.membership.members and env.sender not in self.membership.removed:
+                raise ProtocolError("unknown-sender", "sender is not a known member")
+            key = bundle.ed25519
+        verify_envelope(env, key)
+        return LogEntry(env.sender, env.seq, env.lamport, env.sent_at, env.expires_at, data)
+
+    # -- pumping ------------------------------------------------------------------------------------------
+
+    def data_to_send(self) -> list[tuple[str, bytes]]:
+        out, self._outbox = self._outbox, []
+        return out + self.sync.data_to_send()
+
+    def next_timer(self) -> int | None:
+        return self.sync.next_timer()
+
+    def handle_timer(self, now: int) -> list[RoomEvent]:
+        return self._handle_sync(self.sync.handle_timer(now), now)
+
+    def take_persist(self) -> PersistBatch:
+        batch, self._persist = self._persist, PersistBatch()
+        if batch:
+            batch.states.setdefault("lamport", str(self.sync.clock.value).encode())
+        return batch
+
+    def receive_events(self, peer: str, data: bytes, now: int) -> list[RoomEvent]:
+        return self.receive(peer, data, now)
+
+
+def open_envelope_with_key(env: Envelope, message_key: bytes) -> bytes:
+    """Open a CHAT envelope whose (already verified) message key we hold."""
+    return aead_open(message_key_to_aead_key(message_key), env.nonce, env.ciphertext, env.header)
+
+
+def seal_to_prekey_for(
+    identity: Identity, bundle: PublicBundle, prekey: SignedPrekey, plaintext: bytes, now: int
+) -> bytes:
+    from peer.core.handshake import seal_to_prekey
+
+    return seal_to_prekey(identity, bundle, prekey, plaintext, PREKEY_AAD, now)
+
+
+def states_view(states: Mapping[str, bytes]) -> dict[str, bytes]:
+    return dict(states)
