@@ -140,9 +140,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from signaling.__main__ import run
-
     from peer.core.invite import Invite
+    from signaling.__main__ import run
 
     base = f"http://{args.host}:{args.port}"
     if not args.no_invite:

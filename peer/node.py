@@ -50,7 +50,7 @@ from peer.net.signaling import (
     SignalingError,
     SignalReceived,
 )
-from peer.store.sqlite import Store
+from peer.store.sqlite import Store, apply_batch, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,6 @@ class RoomHandle:
                 await self._wait_change(timeout)
 
     async def _wait_change(self, timeout: float) -> None:
-        self._changed.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout)
 
@@ -213,8 +212,9 @@ class RoomHandle:
         for ev in events:
             for q in self._subscribers:
                 q.put_nowait(ev)
-        if events or True:
-            self._changed.set()
+        # wake every waiter: set this generation's event and start a new one
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     def _arm_timer(self) -> None:
         if self._timer is not None:
@@ -293,7 +293,7 @@ class Peer:
             return self.rooms[inv.room_id]
         now = now_ms()
         self.store.add_room(inv.room_id, inv.url(), now)
-        core = Room.restore(self.identity, inv, self.store, now, keeper=keeper)
+        core = Room(self.identity, inv, now, keeper=keeper, snapshot=snapshot(self.store, inv.room_id))
         handle = RoomHandle(self, inv, core, keeper)
         self.rooms[inv.room_id] = handle
         client = await self._signaling_for(inv.server)
@@ -345,7 +345,7 @@ class Peer:
                 break
 
     def persist(self, handle: RoomHandle) -> None:
-        handle.core.flush(self.store)
+        apply_batch(self.store, handle.room_id, handle.core.take_persist())
 
     async def run_forever(self) -> None:
         await self._stopped.wait()

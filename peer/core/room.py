@@ -33,7 +33,7 @@ Rules:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +61,7 @@ from peer.core.handshake import (
     open_from_prekey,
     open_pairwise,
     seal_pairwise,
+    seal_to_prekey,
 )
 from peer.core.identity import Identity, PublicBundle
 from peer.core.ids import message_id
@@ -203,7 +204,9 @@ class TimerChanged:
         return f"* room timer set to {self.ttl_s}s"
 
 
-RoomEvent = MessageReceived | MessageExpired | MemberJoined | MemberLeft | MemberOnline | Delivered | TimerChanged
+RoomEvent = (
+    MessageReceived | MessageExpired | MemberJoined | MemberLeft | MemberOnline | Delivered | TimerChanged
+)
 
 
 # -- persistence (the adapter does the I/O) ----------------------------------------------------------
@@ -363,7 +366,9 @@ class Room:
             return self.membership.timer.ttl_s
         return self.invite.ttl_s or DEFAULT_TTL_S
 
-    def send_text(self, text: str, now: int, *, ttl_s: int | None = None, reply_to: str | None = None) -> Message:
+    def send_text(
+        self, text: str, now: int, *, ttl_s: int | None = None, reply_to: str | None = None
+    ) -> Message:
         """Seal, sign, log and broadcast a chat message. Its expiry is fixed here and signed."""
         if self.keeper:
             raise ValueError("a keeper does not send messages")
@@ -379,14 +384,27 @@ class Room:
         )
         self._chain = next_chain
         self._persist.states.update(
-            {"chain/own": next_chain.to_bytes(), "seq": str(self._seq).encode(), "lamport": str(lamport).encode()}
+            {
+                "chain/own": next_chain.to_bytes(),
+                "seq": str(self._seq).encode(),
+                "lamport": str(lamport).encode(),
+            }
         )
         entry = self.sync.publish(data, now)
         self._persist.envelopes.append(entry)
         key = (self.peer_id, self._seq)
         self._keys[key] = mk.key
         self._persist.message_keys.append((self.peer_id, self._seq, expires_at, mk.key))
-        msg = Message(message_id(self.peer_id, self._seq), self.peer_id, self._seq, lamport, now, expires_at, text, reply_to)
+        msg = Message(
+            message_id(self.peer_id, self._seq),
+            self.peer_id,
+            self._seq,
+            lamport,
+            now,
+            expires_at,
+            text,
+            reply_to,
+        )
         self._messages[key] = msg
         self._delivered[msg.id] = set()
         return msg
@@ -412,7 +430,9 @@ class Room:
             return
         hs = Handshake(self.identity, bundle, self.room_id)
         self._links[peer] = _Link(hs)
-        self._outbox.append((peer, wire.encode_opaque(wire.FrameType.HANDSHAKE, bytes([HS_HELLO]) + hs.hello())))
+        self._outbox.append(
+            (peer, wire.encode_opaque(wire.FrameType.HANDSHAKE, bytes([HS_HELLO]) + hs.hello()))
+        )
 
     def link_down(self, peer: str, now: int) -> list[RoomEvent]:
         link = self._links.pop(peer, None)
@@ -441,7 +461,9 @@ class Room:
             step, body = frame.body[0], frame.body[1:]
             if step == HS_HELLO:
                 finish = link.handshake.on_hello(body)
-                self._outbox.append((peer, wire.encode_opaque(wire.FrameType.HANDSHAKE, bytes([HS_FINISH]) + finish)))
+                self._outbox.append(
+                    (peer, wire.encode_opaque(wire.FrameType.HANDSHAKE, bytes([HS_FINISH]) + finish))
+                )
                 return []
             if step == HS_FINISH:
                 link.session = link.handshake.on_finish(body)
@@ -466,7 +488,11 @@ class Room:
                 self._erase(ev.key, events)
             elif isinstance(ev, Acked):
                 mid = message_id(ev.sender, ev.seq)
-                if ev.sender == self.peer_id and mid in self._delivered and ev.neighbour not in self._delivered[mid]:
+                if (
+                    ev.sender == self.peer_id
+                    and mid in self._delivered
+                    and ev.neighbour not in self._delivered[mid]
+                ):
                     self._delivered[mid].add(ev.neighbour)
                     events.append(Delivered(mid, ev.neighbour))
             elif isinstance(ev, NeighbourReady):
@@ -515,7 +541,9 @@ class Room:
 
     def _recompute_membership(self, events: list[RoomEvent] | None, now: int = 0) -> None:
         before = self.membership
-        state, _rejected = MembershipState.from_ops(self.room_id, list(self._ops.values()), self.invite.member_key)
+        state, _rejected = MembershipState.from_ops(
+            self.room_id, list(self._ops.values()), self.invite.member_key
+        )
         self.membership = state
         for pid, member in state.members.items():
             self.bundles[pid] = member.bundle
@@ -547,8 +575,10 @@ class Room:
         return chain
 
     def _give_current_chain(self, peer: str, now: int) -> None:
-        if self._chain_initial is not None and self._chain is not None and not self.policy.must_rotate(
-            self._chain, now=now, epoch=self.membership.epoch
+        if (
+            self._chain_initial is not None
+            and self._chain is not None
+            and not self.policy.must_rotate(self._chain, now=now, epoch=self.membership.epoch)
         ):
             self._give_chain(peer, self._chain_initial, now)
 
@@ -585,7 +615,9 @@ class Room:
         if opened.msg_id in self._seen_prekey_msgs:
             return
         self._seen_prekey_msgs.add(opened.msg_id)
-        self._persist.states["prekey/seen"] = json.dumps(sorted(b64u_encode(x) for x in self._seen_prekey_msgs)).encode()
+        self._persist.states["prekey/seen"] = json.dumps(
+            sorted(b64u_encode(x) for x in self._seen_prekey_msgs)
+        ).encode()
         try:
             self._accept_sender_key(SenderKeyMessage.decode(opened.plaintext), now, events)
         except ProtocolError as exc:
@@ -613,8 +645,9 @@ class Room:
         if k in self._messages:
             return
         try:
-            _, mk = rx.message_key(env.chain_index)
-            plaintext, next_rx = open_envelope_with_key(env, mk), rx.message_key(env.chain_index)[0]
+            verify_envelope(env, rx.sender_key)
+            next_rx, mk = rx.message_key(env.chain_index)
+            plaintext = open_envelope_with_key(env, mk)
         except ProtocolError as exc:
             self.protocol_errors.append((env.sender, exc.code))
             return
@@ -663,7 +696,9 @@ class Room:
     def _publish_unchained(self, kind: Kind, payload: bytes, now: int) -> None:
         self._seq += 1
         lamport = self.sync.clock.tick()
-        data = seal_unchained_envelope(self.identity, self.room_id, kind, self._seq, lamport, now, NEVER, payload)
+        data = seal_unchained_envelope(
+            self.identity, self.room_id, kind, self._seq, lamport, now, NEVER, payload
+        )
         self._persist.states.update({"seq": str(self._seq).encode(), "lamport": str(lamport).encode()})
         entry = self.sync.publish(data, now)
         self._persist.envelopes.append(entry)
@@ -690,7 +725,9 @@ class Room:
                 key = bundle.ed25519
         else:
             bundle = self.bundles.get(env.sender)
-            if bundle is None or env.sender not in self.membership.members and env.sender not in self.membership.removed:
+            if bundle is None or (
+                env.sender not in self.membership.members and env.sender not in self.membership.removed
+            ):
                 raise ProtocolError("unknown-sender", "sender is not a known member")
             key = bundle.ed25519
         verify_envelope(env, key)
@@ -714,9 +751,6 @@ class Room:
             batch.states.setdefault("lamport", str(self.sync.clock.value).encode())
         return batch
 
-    def receive_events(self, peer: str, data: bytes, now: int) -> list[RoomEvent]:
-        return self.receive(peer, data, now)
-
 
 def open_envelope_with_key(env: Envelope, message_key: bytes) -> bytes:
     """Open a CHAT envelope whose (already verified) message key we hold."""
@@ -726,10 +760,4 @@ def open_envelope_with_key(env: Envelope, message_key: bytes) -> bytes:
 def seal_to_prekey_for(
     identity: Identity, bundle: PublicBundle, prekey: SignedPrekey, plaintext: bytes, now: int
 ) -> bytes:
-    from peer.core.handshake import seal_to_prekey
-
     return seal_to_prekey(identity, bundle, prekey, plaintext, PREKEY_AAD, now)
-
-
-def states_view(states: Mapping[str, bytes]) -> dict[str, bytes]:
-    return dict(states)

@@ -70,21 +70,21 @@ class RtcTransport:
         self._low.set()
         channel.bufferedAmountLowThreshold = LOW_WATER
 
-        @channel.on("message")  # type: ignore[untyped-decorator]
+        @channel.on("message")
         def _on_message(message: bytes | str) -> None:
             if isinstance(message, str):
                 message = message.encode()
             self._queue.put_nowait(message)
 
-        @channel.on("close")  # type: ignore[untyped-decorator]
+        @channel.on("close")
         def _on_close() -> None:
             self._mark_closed()
 
-        @channel.on("bufferedamountlow")  # type: ignore[untyped-decorator]
+        @channel.on("bufferedamountlow")
         def _on_low() -> None:
             self._low.set()
 
-        @pc.on("connectionstatechange")  # type: ignore[untyped-decorator]
+        @pc.on("connectionstatechange")
         async def _on_state() -> None:
             if pc.connectionState in ("failed", "closed"):
                 self._mark_closed()
@@ -210,12 +210,12 @@ class RtcConnector:
         pending = _Pending(pc=pc, offerer=offerer)
         self._pending[remote] = pending
 
-        @pc.on("datachannel")  # type: ignore[untyped-decorator]
+        @pc.on("datachannel")
         def _on_channel(channel: RTCDataChannel) -> None:
             if channel.label == CHANNEL_LABEL and not pending.channel_ready.done():
                 pending.channel_ready.set_result(channel)
 
-        @pc.on("connectionstatechange")  # type: ignore[untyped-decorator]
+        @pc.on("connectionstatechange")
         async def _on_state() -> None:
             if pc.connectionState == "failed" and not pending.channel_ready.done():
                 pending.channel_ready.set_exception(ConnectionError("ICE failed"))
@@ -228,7 +228,7 @@ class RtcConnector:
         pc = pending.pc
         channel = pc.createDataChannel(CHANNEL_LABEL, ordered=True)
 
-        @channel.on("open")  # type: ignore[untyped-decorator]
+        @channel.on("open")
         def _on_open() -> None:
             if not pending.channel_ready.done():
                 pending.channel_ready.set_result(channel)

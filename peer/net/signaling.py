@@ -323,7 +323,7 @@ class SignalingClient:
 
     # ---------------------------------------------------------------------------------- events
 
-    async def next_event(self, timeout: float | None = None) -> SignalingEvent:  # noqa: ASYNC109
+    async def next_event(self, timeout: float | None = None) -> SignalingEvent:
         """The next event; raises ``TimeoutError`` after ``timeout`` seconds. Sticky once disconnected."""
         if self._events.empty() and self._disconnected is not None:
             return self._disconnected

@@ -19,6 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from peer.core.log import LogEntry
+from peer.core.room import PersistBatch, Snapshot
+
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -250,3 +253,55 @@ class Store:
     def compact(self) -> None:
         """Rewrite the file without free pages (after large purges)."""
         self._db.execute("VACUUM")
+
+
+def snapshot(store: Store, room_id: str) -> Snapshot:
+    """Everything a :class:`peer.core.room.Room` needs to resume."""
+    keys = {
+        (sender, seq): bytes(key)
+        for sender, seq, key in store._db.execute(
+            "SELECT sender, seq, key FROM message_keys WHERE room_id = ?", (room_id,)
+        )
+    }
+    return Snapshot(
+        envelopes=[
+            LogEntry(e.sender, e.seq, e.lamport, e.sent_at, e.expires_at, e.data)
+            for e in store.envelopes(room_id)
+        ],
+        tombstones=store.tombstones(room_id),
+        message_keys=keys,
+        states=store.states(room_id),
+    )
+
+
+def apply_batch(store: Store, room_id: str, batch: PersistBatch) -> None:
+    """Write what the room asked to persist, in one transaction."""
+    if not batch:
+        return
+    with store._tx() as db:
+        db.executemany(
+            "INSERT OR IGNORE INTO envelopes (room_id, sender, seq, lamport, sent_at, expires_at, data)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(room_id, e.sender, e.seq, e.lamport, e.sent_at, e.expires_at, e.data) for e in batch.envelopes],
+        )
+        db.executemany(
+            "INSERT OR REPLACE INTO message_keys (room_id, sender, seq, expires_at, key) VALUES (?, ?, ?, ?, ?)",
+            [(room_id, s, q, x, k) for s, q, x, k in batch.message_keys],
+        )
+        db.executemany(
+            "INSERT OR REPLACE INTO state (room_id, name, value) VALUES (?, ?, ?)",
+            [(room_id, k, v) for k, v in batch.states.items()],
+        )
+        for sender, seq, until in batch.erased:
+            db.execute(
+                "INSERT INTO tombstones (room_id, sender, seq, until) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (room_id, sender, seq) DO UPDATE SET until = max(until, excluded.until)",
+                (room_id, sender, seq, until),
+            )
+            db.execute(
+                "DELETE FROM envelopes WHERE room_id = ? AND sender = ? AND seq = ?", (room_id, sender, seq)
+            )
+            db.execute(
+                "DELETE FROM message_keys WHERE room_id = ? AND sender = ? AND seq = ?",
+                (room_id, sender, seq),
+            )

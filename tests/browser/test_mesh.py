@@ -1,7 +1,11 @@
-"""Two browser contexts authenticate to the real signaling server, join one room and open a data channel."""
+"""Two browser contexts authenticate to the real signaling server, join one room and open a data channel.
+
+The offer/answer travel sealed for the room and signed (core/signal.js), so the server sees only ciphertext.
+"""
 
 from __future__ import annotations
 
+import base64
 import secrets
 
 import pytest
@@ -11,9 +15,9 @@ from .harness import BrowserHarness
 
 pytestmark = pytest.mark.browser
 
-_START = """async ([ws, room]) => {
+_START = """async ([ws, fragment]) => {
   const { startNode } = await import('/js/test/mesh-harness.js');
-  window.__node = await startNode(ws, room);
+  window.__node = await startNode(ws, fragment);
   return window.__node.peer;
 }"""
 
@@ -27,12 +31,12 @@ async def _open(browser: Browser, base_url: str) -> Page:
 
 async def _two_pages_exchange(browser: Browser, base_url: str) -> dict[str, object]:
     ws_url = base_url.replace("http://", "ws://") + "/ws"
-    room = secrets.token_hex(16)
+    fragment = "v1." + base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
     a = await _open(browser, base_url)
     b = await _open(browser, base_url)
     try:
-        peer_a = await a.evaluate(_START, [ws_url, room])
-        peer_b = await b.evaluate(_START, [ws_url, room])
+        peer_a = await a.evaluate(_START, [ws_url, fragment])
+        peer_b = await b.evaluate(_START, [ws_url, fragment])
         # Wait (by condition, not by time) for both sides to report the link open.
         await a.wait_for_function("p => window.__node.links[p] === 'open'", arg=peer_b, timeout=20_000)
         await b.wait_for_function("p => window.__node.links[p] === 'open'", arg=peer_a, timeout=20_000)
@@ -45,6 +49,8 @@ async def _two_pages_exchange(browser: Browser, base_url: str) -> dict[str, obje
             "sent": (sent_a, sent_b),
             "at_a": await a.evaluate("window.__node.frames"),
             "at_b": await b.evaluate("window.__node.frames"),
+            "bundles_at_a": await a.evaluate("window.__node.bundlesFrom"),
+            "bundles_at_b": await b.evaluate("window.__node.bundlesFrom"),
         }
     finally:
         await a.context.close()
@@ -60,3 +66,6 @@ def test_two_browsers_open_a_data_channel(harness: BrowserHarness) -> None:
     assert result["sent"] == (True, True)
     assert result["at_b"] == [{"peer": peer_a, "text": "hello from a"}]
     assert result["at_a"] == [{"peer": peer_b, "text": "hello from b"}]
+    # Each side verified the other's signed signaling payload (offer or answer) and learnt its bundle.
+    assert result["bundles_at_a"] == [peer_b]
+    assert result["bundles_at_b"] == [peer_a]

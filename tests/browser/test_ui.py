@@ -69,12 +69,23 @@ async def _two_members(browser: Browser, base_url: str) -> dict[str, Any]:
         await b.screenshot(path=str(ARTIFACTS / "room-phone-390x844.png"), animations="disabled")
         await a.get_by_role("button", name="Safety numbers").click()
         await a.get_by_role("dialog").wait_for()
+        await a.wait_for_function("p => window.ephemesh.store.getState().safety[p]", arg=peer_b)
+        await b.wait_for_function("p => window.ephemesh.store.getState().safety[p]", arg=peer_a)
+        safety_a = await a.evaluate("p => window.ephemesh.store.getState().safety[p]", peer_b)
+        safety_b = await b.evaluate("p => window.ephemesh.store.getState().safety[p]", peer_a)
+        await a.locator("#safety-list .digits", has_text=safety_a).wait_for()
         await a.screenshot(path=str(ARTIFACTS / "safety-desktop-1280x800.png"), animations="disabled")
         # Erasure in the view: once "now" passes expires_at the message is gone.
         await a.evaluate("window.ephemesh.store.dispatch({type: 'tick', now: Date.now() + 60000})")
         await a.locator('#messages li[data-id="m3"]').wait_for(state="detached")
         remaining = await a.locator("#messages li").count()
-        return {"rooms": (room_a, room_b), "refused": refused, "countdown": countdown, "remaining": remaining}
+        return {
+            "rooms": (room_a, room_b),
+            "refused": refused,
+            "countdown": countdown,
+            "remaining": remaining,
+            "safety": (safety_a, safety_b),
+        }
     finally:
         await a.context.close()
         await b.context.close()
@@ -91,6 +102,9 @@ def test_two_browsers_meet_in_a_room_via_invite(harness: BrowserHarness) -> None
     assert "not sent" in result["refused"]
     assert result["countdown"].startswith("0:4")
     assert result["remaining"] == 2
+    safety_a, safety_b = result["safety"]
+    assert safety_a == safety_b  # symmetric, from keys each side verified in signed signaling payloads
+    assert len(safety_a.split(" ")) == 12
     for name in ("room-desktop-1280x800.png", "room-phone-390x844.png", "safety-desktop-1280x800.png"):
         assert (ARTIFACTS / name).stat().st_size > 1000
 

@@ -3,7 +3,6 @@ import { createStore, initialState } from './ui/state.js';
 import { createView, fillTtlSelect } from './ui/view.js';
 import { App } from './ui/app.js';
 import { loadOrCreateIdentity } from './store/identity.js';
-import { safetyNumber } from './core/safety.js';
 
 const store = createStore(initialState(Date.now()));
 const render = createView();
@@ -62,10 +61,5 @@ input.addEventListener('keydown', (e) => {
 
 // Live countdowns and expiry: one tick per second drives the whole view.
 setInterval(() => store.dispatch({ type: 'tick', now: Date.now() }), 1000);
-
-/** Exposed for phase 2 / tests: compute the safety number with a member's key. */
-/** @type {any} */ (window).ephemesh.safetyWith = async (/** @type {string} */ peer, /** @type {Uint8Array} */ pub) => {
-  store.dispatch({ type: 'safety-number', peer, number: await safetyNumber(identity.publicKey, pub) });
-};
 
 if (location.hash.length > 1) void app.openFragment(location.hash.slice(1));

@@ -12,8 +12,7 @@ import { ProtocolError } from './errors.js';
 import { b64uDecode, b64uEncode, concatBytes, fromHex, fromUtf8, utf8 } from './bytes.js';
 import { aesGcmOpen, aesGcmSeal, defaultRng, ed25519VerifyOrThrow, sha256, u64 } from './crypto.js';
 import { bundleToDict, parseBundle, publicBundle, sign } from './identity.js';
-import { isId, parsePeerId } from './ids.js';
-import { peerIdFromPublicKey } from './ids.js';
+import { parsePeerId, peerIdFromPublicKey } from './ids.js';
 
 export const LABEL_SIG = concatBytes(utf8('ephemesh-v1 signal-sig'), new Uint8Array([0]));
 export const LABEL_AEAD = concatBytes(utf8('ephemesh-v1 signal-aead'), new Uint8Array([0]));
@@ -92,13 +91,14 @@ function aad(roomId, sender, to) {
  * @param {{roomId: string, signalKey: Uint8Array}} room
  * @param {string} to @param {string} kind @param {Record<string, unknown>|string} body @param {number} now
  * @param {import('./crypto.js').Rng} [rng]
+ * @param {string[]} [fingerprints] TESTS ONLY: sign this fp list instead of the SDP's (to simulate a liar)
  */
-export async function sealSignal(identity, room, to, kind, body, now, rng = defaultRng) {
+export async function sealSignal(identity, room, to, kind, body, now, rng = defaultRng, fingerprints = undefined) {
   if (!KIND.test(kind)) throw new Error('bad kind');
   parsePeerId(to);
   if (!(room.signalKey instanceof Uint8Array) || room.signalKey.length !== 32) throw new Error('missing signal key');
   const bodyJson = JSON.stringify(body);
-  const fps = bodyFingerprints(body);
+  const fps = fingerprints ?? bodyFingerprints(body);
   const nonce = await rng(16);
   const sig = await sign(identity, await signedBytes(room.roomId, identity.peerId, to, now, nonce, kind, bodyJson, fps));
   const inner = {
@@ -179,5 +179,3 @@ export async function openSignal(room, myPeerId, fromPeer, payload, now, replay)
   replay.checkAndAdd(fromPeer, nonce, ts, now);
   return { kind, body, senderBundle: bundle, sentAt: ts };
 }
-
-export { isId };

@@ -1,11 +1,12 @@
-// Identity persistence in IndexedDB. The Ed25519 private key is stored as a NON-EXTRACTABLE
-// CryptoKey (structured clone), so page script can sign with it but never read its bytes.
+// Identity persistence in IndexedDB. The private keys are stored as NON-EXTRACTABLE CryptoKeys
+// (structured clone), so page script can sign and derive with them but never read their bytes.
 // Erasure = deleting the record (the browser drops the key material).
 
-import { ed25519Generate } from '../core/crypto.js';
+import { generateIdentity } from '../core/identity.js';
 
 const DB = 'ephemesh';
 const STORE = 'keys';
+const KEY = 'identity-v1';
 
 /** @returns {Promise<IDBDatabase>} */
 function openDb() {
@@ -17,7 +18,7 @@ function openDb() {
   });
 }
 
-/** @param {'readonly'|'readwrite'} mode @param {(s: IDBObjectStore) => IDBRequest} op */
+/** @param {'readonly'|'readwrite'} mode @param {(s: IDBObjectStore) => IDBRequest} op @returns {Promise<any>} */
 async function tx(mode, op) {
   const db = await openDb();
   try {
@@ -31,20 +32,23 @@ async function tx(mode, op) {
   }
 }
 
-/** Load the identity, creating and storing one on first use. Falls back to an ephemeral one if IndexedDB is unavailable. */
+/**
+ * Load the identity, creating and storing one on first use; an ephemeral one if IndexedDB fails.
+ * @returns {Promise<import('../core/identity.js').Identity>}
+ */
 export async function loadOrCreateIdentity() {
   try {
-    const found = await tx('readonly', (s) => s.get('identity'));
-    if (found && found.privateKey instanceof CryptoKey && found.publicKey instanceof Uint8Array) return found;
-    const fresh = await ed25519Generate(false);
-    await tx('readwrite', (s) => s.put(fresh, 'identity'));
+    const found = await tx('readonly', (s) => s.get(KEY));
+    if (found && found.signingKey instanceof CryptoKey && found.dhKey instanceof CryptoKey) return found;
+    const fresh = await generateIdentity();
+    await tx('readwrite', (s) => s.put(fresh, KEY));
     return fresh;
   } catch {
-    return ed25519Generate(false);
+    return generateIdentity();
   }
 }
 
 /** Destroy the stored identity (crypto-shredding). */
 export async function eraseIdentity() {
-  await tx('readwrite', (s) => s.delete('identity'));
+  await tx('readwrite', (s) => s.delete(KEY));
 }

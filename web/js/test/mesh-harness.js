@@ -1,14 +1,22 @@
 // Drives a signaling client + mesh from a Playwright test (loaded on test.html?manual).
-// Exposes `startNode(wsUrl, room)` which resolves once authenticated and joined; received frames
+// Exposes `startNode(wsUrl, fragment)` which resolves once authenticated and joined; received frames
 // accumulate in node.frames and link states in node.links, so the test waits on conditions.
-import { ed25519Generate, ed25519Sign } from '../core/crypto.js';
+// Signaling payloads are sealed and signed (net/sealed-codec.js), exactly as in the app.
 import { fromUtf8, utf8 } from '../core/bytes.js';
+import { ed25519Sign } from '../core/crypto.js';
+import { generateIdentity } from '../core/identity.js';
+import { deriveRoomKeys, parseFragment } from '../core/invite.js';
 import { SignalingClient } from '../net/signaling.js';
-import { Mesh, PLAIN_CODEC } from '../net/mesh.js';
+import { Mesh } from '../net/mesh.js';
+import { createSealedCodec } from '../net/sealed-codec.js';
 
-/** @param {string} wsUrl @param {string} room */
-export async function startNode(wsUrl, room) {
-  const identity = await ed25519Generate();
+/** @param {string} wsUrl @param {string} fragment invite fragment (v1.<secret>) */
+export async function startNode(wsUrl, fragment) {
+  const identity = await generateIdentity();
+  const keys = await deriveRoomKeys(parseFragment(fragment).secret);
+  const room = keys.roomId;
+  /** @type {string[]} */
+  const bundlesFrom = [];
   /** @type {{peer:string, text:string}[]} */
   const frames = [];
   /** @type {Record<string, string>} */
@@ -18,7 +26,7 @@ export async function startNode(wsUrl, room) {
   const client = new SignalingClient({
     url: wsUrl,
     publicKey: identity.publicKey,
-    sign: (m) => ed25519Sign(identity.privateKey, m),
+    sign: (m) => ed25519Sign(identity.signingKey, m),
     onEvent: (ev) => {
       if (!mesh) return;
       if (ev.type === 'peer-joined' && ev.room === room) void mesh.addPeer(ev.peer);
@@ -29,7 +37,7 @@ export async function startNode(wsUrl, room) {
   const { peer } = await client.connect();
   mesh = new Mesh({
     selfId: peer,
-    codec: PLAIN_CODEC,
+    codec: createSealedCodec({ identity, room: keys, onBundle: (p) => bundlesFrom.push(p) }),
     sendSignal: (to, payload) => client.signal(room, to, payload),
     onFrame: (from, frame) => frames.push({ peer: from, text: fromUtf8(frame) }),
     onLinkState: (p, state) => { links[p] = state; },
@@ -39,6 +47,8 @@ export async function startNode(wsUrl, room) {
   const m = mesh;
   return {
     peer,
+    room,
+    bundlesFrom,
     frames,
     links,
     send: (/** @type {string} */ to, /** @type {string} */ text) => m.send(to, utf8(text)),

@@ -7,15 +7,18 @@
 // - Messaging is delegated to a pluggable `engine` (phase 2: chains + envelopes + sync). Without an
 //   engine, sendText fails closed with an error and incoming frames are dropped: plaintext is never
 //   put on the wire in place of a missing key.
-// - Signaling payloads go through `codec` (phase 2: sealed + signed); the default is PLAIN_CODEC.
+// - Signaling payloads are sealed for the room and signed (net/sealed-codec.js); a test may inject
+//   another codec factory. Verified sender bundles give the safety numbers.
 // - Signaling reconnects with exponential backoff (1 s .. 30 s); the mesh reports per-peer link state.
 // - Notifications are shown only when the tab is hidden, and never contain message text.
 
 import { ed25519Sign } from '../core/crypto.js';
 import { ProtocolError } from '../core/errors.js';
 import { deriveRoomKeys, inviteFragment, newRoomSecret, parseFragment } from '../core/invite.js';
+import { safetyNumber } from '../core/safety.js';
 import { SignalingClient } from '../net/signaling.js';
-import { Mesh, PLAIN_CODEC } from '../net/mesh.js';
+import { Mesh } from '../net/mesh.js';
+import { createSealedCodec } from '../net/sealed-codec.js';
 
 /**
  * @typedef {{
@@ -27,9 +30,8 @@ import { Mesh, PLAIN_CODEC } from '../net/mesh.js';
 export class App {
   /**
    * @param {{ store: ReturnType<typeof import('./state.js').createStore>,
-   *   identity: {privateKey: CryptoKey, publicKey: Uint8Array},
-   *   wsUrl: string, now?: () => number, engine?: MessagingEngine|null,
-   *   codec?: import('../net/mesh.js').SignalCodec }} opts
+   *   identity: import('../core/identity.js').Identity,
+   *   wsUrl: string, now?: () => number, engine?: MessagingEngine|null }} opts
    */
   constructor(opts) {
     this.store = opts.store;
@@ -37,7 +39,8 @@ export class App {
     this.wsUrl = opts.wsUrl;
     this.now = opts.now ?? Date.now;
     this.engine = opts.engine ?? null;
-    this.codec = opts.codec ?? PLAIN_CODEC;
+    /** @type {import('../net/mesh.js').SignalCodec|null} */
+    this.codec = null;
     /** @type {SignalingClient|null} */
     this.client = null;
     /** @type {Mesh|null} */
@@ -73,6 +76,12 @@ export class App {
     if (location.hash !== `#${frag}`) history.replaceState(null, '', `#${frag}`);
     const keys = await deriveRoomKeys(invite.secret);
     this.roomId = keys.roomId;
+    this.codec = createSealedCodec({
+      identity: this.identity,
+      room: keys,
+      now: this.now,
+      onBundle: (peer, bundle) => void this.onBundle(peer, bundle.ed25519),
+    });
     const inviteUrl = `${location.origin}${location.pathname}#${frag}`;
     this.store.dispatch({ type: 'enter-room', roomId: keys.roomId, inviteUrl, ttlS: invite.ttlS ?? undefined });
     await this.connect();
@@ -81,13 +90,14 @@ export class App {
 
   /** Connect (or reconnect) to signaling and join the current room. */
   async connect() {
-    if (!this.roomId) return;
+    if (!this.roomId || !this.codec) return;
     const room = this.roomId;
+    const codec = this.codec;
     this.store.dispatch({ type: 'connecting' });
     const client = new SignalingClient({
       url: this.wsUrl,
       publicKey: this.identity.publicKey,
-      sign: (m) => ed25519Sign(this.identity.privateKey, m),
+      sign: (m) => ed25519Sign(this.identity.signingKey, m),
       onEvent: (ev) => this.onSignaling(client, ev),
     });
     this.client = client;
@@ -98,7 +108,7 @@ export class App {
       const iceServers = turn ? [{ urls: turn.urls, username: turn.username, credential: turn.credential }] : [];
       this.mesh = new Mesh({
         selfId: peer,
-        codec: this.codec,
+        codec,
         iceServers,
         sendSignal: (to, payload) => { if (client.state === 'ready') client.signal(room, to, payload); },
         onFrame: (from, frame) => void this.onFrame(from, frame),
@@ -145,6 +155,12 @@ export class App {
     } else if (ev.type === 'error' && ev.code !== 'no-such-peer') {
       this.store.dispatch({ type: 'error', code: ev.code, text: `Server refused a request (${ev.code}).` });
     }
+  }
+
+  /** A verified bundle arrived with a signaling payload: compute the safety number once per peer. */
+  async onBundle(/** @type {string} */ peer, /** @type {Uint8Array} */ ed25519) {
+    if (this.store.getState().safety[peer]) return;
+    this.store.dispatch({ type: 'safety-number', peer, number: await safetyNumber(this.identity.publicKey, ed25519) });
   }
 
   /** @param {string} from @param {Uint8Array} frame */

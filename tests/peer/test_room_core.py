@@ -1,0 +1,214 @@
+"""The sans-IO room with real crypto, pumped over an in-memory network on a fake clock."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+
+from peer.core.identity import Identity
+from peer.core.invite import Invite
+from peer.core.room import MessageExpired, MessageReceived, PersistBatch, Room, RoomEvent, Snapshot
+from peer.core.log import LogEntry
+from peer.testing import FakeClock
+
+
+class Net:
+    """Rooms linked pairwise; frames delivered in order per link; a fake clock drives timers."""
+
+    def __init__(self, invite: Invite, clock: FakeClock) -> None:
+        self.invite = invite
+        self.clock = clock
+        self.rooms: dict[str, Room] = {}
+        self.links: set[frozenset[str]] = set()
+        self.queue: deque[tuple[str, str, bytes]] = deque()
+        self.events: dict[str, list[RoomEvent]] = {}
+        self.persisted: dict[str, list[PersistBatch]] = {}
+
+    def add(self, identity: Identity, *, keeper: bool = False, snapshot: Snapshot | None = None) -> Room:
+        room = Room(identity, self.invite, self.clock.now, keeper=keeper, snapshot=snapshot)
+        self.rooms[room.peer_id] = room
+        self.events.setdefault(room.peer_id, [])
+        self.persisted.setdefault(room.peer_id, [])
+        return room
+
+    def link(self, a: Room, b: Room) -> None:
+        a.learn_bundle(b.identity.public_bundle())
+        b.learn_bundle(a.identity.public_bundle())
+        self.links.add(frozenset((a.peer_id, b.peer_id)))
+        a.link_up(b.peer_id, self.clock.now)
+        b.link_up(a.peer_id, self.clock.now)
+
+    def unlink(self, a: Room, b: Room) -> None:
+        self.links.discard(frozenset((a.peer_id, b.peer_id)))
+        self.events[a.peer_id] += a.link_down(b.peer_id, self.clock.now)
+        self.events[b.peer_id] += b.link_down(a.peer_id, self.clock.now)
+
+    def remove(self, room: Room) -> None:
+        for other in list(self.rooms.values()):
+            if frozenset((room.peer_id, other.peer_id)) in self.links:
+                self.unlink(room, other)
+        del self.rooms[room.peer_id]
+
+    def flush(self) -> None:
+        for pid, room in self.rooms.items():
+            self.persisted[pid].append(room.take_persist())
+            for to, data in room.data_to_send():
+                if frozenset((pid, to)) in self.links:
+                    self.queue.append((pid, to, data))
+
+    def pump(self, rounds: int = 200) -> None:
+        for _ in range(rounds):
+            self.flush()
+            if not self.queue:
+                return
+            while self.queue:
+                src, dst, data = self.queue.popleft()
+                if dst in self.rooms:
+                    self.events[dst] += self.rooms[dst].receive(src, data, self.clock.now)
+        raise AssertionError("network did not settle")
+
+    def tick(self, ms: int, step: int = 250) -> None:
+        end = self.clock.now + ms
+        while self.clock.now < end:
+            self.clock.advance(min(step, end - self.clock.now))
+            for room in list(self.rooms.values()):
+                when = room.next_timer()
+                if when is not None and when <= self.clock.now:
+                    self.events[room.peer_id] += room.handle_timer(self.clock.now)
+            self.pump()
+
+
+def texts(room: Room) -> list[tuple[str, str]]:
+    return [(m.sender, m.text) for m in room.messages()]
+
+
+def snapshot_of(batches: list[PersistBatch]) -> Snapshot:
+    snap = Snapshot()
+    envs: dict[tuple[str, int], LogEntry] = {}
+    erased: dict[tuple[str, int], int] = {}
+    for b in batches:
+        for e in b.envelopes:
+            envs[e.key] = e
+        for sender, seq, key_exp, key in b.message_keys:
+            snap.message_keys[(sender, seq)] = key
+        for sender, seq, until in b.erased:
+            envs.pop((sender, seq), None)
+            snap.message_keys.pop((sender, seq), None)
+            erased[(sender, seq)] = until
+        snap.states.update(b.states)
+    snap.envelopes = list(envs.values())
+    snap.tombstones = [(s, q, u) for (s, q), u in erased.items()]
+    return snap
+
+
+@pytest.fixture
+def net() -> Net:
+    return Net(Invite.new("http://127.0.0.1:1"), FakeClock())
+
+
+def test_three_members_chat_in_one_order(net: Net) -> None:
+    a, b, c = (net.add(Identity.generate()) for _ in range(3))
+    net.link(a, b)
+    net.link(b, c)
+    net.link(a, c)
+    net.pump()
+    net.tick(1000)
+    assert a.online() == {b.peer_id, c.peer_id}
+    a.send_text("hello from a", net.clock.now)
+    b.send_text("hello from b", net.clock.now)
+    c.send_text("hello from c", net.clock.now)
+    net.pump()
+    net.tick(3000)
+    assert texts(a) == texts(b) == texts(c)
+    assert len(texts(a)) == 3
+    assert sorted(a.members()) == sorted([a.peer_id, b.peer_id, c.peer_id])
+
+
+def test_relay_through_a_middle_member_and_late_joiner_reads_current_chain(net: Net) -> None:
+    a, b = net.add(Identity.generate()), net.add(Identity.generate())
+    net.link(a, b)
+    net.pump()
+    a.send_text("before c", net.clock.now)
+    net.pump()
+    c = net.add(Identity.generate())
+    net.link(b, c)  # c only talks to b
+    net.pump()
+    net.tick(8000)
+    assert ("before c" in [t for _, t in texts(c)])
+    c.send_text("c here", net.clock.now)
+    net.pump()
+    net.tick(8000)
+    assert texts(a) == texts(b) == texts(c)
+
+
+def test_offline_member_catches_up_from_keeper_after_sender_left(net: Net) -> None:
+    a, b = net.add(Identity.generate()), net.add(Identity.generate())
+    keeper = net.add(Identity.generate(), keeper=True)
+    for x, y in ((a, b), (a, keeper), (b, keeper)):
+        net.link(x, y)
+    net.pump()
+    net.tick(2000)
+    net.unlink(a, b)
+    net.unlink(b, keeper)
+    bob_batches = net.persisted[b.peer_id]
+    b_identity = b.identity
+    del net.rooms[b.peer_id]  # b goes offline
+    for i in range(100):
+        a.send_text(f"m{i}", net.clock.now)
+    net.pump()
+    net.remove(a)  # the sender leaves too
+    assert keeper.messages() == []  # the keeper holds ciphertext only
+    b2 = net.add(b_identity, snapshot=snapshot_of(bob_batches))
+    net.link(b2, keeper)
+    net.pump()
+    net.tick(10000)
+    assert [t for _, t in texts(b2)] == [f"m{i}" for i in range(100)]
+
+
+def test_restart_from_persisted_state_keeps_history_and_chats(net: Net) -> None:
+    a, b = net.add(Identity.generate()), net.add(Identity.generate())
+    net.link(a, b)
+    net.pump()
+    a.send_text("one", net.clock.now)
+    b.send_text("two", net.clock.now)
+    net.pump()
+    net.tick(2000)
+    before = texts(a)
+    ident = a.identity
+    net.remove(a)
+    a2 = net.add(ident, snapshot=snapshot_of(net.persisted[ident.peer_id]))
+    assert texts(a2) == before
+    net.link(a2, b)
+    net.pump()
+    a2.send_text("three", net.clock.now)
+    net.pump()
+    net.tick(2000)
+    assert texts(a2) == texts(b) and [t for _, t in texts(b)][-1] == "three"
+
+
+def test_messages_expire_everywhere(net: Net) -> None:
+    a, b = net.add(Identity.generate()), net.add(Identity.generate())
+    net.link(a, b)
+    net.pump()
+    msg = a.send_text("short lived", net.clock.now, ttl_s=5)
+    a.send_text("long lived", net.clock.now, ttl_s=3600)
+    net.pump()
+    net.tick(1000)
+    assert len(b.messages()) == 2
+    net.tick(5000)
+    assert [m.text for m in a.messages()] == [m.text for m in b.messages()] == ["long lived"]
+    assert any(isinstance(e, MessageExpired) and e.id == msg.id for e in net.events[b.peer_id])
+
+
+def test_bad_frames_are_dropped_and_the_session_survives(net: Net) -> None:
+    a, b = net.add(Identity.generate()), net.add(Identity.generate())
+    net.link(a, b)
+    net.pump()
+    net.tick(1000)
+    for junk in (b"", b"\xff" * 10, b"\x02" + b"\x00" * 70000, bytes(range(256))):
+        b.receive(a.peer_id, junk, net.clock.now)
+    assert b.protocol_errors
+    a.send_text("still works", net.clock.now)
+    net.pump()
+    assert any(isinstance(e, MessageReceived) and e.message.text == "still works" for e in net.events[b.peer_id])

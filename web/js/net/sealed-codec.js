@@ -1,0 +1,36 @@
+// The production signal codec for the mesh: every offer/answer/candidate travels encrypted for the
+// room and signed by our identity (core/signal.js), with the SDP's DTLS fingerprints signed.
+//
+// Rules:
+// - offer/answer bodies are {"type": kind, "sdp": sdp} (same shape and key order as Python peers);
+//   candidates are {"candidate": RTCIceCandidateInit | null}.
+// - open() returns only what core/signal.js verified; the sender's verified PublicBundle is reported
+//   through onBundle (used for safety numbers). Any failure throws ProtocolError and the mesh drops it.
+
+import { ReplayCache, openSignal, sealSignal } from '../core/signal.js';
+import { parseSignalMessage } from './mesh.js';
+
+/**
+ * @param {{ identity: import('../core/identity.js').Identity,
+ *   room: {roomId: string, signalKey: Uint8Array},
+ *   now?: () => number,
+ *   onBundle?: (peer: string, bundle: import('../core/identity.js').PublicBundle) => void }} opts
+ * @returns {import('./mesh.js').SignalCodec}
+ */
+export function createSealedCodec(opts) {
+  const now = opts.now ?? Date.now;
+  const replay = new ReplayCache();
+  return {
+    async seal(to, msg) {
+      const body = msg.kind === 'candidate' ? { candidate: msg.candidate } : { type: msg.kind, sdp: msg.sdp };
+      return sealSignal(opts.identity, opts.room, to, msg.kind, body, now());
+    },
+    async open(from, payload) {
+      const opened = await openSignal(opts.room, opts.identity.peerId, from, payload, now(), replay);
+      opts.onBundle?.(from, opened.senderBundle);
+      const body = /** @type {any} */ (opened.body);
+      if (opened.kind === 'candidate') return parseSignalMessage({ kind: 'candidate', candidate: body?.candidate ?? null });
+      return parseSignalMessage({ kind: opened.kind, sdp: body?.sdp });
+    },
+  };
+}
