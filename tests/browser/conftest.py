@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,7 @@ def harness() -> Iterator[BrowserHarness]:
 
 
 @pytest.fixture(scope="session")
-def artifacts() -> Iterator[str]:
-    """Directory for screenshots (gitignored)."""
+def artifacts() -> Path:
+    """Directory for screenshots: ``test-artifacts/`` at the repo root (gitignored)."""
     ARTIFACTS.mkdir(exist_ok=True)
-    yield str(ARTIFACTS)
+    return ARTIFACTS

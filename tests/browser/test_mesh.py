@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page
@@ -29,7 +30,7 @@ async def _open(browser: Browser, base_url: str) -> Page:
     return page
 
 
-async def _two_pages_exchange(browser: Browser, base_url: str) -> dict[str, object]:
+async def _two_pages_exchange(browser: Browser, base_url: str) -> dict[str, Any]:
     ws_url = base_url.replace("http://", "ws://") + "/ws"
     fragment = "v1." + base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
     a = await _open(browser, base_url)
@@ -61,7 +62,7 @@ def test_two_browsers_open_a_data_channel(harness: BrowserHarness) -> None:
     if not harness.real_signaling:
         pytest.skip("signaling.app is not available yet")
     result = harness.run(_two_pages_exchange)
-    peer_a, peer_b = result["peers"]  # type: ignore[misc]
+    peer_a, peer_b = result["peers"]
     assert peer_a != peer_b
     assert result["sent"] == (True, True)
     assert result["at_b"] == [{"peer": peer_a, "text": "hello from a"}]

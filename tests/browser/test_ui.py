@@ -91,10 +91,9 @@ async def _two_members(browser: Browser, base_url: str) -> dict[str, Any]:
         await b.context.close()
 
 
-def test_two_browsers_meet_in_a_room_via_invite(harness: BrowserHarness) -> None:
+def test_two_browsers_meet_in_a_room_via_invite(harness: BrowserHarness, artifacts: Path) -> None:
     if not harness.real_signaling:
         pytest.skip("signaling.app is not available yet")
-    ARTIFACTS.mkdir(exist_ok=True)
     result = harness.run(_two_members)
     room_a, room_b = result["rooms"]
     assert room_a == room_b
@@ -106,7 +105,7 @@ def test_two_browsers_meet_in_a_room_via_invite(harness: BrowserHarness) -> None
     assert safety_a == safety_b  # symmetric, from keys each side verified in signed signaling payloads
     assert len(safety_a.split(" ")) == 12
     for name in ("room-desktop-1280x800.png", "room-phone-390x844.png", "safety-desktop-1280x800.png"):
-        assert (ARTIFACTS / name).stat().st_size > 1000
+        assert (artifacts / name).stat().st_size > 1000
 
 
 async def _error_states(browser: Browser, base_url: str) -> dict[str, str]:
@@ -136,8 +135,7 @@ async def _error_states(browser: Browser, base_url: str) -> dict[str, str]:
         await page.context.close()
 
 
-def test_invalid_invite_and_unreachable_server_are_reported(harness: BrowserHarness) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
+def test_invalid_invite_and_unreachable_server_are_reported(harness: BrowserHarness, artifacts: Path) -> None:
     result = harness.run(_error_states)
     assert "invite link is not valid" in result["invalid"]
     assert "cannot be reached" in result["unreachable"]

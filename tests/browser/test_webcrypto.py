@@ -33,5 +33,12 @@ def test_in_browser_unit_suite_passes(harness: BrowserHarness) -> None:
     assert report["page_errors"] == []
     assert failures == []
     names = " ".join(r["name"] for r in report["results"])
-    for required in ("RFC 8032 test 1", "RFC 8032 test 3", "RFC 7748 5.2", "RFC 7748 6.1", "RFC 5869", "AES-256-GCM"):
+    for required in (
+        "RFC 8032 test 1",
+        "RFC 8032 test 3",
+        "RFC 7748 5.2",
+        "RFC 7748 6.1",
+        "RFC 5869",
+        "AES-256-GCM",
+    ):
         assert required in names
