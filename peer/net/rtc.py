@@ -29,6 +29,8 @@ from aiortc import (
 )
 from aiortc.sdp import candidate_from_sdp
 
+from peer.net.transport import TransportClosed
+
 log = logging.getLogger(__name__)
 
 CHANNEL_LABEL = "ephemesh"
@@ -119,7 +121,7 @@ class RtcTransport:
 
     async def send(self, data: bytes) -> None:
         if self.closed or self._channel.readyState != "open":
-            raise ConnectionError("transport closed")
+            raise TransportClosed("transport closed")
         if len(data) > self.max_message_size:
             raise ValueError(f"frame of {len(data)} bytes exceeds the channel limit {self.max_message_size}")
         if self._channel.bufferedAmount > HIGH_WATER:
@@ -132,7 +134,7 @@ class RtcTransport:
                 waiter.cancel()
                 closer.cancel()
             if self.closed:
-                raise ConnectionError("transport closed")
+                raise TransportClosed("transport closed")
         self._channel.send(data)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -148,11 +150,47 @@ class RtcTransport:
             assert isinstance(item, bytes)
             yield item
 
-    async def close(self) -> None:
+    async def close(self, linger: float = 1.0) -> None:
+        """Close gracefully: frames already sent are delivered first (up to ``linger`` seconds)."""
+        if not self._closed.is_set() and self._channel.readyState == "open":
+            await self._drain(linger)
         self._mark_closed()
         with contextlib.suppress(Exception):
             self._channel.close()
         await self._pc.close()
+
+    async def _drain(self, linger: float) -> None:
+        # aiortc has no flush: wait until the channel's queue and SCTP's unacknowledged data are empty.
+        sctp = self._pc.sctp
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + linger
+        while loop.time() < deadline and not self._closed.is_set():
+            pending = self._channel.bufferedAmount
+            if sctp is not None:
+                pending += len(getattr(sctp, "_outbound_queue", ())) + len(getattr(sctp, "_sent_queue", ()))
+            if pending == 0:
+                return
+            await asyncio.sleep(0.01)
+
+
+async def rtc_pair(a_id: str, b_id: str) -> tuple[RtcTransport, RtcTransport]:
+    """Two connected transports in this process, offer and answer handed over directly (tests, benches)."""
+    pc_a = RTCPeerConnection(rtc_configuration(None))
+    pc_b = RTCPeerConnection(rtc_configuration(None))
+    ch_a = pc_a.createDataChannel(CHANNEL_LABEL, ordered=True)
+    loop = asyncio.get_running_loop()
+    opened: asyncio.Future[None] = loop.create_future()
+    got: asyncio.Future[RTCDataChannel] = loop.create_future()
+    ch_a.on("open", lambda: opened.done() or opened.set_result(None))
+    pc_b.on("datachannel", lambda ch: got.done() or got.set_result(ch))
+    await pc_a.setLocalDescription(await pc_a.createOffer())
+    await pc_b.setRemoteDescription(pc_a.localDescription)
+    await pc_b.setLocalDescription(await pc_b.createAnswer())
+    await pc_a.setRemoteDescription(pc_b.localDescription)
+    async with asyncio.timeout(20):
+        ch_b = await got
+        await opened
+    return RtcTransport(a_id, b_id, pc_a, ch_a), RtcTransport(b_id, a_id, pc_b, ch_b)
 
 
 SealFn = Callable[[str, str, dict[str, Any]], str]

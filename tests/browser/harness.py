@@ -91,9 +91,7 @@ async def _start_static_server() -> tuple[web.AppRunner, int]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    server = site._server
-    assert isinstance(server, asyncio.Server)
-    port = int(server.sockets[0].getsockname()[1])
+    port = int(runner.addresses[0][1])
     return runner, port
 
 

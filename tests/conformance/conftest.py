@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager
 
 import pytest
 
+from peer.net.rtc import rtc_pair
 from peer.net.transport import MemoryTransport, Transport
 from peer.testing import sim_id
 
@@ -29,7 +30,18 @@ async def memory_pair() -> AsyncIterator[TransportPair]:
         await a.close()
 
 
-TRANSPORT_FACTORIES: dict[str, PairFactory] = {"memory": memory_pair}
+@contextlib.asynccontextmanager
+async def aiortc_pair() -> AsyncIterator[TransportPair]:
+    """Two real aiortc peer connections in this process, SDP exchanged directly (no signaling)."""
+    a, b = await rtc_pair(sim_id("alice"), sim_id("bob"))
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
+
+
+TRANSPORT_FACTORIES: dict[str, PairFactory] = {"memory": memory_pair, "aiortc": aiortc_pair}
 
 
 @pytest.fixture(params=sorted(TRANSPORT_FACTORIES))

@@ -2,8 +2,8 @@
 // room and signed by our identity (core/signal.js), with the SDP's DTLS fingerprints signed.
 //
 // Rules:
-// - offer/answer bodies are {"type": kind, "sdp": sdp} (same shape and key order as Python peers);
-//   candidates are {"candidate": RTCIceCandidateInit | null}.
+// - offer/answer bodies are {"type": kind, "sdp": sdp}; candidates are flat, as peer/net/rtc.py reads
+//   them: {"candidate": "candidate:..." | null, "sdpMid": str|null, "sdpMLineIndex": int|null}.
 // - open() returns only what core/signal.js verified; the sender's verified PublicBundle is reported
 //   through onBundle (used for safety numbers). Any failure throws ProtocolError and the mesh drops it.
 
@@ -22,14 +22,19 @@ export function createSealedCodec(opts) {
   const replay = new ReplayCache();
   return {
     async seal(to, msg) {
-      const body = msg.kind === 'candidate' ? { candidate: msg.candidate } : { type: msg.kind, sdp: msg.sdp };
+      const body = msg.kind === 'candidate'
+        ? { candidate: msg.candidate?.candidate ?? null, sdpMid: msg.candidate?.sdpMid ?? null, sdpMLineIndex: msg.candidate?.sdpMLineIndex ?? null }
+        : { type: msg.kind, sdp: msg.sdp };
       return sealSignal(opts.identity, opts.room, to, msg.kind, body, now());
     },
     async open(from, payload) {
       const opened = await openSignal(opts.room, opts.identity.peerId, from, payload, now(), replay);
       opts.onBundle?.(from, opened.senderBundle);
       const body = /** @type {any} */ (opened.body);
-      if (opened.kind === 'candidate') return parseSignalMessage({ kind: 'candidate', candidate: body?.candidate ?? null });
+      if (opened.kind === 'candidate') {
+        const candidate = typeof body?.candidate === 'string' ? { candidate: body.candidate, sdpMid: body.sdpMid, sdpMLineIndex: body.sdpMLineIndex } : null;
+        return parseSignalMessage({ kind: 'candidate', candidate });
+      }
       return parseSignalMessage({ kind: opened.kind, sdp: body?.sdp });
     },
   };

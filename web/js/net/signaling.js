@@ -198,6 +198,11 @@ export class SignalingClient {
         }
         if (this.state === 'connecting') {
           if (frame.type === 'challenge' && timing === null) {
+            if (frame.v !== 1) {
+              clearTimeout(guard);
+              fail('protocol', 'unsupported signaling protocol version');
+              return;
+            }
             timing = frame;
             const sig = await this.opts.sign(concatBytes(AUTH_CONTEXT, frame.nonce));
             ws.send(JSON.stringify({ type: 'auth', pubkey: b64uEncode(this.opts.publicKey), sig: b64uEncode(sig) }));

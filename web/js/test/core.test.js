@@ -8,3 +8,46 @@ test('peer id = hex of first 16 bytes of SHA-256(public key)', async () => {
   assertEqual(id, '21fe31dfa154a261626bf854046fd2271b7bed4b6abe45aa58877ef47f9721b9'.slice(0, 32));
   assert(isId(id) && !isId(id.toUpperCase()) && !isId(id + '0'));
 });
+
+import { ProtocolError } from '../core/errors.js';
+import { parseServerFrame } from '../net/signaling.js';
+import { PLAIN_CODEC, parseSignalMessage } from '../net/mesh.js';
+import { createStore, initialState, formatRemaining } from '../ui/state.js';
+
+test('parseServerFrame: valid frames parse, garbage raises ProtocolError and nothing else', () => {
+  const ok = parseServerFrame('{"type":"joined","room":"' + 'a'.repeat(32) + '","peers":["' + 'b'.repeat(32) + '"]}');
+  assertEqual(ok.type, 'joined');
+  const bad = ['', 'null', '[]', '{"type":1}', '{"type":"joined","room":"x","peers":[]}', '{"type":"signal","room":"' + 'a'.repeat(32) + '"}',
+    '{"type":"challenge","v":1,"nonce":"a=","heartbeat_s":1,"idle_timeout_s":1}', 'x'.repeat(300000), '{"type":"nope"}', 42, '{"type":"pong","t":-1}'];
+  for (const text of bad) {
+    let err = null;
+    try { parseServerFrame(text); } catch (e) { err = e; }
+    assert(err instanceof ProtocolError, `rejects ${String(text).slice(0, 40)}`);
+  }
+});
+
+test('signal messages: only offer/answer/candidate of bounded size', async () => {
+  assertEqual(parseSignalMessage({ kind: 'offer', sdp: 'v=0' }).kind, 'offer');
+  for (const bad of [null, {}, { kind: 'offer' }, { kind: 'offer', sdp: 'x'.repeat(70000) }, { kind: 'drop' }, { kind: 'candidate', candidate: 5 }]) {
+    let err = null;
+    try { parseSignalMessage(bad); } catch (e) { err = e; }
+    assert(err instanceof ProtocolError);
+  }
+  let err = null;
+  try { await PLAIN_CODEC.open('a'.repeat(32), '{not json'); } catch (e) { err = e; }
+  assert(err instanceof ProtocolError);
+});
+
+test('state: messages sorted, expired ones dropped on tick and refused on arrival', () => {
+  const store = createStore(initialState(1000));
+  const msg = (/** @type {string} */ id, /** @type {number} */ sentAt, /** @type {number} */ expiresAt) => ({ type: 'message', message: { id, sender: 'a'.repeat(32), text: id, sentAt, expiresAt } });
+  store.dispatch(msg('late', 900, 5000));
+  store.dispatch(msg('early', 800, 2000));
+  store.dispatch(msg('dead', 100, 999));
+  assertEqual(store.getState().messages.map((m) => m.id).join(','), 'early,late');
+  store.dispatch({ type: 'tick', now: 2000 });
+  assertEqual(store.getState().messages.map((m) => m.id).join(','), 'late');
+  assertEqual(formatRemaining(65_000), '1:05');
+  assertEqual(formatRemaining(3_725_000), '1:02:05');
+  assertEqual(formatRemaining(-5), '0:00');
+});
