@@ -21,11 +21,11 @@ ROOMS: web.AppKey[dict[str, set[asyncio.Queue[bytes]]]] = web.AppKey("rooms", di
 
 async def ws_handler(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(max_msg_size=1 << 20)
-    await ws.prepare(request)
     room = request.query.get("room", "")
     members = request.app[ROOMS].setdefault(room, set())
     queue: asyncio.Queue[bytes] = asyncio.Queue()
-    members.add(queue)
+    members.add(queue)  # before the handshake completes, so a connected client never misses a frame
+    await ws.prepare(request)
 
     async def writer() -> None:
         while True:

@@ -194,6 +194,11 @@ def _event_json(ev: Any) -> dict[str, Any]:
 
 async def _listen(peer: Any, args: argparse.Namespace) -> int:
     room = await peer.join(args.invite)
+    ready = {"event": "ready", "room": room.room_id, "peer": peer.peer_id}
+    if args.json:
+        print(json.dumps(ready), flush=True)
+    else:
+        print(f"listening in room {room.room_id[:8]} as {peer.peer_id[:8]}", file=sys.stderr, flush=True)
     async for ev in room.events(history=True):
         if args.json:
             print(json.dumps(_event_json(ev), ensure_ascii=False), flush=True)

@@ -26,25 +26,39 @@ Rules:
   (persisted) until the message expires, so history survives a restart; envelopes whose chain has not
   arrived yet wait in ``pending``. Plaintext is never persisted. A keeper (``keeper=True``) never opens
   anything: it only stores and serves ciphertext.
-- **Expiry.** Entries expire at their signed ``expires_at`` (the log's timer); the message, its key and
-  its envelope are erased, a tombstone remains until ``expires_at + skew``.
+- **Expiry.** Entries expire at their signed ``expires_at`` (the log's timer); the message, its key, its
+  envelope (also a keeper's buffered copy) and any pending copy are erased, a tombstone remains until
+  ``expires_at + skew``. A snapshot entry already expired (or tombstoned) at restore time is erased, never
+  shown. Our own chain's stored *initial* state is advanced past erased messages, so it cannot re-derive
+  their keys.
+- **Unsend.** ``unsend(msg_id, now)`` publishes a TOMBSTONE envelope (kind 4) signed by the sender naming
+  seqs of its own earlier CHAT messages (each ``seq < envelope seq``); its ``expires_at`` is the latest
+  expiry among them. Every member applying it tombstones those keys with the envelope as the *proof*
+  (``authorize_tombstone`` re-verifies it), so the sync layer also carries the deletion as a TOMBSTONES
+  frame and answers any stale copy with it. A proof not signed by the messages' sender is refused.
+- **Erasure receipts.** A member that erases another member's CHAT message (expiry or unsend) sends that
+  sender a signed :class:`ErasureReceipt` in an APP frame when it is next linked to it; the sender emits
+  :class:`MessageErased` ("erased on N of M").
 """
 
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from peer.core import wire
 from peer.core.chains import ChainPolicy, ReceiverChain, SenderChain, SenderKeyMessage
-from peer.core.crypto import aead_open, b64u_decode, b64u_encode
+from peer.core.crypto import aead_open, b64u_decode, b64u_encode, ed25519_verify
 from peer.core.envelope import (
     Envelope,
     Kind,
     decode_content,
+    decode_tombstone,
     encode_text,
+    encode_tombstone,
     message_key_to_aead_key,
     parse_envelope,
     seal_envelope,
@@ -64,9 +78,9 @@ from peer.core.handshake import (
     seal_to_prekey,
 )
 from peer.core.identity import Identity, PublicBundle
-from peer.core.ids import message_id
+from peer.core.ids import id_from_bytes, id_to_bytes, message_id
 from peer.core.invite import Invite
-from peer.core.log import Key, LogEntry
+from peer.core.log import Key, LogEntry, Tombstone
 from peer.core.membership import (
     MembershipOp,
     MembershipState,
@@ -89,7 +103,9 @@ from peer.core.sync import (
 )
 
 DEFAULT_TTL_S = 24 * 3600
-NEVER = 2**62  # expires_at of room-state envelopes (membership, sender keys)
+#: expires_at of room-state envelopes and ttl-0 messages: far future (year ~144,000) yet small enough that
+#: ``NEVER + skew`` still fits the sync wire's integers (<= 2**53 - 1), so such a message can be unsent.
+NEVER = 2**52
 HS_HELLO = 1
 HS_FINISH = 2
 PAIRWISE_AAD = b"ephemesh-v1 pairwise sender-key"

@@ -1,0 +1,99 @@
+"""The CLI end to end: real processes, a real signaling server, real aiortc between them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from peer.core.invite import Invite
+
+WAIT = 40.0
+
+
+async def start(*args: str, home: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "peer.cli",
+        *args,
+        "--home",
+        str(home),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def read_json_until(proc: asyncio.subprocess.Process, pred: Any) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+    assert proc.stdout is not None
+    async with asyncio.timeout(WAIT):
+        while True:
+            line = await proc.stdout.readline()
+            assert line, f"listener ended early; saw {seen}"
+            obj = json.loads(line)
+            seen.append(obj)
+            if pred(obj):
+                return seen
+
+
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.terminate()
+        await proc.wait()
+
+
+@pytest.mark.timeout(120)
+async def test_send_is_delivered_to_a_listener_and_keeper_serves_a_late_one(
+    signaling_url: str, tmp_path: Path
+) -> None:
+    invite = Invite.new(signaling_url, ttl_s=3600).url()
+    listener = await start("listen", invite, "--json", home=tmp_path / "listener")
+    keeper = await start("keep", invite, home=tmp_path / "keeper")
+    try:
+        await read_json_until(listener, lambda o: o["event"] == "ready")
+        sender = await start("send", invite, "hello over the mesh", "--timeout", "30", home=tmp_path / "sender")
+        out, err = await asyncio.wait_for(sender.communicate(), WAIT)
+        assert sender.returncode == 0, err.decode()
+        seen = await read_json_until(listener, lambda o: o.get("text") == "hello over the mesh")
+        msg = seen[-1]
+        assert msg["event"] == "message"
+        assert set(msg) >= {"id", "sender", "lamport", "sent_at", "expires_at", "text"}
+        assert msg["expires_at"] - msg["sent_at"] == 3600 * 1000
+
+        # The sender is gone; a newcomer gets the message from whoever is online (listener, keeper).
+        await stop(listener)
+        late = await start("listen", invite, "--json", home=tmp_path / "late")
+        try:
+            seen = await read_json_until(late, lambda o: o.get("text") == "hello over the mesh")
+            assert seen[-1]["id"] == msg["id"]
+        finally:
+            await stop(late)
+    finally:
+        await stop(listener)
+        await stop(keeper)
+
+
+@pytest.mark.timeout(60)
+async def test_send_with_nobody_online_fails_clearly(signaling_url: str, tmp_path: Path) -> None:
+    invite = Invite.new(signaling_url).url()
+    sender = await start("send", invite, "anyone?", "--timeout", "2", home=tmp_path / "s")
+    _, err = await asyncio.wait_for(sender.communicate(), WAIT)
+    assert sender.returncode == 1
+    text = err.decode()
+    assert "no other member is online" in text and "Traceback" not in text
+
+
+@pytest.mark.timeout(60)
+async def test_unreachable_server_is_one_line(tmp_path: Path) -> None:
+    invite = Invite.new("http://127.0.0.1:9").url()
+    sender = await start("send", invite, "x", "--timeout", "2", home=tmp_path / "s")
+    _, err = await asyncio.wait_for(sender.communicate(), WAIT)
+    assert sender.returncode == 1
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and "signaling server" in lines[0], lines
