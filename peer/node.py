@@ -29,6 +29,7 @@ from typing import Any
 
 from peer.core.errors import ProtocolError
 from peer.core.invite import Invite
+from peer.core.log import DEFAULT_SKEW_MS
 from peer.core.room import (
     Delivered,
     MemberOnline,
@@ -103,6 +104,16 @@ class RoomHandle:
         await self._pump([])
         return msg
 
+    async def unsend(self, message_id: str) -> bool:
+        """Delete one of our own messages for everyone (a signed TOMBSTONE); False if not ours/held."""
+        events = self.core.unsend(message_id, now_ms())
+        await self._pump(list(events))
+        return bool(events)
+
+    def erased_on(self, message_id: str) -> set[str]:
+        """Members whose signed receipt says they erased our message (see ``MessageErased`` events)."""
+        return self.core.erased_on(message_id)
+
     async def wait_delivered(self, message_id: str, timeout: float) -> set[str]:
         """Wait until every online member acknowledged ``message_id`` (or the timeout); who did."""
         loop = asyncio.get_running_loop()
@@ -118,13 +129,13 @@ class RoomHandle:
             await self._wait_change(remaining)
 
     async def wait_connected(self, timeout: float) -> set[str]:
-        """Wait until we are linked (handshake + sync hello done) with every peer the server lists."""
+        """Wait until we are linked with every peer the server lists and have caught up with them."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
             present = set(self.mesh.present) if self.mesh else set()
             online = self.core.online()
-            if present <= online:
+            if present <= online and self.core.caught_up():
                 return online
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -261,6 +272,7 @@ class Peer:
         self.identity = load_or_create_identity(self.home)
         self.peer_id = self.identity.peer_id
         self.store = Store(store_path if store_path is not None else self.home / STORE_FILE)
+        self.store.purge_expired(now_ms(), DEFAULT_SKEW_MS)  # nothing expired while we were down survives
         self.rooms: dict[str, RoomHandle] = {}
         self._signaling: dict[str, SignalingClient] = {}
         self._signaling_tasks: dict[str, asyncio.Task[None]] = {}

@@ -176,6 +176,10 @@ class SyncEngine:
         """Neighbours with a live (not rejected) session."""
         return [n for n, s in self._sessions.items() if not s.rejected]
 
+    def caught_up(self) -> bool:
+        """True when every live session has exchanged HELLO and nothing we asked for is outstanding."""
+        return not self._pending and all(s.ready for s in self._sessions.values() if not s.rejected)
+
     def is_ready(self, neighbour: str) -> bool:
         s = self._sessions.get(neighbour)
         return s is not None and s.ready and not s.rejected

@@ -178,19 +178,29 @@ async def rtc_pair(a_id: str, b_id: str) -> tuple[RtcTransport, RtcTransport]:
     pc_a = RTCPeerConnection(rtc_configuration(None))
     pc_b = RTCPeerConnection(rtc_configuration(None))
     ch_a = pc_a.createDataChannel(CHANNEL_LABEL, ordered=True)
+    t_a = RtcTransport(a_id, b_id, pc_a, ch_a)
     loop = asyncio.get_running_loop()
     opened: asyncio.Future[None] = loop.create_future()
-    got: asyncio.Future[RTCDataChannel] = loop.create_future()
-    ch_a.on("open", lambda: opened.done() or opened.set_result(None))
-    pc_b.on("datachannel", lambda ch: got.done() or got.set_result(ch))
+    got: asyncio.Future[RtcTransport] = loop.create_future()
+
+    def on_open() -> None:
+        if not opened.done():
+            opened.set_result(None)
+
+    def on_channel(ch: RTCDataChannel) -> None:
+        if not got.done():
+            got.set_result(RtcTransport(b_id, a_id, pc_b, ch))
+
+    ch_a.on("open", on_open)
+    pc_b.on("datachannel", on_channel)
     await pc_a.setLocalDescription(await pc_a.createOffer())
     await pc_b.setRemoteDescription(pc_a.localDescription)
     await pc_b.setLocalDescription(await pc_b.createAnswer())
     await pc_a.setRemoteDescription(pc_b.localDescription)
     async with asyncio.timeout(20):
-        ch_b = await got
+        t_b = await got
         await opened
-    return RtcTransport(a_id, b_id, pc_a, ch_a), RtcTransport(b_id, a_id, pc_b, ch_b)
+    return t_a, t_b
 
 
 SealFn = Callable[[str, str, dict[str, Any]], str]
@@ -205,7 +215,7 @@ SendSignalFn = Callable[[str, str], Awaitable[None]]
 class _Pending:
     pc: RTCPeerConnection
     offerer: bool
-    channel_ready: asyncio.Future[RTCDataChannel] = field(
+    channel_ready: asyncio.Future[RtcTransport] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
@@ -251,7 +261,8 @@ class RtcConnector:
         @pc.on("datachannel")
         def _on_channel(channel: RTCDataChannel) -> None:
             if channel.label == CHANNEL_LABEL and not pending.channel_ready.done():
-                pending.channel_ready.set_result(channel)
+                # wrap at once: frames the offerer sends right after "open" must not be lost
+                pending.channel_ready.set_result(RtcTransport(self.local_id, remote, pc, channel))
 
         @pc.on("connectionstatechange")
         async def _on_state() -> None:
@@ -265,11 +276,12 @@ class RtcConnector:
         pending = self._new_pc(remote, offerer=True)
         pc = pending.pc
         channel = pc.createDataChannel(CHANNEL_LABEL, ordered=True)
+        transport = RtcTransport(self.local_id, remote, pc, channel)
 
         @channel.on("open")
         def _on_open() -> None:
             if not pending.channel_ready.done():
-                pending.channel_ready.set_result(channel)
+                pending.channel_ready.set_result(transport)
 
         offer = await pc.createOffer()
         await pc.setLocalDescription(offer)
@@ -280,7 +292,7 @@ class RtcConnector:
 
     async def _finish(self, remote: str, pending: _Pending) -> RtcTransport:
         try:
-            channel = await asyncio.wait_for(asyncio.shield(pending.channel_ready), self._timeout)
+            link = await asyncio.wait_for(asyncio.shield(pending.channel_ready), self._timeout)
         except BaseException:
             if self._pending.get(remote) is pending:
                 del self._pending[remote]
@@ -288,7 +300,6 @@ class RtcConnector:
             raise
         if self._pending.get(remote) is pending:
             del self._pending[remote]
-        link = RtcTransport(self.local_id, remote, pending.pc, channel)
         self._on_link(link)
         return link
 

@@ -48,17 +48,20 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
 
 
-@pytest.mark.timeout(120)
-async def test_send_is_delivered_to_a_listener_and_keeper_serves_a_late_one(
-    signaling_url: str, tmp_path: Path
-) -> None:
+@pytest.mark.timeout(150)
+async def test_send_listen_and_a_returning_member_is_served_by_the_keeper(signaling_url: str, tmp_path: Path) -> None:
     invite = Invite.new(signaling_url, ttl_s=3600).url()
-    listener = await start("listen", invite, "--json", home=tmp_path / "listener")
     keeper = await start("keep", invite, home=tmp_path / "keeper")
+    # bob joins once (so the room knows him), then goes offline
+    bob = await start("listen", invite, "--json", home=tmp_path / "bob")
+    listener = await start("listen", invite, "--json", home=tmp_path / "listener")
     try:
         await read_json_until(listener, lambda o: o["event"] == "ready")
+        await read_json_until(bob, lambda o: o["event"] == "joined")  # saw another member's ADD
+        await stop(bob)
+
         sender = await start("send", invite, "hello over the mesh", "--timeout", "30", home=tmp_path / "sender")
-        out, err = await asyncio.wait_for(sender.communicate(), WAIT)
+        _, err = await asyncio.wait_for(sender.communicate(), WAIT)
         assert sender.returncode == 0, err.decode()
         seen = await read_json_until(listener, lambda o: o.get("text") == "hello over the mesh")
         msg = seen[-1]
@@ -66,17 +69,14 @@ async def test_send_is_delivered_to_a_listener_and_keeper_serves_a_late_one(
         assert set(msg) >= {"id", "sender", "lamport", "sent_at", "expires_at", "text"}
         assert msg["expires_at"] - msg["sent_at"] == 3600 * 1000
 
-        # The sender is gone; a newcomer gets the message from whoever is online (listener, keeper).
+        # The sender is gone and so is the listener: only the keeper is online when bob returns.
         await stop(listener)
-        late = await start("listen", invite, "--json", home=tmp_path / "late")
-        try:
-            seen = await read_json_until(late, lambda o: o.get("text") == "hello over the mesh")
-            assert seen[-1]["id"] == msg["id"]
-        finally:
-            await stop(late)
+        bob = await start("listen", invite, "--json", home=tmp_path / "bob")
+        seen = await read_json_until(bob, lambda o: o.get("text") == "hello over the mesh")
+        assert seen[-1]["id"] == msg["id"]
     finally:
-        await stop(listener)
-        await stop(keeper)
+        for proc in (listener, bob, keeper):
+            await stop(proc)
 
 
 @pytest.mark.timeout(60)
