@@ -70,3 +70,76 @@ async def test_restarted_peer_resumes_history_and_keeps_chatting(signaling_url: 
             assert order(broom) == order(aroom)
         finally:
             await alice.close()
+
+
+@pytest.mark.timeout(180)
+async def test_offline_members_get_100_missed_messages_from_members_then_keeper(
+    signaling_url: str, tmp_path: Path
+) -> None:
+    invite = Invite.new(signaling_url).url()
+    homes = {name: tmp_path / name for name in ("alice", "bob", "carol", "dave", "keeper")}
+    keeper = Peer(home=homes["keeper"])
+    bob = Peer(home=homes["bob"])
+    try:
+        await keeper.join(invite, keeper=True)
+        broom = await bob.join(invite)
+        # carol and dave join once, so the room knows them, then go offline
+        for name in ("carol", "dave"):
+            p = Peer(home=homes[name])
+            r = await p.join(invite)
+            await r.wait_for(lambda r=r: len(r.online_members()) == 2 and r.core.caught_up(), WAIT)
+            await p.close()
+
+        alice = Peer(home=homes["alice"])
+        aroom = await alice.join(invite)
+        await aroom.wait_connected(WAIT)
+        assert set(aroom.core.members()) >= {bob.peer_id, keeper.peer_id}
+        assert len(aroom.core.members()) == 5
+        sent = [await aroom.send(f"missed {i}") for i in range(100)]
+        await broom.wait_for(lambda: len(broom.messages()) == 100, WAIT)
+        for m in sent[-1:]:
+            await aroom.wait_delivered(m.id, WAIT)
+        await alice.close()  # the sender leaves
+
+        # carol returns while bob and the keeper are online
+        carol = Peer(home=homes["carol"])
+        try:
+            croom = await carol.join(invite)
+            await croom.wait_for(lambda: len(croom.messages()) == 100, WAIT)
+            assert [m.text for m in croom.messages()] == [f"missed {i}" for i in range(100)]
+        finally:
+            await carol.close()
+
+        # dave returns when only the keeper is online
+        await bob.close()
+        dave = Peer(home=homes["dave"])
+        try:
+            droom = await dave.join(invite)
+            await droom.wait_for(lambda: len(droom.messages()) == 100, WAIT)
+            assert droom.online_members() == [keeper.peer_id]
+            assert [m.text for m in droom.messages()] == [f"missed {i}" for i in range(100)]
+        finally:
+            await dave.close()
+    finally:
+        await keeper.close()
+        await bob.close()
+
+
+@pytest.mark.timeout(120)
+async def test_garbage_on_a_real_data_channel_is_dropped_and_the_session_survives(
+    signaling_url: str, tmp_path: Path
+) -> None:
+    invite = Invite.new(signaling_url).url()
+    async with peers(tmp_path, 2) as (a, b):
+        ra, rb = await a.join(invite), await b.join(invite)
+        await ra.wait_connected(WAIT)
+        await rb.wait_connected(WAIT)
+        assert ra.mesh is not None
+        link = ra.mesh.links[b.peer_id]
+        for junk in (b"", b"\xff\x00garbage", b"\x02" + bytes(60000), b"\x01" + b"\x00" * 17):
+            await link.send(junk)
+        msg = await ra.send("after the garbage")
+        assert await ra.wait_delivered(msg.id, WAIT) == {b.peer_id}
+        await rb.wait_for(lambda: [m.text for m in rb.messages()] == ["after the garbage"], WAIT)
+        assert len(rb.core.protocol_errors) >= 3
+        assert rb.online_members() == [a.peer_id]
