@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -267,7 +268,9 @@ class Peer:
         *,
         store_path: str | None = None,
         connect_timeout: float = 20.0,
+        reconnect_initial: float = 0.5,
     ) -> None:
+        self._reconnect_initial = reconnect_initial
         self.home: Path = resolve_home(home)
         self.identity = load_or_create_identity(self.home)
         self.peer_id = self.identity.peer_id
@@ -313,7 +316,7 @@ class Peer:
             self.peer_id,
             handle.seal,
             handle.open,
-            lambda to, payload: client.signal(inv.room_id, to, payload),
+            lambda to, payload: self._send_signal(inv.server, inv.room_id, to, payload),
             handle.link_up,
             handle.link_down,
             turn=client.turn,
@@ -339,22 +342,53 @@ class Peer:
         return client
 
     async def _signaling_loop(self, server: str, client: SignalingClient) -> None:
-        async for ev in client.events():
-            if isinstance(ev, PeerJoined | PeerLeft | SignalReceived):
-                handle = self.rooms.get(ev.room)
-                if handle is None or handle.mesh is None:
-                    continue
-                if isinstance(ev, PeerJoined):
-                    handle.mesh.peer_joined(ev.peer)
-                elif isinstance(ev, PeerLeft):
-                    handle.mesh.peer_left(ev.peer)
-                else:
-                    self.spawn(handle.mesh.handle_signal(ev.sender, ev.payload))
-            elif isinstance(ev, ServerError):
-                log.warning("signaling server error: %s", ev.code)
-            elif isinstance(ev, Disconnected):
-                log.warning("signaling connection to %s lost", server)
-                break
+        """Dispatch signaling events; when the connection drops, reconnect with backoff and rejoin.
+
+        Existing WebRTC links do not need the server and stay up meanwhile.
+        """
+        while True:
+            async for ev in client.events():
+                if isinstance(ev, PeerJoined | PeerLeft | SignalReceived):
+                    handle = self.rooms.get(ev.room)
+                    if handle is None or handle.mesh is None:
+                        continue
+                    if isinstance(ev, PeerJoined):
+                        handle.mesh.peer_joined(ev.peer)
+                    elif isinstance(ev, PeerLeft):
+                        handle.mesh.peer_left(ev.peer)
+                    else:
+                        self.spawn(handle.mesh.handle_signal(ev.sender, ev.payload))
+                elif isinstance(ev, ServerError):
+                    log.info("signaling server error: %s", ev.code)
+                elif isinstance(ev, Disconnected):
+                    break
+            if self._stopped.is_set():
+                return
+            log.warning("signaling connection to %s lost; reconnecting", server)
+            client = await self._reconnect(server)
+            self._signaling[server] = client
+            for handle in list(self.rooms.values()):
+                if handle.invite.server == server and handle.mesh is not None:
+                    try:
+                        handle.mesh.set_present(await client.join(handle.room_id))
+                    except (SignalingError, ConnectionError) as exc:
+                        log.warning("rejoining room failed: %s", exc)
+
+    async def _reconnect(self, server: str) -> SignalingClient:
+        delay = self._reconnect_initial
+        while True:
+            try:
+                return await SignalingClient.connect(server, self.identity.public_key, self.identity.sign)
+            except (SignalingError, OSError, TimeoutError) as exc:
+                log.info("reconnect to %s failed (%s); next try in %.1fs", server, type(exc).__name__, delay)
+            await asyncio.sleep(delay * (0.75 + random.random() / 2))
+            delay = min(delay * 2, 30.0)
+
+    async def _send_signal(self, server: str, room_id: str, to: str, payload: str) -> None:
+        client = self._signaling.get(server)
+        if client is None or client.closed:
+            raise ConnectionError("signaling server not connected")
+        await client.signal(room_id, to, payload)
 
     def persist(self, handle: RoomHandle) -> None:
         apply_batch(self.store, handle.room_id, handle.core.take_persist())

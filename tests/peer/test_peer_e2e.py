@@ -143,3 +143,28 @@ async def test_garbage_on_a_real_data_channel_is_dropped_and_the_session_survive
         await rb.wait_for(lambda: [m.text for m in rb.messages()] == ["after the garbage"], WAIT)
         assert len(rb.core.protocol_errors) >= 3
         assert rb.online_members() == [a.peer_id]
+
+
+@pytest.mark.timeout(120)
+async def test_peers_survive_a_signaling_server_restart(tmp_path: Path) -> None:
+    from signaling.app import start_server
+    from signaling.config import SignalingConfig
+
+    runner, port = await start_server(SignalingConfig(host="127.0.0.1", port=0))
+    url = f"http://127.0.0.1:{port}"
+    invite = Invite.new(url).url()
+    async with peers(tmp_path, 3) as (a, b, c):
+        ra, rb = await a.join(invite), await b.join(invite)
+        await ra.wait_for(lambda: ra.online_members() == [b.peer_id], WAIT)
+        await runner.cleanup()  # the server goes away; the mesh link does not need it
+        msg = await ra.send("while the server is down")
+        assert await ra.wait_delivered(msg.id, WAIT) == {b.peer_id}
+
+        runner, _ = await start_server(SignalingConfig(host="127.0.0.1", port=port))
+        try:
+            # a newcomer meets both through the restarted server once they have reconnected
+            rc = await c.join(invite)
+            await rc.wait_for(lambda: set(rc.online_members()) == {a.peer_id, b.peer_id}, WAIT)
+            await rc.wait_for(lambda: [m.text for m in rc.messages()] == ["while the server is down"], WAIT)
+        finally:
+            await runner.cleanup()
