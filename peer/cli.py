@@ -14,6 +14,7 @@ import logging
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from peer.core.errors import ProtocolError
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--no-invite", action="store_true", help="do not print an invite for a fresh room")
+    p.add_argument("--web-root", type=Path, help="directory served at / (default: the bundled web client)")
 
     sub.add_parser("id", parents=[common], help="print your peer id and safety fingerprint")
 
@@ -140,15 +142,36 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from peer.core.invite import Invite
-    from signaling.__main__ import run
+    return asyncio.run(_serve_async(args))
 
-    base = f"http://{args.host}:{args.port}"
+
+async def _serve_async(args: argparse.Namespace) -> int:
+    """Start the server, then print where it is and an invite (so a printed URL is always live)."""
+    import signal
+
+    from peer.core.invite import Invite
+    from signaling.__main__ import _DEFAULT_WEB
+    from signaling.app import start_server
+    from signaling.config import SignalingConfig
+
+    web_root = (
+        args.web_root if args.web_root is not None else (_DEFAULT_WEB if _DEFAULT_WEB.is_dir() else None)
+    )
+    logging.getLogger("signaling").setLevel(logging.INFO)
+    runner, port = await start_server(SignalingConfig(host=args.host, port=args.port, web_root=web_root))
+    shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host  # noqa: S104
+    base = f"http://{shown_host}:{port}"
+    print(f"ephemesh signaling server and web client on {base}", flush=True)
     if not args.no_invite:
-        invite = Invite.new(base)
-        print(f"ephemesh signaling server and web client on {base}", flush=True)
-        print(f"invite link for a fresh room: {invite.url()}", flush=True)
-    run(args.host, args.port, None)
+        print(f"invite link for a fresh room: {Invite.new(base).url()}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
     return 0
 
 

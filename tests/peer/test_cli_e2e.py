@@ -49,7 +49,9 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
 
 
 @pytest.mark.timeout(150)
-async def test_send_listen_and_a_returning_member_is_served_by_the_keeper(signaling_url: str, tmp_path: Path) -> None:
+async def test_send_listen_and_a_returning_member_is_served_by_the_keeper(
+    signaling_url: str, tmp_path: Path
+) -> None:
     invite = Invite.new(signaling_url, ttl_s=3600).url()
     keeper = await start("keep", invite, home=tmp_path / "keeper")
     # bob joins once (so the room knows him), then goes offline
@@ -60,7 +62,9 @@ async def test_send_listen_and_a_returning_member_is_served_by_the_keeper(signal
         await read_json_until(bob, lambda o: o["event"] == "joined")  # saw another member's ADD
         await stop(bob)
 
-        sender = await start("send", invite, "hello over the mesh", "--timeout", "30", home=tmp_path / "sender")
+        sender = await start(
+            "send", invite, "hello over the mesh", "--timeout", "30", home=tmp_path / "sender"
+        )
         _, err = await asyncio.wait_for(sender.communicate(), WAIT)
         assert sender.returncode == 0, err.decode()
         seen = await read_json_until(listener, lambda o: o.get("text") == "hello over the mesh")
@@ -86,7 +90,8 @@ async def test_send_with_nobody_online_fails_clearly(signaling_url: str, tmp_pat
     _, err = await asyncio.wait_for(sender.communicate(), WAIT)
     assert sender.returncode == 1
     text = err.decode()
-    assert "no other member is online" in text and "Traceback" not in text
+    assert "no other member is online" in text
+    assert "Traceback" not in text
 
 
 @pytest.mark.timeout(60)
@@ -96,4 +101,30 @@ async def test_unreachable_server_is_one_line(tmp_path: Path) -> None:
     _, err = await asyncio.wait_for(sender.communicate(), WAIT)
     assert sender.returncode == 1
     lines = err.decode().strip().splitlines()
-    assert len(lines) == 1 and "signaling server" in lines[0], lines
+    assert len(lines) == 1, lines
+    assert "signaling server" in lines[0]
+
+
+@pytest.mark.timeout(60)
+async def test_serve_prints_an_invite_and_serves_the_web_client(tmp_path: Path) -> None:
+    import aiohttp
+
+    server = await start("serve", "--port", "0", home=tmp_path / "srv")
+    try:
+        assert server.stdout is not None
+        async with asyncio.timeout(WAIT):
+            while True:
+                line = (await server.stdout.readline()).decode()
+                assert line, "serve exited early"
+                if "invite link" in line:
+                    break
+        invite = Invite.parse(line.split()[-1])
+        assert invite.server.startswith("http://127.0.0.1:")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{invite.server}/healthz") as r:
+                assert (await r.json())["ok"] is True
+            async with http.get(f"{invite.server}/") as r:
+                assert r.status == 200
+                assert "<html" in (await r.text()).lower()
+    finally:
+        await stop(server)

@@ -41,7 +41,8 @@ def test_corrupt_identity_is_a_clear_error(tmp_path: Path) -> None:
         load_or_create_identity(home)
     r = run_cli("id", home=home)
     assert r.returncode == 1
-    assert r.stderr.startswith("ephemesh: ") and "Traceback" not in r.stderr
+    assert r.stderr.startswith("ephemesh: ")
+    assert "Traceback" not in r.stderr
 
 
 def test_env_home_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,7 +69,8 @@ def test_cli_id_and_room_new(tmp_path: Path) -> None:
     r = run_cli("id", home=tmp_path)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].startswith("peer id:") and len(lines[0].split()[-1]) == 32
+    assert lines[0].startswith("peer id:")
+    assert len(lines[0].split()[-1]) == 32
     r2 = run_cli("id", home=tmp_path)
     assert r2.stdout == r.stdout
     r = run_cli("room", "new", "--server", "http://127.0.0.1:9999", "--ttl", "1h", home=tmp_path)

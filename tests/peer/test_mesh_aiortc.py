@@ -73,7 +73,8 @@ async def make_side(url: str, invite: Invite) -> Side:
 
 
 async def close_side(side: Side) -> None:
-    assert side.mesh is not None and side.pump is not None
+    assert side.mesh is not None
+    assert side.pump is not None
     await side.mesh.close()
     await side.client.close()
     side.pump.cancel()
@@ -121,7 +122,8 @@ async def test_wrong_room_secret_never_links(signaling_url: str) -> None:
         b.mesh.peer_joined(a.identity.peer_id)
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(a.links.get(), 3.0)
-        assert a.links.empty() and b.links.empty()
+        assert a.links.empty()
+        assert b.links.empty()
     finally:
         await close_side(a)
         await close_side(b)

@@ -30,7 +30,9 @@ def order(room: RoomHandle) -> list[tuple[str, str]]:
 
 
 @pytest.mark.timeout(120)
-async def test_five_peers_concurrent_messages_same_order_everywhere(signaling_url: str, tmp_path: Path) -> None:
+async def test_five_peers_concurrent_messages_same_order_everywhere(
+    signaling_url: str, tmp_path: Path
+) -> None:
     invite = Invite.new(signaling_url).url()
     async with peers(tmp_path, 5) as ps:
         rooms = [await p.join(invite) for p in ps]
@@ -154,7 +156,7 @@ async def test_peers_survive_a_signaling_server_restart(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{port}"
     invite = Invite.new(url).url()
     async with peers(tmp_path, 3) as (a, b, c):
-        ra, rb = await a.join(invite), await b.join(invite)
+        ra, _rb = await a.join(invite), await b.join(invite)
         await ra.wait_for(lambda: ra.online_members() == [b.peer_id], WAIT)
         await runner.cleanup()  # the server goes away; the mesh link does not need it
         msg = await ra.send("while the server is down")
