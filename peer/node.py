@@ -33,11 +33,15 @@ from peer.core.invite import Invite
 from peer.core.log import DEFAULT_SKEW_MS
 from peer.core.room import (
     Delivered,
+    MemberJoined,
+    MemberLeft,
     MemberOnline,
     Message,
+    MessageExpired,
     MessageReceived,
     Room,
     RoomEvent,
+    TimerChanged,
 )
 from peer.core.signal import ReplayCache, open_signal, seal_signal
 from peer.home import STORE_FILE, load_or_create_identity, resolve_home
@@ -411,4 +415,14 @@ class Peer:
         self.store.close()
 
 
-__all__ += ["Delivered", "MemberOnline", "MessageReceived", "ProtocolError"]
+__all__ += [
+    "Delivered",
+    "MemberJoined",
+    "MemberLeft",
+    "MemberOnline",
+    "MessageExpired",
+    "MessageReceived",
+    "ProtocolError",
+    "RoomEvent",
+    "TimerChanged",
+]
