@@ -140,7 +140,7 @@ class RoomHandle:
         while True:
             present = set(self.mesh.present) if self.mesh else set()
             online = self.core.online()
-            if present <= online and self.core.caught_up():
+            if present <= online and self.core.sync.caught_up():
                 return online
             remaining = deadline - loop.time()
             if remaining <= 0:

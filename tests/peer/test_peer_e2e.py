@@ -89,7 +89,7 @@ async def test_offline_members_get_100_missed_messages_from_members_then_keeper(
         for name in ("carol", "dave"):
             p = Peer(home=homes[name])
             r = await p.join(invite)
-            await r.wait_for(lambda r=r: len(r.online_members()) == 2 and r.core.caught_up(), WAIT)
+            await r.wait_for(lambda r=r: len(r.online_members()) == 2 and r.core.sync.caught_up(), WAIT)
             await p.close()
 
         alice = Peer(home=homes["alice"])
