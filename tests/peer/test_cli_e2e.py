@@ -128,3 +128,34 @@ async def test_serve_prints_an_invite_and_serves_the_web_client(tmp_path: Path) 
                 assert "<html" in (await r.text()).lower()
     finally:
         await stop(server)
+
+
+@pytest.mark.timeout(90)
+async def test_chat_and_a_killed_peer_is_detected_by_heartbeat(signaling_url: str, tmp_path: Path) -> None:
+    """Two `ephemesh chat` processes talk; one is SIGKILLed and the other notices within seconds."""
+    from peer.node import Peer
+
+    invite = Invite.new(signaling_url).url()
+    async with Peer(home=tmp_path / "observer") as observer:
+        room = await observer.join(invite)
+        chat = await start("chat", invite, home=tmp_path / "chatter")
+        try:
+            await room.wait_for(lambda: len(room.online_members()) == 1, WAIT)
+            assert chat.stdin is not None
+            chat.stdin.write(b"hello from the terminal\n")
+            await chat.stdin.drain()
+            await room.wait_for(
+                lambda: [m.text for m in room.messages()] == ["hello from the terminal"], WAIT
+            )
+            await room.send("hello back")
+            assert chat.stdout is not None
+            async with asyncio.timeout(WAIT):
+                while b"hello back" not in await chat.stdout.readline():
+                    pass
+            loop = asyncio.get_running_loop()
+            chat.kill()  # no goodbye: only heartbeats can tell
+            killed_at = loop.time()
+            await room.wait_for(lambda: room.online_members() == [], 15.0)
+            assert loop.time() - killed_at < 10.0  # ICE consent alone would take ~35 s
+        finally:
+            await stop(chat)
