@@ -43,6 +43,7 @@ Rules:
 
 from __future__ import annotations
 
+import itertools
 import json
 import struct
 from collections.abc import Iterable
@@ -78,7 +79,7 @@ from peer.core.handshake import (
     seal_to_prekey,
 )
 from peer.core.identity import Identity, PublicBundle
-from peer.core.ids import id_from_bytes, id_to_bytes, message_id
+from peer.core.ids import id_from_bytes, id_to_bytes, message_id, peer_id_from_public_key
 from peer.core.invite import Invite
 from peer.core.log import Key, LogEntry, Tombstone
 from peer.core.membership import (
@@ -154,13 +155,33 @@ class MessageReceived:
 
 @dataclass(frozen=True, slots=True)
 class MessageExpired:
+    """A message was erased here: ``reason`` is ``"expired"`` (its signed expiry) or ``"unsent"``."""
+
     id: str
+    reason: str = "expired"
 
     def to_json(self) -> dict[str, Any]:
-        return {"event": "expired", "id": self.id}
+        return {"event": "expired", "id": self.id, "reason": self.reason}
 
     def __str__(self) -> str:
-        return f"* message {self.id[:8]}… expired"
+        return f"* message {self.id[:8]}… {'unsent' if self.reason == 'unsent' else 'expired'}"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageErased:
+    """Member ``by`` reported (signed receipt) that it erased our message ``id``: ``count`` of ``of``
+    other members have now done so."""
+
+    id: str
+    by: str
+    count: int
+    of: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "erased", "id": self.id, "by": self.by, "count": self.count, "of": self.of}
+
+    def __str__(self) -> str:
+        return f"* {self.id[:8]}… erased on {self.count} of {self.of} members"
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,8 +242,84 @@ class TimerChanged:
 
 
 RoomEvent = (
-    MessageReceived | MessageExpired | MemberJoined | MemberLeft | MemberOnline | Delivered | TimerChanged
+    MessageReceived
+    | MessageExpired
+    | MessageErased
+    | MemberJoined
+    | MemberLeft
+    | MemberOnline
+    | Delivered
+    | TimerChanged
 )
+
+
+# -- erasure receipts (APP frames) -------------------------------------------------------------------
+
+RECEIPT_TAG = 0x01  # first byte of an APP frame body that carries an erasure receipt
+RECEIPT_VERSION = 1
+MAX_RECEIPT_SEQS = 1024
+LABEL_RECEIPT = b"ephemesh-v1 erasure-receipt\x00"
+_RECEIPT_HEAD = struct.Struct(">BB16s16s16sH")
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureReceipt:
+    """``member`` states it erased messages ``seqs`` of ``sender`` in ``room_id``.
+
+    Wire (an APP frame body): ``tag u8 = 1 | version u8 = 1 | room_id (16) | member (16) | sender (16) |
+    n u16 (1..1024) | n x seq u64 (strictly ascending) | Ed25519(member, LABEL_RECEIPT || bytes before sig)``.
+    """
+
+    room_id: str
+    member: str
+    sender: str
+    seqs: tuple[int, ...]
+    signature: bytes = field(default=b"", repr=False)
+
+    def _body(self) -> bytes:
+        head = _RECEIPT_HEAD.pack(
+            RECEIPT_TAG,
+            RECEIPT_VERSION,
+            id_to_bytes(self.room_id),
+            id_to_bytes(self.member),
+            id_to_bytes(self.sender),
+            len(self.seqs),
+        )
+        return head + b"".join(struct.pack(">Q", q) for q in self.seqs)
+
+    @classmethod
+    def create(cls, identity: Identity, room_id: str, sender: str, seqs: Iterable[int]) -> ErasureReceipt:
+        ordered = tuple(sorted(set(seqs)))
+        if not 1 <= len(ordered) <= MAX_RECEIPT_SEQS:
+            raise ValueError("a receipt names 1..1024 seqs")
+        unsigned = cls(room_id, identity.peer_id, sender, ordered)
+        return cls(
+            room_id, identity.peer_id, sender, ordered, identity.sign(LABEL_RECEIPT + unsigned._body())
+        )
+
+    def encode(self) -> bytes:
+        return self._body() + self.signature
+
+    @classmethod
+    def decode(cls, data: object) -> ErasureReceipt:
+        """Parse (not verify); ``ProtocolError`` on anything malformed, never anything else."""
+        if not isinstance(data, bytes) or len(data) < _RECEIPT_HEAD.size + 8 + 64:
+            raise ProtocolError("bad-receipt", "malformed erasure receipt")
+        tag, version, room, member, sender, n = _RECEIPT_HEAD.unpack(data[: _RECEIPT_HEAD.size])
+        if tag != RECEIPT_TAG or version != RECEIPT_VERSION:
+            raise ProtocolError("bad-receipt", "unknown receipt tag or version")
+        if not 1 <= n <= MAX_RECEIPT_SEQS or len(data) != _RECEIPT_HEAD.size + 8 * n + 64:
+            raise ProtocolError("bad-receipt", "malformed erasure receipt")
+        seqs = struct.unpack(f">{n}Q", data[_RECEIPT_HEAD.size : _RECEIPT_HEAD.size + 8 * n])
+        if any(b <= a for a, b in itertools.pairwise(seqs)):
+            raise ProtocolError("bad-receipt", "receipt seqs not strictly ascending")
+        return cls(id_from_bytes(room), id_from_bytes(member), id_from_bytes(sender), seqs, data[-64:])
+
+    def verify(self, member_public_key: bytes) -> None:
+        """Raise ``ProtocolError`` unless ``member_public_key`` is ``member``'s key and signed this."""
+        if peer_id_from_public_key(member_public_key) != self.member:
+            raise ProtocolError("wrong-sender", "key does not match the receipt member")
+        ed25519_verify(member_public_key, LABEL_RECEIPT + self._body(), self.signature)
 
 
 # -- persistence (the adapter does the I/O) ----------------------------------------------------------
@@ -276,7 +373,13 @@ class Room:
         self.peer_id = identity.peer_id
         self.keeper = keeper
         self.policy = chain_policy or ChainPolicy()
-        self.sync = SyncEngine(self.peer_id, self.room_id, self._validate, config=sync_config)
+        self.sync = SyncEngine(
+            self.peer_id,
+            self.room_id,
+            self._validate,
+            config=sync_config,
+            authorize_tombstone=self._authorize_tombstone,
+        )
         self.membership = MembershipState(self.room_id)
         self.bundles: dict[str, PublicBundle] = {self.peer_id: identity.public_bundle()}
         self._ops: dict[Key, MembershipOp] = {}
@@ -291,6 +394,9 @@ class Room:
         self._delivered: dict[str, set[str]] = {}
         self._seen_prekey_msgs: set[bytes] = set()
         self._chain_given: dict[bytes, set[str]] = {}  # chain id -> members it was given to
+        self._chat_pos: dict[Key, tuple[bytes, int]] = {}  # held CHAT key -> (chain id, chain index)
+        self._receipts_out: dict[str, set[int]] = {}  # sender -> seqs we erased, not yet reported
+        self._erased_by: dict[int, set[str]] = {}  # own CHAT seq -> members that reported erasing it
         self.protocol_errors: list[tuple[str, str]] = []
         states = snapshot.states if snapshot else {}
         self._seq = int(states.get("seq", b"0"))
@@ -335,20 +441,39 @@ class Room:
     # -- restore -------------------------------------------------------------------------------------
 
     def _restore(self, snap: Snapshot, now: int) -> None:
+        """Resume from the store. Anything expired or deleted by now is erased (and reported), never shown."""
         log = self.sync.log
-        for sender, seq, until in snap.tombstones:
-            log.tombstone((sender, seq), until)
         entries = sorted(snap.envelopes, key=lambda e: e.order_key)
         for entry in entries:
             env = parse_envelope(entry.data)
             if env.kind == Kind.MEMBERSHIP:
                 self._ops[entry.key] = MembershipOp.decode(env.payload)
         self._recompute_membership(events=None)
+        # unsends first, with their proof, so a restored member still answers stale copies with them
+        state_keys = {e.key for e in entries if parse_envelope(e.data).kind != Kind.CHAT}
         for entry in entries:
-            if not log.add(entry, now):
-                continue
-            self.sync.clock.observe(entry.lamport)
             env = parse_envelope(entry.data)
+            if env.kind == Kind.TOMBSTONE and entry.expires_at > now:
+                for seq in decode_tombstone(env.payload):
+                    if (env.sender, seq) not in state_keys:  # room state is never unsent
+                        log.tombstone((env.sender, seq), self._unsend_until(env), entry.data)
+        for sender, seq, until in snap.tombstones:
+            if until > now:
+                log.tombstone((sender, seq), until)
+                if sender != self.peer_id:  # erased (or never held) here: (re)report it, the sender dedupes
+                    self._receipts_out.setdefault(sender, set()).add(seq)
+        restored: set[Key] = set()
+        for entry in entries:
+            env = parse_envelope(entry.data)
+            if env.kind == Kind.CHAT and env.sender == self.peer_id:
+                self._erased_by.setdefault(env.seq, set())
+            if not log.add(entry, now):
+                self._erase_at_restore(entry, env, now)
+                continue
+            restored.add(entry.key)
+            self.sync.clock.observe(entry.lamport)
+            if env.kind == Kind.CHAT:
+                self._chat_pos[entry.key] = (env.chain_id, env.chain_index)
             key = snap.message_keys.get(entry.key)
             if env.kind == Kind.CHAT and key is not None:
                 self._keys[entry.key] = key
@@ -357,6 +482,21 @@ class Room:
                 self._pending.setdefault((env.sender, env.chain_id), []).append(env)
             elif env.kind == Kind.SENDER_KEY and not self.keeper:
                 self._take_sender_key(env, now, [])
+        for sender, seq in snap.message_keys.keys() - restored:
+            tomb = log.get_tombstone((sender, seq))
+            self._persist.erased.append((sender, seq, tomb.until if tomb is not None else 0))
+        self._advance_initial()
+
+    def _erase_at_restore(self, entry: LogEntry, env: Envelope, now: int) -> None:
+        """A stored entry the log refuses (expired or tombstoned): erase it from the store and report it."""
+        log = self.sync.log
+        until = min(entry.expires_at + log.skew_ms, wire.MAX_INT)
+        if until > now:
+            log.tombstone(entry.key, until)
+        tomb = log.get_tombstone(entry.key)
+        self._persist.erased.append((entry.sender, entry.seq, tomb.until if tomb is not None else until))
+        if env.kind == Kind.CHAT and env.sender != self.peer_id:
+            self._receipts_out.setdefault(env.sender, set()).add(env.seq)
 
     # -- public API ---------------------------------------------------------------------------------
 
@@ -370,11 +510,46 @@ class Room:
     def online(self) -> set[str]:
         return {n for n in self.sync.neighbours if self.sync.is_ready(n)}
 
+    def caught_up(self) -> bool:
+        """Linked neighbours have all said what they hold and we have fetched what we lacked."""
+        return self.sync.caught_up()
+
     def members(self) -> list[str]:
         return sorted(self.membership.members)
 
     def delivered_to(self, msg_id: str) -> set[str]:
         return set(self._delivered.get(msg_id, set()))
+
+    def erased_on(self, msg_id: str) -> set[str]:
+        """Members (other than us) whose signed receipt says they erased our message ``msg_id``."""
+        key = _parse_message_id(msg_id)
+        if key is None or key[0] != self.peer_id:
+            return set()
+        return set(self._erased_by.get(key[1], set()))
+
+    def erasure(self, msg_id: str) -> tuple[int, int]:
+        """``(N, M)``: our message was erased on N of the M other current members."""
+        return len(self.erased_on(msg_id)), len(self.membership.members) - 1
+
+    def unsend(self, msg_id: str, now: int) -> list[RoomEvent]:
+        """Delete one of our own messages for everyone ("unsend"); returns the local events.
+
+        Publishes a signed TOMBSTONE envelope (kind 4) and tombstones the message here with that envelope
+        as proof. Empty if ``msg_id`` is not one of our messages we still hold.
+        """
+        key = _parse_message_id(msg_id)
+        if key is None or key[0] != self.peer_id or key not in self._chat_pos:
+            return []
+        entry = self.sync.log.get(key)
+        if entry is None:
+            return []
+        expires_at = max(entry.expires_at, now + 1)
+        published = self._publish_unchained(
+            Kind.TOMBSTONE, encode_tombstone([key[1]]), now, expires_at=expires_at
+        )
+        events: list[RoomEvent] = []
+        self._apply_unsend(parse_envelope(published.data), published.data, now, events)
+        return events
 
     @property
     def timer_s(self) -> int:
@@ -410,6 +585,8 @@ class Room:
         self._persist.envelopes.append(entry)
         key = (self.peer_id, self._seq)
         self._keys[key] = mk.key
+        self._chat_pos[key] = (chain.chain_id, mk.index)
+        self._erased_by[self._seq] = set()
         self._persist.message_keys.append((self.peer_id, self._seq, expires_at, mk.key))
         msg = Message(
             message_id(self.peer_id, self._seq),
@@ -500,8 +677,10 @@ class Room:
         for ev in sync_events:
             if isinstance(ev, EntryAdded):
                 self._on_entry(ev.entry, now, events)
-            elif isinstance(ev, EntryExpired | EntryDeleted):
+            elif isinstance(ev, EntryExpired):
                 self._erase(ev.key, events)
+            elif isinstance(ev, EntryDeleted):
+                self._erase(ev.key, events, reason="unsent")
             elif isinstance(ev, Acked):
                 mid = message_id(ev.sender, ev.seq)
                 if (
@@ -528,6 +707,9 @@ class Room:
 
     def _on_opaque(self, ev: OpaqueFrame, now: int, events: list[RoomEvent]) -> None:
         link = self._links.get(ev.neighbour)
+        if ev.type == wire.FrameType.APP and link is not None and link.session is not None:
+            self._on_receipt(ev.neighbour, ev.body, events)
+            return
         if ev.type != wire.FrameType.PAIRWISE or link is None or link.session is None:
             self.protocol_errors.append((ev.neighbour, "unexpected-frame"))
             return
@@ -540,12 +722,16 @@ class Room:
     def _on_entry(self, entry: LogEntry, now: int, events: list[RoomEvent]) -> None:
         self._persist.envelopes.append(entry)
         env = parse_envelope(entry.data)
+        if env.kind == Kind.CHAT:
+            self._chat_pos[entry.key] = (env.chain_id, env.chain_index)
         if env.kind == Kind.MEMBERSHIP:
             self._ops[entry.key] = MembershipOp.decode(env.payload)
             self._recompute_membership(events, now)
         elif env.kind == Kind.SENDER_KEY:
             if not self.keeper:
                 self._take_sender_key(env, now, events)
+        elif env.kind == Kind.TOMBSTONE:
+            self._apply_unsend(env, entry.data, now, events)
         elif env.kind == Kind.CHAT and not self.keeper:
             rx = self._rx.get((env.sender, env.chain_id))
             if rx is None:
@@ -695,7 +881,8 @@ class Room:
         self._messages[(env.sender, env.seq)] = msg
         events.append(MessageReceived(msg))
 
-    def _erase(self, key: Key, events: list[RoomEvent]) -> None:
+    def _erase(self, key: Key, events: list[RoomEvent], reason: str = "expired") -> None:
+        """Forget a message everywhere in this member: object, key, envelope row, pending copy, chain keys."""
         msg = self._messages.pop(key, None)
         self._keys.pop(key, None)
         tomb = self.sync.log.get_tombstone(key)
@@ -703,17 +890,130 @@ class Room:
         self._persist.erased.append((key[0], key[1], until))
         for envs in self._pending.values():
             envs[:] = [e for e in envs if (e.sender, e.seq) != key]
+        pos = self._chat_pos.pop(key, None)
+        if pos is not None:
+            if key[0] == self.peer_id:
+                self._advance_initial()
+            else:
+                self._drop_skipped_key(key[0], *pos)
+                self._receipts_out.setdefault(key[0], set()).add(key[1])
         if msg is not None:
             self._delivered.pop(msg.id, None)
-            events.append(MessageExpired(msg.id))
+            events.append(MessageExpired(msg.id, reason))
+
+    def _advance_initial(self) -> None:
+        """Move our stored initial chain state up to the oldest message still held, so the state kept for
+        late joiners cannot re-derive the keys of messages already erased."""
+        init, cur = self._chain_initial, self._chain
+        if init is None or cur is None or init.chain_id != cur.chain_id:
+            return
+        live = [i for (s, _), (cid, i) in self._chat_pos.items() if s == self.peer_id and cid == cur.chain_id]
+        target = min(live, default=cur.index)
+        if target <= init.index:
+            return
+        while init.index < target:
+            init, _ = init.advance()
+        self._chain_initial = init
+        self._persist.states["chain/initial"] = init.to_bytes()
+
+    def _drop_skipped_key(self, sender: str, chain_id: bytes, index: int) -> None:
+        rx = self._rx.get((sender, chain_id))
+        if rx is None or all(i != index for i, _ in rx.skipped):
+            return
+        kept = tuple((i, k) for i, k in rx.skipped if i != index)
+        rx = ReceiverChain(rx.sender_key, rx.chain_id, rx.index, rx.chain_key, kept)
+        self._rx[(sender, chain_id)] = rx
+        self._persist.states[f"chain/rx/{sender}/{chain_id.hex()}"] = rx.to_bytes()
+
+    # -- unsend and erasure receipts ----------------------------------------------------------------------
+
+    def _unsend_until(self, env: Envelope) -> int:
+        return min(env.expires_at + self.sync.log.skew_ms, wire.MAX_INT)
+
+    def _apply_unsend(self, env: Envelope, proof: bytes, now: int, events: list[RoomEvent]) -> None:
+        """Apply a verified TOMBSTONE envelope: tombstone each named key with the envelope as proof."""
+        until = self._unsend_until(env)
+        for seq in decode_tombstone(env.payload):
+            key = (env.sender, seq)
+            held = self.sync.log.get(key)
+            if held is not None and not self._deletable(held):
+                continue
+            if self.sync.delete(key, until, proof, now) and held is not None:
+                self._erase(key, events, reason="unsent")
+
+    def _deletable(self, held: LogEntry) -> bool:
+        """Only CHAT messages can be unsent (never room state), and only while the tombstone fits the wire."""
+        return held.key in self._chat_pos and held.expires_at + self.sync.log.skew_ms <= wire.MAX_INT
+
+    def _authorize_tombstone(self, tomb: Tombstone, held: LogEntry | None, now: int) -> bool:
+        """Accept a tombstone with a proof iff the proof is the messages' sender's signed TOMBSTONE envelope
+        for this room naming ``tomb.seq`` (an earlier seq), and ``until`` is within its bound."""
+        try:
+            env = parse_envelope(tomb.proof)
+            if env.kind != Kind.TOMBSTONE or env.room_id != self.room_id or env.sender != tomb.sender:
+                return False
+            self._verify_member_envelope(env)
+            seqs = decode_tombstone(env.payload)
+        except ProtocolError:
+            return False
+        if tomb.seq not in seqs or tomb.seq >= env.seq or tomb.until > self._unsend_until(env):
+            return False
+        return held is None or self._deletable(held)
+
+    def _verify_member_envelope(self, env: Envelope) -> None:
+        bundle = self.bundles.get(env.sender)
+        if bundle is None or (
+            env.sender not in self.membership.members and env.sender not in self.membership.removed
+        ):
+            raise ProtocolError("unknown-sender", "sender is not a known member")
+        verify_envelope(env, bundle.ed25519)
+
+    def _on_receipt(self, neighbour: str, body: bytes, events: list[RoomEvent]) -> None:
+        try:
+            receipt = ErasureReceipt.decode(body)
+            if receipt.room_id != self.room_id:
+                raise ProtocolError("wrong-room", "receipt for another room")
+            bundle = self.bundles.get(receipt.member)
+            if bundle is None or (
+                receipt.member not in self.membership.members
+                and receipt.member not in self.membership.removed
+            ):
+                raise ProtocolError("unknown-sender", "receipt from a non-member")
+            receipt.verify(bundle.ed25519)
+        except ProtocolError as exc:
+            self.protocol_errors.append((neighbour, exc.code))
+            return
+        if receipt.sender != self.peer_id or receipt.member == self.peer_id:
+            return  # receipts travel to the message's sender only (no relay in v1)
+        of = len(self.membership.members) - 1
+        for seq in receipt.seqs:
+            by = self._erased_by.get(seq)
+            if by is None or receipt.member in by:
+                continue
+            by.add(receipt.member)
+            events.append(MessageErased(message_id(self.peer_id, seq), receipt.member, len(by), of))
+
+    def _flush_receipts(self) -> None:
+        for sender in list(self._receipts_out):
+            if sender not in self.membership.members and sender not in self.membership.removed:
+                del self._receipts_out[sender]
+            elif self.sync.is_ready(sender):
+                seqs = sorted(self._receipts_out.pop(sender))
+                for i in range(0, len(seqs), MAX_RECEIPT_SEQS):
+                    receipt = ErasureReceipt.create(
+                        self.identity, self.room_id, sender, seqs[i : i + MAX_RECEIPT_SEQS]
+                    )
+                    self.sync.send_opaque(sender, wire.FrameType.APP, receipt.encode())
 
     # -- publishing ----------------------------------------------------------------------------------------
 
-    def _publish_unchained(self, kind: Kind, payload: bytes, now: int) -> None:
+    def _publish_unchained(
+        self, kind: Kind, payload: bytes, now: int, *, expires_at: int = NEVER
+    ) -> LogEntry:
         self._seq += 1
         lamport = self.sync.clock.tick()
         data = seal_unchained_envelope(
-            self.identity, self.room_id, kind, self._seq, lamport, now, NEVER, payload
+            self.identity, self.room_id, kind, self._seq, lamport, now, expires_at, payload
         )
         self._persist.states.update({"seq": str(self._seq).encode(), "lamport": str(lamport).encode()})
         entry = self.sync.publish(data, now)
@@ -721,6 +1021,7 @@ class Room:
         if kind == Kind.MEMBERSHIP:
             self._ops[entry.key] = MembershipOp.decode(payload)
             self._recompute_membership(None)
+        return entry
 
     # -- validation (called by the sync engine for every envelope) --------------------------------------
 
@@ -740,18 +1041,20 @@ class Room:
                     raise ProtocolError("unknown-sender", "no bundle for the sender yet")
                 key = bundle.ed25519
         else:
-            bundle = self.bundles.get(env.sender)
-            if bundle is None or (
-                env.sender not in self.membership.members and env.sender not in self.membership.removed
+            # an unsend travels as a tombstone proof too: bounded, and only earlier seqs of its own sender
+            if env.kind == Kind.TOMBSTONE and (
+                len(data) > wire.MAX_PROOF or any(q >= env.seq for q in decode_tombstone(env.payload))
             ):
-                raise ProtocolError("unknown-sender", "sender is not a known member")
-            key = bundle.ed25519
+                raise ProtocolError("bad-tombstone", "unsend too large or naming a later seq")
+            self._verify_member_envelope(env)
+            return LogEntry(env.sender, env.seq, env.lamport, env.sent_at, env.expires_at, data)
         verify_envelope(env, key)
         return LogEntry(env.sender, env.seq, env.lamport, env.sent_at, env.expires_at, data)
 
     # -- pumping ------------------------------------------------------------------------------------------
 
     def data_to_send(self) -> list[tuple[str, bytes]]:
+        self._flush_receipts()
         out, self._outbox = self._outbox, []
         return out + self.sync.data_to_send()
 
@@ -766,6 +1069,14 @@ class Room:
         if batch:
             batch.states.setdefault("lamport", str(self.sync.clock.value).encode())
         return batch
+
+
+def _parse_message_id(msg_id: str) -> Key | None:
+    """``"<sender>:<seq>"`` -> key, or None if malformed."""
+    sender, _, seq = msg_id.partition(":")
+    if len(sender) != 32 or not seq.isdigit():
+        return None
+    return (sender, int(seq))
 
 
 def open_envelope_with_key(env: Envelope, message_key: bytes) -> bytes:

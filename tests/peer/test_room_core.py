@@ -2,104 +2,13 @@
 
 from __future__ import annotations
 
-from collections import deque
-
 import pytest
 
 from peer.core.identity import Identity
 from peer.core.invite import Invite
-from peer.core.room import MessageExpired, MessageReceived, PersistBatch, Room, RoomEvent, Snapshot
-from peer.core.log import LogEntry
+from peer.core.room import MessageExpired, MessageReceived
 from peer.testing import FakeClock
-
-
-class Net:
-    """Rooms linked pairwise; frames delivered in order per link; a fake clock drives timers."""
-
-    def __init__(self, invite: Invite, clock: FakeClock) -> None:
-        self.invite = invite
-        self.clock = clock
-        self.rooms: dict[str, Room] = {}
-        self.links: set[frozenset[str]] = set()
-        self.queue: deque[tuple[str, str, bytes]] = deque()
-        self.events: dict[str, list[RoomEvent]] = {}
-        self.persisted: dict[str, list[PersistBatch]] = {}
-
-    def add(self, identity: Identity, *, keeper: bool = False, snapshot: Snapshot | None = None) -> Room:
-        room = Room(identity, self.invite, self.clock.now, keeper=keeper, snapshot=snapshot)
-        self.rooms[room.peer_id] = room
-        self.events.setdefault(room.peer_id, [])
-        self.persisted.setdefault(room.peer_id, [])
-        return room
-
-    def link(self, a: Room, b: Room) -> None:
-        a.learn_bundle(b.identity.public_bundle())
-        b.learn_bundle(a.identity.public_bundle())
-        self.links.add(frozenset((a.peer_id, b.peer_id)))
-        a.link_up(b.peer_id, self.clock.now)
-        b.link_up(a.peer_id, self.clock.now)
-
-    def unlink(self, a: Room, b: Room) -> None:
-        self.links.discard(frozenset((a.peer_id, b.peer_id)))
-        self.events[a.peer_id] += a.link_down(b.peer_id, self.clock.now)
-        self.events[b.peer_id] += b.link_down(a.peer_id, self.clock.now)
-
-    def remove(self, room: Room) -> None:
-        for other in list(self.rooms.values()):
-            if frozenset((room.peer_id, other.peer_id)) in self.links:
-                self.unlink(room, other)
-        del self.rooms[room.peer_id]
-
-    def flush(self) -> None:
-        for pid, room in self.rooms.items():
-            self.persisted[pid].append(room.take_persist())
-            for to, data in room.data_to_send():
-                if frozenset((pid, to)) in self.links:
-                    self.queue.append((pid, to, data))
-
-    def pump(self, rounds: int = 200) -> None:
-        for _ in range(rounds):
-            self.flush()
-            if not self.queue:
-                return
-            while self.queue:
-                src, dst, data = self.queue.popleft()
-                if dst in self.rooms:
-                    self.events[dst] += self.rooms[dst].receive(src, data, self.clock.now)
-        raise AssertionError("network did not settle")
-
-    def tick(self, ms: int, step: int = 250) -> None:
-        end = self.clock.now + ms
-        while self.clock.now < end:
-            self.clock.advance(min(step, end - self.clock.now))
-            for room in list(self.rooms.values()):
-                when = room.next_timer()
-                if when is not None and when <= self.clock.now:
-                    self.events[room.peer_id] += room.handle_timer(self.clock.now)
-            self.pump()
-
-
-def texts(room: Room) -> list[tuple[str, str]]:
-    return [(m.sender, m.text) for m in room.messages()]
-
-
-def snapshot_of(batches: list[PersistBatch]) -> Snapshot:
-    snap = Snapshot()
-    envs: dict[tuple[str, int], LogEntry] = {}
-    erased: dict[tuple[str, int], int] = {}
-    for b in batches:
-        for e in b.envelopes:
-            envs[e.key] = e
-        for sender, seq, key_exp, key in b.message_keys:
-            snap.message_keys[(sender, seq)] = key
-        for sender, seq, until in b.erased:
-            envs.pop((sender, seq), None)
-            snap.message_keys.pop((sender, seq), None)
-            erased[(sender, seq)] = until
-        snap.states.update(b.states)
-    snap.envelopes = list(envs.values())
-    snap.tombstones = [(s, q, u) for (s, q), u in erased.items()]
-    return snap
+from tests.peer.room_net import Net, snapshot_of, texts
 
 
 @pytest.fixture
@@ -135,7 +44,7 @@ def test_relay_through_a_middle_member_and_late_joiner_reads_current_chain(net: 
     net.link(b, c)  # c only talks to b
     net.pump()
     net.tick(8000)
-    assert ("before c" in [t for _, t in texts(c)])
+    assert "before c" in [t for _, t in texts(c)]
     c.send_text("c here", net.clock.now)
     net.pump()
     net.tick(8000)
@@ -184,7 +93,8 @@ def test_restart_from_persisted_state_keeps_history_and_chats(net: Net) -> None:
     a2.send_text("three", net.clock.now)
     net.pump()
     net.tick(2000)
-    assert texts(a2) == texts(b) and [t for _, t in texts(b)][-1] == "three"
+    assert texts(a2) == texts(b)
+    assert [t for _, t in texts(b)][-1] == "three"
 
 
 def test_messages_expire_everywhere(net: Net) -> None:
@@ -211,4 +121,6 @@ def test_bad_frames_are_dropped_and_the_session_survives(net: Net) -> None:
     assert b.protocol_errors
     a.send_text("still works", net.clock.now)
     net.pump()
-    assert any(isinstance(e, MessageReceived) and e.message.text == "still works" for e in net.events[b.peer_id])
+    assert any(
+        isinstance(e, MessageReceived) and e.message.text == "still works" for e in net.events[b.peer_id]
+    )

@@ -8,13 +8,17 @@ from peer.store.sqlite import Store, StoredEnvelope
 
 
 def env(sender: str, seq: int, lamport: int, expires_at: int, data: bytes) -> StoredEnvelope:
-    return StoredEnvelope(sender=sender, seq=seq, lamport=lamport, sent_at=0, expires_at=expires_at, data=data)
+    return StoredEnvelope(
+        sender=sender, seq=seq, lamport=lamport, sent_at=0, expires_at=expires_at, data=data
+    )
 
 
 def test_envelopes_survive_reopen_in_total_order(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite3"
     store = Store(path)
-    store.put_envelopes("r", [env("b", 1, 2, 100, b"x"), env("a", 1, 2, 100, b"y"), env("a", 2, 1, 100, b"z")])
+    store.put_envelopes(
+        "r", [env("b", 1, 2, 100, b"x"), env("a", 1, 2, 100, b"y"), env("a", 2, 1, 100, b"z")]
+    )
     assert not store.put_envelope("r", env("a", 1, 2, 100, b"dup"))
     store.close()
     store = Store(path)
