@@ -50,14 +50,24 @@ async def _two_members(browser: Browser, base_url: str) -> dict[str, Any]:
         peer_a = await a.evaluate("window.ephemesh.store.getState().self")
         handle = await b.wait_for_function("window.ephemesh.store.getState().self")
         peer_b = await handle.json_value()
-        # Both sides show the other online (data channel open), waiting on the condition.
+        # Both sides show the other online (handshake and sync HELLO done), waiting on the condition.
         await a.locator(f'#member-list li[data-peer="{peer_b}"][data-link="open"]').wait_for(state="attached")
         await b.locator(f'#member-list li[data-peer="{peer_a}"][data-link="open"]').wait_for(state="attached")
         room_a = await a.evaluate("window.ephemesh.store.getState().roomId")
         room_b = await b.evaluate("window.ephemesh.store.getState().roomId")
-        # Without the messaging engine, sending fails closed with a visible error.
-        await a.get_by_label("Message", exact=True).fill("should not leave in plaintext")
+        # A real end-to-end encrypted message from Ada reaches Bob through the room protocol.
+        await a.get_by_label("Message", exact=True).fill("hello from Ada")
         await a.keyboard.press("Enter")
+        await b.locator("#messages li", has_text="hello from Ada").wait_for()
+        received = await b.locator("#messages li", has_text="hello from Ada").inner_text()
+        # An App that has no room keys yet fails closed with a visible error: nothing leaves in plaintext.
+        sent = await a.evaluate(
+            """async () => {
+              const { App } = await import('/js/ui/app.js');
+              const { store, identity } = window.ephemesh;
+              return new App({ store, identity, wsUrl: 'ws://127.0.0.1:9/ws' }).sendText('must not leave');
+            }"""
+        )
         await a.get_by_role("alert").wait_for()
         refused = await a.get_by_role("alert").inner_text()
         await a.get_by_role("button", name="Dismiss error").click()
@@ -82,6 +92,8 @@ async def _two_members(browser: Browser, base_url: str) -> dict[str, Any]:
         return {
             "rooms": (room_a, room_b),
             "refused": refused,
+            "sent": sent,
+            "received": received,
             "countdown": countdown,
             "remaining": remaining,
             "safety": (safety_a, safety_b),
@@ -99,8 +111,10 @@ def test_two_browsers_meet_in_a_room_via_invite(harness: BrowserHarness, artifac
     assert room_a == room_b
     assert len(room_a) == 32
     assert "not sent" in result["refused"]
+    assert result["sent"] is False
+    assert "hello from Ada" in result["received"]
     assert result["countdown"].startswith("0:4")
-    assert result["remaining"] == 2
+    assert result["remaining"] == 3  # two demo messages and the real one
     safety_a, safety_b = result["safety"]
     assert safety_a == safety_b  # symmetric, from keys each side verified in signed signaling payloads
     assert len(safety_a.split(" ")) == 12

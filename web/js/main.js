@@ -39,6 +39,7 @@ $('join-form').addEventListener('submit', (e) => {
 });
 $('error-dismiss').addEventListener('click', () => store.dispatch({ type: 'dismiss-error' }));
 $('ttl-select').addEventListener('change', (e) => store.dispatch({ type: 'set-ttl', ttlS: Number(/** @type {HTMLSelectElement} */ (e.target).value) }));
+$('room-ttl-select').addEventListener('change', (e) => void app.setRoomTimer(Number(/** @type {HTMLSelectElement} */ (e.target).value)));
 $('invite-copy').addEventListener('click', () => {
   const url = store.getState().inviteUrl;
   if (url) void navigator.clipboard?.writeText(url).catch(() => undefined);

@@ -6,6 +6,7 @@ const manual = new URLSearchParams(location.search).has('manual');
 if (!manual) {
   await import('./crypto.test.js');
   await import('./core.test.js');
+  await import('./room.test.js');
 }
 const report = manual ? { passed: 0, failed: 0, results: [] } : await runAll();
 /** @type {any} */ (window).__ephemeshTestReport = report;

@@ -10,6 +10,14 @@ import { deriveRoomKeys, inviteFragment, parseInvite } from '../core/invite.js';
 import { bundleToDict, fingerprint, identityFromBytes, parseBundle } from '../core/identity.js';
 import { keyDigits, safetyNumber } from '../core/safety.js';
 import { ReplayCache, openSignal, sealSignal } from '../core/signal.js';
+import {
+  advance, createSenderKeyMessage, decodeSenderKeyMessage, encodeSenderKeyMessage, newSenderChain, receiverFromSenderKey,
+  receiverMessageKey, receiverFromBytes, receiverToBytes,
+} from '../core/chains.js';
+import { messageKeyToAeadKey, openEnvelope, parseEnvelope, sealEnvelope, decodeContent } from '../core/envelope.js';
+import { Handshake, generatePrekey, openFromPrekey, openPairwise, prekeyToBytes, sealPairwise, sealToPrekey } from '../core/handshake.js';
+import { decodeOp, encodeOp, makeAdd, makeRemove, makeSetTimer, stateFromOps, stateToDict } from '../core/membership.js';
+import { publicBundle } from '../core/identity.js';
 
 const isProto = (/** @type {any} */ e) => e instanceof ProtocolError;
 /** Key-order-insensitive JSON equality (vector files are written with sorted keys). */
@@ -106,7 +114,123 @@ const CHECKS = {
       assertEqual(/** @type {any} */ (opened.body).sdp, sdp);
     } },
   ],
+  chain: (v, all) => [
+    { name: 'chain from DeterministicRng; sender key message byte for byte', fn: async () => {
+      const chain = await newSenderChain({ epoch: 0, createdAt: 1_700_000_000_000, rng: deterministicRng(fromHex(v.rng_seed)) });
+      assertEqual(toHex(chain.chainId), v.chain_id, 'chain_id');
+      assertEqual(toHex(chain.chainKey), v.chain_key, 'chain_key');
+      const alice = await identityFromBytes(fromHex(all.identity.alice.identity_bytes));
+      const skm = await createSenderKeyMessage(alice, v.room_id, chain);
+      assertEqual(toHex(encodeSenderKeyMessage(skm)), v.sender_key_message);
+      const parsed = decodeSenderKeyMessage(fromHex(v.sender_key_message));
+      assertEqual(toHex(encodeSenderKeyMessage(parsed)), v.sender_key_message);
+      await assertRejects(() => receiverFromSenderKey(parsed, fromHex(all.identity.bob.ed25519_public)), (e) => isProto(e) && e.code === 'wrong-sender');
+    } },
+    { name: 'message keys and envelopes reproduce; receiver opens out of order; replay refused', fn: async () => {
+      let chain = await newSenderChain({ epoch: 0, createdAt: 1_700_000_000_000, rng: deterministicRng(fromHex(v.rng_seed)) });
+      const alice = await identityFromBytes(fromHex(all.identity.alice.identity_bytes));
+      const rng = deterministicRng(fromHex(v.envelope_rng_seed));
+      for (const m of v.messages) {
+        const t = { seq: m.index, lamport: 10 + m.index, sentAt: 1_700_000_000_000 + m.index, expiresAt: 1_700_000_000_000 + m.index + 3_600_000 };
+        const [wire, next, mk] = await sealEnvelope(alice, v.room_id, chain, t, fromHex(m.plaintext), rng);
+        assertEqual(toHex(mk), m.message_key, 'message key');
+        assertEqual(toHex(await messageKeyToAeadKey(mk)), m.aead_key, 'aead key');
+        assertEqual(toHex(wire), m.envelope, 'envelope');
+        chain = next;
+      }
+      assertEqual(toHex(chain.chainKey), v.final_chain_key, 'final chain key');
+      let rx = await receiverFromSenderKey(decodeSenderKeyMessage(fromHex(v.sender_key_message)), fromHex(v.sender_ed25519));
+      for (const i of [2, 0, 4, 1, 3]) {
+        const m = v.messages[i];
+        const [pt, next] = await openEnvelope(parseEnvelope(fromHex(m.envelope)), rx);
+        assertEqual(toHex(pt), m.plaintext, `plaintext ${i}`);
+        decodeContent(pt);
+        rx = next;
+      }
+      rx = await receiverFromBytes(receiverToBytes(rx));
+      await assertRejects(() => openEnvelope(parseEnvelope(fromHex(v.messages[1].envelope)), rx), (e) => isProto(e) && e.code === 'replay');
+      const bad = fromHex(v.messages[0].envelope);
+      bad[100] ^= 1;
+      await assertRejects(async () => openEnvelope(parseEnvelope(bad), rx), isProto, 'tampered');
+      await assertRejects(async () => receiverMessageKey(rx, 5000), (e) => e.code === 'too-far-ahead');
+      await assertRejects(async () => parseEnvelope(fromHex(v.messages[0].envelope).slice(0, 100)), isProto);
+      let c2 = chain;
+      for (let i = 0; i < 2; i++) [c2] = await advance(c2);
+      assert(c2.index === chain.index + 2, 'advance');
+    } },
+  ],
+  handshake: (v, all) => [
+    { name: 'hello/finish byte for byte, sessions agree, pairwise frame reproduces, replay refused', fn: async () => {
+      const alice = await identityFromBytes(fromHex(all.identity.alice.identity_bytes));
+      const bob = await identityFromBytes(fromHex(all.identity.bob.identity_bytes));
+      const ha = await Handshake.create(alice, publicBundle(bob), v.room_id, deterministicRng(fromHex(v.alice_eph_rng_seed)));
+      const hb = await Handshake.create(bob, publicBundle(alice), v.room_id, deterministicRng(fromHex(v.bob_eph_rng_seed)));
+      assertEqual(toHex(ha.hello()), v.alice_hello, 'alice hello');
+      assertEqual(toHex(hb.hello()), v.bob_hello, 'bob hello');
+      const fa = await ha.onHello(hb.hello()), fb = await hb.onHello(ha.hello());
+      assertEqual(toHex(fa), v.alice_finish, 'alice finish');
+      assertEqual(toHex(fb), v.bob_finish, 'bob finish');
+      assertEqual(toHex(/** @type {Uint8Array} */ (ha.transcript)), v.transcript, 'transcript');
+      await assertRejects(() => ha.onHello(hb.hello()), (e) => e.code === 'bad-handshake', 'duplicate hello');
+      const tampered = fa.slice(); tampered[60] ^= 1;
+      const hb2 = await Handshake.create(bob, publicBundle(alice), v.room_id, deterministicRng(fromHex(v.bob_eph_rng_seed)));
+      await hb2.onHello(ha.hello());
+      await assertRejects(() => hb2.onFinish(tampered), isProto, 'tampered finish');
+      const sa = await ha.onFinish(fb), sb = await hb.onFinish(fa);
+      assertEqual(toHex(sa.sendKey), v.alice_send_key);
+      assertEqual(toHex(sa.recvKey), v.alice_recv_key);
+      assertEqual(toHex(sb.recvKey), v.alice_send_key);
+      const [, frame] = await sealPairwise(sa, fromHex(v.pairwise_plaintext), fromHex(v.pairwise_aad));
+      assertEqual(toHex(frame), v.pairwise_frame_alice_to_bob, 'pairwise frame');
+      const [sb2, pt] = await openPairwise(sb, fromHex(v.pairwise_frame_alice_to_bob), fromHex(v.pairwise_aad));
+      assertEqual(toHex(pt), v.pairwise_plaintext);
+      await assertRejects(() => openPairwise(sb2, fromHex(v.pairwise_frame_alice_to_bob), fromHex(v.pairwise_aad)), (e) => e.code === 'replay');
+      await assertRejects(() => openPairwise(sb, fromHex(v.pairwise_frame_alice_to_bob), new Uint8Array(0)), isProto, 'wrong aad');
+    } },
+  ],
+  prekey: (v, all) => [
+    { name: 'prekey and sealed frame byte for byte; recipient opens; tampering refused', fn: async () => {
+      const alice = await identityFromBytes(fromHex(all.identity.alice.identity_bytes));
+      const bob = await identityFromBytes(fromHex(all.identity.bob.identity_bytes));
+      const pk = await generatePrekey(bob, v.now, deterministicRng(fromHex(v.rng_seed)));
+      assertEqual(toHex(prekeyToBytes(pk.signed)), v.signed_prekey, 'signed prekey');
+      const frame = await sealToPrekey(alice, publicBundle(bob), pk.signed, fromHex(v.plaintext), fromHex(v.aad), v.now, deterministicRng(fromHex(v.seal_rng_seed)));
+      assertEqual(toHex(frame), v.frame, 'frame');
+      const opened = await openFromPrekey(bob, pk, publicBundle(alice), fromHex(v.frame), fromHex(v.aad), v.now);
+      assertEqual(toHex(opened.plaintext), v.plaintext);
+      assertEqual(opened.sentAt, v.now);
+      await assertRejects(() => openFromPrekey(bob, pk, publicBundle(alice), fromHex(v.frame), new Uint8Array(0), v.now), isProto, 'wrong aad');
+      await assertRejects(() => openFromPrekey(bob, pk, publicBundle(alice), fromHex(v.frame), fromHex(v.aad), v.now - 200_000), (e) => e.code === 'stale');
+      await assertRejects(() => openFromPrekey(alice, pk, publicBundle(bob), fromHex(v.frame), fromHex(v.aad), v.now), (e) => e.code === 'wrong-peer');
+      const bad = fromHex(v.frame); bad[150] ^= 1;
+      await assertRejects(() => openFromPrekey(bob, pk, publicBundle(alice), bad, fromHex(v.aad), v.now), isProto, 'tampered');
+    } },
+  ],
+  membership: (v, all) => [
+    { name: 'ops decode, re-encode, reproduce; state equals Python state', fn: async () => {
+      const alice = await identityFromBytes(fromHex(all.identity.alice.identity_bytes));
+      const bob = await identityFromBytes(fromHex(all.identity.bob.identity_bytes));
+      const mk = fromHex(v.member_key);
+      const ops = await Promise.all(v.ops.map((/** @type {string} */ h) => decodeOp(fromHex(h))));
+      ops.forEach((op, i) => assertEqual(toHex(encodeOp(op)), v.ops[i], `op ${i}`));
+      const made = [
+        await makeAdd(alice, mk, v.room_id, 1, publicBundle(alice), (await generatePrekey(alice, 1_700_000_000_000, deterministicRng(utf8b('pa')))).signed),
+        await makeAdd(alice, mk, v.room_id, 2, publicBundle(bob), ops[1].prekey),
+        await makeSetTimer(bob, mk, v.room_id, 3, 3600, 1),
+        await makeRemove(alice, mk, v.room_id, 4, bob.peerId),
+      ];
+      made.forEach((op, i) => assertEqual(toHex(encodeOp(op)), v.ops[i], `made op ${i}`));
+      const { state, rejected } = await stateFromOps(v.room_id, [...ops].reverse(), mk);
+      assertEqual(rejected.length, 0, 'rejected');
+      assert(sameJson(stateToDict(state), v.state), 'state');
+      const wrongKey = await stateFromOps(v.room_id, ops, new Uint8Array(32).fill(7));
+      assertEqual(wrongKey.rejected.length, 4, 'wrong member key rejects every op');
+      await assertRejects(() => decodeOp(fromHex(v.ops[0]).slice(0, 100)), isProto);
+    } },
+  ],
 };
+
+const utf8b = (/** @type {string} */ s) => new TextEncoder().encode(s);
 
 /** @param {string} name @param {Record<string, any>} all */
 export async function runVectorFile(name, all) {

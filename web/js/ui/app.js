@@ -4,9 +4,12 @@
 //
 // Rules:
 // - The room secret comes only from the URL fragment; only the derived room id reaches the server.
-// - Messaging is delegated to a pluggable `engine` (phase 2: chains + envelopes + sync). Without an
-//   engine, sendText fails closed with an error and incoming frames are dropped: plaintext is never
-//   put on the wire in place of a missing key.
+// - Messaging is core/room.js (handshake-authenticated links, membership, sender chains, envelopes,
+//   sync, expiry). The pump: after every call into the room, persist (store/room.js, IndexedDB) THEN
+//   transmit, close dead links, re-arm the one timer, then hand events to the store. Pumps run one at
+//   a time, in order, so frames leave in the order the core produced them.
+// - Until the room is ready sendText fails closed with a visible error: plaintext never leaves.
+// - A link that dies while its peer is still listed is re-dialled with backoff (0.5 s doubling to 15 s).
 // - Signaling payloads are sealed for the room and signed (net/sealed-codec.js); a test may inject
 //   another codec factory. Verified sender bundles give the safety numbers.
 // - Signaling reconnects with exponential backoff (1 s .. 30 s); the mesh reports per-peer link state.
@@ -17,28 +20,38 @@ import { ProtocolError } from '../core/errors.js';
 import { deriveRoomKeys, inviteFragment, newRoomSecret, parseFragment } from '../core/invite.js';
 import { safetyNumber } from '../core/safety.js';
 import { SignalingClient } from '../net/signaling.js';
+import { Room } from '../core/room.js';
+import { applyBatch as storeBatch, loadSnapshot as storeSnapshot } from '../store/room.js';
 import { Mesh } from '../net/mesh.js';
 import { createSealedCodec } from '../net/sealed-codec.js';
 
 /**
- * @typedef {{
- *   sendText(text: string, ttlS: number, now: number): Promise<{ message: import('./state.js').Message, frame: Uint8Array }>,
- *   receive(peer: string, frame: Uint8Array, now: number): Promise<import('./state.js').Message[]>,
- * }} MessagingEngine
+ * @typedef {{ applyBatch: (roomId: string, b: import('../core/room.js').PersistBatch) => Promise<void>,
+ *   loadSnapshot: (roomId: string, now: number) => Promise<import('../core/room.js').Snapshot|null> }} RoomStore
  */
 
 export class App {
   /**
    * @param {{ store: ReturnType<typeof import('./state.js').createStore>,
    *   identity: import('../core/identity.js').Identity,
-   *   wsUrl: string, now?: () => number, engine?: MessagingEngine|null }} opts
+   *   wsUrl: string, now?: () => number, roomStore?: RoomStore }} opts
    */
   constructor(opts) {
     this.store = opts.store;
     this.identity = opts.identity;
     this.wsUrl = opts.wsUrl;
     this.now = opts.now ?? Date.now;
-    this.engine = opts.engine ?? null;
+    this.roomStore = opts.roomStore ?? { applyBatch: storeBatch, loadSnapshot: storeSnapshot };
+    /** @type {Room|null} */
+    this.room = null;
+    /** @type {Promise<unknown>} */
+    this.pumping = Promise.resolve();
+    /** @type {ReturnType<typeof setTimeout>|null} */
+    this.timer = null;
+    /** @type {Set<string>} peers the server lists in the room */
+    this.present = new Set();
+    /** @type {Map<string, number>} */
+    this.redialMs = new Map();
     /** @type {import('../net/mesh.js').SignalCodec|null} */
     this.codec = null;
     /** @type {SignalingClient|null} */
@@ -80,10 +93,20 @@ export class App {
       identity: this.identity,
       room: keys,
       now: this.now,
-      onBundle: (peer, bundle) => void this.onBundle(peer, bundle.ed25519),
+      onBundle: (peer, bundle) => {
+        this.room?.learnBundle(peer, bundle);
+        void this.onBundle(peer, bundle.ed25519);
+      },
     });
     const inviteUrl = `${location.origin}${location.pathname}#${frag}`;
     this.store.dispatch({ type: 'enter-room', roomId: keys.roomId, inviteUrl, ttlS: invite.ttlS ?? undefined });
+    const now = this.now();
+    const snapshot = await this.roomStore.loadSnapshot(keys.roomId, now);
+    this.room = await Room.create(this.identity, { roomId: keys.roomId, memberKey: keys.memberKey, ttlS: invite.ttlS }, now, { snapshot });
+    for (const message of this.room.messages()) this.store.dispatch({ type: 'message', message });
+    if (this.room.membership.timer) this.store.dispatch({ type: 'set-room-ttl', ttlS: this.room.timerS });
+    for (const p of this.room.members()) if (p !== this.identity.peerId) this.store.dispatch({ type: 'member', peer: p, link: 'closed' });
+    await this.pump([]);
     await this.connect();
     return true;
   }
@@ -112,11 +135,12 @@ export class App {
         iceServers,
         sendSignal: (to, payload) => { if (client.state === 'ready') client.signal(room, to, payload); },
         onFrame: (from, frame) => void this.onFrame(from, frame),
-        onLinkState: (p, link) => this.store.dispatch({ type: 'member', peer: p, link }),
+        onLinkState: (p, link) => this.onLinkState(p, link),
       });
       const present = await client.join(room);
       this.backoffMs = 1000;
       for (const p of present) {
+        this.present.add(p);
         this.store.dispatch({ type: 'member', peer: p, link: 'connecting' });
         void this.mesh.addPeer(p);
       }
@@ -145,11 +169,14 @@ export class App {
     }
     if (!mesh || !('room' in ev) || ev.room !== this.roomId) return;
     if (ev.type === 'peer-joined') {
+      this.present.add(ev.peer);
       this.store.dispatch({ type: 'member', peer: ev.peer, link: 'connecting' });
       void mesh.addPeer(ev.peer);
     } else if (ev.type === 'peer-left') {
+      this.present.delete(ev.peer);
       mesh.removePeer(ev.peer);
-      this.store.dispatch({ type: 'member-gone', peer: ev.peer });
+      const member = this.room?.membership.members.has(ev.peer);
+      this.store.dispatch(member ? { type: 'member', peer: ev.peer, link: 'closed' } : { type: 'member-gone', peer: ev.peer });
     } else if (ev.type === 'signal') {
       void mesh.handleSignal(ev.from, ev.payload);
     } else if (ev.type === 'error' && ev.code !== 'no-such-peer') {
@@ -163,32 +190,110 @@ export class App {
     this.store.dispatch({ type: 'safety-number', peer, number: await safetyNumber(this.identity.publicKey, ed25519) });
   }
 
-  /** @param {string} from @param {Uint8Array} frame */
-  async onFrame(from, frame) {
-    if (!this.engine) return; // no engine, no plaintext: drop
-    try {
-      const messages = await this.engine.receive(from, frame, this.now());
-      for (const message of messages) {
-        this.store.dispatch({ type: 'message', message });
-        notifyIfHidden(this.store.getState().members[message.sender]?.name ?? 'someone');
-      }
-    } catch (err) {
-      if (!(err instanceof ProtocolError)) throw err;
+  /** Mesh link state: an open channel starts the handshake; a dead one is re-dialled. @param {string} peer @param {import('../net/mesh.js').LinkState} link */
+  onLinkState(peer, link) {
+    const room = this.room;
+    if (!room) return;
+    if (link === 'open') {
+      this.redialMs.delete(peer);
+      void room.linkUp(peer, this.now()).then(() => this.pump([]));
+      return;
     }
+    if (link === 'connecting') return;
+    this.store.dispatch({ type: 'member', peer, link: link === 'failed' ? 'failed' : 'closed' });
+    void room.linkDown(peer, this.now()).then((events) => this.pump(events));
+    this.redial(peer);
   }
 
-  /** Send a chat message with the picked TTL. Fails closed without an engine. @param {string} text */
+  /** Close a link and dial it again later while the server still lists the peer. @param {string} peer */
+  redial(peer) {
+    this.mesh?.removePeer(peer);
+    if (!this.present.has(peer)) return;
+    const delay = this.redialMs.get(peer) ?? 500;
+    this.redialMs.set(peer, Math.min(delay * 2, 15000));
+    setTimeout(() => {
+      if (this.present.has(peer) && this.mesh && !this.mesh.links.has(peer)) {
+        this.store.dispatch({ type: 'member', peer, link: 'connecting' });
+        void this.mesh.addPeer(peer);
+      }
+    }, delay * (0.75 + Math.random() / 2));
+  }
+
+  /** @param {string} from @param {Uint8Array} frame */
+  async onFrame(from, frame) {
+    const room = this.room;
+    if (!room) return; // no room keys, no plaintext: drop
+    await this.pump(await room.receive(from, frame, this.now()));
+  }
+
+  /**
+   * Persist, transmit, close dead links, re-arm the timer, publish events — in that order, one pump at a time.
+   * @param {import('../core/room.js').RoomEvent[]} events
+   */
+  pump(events) {
+    const run = async () => {
+      const room = this.room;
+      if (!room) return;
+      const batch = room.takePersist();
+      const frames = room.dataToSend();
+      await this.roomStore.applyBatch(room.roomId, batch);
+      for (const [peer, data] of frames) this.mesh?.send(peer, data);
+      for (const peer of room.takeDeadLinks()) this.redial(peer);
+      this.armTimer();
+      for (const ev of events) this.onRoomEvent(ev);
+    };
+    const p = this.pumping.then(run);
+    this.pumping = p.catch(() => undefined);
+    return p;
+  }
+
+  armTimer() {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    const when = this.room?.nextTimer();
+    if (when === null || when === undefined) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      const room = this.room;
+      if (room) void room.handleTimer(this.now()).then((events) => this.pump(events));
+    }, Math.max(0, when - this.now()));
+  }
+
+  /** @param {import('../core/room.js').RoomEvent} ev */
+  onRoomEvent(ev) {
+    const d = this.store.dispatch;
+    if (ev.type === 'message') {
+      d({ type: 'message', message: ev.message });
+      if (ev.message.sender !== this.identity.peerId) notifyIfHidden(this.store.getState().members[ev.message.sender]?.name ?? 'someone');
+    } else if (ev.type === 'expired') d({ type: 'message-gone', id: ev.id });
+    else if (ev.type === 'online') d({ type: 'member', peer: ev.peer, link: ev.online ? 'open' : 'closed' });
+    else if (ev.type === 'joined') {
+      if (!this.store.getState().members[ev.peer]) d({ type: 'member', peer: ev.peer, link: 'closed' });
+    } else if (ev.type === 'left') d({ type: 'member-gone', peer: ev.peer });
+    else if (ev.type === 'timer') d({ type: 'set-room-ttl', ttlS: ev.ttlS });
+    else if (ev.type === 'delivered') d({ type: 'delivered', id: ev.id, peer: ev.peer });
+  }
+
+  /** Send a chat message with the picked TTL. Fails closed without room keys. @param {string} text */
   async sendText(text) {
     const body = text.trim();
+    const room = this.room;
     if (!body) return false;
-    if (!this.engine || !this.mesh) {
-      this.store.dispatch({ type: 'error', code: 'not-encrypted', text: 'Message not sent: end-to-end encryption is not available yet.' });
+    if (!room || !this.mesh) {
+      this.store.dispatch({ type: 'error', code: 'not-encrypted', text: 'Message not sent: end-to-end encryption is not ready yet.' });
       return false;
     }
-    const { message, frame } = await this.engine.sendText(body, this.store.getState().ttlS, this.now());
+    const message = await room.sendText(body, this.now(), { ttlS: this.store.getState().ttlS });
     this.store.dispatch({ type: 'message', message });
-    this.mesh.broadcast(frame);
+    await this.pump([]);
     return true;
+  }
+
+  /** Set the room timer (a signed SET_TIMER op every member applies). @param {number} ttlS */
+  async setRoomTimer(ttlS) {
+    const room = this.room;
+    if (!room) return;
+    await this.pump(await room.setTimer(ttlS, this.now()));
   }
 }
 

@@ -2,12 +2,14 @@
 // passed in actions), so tests can drive the UI by dispatching actions.
 //
 // Rules:
-// - Messages are kept sorted by (sentAt, sender, id) and removed from state once now >= expiresAt
-//   ('tick'); the view never shows an expired message.
+// - Messages are kept in the room's shared order (lamport, sender, seq) — the order every member
+//   shows — and removed once now >= expiresAt ('tick') or when the room erased them ('message-gone').
+//   The view never shows an expired message.
 // - A member's `link` is the mesh link state; `self` is always 'open'.
 // - `error` holds at most one user-facing error {code, text}; 'dismiss-error' clears it.
 
 export const TTL_CHOICES = [
+  { s: 5, label: '5 seconds' },
   { s: 30, label: '30 seconds' },
   { s: 300, label: '5 minutes' },
   { s: 3600, label: '1 hour' },
@@ -17,7 +19,7 @@ export const TTL_CHOICES = [
 
 /**
  * @typedef {{ peer: string, name: string, link: 'self'|'connecting'|'open'|'failed'|'closed' }} Member
- * @typedef {{ id: string, sender: string, text: string, sentAt: number, expiresAt: number }} Message
+ * @typedef {{ id: string, sender: string, text: string, sentAt: number, expiresAt: number, lamport?: number, seq?: number }} Message
  * @typedef {{ code: string, text: string }} UiError
  * @typedef {{
  *   screen: 'welcome'|'room', displayName: string,
@@ -39,6 +41,9 @@ export function initialState(now) {
 
 /** @param {Message} a @param {Message} b */
 function order(a, b) {
+  if (a.lamport !== undefined && b.lamport !== undefined) {
+    return a.lamport - b.lamport || (a.sender < b.sender ? -1 : a.sender > b.sender ? 1 : 0) || (a.seq ?? 0) - (b.seq ?? 0);
+  }
   return a.sentAt - b.sentAt || (a.sender < b.sender ? -1 : a.sender > b.sender ? 1 : 0) || (a.id < b.id ? -1 : 1);
 }
 
@@ -72,12 +77,14 @@ export function reduce(s, a) {
       if (a.message.expiresAt <= s.now || s.messages.some((m) => m.id === a.message.id)) return s;
       return { ...s, messages: [...s.messages, a.message].sort(order) };
     }
+    case 'message-gone':
+      return { ...s, messages: s.messages.filter((m) => m.id !== a.id) };
     case 'tick':
       return { ...s, now: a.now, messages: s.messages.filter((m) => m.expiresAt > a.now) };
     case 'set-ttl':
       return { ...s, ttlS: a.ttlS };
     case 'set-room-ttl':
-      return { ...s, roomTtlS: a.ttlS, ttlS: Math.min(s.ttlS, a.ttlS) };
+      return { ...s, roomTtlS: a.ttlS, ttlS: a.ttlS };
     case 'error':
       return { ...s, error: { code: a.code, text: a.text } };
     case 'dismiss-error':

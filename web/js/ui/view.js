@@ -50,6 +50,7 @@ export function createView() {
     $('room-timer').textContent = `Timer ${ttlLabel(s.roomTtlS)}`;
     $('room-timer').setAttribute('aria-label', `Room timer: messages disappear after ${ttlLabel(s.roomTtlS)}`);
     fillTtlSelect(/** @type {HTMLSelectElement} */ ($('ttl-select')), s.ttlS);
+    fillTtlSelect(/** @type {HTMLSelectElement} */ ($('room-ttl-select')), s.roomTtlS);
 
     const members = Object.values(s.members).sort((a, b) => (a.link === 'self' ? -1 : b.link === 'self' ? 1 : a.name.localeCompare(b.name)));
     const list = $('member-list');
@@ -101,6 +102,7 @@ export function createView() {
         rendered.set(m.id, li);
         box.scrollTop = box.scrollHeight;
       }
+      li.classList.toggle('mine', m.sender === s.self);
       const left = m.expiresAt - s.now;
       const exp = /** @type {HTMLElement} */ (li.querySelector('.expiry'));
       exp.textContent = formatRemaining(left);

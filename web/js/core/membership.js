@@ -1,0 +1,156 @@
+// Signed membership operations and the room's membership state. Mirrors peer/core/membership.py.
+//
+//   op = 0x01 | type u8 | room_id(16) | author(16) | lamport u64 | body | mac(32) | sig(64)
+//   ADD (1) body = PublicBundle(128) | SignedPrekey(104); REMOVE (2) body = target(16);
+//   SET_TIMER (3) body = ttl_s u32 | version u32
+//   mac = HMAC(member_key, "ephemesh-v1 membership-mac\0" || bytes before mac)
+//   sig = Ed25519(author, "ephemesh-v1 membership-sig\0" || bytes before sig)
+//
+// Rules (apply in the order (lamport, author, SHA-256(op)); same ops -> same state everywhere):
+//   every op: right room, valid MAC, author not removed, valid signature (member key, or the bundle of
+//   a self-ADD). ADD: author is a member or adds itself; removed targets cannot come back; a newer
+//   prekey replaces an older one. REMOVE: target must be a member; permanent; epoch += 1.
+//   SET_TIMER: highest (version, author) wins. Rejections throw ProtocolError, state unchanged.
+
+import { ProtocolError } from './errors.js';
+import { b64uEncode, concatBytes, fromHex, toHex } from './bytes.js';
+import { ed25519VerifyOrThrow, hmacSha256, hmacSha256Verify, sha256 } from './crypto.js';
+import { bundleFromBytes, bundleToBytes, bundleToDict, sign } from './identity.js';
+import { peerIdFromPublicKey } from './ids.js';
+import { prekeyFromBytes, prekeyToBytes, verifyPrekey } from './handshake.js';
+import { getU32, getU64, label, u32, u64 } from './codec.js';
+
+export const LABEL_MAC = label('ephemesh-v1 membership-mac', true);
+export const LABEL_SIG = label('ephemesh-v1 membership-sig', true);
+export const MAX_TTL_S = 31_536_000;
+export const OpType = Object.freeze({ ADD: 1, REMOVE: 2, SET_TIMER: 3 });
+const BODY_LEN = { 1: 232, 2: 16, 3: 8 };
+
+/**
+ * @typedef {import('./identity.js').PublicBundle} PublicBundle
+ * @typedef {import('./handshake.js').SignedPrekey} SignedPrekey
+ * @typedef {{op: number, roomId: string, author: string, lamport: number, body: Uint8Array, mac: Uint8Array,
+ *   signature: Uint8Array, bundle?: PublicBundle, prekey?: SignedPrekey, target?: string, timer?: [number, number],
+ *   digest: Uint8Array}} MembershipOp
+ * @typedef {{bundle: PublicBundle, prekey: SignedPrekey}} Member
+ * @typedef {{ttlS: number, version: number, author: string}} Timer
+ * @typedef {{roomId: string, members: Map<string, Member>, removed: Set<string>, timer: Timer|null, epoch: number}} MembershipState
+ */
+
+/** @param {{op: number, roomId: string, author: string, lamport: number, body: Uint8Array}} o */
+const opPrefix = (o) => concatBytes(new Uint8Array([1, o.op]), fromHex(o.roomId), fromHex(o.author), u64(o.lamport), o.body);
+
+/** @param {MembershipOp} o */
+export const encodeOp = (o) => concatBytes(opPrefix(o), o.mac, o.signature);
+
+/** Parse (MAC and signature are checked by applyOp); ProtocolError if malformed. @param {unknown} d @returns {Promise<MembershipOp>} */
+export async function decodeOp(d) {
+  if (!(d instanceof Uint8Array) || d.length < 42 + 8 + 96 || d.length > 1024) throw new ProtocolError('bad-op', 'bad size');
+  const op = d[1];
+  if (d[0] !== 1 || !(op in BODY_LEN)) throw new ProtocolError('bad-op', 'unknown version or op');
+  const body = d.slice(42, d.length - 96);
+  if (body.length !== BODY_LEN[/** @type {1|2|3} */ (op)]) throw new ProtocolError('bad-op', 'bad body length');
+  /** @type {MembershipOp} */
+  const parsed = {
+    op, roomId: toHex(d.subarray(2, 18)), author: toHex(d.subarray(18, 34)), lamport: getU64(d, 34, 'bad-op'), body,
+    mac: d.slice(d.length - 96, d.length - 64), signature: d.slice(d.length - 64), digest: await sha256(d),
+  };
+  if (op === OpType.ADD) {
+    parsed.bundle = await bundleFromBytes(body.slice(0, 128));
+    parsed.prekey = prekeyFromBytes(body.slice(128));
+    parsed.target = await peerIdFromPublicKey(parsed.bundle.ed25519);
+  } else if (op === OpType.REMOVE) {
+    parsed.target = toHex(body);
+  } else {
+    parsed.timer = [getU32(body, 0), getU32(body, 4)];
+    if (parsed.timer[0] > MAX_TTL_S) throw new ProtocolError('bad-op', 'ttl out of range');
+  }
+  return Object.freeze(parsed);
+}
+
+/** @param {import('./identity.js').Identity} id @param {Uint8Array} memberKey @param {string} roomId @param {number} lamport @param {number} op @param {Uint8Array} body */
+async function make(id, memberKey, roomId, lamport, op, body) {
+  const prefix = opPrefix({ op, roomId, author: id.peerId, lamport, body });
+  const mac = await hmacSha256(memberKey, concatBytes(LABEL_MAC, prefix));
+  const sig = await sign(id, concatBytes(LABEL_SIG, prefix, mac));
+  return decodeOp(concatBytes(prefix, mac, sig));
+}
+
+/** @param {import('./identity.js').Identity} id @param {Uint8Array} mk @param {string} roomId @param {number} lamport @param {PublicBundle} bundle @param {SignedPrekey} prekey */
+export const makeAdd = (id, mk, roomId, lamport, bundle, prekey) => make(id, mk, roomId, lamport, OpType.ADD, concatBytes(bundleToBytes(bundle), prekeyToBytes(prekey)));
+/** @param {import('./identity.js').Identity} id @param {Uint8Array} mk @param {string} roomId @param {number} lamport @param {string} target */
+export const makeRemove = (id, mk, roomId, lamport, target) => make(id, mk, roomId, lamport, OpType.REMOVE, fromHex(target));
+/** @param {import('./identity.js').Identity} id @param {Uint8Array} mk @param {string} roomId @param {number} lamport @param {number} ttlS @param {number} version */
+export function makeSetTimer(id, mk, roomId, lamport, ttlS, version) {
+  if (!(Number.isInteger(ttlS) && ttlS >= 0 && ttlS <= MAX_TTL_S)) throw new RangeError('ttl out of range');
+  return make(id, mk, roomId, lamport, OpType.SET_TIMER, concatBytes(u32(ttlS), u32(version)));
+}
+
+/** @param {string} roomId @returns {MembershipState} */
+export const emptyState = (roomId) => ({ roomId, members: new Map(), removed: new Set(), timer: null, epoch: 0 });
+
+/** @param {MembershipOp} a @param {MembershipOp} b */
+function compareOps(a, b) {
+  if (a.lamport !== b.lamport) return a.lamport - b.lamport;
+  if (a.author !== b.author) return a.author < b.author ? -1 : 1;
+  const x = toHex(a.digest), y = toHex(b.digest);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/** The state after `op`; ProtocolError if not allowed. @param {MembershipState} s @param {MembershipOp} op @param {Uint8Array} memberKey @returns {Promise<MembershipState>} */
+export async function applyOp(s, op, memberKey) {
+  if (op.roomId !== s.roomId) throw new ProtocolError('wrong-room', 'op for another room');
+  if (!(await hmacSha256Verify(memberKey, concatBytes(LABEL_MAC, opPrefix(op)), op.mac))) throw new ProtocolError('bad-mac', 'authentication tag mismatch');
+  if (s.removed.has(op.author)) throw new ProtocolError('removed', 'author was removed from the room');
+  const author = s.members.get(op.author);
+  let authorKey;
+  if (author) authorKey = author.bundle.ed25519;
+  else if (op.op === OpType.ADD && op.target === op.author) authorKey = /** @type {PublicBundle} */ (op.bundle).ed25519;
+  else throw new ProtocolError('not-member', 'author is not a member');
+  await ed25519VerifyOrThrow(authorKey, concatBytes(LABEL_SIG, opPrefix(op), op.mac), op.signature);
+  if (op.op === OpType.ADD) {
+    const target = /** @type {string} */ (op.target), bundle = /** @type {PublicBundle} */ (op.bundle), prekey = /** @type {SignedPrekey} */ (op.prekey);
+    if (s.removed.has(target)) throw new ProtocolError('removed', 'target was removed from the room');
+    await verifyPrekey(prekey, bundle);
+    const cur = s.members.get(target);
+    if (cur && cur.prekey.createdAt >= prekey.createdAt) return s;
+    return { ...s, members: new Map([...s.members, [target, { bundle, prekey }]]) };
+  }
+  if (op.op === OpType.REMOVE) {
+    const target = /** @type {string} */ (op.target);
+    if (!s.members.has(target)) throw new ProtocolError('not-member', 'target is not a member');
+    const members = new Map(s.members);
+    members.delete(target);
+    return { ...s, members, removed: new Set([...s.removed, target]), epoch: s.epoch + 1 };
+  }
+  const [ttlS, version] = /** @type {[number, number]} */ (op.timer);
+  if (s.timer && (version < s.timer.version || (version === s.timer.version && op.author <= s.timer.author))) return s;
+  return { ...s, timer: { ttlS, version, author: op.author } };
+}
+
+/** Apply ops in canonical order. @param {string} roomId @param {MembershipOp[]} ops @param {Uint8Array} memberKey */
+export async function stateFromOps(roomId, ops, memberKey) {
+  let state = emptyState(roomId);
+  /** @type {MembershipOp[]} */
+  const rejected = [];
+  for (const op of [...ops].sort(compareOps)) {
+    try {
+      state = await applyOp(state, op, memberKey);
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+      rejected.push(op);
+    }
+  }
+  return { state, rejected };
+}
+
+/** The same JSON shape as MembershipState.to_dict(). @param {MembershipState} s */
+export function stateToDict(s) {
+  return {
+    room_id: s.roomId,
+    members: Object.fromEntries([...s.members].sort(([a], [b]) => (a < b ? -1 : 1)).map(([pid, m]) => [pid, { bundle: bundleToDict(m.bundle), prekey: b64uEncode(prekeyToBytes(m.prekey)) }])),
+    removed: [...s.removed].sort(),
+    timer: s.timer === null ? null : { ttl_s: s.timer.ttlS, version: s.timer.version, author: s.timer.author },
+    epoch: s.epoch,
+  };
+}

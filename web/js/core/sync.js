@@ -1,0 +1,480 @@
+// Sans-IO sync engine: keeps one room's log in sync with every neighbour. Mirrors peer/core/sync.py
+// (PROTOCOL.md "Sync"). The only difference: `validate` is async (WebCrypto), so receive() is async;
+// callers must not interleave calls (the room serialises them).
+//
+// Rules (one session per neighbour):
+// - connect() queues HELLO first. ENVELOPES/WANT/ACK/TOMBSTONES before the neighbour's HELLO: no-hello.
+// - HELLO for another room: wrong-room, the session is ignored from then on.
+// - On every HELLO we WANT what the neighbour has and we have not seen (bounded, skipping keys pending
+//   elsewhere); HELLO is re-sent every resyncMs (anti-entropy).
+// - WANT is served with ENVELOPES for held unexpired entries and TOMBSTONES for tombstoned keys.
+// - Every envelope goes through validate; a ProtocolError drops that envelope only. A new entry is
+//   added, ACKed to its sender and relayed to every other neighbour not known to have it.
+// - Proof-less tombstones: accepted for a held entry iff expires_at <= now + skew, for an unheld key
+//   iff until <= now + skew. Tombstones with a proof need authorizeTombstone.
+// - An entry more than maxLamportJump ahead of our clock is refused (lamport-jump).
+// - PING every heartbeatMs; silence for deadAfterMs: neighbour-timed-out, session dropped.
+
+import { ProtocolError } from './errors.js';
+import { LamportClock } from './clock.js';
+import { Log, RangeSet, keyOf, DEFAULT_SKEW_MS } from './log.js';
+import * as wire from './wire.js';
+
+/**
+ * @typedef {import('./log.js').LogEntry} LogEntry
+ * @typedef {import('./log.js').Tombstone} Tombstone
+ * @typedef {{type:'entry-added', entry: LogEntry} | {type:'entry-expired', sender: string, seq: number}
+ *   | {type:'entry-deleted', sender: string, seq: number} | {type:'acked', neighbour: string, sender: string, seq: number}
+ *   | {type:'neighbour-ready', neighbour: string} | {type:'neighbour-timed-out', neighbour: string}
+ *   | {type:'protocol-error', neighbour: string, code: string}
+ *   | {type:'opaque', neighbour: string, frameType: number, body: Uint8Array}} SyncEvent
+ */
+
+export const DEFAULT_SYNC_CONFIG = Object.freeze({
+  heartbeatMs: 1000, deadAfterMs: 4000, wantTimeoutMs: 2000, resyncMs: 5000, maxWantKeys: 4096,
+  maxWantAttempts: 8, maxServeKeys: 8192, skewMs: DEFAULT_SKEW_MS, maxLamportJump: 2 ** 32,
+});
+
+class Session {
+  /** @param {string} neighbour @param {number} now @param {typeof DEFAULT_SYNC_CONFIG} c */
+  constructor(neighbour, now, c) {
+    this.neighbour = neighbour;
+    this.lastHeard = now;
+    this.nextPing = now + c.heartbeatMs;
+    this.nextHello = now + c.resyncMs;
+    this.ready = false;
+    this.rejected = false;
+    /** @type {number|null} */
+    this.retryAt = null;
+    this.pingNonce = 0;
+    /** @type {Map<string, RangeSet>} */
+    this.remoteHave = new Map();
+    /** @type {Map<string, RangeSet>} */
+    this.acked = new Map();
+    /** @type {Map<string, number>} */
+    this.attempts = new Map();
+    /** @type {Set<string>} */
+    this.unservable = new Set();
+    /** @type {Set<string>} */
+    this.inflight = new Set();
+    /** @type {Uint8Array[]} */
+    this.control = [];
+    /** @type {Uint8Array[]} */
+    this.envs = [];
+    /** @type {Tombstone[]} */
+    this.tombs = [];
+    /** @type {Map<string, RangeSet>} */
+    this.acks = new Map();
+  }
+
+  /** @param {string} sender @param {number} seq */
+  has(sender, seq) {
+    return this.remoteHave.get(sender)?.has(seq) ?? false;
+  }
+
+  /** @param {string} sender @param {number} seq */
+  mark(sender, seq) {
+    let rs = this.remoteHave.get(sender);
+    if (!rs) this.remoteHave.set(sender, (rs = new RangeSet()));
+    rs.add(seq);
+  }
+}
+
+/** @param {Map<string, RangeSet>} m */
+const toRangeMap = (m) => new Map([...m].map(([k, v]) => [k, v.ranges()]));
+
+export class SyncEngine {
+  /**
+   * @param {string} selfId @param {string} roomId
+   * @param {(data: Uint8Array) => Promise<LogEntry>} validate
+   * @param {{config?: Partial<typeof DEFAULT_SYNC_CONFIG>, authorizeTombstone?: (t: Tombstone, held: LogEntry|null, now: number) => Promise<boolean>}} [opts]
+   */
+  constructor(selfId, roomId, validate, opts = {}) {
+    this.selfId = selfId;
+    this.roomId = roomId;
+    this.config = { ...DEFAULT_SYNC_CONFIG, ...(opts.config ?? {}) };
+    this.log = new Log(this.config.skewMs);
+    this.clock = new LamportClock();
+    this.validate = validate;
+    this.authorize = opts.authorizeTombstone ?? null;
+    /** @type {Map<string, Session>} */
+    this.sessions = new Map();
+    /** @type {Map<string, [string, number]>} */
+    this.pending = new Map();
+    this.protocolErrors = 0;
+  }
+
+  get neighbours() {
+    return [...this.sessions.values()].filter((s) => !s.rejected).map((s) => s.neighbour);
+  }
+
+  /** @param {string} n */
+  isReady(n) {
+    const s = this.sessions.get(n);
+    return !!s && s.ready && !s.rejected;
+  }
+
+  /** Start (or restart) a session: queue HELLO. @param {string} neighbour @param {number} now */
+  connect(neighbour, now) {
+    if (neighbour === this.selfId) throw new Error('cannot connect to self');
+    this.drop(neighbour);
+    const s = new Session(neighbour, now, this.config);
+    s.control.push(this.hello());
+    this.sessions.set(neighbour, s);
+  }
+
+  /** @param {string} neighbour @param {number} now */
+  disconnect(neighbour, now) {
+    if (this.drop(neighbour)) this.rerequest(now);
+  }
+
+  /** @param {string} neighbour */
+  drop(neighbour) {
+    const s = this.sessions.get(neighbour);
+    if (!s) return false;
+    this.sessions.delete(neighbour);
+    this.dropPending(s);
+    return true;
+  }
+
+  /** @param {number} now */
+  rerequest(now) {
+    for (const s of this.sessions.values()) if (s.ready && !s.rejected) this.request(s, now);
+  }
+
+  /** Add a locally created envelope and push it to every neighbour. @param {Uint8Array} data @param {number} now */
+  async publish(data, now) {
+    const entry = await this.validate(data);
+    if (!this.log.add(entry, now)) throw new Error('duplicate, tombstoned or expired entry');
+    this.clock.observe(entry.lamport);
+    this.relay(entry, null);
+    return entry;
+  }
+
+  /** Explicit local deletion. @param {string} sender @param {number} seq @param {number} until @param {Uint8Array} proof */
+  delete(sender, seq, until, proof) {
+    if (!this.log.tombstone(sender, seq, until, proof)) return false;
+    const tomb = /** @type {Tombstone} */ (this.log.getTombstone(sender, seq));
+    for (const s of this.live()) s.tombs.push(tomb);
+    return true;
+  }
+
+  /** @param {string} neighbour @param {number} type @param {Uint8Array} body */
+  sendOpaque(neighbour, type, body) {
+    const s = this.sessions.get(neighbour);
+    if (!s || s.rejected) throw new Error(`no session with ${neighbour}`);
+    s.control.push(wire.encodeOpaque(type, body));
+  }
+
+  /** Drain the outbox. @returns {[string, Uint8Array][]} */
+  dataToSend() {
+    /** @type {[string, Uint8Array][]} */
+    const out = [];
+    for (const [n, s] of this.sessions) {
+      if (s.rejected || !(s.control.length || s.envs.length || s.tombs.length || s.acks.size)) continue;
+      const frames = s.control;
+      if (s.envs.length) frames.push(...wire.encodeEnvelopes(s.envs));
+      if (s.tombs.length) frames.push(...wire.encodeTombstones(s.tombs));
+      if (s.acks.size) frames.push(...wire.encodeAck(toRangeMap(s.acks)));
+      for (const f of frames) out.push([n, f]);
+      s.control = []; s.envs = []; s.tombs = []; s.acks = new Map();
+    }
+    return out;
+  }
+
+  /** @returns {number|null} */
+  nextTimer() {
+    const times = [];
+    const d = this.log.nextDeadline();
+    if (d !== null) times.push(d);
+    for (const s of this.sessions.values()) {
+      if (s.rejected) continue;
+      times.push(s.nextPing, s.lastHeard + this.config.deadAfterMs, s.nextHello);
+      if (s.retryAt !== null) times.push(s.retryAt);
+    }
+    return times.length ? Math.min(...times) : null;
+  }
+
+  /** @param {number} now @returns {SyncEvent[]} */
+  handleTimer(now) {
+    /** @type {SyncEvent[]} */
+    const events = [];
+    for (const [sender, seq] of this.log.expire(now)) {
+      events.push({ type: 'entry-expired', sender, seq });
+      const tomb = /** @type {Tombstone} */ (this.log.getTombstone(sender, seq));
+      for (const s of this.live()) if (s.has(sender, seq)) s.tombs.push(tomb);
+    }
+    const c = this.config;
+    let dropped = false;
+    for (const s of [...this.sessions.values()]) {
+      if (s.rejected) continue;
+      if (now >= s.lastHeard + c.deadAfterMs) {
+        events.push({ type: 'neighbour-timed-out', neighbour: s.neighbour });
+        this.drop(s.neighbour);
+        dropped = true;
+        continue;
+      }
+      if (now >= s.nextPing) {
+        s.pingNonce += 1;
+        s.control.push(wire.encodePing(s.pingNonce));
+        s.nextPing = now + c.heartbeatMs;
+      }
+      if (now >= s.nextHello) {
+        s.control.push(this.hello());
+        s.nextHello = now + c.resyncMs;
+      }
+      if (s.retryAt !== null && now >= s.retryAt) {
+        s.retryAt = null;
+        if (s.ready) this.request(s, now);
+      }
+    }
+    if (dropped) this.rerequest(now);
+    return events;
+  }
+
+  /** @param {string} neighbour @param {Uint8Array} data @param {number} now @returns {Promise<SyncEvent[]>} */
+  async receive(neighbour, data, now) {
+    const s = this.sessions.get(neighbour);
+    if (!s) return [this.error(neighbour, 'no-session')];
+    if (s.rejected) return [];
+    s.lastHeard = now;
+    let frame;
+    try {
+      frame = wire.decodeFrame(data);
+    } catch (e) {
+      if (e instanceof ProtocolError) return [this.error(neighbour, e.code)];
+      throw e;
+    }
+    switch (frame.type) {
+      case wire.FrameType.HELLO: return this.onHello(s, frame, now);
+      case wire.FrameType.PING: s.control.push(wire.encodePong(frame.nonce)); return [];
+      case wire.FrameType.PONG: return [];
+      case wire.FrameType.HANDSHAKE: case wire.FrameType.PAIRWISE: case wire.FrameType.APP:
+        return [{ type: 'opaque', neighbour, frameType: frame.type, body: frame.body }];
+      default: break;
+    }
+    if (!s.ready) return [this.error(neighbour, 'no-hello')];
+    if (frame.type === wire.FrameType.ENVELOPES) return this.onEnvelopes(s, frame.items, now);
+    if (frame.type === wire.FrameType.WANT) { this.onWant(s, frame.ranges, now); return []; }
+    if (frame.type === wire.FrameType.ACK) return this.onAck(s, frame.ranges);
+    return this.onTombstones(s, /** @type {{items: Tombstone[]}} */ (frame).items, now);
+  }
+
+  /** @param {Session} s @param {{roomId: string, have: import('./log.js').RangeMap}} frame @param {number} now */
+  onHello(s, frame, now) {
+    if (frame.roomId !== this.roomId) {
+      s.rejected = true;
+      this.dropPending(s);
+      return [this.error(s.neighbour, 'wrong-room')];
+    }
+    /** @type {SyncEvent[]} */
+    const events = [];
+    s.remoteHave = new Map([...frame.have].map(([k, v]) => [k, new RangeSet(v)]));
+    s.attempts.clear();
+    s.unservable.clear();
+    if (!s.ready) {
+      s.ready = true;
+      events.push({ type: 'neighbour-ready', neighbour: s.neighbour });
+      s.tombs.push(...this.log.tombstones().filter((t) => t.proof.length && s.has(t.sender, t.seq)));
+    }
+    this.request(s, now);
+    return events;
+  }
+
+  /** @param {Session} s @param {Uint8Array[]} items @param {number} now */
+  async onEnvelopes(s, items, now) {
+    /** @type {SyncEvent[]} */
+    const events = [];
+    /** @type {Session[]} */
+    const refill = [];
+    for (const item of items) {
+      let entry;
+      try {
+        entry = await this.validate(item);
+      } catch (e) {
+        if (!(e instanceof ProtocolError)) throw e;
+        events.push(this.error(s.neighbour, e.code));
+        continue;
+      }
+      if (entry.lamport > this.clock.value + this.config.maxLamportJump) {
+        events.push(this.error(s.neighbour, 'lamport-jump'));
+        continue;
+      }
+      const { sender, seq } = entry;
+      const drained = this.resolve(keyOf(sender, seq));
+      if (drained) refill.push(drained);
+      s.mark(sender, seq);
+      if (this.log.add(entry, now)) {
+        this.clock.observe(entry.lamport);
+        events.push({ type: 'entry-added', entry });
+        this.relay(entry, s.neighbour);
+      }
+      if (this.log.holds(sender, seq)) {
+        let rs = s.acks.get(sender);
+        if (!rs) s.acks.set(sender, (rs = new RangeSet()));
+        rs.add(seq);
+      } else {
+        const tomb = this.log.getTombstone(sender, seq);
+        if (tomb) s.tombs.push(tomb);
+      }
+    }
+    for (const r of refill) if (r.ready && !r.inflight.size) this.request(r, now);
+    return events;
+  }
+
+  /** @param {Session} s @param {import('./log.js').RangeMap} ranges @param {number} now */
+  onWant(s, ranges, now) {
+    let budget = this.config.maxServeKeys;
+    for (const [sender, rs] of ranges) {
+      const seen = this.log.seenRanges(sender);
+      for (const [a, b] of rs) {
+        for (const [lo, hi] of seen.intersect(a, b)) {
+          for (let seq = lo; seq <= hi; seq++) {
+            if (budget <= 0) return;
+            budget -= 1;
+            const entry = this.log.get(sender, seq);
+            if (entry) {
+              if (entry.expiresAt > now) { s.envs.push(entry.data); s.mark(sender, seq); }
+              continue;
+            }
+            const tomb = this.log.getTombstone(sender, seq);
+            if (tomb) s.tombs.push(tomb);
+          }
+        }
+      }
+    }
+  }
+
+  /** @param {Session} s @param {import('./log.js').RangeMap} ranges */
+  onAck(s, ranges) {
+    /** @type {SyncEvent[]} */
+    const events = [];
+    let budget = this.config.maxServeKeys;
+    for (const [sender, rs] of ranges) {
+      let acked = s.acked.get(sender);
+      if (!acked) s.acked.set(sender, (acked = new RangeSet()));
+      for (const [a, b] of rs) {
+        for (const [lo, hi] of this.log.seenRanges(sender).intersect(a, b)) {
+          for (let seq = lo; seq <= hi; seq++) {
+            if (budget <= 0) return events;
+            budget -= 1;
+            s.mark(sender, seq);
+            if (!acked.has(seq) && this.log.holds(sender, seq)) {
+              acked.add(seq);
+              events.push({ type: 'acked', neighbour: s.neighbour, sender, seq });
+            }
+          }
+        }
+      }
+    }
+    return events;
+  }
+
+  /** @param {Session} s @param {Tombstone[]} items @param {number} now */
+  async onTombstones(s, items, now) {
+    /** @type {SyncEvent[]} */
+    const events = [];
+    const skew = this.config.skewMs;
+    for (const tomb of items) {
+      const { sender, seq } = tomb;
+      s.mark(sender, seq);
+      this.resolve(keyOf(sender, seq));
+      if (this.log.getTombstone(sender, seq)) continue;
+      const held = this.log.get(sender, seq);
+      let ok;
+      if (tomb.proof.length) {
+        ok = this.authorize !== null && await this.authorize(tomb, held, now);
+        if (!ok) events.push(this.error(s.neighbour, 'unauthorized-tombstone'));
+      } else if (held) {
+        ok = held.expiresAt <= now + skew;
+      } else {
+        ok = tomb.until <= now + skew;
+      }
+      if (!ok) { s.unservable.add(keyOf(sender, seq)); continue; }
+      this.log.tombstone(sender, seq, tomb.until, tomb.proof);
+      if (held) events.push({ type: tomb.proof.length ? 'entry-deleted' : 'entry-expired', sender, seq });
+      const stored = /** @type {Tombstone} */ (this.log.getTombstone(sender, seq));
+      for (const other of this.live()) if (other !== s && other.has(sender, seq)) other.tombs.push(stored);
+    }
+    return events;
+  }
+
+  live() {
+    return [...this.sessions.values()].filter((s) => !s.rejected);
+  }
+
+  hello() {
+    return wire.encodeHello(this.roomId, this.log.have());
+  }
+
+  /** @param {string} neighbour @param {string} code @returns {SyncEvent} */
+  error(neighbour, code) {
+    this.protocolErrors += 1;
+    return { type: 'protocol-error', neighbour, code };
+  }
+
+  /** @param {Session} s */
+  dropPending(s) {
+    for (const k of s.inflight) if (this.pending.get(k)?.[0] === s.neighbour) this.pending.delete(k);
+    s.inflight.clear();
+  }
+
+  /** @param {string} key @returns {Session|null} */
+  resolve(key) {
+    const p = this.pending.get(key);
+    if (!p) return null;
+    this.pending.delete(key);
+    const owner = this.sessions.get(p[0]);
+    if (!owner) return null;
+    owner.inflight.delete(key);
+    return owner.inflight.size ? null : owner;
+  }
+
+  /** @param {LogEntry} entry @param {string|null} exclude */
+  relay(entry, exclude) {
+    for (const s of this.live()) {
+      if (s.neighbour !== exclude && !s.has(entry.sender, entry.seq)) {
+        s.envs.push(entry.data);
+        s.mark(entry.sender, entry.seq);
+      }
+    }
+  }
+
+  /** @param {Session} s @param {number} now */
+  request(s, now) {
+    const c = this.config;
+    let budget = c.maxWantKeys;
+    let scan = 4 * c.maxWantKeys;
+    /** @type {Map<string, RangeSet>} */
+    const wants = new Map();
+    const deadline = now + c.wantTimeoutMs;
+    for (const [sender, theirs] of s.remoteHave) {
+      for (const [a, b] of theirs.difference(this.log.seenRanges(sender))) {
+        for (let seq = a; seq <= b; seq++) {
+          if (budget <= 0 || scan <= 0) break;
+          scan -= 1;
+          const key = keyOf(sender, seq);
+          if (s.unservable.has(key)) continue;
+          const p = this.pending.get(key);
+          if (p) {
+            if (p[1] > now) continue;
+            this.sessions.get(p[0])?.inflight.delete(key);
+          }
+          const tries = (s.attempts.get(key) ?? 0) + 1;
+          if (tries > c.maxWantAttempts) { s.unservable.add(key); continue; }
+          s.attempts.set(key, tries);
+          this.pending.set(key, [s.neighbour, deadline]);
+          s.inflight.add(key);
+          let rs = wants.get(sender);
+          if (!rs) wants.set(sender, (rs = new RangeSet()));
+          rs.add(seq);
+          budget -= 1;
+        }
+      }
+    }
+    if (wants.size) {
+      s.control.push(...wire.encodeWant(toRangeMap(wants)));
+      s.retryAt = deadline;
+    }
+  }
+}
