@@ -43,16 +43,13 @@ Rules:
 
 from __future__ import annotations
 
-import itertools
 import json
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from peer.core import wire
 from peer.core.chains import ChainPolicy, ReceiverChain, SenderChain, SenderKeyMessage
-from peer.core.crypto import aead_open, b64u_decode, b64u_encode, ed25519_verify
+from peer.core.crypto import aead_open, b64u_decode, b64u_encode
 from peer.core.envelope import (
     Envelope,
     Kind,
@@ -66,7 +63,20 @@ from peer.core.envelope import (
     seal_unchained_envelope,
     verify_envelope,
 )
+from peer.core.erasure import MAX_RECEIPT_SEQS, RECEIPT_TAG, ErasureReceipt
 from peer.core.errors import ProtocolError
+from peer.core.events import (
+    Delivered,
+    MemberJoined,
+    MemberLeft,
+    MemberOnline,
+    Message,
+    MessageErased,
+    MessageExpired,
+    MessageReceived,
+    RoomEvent,
+    TimerChanged,
+)
 from peer.core.handshake import (
     Handshake,
     PairwiseSession,
@@ -79,7 +89,7 @@ from peer.core.handshake import (
     seal_to_prekey,
 )
 from peer.core.identity import Identity, PublicBundle
-from peer.core.ids import id_from_bytes, id_to_bytes, message_id, peer_id_from_public_key
+from peer.core.ids import message_id
 from peer.core.invite import Invite
 from peer.core.log import Key, LogEntry, Tombstone
 from peer.core.membership import (
@@ -113,213 +123,24 @@ PAIRWISE_AAD = b"ephemesh-v1 pairwise sender-key"
 PREKEY_AAD = b"ephemesh-v1 prekey sender-key"
 
 
-# -- what applications see --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    id: str
-    sender: str
-    seq: int
-    lamport: int
-    sent_at: int
-    expires_at: int
-    text: str = field(repr=False)
-    reply_to: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "event": "message",
-            "id": self.id,
-            "sender": self.sender,
-            "lamport": self.lamport,
-            "seq": self.seq,
-            "sent_at": self.sent_at,
-            "expires_at": self.expires_at,
-            "text": self.text,
-            "reply_to": self.reply_to,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class MessageReceived:
-    message: Message
-
-    def to_json(self) -> dict[str, Any]:
-        return self.message.to_json()
-
-    def __str__(self) -> str:
-        m = self.message
-        return f"[{m.sender[:8]}] {m.text}"
-
-
-@dataclass(frozen=True, slots=True)
-class MessageExpired:
-    """A message was erased here: ``reason`` is ``"expired"`` (its signed expiry) or ``"unsent"``."""
-
-    id: str
-    reason: str = "expired"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"event": "expired", "id": self.id, "reason": self.reason}
-
-    def __str__(self) -> str:
-        return f"* message {self.id[:8]}… {'unsent' if self.reason == 'unsent' else 'expired'}"
-
-
-@dataclass(frozen=True, slots=True)
-class MessageErased:
-    """Member ``by`` reported (signed receipt) that it erased our message ``id``: ``count`` of ``of``
-    other members have now done so."""
-
-    id: str
-    by: str
-    count: int
-    of: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"event": "erased", "id": self.id, "by": self.by, "count": self.count, "of": self.of}
-
-    def __str__(self) -> str:
-        return f"* {self.id[:8]}… erased on {self.count} of {self.of} members"
-
-
-@dataclass(frozen=True, slots=True)
-class MemberJoined:
-    peer: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"event": "joined", "peer": self.peer}
-
-    def __str__(self) -> str:
-        return f"* {self.peer[:8]} joined"
-
-
-@dataclass(frozen=True, slots=True)
-class MemberLeft:
-    peer: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"event": "left", "peer": self.peer}
-
-    def __str__(self) -> str:
-        return f"* {self.peer[:8]} left"
-
-
-@dataclass(frozen=True, slots=True)
-class MemberOnline:
-    peer: str
-    online: bool
-
-    def to_json(self) -> dict[str, Any]:
-        return {"event": "online" if self.online else "offline", "peer": self.peer}
-
-    def __str__(self) -> str:
-        return f"* {self.peer[:8]} is {'online' if self.online else 'offline'}"
-
-
-@dataclass(frozen=True, slots=True)
-class Delivered:
-    id: str
-    peer: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"event": "delivered", "id": self.id, "peer": self.peer}
-
-    def __str__(self) -> str:
-        return f"* {self.id[:8]}… delivered to {self.peer[:8]}"
-
-
-@dataclass(frozen=True, slots=True)
-class TimerChanged:
-    ttl_s: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"event": "timer", "ttl_s": self.ttl_s}
-
-    def __str__(self) -> str:
-        return f"* room timer set to {self.ttl_s}s"
-
-
-RoomEvent = (
-    MessageReceived
-    | MessageExpired
-    | MessageErased
-    | MemberJoined
-    | MemberLeft
-    | MemberOnline
-    | Delivered
-    | TimerChanged
-)
-
-
-# -- erasure receipts (APP frames) -------------------------------------------------------------------
-
-RECEIPT_TAG = 0x01  # first byte of an APP frame body that carries an erasure receipt
-RECEIPT_VERSION = 1
-MAX_RECEIPT_SEQS = 1024
-LABEL_RECEIPT = b"ephemesh-v1 erasure-receipt\x00"
-_RECEIPT_HEAD = struct.Struct(">BB16s16s16sH")
-
-
-@dataclass(frozen=True, slots=True)
-class ErasureReceipt:
-    """``member`` states it erased messages ``seqs`` of ``sender`` in ``room_id``.
-
-    Wire (an APP frame body): ``tag u8 = 1 | version u8 = 1 | room_id (16) | member (16) | sender (16) |
-    n u16 (1..1024) | n x seq u64 (strictly ascending) | Ed25519(member, LABEL_RECEIPT || bytes before sig)``.
-    """
-
-    room_id: str
-    member: str
-    sender: str
-    seqs: tuple[int, ...]
-    signature: bytes = field(default=b"", repr=False)
-
-    def _body(self) -> bytes:
-        head = _RECEIPT_HEAD.pack(
-            RECEIPT_TAG,
-            RECEIPT_VERSION,
-            id_to_bytes(self.room_id),
-            id_to_bytes(self.member),
-            id_to_bytes(self.sender),
-            len(self.seqs),
-        )
-        return head + b"".join(struct.pack(">Q", q) for q in self.seqs)
-
-    @classmethod
-    def create(cls, identity: Identity, room_id: str, sender: str, seqs: Iterable[int]) -> ErasureReceipt:
-        ordered = tuple(sorted(set(seqs)))
-        if not 1 <= len(ordered) <= MAX_RECEIPT_SEQS:
-            raise ValueError("a receipt names 1..1024 seqs")
-        unsigned = cls(room_id, identity.peer_id, sender, ordered)
-        return cls(
-            room_id, identity.peer_id, sender, ordered, identity.sign(LABEL_RECEIPT + unsigned._body())
-        )
-
-    def encode(self) -> bytes:
-        return self._body() + self.signature
-
-    @classmethod
-    def decode(cls, data: object) -> ErasureReceipt:
-        """Parse (not verify); ``ProtocolError`` on anything malformed, never anything else."""
-        if not isinstance(data, bytes) or len(data) < _RECEIPT_HEAD.size + 8 + 64:
-            raise ProtocolError("bad-receipt", "malformed erasure receipt")
-        tag, version, room, member, sender, n = _RECEIPT_HEAD.unpack(data[: _RECEIPT_HEAD.size])
-        if tag != RECEIPT_TAG or version != RECEIPT_VERSION:
-            raise ProtocolError("bad-receipt", "unknown receipt tag or version")
-        if not 1 <= n <= MAX_RECEIPT_SEQS or len(data) != _RECEIPT_HEAD.size + 8 * n + 64:
-            raise ProtocolError("bad-receipt", "malformed erasure receipt")
-        seqs = struct.unpack(f">{n}Q", data[_RECEIPT_HEAD.size : _RECEIPT_HEAD.size + 8 * n])
-        if any(b <= a for a, b in itertools.pairwise(seqs)):
-            raise ProtocolError("bad-receipt", "receipt seqs not strictly ascending")
-        return cls(id_from_bytes(room), id_from_bytes(member), id_from_bytes(sender), seqs, data[-64:])
-
-    def verify(self, member_public_key: bytes) -> None:
-        """Raise ``ProtocolError`` unless ``member_public_key`` is ``member``'s key and signed this."""
-        if peer_id_from_public_key(member_public_key) != self.member:
-            raise ProtocolError("wrong-sender", "key does not match the receipt member")
-        ed25519_verify(member_public_key, LABEL_RECEIPT + self._body(), self.signature)
+__all__ = [
+    "MAX_RECEIPT_SEQS",
+    "RECEIPT_TAG",
+    "Delivered",
+    "ErasureReceipt",
+    "MemberJoined",
+    "MemberLeft",
+    "MemberOnline",
+    "Message",
+    "MessageErased",
+    "MessageExpired",
+    "MessageReceived",
+    "PersistBatch",
+    "Room",
+    "RoomEvent",
+    "Snapshot",
+    "TimerChanged",
+]
 
 
 # -- persistence (the adapter does the I/O) ----------------------------------------------------------

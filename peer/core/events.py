@@ -1,0 +1,143 @@
+"""Room events: what an application sees. Frozen dataclasses, each with ``to_json()`` for ``listen --json``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: str
+    sender: str
+    seq: int
+    lamport: int
+    sent_at: int
+    expires_at: int
+    text: str = field(repr=False)
+    reply_to: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event": "message",
+            "id": self.id,
+            "sender": self.sender,
+            "lamport": self.lamport,
+            "seq": self.seq,
+            "sent_at": self.sent_at,
+            "expires_at": self.expires_at,
+            "text": self.text,
+            "reply_to": self.reply_to,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    message: Message
+
+    def to_json(self) -> dict[str, Any]:
+        return self.message.to_json()
+
+    def __str__(self) -> str:
+        m = self.message
+        return f"[{m.sender[:8]}] {m.text}"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageExpired:
+    """A message was erased here: ``reason`` is ``"expired"`` (its signed expiry) or ``"unsent"``."""
+
+    id: str
+    reason: str = "expired"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "expired", "id": self.id, "reason": self.reason}
+
+    def __str__(self) -> str:
+        return f"* message {self.id[:8]}… {'unsent' if self.reason == 'unsent' else 'expired'}"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageErased:
+    """Member ``by`` reported (signed receipt) that it erased our message ``id``: ``count`` of ``of``
+    other members have now done so."""
+
+    id: str
+    by: str
+    count: int
+    of: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "erased", "id": self.id, "by": self.by, "count": self.count, "of": self.of}
+
+    def __str__(self) -> str:
+        return f"* {self.id[:8]}… erased on {self.count} of {self.of} members"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberJoined:
+    peer: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "joined", "peer": self.peer}
+
+    def __str__(self) -> str:
+        return f"* {self.peer[:8]} joined"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberLeft:
+    peer: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "left", "peer": self.peer}
+
+    def __str__(self) -> str:
+        return f"* {self.peer[:8]} left"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberOnline:
+    peer: str
+    online: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "online" if self.online else "offline", "peer": self.peer}
+
+    def __str__(self) -> str:
+        return f"* {self.peer[:8]} is {'online' if self.online else 'offline'}"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    id: str
+    peer: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "delivered", "id": self.id, "peer": self.peer}
+
+    def __str__(self) -> str:
+        return f"* {self.id[:8]}… delivered to {self.peer[:8]}"
+
+
+@dataclass(frozen=True, slots=True)
+class TimerChanged:
+    ttl_s: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "timer", "ttl_s": self.ttl_s}
+
+    def __str__(self) -> str:
+        return f"* room timer set to {self.ttl_s}s"
+
+
+RoomEvent = (
+    MessageReceived
+    | MessageExpired
+    | MessageErased
+    | MemberJoined
+    | MemberLeft
+    | MemberOnline
+    | Delivered
+    | TimerChanged
+)
