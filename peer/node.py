@@ -115,6 +115,18 @@ class RoomHandle:
         await self._pump(list(events))
         return bool(events)
 
+    async def set_timer(self, ttl_s: int) -> None:
+        """Set the room's default message lifetime for everyone (0 = messages do not expire)."""
+        await self._pump(self.core.set_timer(ttl_s, now_ms()))
+
+    async def remove_member(self, peer: str) -> None:
+        """Remove a member for good; every sender rotates its chain so it reads nothing new."""
+        await self._pump(self.core.remove_member(peer, now_ms()))
+
+    def members(self) -> list[str]:
+        """Current members (peer ids), online or not."""
+        return self.core.members()
+
     def erased_on(self, message_id: str) -> set[str]:
         """Members whose signed receipt says they erased our message (see ``MessageErased`` events)."""
         return self.core.erased_on(message_id)
@@ -223,6 +235,8 @@ class RoomHandle:
                 log.info("send to %s failed: %s", neighbour[:8], type(exc).__name__)
         for dead in self.core.take_dead_links():
             if mesh is not None:
+                if dead in self.core.membership.removed:
+                    mesh.peer_left(dead)  # do not redial a removed member
                 mesh.drop_link(dead)
         self._arm_timer()
         for ev in events:

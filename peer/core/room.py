@@ -423,17 +423,24 @@ class Room:
         self._delivered[msg.id] = set()
         return msg
 
-    def set_timer(self, ttl_s: int, now: int) -> None:
+    def set_timer(self, ttl_s: int, now: int) -> list[RoomEvent]:
         """Set the room's default message lifetime (a signed, versioned op; the highest version wins)."""
         version = (self.membership.timer.version + 1) if self.membership.timer else 1
         op = make_set_timer(
             self.identity, self.invite.member_key, self.room_id, self.sync.clock.tick(), ttl_s, version
         )
-        self._publish_unchained(Kind.MEMBERSHIP, op.encode(), now)
+        events: list[RoomEvent] = []
+        self._publish_unchained(Kind.MEMBERSHIP, op.encode(), now, events=events)
+        return events
 
-    def remove_member(self, peer: str, now: int) -> None:
+    def remove_member(self, peer: str, now: int) -> list[RoomEvent]:
+        """Remove ``peer`` for good (or leave, if it is us). Every sender rotates its chain."""
+        if peer not in self.membership.members:
+            raise ValueError("not a member")
         op = make_remove(self.identity, self.invite.member_key, self.room_id, self.sync.clock.tick(), peer)
-        self._publish_unchained(Kind.MEMBERSHIP, op.encode(), now)
+        events: list[RoomEvent] = []
+        self._publish_unchained(Kind.MEMBERSHIP, op.encode(), now, events=events)
+        return events
 
     # -- links ------------------------------------------------------------------------------------------
 
@@ -580,6 +587,10 @@ class Room:
             events.append(MemberLeft(pid))
             for key in [k for k in self._rx if k[0] == pid]:
                 del self._rx[key]
+            if pid != self.peer_id and self._links.pop(pid, None) is not None:
+                # a removed member gets nothing more from us, not even ciphertext
+                self.sync.disconnect(pid, now)
+                self._dead.append(pid)
         if state.timer is not None and (before.timer is None or before.timer != state.timer):
             events.append(TimerChanged(state.timer.ttl_s))
 
@@ -829,7 +840,13 @@ class Room:
     # -- publishing ----------------------------------------------------------------------------------------
 
     def _publish_unchained(
-        self, kind: Kind, payload: bytes, now: int, *, expires_at: int = NEVER
+        self,
+        kind: Kind,
+        payload: bytes,
+        now: int,
+        *,
+        expires_at: int = NEVER,
+        events: list[RoomEvent] | None = None,
     ) -> LogEntry:
         self._seq += 1
         lamport = self.sync.clock.tick()
@@ -841,7 +858,7 @@ class Room:
         self._persist.envelopes.append(entry)
         if kind == Kind.MEMBERSHIP:
             self._ops[entry.key] = MembershipOp.decode(payload)
-            self._recompute_membership(None)
+            self._recompute_membership(events, now)
         return entry
 
     # -- validation (called by the sync engine for every envelope) --------------------------------------

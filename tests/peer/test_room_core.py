@@ -124,3 +124,31 @@ def test_bad_frames_are_dropped_and_the_session_survives(net: Net) -> None:
     assert any(
         isinstance(e, MessageReceived) and e.message.text == "still works" for e in net.events[b.peer_id]
     )
+
+
+def test_removed_member_cannot_read_what_is_sent_after_removal(net: Net) -> None:
+    a, b, c = (net.add(Identity.generate()) for _ in range(3))
+    for x, y in ((a, b), (b, c), (a, c)):
+        net.link(x, y)
+    net.pump()
+    net.tick(1000)
+    b.send_text("before removal", net.clock.now)
+    net.pump()
+    net.tick(1000)
+    assert [t for _, t in texts(c)] == ["before removal"]
+    a.remove_member(c.peer_id, net.clock.now)
+    net.pump()
+    net.tick(1000)
+    assert c.peer_id not in b.members()
+    # members drop their links to the removed member
+    assert c.peer_id not in a.online()
+    assert c.peer_id not in b.online()
+    b.send_text("after removal", net.clock.now)
+    net.pump()
+    net.tick(2000)
+    assert [t for _, t in texts(a)] == ["before removal", "after removal"]
+    assert [t for _, t in texts(c)] == ["before removal"]
+    # even handed the new envelopes directly, c has no key for the rotated chain
+    for entry in b.sync.log.ordered():
+        c.sync.log.add(entry, net.clock.now)
+    assert "after removal" not in [t for _, t in texts(c)]
