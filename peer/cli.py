@@ -63,17 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     p_new.add_argument("--server", default=DEFAULT_SERVER, help="signaling server URL")
     p_new.add_argument("--ttl", type=parse_duration, help="default message lifetime in the room")
 
-    p = sub.add_parser("send", parents=[common], help="send one message and exit once delivered")
+    named = argparse.ArgumentParser(add_help=False)
+    named.add_argument("--name", help="your display name in the room")
+
+    p = sub.add_parser("send", parents=[common, named], help="send one message and exit once delivered")
     p.add_argument("invite")
     p.add_argument("text")
     p.add_argument("--ttl", type=parse_duration, help="lifetime of this message")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for delivery")
 
-    p = sub.add_parser("listen", parents=[common], help="print messages and room events")
+    p = sub.add_parser("listen", parents=[common, named], help="print messages and room events")
     p.add_argument("invite")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
 
-    p = sub.add_parser("chat", parents=[common], help="interactive terminal chat")
+    p = sub.add_parser("chat", parents=[common, named], help="interactive terminal chat")
     p.add_argument("invite")
     p.add_argument("--ttl", type=parse_duration, help="lifetime of the messages you send")
 
@@ -178,7 +181,7 @@ async def _serve_async(args: argparse.Namespace) -> int:
 async def _run_async(args: argparse.Namespace, home: Any) -> int:
     from peer.node import Peer
 
-    async with Peer(home=home) as peer:
+    async with Peer(home=home, name=getattr(args, "name", None)) as peer:
         if args.command == "send":
             return await _send(peer, args)
         if args.command == "listen":
@@ -215,6 +218,32 @@ def _event_json(ev: Any) -> dict[str, Any]:
     return {"event": type(ev).__name__}
 
 
+def render(room: Any, ev: Any) -> str:
+    """One line for a terminal: names instead of peer ids where members set one."""
+    from peer.node import MessageReceived, MessageUpdated
+
+    if isinstance(ev, MessageReceived | MessageUpdated):
+        m = ev.message
+        reply = " ↩" if m.reply_to else ""
+        marks = "  " + " ".join(f"{e}{len(p)}" for e, p in m.reactions) if m.reactions else ""
+        edited = " (edited)" if m.edited else ""
+        prefix = "* " if isinstance(ev, MessageUpdated) else ""
+        return f"{prefix}[{room.label(m.sender)}]{reply} {m.text}{edited}{marks}"
+    text = str(ev)
+    peer = getattr(ev, "peer", None)
+    if isinstance(peer, str):
+        text = text.replace(peer[:8], room.label(peer), 1)
+    return text
+
+
+def _json_line(room: Any, ev: Any) -> str:
+    obj = _event_json(ev)
+    message = getattr(ev, "message", None)
+    if message is not None:
+        obj["sender_name"] = room.display_name(message.sender)
+    return json.dumps(obj, ensure_ascii=False)
+
+
 async def _listen(peer: Any, args: argparse.Namespace) -> int:
     room = await peer.join(args.invite)
     ready = {"event": "ready", "room": room.room_id, "peer": peer.peer_id}
@@ -223,25 +252,28 @@ async def _listen(peer: Any, args: argparse.Namespace) -> int:
     else:
         print(f"listening in room {room.room_id[:8]} as {peer.peer_id[:8]}", file=sys.stderr, flush=True)
     async for ev in room.events(history=True):
-        if args.json:
-            print(json.dumps(_event_json(ev), ensure_ascii=False), flush=True)
-        else:
-            print(str(ev), flush=True)
+        print(_json_line(room, ev) if args.json else render(room, ev), flush=True)
     return 0
+
+
+CHAT_HELP = """commands: /name NAME · /edit TEXT (your last message) · /react EMOJI (the last message)
+          /unsend (your last message) · /timer DURATION (room timer) · /who · /help · Ctrl-D quits"""
 
 
 async def _chat(peer: Any, args: argparse.Namespace) -> int:
     room = await peer.join(args.invite)
-    print(
-        f"joined room {room.room_id[:8]} as {peer.peer_id[:8]} — type a message and press Enter; Ctrl-D quits"
-    )
+    print(f"joined room {room.room_id[:8]} as {room.label(peer.peer_id)} — type a message and press Enter")
+    print(CHAT_HELP, flush=True)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
 
     async def show() -> None:
         async for ev in room.events(history=True):
-            print(str(ev), flush=True)
+            print(render(room, ev), flush=True)
+            message = getattr(ev, "message", None)
+            if message is not None and message.sender != peer.peer_id:
+                await room.mark_seen([message.id])
 
     shower = asyncio.create_task(show())
     try:
@@ -250,13 +282,42 @@ async def _chat(peer: Any, args: argparse.Namespace) -> int:
             if not line:
                 break
             text = line.decode(errors="replace").rstrip("\n")
-            if text.strip():
+            if text.startswith("/"):
+                await _chat_command(peer, room, text)
+            elif text.strip():
                 await room.send(text, ttl=args.ttl)
     finally:
         shower.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await shower
     return 0
+
+
+async def _chat_command(peer: Any, room: Any, line: str) -> None:
+    cmd, _, rest = line.partition(" ")
+    rest = rest.strip()
+    mine = [m for m in room.messages() if m.sender == peer.peer_id]
+    everyone = room.messages()
+    try:
+        if cmd == "/name" and rest:
+            await room.set_name(rest)
+        elif cmd == "/edit" and rest and mine:
+            await room.edit(mine[-1].id, rest)
+        elif cmd == "/react" and rest and everyone:
+            await room.react(everyone[-1].id, rest)
+        elif cmd == "/unsend" and mine:
+            await room.unsend(mine[-1].id)
+        elif cmd == "/timer" and rest:
+            await room.set_timer(parse_duration(rest))
+        elif cmd == "/who":
+            online = set(room.online_members())
+            for member in room.members():
+                state = "you" if member == peer.peer_id else ("online" if member in online else "offline")
+                print(f"  {room.label(member)} ({member[:8]}) {state}", flush=True)
+        else:
+            print(CHAT_HELP, flush=True)
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        print(f"! {exc}", flush=True)
 
 
 async def _keep(peer: Any, args: argparse.Namespace) -> int:

@@ -29,20 +29,25 @@ from pathlib import Path
 from typing import Any
 
 from peer.core.errors import ProtocolError
-from peer.core.invite import Invite
-from peer.core.log import DEFAULT_SKEW_MS
-from peer.core.room import (
+from peer.core.events import (
     Delivered,
     MemberJoined,
     MemberLeft,
     MemberOnline,
     Message,
+    MessageErased,
     MessageExpired,
     MessageReceived,
-    Room,
+    MessageSeen,
+    MessageUpdated,
+    ProfileChanged,
     RoomEvent,
     TimerChanged,
+    Typing,
 )
+from peer.core.invite import Invite
+from peer.core.log import DEFAULT_SKEW_MS
+from peer.core.room import Room
 from peer.core.signal import ReplayCache, open_signal, seal_signal
 from peer.home import STORE_FILE, load_or_create_identity, resolve_home
 from peer.net.mesh import RoomMesh
@@ -114,6 +119,44 @@ class RoomHandle:
         events = self.core.unsend(message_id, now_ms())
         await self._pump(list(events))
         return bool(events)
+
+    async def set_name(self, name: str) -> None:
+        """Publish our display name in this room."""
+        await self._pump(self.core.set_profile(name, now_ms()))
+
+    def display_name(self, peer: str) -> str | None:
+        return self.core.display_name(peer)
+
+    def label(self, peer: str) -> str:
+        """How to show a member: its display name, or the start of its peer id."""
+        return self.core.display_name(peer) or peer[:8]
+
+    async def edit(self, message_id: str, text: str) -> Message:
+        """Edit one of our own messages for everyone."""
+        msg = self.core.edit(message_id, text, now_ms())
+        await self._pump([])
+        return msg
+
+    async def react(self, message_id: str, emoji: str, *, on: bool = True) -> Message:
+        """Add (or remove) our reaction to a message."""
+        msg = self.core.react(message_id, emoji, now_ms(), on=on)
+        await self._pump([])
+        return msg
+
+    async def set_typing(self, typing: bool) -> None:
+        self.core.set_typing(typing, now_ms())
+        await self._pump([])
+
+    def typing_members(self) -> list[str]:
+        return self.core.typing_members(now_ms())
+
+    async def mark_seen(self, message_ids: list[str]) -> None:
+        """Tell senders we have shown their messages (read receipts)."""
+        self.core.mark_seen(message_ids, now_ms())
+        await self._pump([])
+
+    def seen_by(self, message_id: str) -> set[str]:
+        return self.core.seen_by(message_id)
 
     async def set_timer(self, ttl_s: int) -> None:
         """Set the room's default message lifetime for everyone (0 = messages do not expire)."""
@@ -287,7 +330,9 @@ class Peer:
         store_path: str | None = None,
         connect_timeout: float = 20.0,
         reconnect_initial: float = 0.5,
+        name: str | None = None,
     ) -> None:
+        self.name = name
         self._reconnect_initial = reconnect_initial
         self.home: Path = resolve_home(home)
         self.identity = load_or_create_identity(self.home)
@@ -342,6 +387,8 @@ class Peer:
         )
         present = await client.join(inv.room_id)
         handle.mesh.set_present(present)
+        if self.name and not keeper and core.display_name(self.peer_id) != self.name:
+            core.set_profile(self.name, now_ms())
         await handle._pump([])
         return handle
 
@@ -434,9 +481,14 @@ __all__ += [
     "MemberJoined",
     "MemberLeft",
     "MemberOnline",
+    "MessageErased",
     "MessageExpired",
     "MessageReceived",
+    "MessageSeen",
+    "MessageUpdated",
+    "ProfileChanged",
     "ProtocolError",
     "RoomEvent",
     "TimerChanged",
+    "Typing",
 ]

@@ -16,6 +16,9 @@ class Message:
     expires_at: int
     text: str = field(repr=False)
     reply_to: str | None = None
+    edited: bool = False
+    #: ((emoji, (peer ids who reacted, sorted)), ...) sorted by emoji; only emoji with at least one peer
+    reactions: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -28,6 +31,8 @@ class Message:
             "expires_at": self.expires_at,
             "text": self.text,
             "reply_to": self.reply_to,
+            "edited": self.edited,
+            "reactions": {emoji: list(peers) for emoji, peers in self.reactions},
         }
 
 
@@ -41,6 +46,65 @@ class MessageReceived:
     def __str__(self) -> str:
         m = self.message
         return f"[{m.sender[:8]}] {m.text}"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageUpdated:
+    """A message was edited by its sender or its reactions changed; ``message`` is the new rendering."""
+
+    message: Message
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.message.to_json(), "event": "updated"}
+
+    def __str__(self) -> str:
+        m = self.message
+        marks = " ".join(f"{emoji}{len(peers)}" for emoji, peers in m.reactions)
+        return f"* [{m.sender[:8]}] {m.text}{' (edited)' if m.edited else ''}{'  ' + marks if marks else ''}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileChanged:
+    """A member set its display name."""
+
+    peer: str
+    name: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "profile", "peer": self.peer, "name": self.name}
+
+    def __str__(self) -> str:
+        return f"* {self.peer[:8]} is now known as {self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    """A linked member started or stopped typing (stops by itself after a few seconds of silence)."""
+
+    peer: str
+    typing: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "typing", "peer": self.peer, "typing": self.typing}
+
+    def __str__(self) -> str:
+        return f"* {self.peer[:8]} {'is typing…' if self.typing else 'stopped typing'}"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSeen:
+    """A member has shown one of our messages: ``count`` of ``of`` other members have so far."""
+
+    id: str
+    by: str
+    count: int
+    of: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "seen", "id": self.id, "by": self.by, "count": self.count, "of": self.of}
+
+    def __str__(self) -> str:
+        return f"* {self.id[:8]}… seen by {self.count} of {self.of}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +197,10 @@ class TimerChanged:
 
 RoomEvent = (
     MessageReceived
+    | MessageUpdated
+    | ProfileChanged
+    | Typing
+    | MessageSeen
     | MessageExpired
     | MessageErased
     | MemberJoined

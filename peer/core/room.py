@@ -45,17 +45,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from peer.core import wire
 from peer.core.chains import ChainPolicy, ReceiverChain, SenderChain, SenderKeyMessage
+from peer.core.content import (
+    Content,
+    Edit,
+    Profile,
+    Reaction,
+    Text,
+    clean_name,
+    decode_content,
+    encode_content,
+)
 from peer.core.crypto import aead_open, b64u_decode, b64u_encode
 from peer.core.envelope import (
     Envelope,
     Kind,
-    decode_content,
     decode_tombstone,
-    encode_text,
     encode_tombstone,
     message_key_to_aead_key,
     parse_envelope,
@@ -74,8 +82,12 @@ from peer.core.events import (
     MessageErased,
     MessageExpired,
     MessageReceived,
+    MessageSeen,
+    MessageUpdated,
+    ProfileChanged,
     RoomEvent,
     TimerChanged,
+    Typing,
 )
 from peer.core.handshake import (
     Handshake,
@@ -99,6 +111,14 @@ from peer.core.membership import (
     make_add,
     make_remove,
     make_set_timer,
+)
+from peer.core.presence import (
+    TYPING_RENEW_MS,
+    TYPING_TTL_MS,
+    TypingSignal,
+    decode_presence,
+    encode_seen,
+    encode_typing,
 )
 from peer.core.sync import (
     Acked,
@@ -208,7 +228,17 @@ class Room:
         self._outbox: list[tuple[str, bytes]] = []
         self._dead: list[str] = []
         self._persist = PersistBatch()
-        self._messages: dict[Key, Message] = {}
+        self._messages: dict[Key, Message] = {}  # as shown (edits and reactions applied)
+        self._base: dict[Key, Message] = {}  # as first sent
+        self._aux: dict[Key, tuple[int, Edit | Reaction]] = {}  # edit/reaction envelopes: lamport, content
+        self._aux_target: dict[Key, Key] = {}
+        self._aux_by_target: dict[Key, set[Key]] = {}
+        self._profiles: dict[str, tuple[int, int, str]] = {}  # peer -> (lamport, seq, name)
+        self._typing: dict[str, int] = {}  # peer -> typing indicator valid until
+        self._typing_sent: tuple[bool, int] = (False, 0)
+        self._seen_sent: set[Key] = set()
+        self._seen_out: dict[str, list[int]] = {}
+        self._seen_by: dict[int, set[str]] = {}
         self._keys: dict[Key, bytes] = {}
         self._rx: dict[tuple[str, bytes], ReceiverChain] = {}
         self._pending: dict[tuple[str, bytes], list[Envelope]] = {}
@@ -382,14 +412,49 @@ class Room:
         self, text: str, now: int, *, ttl_s: int | None = None, reply_to: str | None = None
     ) -> Message:
         """Seal, sign, log and broadcast a chat message. Its expiry is fixed here and signed."""
-        if self.keeper:
-            raise ValueError("a keeper does not send messages")
         ttl = ttl_s if ttl_s is not None else self.timer_s
         expires_at = NEVER if ttl == 0 else now + ttl * 1000
+        key = self._send_content(Text(text, reply_to), now, expires_at)
+        msg = self._messages[key]
+        self._delivered[msg.id] = set()
+        return msg
+
+    def set_profile(self, name: str, now: int) -> list[RoomEvent]:
+        """Publish our display name in this room (room state: it does not expire)."""
+        events: list[RoomEvent] = []
+        self._send_content(Profile(clean_name(name)), now, NEVER, events)
+        return events
+
+    def edit(self, msg_id: str, body: str, now: int) -> Message:
+        """Replace the body of one of our own messages, for everyone; the edit expires with it."""
+        target = self._base.get(_parse_message_id(msg_id) or ("", -1))
+        if target is None or target.sender != self.peer_id:
+            raise ValueError("can only edit our own messages that are still here")
+        key = self._send_content(Edit(msg_id, body), now, target.expires_at)
+        return self._messages[self._aux_target[key]]
+
+    def react(self, msg_id: str, emoji: str, now: int, *, on: bool = True) -> Message:
+        """Add (or with ``on=False`` remove) our reaction to a message; it expires with the message."""
+        target = self._base.get(_parse_message_id(msg_id) or ("", -1))
+        if target is None:
+            raise ValueError("no such message")
+        key = self._send_content(Reaction(msg_id, emoji, on), now, target.expires_at)
+        return self._messages[self._aux_target[key]]
+
+    def display_name(self, peer: str) -> str | None:
+        """The display name ``peer`` set in this room, if any."""
+        profile = self._profiles.get(peer)
+        return profile[2] if profile else None
+
+    def _send_content(
+        self, content: Content, now: int, expires_at: int, events: list[RoomEvent] | None = None
+    ) -> Key:
+        if self.keeper:
+            raise ValueError("a keeper does not send messages")
+        plaintext = encode_content(content)
         chain = self._current_chain(now)
         self._seq += 1
         lamport = self.sync.clock.tick()
-        plaintext = encode_text(text, reply_to)
         _, mk = chain.advance()
         data, next_chain = seal_envelope(
             self.identity, self.room_id, chain, Kind.CHAT, self._seq, lamport, now, expires_at, plaintext
@@ -409,19 +474,8 @@ class Room:
         self._chat_pos[key] = (chain.chain_id, mk.index)
         self._erased_by[self._seq] = set()
         self._persist.message_keys.append((self.peer_id, self._seq, expires_at, mk.key))
-        msg = Message(
-            message_id(self.peer_id, self._seq),
-            self.peer_id,
-            self._seq,
-            lamport,
-            now,
-            expires_at,
-            text,
-            reply_to,
-        )
-        self._messages[key] = msg
-        self._delivered[msg.id] = set()
-        return msg
+        self._show(parse_envelope(data), plaintext, events if events is not None else [])
+        return key
 
     def set_timer(self, ttl_s: int, now: int) -> list[RoomEvent]:
         """Set the room's default message lifetime (a signed, versioned op; the highest version wins)."""
@@ -536,7 +590,10 @@ class Room:
     def _on_opaque(self, ev: OpaqueFrame, now: int, events: list[RoomEvent]) -> None:
         link = self._links.get(ev.neighbour)
         if ev.type == wire.FrameType.APP and link is not None and link.session is not None:
-            self._on_receipt(ev.neighbour, ev.body, events)
+            if ev.body[:1] == bytes([RECEIPT_TAG]):
+                self._on_receipt(ev.neighbour, ev.body, events)
+            else:
+                self._on_presence(ev.neighbour, ev.body, now, events)
             return
         if ev.type != wire.FrameType.PAIRWISE or link is None or link.session is None:
             self.protocol_errors.append((ev.neighbour, "unexpected-frame"))
@@ -695,28 +752,76 @@ class Room:
         return open_envelope_with_key(env, key)
 
     def _show(self, env: Envelope, plaintext: bytes, events: list[RoomEvent]) -> None:
+        """Apply opened content: a message, a display name, an edit or a reaction."""
         try:
             content = decode_content(plaintext)
         except ProtocolError as exc:
             self.protocol_errors.append((env.sender, exc.code))
             return
-        msg = Message(
-            message_id(env.sender, env.seq),
-            env.sender,
-            env.seq,
-            env.lamport,
-            env.sent_at,
-            env.expires_at,
-            content.body,
-            content.reply_to,
-        )
-        self._messages[(env.sender, env.seq)] = msg
-        events.append(MessageReceived(msg))
+        key = (env.sender, env.seq)
+        if isinstance(content, Text):
+            self._base[key] = Message(
+                message_id(env.sender, env.seq),
+                env.sender,
+                env.seq,
+                env.lamport,
+                env.sent_at,
+                env.expires_at,
+                content.body,
+                content.reply_to,
+            )
+            self._render(key)
+            events.append(MessageReceived(self._messages[key]))
+        elif isinstance(content, Profile):
+            current = self._profiles.get(env.sender)
+            if current is None or (env.lamport, env.seq) > current[:2]:
+                self._profiles[env.sender] = (env.lamport, env.seq, content.name)
+                events.append(ProfileChanged(env.sender, content.name))
+        else:
+            target = _parse_message_id(content.target)
+            if target is None or (isinstance(content, Edit) and target[0] != env.sender):
+                self.protocol_errors.append((env.sender, "bad-edit"))
+                return
+            self._aux[key] = (env.lamport, content)
+            self._aux_target[key] = target
+            self._aux_by_target.setdefault(target, set()).add(key)
+            if target in self._base:
+                self._render(target)
+                events.append(MessageUpdated(self._messages[target]))
+
+    def _render(self, key: Key) -> None:
+        """The message as shown: its latest edit by its sender and the reactions still on."""
+        base = self._base[key]
+        body, edited, latest = base.text, False, (-1, -1)
+        votes: dict[tuple[str, str], tuple[int, int, bool]] = {}
+        for aux_key in self._aux_by_target.get(key, ()):
+            lamport, content = self._aux[aux_key]
+            order = (lamport, aux_key[1])
+            if isinstance(content, Edit) and order > latest:
+                body, edited, latest = content.body, True, order
+            elif isinstance(content, Reaction):
+                vote = (aux_key[0], content.emoji)
+                if vote not in votes or order > votes[vote][:2]:
+                    votes[vote] = (lamport, aux_key[1], content.on)
+        by_emoji: dict[str, list[str]] = {}
+        for (peer, emoji), (_, _, on) in votes.items():
+            if on:
+                by_emoji.setdefault(emoji, []).append(peer)
+        reactions = tuple((e, tuple(sorted(p))) for e, p in sorted(by_emoji.items()))
+        self._messages[key] = replace(base, text=body, edited=edited, reactions=reactions)
 
     def _erase(self, key: Key, events: list[RoomEvent], reason: str = "expired") -> None:
         """Forget a message everywhere in this member: object, key, envelope row, pending copy, chain keys."""
         msg = self._messages.pop(key, None)
+        self._base.pop(key, None)
         self._keys.pop(key, None)
+        target = self._aux_target.pop(key, None)
+        if target is not None:  # an edit or reaction went: show the target without it
+            self._aux.pop(key, None)
+            self._aux_by_target.get(target, set()).discard(key)
+            if target in self._base:
+                self._render(target)
+                events.append(MessageUpdated(self._messages[target]))
         tomb = self.sync.log.get_tombstone(key)
         until = tomb.until if tomb is not None else 0
         self._persist.erased.append((key[0], key[1], until))
@@ -799,6 +904,66 @@ class Room:
         ):
             raise ProtocolError("unknown-sender", "sender is not a known member")
         verify_envelope(env, bundle.ed25519)
+
+    # -- typing and seen (ephemeral, direct links only) ------------------------------------------------
+
+    def set_typing(self, typing: bool, now: int) -> None:
+        """Tell linked members we are (not) typing; renewals are rate-limited."""
+        last = self._typing_sent
+        if typing == last[0] and (not typing or now - last[1] < TYPING_RENEW_MS):
+            return
+        self._typing_sent = (typing, now)
+        for peer in self.online():
+            self.sync.send_opaque(peer, wire.FrameType.APP, encode_typing(typing))
+
+    def typing_members(self, now: int) -> list[str]:
+        return sorted(p for p, until in self._typing.items() if until > now)
+
+    def mark_seen(self, msg_ids: list[str], now: int) -> None:
+        """We have shown these messages: tell each sender that is linked to us (once per message)."""
+        for msg_id in msg_ids:
+            key = _parse_message_id(msg_id)
+            if key is None or key[0] == self.peer_id or key not in self._base or key in self._seen_sent:
+                continue
+            if self.sync.is_ready(key[0]):
+                self._seen_sent.add(key)
+                self._seen_out.setdefault(key[0], []).append(key[1])
+        for peer, seqs in self._seen_out.items():
+            self.sync.send_opaque(peer, wire.FrameType.APP, encode_seen(seqs))
+        self._seen_out.clear()
+
+    def seen_by(self, msg_id: str) -> set[str]:
+        key = _parse_message_id(msg_id)
+        return set(self._seen_by.get(key[1], set())) if key is not None and key[0] == self.peer_id else set()
+
+    def _on_presence(self, neighbour: str, body: bytes, now: int, events: list[RoomEvent]) -> None:
+        try:
+            signal = decode_presence(body)
+        except ProtocolError as exc:
+            self.protocol_errors.append((neighbour, exc.code))
+            return
+        if isinstance(signal, TypingSignal):
+            was = self._typing.get(neighbour, 0) > now
+            if signal.typing:
+                self._typing[neighbour] = now + TYPING_TTL_MS
+            else:
+                self._typing.pop(neighbour, None)
+            if was != signal.typing:
+                events.append(Typing(neighbour, signal.typing))
+            return
+        of = len(self.membership.members) - 1
+        for seq in signal.seqs:
+            if (self.peer_id, seq) not in self._base:
+                continue
+            by = self._seen_by.setdefault(seq, set())
+            if neighbour not in by:
+                by.add(neighbour)
+                events.append(MessageSeen(message_id(self.peer_id, seq), neighbour, len(by), of))
+
+    def _expire_typing(self, now: int, events: list[RoomEvent]) -> None:
+        for peer in [p for p, until in self._typing.items() if until <= now]:
+            del self._typing[peer]
+            events.append(Typing(peer, False))
 
     def _on_receipt(self, neighbour: str, body: bytes, events: list[RoomEvent]) -> None:
         try:
@@ -897,10 +1062,15 @@ class Room:
         return out + self.sync.data_to_send()
 
     def next_timer(self) -> int | None:
-        return self.sync.next_timer()
+        times = [
+            t for t in (self.sync.next_timer(), min(self._typing.values(), default=None)) if t is not None
+        ]
+        return min(times) if times else None
 
     def handle_timer(self, now: int) -> list[RoomEvent]:
-        return self._handle_sync(self.sync.handle_timer(now), now)
+        events = self._handle_sync(self.sync.handle_timer(now), now)
+        self._expire_typing(now, events)
+        return events
 
     def take_persist(self) -> PersistBatch:
         batch, self._persist = self._persist, PersistBatch()

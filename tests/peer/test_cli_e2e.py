@@ -138,7 +138,7 @@ async def test_chat_and_a_killed_peer_is_detected_by_heartbeat(signaling_url: st
     invite = Invite.new(signaling_url).url()
     async with Peer(home=tmp_path / "observer") as observer:
         room = await observer.join(invite)
-        chat = await start("chat", invite, home=tmp_path / "chatter")
+        chat = await start("chat", invite, "--name", "Terminal Tess", home=tmp_path / "chatter")
         try:
             await room.wait_for(lambda: len(room.online_members()) == 1, WAIT)
             assert chat.stdin is not None
@@ -147,11 +147,19 @@ async def test_chat_and_a_killed_peer_is_detected_by_heartbeat(signaling_url: st
             await room.wait_for(
                 lambda: [m.text for m in room.messages()] == ["hello from the terminal"], WAIT
             )
+            (tess,) = room.online_members()
+            await room.wait_for(lambda: room.display_name(tess) == "Terminal Tess", WAIT)
+            chat.stdin.write(b"/edit hello from the terminal, edited\n")
+            await chat.stdin.drain()
+            await room.wait_for(lambda: [m.edited for m in room.messages()] == [True], WAIT)
             await room.send("hello back")
             assert chat.stdout is not None
             async with asyncio.timeout(WAIT):
                 while b"hello back" not in await chat.stdout.readline():
                     pass
+            # the terminal showed it, so it told us it saw it
+            mine = room.messages()[-1].id
+            await room.wait_for(lambda: room.seen_by(mine) == {tess}, WAIT)
             loop = asyncio.get_running_loop()
             chat.kill()  # no goodbye: only heartbeats can tell
             killed_at = loop.time()
