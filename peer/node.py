@@ -92,7 +92,7 @@ class RoomHandle:
         self._changed = asyncio.Event()
         self._replay = ReplayCache()
         self._closed = False
-        self._send_lock = asyncio.Lock()
+        self._outgoing: dict[str, asyncio.Queue[bytes | None]] = {}
 
     # -- application API -----------------------------------------------------------------------
 
@@ -111,18 +111,18 @@ class RoomHandle:
     async def send(self, text: str, *, ttl: float | None = None, reply_to: str | None = None) -> Message:
         ttl_s = int(ttl) if ttl is not None else None
         msg = self.core.send_text(text, now_ms(), ttl_s=ttl_s, reply_to=reply_to)
-        await self._pump([])
+        self._pump([])
         return msg
 
     async def unsend(self, message_id: str) -> bool:
         """Delete one of our own messages for everyone (a signed TOMBSTONE); False if not ours/held."""
         events = self.core.unsend(message_id, now_ms())
-        await self._pump(list(events))
+        self._pump(list(events))
         return bool(events)
 
     async def set_name(self, name: str) -> None:
         """Publish our display name in this room."""
-        await self._pump(self.core.set_profile(name, now_ms()))
+        self._pump(self.core.set_profile(name, now_ms()))
 
     def display_name(self, peer: str) -> str | None:
         return self.core.display_name(peer)
@@ -134,18 +134,18 @@ class RoomHandle:
     async def edit(self, message_id: str, text: str) -> Message:
         """Edit one of our own messages for everyone."""
         msg = self.core.edit(message_id, text, now_ms())
-        await self._pump([])
+        self._pump([])
         return msg
 
     async def react(self, message_id: str, emoji: str, *, on: bool = True) -> Message:
         """Add (or remove) our reaction to a message."""
         msg = self.core.react(message_id, emoji, now_ms(), on=on)
-        await self._pump([])
+        self._pump([])
         return msg
 
     async def set_typing(self, typing: bool) -> None:
         self.core.set_typing(typing, now_ms())
-        await self._pump([])
+        self._pump([])
 
     def typing_members(self) -> list[str]:
         return self.core.typing_members(now_ms())
@@ -153,18 +153,18 @@ class RoomHandle:
     async def mark_seen(self, message_ids: list[str]) -> None:
         """Tell senders we have shown their messages (read receipts)."""
         self.core.mark_seen(message_ids, now_ms())
-        await self._pump([])
+        self._pump([])
 
     def seen_by(self, message_id: str) -> set[str]:
         return self.core.seen_by(message_id)
 
     async def set_timer(self, ttl_s: int) -> None:
         """Set the room's default message lifetime for everyone (0 = messages do not expire)."""
-        await self._pump(self.core.set_timer(ttl_s, now_ms()))
+        self._pump(self.core.set_timer(ttl_s, now_ms()))
 
     async def remove_member(self, peer: str) -> None:
         """Remove a member for good; every sender rotates its chain so it reads nothing new."""
-        await self._pump(self.core.remove_member(peer, now_ms()))
+        self._pump(self.core.remove_member(peer, now_ms()))
 
     def members(self) -> list[str]:
         """Current members (peer ids), online or not."""
@@ -244,38 +244,50 @@ class RoomHandle:
         old = self._readers.pop(peer, None)
         if old is not None:
             old.cancel()
-        self._readers[peer] = asyncio.create_task(self._read(peer, link), name=f"read-{peer[:8]}")
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._outgoing[peer] = queue
+        self._readers[peer] = asyncio.create_task(self._read(peer, link, queue), name=f"read-{peer[:8]}")
 
     def link_down(self, peer: str) -> None:
         pass  # the reader notices the end of the link and tells the core
 
-    async def _read(self, peer: str, link: RtcTransport) -> None:
+    async def _read(self, peer: str, link: RtcTransport, queue: asyncio.Queue[bytes | None]) -> None:
+        """Own one link: a writer task sends its frames in order; this task feeds what arrives to the core."""
+        writer = asyncio.create_task(self._write(peer, link, queue), name=f"write-{peer[:8]}")
         try:
             self.core.link_up(peer, now_ms())
-            await self._pump([])
+            self._pump([])
             async for frame in link:
                 events = self.core.receive(peer, frame, now_ms())
-                await self._pump(events)
-        except (ConnectionError, asyncio.CancelledError):
+                self._pump(events)
+        except ConnectionError:
             pass
         finally:
+            writer.cancel()
+            if self._outgoing.get(peer) is queue:
+                del self._outgoing[peer]
             if not self._closed:
-                self.core.link_down(peer, now_ms())
                 with contextlib.suppress(Exception):
-                    await self._pump([])
+                    self._pump(self.core.link_down(peer, now_ms()))
 
-    async def _pump(self, events: list[RoomEvent]) -> None:
+    async def _write(self, peer: str, link: RtcTransport, queue: asyncio.Queue[bytes | None]) -> None:
+        """Send one link's frames in order. A slow link only delays itself, never the room."""
+        while (data := await queue.get()) is not None:
+            try:
+                await link.send(data)
+            except ValueError as exc:  # a frame over the peer's limit: drop it, keep the link
+                log.warning("frame to %s dropped: %s", peer[:8], exc)
+            except ConnectionError:
+                return
+
+    def _pump(self, events: list[RoomEvent]) -> None:
         """Persist, transmit, re-arm the timer, publish events — in that order."""
         self._peer.persist(self)
         mesh = self.mesh
         for neighbour, data in self.core.data_to_send():
-            link = mesh.links.get(neighbour) if mesh else None
-            if link is None or link.closed:
-                continue
-            try:
-                await link.send(data)
-            except (ConnectionError, ValueError) as exc:
-                log.info("send to %s failed: %s", neighbour[:8], type(exc).__name__)
+            queue = self._outgoing.get(neighbour)
+            if queue is not None:
+                queue.put_nowait(data)
         for dead in self.core.take_dead_links():
             if mesh is not None:
                 if dead in self.core.membership.removed:
@@ -303,7 +315,7 @@ class RoomHandle:
     def _on_timer(self) -> None:
         self._timer = None
         events = self.core.handle_timer(now_ms())
-        self._peer.spawn(self._pump(events))
+        self._pump(events)
 
     async def close(self) -> None:
         self._closed = True
@@ -389,7 +401,7 @@ class Peer:
         handle.mesh.set_present(present)
         if self.name and not keeper and core.display_name(self.peer_id) != self.name:
             core.set_profile(self.name, now_ms())
-        await handle._pump([])
+        handle._pump([])
         return handle
 
     async def _signaling_for(self, server: str) -> SignalingClient:
