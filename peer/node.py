@@ -479,12 +479,13 @@ class Peer:
             with contextlib.suppress(Exception):
                 self.persist(handle)
             await handle.close()
-        for client in self._signaling.values():
-            await client.close()
+        # stop the loops first (one may be reconnecting), then close every client they left
         for task in list(self._signaling_tasks.values()) + list(self._tasks):
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+        for client in self._signaling.values():
+            await client.close()
         self.store.close()
 
 
