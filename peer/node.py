@@ -61,7 +61,7 @@ from peer.net.signaling import (
     SignalingError,
     SignalReceived,
 )
-from peer.store.sqlite import Store, apply_batch, snapshot
+from peer.store.sqlite import Store, apply_batch, apply_batches, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +93,17 @@ class RoomHandle:
         self._replay = ReplayCache()
         self._closed = False
         self._outgoing: dict[str, asyncio.Queue[bytes | None]] = {}
+        self._events: list[RoomEvent] = []
 
     # -- application API -----------------------------------------------------------------------
 
     @property
     def peer_id(self) -> str:
         return self._peer.peer_id
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def messages(self) -> list[Message]:
         """The room's history in the one order every member shows."""
@@ -281,8 +286,12 @@ class RoomHandle:
                 return
 
     def _pump(self, events: list[RoomEvent]) -> None:
-        """Persist, transmit, re-arm the timer, publish events — in that order."""
-        self._peer.persist(self)
+        """Queue events and schedule the peer's flush (group commit, then transmit) for this loop turn."""
+        self._events.extend(events)
+        self._peer.schedule_flush(self)
+
+    def _transmit(self) -> None:
+        """After the flush committed: transmit, drop dead links, re-arm the timer, publish events."""
         mesh = self.mesh
         for neighbour, data in self.core.data_to_send():
             queue = self._outgoing.get(neighbour)
@@ -294,6 +303,7 @@ class RoomHandle:
                     mesh.peer_left(dead)  # do not redial a removed member
                 mesh.drop_link(dead)
         self._arm_timer()
+        events, self._events = self._events, []
         for ev in events:
             for q in self._subscribers:
                 q.put_nowait(ev)
@@ -357,6 +367,9 @@ class Peer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connect_timeout = connect_timeout
         self._stopped = asyncio.Event()
+        self._dirty: set[RoomHandle] = set()
+        self._store_closed = False
+        self._flush_handle: asyncio.Handle | None = None
 
     async def __aenter__(self) -> Peer:
         return self
@@ -470,15 +483,35 @@ class Peer:
     def persist(self, handle: RoomHandle) -> None:
         apply_batch(self.store, handle.room_id, handle.core.take_persist())
 
+    def schedule_flush(self, handle: RoomHandle) -> None:
+        self._dirty.add(handle)
+        if self._flush_handle is None and not self._store_closed:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Group commit: persist every room that changed during this loop turn in one transaction, THEN
+        transmit what depends on it (a chain key is on disk before anything sealed with it leaves)."""
+        self._flush_handle = None
+        dirty, self._dirty = list(self._dirty), set()
+        apply_batches(self.store, [(h.room_id, h.core.take_persist()) for h in dirty])
+        for handle in dirty:
+            if not handle.closed:
+                handle._transmit()
+
     async def run_forever(self) -> None:
         await self._stopped.wait()
 
     async def close(self) -> None:
+        """Close links, signaling and the store; safe to call more than once."""
+        if self._store_closed:
+            return
         self._stopped.set()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self._flush()  # commit what is pending before anything closes
         for handle in list(self.rooms.values()):
-            with contextlib.suppress(Exception):
-                self.persist(handle)
             await handle.close()
+            self.persist(handle)
         # stop the loops first (one may be reconnecting), then close every client they left
         for task in list(self._signaling_tasks.values()) + list(self._tasks):
             task.cancel()
@@ -486,6 +519,7 @@ class Peer:
                 await task
         for client in self._signaling.values():
             await client.close()
+        self._store_closed = True
         self.store.close()
 
 

@@ -84,7 +84,7 @@ def _msg_id(value: object) -> str:
         raise ProtocolError("bad-content", "bad message id")
     sender, seq = value.split(":")
     check_id(sender, "message sender")
-    if not seq.isdigit() or len(seq) > 16:
+    if not (seq.isascii() and seq.isdigit()) or len(seq) > 16:
         raise ProtocolError("bad-content", "bad message id")
     return value
 
