@@ -211,7 +211,9 @@ class RelayGroup:
     async def start(self, tracker: Tracker) -> None:
         t0 = time.perf_counter()
         self._session = aiohttp.ClientSession()
-        self.sockets = list(await asyncio.gather(*(self._session.ws_connect(self._url) for _ in range(self.n))))
+        self.sockets = list(
+            await asyncio.gather(*(self._session.ws_connect(self._url) for _ in range(self.n)))
+        )
         self.formation_s = time.perf_counter() - t0
         for ws in self.sockets:
             self._readers.append(asyncio.create_task(self._read(ws, tracker)))

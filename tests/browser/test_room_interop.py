@@ -9,7 +9,6 @@ and the Python peers, so WebRTC links between all four are real. Every wait is o
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from playwright.async_api import Browser, Page
 from peer.core.invite import Invite
 from peer.node import Peer, RoomHandle
 
-from .harness import ARTIFACTS, REPO, BrowserHarness
+from .harness import ARTIFACTS, BrowserHarness
 
 pytestmark = pytest.mark.browser
 
@@ -183,7 +182,4 @@ def test_browsers_and_python_peers_chat_in_one_room(
     assert r["unsent"] is True
     for name in ("chat-desktop-1280x800.png", "chat-phone-390x844.png"):
         assert (artifacts / name).stat().st_size > 1000
-    docs = REPO / "docs" / "img"
-    docs.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(artifacts / "chat-desktop-1280x800.png", docs / "web-desktop.png")
-    shutil.copyfile(artifacts / "chat-phone-390x844.png", docs / "web-phone.png")
+    # docs/img screenshots come from test_features_interop.py (names, a reply, an edit, reactions)

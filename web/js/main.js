@@ -53,12 +53,48 @@ $('safety').addEventListener('close', () => store.dispatch({ type: 'safety-open'
 
 const input = /** @type {HTMLTextAreaElement} */ ($('composer-input'));
 async function send() {
-  if (await app.sendText(input.value)) input.value = '';
+  const text = input.value;
+  input.value = '';
+  if (!(await app.sendText(text)) && !input.value) input.value = text;
+}
+function cancelCompose() {
+  if (store.getState().editing) input.value = '';
+  store.dispatch({ type: 'compose-reset' });
 }
 $('composer').addEventListener('submit', (e) => { e.preventDefault(); void send(); });
 input.addEventListener('keydown', (e) => {
   if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); void send(); }
+  if (e.key === 'Escape') cancelCompose();
 });
+input.addEventListener('input', () => void app.typed(input.value.trim().length > 0));
+$('compose-cancel').addEventListener('click', () => { cancelCompose(); input.focus(); });
+$('room-name-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const field = /** @type {HTMLInputElement} */ ($('room-name-input'));
+  void app.setDisplayName(field.value).then((ok) => { if (ok) field.value = ''; });
+});
+// Message actions (buttons rendered by view.js): reply, react picker, react, edit, unsend.
+$('messages').addEventListener('click', (e) => {
+  const btn = /** @type {HTMLElement|null} */ (/** @type {HTMLElement} */ (e.target).closest('button[data-action]'));
+  const id = btn?.dataset.id;
+  if (!btn || !id) return;
+  const action = btn.dataset.action;
+  if (action === 'reply') { store.dispatch({ type: 'reply', id }); input.focus(); }
+  else if (action === 'edit') {
+    store.dispatch({ type: 'edit', id });
+    input.value = store.getState().messages.find((m) => m.id === id)?.text ?? '';
+    input.focus();
+  } else if (action === 'unsend') void app.unsend(id);
+  else if (action === 'picker') {
+    const open = store.getState().picker === id;
+    store.dispatch({ type: 'picker', id: open ? null : id });
+    if (!open) /** @type {HTMLElement|null} */ (document.querySelector(`#messages li[data-id="${CSS.escape(id)}"] .picker button`))?.focus();
+  } else if (action === 'react' && btn.dataset.emoji) void app.react(id, btn.dataset.emoji);
+});
+$('messages').addEventListener('keydown', (e) => {
+  if (e.key === 'Escape' && store.getState().picker) store.dispatch({ type: 'picker', id: null });
+});
+document.addEventListener('visibilitychange', () => void app.markSeen());
 
 // Live countdowns and expiry: one tick per second drives the whole view.
 setInterval(() => store.dispatch({ type: 'tick', now: Date.now() }), 1000);

@@ -18,6 +18,16 @@
 //   is kept (persisted) until expiry so history survives a reload; plaintext is never persisted.
 // - Expiry: at expires_at the message, its key and its envelope are erased; a tombstone remains until
 //   expires_at + skew.
+// - Content (core/content.js): text, profile (display name, latest by (lamport, seq), expiry NEVER), edit
+//   (the sender's OWN message only, else 'bad-edit'; latest by (lamport, seq) wins) and react (per
+//   (reactor, emoji) the latest wins). Edits and reactions expire with their target; one arriving before
+//   its target waits for it; when an edit/reaction is erased the target is shown without it.
+// - Unsend: a signed TOMBSTONE envelope naming our own earlier CHAT seqs, applied with itself as proof.
+// - Typing and seen (core/presence.js, APP frames over a ready link, never stored): a typing indicator
+//   lasts 6 s unless renewed (we renew at most every 3 s); SEEN goes once per message to its sender only.
+// - Erasure receipts (core/erasure.js): when we erase another member's CHAT message (expiry, unsend, or
+//   at restore) we owe its sender a signed receipt, sent at the end of an entry point once a link with
+//   the sender is ready (kept in memory until then); receipts for our own messages give "erased on N of M".
 // - takePersist() must be stored before dataToSend() is transmitted.
 
 import { ProtocolError } from './errors.js';
@@ -27,12 +37,15 @@ import {
   receiverFromBytes, receiverFromSenderKey, receiverMessageKey, receiverToBytes, senderChainFromBytes, senderChainToBytes,
 } from './chains.js';
 import {
-  Kind, decodeContent, decodeTombstone, encodeText, encodeTombstone, openWithKey, parseEnvelope, sealEnvelope, sealUnchainedEnvelope, verifyEnvelope,
+  Kind, decodeTombstone, encodeTombstone, openWithKey, parseEnvelope, sealEnvelope, sealUnchainedEnvelope, verifyEnvelope,
 } from './envelope.js';
 import {
   Handshake, generatePrekey, openFromPrekey, openPairwise, prekeyFromBytes, prekeyToBytes, sealPairwise, sealToPrekey,
 } from './handshake.js';
 import { publicBundle } from './identity.js';
+import * as content from './content.js';
+import { createReceipt, decodeReceipt, encodeReceipt, MAX_RECEIPT_SEQS, RECEIPT_TAG, verifyReceipt } from './erasure.js';
+import { TYPING_RENEW_MS, TYPING_TTL_MS, decodePresence, encodeSeen, encodeTyping } from './presence.js';
 import { keyOf } from './log.js';
 import { OpType, decodeOp, encodeOp, emptyState, makeAdd, makeRemove, makeSetTimer, stateFromOps } from './membership.js';
 import { SyncEngine } from './sync.js';
@@ -50,10 +63,14 @@ const HS_HELLO = 1, HS_FINISH = 2;
  * @typedef {import('./identity.js').PublicBundle} PublicBundle
  * @typedef {import('./log.js').LogEntry} LogEntry
  * @typedef {import('./envelope.js').Envelope} Envelope
- * @typedef {{id: string, sender: string, seq: number, lamport: number, sentAt: number, expiresAt: number, text: string, replyTo: string|null}} Message
- * @typedef {{type:'message', message: Message} | {type:'expired', id: string, reason: 'expired'|'unsent'} | {type:'joined', peer: string}
- *   | {type:'left', peer: string} | {type:'online', peer: string, online: boolean} | {type:'delivered', id: string, peer: string}
- *   | {type:'timer', ttlS: number}} RoomEvent
+ * @typedef {{id: string, sender: string, seq: number, lamport: number, sentAt: number, expiresAt: number, text: string,
+ *   replyTo: string|null, edited: boolean, reactions: [string, string[]][]}} Message
+ *   (reactions: [emoji, reactor peer ids sorted], sorted by emoji code points; only emoji with a reactor)
+ * @typedef {{type:'message', message: Message} | {type:'updated', message: Message} | {type:'expired', id: string, reason: 'expired'|'unsent'}
+ *   | {type:'joined', peer: string} | {type:'left', peer: string} | {type:'online', peer: string, online: boolean}
+ *   | {type:'delivered', id: string, peer: string} | {type:'timer', ttlS: number} | {type:'profile', peer: string, name: string}
+ *   | {type:'typing', peer: string, typing: boolean} | {type:'seen', id: string, by: string, count: number, of: number}
+ *   | {type:'erased', id: string, by: string, count: number, of: number}} RoomEvent
  * @typedef {{envelopes: LogEntry[], erased: [string, number, number][], messageKeys: [string, number, number, Uint8Array][],
  *   states: Map<string, unknown>}} PersistBatch
  * @typedef {{envelopes: LogEntry[], tombstones: [string, number, number][], messageKeys: Map<string, Uint8Array>,
@@ -63,6 +80,18 @@ const HS_HELLO = 1, HS_FINISH = 2;
 
 /** @param {string} sender @param {number} seq */
 export const messageId = (sender, seq) => `${sender}:${seq}`;
+/** "<sender>:<seq>" -> log key, or null if malformed. @param {string} id */
+export function parseMessageId(id) {
+  const i = typeof id === 'string' ? id.indexOf(':') : -1;
+  if (i !== 32 || !/^[0-9a-f]{32}:[0-9]{1,16}$/.test(id)) return null;
+  return { sender: id.slice(0, 32), seq: Number(id.slice(33)), key: keyOf(id.slice(0, 32), Number(id.slice(33))) };
+}
+/** Compare strings by code points (Python's str order). @param {string} a @param {string} b */
+const cpCompare = (a, b) => {
+  const x = [...a].map((c) => /** @type {number} */ (c.codePointAt(0))), y = [...b].map((c) => /** @type {number} */ (c.codePointAt(0)));
+  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return x.length - y.length;
+};
 /** @returns {PersistBatch} */
 const emptyBatch = () => ({ envelopes: [], erased: [], messageKeys: [], states: new Map() });
 
@@ -90,8 +119,28 @@ export class Room {
     /** @type {string[]} */
     this.dead = [];
     this.persist = emptyBatch();
-    /** @type {Map<string, Message>} */
+    /** @type {Map<string, Message>} as shown (edits and reactions applied) */
     this.msgs = new Map();
+    /** @type {Map<string, Message>} as first sent */
+    this.base = new Map();
+    /** @type {Map<string, {lamport: number, seq: number, content: import('./content.js').EditContent|import('./content.js').ReactContent, target: string}>} edit/react envelopes */
+    this.aux = new Map();
+    /** @type {Map<string, Set<string>>} target key -> aux keys */
+    this.auxByTarget = new Map();
+    /** @type {Map<string, [number, number, string]>} peer -> (lamport, seq, name) */
+    this.profiles = new Map();
+    /** @type {Map<string, number>} peer -> typing indicator valid until */
+    this.typing = new Map();
+    /** @type {[boolean, number]} */
+    this.typingSent = [false, 0];
+    /** @type {Set<string>} keys of messages we sent SEEN for */
+    this.seenSent = new Set();
+    /** @type {Map<number, Set<string>>} own seq -> members that saw it */
+    this.seenBy = new Map();
+    /** @type {Map<string, Set<number>>} sender -> seqs we erased, not yet reported */
+    this.receiptsOut = new Map();
+    /** @type {Map<number, Set<string>>} own CHAT seq -> members that reported erasing it */
+    this.erasedBy = new Map();
     /** @type {Map<string, Uint8Array>} */
     this.keys = new Map();
     /** @type {Map<string, import('./chains.js').ReceiverChain>} */
@@ -158,7 +207,11 @@ export class Room {
 
   /** Serialise an entry point. @template T @param {() => Promise<T>} fn @returns {Promise<T>} */
   run(fn) {
-    const p = this.queue.then(fn);
+    const p = this.queue.then(async () => {
+      const out = await fn();
+      await this.flushReceipts();
+      return out;
+    });
     this.queue = p.catch(() => undefined);
     return p;
   }
@@ -180,15 +233,21 @@ export class Room {
         if (!stateKeys.has(keyOf(e.sender, seq))) log.tombstone(e.sender, seq, this.unsendUntil(envs[i]), e.data);
       }
     });
-    for (const [sender, seq, until] of snap.tombstones) if (until > now) log.tombstone(sender, seq, until);
+    for (const [sender, seq, until] of snap.tombstones) {
+      if (until <= now) continue;
+      log.tombstone(sender, seq, until);
+      if (sender !== this.peerId) this.oweReceipt(sender, seq); // erased (or never held) here: (re)report it
+    }
     const restored = new Set();
     for (let i = 0; i < entries.length; i++) {
       const entry = entries[i], env = envs[i];
       const k = keyOf(entry.sender, entry.seq);
+      if (env.kind === Kind.CHAT && env.sender === this.peerId && !this.erasedBy.has(env.seq)) this.erasedBy.set(env.seq, new Set());
       if (!log.add(entry, now)) {
         const until = Math.min(entry.expiresAt + log.skewMs, MAX_INT);
         if (until > now) log.tombstone(entry.sender, entry.seq, until);
         this.persist.erased.push([entry.sender, entry.seq, log.getTombstone(entry.sender, entry.seq)?.until ?? until]);
+        if (env.kind === Kind.CHAT && env.sender !== this.peerId) this.oweReceipt(env.sender, env.seq);
         continue;
       }
       restored.add(k);
@@ -246,29 +305,206 @@ export class Room {
   /** Seal, sign, log and broadcast a chat message; ttlS null = room timer; 0 = no expiry. @param {string} text @param {number} now @param {{ttlS?: number|null, replyTo?: string|null}} [o] @returns {Promise<Message>} */
   sendText(text, now, o = {}) {
     return this.run(async () => {
-      if (this.keeper) throw new Error('a keeper does not send messages');
       const ttl = o.ttlS ?? this.timerS;
       const expiresAt = ttl === 0 ? NEVER : now + ttl * 1000;
-      const chain = await this.currentChain(now);
-      this.seq += 1;
-      const lamport = this.sync.clock.tick();
-      const replyTo = o.replyTo ?? null;
-      const [data, next, mk] = await sealEnvelope(this.identity, this.roomId, chain, { seq: this.seq, lamport, sentAt: now, expiresAt }, encodeText(text, replyTo));
-      this.chain = next;
-      this.persist.states.set('chain/own', senderChainToBytes(next));
-      this.persist.states.set('seq', this.seq);
-      this.persist.states.set('lamport', lamport);
-      const entry = await this.sync.publish(data, now);
-      this.persist.envelopes.push(entry);
-      const k = keyOf(this.peerId, this.seq);
-      this.chatPos.set(k, [toHex(chain.chainId), chain.index]);
-      this.keys.set(k, mk);
-      this.persist.messageKeys.push([this.peerId, this.seq, expiresAt, mk]);
-      const msg = Object.freeze({ id: messageId(this.peerId, this.seq), sender: this.peerId, seq: this.seq, lamport, sentAt: now, expiresAt, text, replyTo });
-      this.msgs.set(k, msg);
+      const k = await this.sendContent(content.text(text, o.replyTo ?? null), now, expiresAt, []);
+      const msg = /** @type {Message} */ (this.msgs.get(k));
       this.delivered.set(msg.id, new Set());
       return msg;
     });
+  }
+
+  /** Publish our display name in this room (room state: never expires). @param {string} name @param {number} now @returns {Promise<RoomEvent[]>} */
+  setProfile(name, now) {
+    return this.run(async () => {
+      /** @type {RoomEvent[]} */
+      const events = [];
+      await this.sendContent(content.profile(content.cleanName(name)), now, NEVER, events);
+      return events;
+    });
+  }
+
+  /** Replace the body of one of our own messages, for everyone; the edit expires with it. @param {string} msgId @param {string} body @param {number} now @returns {Promise<Message>} */
+  edit(msgId, body, now) {
+    return this.run(async () => {
+      const target = this.base.get(parseMessageId(msgId)?.key ?? '');
+      if (!target || target.sender !== this.peerId) throw new Error('can only edit our own messages that are still here');
+      await this.sendContent(content.edit(msgId, body), now, target.expiresAt, []);
+      return /** @type {Message} */ (this.msgs.get(keyOf(target.sender, target.seq)));
+    });
+  }
+
+  /** Add (or with on=false remove) our reaction to a message; it expires with the message. @param {string} msgId @param {string} emoji @param {number} now @param {boolean} [on] @returns {Promise<Message>} */
+  react(msgId, emoji, now, on = true) {
+    return this.run(async () => {
+      const target = this.base.get(parseMessageId(msgId)?.key ?? '');
+      if (!target) throw new Error('no such message');
+      await this.sendContent(content.react(msgId, emoji, on), now, target.expiresAt, []);
+      return /** @type {Message} */ (this.msgs.get(keyOf(target.sender, target.seq)));
+    });
+  }
+
+  /** The display name `peer` set in this room, if any. @param {string} peer @returns {string|null} */
+  displayName(peer) {
+    return this.profiles.get(peer)?.[2] ?? null;
+  }
+
+  /** Seal content with our chain, log, broadcast and show it. @param {import('./content.js').Content} c @param {number} now @param {number} expiresAt @param {RoomEvent[]} events @returns {Promise<string>} the log key */
+  async sendContent(c, now, expiresAt, events) {
+    if (this.keeper) throw new Error('a keeper does not send messages');
+    const plaintext = content.encodeContent(c);
+    const chain = await this.currentChain(now);
+    this.seq += 1;
+    const lamport = this.sync.clock.tick();
+    const [data, next, mk] = await sealEnvelope(this.identity, this.roomId, chain, { seq: this.seq, lamport, sentAt: now, expiresAt }, plaintext);
+    this.chain = next;
+    this.persist.states.set('chain/own', senderChainToBytes(next));
+    this.persist.states.set('seq', this.seq);
+    this.persist.states.set('lamport', lamport);
+    const entry = await this.sync.publish(data, now);
+    this.persist.envelopes.push(entry);
+    const k = keyOf(this.peerId, this.seq);
+    this.chatPos.set(k, [toHex(chain.chainId), chain.index]);
+    this.keys.set(k, mk);
+    this.erasedBy.set(this.seq, new Set());
+    this.persist.messageKeys.push([this.peerId, this.seq, expiresAt, mk]);
+    this.show(parseEnvelope(data), plaintext, events);
+    return k;
+  }
+
+  // ---------------------------------------------------------------- typing, seen, erasure receipts
+
+  /** Tell linked members we are (not) typing; renewals are rate-limited. @param {boolean} typing @param {number} now */
+  setTyping(typing, now) {
+    return this.run(async () => {
+      const [wasTyping, at] = this.typingSent;
+      if (typing === wasTyping && (!typing || now - at < TYPING_RENEW_MS)) return;
+      this.typingSent = [typing, now];
+      for (const peer of this.online()) this.sync.sendOpaque(peer, wire.FrameType.APP, encodeTyping(typing));
+    });
+  }
+
+  /** @param {number} now @returns {string[]} members whose typing indicator is live */
+  typingMembers(now) {
+    return [...this.typing].filter(([, until]) => until > now).map(([p]) => p).sort();
+  }
+
+  /** We have shown these messages: tell each linked sender, once per message. @param {string[]} msgIds @param {number} now */
+  markSeen(msgIds, now) {
+    return this.run(async () => {
+      void now;
+      /** @type {Map<string, number[]>} */
+      const out = new Map();
+      for (const id of msgIds) {
+        const p = parseMessageId(id);
+        if (!p || p.sender === this.peerId || !this.base.has(p.key) || this.seenSent.has(p.key) || !this.sync.isReady(p.sender)) continue;
+        this.seenSent.add(p.key);
+        out.set(p.sender, [...(out.get(p.sender) ?? []), p.seq]);
+      }
+      for (const [peer, seqs] of out) this.sync.sendOpaque(peer, wire.FrameType.APP, encodeSeen(seqs));
+    });
+  }
+
+  /** Members that said they have shown our message. @param {string} msgId @returns {Set<string>} */
+  seenByMembers(msgId) {
+    const p = parseMessageId(msgId);
+    return new Set(p && p.sender === this.peerId ? this.seenBy.get(p.seq) ?? [] : []);
+  }
+
+  /** Members (other than us) whose signed receipt says they erased our message. @param {string} msgId @returns {Set<string>} */
+  erasedOn(msgId) {
+    const p = parseMessageId(msgId);
+    return new Set(p && p.sender === this.peerId ? this.erasedBy.get(p.seq) ?? [] : []);
+  }
+
+  /** [N, M]: our message was erased on N of the M other current members. @param {string} msgId @returns {[number, number]} */
+  erasure(msgId) {
+    return [this.erasedOn(msgId).size, this.membership.members.size - 1];
+  }
+
+  /** @param {string} sender @param {number} seq */
+  oweReceipt(sender, seq) {
+    let set = this.receiptsOut.get(sender);
+    if (!set) this.receiptsOut.set(sender, (set = new Set()));
+    set.add(seq);
+  }
+
+  /** Send the receipts we owe to senders we are linked with (others wait; non-members are dropped). */
+  async flushReceipts() {
+    for (const [sender, seqSet] of [...this.receiptsOut]) {
+      if (!this.membership.members.has(sender) && !this.membership.removed.has(sender)) this.receiptsOut.delete(sender);
+      else if (this.sync.isReady(sender)) {
+        this.receiptsOut.delete(sender);
+        const seqs = [...seqSet].sort((a, b) => a - b);
+        for (let i = 0; i < seqs.length; i += MAX_RECEIPT_SEQS) {
+          const receipt = await createReceipt(this.identity, this.roomId, sender, seqs.slice(i, i + MAX_RECEIPT_SEQS));
+          this.sync.sendOpaque(sender, wire.FrameType.APP, encodeReceipt(receipt));
+        }
+      }
+    }
+  }
+
+  /** @param {string} neighbour @param {Uint8Array} body @param {number} now @param {RoomEvent[]} events */
+  onPresence(neighbour, body, now, events) {
+    let signal;
+    try {
+      signal = decodePresence(body);
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+      this.protocolErrors.push([neighbour, e.code]);
+      return;
+    }
+    if (signal.type === 'typing') {
+      const was = (this.typing.get(neighbour) ?? 0) > now;
+      if (signal.typing) this.typing.set(neighbour, now + TYPING_TTL_MS);
+      else this.typing.delete(neighbour);
+      if (was !== signal.typing) events.push({ type: 'typing', peer: neighbour, typing: signal.typing });
+      return;
+    }
+    const of = this.membership.members.size - 1;
+    for (const seq of signal.seqs) {
+      if (!this.base.has(keyOf(this.peerId, seq))) continue;
+      let by = this.seenBy.get(seq);
+      if (!by) this.seenBy.set(seq, (by = new Set()));
+      if (by.has(neighbour)) continue;
+      by.add(neighbour);
+      events.push({ type: 'seen', id: messageId(this.peerId, seq), by: neighbour, count: by.size, of });
+    }
+  }
+
+  /** @param {number} now @param {RoomEvent[]} events */
+  expireTyping(now, events) {
+    for (const [peer, until] of [...this.typing]) {
+      if (until > now) continue;
+      this.typing.delete(peer);
+      events.push({ type: 'typing', peer, typing: false });
+    }
+  }
+
+  /** @param {string} neighbour @param {Uint8Array} body @param {RoomEvent[]} events */
+  async onReceipt(neighbour, body, events) {
+    let receipt;
+    try {
+      receipt = decodeReceipt(body);
+      if (receipt.roomId !== this.roomId) throw new ProtocolError('wrong-room', 'receipt for another room');
+      const bundle = this.bundles.get(receipt.member);
+      if (!bundle || (!this.membership.members.has(receipt.member) && !this.membership.removed.has(receipt.member))) {
+        throw new ProtocolError('unknown-sender', 'receipt from a non-member');
+      }
+      await verifyReceipt(receipt, bundle.ed25519);
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+      this.protocolErrors.push([neighbour, e.code]);
+      return;
+    }
+    if (receipt.sender !== this.peerId || receipt.member === this.peerId) return; // to the sender only, no relay
+    const of = this.membership.members.size - 1;
+    for (const seq of receipt.seqs) {
+      const by = this.erasedBy.get(seq);
+      if (!by || by.has(receipt.member)) continue;
+      by.add(receipt.member);
+      events.push({ type: 'erased', id: messageId(this.peerId, seq), by: receipt.member, count: by.size, of });
+    }
   }
 
   /** Set the room's default lifetime (signed, versioned; highest version wins). @param {number} ttlS @param {number} now */
@@ -377,7 +613,8 @@ export class Room {
     const events = [];
     for (const ev of syncEvents) {
       if (ev.type === 'entry-added') await this.onEntry(ev.entry, now, events);
-      else if (ev.type === 'entry-expired' || ev.type === 'entry-deleted') await this.erase(ev.sender, ev.seq, events);
+      else if (ev.type === 'entry-expired') await this.erase(ev.sender, ev.seq, events);
+      else if (ev.type === 'entry-deleted') await this.erase(ev.sender, ev.seq, events, 'unsent');
       else if (ev.type === 'acked') {
         const mid = messageId(ev.sender, ev.seq);
         const set = this.delivered.get(mid);
@@ -405,6 +642,11 @@ export class Room {
   /** @param {string} neighbour @param {number} type @param {Uint8Array} body @param {number} now @param {RoomEvent[]} events */
   async onOpaque(neighbour, type, body, now, events) {
     const link = this.links.get(neighbour);
+    if (type === wire.FrameType.APP && link && link.session) {
+      if (body[0] === RECEIPT_TAG) await this.onReceipt(neighbour, body, events);
+      else this.onPresence(neighbour, body, now, events);
+      return;
+    }
     if (type !== wire.FrameType.PAIRWISE || !link || !link.session) {
       this.protocolErrors.push([neighbour, 'unexpected-frame']);
       return;
@@ -576,19 +818,71 @@ export class Room {
     this.show(env, plaintext, events);
   }
 
-  /** @param {Envelope} env @param {Uint8Array} plaintext @param {RoomEvent[]} events */
+  /** Apply opened content: a message, a display name, an edit or a reaction. @param {Envelope} env @param {Uint8Array} plaintext @param {RoomEvent[]} events */
   show(env, plaintext, events) {
-    let content;
+    let c;
     try {
-      content = decodeContent(plaintext);
+      c = content.decodeContent(plaintext);
     } catch (e) {
       if (!(e instanceof ProtocolError)) throw e;
       this.protocolErrors.push([env.sender, e.code]);
       return;
     }
-    const msg = Object.freeze({ id: messageId(env.sender, env.seq), sender: env.sender, seq: env.seq, lamport: env.lamport, sentAt: env.sentAt, expiresAt: env.expiresAt, text: content.body, replyTo: content.replyTo });
-    this.msgs.set(keyOf(env.sender, env.seq), msg);
-    events.push({ type: 'message', message: msg });
+    const k = keyOf(env.sender, env.seq);
+    if (c.t === 'text') {
+      this.base.set(k, Object.freeze({
+        id: messageId(env.sender, env.seq), sender: env.sender, seq: env.seq, lamport: env.lamport, sentAt: env.sentAt,
+        expiresAt: env.expiresAt, text: c.body, replyTo: c.replyTo, edited: false, reactions: [],
+      }));
+      this.render(k);
+      events.push({ type: 'message', message: /** @type {Message} */ (this.msgs.get(k)) });
+    } else if (c.t === 'profile') {
+      const cur = this.profiles.get(env.sender);
+      if (!cur || env.lamport > cur[0] || (env.lamport === cur[0] && env.seq > cur[1])) {
+        this.profiles.set(env.sender, [env.lamport, env.seq, c.name]);
+        events.push({ type: 'profile', peer: env.sender, name: c.name });
+      }
+    } else {
+      const target = parseMessageId(c.target);
+      if (!target || (c.t === 'edit' && target.sender !== env.sender)) {
+        this.protocolErrors.push([env.sender, 'bad-edit']);
+        return;
+      }
+      this.aux.set(k, { lamport: env.lamport, seq: env.seq, content: c, target: target.key });
+      let set = this.auxByTarget.get(target.key);
+      if (!set) this.auxByTarget.set(target.key, (set = new Set()));
+      set.add(k);
+      if (this.base.has(target.key)) {
+        this.render(target.key);
+        events.push({ type: 'updated', message: /** @type {Message} */ (this.msgs.get(target.key)) });
+      }
+    }
+  }
+
+  /** The message as shown: its latest edit by its sender and the reactions still on. @param {string} k */
+  render(k) {
+    const base = /** @type {Message} */ (this.base.get(k));
+    let text = base.text, edited = false, latest = [-1, -1];
+    /** @type {Map<string, [number, number, boolean, string, string]>} (reactor, emoji) -> lamport, seq, on, reactor, emoji */
+    const votes = new Map();
+    for (const auxKey of this.auxByTarget.get(k) ?? []) {
+      const a = /** @type {{lamport: number, seq: number, content: any}} */ (this.aux.get(auxKey));
+      const later = (/** @type {number[]} */ o) => a.lamport > o[0] || (a.lamport === o[0] && a.seq > o[1]);
+      if (a.content.t === 'edit' && later(latest)) {
+        text = a.content.body; edited = true; latest = [a.lamport, a.seq];
+      } else if (a.content.t === 'react') {
+        const reactor = auxKey.slice(0, 32);
+        const vote = `${reactor}\n${a.content.emoji}`;
+        const prev = votes.get(vote);
+        if (!prev || later(prev)) votes.set(vote, [a.lamport, a.seq, a.content.on, reactor, a.content.emoji]);
+      }
+    }
+    /** @type {Map<string, string[]>} */
+    const byEmoji = new Map();
+    for (const [, , on, reactor, emoji] of votes.values()) if (on) byEmoji.set(emoji, [...(byEmoji.get(emoji) ?? []), reactor]);
+    /** @type {[string, string[]][]} */
+    const reactions = [...byEmoji].map(([e, peers]) => /** @type {[string, string[]]} */ ([e, peers.sort()])).sort((x, y) => cpCompare(x[0], y[0]));
+    this.msgs.set(k, Object.freeze({ ...base, text, edited, reactions }));
   }
 
   /** @param {string} sender @param {number} seq @param {RoomEvent[]} events @param {'expired'|'unsent'} [reason] */
@@ -596,7 +890,17 @@ export class Room {
     const k = keyOf(sender, seq);
     const msg = this.msgs.get(k);
     this.msgs.delete(k);
+    this.base.delete(k);
     this.keys.delete(k);
+    const aux = this.aux.get(k);
+    if (aux) { // an edit or reaction went: show the target without it
+      this.aux.delete(k);
+      this.auxByTarget.get(aux.target)?.delete(k);
+      if (this.base.has(aux.target)) {
+        this.render(aux.target);
+        events.push({ type: 'updated', message: /** @type {Message} */ (this.msgs.get(aux.target)) });
+      }
+    }
     const tomb = this.sync.log.getTombstone(sender, seq);
     this.persist.erased.push([sender, seq, tomb ? tomb.until : 0]);
     for (const [pk, envs] of this.pending) this.pending.set(pk, envs.filter((e) => !(e.sender === sender && e.seq === seq)));
@@ -604,7 +908,10 @@ export class Room {
     this.chatPos.delete(k);
     if (pos) {
       if (sender === this.peerId) await this.advanceInitial();
-      else this.dropSkippedKey(sender, pos[0], pos[1]);
+      else {
+        this.dropSkippedKey(sender, pos[0], pos[1]);
+        this.oweReceipt(sender, seq);
+      }
     }
     if (msg) {
       this.delivered.delete(msg.id);
@@ -753,12 +1060,17 @@ export class Room {
   }
 
   nextTimer() {
-    return this.sync.nextTimer();
+    const times = [this.sync.nextTimer(), ...this.typing.values()].filter((t) => t !== null && t !== undefined);
+    return times.length ? Math.min(.../** @type {number[]} */ (times)) : null;
   }
 
   /** @param {number} now @returns {Promise<RoomEvent[]>} */
   handleTimer(now) {
-    return this.run(async () => this.handleSync(this.sync.handleTimer(now), now));
+    return this.run(async () => {
+      const events = await this.handleSync(this.sync.handleTimer(now), now);
+      this.expireTyping(now, events);
+      return events;
+    });
   }
 
   /** @returns {PersistBatch} */

@@ -1,5 +1,6 @@
 // Tests of the sans-IO sync/room mirrors on a fake clock (no network): wire fuzzing, log CRDT rules,
-// three JS rooms in a line (gossip relay), expiry everywhere, a tampered frame.
+// three JS rooms in a line (gossip relay), expiry everywhere, a tampered frame; two rooms for content
+// (names, edits, reactions), typing, seen and erasure receipts.
 import { test, assert, assertEqual } from './runner.js';
 import { ProtocolError } from '../core/errors.js';
 import { decodeFrame, encodeHello, encodeWant, encodeEnvelopes, encodeTombstones } from '../core/wire.js';
@@ -7,6 +8,7 @@ import { Log, RangeSet } from '../core/log.js';
 import { generateIdentity, publicBundle } from '../core/identity.js';
 import { deriveRoomKeys, newRoomSecret } from '../core/invite.js';
 import { Room } from '../core/room.js';
+import * as content from '../core/content.js';
 
 test('wire: round trips; random and truncated frames raise ProtocolError only', () => {
   const have = new Map([['a'.repeat(32), /** @type {[number, number][]} */ ([[1, 3], [5, 5]])]]);
@@ -89,4 +91,105 @@ test('three JS rooms in a line: handshake, relay, same order, unsend and expiry 
   now += 6000;
   for (const r of rooms) await r.handleTimer(now);
   for (const r of rooms) assert(!r.messages().some((m) => m.text === 'short'), 'expired everywhere');
+});
+
+test('two JS rooms: names, edits (own only), reactions, typing TTL, seen once, erasure receipts', async () => {
+  const keys = await deriveRoomKeys(newRoomSecret());
+  const inv = { roomId: keys.roomId, memberKey: keys.memberKey, ttlS: 3600 };
+  let now = 1_700_000_000_000;
+  const ids = [await generateIdentity(), await generateIdentity()];
+  const [a, b] = await Promise.all(ids.map((id) => Room.create(id, inv, now)));
+  for (const r of [a, b]) for (const id of ids) r.learnBundle(id.peerId, publicBundle(id));
+  await a.linkUp(b.peerId, now);
+  await b.linkUp(a.peerId, now);
+  /** @type {Map<string, import('../core/room.js').RoomEvent[]>} */
+  const seen = new Map([[a.peerId, []], [b.peerId, []]]);
+  let appFrames = 0;
+  const pump = async () => {
+    for (let i = 0; i < 50; i++) {
+      let moved = 0;
+      for (const [r, o] of [[a, b], [b, a]]) {
+        r.takePersist();
+        for (const [, data] of r.dataToSend()) {
+          moved++;
+          if (data[0] === 0x12) appFrames++;
+          seen.get(o.peerId)?.push(...(await o.receive(r.peerId, data, now)));
+        }
+      }
+      if (!moved) return;
+    }
+    throw new Error('pump did not settle');
+  };
+  await pump();
+  assertEqual(a.online().size, 1, 'online');
+  await a.setProfile('  Ada \u0007 Lovelace ', now);
+  await pump();
+  assertEqual(b.displayName(a.peerId), 'Ada Lovelace');
+  await a.setProfile('Ada', now);
+  await pump();
+  assertEqual(b.displayName(a.peerId), 'Ada');
+  const m = await a.sendText('helo', now);
+  await pump();
+  await a.edit(m.id, 'hello', now);
+  await a.edit(m.id, 'hello!', now);
+  await pump();
+  const shown = () => /** @type {import('../core/room.js').Message} */ (b.messages().find((x) => x.id === m.id));
+  assertEqual(shown().text, 'hello!');
+  assert(shown().edited, 'marked edited');
+  let refused = false;
+  try { await b.edit(m.id, 'not yours', now); } catch { refused = true; }
+  assert(refused, 'editing another member\'s message is refused locally');
+  await b.run(() => b.sendContent(content.edit(m.id, 'forged'), now, m.expiresAt, []));
+  await pump();
+  assert(a.protocolErrors.some(([, c]) => c === 'bad-edit'), 'a forged edit is bad-edit');
+  assertEqual(/** @type {any} */ (a.messages().find((x) => x.id === m.id)).text, 'hello!');
+  await b.react(m.id, '👍', now);
+  await a.react(m.id, '👍', now);
+  await a.react(m.id, '🎉', now);
+  await pump();
+  assertEqual(JSON.stringify(a.messages()[0].reactions), JSON.stringify([['🎉', [a.peerId]], ['👍', [a.peerId, b.peerId].sort()]]));
+  await b.react(m.id, '👍', now, false);
+  await pump();
+  assertEqual(JSON.stringify(a.messages()[0].reactions), JSON.stringify([['🎉', [a.peerId]], ['👍', [a.peerId]]]));
+  // typing: on, renewals rate-limited, gone 6 s after the last one
+  const before = appFrames;
+  await a.setTyping(true, now);
+  await a.setTyping(true, now + 1000);
+  await pump();
+  assertEqual(appFrames - before, 1, 'typing frames');
+  assertEqual(b.typingMembers(now).join(), a.peerId);
+  assertEqual(b.nextTimer() !== null && /** @type {number} */ (b.nextTimer()) <= now + 6000, true);
+  const advance = async (/** @type {number} */ ms) => { // in heartbeat steps, so links stay alive
+    for (let t = 0; t < ms; t += 1000) {
+      now += 1000;
+      for (const r of [a, b]) seen.get(r.peerId)?.push(...(await r.handleTimer(now)));
+      await pump();
+    }
+  };
+  await advance(5000);
+  assertEqual(b.typingMembers(now).join(), a.peerId, 'still typing at 5 s');
+  await advance(1000);
+  assert(seen.get(b.peerId)?.some((e) => e.type === 'typing' && !e.typing), 'typing expires');
+  assertEqual(b.typingMembers(now).length, 0);
+  assertEqual(b.online().size, 1, 'still linked');
+  // seen: once per message, to its sender only
+  const s0 = appFrames;
+  await b.markSeen([m.id], now);
+  await b.markSeen([m.id], now);
+  await pump();
+  assertEqual(appFrames - s0, 1, 'seen frames');
+  assertEqual([...a.seenByMembers(m.id)].join(), b.peerId);
+  // a short message with an edit: both vanish at expiry; b reports erasing them to a
+  const short = await a.sendText('short', now, { ttlS: 5 });
+  await pump();
+  await a.edit(short.id, 'short!', now);
+  await pump();
+  const auxBefore = b.aux.size;
+  await advance(5000);
+  assert(!b.messages().some((x) => x.id === short.id), 'target erased');
+  assertEqual(b.aux.size, auxBefore - 1, 'its edit erased with it');
+  assertEqual(JSON.stringify(a.erasure(short.id)), JSON.stringify([1, 1]));
+  assert(seen.get(a.peerId)?.some((e) => e.type === 'erased' && e.id === short.id && e.count === 1 && e.of === 1), 'erased event');
+  const other = (/** @type {Room} */ r) => r.protocolErrors.filter(([, c]) => c !== 'bad-edit');
+  assertEqual(JSON.stringify([other(a), other(b)]), '[[],[]]');
 });

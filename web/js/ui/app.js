@@ -14,11 +14,18 @@
 //   another codec factory. Verified sender bundles give the safety numbers.
 // - Signaling reconnects with exponential backoff (1 s .. 30 s); the mesh reports per-peer link state.
 // - Notifications are shown only when the tab is hidden, and never contain message text.
+// - Display name: per room (localStorage `ephemesh.name.<roomId>`, else the welcome name); published as a
+//   signed profile when it differs from the one the room holds for us.
+// - Typing: input renews our indicator (the core rate-limits to one frame per 3 s); 4 s without input,
+//   a send, or an emptied box sends "stopped".
+// - Seen: messages of others are marked seen while the page is visible (on arrival, when a link comes
+//   up, and when the page becomes visible); the core sends SEEN once per message, to its sender only.
 
 import { ed25519Sign } from '../core/crypto.js';
 import { ProtocolError } from '../core/errors.js';
 import { deriveRoomKeys, inviteFragment, newRoomSecret, parseFragment } from '../core/invite.js';
 import { safetyNumber } from '../core/safety.js';
+import { cleanName } from '../core/content.js';
 import { SignalingClient } from '../net/signaling.js';
 import { Room } from '../core/room.js';
 import { applyBatch as storeBatch, loadSnapshot as storeSnapshot } from '../store/room.js';
@@ -63,6 +70,8 @@ export class App {
     this.backoffMs = 1000;
     /** @type {ReturnType<typeof setTimeout>|null} */
     this.retry = null;
+    /** @type {ReturnType<typeof setTimeout>|null} */
+    this.typingStop = null;
   }
 
   /** Create a fresh room: new secret in the fragment, then enter it. @param {number} ttlS */
@@ -104,6 +113,9 @@ export class App {
     const snapshot = await this.roomStore.loadSnapshot(keys.roomId, now);
     this.room = await Room.create(this.identity, { roomId: keys.roomId, memberKey: keys.memberKey, ttlS: invite.ttlS }, now, { snapshot });
     for (const message of this.room.messages()) this.store.dispatch({ type: 'message', message });
+    for (const [peer, [, , name]] of this.room.profiles) this.store.dispatch({ type: 'profile', peer, name });
+    const wanted = localStorage.getItem(`ephemesh.name.${keys.roomId}`) ?? this.store.getState().displayName;
+    if (wanted && wanted !== this.room.displayName(this.identity.peerId)) await this.setDisplayName(wanted);
     if (this.room.membership.timer) this.store.dispatch({ type: 'set-room-ttl', ttlS: this.room.timerS });
     for (const p of this.room.members()) if (p !== this.identity.peerId) this.store.dispatch({ type: 'member', peer: p, link: 'closed' });
     await this.pump([]);
@@ -264,9 +276,20 @@ export class App {
     const d = this.store.dispatch;
     if (ev.type === 'message') {
       d({ type: 'message', message: ev.message });
-      if (ev.message.sender !== this.identity.peerId) notifyIfHidden(this.store.getState().members[ev.message.sender]?.name ?? 'someone');
-    } else if (ev.type === 'expired') d({ type: 'message-gone', id: ev.id });
-    else if (ev.type === 'online') d({ type: 'member', peer: ev.peer, link: ev.online ? 'open' : 'closed' });
+      if (ev.message.sender !== this.identity.peerId) {
+        notifyIfHidden(this.store.getState().names[ev.message.sender] ?? 'someone');
+        void this.markSeen();
+      }
+    } else if (ev.type === 'updated') d({ type: 'message-updated', message: ev.message });
+    else if (ev.type === 'expired') d({ type: 'message-gone', id: ev.id, reason: ev.reason });
+    else if (ev.type === 'profile') d({ type: 'profile', peer: ev.peer, name: ev.name });
+    else if (ev.type === 'typing') d({ type: 'typing', peers: this.room?.typingMembers(this.now()) ?? [] });
+    else if (ev.type === 'seen') d({ type: 'receipt', id: ev.id, seen: ev.count, of: ev.of });
+    else if (ev.type === 'erased') d({ type: 'receipt', id: ev.id, erased: ev.count, of: ev.of });
+    else if (ev.type === 'online') {
+      d({ type: 'member', peer: ev.peer, link: ev.online ? 'open' : 'closed' });
+      if (ev.online) void this.markSeen();
+    }
     else if (ev.type === 'joined') {
       if (!this.store.getState().members[ev.peer]) d({ type: 'member', peer: ev.peer, link: 'closed' });
     } else if (ev.type === 'left') d({ type: 'member-gone', peer: ev.peer });
@@ -283,10 +306,81 @@ export class App {
       this.store.dispatch({ type: 'error', code: 'not-encrypted', text: 'Message not sent: end-to-end encryption is not ready yet.' });
       return false;
     }
-    const message = await room.sendText(body, this.now(), { ttlS: this.store.getState().ttlS });
+    const { ttlS, replyTo, editing } = this.store.getState();
+    this.store.dispatch({ type: 'compose-reset' });
+    if (editing) return this.edit(editing, body);
+    const message = await room.sendText(body, this.now(), { ttlS, replyTo });
     this.store.dispatch({ type: 'message', message });
-    await this.pump([]);
+    await this.typed(false);
     return true;
+  }
+
+  /** Publish our display name in this room (and remember it for this room). @param {string} name */
+  async setDisplayName(name) {
+    const room = this.room;
+    const clean = cleanName(name);
+    if (!room || !clean) return false;
+    localStorage.setItem(`ephemesh.name.${room.roomId}`, clean);
+    this.store.dispatch({ type: 'set-name', name: clean });
+    if (clean !== room.displayName(this.identity.peerId)) await this.pump(await room.setProfile(clean, this.now()));
+    return true;
+  }
+
+  /** Edit one of our own messages for everyone. @param {string} id @param {string} text */
+  async edit(id, text) {
+    const room = this.room;
+    const body = text.trim();
+    if (!room || !body) return false;
+    try {
+      this.store.dispatch({ type: 'message-updated', message: await room.edit(id, body, this.now()) });
+    } catch {
+      this.store.dispatch({ type: 'error', code: 'cannot-edit', text: 'That message can no longer be edited.' });
+      return false;
+    }
+    await this.typed(false);
+    return true;
+  }
+
+  /** Unsend one of our own messages (a signed deletion every member applies). @param {string} id */
+  async unsend(id) {
+    const room = this.room;
+    if (!room) return;
+    await this.pump(await room.unsend(id, this.now()));
+  }
+
+  /** Toggle our reaction `emoji` on a message. @param {string} id @param {string} emoji */
+  async react(id, emoji) {
+    const room = this.room;
+    if (!room) return;
+    const current = this.store.getState().messages.find((m) => m.id === id);
+    const on = !(current?.reactions ?? []).some(([e, peers]) => e === emoji && peers.includes(this.identity.peerId));
+    this.store.dispatch({ type: 'picker', id: null });
+    try {
+      this.store.dispatch({ type: 'message-updated', message: await room.react(id, emoji, this.now(), on) });
+    } catch {
+      return; // the message went meanwhile
+    }
+    await this.pump([]);
+  }
+
+  /** The user typed (true) or stopped (false): renew or clear our typing indicator. @param {boolean} typing */
+  async typed(typing) {
+    const room = this.room;
+    if (!room) return;
+    if (this.typingStop !== null) clearTimeout(this.typingStop);
+    this.typingStop = typing ? setTimeout(() => void this.typed(false), 4000) : null;
+    await room.setTyping(typing, this.now());
+    await this.pump([]);
+  }
+
+  /** Tell senders we have shown their messages (only while the page is visible). */
+  async markSeen() {
+    const room = this.room;
+    if (!room || document.visibilityState !== 'visible') return;
+    const ids = this.store.getState().messages.filter((m) => m.sender !== this.identity.peerId).map((m) => m.id);
+    if (!ids.length) return;
+    await room.markSeen(ids, this.now());
+    await this.pump([]);
   }
 
   /** Set the room timer (a signed SET_TIMER op every member applies). @param {number} ttlS */

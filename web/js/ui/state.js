@@ -7,6 +7,15 @@
 //   The view never shows an expired message.
 // - A member's `link` is the mesh link state; `self` is always 'open'.
 // - `error` holds at most one user-facing error {code, text}; 'dismiss-error' clears it.
+// - `names` holds display names from signed profiles (room state); nameOf() falls back to a short peer id
+//   ('You' for ourselves before we set one). 'message-updated' replaces a shown message (edit, reactions).
+// - `receipts[id]` counts, for our own messages, members that saw it and that reported erasing it (of M).
+// - Our own messages leave a text-less "ghost" for GHOST_MS after they are erased, so "erased on N of M"
+//   (receipts arrive after expiry) stays visible; ghosts never hold plaintext.
+// - The composer is in one mode at a time: plain, replying to `replyTo`, or editing `editing`.
+
+export const GHOST_MS = 60_000;
+export const REACTIONS = ['👍', '❤️', '😂', '🎉', '😮', '😢'];
 
 export const TTL_CHOICES = [
   { s: 5, label: '5 seconds' },
@@ -19,7 +28,10 @@ export const TTL_CHOICES = [
 
 /**
  * @typedef {{ peer: string, name: string, link: 'self'|'connecting'|'open'|'failed'|'closed' }} Member
- * @typedef {{ id: string, sender: string, text: string, sentAt: number, expiresAt: number, lamport?: number, seq?: number }} Message
+ * @typedef {{ id: string, sender: string, text: string, sentAt: number, expiresAt: number, lamport?: number, seq?: number,
+ *   replyTo?: string|null, edited?: boolean, reactions?: [string, string[]][] }} Message
+ * @typedef {{ seen: number, erased: number, of: number }} Receipts
+ * @typedef {{ id: string, sender: string, sentAt: number, lamport?: number, seq?: number, goneAt: number, reason: string }} Ghost
  * @typedef {{ code: string, text: string }} UiError
  * @typedef {{
  *   screen: 'welcome'|'room', displayName: string,
@@ -27,6 +39,8 @@ export const TTL_CHOICES = [
  *   roomId: string|null, inviteUrl: string|null, roomTtlS: number, ttlS: number,
  *   self: string|null, members: Record<string, Member>, messages: Message[],
  *   error: UiError|null, safetyOpen: boolean, safety: Record<string, string>, now: number,
+ *   names: Record<string, string>, typing: string[], receipts: Record<string, Receipts>,
+ *   replyTo: string|null, editing: string|null, picker: string|null, ghosts: Ghost[],
  * }} AppState
  */
 
@@ -35,8 +49,13 @@ export function initialState(now) {
   return {
     screen: 'welcome', displayName: '', connection: 'offline', roomId: null, inviteUrl: null,
     roomTtlS: 3600, ttlS: 3600, self: null, members: {}, messages: [], error: null,
-    safetyOpen: false, safety: {}, now,
+    safetyOpen: false, safety: {}, now, names: {}, typing: [], receipts: {}, replyTo: null, editing: null, picker: null, ghosts: [],
   };
+}
+
+/** The name shown for `peer`: its display name, else 'You' for us, else a short id. @param {AppState} s @param {string} peer */
+export function nameOf(s, peer) {
+  return s.names[peer] || (peer === s.self ? 'You' : peer.slice(0, 8));
 }
 
 /** @param {Message} a @param {Message} b */
@@ -77,10 +96,38 @@ export function reduce(s, a) {
       if (a.message.expiresAt <= s.now || s.messages.some((m) => m.id === a.message.id)) return s;
       return { ...s, messages: [...s.messages, a.message].sort(order) };
     }
-    case 'message-gone':
-      return { ...s, messages: s.messages.filter((m) => m.id !== a.id) };
-    case 'tick':
-      return { ...s, now: a.now, messages: s.messages.filter((m) => m.expiresAt > a.now) };
+    case 'message-updated': {
+      const i = s.messages.findIndex((m) => m.id === a.message.id);
+      if (i < 0) return s;
+      const messages = [...s.messages];
+      messages[i] = a.message;
+      return { ...s, messages };
+    }
+    case 'message-gone': {
+      const gone = s.messages.filter((m) => m.id === a.id);
+      return dropGone({ ...s, messages: s.messages.filter((m) => m.id !== a.id), ghosts: addGhosts(s, gone, s.now, a.reason ?? 'expired') });
+    }
+    case 'tick': {
+      const gone = s.messages.filter((m) => m.expiresAt <= a.now);
+      const ghosts = addGhosts(s, gone, a.now, 'expired').filter((g) => g.goneAt + GHOST_MS > a.now);
+      return dropGone({ ...s, now: a.now, messages: s.messages.filter((m) => m.expiresAt > a.now), ghosts });
+    }
+    case 'profile':
+      return { ...s, names: { ...s.names, [a.peer]: String(a.name) } };
+    case 'typing':
+      return { ...s, typing: [...a.peers] };
+    case 'receipt': {
+      const prev = s.receipts[a.id] ?? { seen: 0, erased: 0, of: 0 };
+      return { ...s, receipts: { ...s.receipts, [a.id]: { seen: a.seen ?? prev.seen, erased: a.erased ?? prev.erased, of: a.of } } };
+    }
+    case 'reply':
+      return { ...s, replyTo: a.id, editing: null, picker: null };
+    case 'edit':
+      return { ...s, editing: a.id, replyTo: null, picker: null };
+    case 'compose-reset':
+      return { ...s, editing: null, replyTo: null };
+    case 'picker':
+      return { ...s, picker: a.id };
     case 'set-ttl':
       return { ...s, ttlS: a.ttlS };
     case 'set-room-ttl':
@@ -96,6 +143,20 @@ export function reduce(s, a) {
     default:
       return s;
   }
+}
+
+/** Ghosts (no text) for our own messages that just went. @param {AppState} s @param {Message[]} gone @param {number} now @param {string} reason @returns {Ghost[]} */
+function addGhosts(s, gone, now, reason) {
+  const mine = gone.filter((m) => m.sender === s.self && !s.ghosts.some((g) => g.id === m.id));
+  if (!mine.length) return s.ghosts;
+  return [...s.ghosts, ...mine.map((m) => ({ id: m.id, sender: m.sender, sentAt: m.sentAt, lamport: m.lamport, seq: m.seq, goneAt: now, reason }))];
+}
+
+/** Leave reply/edit/picker modes whose message is gone. @param {AppState} s @returns {AppState} */
+function dropGone(s) {
+  const has = (/** @type {string|null} */ id) => id === null || s.messages.some((m) => m.id === id);
+  if (has(s.replyTo) && has(s.editing) && has(s.picker)) return s;
+  return { ...s, replyTo: has(s.replyTo) ? s.replyTo : null, editing: has(s.editing) ? s.editing : null, picker: has(s.picker) ? s.picker : null };
 }
 
 /** A tiny store: getState, dispatch, subscribe (listeners get the new state). */

@@ -1,7 +1,9 @@
 // DOM rendering of AppState. Keyed updates for messages so aria-live announces only additions.
 // Text is always set with textContent (never innerHTML): message text cannot inject markup.
+// Every message action is a real <button> (keyboard reachable, labelled); main.js handles them by
+// delegation on #messages through their data-action / data-id / data-emoji attributes.
 
-import { TTL_CHOICES, formatRemaining, ttlLabel } from './state.js';
+import { REACTIONS, TTL_CHOICES, formatRemaining, nameOf, ttlLabel } from './state.js';
 
 /** @param {string} id */
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
@@ -30,6 +32,104 @@ export function fillTtlSelect(/** @type {HTMLSelectElement} */ select, /** @type
   select.value = String(value);
 }
 
+/** @param {string} tag @param {string} cls @param {string} [text] */
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+/** @param {string} action @param {string} id @param {string} text @param {string} label @param {Record<string, string>} [data] */
+function actionButton(action, id, text, label, data = {}) {
+  const b = /** @type {HTMLButtonElement} */ (el('button', `act act-${action}`, text));
+  b.type = 'button';
+  b.dataset.action = action;
+  b.dataset.id = id;
+  for (const [k, v] of Object.entries(data)) b.dataset[k] = v;
+  b.setAttribute('aria-label', label);
+  return b;
+}
+
+/** Short one-line excerpt. @param {string} text */
+const excerpt = (text) => (text.length > 80 ? `${text.slice(0, 80)}…` : text).replace(/\s+/g, ' ');
+
+/**
+ * Fill the dynamic parts of one message item (name, quote, text, reactions, receipts, actions).
+ * @param {HTMLElement} li @param {import('./state.js').AppState} s @param {import('./state.js').Message} m
+ */
+function fillMessage(li, s, m) {
+  const mine = m.sender === s.self;
+  const from = nameOf(s, m.sender);
+  const target = m.replyTo ? s.messages.find((x) => x.id === m.replyTo) : undefined;
+  const r = s.receipts[m.id];
+  const reactions = m.reactions ?? [];
+  const sig = JSON.stringify([from, m.text, m.edited, reactions, m.replyTo, target?.text, target && nameOf(s, target.sender), mine, r,
+    s.picker === m.id, s.replyTo === m.id, s.editing === m.id, s.self]);
+  if (li.dataset.sig === sig) return;
+  li.dataset.sig = sig;
+  li.classList.toggle('mine', mine);
+  li.classList.toggle('selected', s.replyTo === m.id || s.editing === m.id);
+  /** @type {HTMLElement[]} */
+  const parts = [el('p', 'from', from)];
+  if (m.replyTo) {
+    const q = el('blockquote', 'quote');
+    q.append(el('span', 'quote-from', target ? nameOf(s, target.sender) : ''), el('span', 'quote-text', target ? excerpt(target.text) : 'Message no longer available'));
+    q.setAttribute('aria-label', target ? `In reply to ${nameOf(s, target.sender)}: ${excerpt(target.text)}` : 'In reply to a message that is gone');
+    parts.push(q);
+  }
+  parts.push(el('p', 'text', m.text));
+  if (reactions.length) {
+    const row = el('div', 'reactions');
+    row.setAttribute('role', 'group');
+    row.setAttribute('aria-label', 'Reactions');
+    for (const [emoji, peers] of reactions) {
+      const b = actionButton('react', m.id, `${emoji} ${peers.length}`, `${emoji} ${peers.length}: ${peers.map((p) => nameOf(s, p)).join(', ')}`, { emoji });
+      b.classList.add('chip');
+      b.setAttribute('aria-pressed', String(s.self !== null && peers.includes(s.self)));
+      row.append(b);
+    }
+    parts.push(row);
+  }
+  const meta = el('div', 'meta');
+  if (m.edited) meta.append(el('span', 'edited', 'edited'));
+  const time = /** @type {HTMLTimeElement} */ (el('time', ''));
+  time.dateTime = new Date(m.sentAt).toISOString();
+  time.textContent = new Date(m.sentAt).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  meta.append(time, el('span', 'expiry'));
+  if (mine && r && r.seen > 0) meta.append(el('span', 'seen', `seen by ${r.seen}`));
+  parts.push(meta);
+  const actions = el('div', 'actions');
+  actions.setAttribute('role', 'group');
+  actions.setAttribute('aria-label', 'Message actions');
+  actions.append(actionButton('reply', m.id, 'Reply', `Reply to ${from}`));
+  const open = s.picker === m.id;
+  const pick = actionButton('picker', m.id, 'React', 'Add a reaction');
+  pick.setAttribute('aria-expanded', String(open));
+  actions.append(pick);
+  if (mine) actions.append(actionButton('edit', m.id, 'Edit', 'Edit this message'), actionButton('unsend', m.id, 'Unsend', 'Unsend this message for everyone'));
+  parts.push(actions);
+  if (open) {
+    const picker = el('div', 'picker');
+    picker.setAttribute('role', 'group');
+    picker.setAttribute('aria-label', 'Pick a reaction');
+    for (const emoji of REACTIONS) picker.append(actionButton('react', m.id, emoji, `React ${emoji}`, { emoji }));
+    parts.push(picker);
+  }
+  li.replaceChildren(...parts);
+}
+
+/** @param {HTMLElement} li @param {import('./state.js').AppState} s @param {import('./state.js').Ghost} g */
+function fillGhost(li, s, g) {
+  const r = s.receipts[g.id];
+  const sig = JSON.stringify([r, g.reason]);
+  if (li.dataset.sig === sig) return;
+  li.dataset.sig = sig;
+  const what = g.reason === 'unsent' ? 'You unsent a message' : 'Your message disappeared';
+  const erased = r && r.of ? `erased on ${r.erased} of ${r.of}` : 'waiting for erasure reports';
+  li.replaceChildren(el('p', 'text', what), el('div', 'meta', erased));
+}
+
 /** Render function bound to the document. */
 export function createView() {
   /** @type {Map<string, HTMLLIElement>} */
@@ -52,7 +152,7 @@ export function createView() {
     fillTtlSelect(/** @type {HTMLSelectElement} */ ($('ttl-select')), s.ttlS);
     fillTtlSelect(/** @type {HTMLSelectElement} */ ($('room-ttl-select')), s.roomTtlS);
 
-    const members = Object.values(s.members).sort((a, b) => (a.link === 'self' ? -1 : b.link === 'self' ? 1 : a.name.localeCompare(b.name)));
+    const members = Object.values(s.members).sort((a, b) => (a.link === 'self' ? -1 : b.link === 'self' ? 1 : nameOf(s, a.peer).localeCompare(nameOf(s, b.peer))));
     const list = $('member-list');
     list.replaceChildren(...members.map((m) => {
       const li = document.createElement('li');
@@ -60,57 +160,62 @@ export function createView() {
       li.dataset.peer = m.peer;
       const info = document.createElement('div');
       const name = document.createElement('div');
-      name.textContent = m.name;
+      const shown = nameOf(s, m.peer);
+      name.textContent = shown;
+      name.append(el('span', 'short-id', ` · ${m.peer.slice(0, 8)}`));
       const state = document.createElement('div');
       state.className = 'member-state';
       state.textContent = LINK_TEXT[m.link];
       info.append(name, state);
-      li.append(avatar(m.name, m.peer), info);
-      li.setAttribute('aria-label', `${m.name}, ${LINK_TEXT[m.link]}`);
+      li.append(avatar(shown, m.peer), info);
+      li.setAttribute('aria-label', `${shown} (${m.peer.slice(0, 8)}), ${LINK_TEXT[m.link]}`);
       return li;
     }));
     const online = members.filter((m) => m.link === 'open' || m.link === 'self').length;
     $('member-count').textContent = `${online}/${members.length} online`;
 
     const box = $('messages');
-    const live = new Set(s.messages.map((m) => m.id));
+    /** @type {(import('./state.js').Message | import('./state.js').Ghost)[]} */
+    const items = [...s.messages, ...s.ghosts.filter((g) => !s.messages.some((m) => m.id === g.id))];
+    items.sort((a, b) => (a.lamport ?? 0) - (b.lamport ?? 0) || (a.sender < b.sender ? -1 : a.sender > b.sender ? 1 : 0) || (a.seq ?? 0) - (b.seq ?? 0));
+    const live = new Set(items.map((m) => ('goneAt' in m ? `ghost:${m.id}` : m.id)));
     for (const [id, li] of rendered) if (!live.has(id)) { li.remove(); rendered.delete(id); }
     let before = null;
-    for (let i = s.messages.length - 1; i >= 0; i--) {
-      const m = s.messages[i];
-      let li = rendered.get(m.id);
+    for (let i = items.length - 1; i >= 0; i--) {
+      const item = items[i];
+      const ghost = 'goneAt' in item;
+      const key = ghost ? `ghost:${item.id}` : item.id;
+      let li = rendered.get(key);
       if (!li) {
         li = document.createElement('li');
-        li.className = m.sender === s.self ? 'msg mine' : 'msg';
-        li.dataset.id = m.id;
-        const from = document.createElement('p');
-        from.className = 'from';
-        from.textContent = s.members[m.sender]?.name ?? m.sender.slice(0, 8);
-        const text = document.createElement('p');
-        text.className = 'text';
-        text.textContent = m.text;
-        const meta = document.createElement('div');
-        meta.className = 'meta';
-        const time = document.createElement('time');
-        time.dateTime = new Date(m.sentAt).toISOString();
-        time.textContent = new Date(m.sentAt).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-        const exp = document.createElement('span');
-        exp.className = 'expiry';
-        meta.append(time, exp);
-        li.append(from, text, meta);
+        li.className = ghost ? 'msg mine ghost' : 'msg';
+        li.dataset.id = item.id;
         box.insertBefore(li, before);
-        rendered.set(m.id, li);
+        rendered.set(key, li);
         box.scrollTop = box.scrollHeight;
+      } else if (li.nextSibling !== before) {
+        box.insertBefore(li, before);
       }
-      li.classList.toggle('mine', m.sender === s.self);
-      const left = m.expiresAt - s.now;
-      const exp = /** @type {HTMLElement} */ (li.querySelector('.expiry'));
-      exp.textContent = formatRemaining(left);
-      exp.setAttribute('aria-label', `disappears in ${formatRemaining(left)}`);
-      li.classList.toggle('soon', left < 60_000);
+      if ('goneAt' in item) fillGhost(li, s, item);
+      else {
+        fillMessage(li, s, item);
+        const left = item.expiresAt - s.now;
+        const exp = /** @type {HTMLElement} */ (li.querySelector('.expiry'));
+        exp.textContent = formatRemaining(left);
+        exp.setAttribute('aria-label', `disappears in ${formatRemaining(left)}`);
+        li.classList.toggle('soon', left < 60_000);
+      }
       before = li;
     }
-    $('empty').hidden = s.messages.length > 0;
+    const typing = s.typing.filter((p) => p !== s.self).map((p) => nameOf(s, p));
+    $('typing').textContent = typing.length === 0 ? '' : typing.length === 1 ? `${typing[0]} is typing…` : `${typing.join(', ')} are typing…`;
+    const ctx = s.editing ?? s.replyTo;
+    const target = ctx ? s.messages.find((m) => m.id === ctx) : undefined;
+    $('compose-context').hidden = !target;
+    if (target) $('compose-context-text').textContent = s.editing ? 'Editing your message' : `Replying to ${nameOf(s, target.sender)}: ${excerpt(target.text)}`;
+    const nameInput = /** @type {HTMLInputElement} */ ($('room-name-input'));
+    if (document.activeElement !== nameInput && s.self) nameInput.placeholder = nameOf(s, s.self);
+    $('empty').hidden = items.length > 0;
 
     const dlg = /** @type {HTMLDialogElement} */ ($('safety'));
     if (s.safetyOpen && !dlg.open) dlg.showModal();
@@ -119,7 +224,7 @@ export function createView() {
       $('safety-list').replaceChildren(...members.filter((m) => m.link !== 'self').map((m) => {
         const li = document.createElement('li');
         const who = document.createElement('strong');
-        who.textContent = m.name;
+        who.textContent = `${nameOf(s, m.peer)} (${m.peer.slice(0, 8)})`;
         const digits = document.createElement('div');
         digits.className = 'digits';
         digits.textContent = s.safety[m.peer] ?? 'Waiting for this member’s key…';
