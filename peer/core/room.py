@@ -666,12 +666,11 @@ class Room:
         return chain
 
     def _give_current_chain(self, peer: str, now: int) -> None:
-        if (
-            self._chain_initial is not None
-            and self._chain is not None
-            and not self.policy.must_rotate(self._chain, now=now, epoch=self.membership.epoch)
-        ):
-            self._give_chain(peer, self._chain_initial, now)
+        """A member we did not know when our chain started gets it too, even if the chain is due to
+        rotate (its messages are still in the log); never a chain from before a removal."""
+        init = self._chain_initial
+        if init is not None and self._chain is not None and init.epoch == self.membership.epoch:
+            self._give_chain(peer, init, now)
 
     def _give_chain(self, peer: str, initial: SenderChain, now: int) -> None:
         """Hand ``peer`` our chain's initial state: pairwise if linked, else sealed to its prekey in the log."""

@@ -152,3 +152,18 @@ def test_removed_member_cannot_read_what_is_sent_after_removal(net: Net) -> None
     for entry in b.sync.log.ordered():
         c.sync.log.add(entry, net.clock.now)
     assert "after removal" not in [t for _, t in texts(c)]
+
+
+def test_member_learned_after_a_full_chain_still_gets_its_key(net: Net) -> None:
+    """Regression (found by bench.mesh): a chain due to rotate must still be handed to new members."""
+    from peer.core.chains import ChainPolicy
+
+    a = net.add(Identity.generate())
+    a.policy = ChainPolicy(max_messages=5)
+    for i in range(5):
+        a.send_text(f"m{i}", net.clock.now)  # fills the chain: the next send would rotate
+    b = net.add(Identity.generate())
+    net.link(a, b)
+    net.pump()
+    net.tick(3000)
+    assert [t for _, t in texts(b)] == [f"m{i}" for i in range(5)]
