@@ -12,6 +12,10 @@ Rules:
   flushes them and then closes with the requested code.
 - Messages larger than ``limits.hard_frame_bytes`` are refused by aiohttp itself (close 1009); between
   ``max_frame_bytes`` and that, the registry answers ``too-large`` and the connection stays.
+- With ``config.redis_url`` set, a :class:`~signaling.redis_bus.RedisBus` shares rooms with the other
+  instances: it sees every delivery first (to publish local joins/leaves/closes and forward signals
+  addressed to peers of other instances) and is told of every successful auth with its proof. Without
+  it the app behaves as a single instance and never imports ``redis``.
 - Logs carry connection counts and error codes only, never frames or payloads.
 """
 
@@ -28,12 +32,16 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
 from signaling import protocol
 from signaling.config import SignalingConfig
 from signaling.registry import CLOSE_SLOW, Close, Delivery, Registry, Send
+
+if TYPE_CHECKING:
+    from signaling.redis_bus import RedisBus
 
 log = logging.getLogger("ephemesh.signaling")
 
@@ -48,6 +56,7 @@ class _Outbox:
     conn_id: int
     ws: web.WebSocketResponse
     transport: asyncio.BaseTransport | None
+    nonce: bytes = b""
     queue: asyncio.Queue[str | Close] = field(default_factory=asyncio.Queue)
     frames: int = 0
     writer: asyncio.Task[None] | None = None
@@ -64,9 +73,17 @@ class Hub:
         self._outboxes: dict[int, _Outbox] = {}
         self._ids = itertools.count(1)
         self.clock = clock
+        self._limits = config.limits
+        self.bus: RedisBus | None = None
 
     def __len__(self) -> int:
         return len(self._outboxes)
+
+    @property
+    def local_connections(self) -> int:
+        """Connections of this instance (the registry also holds other instances' peers as ghosts)."""
+        ghosts = self.bus.ghost_count if self.bus is not None else 0
+        return self.registry.connection_count - ghosts
 
     def backlog_of(self, peer_id: str) -> int:
         """Frames queued (not yet written) for ``peer_id``'s connection; 0 if not connected."""
@@ -86,6 +103,8 @@ class Hub:
         """The reader loop ended: forget the connection and stop its writer."""
         box.dead = True
         self.dispatch(self.registry.disconnect(box.conn_id, self.clock()))
+        if self.bus is not None:
+            self.bus.local_gone(box.conn_id)
         writer = box.writer
         if writer is not None and not writer.done():
             if box.closing:
@@ -104,10 +123,30 @@ class Hub:
             *(box.ws.close(code=code, message=b"server shutdown") for box in boxes), return_exceptions=True
         )
 
+    def connect(self, box: _Outbox) -> None:
+        """Register ``box`` with the registry under a fresh nonce and send the challenge."""
+        box.nonce = secrets.token_bytes(protocol.NONCE_BYTES)
+        self.dispatch(self.registry.connect(box.conn_id, box.nonce, self.clock()))
+
+    def receive(self, box: _Outbox, data: str | bytes) -> None:
+        """One message from ``box``'s peer: the registry decides, the hub delivers."""
+        registry, conn_id = self.registry, box.conn_id
+        was_authed = registry.peer_of(conn_id) is not None
+        deliveries = registry.handle(conn_id, data, self.clock())
+        peer = registry.peer_of(conn_id)
+        if self.bus is not None and not was_authed and peer is not None:
+            # The registry just accepted this auth frame, so it parses; other instances re-verify it.
+            frame = protocol.parse_frame(data, self._limits.max_frame_bytes, self._limits.max_payload_chars)
+            assert isinstance(frame, protocol.Auth)
+            self.bus.local_auth(conn_id, peer, box.nonce, frame.pubkey, frame.sig)
+        self.dispatch(deliveries)
+
     def dispatch(self, deliveries: Iterable[Delivery]) -> None:
         pending = deque(deliveries)
         while pending:
             item = pending.popleft()
+            if self.bus is not None and self.bus.observe(item):
+                continue
             box = self._outboxes.get(item.conn_id)
             if box is None or box.dead:
                 continue
@@ -161,9 +200,7 @@ async def _ws_handler(request: web.Request) -> web.WebSocketResponse:
     await ws.prepare(request)
     box = hub.open(ws, request.transport)
     try:
-        hub.dispatch(
-            hub.registry.connect(box.conn_id, secrets.token_bytes(protocol.NONCE_BYTES), hub.clock())
-        )
+        hub.connect(box)
         async for msg in ws:
             if box.dead:
                 break
@@ -173,26 +210,24 @@ async def _ws_handler(request: web.Request) -> web.WebSocketResponse:
                 data = msg.data
             else:  # ERROR (e.g. 1009 too big): aiohttp already closed the socket
                 break
-            hub.dispatch(hub.registry.handle(box.conn_id, data, hub.clock()))
+            hub.receive(box, data)
     finally:
         await hub.finish(box)
     return ws
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    registry = request.app[REGISTRY_KEY]
-    return web.json_response(
-        {"ok": True, "connections": registry.connection_count, "rooms": registry.room_count}
-    )
+    registry, hub = request.app[REGISTRY_KEY], request.app[HUB_KEY]
+    return web.json_response({"ok": True, "connections": hub.local_connections, "rooms": registry.room_count})
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    registry = request.app[REGISTRY_KEY]
+    registry, hub = request.app[REGISTRY_KEY], request.app[HUB_KEY]
     stats = registry.stats
     p = "ephemesh_signaling_"
     lines = [
         f"# TYPE {p}connections gauge",
-        f"{p}connections {registry.connection_count}",
+        f"{p}connections {hub.local_connections}",
         f"# TYPE {p}rooms gauge",
         f"{p}rooms {registry.room_count}",
         f"# TYPE {p}connections_total counter",
@@ -208,6 +243,15 @@ async def _metrics(request: web.Request) -> web.Response:
         f"# TYPE {p}closes_total counter",
         *(f'{p}closes_total{{code="{code}"}} {n}' for code, n in sorted(stats.closes_total.items())),
     ]
+    if hub.bus is not None:
+        lines += [
+            f"# TYPE {p}remote_connections gauge",
+            f"{p}remote_connections {hub.bus.ghost_count}",
+            f"# TYPE {p}remote_instances gauge",
+            f"{p}remote_instances {len(hub.bus.instances)}",
+            f"# TYPE {p}bus_bad_messages_total counter",
+            f"{p}bus_bad_messages_total {hub.bus.bad_messages}",
+        ]
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
 
 
@@ -245,6 +289,17 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
     await asyncio.wait([task])
 
 
+async def _redis_bus(app: web.Application) -> AsyncIterator[None]:
+    from signaling.redis_bus import RedisBus  # redis is an optional dependency
+
+    hub = app[HUB_KEY]
+    bus = hub.bus = RedisBus(app[CONFIG_KEY], hub)
+    await bus.start()
+    yield
+    await bus.stop()
+    hub.bus = None
+
+
 async def _on_shutdown(app: web.Application) -> None:
     await app[HUB_KEY].close_all(1001)
 
@@ -263,6 +318,8 @@ def create_app(config: SignalingConfig, clock: Clock = time.time) -> web.Applica
         app.router.add_get("/", _index_handler(config.web_root))
         app.router.add_static("/", config.web_root, follow_symlinks=False)
     app.cleanup_ctx.append(_sweeper)
+    if config.redis_url is not None:
+        app.cleanup_ctx.append(_redis_bus)
     app.on_shutdown.append(_on_shutdown)
     return app
 
@@ -277,8 +334,25 @@ async def start_server(config: SignalingConfig) -> tuple[web.AppRunner, int]:
     return runner, port
 
 
-def run(host: str = "127.0.0.1", port: int = 8080, web_root: Path | None = None) -> None:
-    """Serve until interrupted (blocking). Used by ``python -m signaling`` and ``ephemesh serve``."""
-    config = SignalingConfig(host=host, port=port, web_root=web_root)
+def run(
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    web_root: Path | None = None,
+    *,
+    config: SignalingConfig | None = None,
+) -> None:
+    """Serve until interrupted (blocking). Used by ``python -m signaling`` and ``ephemesh serve``.
+
+    ``config``, when given, is used as is (its ``host``/``port``/``web_root`` win over the arguments).
+    """
+    if config is None:
+        config = SignalingConfig(host=host, port=port, web_root=web_root)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    web.run_app(create_app(config), host=host, port=port, access_log=None, print=None)
+    web.run_app(
+        create_app(config), host=config.host, port=config.port, access_log=None, print=_announce_listening
+    )
+
+
+def _announce_listening(text: str) -> None:
+    """Log aiohttp's "Running on ..." line: it is written once the sockets listen (tests wait for it)."""
+    log.info("%s", text.splitlines()[0].strip("= ") if text.strip() else "listening")

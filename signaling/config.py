@@ -53,7 +53,13 @@ class TurnConfig:
 
 @dataclass(frozen=True, slots=True)
 class SignalingConfig:
-    """Everything ``create_app`` needs."""
+    """Everything ``create_app`` needs.
+
+    Scale-out (see :mod:`signaling.redis_bus`): with ``redis_url`` set, instances sharing the Redis server
+    and ``redis_prefix`` share rooms. Each refreshes its presence key every ``redis_heartbeat_s``; the key
+    lives ``redis_ttl_s``, so the peers of an instance that dies vanish for the others within
+    :attr:`redis_dead_bound_s`. Without ``redis_url`` the server is a single, self-contained instance.
+    """
 
     host: str = "127.0.0.1"
     port: int = 8080
@@ -63,6 +69,19 @@ class SignalingConfig:
     auth_timeout_s: float = 10.0
     limits: Limits = field(default_factory=Limits)
     turn: TurnConfig | None = None
+    redis_url: str | None = None
+    redis_prefix: str = "ephemesh:sig:"
+    redis_heartbeat_s: float = 1.0
+    redis_ttl_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.redis_heartbeat_s <= 0 or self.redis_ttl_s <= 2 * self.redis_heartbeat_s:
+            raise ValueError("redis_ttl_s must exceed twice redis_heartbeat_s (> 0)")
+
+    @property
+    def redis_dead_bound_s(self) -> float:
+        """Upper bound (before scheduling delays) for the other instances to drop a dead one's peers."""
+        return self.redis_ttl_s + self.redis_heartbeat_s
 
     @property
     def sweep_interval_s(self) -> float:

@@ -251,6 +251,13 @@ def parse_envelope(data: object) -> Envelope:
     )
 
 
+def envelope_key(data: bytes) -> tuple[str, int]:
+    """``(sender, seq)`` read from the header without verifying anything (to skip duplicates cheaply)."""
+    if not isinstance(data, bytes) or len(data) < HEADER_LEN or data[0] != VERSION:
+        raise ProtocolError("bad-envelope", "not an envelope")
+    return id_from_bytes(data[18:34]), int.from_bytes(data[34:42], "big")
+
+
 def verify_envelope(env: Envelope, sender_public_key: bytes) -> None:
     """Raise unless ``sender_public_key`` is the sender's key and it signed the envelope."""
     if peer_id_from_public_key(sender_public_key) != env.sender:

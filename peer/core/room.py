@@ -65,6 +65,7 @@ from peer.core.envelope import (
     Kind,
     decode_tombstone,
     encode_tombstone,
+    envelope_key,
     message_key_to_aead_key,
     parse_envelope,
     seal_envelope,
@@ -220,6 +221,7 @@ class Room:
             self._validate,
             config=sync_config,
             authorize_tombstone=self._authorize_tombstone,
+            peek_key=envelope_key,
         )
         self.membership = MembershipState(self.room_id)
         self.bundles: dict[str, PublicBundle] = {self.peer_id: identity.public_bundle()}

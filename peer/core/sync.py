@@ -38,6 +38,8 @@ from peer.core.errors import ProtocolError
 from peer.core.log import DEFAULT_SKEW_MS, Key, Log, LogEntry, RangeSet, Tombstone
 
 Validate = Callable[[bytes], LogEntry]
+#: ``data -> (sender, seq)`` without verifying anything: lets duplicates skip the (costly) ``validate``
+PeekKey = Callable[[bytes], Key]
 #: ``(tombstone, held entry or None, now) -> accept?`` for tombstones that carry a proof.
 AuthorizeTombstone = Callable[[Tombstone, LogEntry | None, int], bool]
 
@@ -54,6 +56,9 @@ class SyncConfig:
     skew_ms: int = DEFAULT_SKEW_MS
     #: An entry whose Lamport stamp is this far ahead of our clock is refused (clock exhaustion attack).
     max_lamport_jump: int = 2**32
+    #: an entry received straight from its author is not pushed on to other neighbours (in a full mesh
+    #: they got it from the author too); instead a HELLO goes to them this long after (lazy relay)
+    announce_delay_ms: int = 250
 
 
 # -- events ---------------------------------------------------------------------------------------------
@@ -155,6 +160,7 @@ class SyncEngine:
         log: Log | None = None,
         config: SyncConfig | None = None,
         authorize_tombstone: AuthorizeTombstone | None = None,
+        peek_key: PeekKey | None = None,
     ) -> None:
         wire.id_to_bytes(self_id)
         wire.id_to_bytes(room_id)
@@ -165,6 +171,8 @@ class SyncEngine:
         self.clock = LamportClock()
         self._validate = validate
         self._authorize = authorize_tombstone
+        self._peek = peek_key
+        self._announce_at: int | None = None
         self._sessions: dict[str, _Session] = {}
         self._pending: dict[Key, tuple[str, int]] = {}
         self.protocol_errors = 0
@@ -269,6 +277,8 @@ class SyncEngine:
         d = self.log.next_deadline()
         if d is not None:
             times.append(d)
+        if self._announce_at is not None:
+            times.append(self._announce_at)
         dead = self.config.dead_after_ms
         for s in self._sessions.values():
             if s.rejected:
@@ -288,6 +298,13 @@ class SyncEngine:
                 if s.has(key):
                     s.tombs.append(tomb)
         c = self.config
+        if self._announce_at is not None and now >= self._announce_at:
+            self._announce_at = None
+            hello = self._hello()
+            for s in self._live():
+                if s.ready:
+                    s.control.append(hello)
+                    s.next_hello = now + c.resync_ms
         dropped = False
         for s in list(self._sessions.values()):
             if s.rejected:
@@ -366,6 +383,20 @@ class SyncEngine:
         events: list[Event] = []
         refill: list[_Session] = []
         for item in frame.items:
+            if self._peek is not None:
+                try:
+                    seen_key = self._peek(item)
+                except ProtocolError as e:
+                    events.append(self._error(s.neighbour, e.code))
+                    continue
+                if self.log.seen(seen_key):  # a duplicate: no need to verify it again
+                    s.mark(seen_key)
+                    self._resolve(seen_key)
+                    if seen_key in self.log:
+                        s.acks.setdefault(seen_key[0], RangeSet()).add(seen_key[1])
+                    elif (tomb := self.log.get_tombstone(seen_key)) is not None:
+                        s.tombs.append(tomb)  # a stale copy: answer with the tombstone
+                    continue
             try:
                 entry = self._validate(item)
             except ProtocolError as e:
@@ -382,7 +413,11 @@ class SyncEngine:
             if self.log.add(entry, now):
                 self.clock.observe(entry.lamport)
                 events.append(EntryAdded(entry))
-                self._relay(entry, exclude=s.neighbour)
+                if entry.sender == s.neighbour and self.config.announce_delay_ms >= 0:
+                    if self._announce_at is None:
+                        self._announce_at = now + self.config.announce_delay_ms
+                else:
+                    self._relay(entry, exclude=s.neighbour)
             if key in self.log:
                 s.acks.setdefault(key[0], RangeSet()).add(key[1])
             else:

@@ -42,8 +42,22 @@ LOW_WATER = 256 << 10
 _CLOSED = object()
 
 
-def rtc_configuration(turn: dict[str, Any] | None) -> RTCConfiguration:
-    """The ICE configuration: no servers at all, or the first TURN server we were given."""
+def rtc_configuration(turn: dict[str, Any] | None, *, relay_only: bool | None = None) -> RTCConfiguration:
+    """The ICE configuration: no servers at all, or the first TURN server we were given.
+
+    Relay-only (``iceTransportPolicy="relay"``: gather and use TURN relay candidates only, so no peer ever
+    learns this host's addresses) applies when ``relay_only`` is true, or, when it is ``None``, when the
+    welcome's ``turn`` object says ``"policy": "relay"`` or the environment sets
+    ``EPHEMESH_ICE_POLICY=relay``. It needs a TURN server: without one it is ignored (nothing could connect).
+    """
+    import os
+
+    from aiortc.rtcconfiguration import RTCIceTransportPolicy
+
+    if relay_only is None:
+        relay_only = os.environ.get("EPHEMESH_ICE_POLICY") == "relay" or bool(
+            turn and turn.get("policy") == "relay"
+        )
     servers: list[RTCIceServer] = []
     if turn:
         urls = turn.get("urls") or []
@@ -55,6 +69,8 @@ def rtc_configuration(turn: dict[str, Any] | None) -> RTCConfiguration:
                     urls=list(urls), username=turn.get("username"), credential=turn.get("credential")
                 )
             )
+    if relay_only and servers:
+        return RTCConfiguration(iceServers=servers, iceTransportPolicy=RTCIceTransportPolicy.RELAY)
     return RTCConfiguration(iceServers=servers)
 
 
