@@ -4,6 +4,6 @@ COPY pyproject.toml README.md ./
 COPY peer ./peer
 COPY signaling ./signaling
 COPY web ./web
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir '.[redis]'
 EXPOSE 8080
 CMD ["python", "-m", "signaling", "--host", "0.0.0.0", "--port", "8080"]

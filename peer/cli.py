@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--no-invite", action="store_true", help="do not print an invite for a fresh room")
     p.add_argument("--web-root", type=Path, help="directory served at / (default: the bundled web client)")
+    p.add_argument("--redis", metavar="URL", help="share rooms with other instances through this Redis")
+    p.add_argument("--turn-url", action="append", default=[], metavar="URL", help="TURN server to hand out")
+    p.add_argument("--turn-secret", help="coturn static-auth-secret (or $EPHEMESH_TURN_SECRET)")
 
     sub.add_parser("id", parents=[common], help="print your peer id and safety fingerprint")
 
@@ -161,7 +164,21 @@ async def _serve_async(args: argparse.Namespace) -> int:
         args.web_root if args.web_root is not None else (_DEFAULT_WEB if _DEFAULT_WEB.is_dir() else None)
     )
     logging.getLogger("signaling").setLevel(logging.INFO)
-    runner, port = await start_server(SignalingConfig(host=args.host, port=args.port, web_root=web_root))
+    import os
+
+    from signaling.config import TurnConfig
+
+    secret = args.turn_secret or os.environ.get("EPHEMESH_TURN_SECRET")
+    if args.turn_url and not secret:
+        raise CliError("--turn-url needs --turn-secret or $EPHEMESH_TURN_SECRET")
+    turn = TurnConfig(urls=tuple(args.turn_url), secret=secret) if args.turn_url and secret else None
+    try:
+        config = SignalingConfig(
+            host=args.host, port=args.port, web_root=web_root, turn=turn, redis_url=args.redis
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    runner, port = await start_server(config)
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host  # noqa: S104
     base = f"http://{shown_host}:{port}"
     print(f"ephemesh signaling server and web client on {base}", flush=True)
