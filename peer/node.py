@@ -93,7 +93,6 @@ class RoomHandle:
         self._replay = ReplayCache()
         self._closed = False
         self._outgoing: dict[str, asyncio.Queue[bytes | None]] = {}
-        self._events: list[RoomEvent] = []
 
     # -- application API -----------------------------------------------------------------------
 
@@ -286,8 +285,14 @@ class RoomHandle:
                 return
 
     def _pump(self, events: list[RoomEvent]) -> None:
-        """Queue events and schedule the peer's flush (group commit, then transmit) for this loop turn."""
-        self._events.extend(events)
+        """Publish events now; schedule the peer's flush (group commit, then transmit) for this loop turn.
+
+        Events go out before the commit: what they show is re-fetched from other members if we crash
+        before it is on disk. What we *send* (acks, our own envelopes) waits for the commit.
+        """
+        for ev in events:
+            for q in self._subscribers:
+                q.put_nowait(ev)
         self._peer.schedule_flush(self)
 
     def _transmit(self) -> None:
@@ -303,10 +308,6 @@ class RoomHandle:
                     mesh.peer_left(dead)  # do not redial a removed member
                 mesh.drop_link(dead)
         self._arm_timer()
-        events, self._events = self._events, []
-        for ev in events:
-            for q in self._subscribers:
-                q.put_nowait(ev)
         # wake every waiter: set this generation's event and start a new one
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()

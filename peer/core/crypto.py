@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import os
@@ -186,24 +187,37 @@ def validate_ed25519_public(pub: bytes) -> bytes:
     """Return ``pub`` if it is a canonical, prime-order Ed25519 point; else ``ProtocolError("bad-key")``."""
     if not isinstance(pub, bytes) or len(pub) != 32:
         raise ProtocolError("bad-key", "Ed25519 public key must be 32 bytes")
-    if pub in ED25519_SMALL_ORDER or not _ed25519_canonical(pub):
-        raise ProtocolError("bad-key", "small-order or non-canonical Ed25519 key")
-    if not sodium.crypto_core_ed25519_is_valid_point(pub):
-        raise ProtocolError("bad-key", "invalid Ed25519 point")
+    if not _ed25519_key_ok(pub):
+        raise ProtocolError("bad-key", "small-order, non-canonical or invalid Ed25519 key")
     return pub
+
+
+@functools.lru_cache(maxsize=4096)
+def _ed25519_key_ok(pub: bytes) -> bool:
+    """The point checks, cached: members' keys are checked once, not on every signature."""
+    return (
+        pub not in ED25519_SMALL_ORDER
+        and _ed25519_canonical(pub)
+        and bool(sodium.crypto_core_ed25519_is_valid_point(pub))
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _signing_key(seed: bytes) -> nacl.signing.SigningKey:
+    return nacl.signing.SigningKey(seed)
 
 
 def ed25519_public_from_seed(seed: bytes) -> bytes:
     if len(seed) != 32:
         raise ValueError("Ed25519 seed must be 32 bytes")
-    return bytes(nacl.signing.SigningKey(seed).verify_key)
+    return bytes(_signing_key(seed).verify_key)
 
 
 def ed25519_sign(seed: bytes, message: bytes) -> bytes:
     """Deterministic Ed25519 signature (RFC 8032), 64 bytes."""
     if len(seed) != 32:
         raise ValueError("Ed25519 seed must be 32 bytes")
-    return bytes(nacl.signing.SigningKey(seed).sign(message).signature)
+    return bytes(_signing_key(seed).sign(message).signature)
 
 
 def ed25519_verify(pub: bytes, message: bytes, signature: bytes) -> None:

@@ -469,7 +469,8 @@ class Room:
                 "lamport": str(lamport).encode(),
             }
         )
-        entry = self.sync.publish(data, now)
+        own = LogEntry(self.peer_id, self._seq, lamport, now, expires_at, data)
+        entry = self.sync.publish(data, now, own)  # we just sealed and signed it: no need to verify
         self._persist.envelopes.append(entry)
         key = (self.peer_id, self._seq)
         self._keys[key] = mk.key
@@ -737,7 +738,7 @@ class Room:
         if k in self._messages:
             return
         try:
-            verify_envelope(env, rx.sender_key)
+            # the signature was verified before the envelope entered the log (``_validate``)
             next_rx, mk = rx.message_key(env.chain_index)
             plaintext = open_envelope_with_key(env, mk)
         except ProtocolError as exc:
@@ -1020,7 +1021,8 @@ class Room:
             self.identity, self.room_id, kind, self._seq, lamport, now, expires_at, payload
         )
         self._persist.states.update({"seq": str(self._seq).encode(), "lamport": str(lamport).encode()})
-        entry = self.sync.publish(data, now)
+        own = LogEntry(self.peer_id, self._seq, lamport, now, expires_at, data)
+        entry = self.sync.publish(data, now, own)
         self._persist.envelopes.append(entry)
         if kind == Kind.MEMBERSHIP:
             self._ops[entry.key] = MembershipOp.decode(payload)

@@ -221,12 +221,15 @@ class SyncEngine:
 
     # -- local API ------------------------------------------------------------------------------------
 
-    def publish(self, data: bytes, now: int) -> LogEntry:
+    def publish(self, data: bytes, now: int, entry: LogEntry | None = None) -> LogEntry:
         """Add a locally created envelope and push it to every neighbour.
 
-        ``validate`` errors propagate (``ProtocolError``); a duplicate or expired entry is a ValueError.
+        ``entry`` may be given by a caller that built (and so trusts) the envelope; otherwise it is
+        validated, and ``validate`` errors propagate (``ProtocolError``). A duplicate or expired entry is
+        a ValueError.
         """
-        entry = self._validate(data)
+        if entry is None:
+            entry = self._validate(data)
         if not self.log.add(entry, now):
             raise ValueError("duplicate, tombstoned or expired entry")
         self.clock.observe(entry.lamport)
