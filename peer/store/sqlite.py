@@ -3,8 +3,9 @@
 What lives here is ciphertext (signed envelopes, exactly as they travel) plus the key material needed to
 open them: per-message keys until the message expires, chain states, the room secret of each joined room.
 Erasing a message deletes its envelope row and its key row (crypto-shredding) with ``secure_delete`` on,
-so the freed pages are zeroed. The database runs in WAL mode with ``synchronous=FULL`` (one fsync per
-commit: ~0.3 ms here, against ~9 ms for a rollback journal), and every transaction that erases anything is
+so the freed pages are zeroed. The database runs in WAL mode; commits that carry our own seq/chain state
+are fsynced (``synchronous=FULL``: ~0.3 ms here, against ~9 ms with a rollback journal), others are not
+(``NORMAL``: they survive a process crash, and a power cut only loses what can be fetched again); and every transaction that erases anything is
 followed by ``wal_checkpoint(TRUNCATE)``: the ``-wal`` file keeps old page images (field notes: deleted
 content stayed there until a TRUNCATE checkpoint), so it is emptied whenever something was erased.
 Nothing in this database is plaintext chat content.
@@ -88,6 +89,7 @@ class Store:
         self._db.execute("PRAGMA secure_delete = ON")
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = FULL")
+        self._durable = True
         self._db.execute("PRAGMA foreign_keys = ON")
         self._db.executescript(_SCHEMA)  # idempotent; executescript manages its own transaction
         with self._tx():
@@ -176,6 +178,12 @@ class Store:
             for sender, seq in keys:
                 _erase_row(db, room_id, sender, seq, until)
         self.truncate_wal()
+
+    def set_durable(self, durable: bool) -> None:
+        """FULL: the next commits are fsynced; NORMAL: durable across a process crash, not a power cut."""
+        if durable != self._durable:
+            self._db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            self._durable = durable
 
     def truncate_wal(self) -> None:
         """Empty the ``-wal`` file, so no old page image of erased rows survives in it."""
@@ -289,6 +297,10 @@ def apply_batches(store: Store, batches: list[tuple[str, PersistBatch]]) -> None
     batches = [(r, b) for r, b in batches if b]
     if not batches:
         return
+    # Only what WE published must survive a power cut before it leaves (our seq and chain state: reusing
+    # them would collide); what we received can be fetched again, so it skips the fsync.
+    durable = any("seq" in b.states for _, b in batches)
+    store.set_durable(durable)
     with store._tx() as db:
         for room_id, batch in batches:
             db.executemany(
