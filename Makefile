@@ -50,7 +50,12 @@ test: $(STAMP) debs
 vectors: $(STAMP)
 	$(BIN)/python scripts/gen_vectors.py
 
-bench: $(STAMP)
+# y-webrtc's signaling server, the baseline of the capacity benchmark (npm registry; not committed)
+YWEBRTC := /tmp/ywebrtc
+$(YWEBRTC)/node_modules/y-webrtc/bin/server.js:
+	mkdir -p $(YWEBRTC) && npm install --silent --no-audit --no-fund --prefix $(YWEBRTC) y-webrtc
+
+bench: $(STAMP) $(YWEBRTC)/node_modules/y-webrtc/bin/server.js
 	$(BIN)/python -m bench.run_all
 
 clean:
