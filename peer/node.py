@@ -51,7 +51,7 @@ from peer.core.room import Room
 from peer.core.signal import ReplayCache, open_signal, seal_signal
 from peer.home import STORE_FILE, load_or_create_identity, resolve_home
 from peer.net.mesh import RoomMesh
-from peer.net.rtc import RtcTransport
+from peer.net.rtc import RtcTransport, quiet_aiortc_teardown
 from peer.net.signaling import (
     Disconnected,
     PeerJoined,
@@ -375,6 +375,9 @@ class Peer:
     async def __aenter__(self) -> Peer:
         return self
 
+    def _quiet(self) -> None:
+        quiet_aiortc_teardown(asyncio.get_running_loop())
+
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
@@ -393,6 +396,7 @@ class Peer:
     async def join(self, invite: str | Invite, *, keeper: bool = False) -> RoomHandle:
         """Join (or resume) a room and connect to its members through the invite's server."""
         inv = invite if isinstance(invite, Invite) else Invite.parse(invite)
+        self._quiet()
         if inv.room_id in self.rooms:
             return self.rooms[inv.room_id]
         now = now_ms()

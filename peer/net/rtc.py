@@ -42,6 +42,35 @@ LOW_WATER = 256 << 10
 _CLOSED = object()
 
 
+def quiet_aiortc_teardown(loop: asyncio.AbstractEventLoop) -> None:
+    """Keep aiortc's known teardown race out of the logs (aiortc issue #1040, open upstream).
+
+    When a connection closes, SCTP tasks may still try to send through the closed DTLS transport and
+    die with ``ConnectionError('Cannot send encrypted data, not connected')``; nobody awaits them, so
+    asyncio reports "Task exception was never retrieved". Those are logged at debug level; every other
+    exception goes to the handler that was there before.
+    """
+    previous = loop.get_exception_handler()
+    if getattr(previous, "_ephemesh_quiet", False):
+        return
+
+    def handler(lp: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        future = context.get("future")
+        coro = getattr(future, "get_coro", lambda: None)() if future is not None else None
+        owner = str(getattr(coro, "__qualname__", "")).split(".")[-2:-1]
+        if isinstance(exc, ConnectionError) and owner in (["RTCSctpTransport"], ["RTCDtlsTransport"]):
+            log.debug("aiortc teardown: %s", exc)
+            return
+        if previous is not None:
+            previous(lp, context)
+        else:
+            lp.default_exception_handler(context)
+
+    handler._ephemesh_quiet = True  # type: ignore[attr-defined]
+    loop.set_exception_handler(handler)
+
+
 def rtc_configuration(turn: dict[str, Any] | None, *, relay_only: bool | None = None) -> RTCConfiguration:
     """The ICE configuration: no servers at all, or the first TURN server we were given.
 

@@ -127,3 +127,36 @@ async def test_wrong_room_secret_never_links(signaling_url: str) -> None:
     finally:
         await close_side(a)
         await close_side(b)
+
+
+async def test_aiortc_teardown_noise_is_filtered_and_nothing_else() -> None:
+    from peer.net.rtc import quiet_aiortc_teardown
+
+    loop = asyncio.get_running_loop()
+    seen: list[dict[str, object]] = []
+    old = loop.get_exception_handler()
+    loop.set_exception_handler(lambda lp, ctx: seen.append(ctx))
+    try:
+        quiet_aiortc_teardown(loop)
+        quiet_aiortc_teardown(loop)  # idempotent
+
+        class RTCSctpTransport:
+            async def _send_chunk(self) -> None:
+                raise ConnectionError("Cannot send encrypted data, not connected")
+
+        coro = RTCSctpTransport()._send_chunk()
+        fut = asyncio.ensure_future(coro)
+        with pytest.raises(ConnectionError):
+            await fut
+        handler = loop.get_exception_handler()
+        assert handler is not None
+        handler(
+            loop,
+            {"message": "Task exception was never retrieved", "exception": fut.exception(), "future": fut},
+        )
+        assert seen == []
+        other = {"message": "boom", "exception": RuntimeError("boom")}
+        handler(loop, other)
+        assert seen == [other]
+    finally:
+        loop.set_exception_handler(old)
