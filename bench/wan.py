@@ -110,7 +110,13 @@ def read_line(proc: subprocess.Popen[str], prefix: str, timeout: float) -> str:
 
 
 def run_system(
-    role: str, peers: int, messages: int, interval: float, server: str, home: Path
+    role: str,
+    peers: int,
+    messages: int,
+    interval: float,
+    server: str,
+    home: Path,
+    extra: list[str] | None = None,
 ) -> dict[str, Any]:
     invite = Invite.new(server).url() if role == "ephemesh" else ""
     procs: list[subprocess.Popen[str]] = []
@@ -118,7 +124,7 @@ def run_system(
         for i in range(peers):
             argv = [PY, "-m", "bench.wan_worker", "--role", role, "--index", str(i), "--n", str(peers)]
             argv += ["--messages", str(messages), "--interval", str(interval), "--server", server]
-            argv += ["--invite", invite, "--home", str(home / f"{role}-{i}")]
+            argv += ["--invite", invite, "--home", str(home / f"{role}-{i}"), *(extra or [])]
             procs.append(
                 subprocess.Popen(
                     [*ns(f"{PREFIX}-p{i}"), *argv],
@@ -187,12 +193,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return res
     cleanup(args.peers)
     why = netem_available()
+    extra: list[str] = []
     if why is not None:
         res["netem"] = (
-            f"unavailable ({why}); namespaces built without delay: cross-process figures, not WAN-shaped"
-        )
-        res["shaped"] = False
-        print(f"wan: tc netem unavailable: {why}")
+            f"unavailable ({why}); the same delays are emulated in the application instead: each "
+            "data-channel frame is held {peer} ms at its sender, each relay frame {srv} ms on the way up "
+            "and {srv} ms on the way down (bench/wan_worker.py DelayLine)"
+        ).format(peer=args.peer_delay_ms, srv=args.server_delay_ms)
+        res["shaped"] = "emulated"
+        res["layout"] = res["layout"].replace("(tc netem)", "(emulated in the application: no sch_netem)")
+        extra = [
+            "--emulate-peer-ms",
+            str(args.peer_delay_ms),
+            "--emulate-server-ms",
+            str(args.server_delay_ms),
+        ]
+        print(f"wan: tc netem unavailable ({why}); emulating the delays in the application")
     else:
         res["shaped"] = True
     try:
@@ -208,7 +224,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 ("ephemesh", f"http://{SERVER_IP}:{sig.port}"),
                 ("relay", f"http://{SERVER_IP}:{relay.port}"),
             ):
-                r = run_system(role, args.peers, args.messages, args.interval, server, home)
+                r = run_system(role, args.peers, args.messages, args.interval, server, home, extra)
                 res["ephemesh" if role == "ephemesh" else "ws-relay"] = r
                 print(
                     f"wan {role:8s} n={args.peers}: p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  lost {r['lost']}"

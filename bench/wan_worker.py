@@ -28,6 +28,53 @@ async def line() -> str:
     return text.strip()
 
 
+class DelayLine:
+    """Emulated one-way propagation delay: items come out ``delay_s`` after they went in, in order.
+
+    Used only where the kernel has no ``sch_netem``: the delay is added in the application, at the
+    sending side of each data channel (peer to peer) and on both sides of the relay (peer to server,
+    server to peer), so every message crosses the same emulated distances as with netem.
+    """
+
+    def __init__(self, delay_s: float, out: Any) -> None:
+        self.delay_s = delay_s
+        self.out = out
+        self.queue: asyncio.Queue[tuple[float, Any]] = asyncio.Queue()
+        self.task = asyncio.create_task(self._run())
+
+    def put(self, item: Any) -> None:
+        self.queue.put_nowait((time.monotonic() + self.delay_s, item))
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due, item = await self.queue.get()
+            wait = due - time.monotonic()
+            if wait > 0:
+                fut = loop.create_future()
+                loop.call_later(wait, fut.set_result, None)  # emulated propagation, not a synchronisation
+                await fut
+            result = self.out(item)
+            if asyncio.iscoroutine(result):
+                await result
+
+
+def emulate_link_delay(delay_s: float) -> None:
+    """Delay every data-channel frame this process sends by ``delay_s`` (order kept per link)."""
+    from peer.net import rtc
+
+    original = rtc.RtcTransport.send
+    lines: dict[int, DelayLine] = {}
+
+    async def send(self: rtc.RtcTransport, data: bytes) -> None:
+        line = lines.get(id(self))
+        if line is None:
+            line = lines[id(self)] = DelayLine(delay_s, lambda d, t=self: original(t, d))
+        line.put(data)
+
+    rtc.RtcTransport.send = send  # type: ignore[method-assign]
+
+
 async def run(args: argparse.Namespace) -> None:
     recvs: dict[int, float] = {}
     sends: dict[int, float] = {}
@@ -46,6 +93,9 @@ async def run(args: argparse.Namespace) -> None:
     if args.role == "ephemesh":
         from peer.core.room import MessageReceived
         from peer.node import Peer
+
+        if args.emulate_peer_ms > 0:
+            emulate_link_delay(args.emulate_peer_ms / 1000)
 
         peer = Peer(home=Path(args.home))
         closers.append(peer.close)
@@ -67,15 +117,24 @@ async def run(args: argparse.Namespace) -> None:
         ws = await session.ws_connect(f"{args.server}/ws?room=wan")
         closers.insert(0, ws.close)
 
+        down = DelayLine(args.emulate_server_ms / 1000, got) if args.emulate_server_ms > 0 else None
+        up = DelayLine(args.emulate_server_ms / 1000, ws.send_bytes) if args.emulate_server_ms > 0 else None
+
         async def read_ws() -> None:
             async for msg in ws:
                 if msg.type == aiohttp.WSMsgType.BINARY:
-                    got(tag_of(msg.data))
+                    if down is not None:
+                        down.put(tag_of(msg.data))
+                    else:
+                        got(tag_of(msg.data))
 
         readers.append(asyncio.create_task(read_ws()))
 
         async def send(tag: int) -> None:
-            await ws.send_bytes(payload_text(tag).encode())
+            if up is not None:
+                up.put(payload_text(tag).encode())
+            else:
+                await ws.send_bytes(payload_text(tag).encode())
 
     print("READY", flush=True)
     go = await line()
@@ -110,6 +169,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--server", default="")
     ap.add_argument("--invite", default="")
     ap.add_argument("--home", default="")
+    ap.add_argument("--emulate-peer-ms", type=float, default=0.0, help="app-level delay (no netem)")
+    ap.add_argument("--emulate-server-ms", type=float, default=0.0, help="app-level delay (no netem)")
     asyncio.run(run(ap.parse_args(argv)))
 
 

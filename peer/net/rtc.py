@@ -42,6 +42,16 @@ LOW_WATER = 256 << 10
 _CLOSED = object()
 
 
+async def close_pc(pc: RTCPeerConnection, timeout: float = 5.0) -> None:
+    """``pc.close()``, bounded: aiortc's close can wait forever on a connection still checking ICE."""
+    try:
+        await asyncio.wait_for(pc.close(), timeout)
+    except TimeoutError:
+        log.info("peer connection close timed out after %.0fs", timeout)
+    except Exception as exc:
+        log.info("peer connection close failed: %s", type(exc).__name__)
+
+
 def quiet_aiortc_teardown(loop: asyncio.AbstractEventLoop) -> None:
     """Keep aiortc's known teardown race out of the logs (aiortc issue #1040, open upstream).
 
@@ -202,7 +212,7 @@ class RtcTransport:
         self._mark_closed()
         with contextlib.suppress(Exception):
             self._channel.close()
-        await self._pc.close()
+        await close_pc(self._pc)
 
     async def _drain(self, linger: float) -> None:
         # aiortc has no flush: wait until the channel's queue and SCTP's unacknowledged data are empty.
@@ -296,7 +306,7 @@ class RtcConnector:
     def _new_pc(self, remote: str, offerer: bool) -> _Pending:
         old = self._pending.pop(remote, None)
         if old is not None:
-            task = asyncio.ensure_future(old.pc.close())
+            task = asyncio.ensure_future(close_pc(old.pc))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         pc = RTCPeerConnection(rtc_configuration(self._turn))
@@ -341,7 +351,7 @@ class RtcConnector:
         except BaseException:
             if self._pending.get(remote) is pending:
                 del self._pending[remote]
-            await pending.pc.close()
+            await close_pc(pending.pc)
             raise
         if self._pending.get(remote) is pending:
             del self._pending[remote]
@@ -397,9 +407,12 @@ class RtcConnector:
         return None
 
     async def close(self) -> None:
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
         pendings = list(self._pending.values())
         self._pending.clear()
         for p in pendings:
-            await p.pc.close()
+            await close_pc(p.pc)
+        if tasks:  # each one closes its own connection (bounded), so this ends
+            await asyncio.gather(*tasks, return_exceptions=True)
