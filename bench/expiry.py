@@ -60,7 +60,7 @@ async def run(n_peers: int, n_messages: int, ttl_ms: int, spread_ms: int) -> Non
                 at = now_ms() + ttl_ms + k * spread_ms // n_messages  # staggered expiries
                 msg_id = _send_expiring_at(room.core, f"bench {k}", at)
                 expires[msg_id] = at
-                await room._pump([])
+                room._pump([])
             for r in rooms:
                 await r.wait_for(lambda r=r: len(r.messages()) >= len(expires), 30)
             await asyncio.wait_for(done.wait(), ttl_ms / 1000 + spread_ms / 1000 + 30)
