@@ -204,7 +204,9 @@ def render(results: Path) -> str:
             f"{fmt(w.get('mb_per_connection'))} MB | | — |"
         )
     if expiry:
-        L.append("| expiry (`bench/expiry.py`, another engineer's) | see the section below | | | — |")
+        L.append(
+            "| expiry: `expires_at` to erased on every member (`bench/expiry.py`) | see the section below | | | — |"
+        )
     L.append("")
     L += ["## How the processes were laid out", ""]
     for name, r in (
