@@ -17,19 +17,16 @@ Rules:
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import json
 import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-import nacl.bindings
-import nacl.exceptions
-import nacl.signing
-
+from peer.core.crypto import b64u_decode as _core_b64u_decode
+from peer.core.crypto import b64u_encode as b64u_encode  # re-exported for the server and its tests
+from peer.core.crypto import ed25519_verify, validate_ed25519_public
 from peer.core.errors import ProtocolError
+from peer.core.ids import peer_id_from_public_key as peer_id_from_public_key
 
 PROTOCOL_VERSION: Final = 1
 AUTH_CONTEXT: Final = b"ephemesh-signaling-auth-v1\x00"
@@ -65,27 +62,12 @@ class FrameError(ProtocolError):
 # encodings and identities
 
 
-def b64u_encode(data: bytes) -> str:
-    """base64url without padding."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def b64u_decode(text: str) -> bytes:
-    """Strict inverse of :func:`b64u_encode`; raises ``ProtocolError('bad-frame')``."""
-    if not isinstance(text, str) or "=" in text or len(text) % 4 == 1:
-        raise ProtocolError("bad-frame", "invalid base64url")
+    """Strict base64url (no padding, canonical); raises ``ProtocolError('bad-frame')``."""
     try:
-        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as exc:
+        return _core_b64u_decode(text)
+    except ProtocolError as exc:
         raise ProtocolError("bad-frame", "invalid base64url") from exc
-    if b64u_encode(data) != text:
-        raise ProtocolError("bad-frame", "non-canonical base64url")
-    return data
-
-
-def peer_id_from_public_key(public_key: bytes) -> str:
-    """Lowercase hex of the first 16 bytes of SHA-256(public key)."""
-    return hashlib.sha256(public_key).digest()[:16].hex()
 
 
 def is_valid_id(value: object) -> bool:
@@ -102,12 +84,12 @@ def is_small_order(public_key: bytes) -> bool:
 
 
 def is_acceptable_public_key(public_key: bytes) -> bool:
-    """A 32-byte canonical point of the prime-order subgroup that is not small-order."""
-    return (
-        len(public_key) == 32
-        and not is_small_order(public_key)
-        and bool(nacl.bindings.crypto_core_ed25519_is_valid_point(public_key))
-    )
+    """A 32-byte canonical point of the prime-order subgroup that is not small-order (the core's rule)."""
+    try:
+        validate_ed25519_public(public_key)
+    except ProtocolError:
+        return False
+    return not is_small_order(public_key)
 
 
 def auth_message(nonce: bytes) -> bytes:
@@ -119,11 +101,9 @@ def verify_auth(public_key: bytes, signature: bytes, nonce: bytes) -> str:
     """Check an ``auth`` answer; return the peer id or raise ``ProtocolError('auth-failed')``."""
     if not is_acceptable_public_key(public_key):
         raise ProtocolError("auth-failed", "unacceptable public key")
-    if len(signature) != 64:
-        raise ProtocolError("auth-failed", "bad signature length")
     try:
-        nacl.signing.VerifyKey(public_key).verify(auth_message(nonce), signature)
-    except (nacl.exceptions.BadSignatureError, nacl.exceptions.CryptoError, ValueError, TypeError) as exc:
+        ed25519_verify(public_key, auth_message(nonce), signature)  # strict: canonical R and S too
+    except ProtocolError as exc:
         raise ProtocolError("auth-failed", "bad signature") from exc
     return peer_id_from_public_key(public_key)
 

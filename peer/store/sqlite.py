@@ -19,7 +19,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from peer.core.log import LogEntry
@@ -67,16 +66,6 @@ CREATE TABLE IF NOT EXISTS state (
     PRIMARY KEY (room_id, name)
 );
 """
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEnvelope:
-    sender: str
-    seq: int
-    lamport: int
-    sent_at: int
-    expires_at: int
-    data: bytes
 
 
 class Store:
@@ -137,7 +126,7 @@ class Store:
 
     # -- envelopes and tombstones ---------------------------------------------------------------------
 
-    def put_envelope(self, room_id: str, env: StoredEnvelope) -> bool:
+    def put_envelope(self, room_id: str, env: LogEntry) -> bool:
         with self._tx() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO envelopes (room_id, sender, seq, lamport, sent_at, expires_at, data)"
@@ -146,7 +135,7 @@ class Store:
             )
             return cur.rowcount == 1
 
-    def put_envelopes(self, room_id: str, envs: list[StoredEnvelope]) -> None:
+    def put_envelopes(self, room_id: str, envs: list[LogEntry]) -> None:
         with self._tx() as db:
             db.executemany(
                 "INSERT OR IGNORE INTO envelopes (room_id, sender, seq, lamport, sent_at, expires_at, data)"
@@ -154,13 +143,13 @@ class Store:
                 [(room_id, e.sender, e.seq, e.lamport, e.sent_at, e.expires_at, e.data) for e in envs],
             )
 
-    def envelopes(self, room_id: str) -> list[StoredEnvelope]:
+    def envelopes(self, room_id: str) -> list[LogEntry]:
         rows = self._db.execute(
             "SELECT sender, seq, lamport, sent_at, expires_at, data FROM envelopes WHERE room_id = ?"
             " ORDER BY lamport, sender, seq",
             (room_id,),
         )
-        return [StoredEnvelope(*row) for row in rows]
+        return [LogEntry(*row) for row in rows]
 
     def put_tombstone(self, room_id: str, sender: str, seq: int, until: int) -> None:
         self.erase(room_id, [(sender, seq)], until)
@@ -264,10 +253,7 @@ def snapshot(store: Store, room_id: str) -> Snapshot:
         )
     }
     return Snapshot(
-        envelopes=[
-            LogEntry(e.sender, e.seq, e.lamport, e.sent_at, e.expires_at, e.data)
-            for e in store.envelopes(room_id)
-        ],
+        envelopes=store.envelopes(room_id),
         tombstones=store.tombstones(room_id),
         message_keys=keys,
         states=store.states(room_id),

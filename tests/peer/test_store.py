@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from peer.store.sqlite import Store, StoredEnvelope
+from peer.core.log import LogEntry
+from peer.store.sqlite import Store
 
 
-def env(sender: str, seq: int, lamport: int, expires_at: int, data: bytes) -> StoredEnvelope:
-    return StoredEnvelope(
-        sender=sender, seq=seq, lamport=lamport, sent_at=0, expires_at=expires_at, data=data
-    )
+def env(sender: str, seq: int, lamport: int, expires_at: int, data: bytes) -> LogEntry:
+    return LogEntry(sender=sender, seq=seq, lamport=lamport, sent_at=0, expires_at=expires_at, data=data)
 
 
 def test_envelopes_survive_reopen_in_total_order(tmp_path: Path) -> None:
