@@ -228,8 +228,11 @@ def test_names_edits_reactions_typing_seen_and_receipts_across_languages(
     assert r["erased_on"] == sorted([desk_id, phone_id])
     assert "erased on 2 of 2" in r["ghost_text"]
     assert "seen by 2" in r["desk_seen_text"]  # the phone (automatically) and Python (mark_seen)
-    assert r["js_errors"] == [[], []]
-    assert r["py_errors"] == []
+    # ``unknown-sender`` is not a fault: an envelope overtook its author's ADD (via another member) and
+    # is asked for again once the ADD is in. Anything else would be a real interop error.
+    transient = {"unknown-sender"}
+    assert [[e for e in errs if e[1] not in transient] for errs in r["js_errors"]] == [[], []]
+    assert [e for e in r["py_errors"] if e[1] not in transient] == []
     if os.environ.get("EPHEMESH_UPDATE_DOCS") == "1":  # refresh the screenshots the docs show
         docs = REPO / "docs" / "img"
         docs.mkdir(parents=True, exist_ok=True)
