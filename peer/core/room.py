@@ -141,6 +141,9 @@ NEVER = 2**52
 HS_HELLO = 1
 HS_FINISH = 2
 PAIRWISE_AAD = b"ephemesh-v1 pairwise sender-key"
+PARK_PER_SENDER = 256  # envelopes held per unknown sender while its ADD is on its way
+PARK_TOTAL = 2048
+PARK_MS = 30_000
 PREKEY_AAD = b"ephemesh-v1 prekey sender-key"
 
 
@@ -237,6 +240,8 @@ class Room:
         self._aux_by_target: dict[Key, set[Key]] = {}
         self._profiles: dict[str, tuple[int, int, str]] = {}  # peer -> (lamport, seq, name)
         self._typing: dict[str, int] = {}  # peer -> typing indicator valid until
+        self._unknown: list[tuple[str, bytes]] = []  # envelopes _validate refused as unknown, in order
+        self._parked: dict[str, list[tuple[int, str, bytes]]] = {}  # sender -> (when, via, envelope)
         self._typing_sent: tuple[bool, int] = (False, 0)
         self._seen_sent: set[Key] = set()
         self._seen_out: dict[str, list[int]] = {}
@@ -528,7 +533,40 @@ class Room:
             return []
         if link.session is None:
             return self._receive_handshake(peer, link, data, now)
-        return self._handle_sync(self.sync.receive(peer, data, now), now)
+        events = self._handle_sync(self.sync.receive(peer, data, now), now)
+        if self._parked:
+            events += self._unpark(now)
+        return events
+
+    # -- envelopes that overtook their author's ADD -------------------------------------------------------
+
+    def _park(self, neighbour: str, sender: str, data: bytes, now: int) -> None:
+        """Hold an envelope from a sender we do not know yet (its ADD is still on its way), bounded."""
+        held = self._parked.setdefault(sender, [])
+        held.append((now, neighbour, data))
+        del held[:-PARK_PER_SENDER]
+        while sum(len(v) for v in self._parked.values()) > PARK_TOTAL:
+            oldest = min(self._parked, key=lambda k: self._parked[k][0][0])
+            self._parked[oldest].pop(0)
+            if not self._parked[oldest]:
+                del self._parked[oldest]
+
+    def _unpark(self, now: int) -> list[RoomEvent]:
+        """Feed parked envelopes of senders now known back through sync; drop those parked too long."""
+        events: list[RoomEvent] = []
+        for sender in list(self._parked):
+            items = self._parked[sender]
+            if sender not in self.bundles:
+                items[:] = [it for it in items if now - it[0] < PARK_MS]
+                if not items:
+                    del self._parked[sender]
+                continue
+            del self._parked[sender]
+            for _, neighbour, data in items:
+                if self.sync.is_ready(neighbour):
+                    frame = wire.encode_envelopes([data])[0]
+                    events += self._handle_sync(self.sync.receive(neighbour, frame, now), now)
+        return events
 
     def _receive_handshake(self, peer: str, link: _Link, data: bytes, now: int) -> list[RoomEvent]:
         try:
@@ -585,6 +623,10 @@ class Room:
             elif isinstance(ev, OpaqueFrame):
                 self._on_opaque(ev, now, events)
             elif isinstance(ev, ProtocolErrorEvent):
+                if ev.code == "unknown-sender" and self._unknown:
+                    # errors come in the order _validate refused them: park each with its neighbour
+                    self._park(ev.neighbour, *self._unknown.pop(0), now)
+                    continue
                 self.protocol_errors.append((ev.neighbour, ev.code))
                 if ev.code == "wrong-room":
                     self._dead.append(ev.neighbour)
@@ -1044,6 +1086,7 @@ class Room:
             else:
                 bundle = self.bundles.get(env.sender)
                 if bundle is None:
+                    self._unknown.append((env.sender, data))
                     raise ProtocolError("unknown-sender", "no bundle for the sender yet")
                 key = bundle.ed25519
         else:
@@ -1052,7 +1095,12 @@ class Room:
                 len(data) > wire.MAX_PROOF or any(q >= env.seq for q in decode_tombstone(env.payload))
             ):
                 raise ProtocolError("bad-tombstone", "unsend too large or naming a later seq")
-            self._verify_member_envelope(env)
+            try:
+                self._verify_member_envelope(env)
+            except ProtocolError as exc:
+                if exc.code == "unknown-sender":
+                    self._unknown.append((env.sender, data))
+                raise
             return LogEntry(env.sender, env.seq, env.lamport, env.sent_at, env.expires_at, data)
         verify_envelope(env, key)
         return LogEntry(env.sender, env.seq, env.lamport, env.sent_at, env.expires_at, data)
@@ -1073,6 +1121,8 @@ class Room:
     def handle_timer(self, now: int) -> list[RoomEvent]:
         events = self._handle_sync(self.sync.handle_timer(now), now)
         self._expire_typing(now, events)
+        if self._parked:
+            events += self._unpark(now)
         return events
 
     def take_persist(self) -> PersistBatch:

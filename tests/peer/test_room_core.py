@@ -167,3 +167,27 @@ def test_member_learned_after_a_full_chain_still_gets_its_key(net: Net) -> None:
     net.pump()
     net.tick(3000)
     assert [t for _, t in texts(b)] == [f"m{i}" for i in range(5)]
+
+
+def test_an_envelope_that_overtakes_its_authors_add_is_parked_then_accepted(net: Net) -> None:
+    from peer.core import wire
+
+    a, b = net.add(Identity.generate()), net.add(Identity.generate())
+    net.link(a, b)
+    net.pump()
+    net.tick(1000)
+    # c lives elsewhere for now: a and b have never heard of it
+    other = Net(net.invite, net.clock)
+    c = other.add(Identity.generate())
+    msg = c.send_text("early bird", net.clock.now)
+    entries = {e.seq: e.data for e in c.sync.log.ordered()}
+    add_env = entries[1]  # c's self-ADD is its first envelope
+    chat_env = entries[msg.seq]
+    # the chat envelope reaches a (through b) before c's ADD does
+    a.receive(b.peer_id, wire.encode_envelopes([chat_env])[0], net.clock.now)
+    assert (c.peer_id, msg.seq) not in a.sync.log
+    assert a._parked
+    assert "unknown-sender" not in [code for _, code in a.protocol_errors]
+    a.receive(b.peer_id, wire.encode_envelopes([add_env])[0], net.clock.now)
+    assert (c.peer_id, msg.seq) in a.sync.log  # fed back in as soon as c became known
+    assert not a._parked
