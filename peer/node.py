@@ -493,6 +493,13 @@ class Peer:
         if self._flush_handle is None and not self._store_closed:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
+    def flush(self) -> None:
+        """Commit now what is pending (normally committed at the end of this event-loop turn)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        if not self._store_closed:
+            self._flush()
+
     def _flush(self) -> None:
         """Group commit: persist every room that changed during this loop turn in one transaction, THEN
         transmit what depends on it (a chain key is on disk before anything sealed with it leaves)."""

@@ -61,6 +61,8 @@ async def test_forensic_nothing_readable_on_disk_after_expiry_or_unsend(
         assert len(keys) == 4  # every member holds the same four message keys
         regret_key = rooms[0].core._keys[(regret.sender, regret.seq)]
         plain = [s.encode() for s in secrets]
+        for p in ps:
+            p.flush()  # events are published before the group commit of the same loop turn
         for name in names:
             assert scan(tmp_path / name, plain) == [], name  # ciphertext only, before expiry too
             assert scan(tmp_path / name, [regret_key]), name  # keys are kept (crypto-shredding) until erased
@@ -71,6 +73,8 @@ async def test_forensic_nothing_readable_on_disk_after_expiry_or_unsend(
         for m, r in zip(sent, rooms, strict=False):  # every sender hears every other member erased
             await r.wait_for(lambda m=m, r=r: r.core.erasure(m.id) == (2, 2), WAIT)
         await rooms[0].wait_for(lambda: rooms[0].core.erasure(regret.id) == (2, 2), WAIT)
+        for p in ps:
+            p.flush()
         for name in names:
             assert scan(tmp_path / name, plain + keys) == [], name
     for name in names:  # and after a clean shutdown (no journal left behind)
