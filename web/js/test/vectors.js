@@ -21,7 +21,8 @@ import { publicBundle } from '../core/identity.js';
 
 const isProto = (/** @type {any} */ e) => e instanceof ProtocolError;
 /** Key-order-insensitive JSON equality (vector files are written with sorted keys). */
-const canon = (/** @type {any} */ x) => (x && typeof x === 'object' && !Array.isArray(x)
+/** @type {(x: any) => any} */
+const canon = (x) => (x && typeof x === 'object' && !Array.isArray(x)
   ? Object.fromEntries(Object.keys(x).sort().map((k) => [k, canon(x[k])])) : x);
 const sameJson = (/** @type {unknown} */ a, /** @type {unknown} */ b) => JSON.stringify(canon(a)) === JSON.stringify(canon(b));
 
