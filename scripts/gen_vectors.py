@@ -30,10 +30,13 @@ from peer.core.crypto import ED25519_SMALL_ORDER, X25519_SMALL_ORDER, Determinis
 from peer.core.envelope import (
     MAX_ENVELOPE,
     Kind,
+    decode_tombstone,
     encode_tombstone,
     message_key_to_aead_key,
+    parse_envelope,
     seal_envelope,
     seal_unchained_envelope,
+    verify_envelope,
 )
 from peer.core.erasure import ErasureReceipt
 from peer.core.errors import ProtocolError
@@ -499,6 +502,53 @@ def build_app(room: str, alice: Identity, bob: Identity) -> dict[str, Any]:
     }
 
 
+def _bad_envelopes(membership: bytes, chat: bytes) -> list[dict[str, str]]:
+    """Envelopes every implementation must refuse when parsing (before any signature check)."""
+
+    def patch(data: bytes, offset: int, new: bytes) -> bytes:
+        return data[:offset] + new + data[offset + len(new) :]
+
+    cases = [
+        ("too short", membership[: 90 + 4 + 63]),
+        ("version 2", patch(membership, 0, b"\x02")),
+        ("kind 0", patch(membership, 1, b"\x00")),
+        ("kind 5", patch(membership, 1, b"\x05")),
+        ("ct_len too long", patch(membership, 90, (len(membership) - 157).to_bytes(4, "big"))),
+        ("ct_len too short", patch(membership, 90, (len(membership) - 159).to_bytes(4, "big"))),
+        ("seq 2^53", patch(membership, 34, (2**53).to_bytes(8, "big"))),
+        ("lamport 2^64 - 1", patch(membership, 42, (2**64 - 1).to_bytes(8, "big"))),
+        ("expires_at before sent_at", patch(membership, 58, (NOW - 1).to_bytes(8, "big"))),
+        ("unchained with a chain id", patch(membership, 66, b"\x01")),
+        ("unchained with a chain index", patch(membership, 77, b"\x01")),
+        ("unchained with a nonce", patch(membership, 89, b"\x01")),
+        ("chat ciphertext under 16 bytes", chat[:90] + (15).to_bytes(4, "big") + chat[94:109] + chat[-64:]),
+        ("bad signature", patch(membership, len(membership) - 1, bytes([membership[-1] ^ 1]))),
+    ]
+    out = []
+    for name, data in cases:
+        parse = _parse_and_verify_as_alice if name == "bad signature" else parse_envelope
+        out.append({"name": name, "envelope": data.hex(), "code": _error_code(parse, data)})
+    return out
+
+
+def _parse_and_verify_as_alice(data: bytes) -> None:
+    verify_envelope(parse_envelope(data), _identity("alice")[1].public_key)
+
+
+def _bad_tombstones() -> list[dict[str, str]]:
+    cases = [
+        b"{",
+        b'{"t":"delete"}',
+        b'{"t":"remove","seqs":[1]}',
+        b'{"t":"delete","seqs":[-1]}',
+        b'{"t":"delete","seqs":[1.5]}',
+        b'{"t":"delete","seqs":[true]}',
+        b'{"t":"delete","seqs":[9007199254740992]}',
+        b'{"t":"delete","seqs":[' + b",".join(b"1" for _ in range(4097)) + b"]}",
+    ]
+    return [{"payload": c.hex(), "code": _error_code(decode_tombstone, c)} for c in cases]
+
+
 def build_room(inv: Invite, alice: Identity, bob: Identity) -> dict[str, Any]:
     """The room layer's use of the pieces: handshake frames, sender keys, every envelope kind."""
     room, mk = inv.room_id, inv.member_key
@@ -578,6 +628,8 @@ def build_room(inv: Invite, alice: Identity, bob: Identity) -> dict[str, Any]:
     return {
         "room_id": room,
         "never": NEVER,
+        "bad_envelopes": _bad_envelopes(bytes.fromhex(out_envs[0]["envelope"]), chat),
+        "bad_tombstone_payloads": _bad_tombstones(),
         "prekey_aad": PREKEY_AAD.hex(),
         "pairwise_aad": PAIRWISE_AAD.hex(),
         "handshake": {

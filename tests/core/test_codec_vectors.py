@@ -268,6 +268,22 @@ def test_room_vector() -> None:
     assert state.to_dict() == v["membership_state"]
 
 
+@pytest.mark.parametrize("case", _load("room")["bad_envelopes"], ids=lambda c: c["name"])
+def test_bad_envelope_vector(case: dict[str, Any]) -> None:
+    alice, _ = _ids()
+
+    def parse_and_verify(data: bytes) -> None:
+        verify_envelope(parse_envelope(data), alice.public_key)
+
+    assert _code(parse_and_verify, bytes.fromhex(case["envelope"])) == case["code"]
+
+
+def test_envelope_size_and_tombstone_payload_limits() -> None:
+    assert _code(parse_envelope, bytes(MAX_ENVELOPE + 1)) == "too-large"
+    for case in _load("room")["bad_tombstone_payloads"]:
+        assert _code(decode_tombstone, bytes.fromhex(case["payload"])) == case["code"]
+
+
 def _load_bob_session(hs: dict[str, Any], alice: Identity) -> PairwiseSession:
     return PairwiseSession(
         alice.peer_id, bytes.fromhex(hs["alice_recv_key"]), bytes.fromhex(hs["alice_send_key"])

@@ -265,6 +265,14 @@ export const CODEC_CHECKS = {
       assertEqual(rejected.length, 0, 'rejected ops');
       assertSame('membership state', stateToDict(state), v.membership_state);
     } },
+    { name: 'bad envelopes and tombstone payloads are refused with the recorded codes', fn: async () => {
+      const { alice } = await people(all);
+      for (const c of v.bad_envelopes) {
+        await refused(async () => verifyEnvelope(parseEnvelope(fromHex(c.envelope)), alice.publicKey), c.code, c.name);
+      }
+      await refused(() => parseEnvelope(new Uint8Array(MAX_ENVELOPE + 1)), 'too-large', 'envelope over MAX_ENVELOPE');
+      for (const c of v.bad_tombstone_payloads) await refused(() => decodeTombstone(fromHex(c.payload)), c.code, c.payload.slice(0, 40));
+    } },
   ],
   keys: (v) => [
     { name: 'small-order, non-canonical and mixed-order keys are refused; valid keys pass', fn: async () => {
