@@ -26,7 +26,7 @@ import nacl.bindings
 from peer.core import wire
 from peer.core.chains import SenderChain, SenderKeyMessage
 from peer.core.content import Content, Edit, Profile, Reaction, Text, decode_content, encode_content
-from peer.core.crypto import ED25519_SMALL_ORDER, X25519_SMALL_ORDER, DeterministicRng, sha256
+from peer.core.crypto import ED25519_SMALL_ORDER, X25519_SMALL_ORDER, DeterministicRng, b64u_encode, sha256
 from peer.core.envelope import (
     MAX_ENVELOPE,
     Kind,
@@ -235,6 +235,7 @@ def build() -> dict[str, dict[str, Any]]:
     out["app"] = build_app(room, alice, bob)
     out["keys"] = build_keys()
     out["rng"] = build_rng()
+    out["auth"] = build_auth(alice)
     return out
 
 
@@ -678,6 +679,27 @@ def build_keys() -> dict[str, Any]:
         "x25519_non_canonical": [*x_noncanonical, bytes(x_top_bit).hex()],
         "ed25519_valid": alice.public_key.hex(),
         "x25519_valid": alice.x25519_public.hex(),
+    }
+
+
+def build_auth(alice: Identity) -> dict[str, Any]:
+    """The signaling server's challenge/auth signature (*Signaling server protocol*, 2)."""
+    seed = b"auth-nonce"
+    nonce = DeterministicRng(seed)(32)
+    message = b"ephemesh-signaling-auth-v1\x00" + nonce
+    sig = alice.sign(message)
+    return {
+        "nonce_rng_seed": seed.hex(),
+        "nonce": nonce.hex(),
+        "nonce_b64u": b64u_encode(nonce),
+        "message": message.hex(),
+        "ed25519_public": alice.public_key.hex(),
+        "signature": sig.hex(),
+        "auth_frame": json.dumps(
+            {"type": "auth", "pubkey": b64u_encode(alice.public_key), "sig": b64u_encode(sig)},
+            separators=(",", ":"),
+        ),
+        "peer_id": alice.peer_id,
     }
 
 

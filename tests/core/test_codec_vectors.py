@@ -40,6 +40,7 @@ from peer.core.identity import Identity
 from peer.core.log import Tombstone
 from peer.core.membership import MembershipOp, MembershipState
 from peer.core.presence import SeenSignal, TypingSignal, decode_presence, encode_seen, encode_typing
+from signaling.protocol import auth_message, is_acceptable_public_key, verify_auth
 
 VECTORS = Path(__file__).resolve().parents[2] / "tests" / "vectors"
 
@@ -315,3 +316,23 @@ def test_rng_vector() -> None:
     assert [rng(n).hex() for n in v["calls"]] == v["outputs"]
     first = sha256(bytes.fromhex(v["seed"]) + bytes(4))
     assert v["outputs"][0] == first[:8].hex()
+
+
+def test_signaling_auth_vector() -> None:
+    v = _load("auth")
+    alice, _ = _ids()
+    nonce = bytes.fromhex(v["nonce"])
+    assert DeterministicRng(bytes.fromhex(v["nonce_rng_seed"]))(32) == nonce
+    assert auth_message(nonce).hex() == v["message"]
+    assert alice.sign(auth_message(nonce)).hex() == v["signature"]
+    assert verify_auth(alice.public_key, bytes.fromhex(v["signature"]), nonce) == v["peer_id"]
+    with pytest.raises(ProtocolError, match="auth-failed"):
+        verify_auth(alice.public_key, bytes.fromhex(v["signature"]), bytes(32))
+    # the server refuses every key the core refuses
+    keys = _load("keys")
+    for k in [
+        *keys["ed25519_small_order"],
+        *keys["ed25519_non_canonical"],
+        keys["ed25519_mixed_order"]["key"],
+    ]:
+        assert not is_acceptable_public_key(bytes.fromhex(k)), k

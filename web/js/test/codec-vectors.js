@@ -4,10 +4,11 @@
 // tests/core/test_codec_vectors.py checks the same files against Python.
 
 import { assert, assertEqual, assertRejects } from './runner.js';
-import { fromHex, toHex, utf8 } from '../core/bytes.js';
+import { b64uEncode, concatBytes, fromHex, toHex, utf8 } from '../core/bytes.js';
+import { AUTH_CONTEXT } from '../net/signaling.js';
 import { ProtocolError } from '../core/errors.js';
 import { checkEd25519PublicKey, checkX25519PublicKey, deterministicRng, sha256 } from '../core/crypto.js';
-import { identityFromBytes, publicBundle } from '../core/identity.js';
+import { identityFromBytes, publicBundle, sign } from '../core/identity.js';
 import {
   FrameType, MAX_FRAME, MAX_PROOF, decodeFrame, encodeAck, encodeEnvelopes, encodeHello, encodeOpaque, encodePing,
   encodePong, encodeTombstones, encodeWant,
@@ -284,6 +285,17 @@ export const CODEC_CHECKS = {
       }
       checkEd25519PublicKey(fromHex(v.ed25519_valid));
       checkX25519PublicKey(fromHex(v.x25519_valid));
+    } },
+  ],
+  auth: (v, all) => [
+    { name: 'signaling auth: message and signature byte for byte', fn: async () => {
+      const { alice } = await people(all);
+      const nonce = await deterministicRng(fromHex(v.nonce_rng_seed))(32);
+      assertEqual(toHex(nonce), v.nonce, 'nonce');
+      const message = concatBytes(AUTH_CONTEXT, nonce);
+      assertEqual(toHex(message), v.message, 'message');
+      assertEqual(toHex(await sign(alice, message)), v.signature, 'signature');
+      assertEqual(JSON.stringify({ type: 'auth', pubkey: b64uEncode(alice.publicKey), sig: b64uEncode(fromHex(v.signature)) }), v.auth_frame, 'auth frame');
     } },
   ],
   rng: (v) => [
