@@ -15,6 +15,9 @@ Usage: ``python scripts/gen_vectors.py [--check]`` (``--check`` exits 1 if the c
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import sys
 from collections.abc import Callable
@@ -700,6 +703,21 @@ def build_auth(alice: Identity) -> dict[str, Any]:
             separators=(",", ":"),
         ),
         "peer_id": alice.peer_id,
+        "turn": _turn_vector(alice.peer_id),
+    }
+
+
+def _turn_vector(peer_id: str) -> dict[str, Any]:
+    """TURN credentials in `welcome` (coturn's shared-secret scheme); computed here from the spec."""
+    secret, now_s, ttl_s = "turn-shared-secret", NOW // 1000, 3600
+    username = f"{now_s + ttl_s}:{peer_id}"
+    mac = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    return {
+        "secret": secret,
+        "now_s": now_s,
+        "ttl_s": ttl_s,
+        "username": username,
+        "credential": base64.b64encode(mac).decode("ascii"),
     }
 
 

@@ -40,7 +40,9 @@ from peer.core.identity import Identity
 from peer.core.log import Tombstone
 from peer.core.membership import MembershipOp, MembershipState
 from peer.core.presence import SeenSignal, TypingSignal, decode_presence, encode_seen, encode_typing
+from signaling.config import TurnConfig
 from signaling.protocol import auth_message, is_acceptable_public_key, verify_auth
+from signaling.turn import turn_credentials
 
 VECTORS = Path(__file__).resolve().parents[2] / "tests" / "vectors"
 
@@ -336,3 +338,11 @@ def test_signaling_auth_vector() -> None:
         keys["ed25519_mixed_order"]["key"],
     ]:
         assert not is_acceptable_public_key(bytes.fromhex(k)), k
+
+
+def test_turn_credentials_vector() -> None:
+    v = _load("auth")["turn"]
+    creds = turn_credentials(
+        TurnConfig(("turn:t.example:3478",), v["secret"], v["ttl_s"]), _ids()[0].peer_id, v["now_s"]
+    )
+    assert (creds["username"], creds["credential"]) == (v["username"], v["credential"])
