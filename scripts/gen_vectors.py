@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from peer.core.chains import SenderChain, SenderKeyMessage
+from peer.core.content import Text, encode_content
 from peer.core.crypto import DeterministicRng
-from peer.core.envelope import Kind, encode_text, message_key_to_aead_key, seal_envelope
+from peer.core.envelope import Kind, message_key_to_aead_key, seal_envelope
 from peer.core.handshake import (
     Handshake,
     generate_prekey,
@@ -92,7 +93,7 @@ def build() -> dict[str, dict[str, Any]]:
     state = chain
     for i in range(5):
         _, mk = state.advance()
-        plaintext = encode_text(f"message {i}", None if i == 0 else f"{alice.peer_id}:0")
+        plaintext = encode_content(Text(f"message {i}", None if i == 0 else f"{alice.peer_id}:0"))
         wire, state = seal_envelope(
             alice, room, state, Kind.CHAT, i, 10 + i, NOW + i, NOW + i + 3_600_000, plaintext, env_rng
         )

@@ -13,7 +13,7 @@ Rules (one session per neighbour; the adapter calls ``connect`` when a transport
 - A WANT is served with ENVELOPES for held, unexpired entries and TOMBSTONES for tombstoned keys; never
   an expired or tombstoned entry. At most ``max_serve_keys`` keys are looked at per WANT frame.
 - Every envelope received goes through ``validate``; a ``ProtocolError`` drops that envelope only and
-  yields ``ProtocolErrorEvent``; the session survives. A new entry is added, ACKed to the neighbour that
+  yields ``EnvelopeRefused`` (with the envelope, so the room may park it); the session survives. A new entry is added, ACKed to the neighbour that
   sent it and relayed to every other neighbour not known to have it (flood with dedupe = gossip).
 - Tombstones: a proof-less tombstone (expiry) is accepted for a held entry iff its ``expires_at <= now
   + skew``, and for an unheld key iff ``until <= now + skew`` (a forged one can hide a key for at most
@@ -29,7 +29,7 @@ Rules (one session per neighbour; the adapter calls ``connect`` when a transport
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from peer.core import wire
@@ -103,6 +103,15 @@ class ProtocolErrorEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class EnvelopeRefused:
+    """``validate`` refused an envelope from ``neighbour``; ``data`` is the envelope as received."""
+
+    neighbour: str
+    code: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class OpaqueFrame:
     neighbour: str
     type: wire.FrameType
@@ -117,6 +126,7 @@ Event = (
     | NeighbourReady
     | NeighbourTimedOut
     | ProtocolErrorEvent
+    | EnvelopeRefused
     | OpaqueFrame
 )
 
@@ -218,6 +228,48 @@ class SyncEngine:
         for s in self._sessions.values():
             if s.ready and not s.rejected:
                 self._request(s, now)
+
+    # -- hooks for the room (so nothing reaches into the log or the clock) ---------------------------
+
+    @property
+    def skew_ms(self) -> int:
+        return self.log.skew_ms
+
+    @property
+    def lamport(self) -> int:
+        return self.clock.value
+
+    def tick(self) -> int:
+        """The Lamport stamp for a local op or envelope."""
+        return self.clock.tick()
+
+    def observe(self, lamport: int) -> None:
+        self.clock.observe(lamport)
+
+    def entry(self, key: Key) -> LogEntry | None:
+        return self.log.get(key)
+
+    def tombstone_of(self, key: Key) -> Tombstone | None:
+        return self.log.get_tombstone(key)
+
+    def restore(self, entry: LogEntry, now: int) -> bool:
+        """Put back a stored entry at restart (no relay, no event); False if expired or tombstoned."""
+        if not self.log.add(entry, now):
+            return False
+        self.clock.observe(entry.lamport)
+        return True
+
+    def restore_tombstone(self, key: Key, until: int, proof: bytes = b"") -> None:
+        """Put back a stored tombstone (or one re-derived from a stored unsend) at restart."""
+        self.log.tombstone(key, until, proof)
+
+    def offer(self, neighbour: str, data: bytes, now: int) -> list[Event]:
+        """Feed one envelope back as if ``neighbour`` had just sent it (e.g. unparked); dropped if that
+        session is gone."""
+        s = self._sessions.get(neighbour)
+        if s is None or s.rejected or not s.ready:
+            return []
+        return self._on_envelopes(s, [data], now)
 
     # -- local API ------------------------------------------------------------------------------------
 
@@ -357,7 +409,7 @@ class SyncEngine:
         if not s.ready:
             return [self._error(neighbour, "no-hello")]
         if isinstance(frame, wire.Envelopes):
-            return self._on_envelopes(s, frame, now)
+            return self._on_envelopes(s, frame.items, now)
         if isinstance(frame, wire.Want):
             self._on_want(s, frame, now)
             return []
@@ -382,10 +434,10 @@ class SyncEngine:
         self._request(s, now)
         return events
 
-    def _on_envelopes(self, s: _Session, frame: wire.Envelopes, now: int) -> list[Event]:
+    def _on_envelopes(self, s: _Session, items: Sequence[bytes], now: int) -> list[Event]:
         events: list[Event] = []
         refill: list[_Session] = []
-        for item in frame.items:
+        for item in items:
             if self._peek is not None:
                 try:
                     seen_key = self._peek(item)
@@ -403,7 +455,8 @@ class SyncEngine:
             try:
                 entry = self._validate(item)
             except ProtocolError as e:
-                events.append(self._error(s.neighbour, e.code))
+                self.protocol_errors += 1
+                events.append(EnvelopeRefused(s.neighbour, e.code, item))
                 continue
             if entry.lamport > self.clock.value + self.config.max_lamport_jump:
                 events.append(self._error(s.neighbour, "lamport-jump"))
