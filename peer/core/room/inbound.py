@@ -182,7 +182,9 @@ class Inbound:
                 else:
                     self.timeline.on_seen(peer, signal.seqs, self.members_part.count_others(), events)
             elif ev.type == wire.FrameType.PAIRWISE:
-                self._accept_sender_key(SenderKeyMessage.decode(self.links.open(peer, ev.body)), events)
+                skm = SenderKeyMessage.decode(self.links.open(peer, ev.body))
+                if self.members_part.is_member(skm.sender):  # else its ADD is on its way: the copy
+                    self._accept_sender_key(skm, events)  # sealed to our prekey follows it in the log
             else:
                 raise ProtocolError("unexpected-frame", "frame type not expected here")
         except ProtocolError as exc:
