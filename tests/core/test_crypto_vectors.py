@@ -11,6 +11,7 @@ import pytest
 
 from peer.core.chains import ReceiverChain, SenderKeyMessage
 from peer.core.envelope import open_envelope, parse_envelope
+from peer.core.errors import ProtocolError
 from peer.core.handshake import PairwiseSession, PrekeyPrivate, SignedPrekey, open_from_prekey, open_pairwise
 from peer.core.identity import Identity, PublicBundle
 from peer.core.invite import Invite
@@ -109,3 +110,29 @@ def test_membership_vector_applies() -> None:
     state, rejected = MembershipState.from_ops(v["room_id"], ops, bytes.fromhex(v["member_key"]))
     assert rejected == []
     assert state.to_dict() == v["state"]
+
+
+def test_governance_vectors_resolve_identically_in_any_order() -> None:
+    """Roles, concurrent ops and announcement mode (tests/vectors/governance.json, checked in JS too)."""
+    v = _load("governance")
+    inv = Invite.parse(v["invite"]["url"])
+    assert (inv.owner, inv.room_id) == (v["invite"]["owner"], v["invite"]["room_id"])
+    assert (inv.signal_key.hex(), inv.member_key.hex()) == (
+        v["invite"]["signal_key"],
+        v["invite"]["member_key"],
+    )
+    assert Invite(inv.server, inv.secret, inv.ttl_s).room_id == v["invite"]["legacy_room_id"] != inv.room_id
+    assert Invite.parse(inv.url()) == inv
+    for bad in v["invite"]["bad"]:
+        with pytest.raises(ProtocolError, match="bad-invite"):
+            Invite.parse(bad)
+    for sc in v["scenarios"]:
+        ops = [MembershipOp.decode(bytes.fromhex(o)) for o in sc["ops"]]
+        for order in (ops, ops[::-1], ops[1::2] + ops[::2]):
+            state, rejected = MembershipState.from_ops(
+                sc["room_id"], order, bytes.fromhex(sc["member_key"]), sc["owner"]
+            )
+            assert state.to_dict() == sc["state"], sc["name"]
+            assert sorted(ops.index(op) for op in rejected) == sc["rejected"], sc["name"]
+            assert sorted(p for p in state.members if state.is_admin(p)) == sc["admins"]
+            assert [[p, n, state.may_post(p, n)] for p, n, _ in sc["posts"]] == sc["posts"]
