@@ -309,10 +309,10 @@ class Room(Inbound):
 
     def readmit(self, peer: str, now: int) -> list[RoomEvent]:
         """Let a removed member back in (admins only); every sender rotates so it gets the new chains."""
-        if not self.members_part.is_removed(peer):
-            raise ValueError("not a removed member")
         if not self.members_part.is_admin(self.peer_id):
             raise PermissionError("only an admin may readmit")
+        if not self.members_part.is_removed(peer):
+            raise ValueError("not a removed member")
         op = make_readmit(self.identity, self.invite.member_key, self.room_id, self.sync.tick(), peer)
         return self._publish_op(op, now)
 
