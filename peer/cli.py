@@ -155,7 +155,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                 f"ephemesh: no --server or $EPHEMESH_PUBLIC_URL: this invite ({server}) works on this machine only",
                 file=sys.stderr,
             )
-        invite = Invite.new(server.rstrip("/"), ttl_s=args.ttl)
+        owner = load_or_create_identity(home).peer_id  # the creator owns the room (bound by the invite)
+        invite = Invite.new(server.rstrip("/"), ttl_s=args.ttl, owner=owner)
         print(invite.url())
         return 0
     return asyncio.run(_run_async(args, home))
@@ -303,7 +304,9 @@ async def _listen(peer: Any, args: argparse.Namespace) -> int:
 
 
 CHAT_HELP = """commands: /name NAME · /edit TEXT (your last message) · /react EMOJI (the last message)
-          /unsend (your last message) · /timer DURATION (room timer) · /who · /help · Ctrl-D quits"""
+          /unsend (your last message) · /timer DURATION (room timer) · /who · /help · Ctrl-D quits
+          admins: /remove NAME · /readmit NAME · /admin NAME · /unadmin NAME · /announce on|off
+          anyone: /leave (for good: only an admin can readmit you)"""
 
 
 async def _chat(peer: Any, args: argparse.Namespace) -> int:
@@ -329,9 +332,13 @@ async def _chat(peer: Any, args: argparse.Namespace) -> int:
                 break
             text = line.decode(errors="replace").rstrip("\n")
             if text.startswith("/"):
-                await _chat_command(peer, room, text)
+                if await _chat_command(peer, room, text) == "left":
+                    break
             elif text.strip():
-                await room.send(text, ttl=args.ttl)
+                try:
+                    await room.send(text, ttl=args.ttl)
+                except PermissionError as exc:  # announcement mode
+                    print(f"! {exc}", flush=True)
     finally:
         shower.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -339,7 +346,15 @@ async def _chat(peer: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _chat_command(peer: Any, room: Any, line: str) -> None:
+def _find_member(room: Any, name: str, candidates: list[str]) -> str:
+    """The one peer among ``candidates`` whose display name or peer id (prefix) is ``name``."""
+    hits = [p for p in candidates if name in (room.label(p), p) or (len(name) >= 4 and p.startswith(name))]
+    if len(hits) != 1:
+        raise ValueError(f"{'no' if not hits else 'more than one'} member matches {name!r}")
+    return hits[0]
+
+
+async def _chat_command(peer: Any, room: Any, line: str) -> str | None:
     cmd, _, rest = line.partition(" ")
     rest = rest.strip()
     mine = [m for m in room.messages() if m.sender == peer.peer_id]
@@ -359,11 +374,27 @@ async def _chat_command(peer: Any, room: Any, line: str) -> None:
             online = set(room.online_members())
             for member in room.members():
                 state = "you" if member == peer.peer_id else ("online" if member in online else "offline")
-                print(f"  {room.label(member)} ({member[:8]}) {state}", flush=True)
+                role = "owner" if member == room.owner else ("admin" if room.is_admin(member) else "")
+                print(f"  {room.label(member)} ({member[:8]}) {state} {role}".rstrip(), flush=True)
+            if room.announce:
+                print("  announcement mode: only admins post", flush=True)
+        elif cmd == "/remove" and rest:
+            await room.remove_member(_find_member(room, rest, room.members()))
+        elif cmd == "/readmit" and rest:
+            await room.readmit(_find_member(room, rest, room.removed_members()))
+        elif cmd in ("/admin", "/unadmin") and rest:
+            await room.set_admin(_find_member(room, rest, room.members()), cmd == "/admin")
+        elif cmd == "/announce" and rest in ("on", "off"):
+            await room.set_announce(rest == "on")
+        elif cmd == "/leave":
+            await room.leave()
+            print("you left the room", flush=True)
+            return "left"
         else:
             print(CHAT_HELP, flush=True)
-    except (ValueError, argparse.ArgumentTypeError) as exc:
+    except (ValueError, PermissionError, argparse.ArgumentTypeError) as exc:
         print(f"! {exc}", flush=True)
+    return None
 
 
 async def _keep(peer: Any, args: argparse.Namespace) -> int:

@@ -282,10 +282,10 @@ class Room(Inbound):
     def remove_member(self, peer: str, now: int) -> list[RoomEvent]:
         """Remove ``peer`` (admins only; the owner cannot be removed) or leave, if it is us. Every
         sender rotates its chain. An admin can readmit a removed member (:meth:`readmit`)."""
-        if not self.members_part.is_member(peer):
-            raise ValueError("not a member")
         if peer != self.peer_id and not self.members_part.is_admin(self.peer_id):
             raise PermissionError("only an admin may remove another member")
+        if not self.members_part.is_member(peer):
+            raise ValueError("not a member")
         if peer != self.peer_id and peer == self.membership.owner:
             raise PermissionError("the owner cannot be removed")
         op = make_remove(self.identity, self.invite.member_key, self.room_id, self.sync.tick(), peer)
