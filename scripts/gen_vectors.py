@@ -379,6 +379,7 @@ def build_governance() -> dict[str, Any]:
         ),
     ]
     return {
+        "identities": {n: {"identity_bytes": i.to_bytes().hex()} for n, i in (("carol", carol), ("dave", dave))},
         "invite": {
             "url": owned.url(),
             "secret": owned.secret.hex(),
