@@ -15,7 +15,8 @@ from typing import Any
 
 from peer.core.chains import SenderChain, SenderKeyMessage
 from peer.core.crypto import DeterministicRng
-from peer.core.envelope import Kind, encode_text, message_key_to_aead_key, seal_envelope
+from peer.core.envelope import Envelope, Kind, encode_text, message_key_to_aead_key, seal_envelope
+from peer.core.erasure import ErasureReceipt
 from peer.core.handshake import (
     Handshake,
     generate_prekey,
@@ -27,6 +28,7 @@ from peer.core.handshake import (
 from peer.core.identity import Identity
 from peer.core.invite import Invite
 from peer.core.membership import MembershipState, make_add, make_remove, make_set_timer
+from peer.core.presence import SEEN_TAG
 from peer.core.safety import key_digits, safety_number
 from peer.core.signal import seal_signal
 
@@ -197,7 +199,63 @@ def build() -> dict[str, dict[str, Any]]:
         "ops": [op.encode().hex() for op in ops],
         "state": state_after.to_dict(),
     }
+    out["ranges"] = _ranges(alice, member_key, room)
     return out
+
+
+def _signed_envelope(
+    ident: Identity, room: str, seq: int, lamport: int, sent_at: int, expires_at: int, payload: bytes
+) -> str:
+    """An unchained MEMBERSHIP envelope with any header integers (the sealers refuse out-of-range ones)."""
+    env = Envelope(
+        Kind.MEMBERSHIP,
+        room,
+        ident.peer_id,
+        seq,
+        lamport,
+        sent_at,
+        expires_at,
+        bytes(8),
+        0,
+        bytes(12),
+        payload,
+        b"",
+    )
+    return (env.to_bytes() + ident.sign(env.signed_bytes())).hex()
+
+
+def _ranges(alice: Identity, member_key: bytes, room: str) -> dict[str, Any]:
+    """Inputs at and just past the protocol's one integer range (0..2**53-1): both cores must accept the
+    first kind and refuse the second with the same code."""
+    top, over = 2**53 - 1, 2**53
+    prekey = generate_prekey(alice, NOW, DeterministicRng(b"pa")).signed
+    add = make_add(alice, member_key, room, 1, alice.public_bundle(), prekey).encode()
+    cases: list[dict[str, Any]] = []
+
+    def env(name: str, ok: bool, seq: int, lamport: int, sent_at: int, expires_at: int) -> None:
+        hexed = _signed_envelope(alice, room, seq, lamport, sent_at, expires_at, add)
+        cases.append({"name": name, "what": "envelope", "hex": hexed, "code": None if ok else "bad-envelope"})
+
+    env("envelope at the top of the range", True, top, top, top, top)
+    env("envelope seq 2**53", False, over, 1, NOW, NOW)
+    env("envelope lamport 2**53", False, 1, over, NOW, NOW)
+    env("envelope expires_at 2**53", False, 1, 1, NOW, over)
+    env("envelope sent_at = expires_at = 2**63", False, 1, 1, 2**63, 2**63)
+    env("envelope expires_at 2**64-1", False, 1, 1, NOW, 2**64 - 1)
+    op = bytearray(make_add(alice, member_key, room, 1, alice.public_bundle(), prekey).encode())
+    op[34:42] = over.to_bytes(8, "big")  # the MAC and signature no longer match: the range check comes first
+    cases.append(
+        {"name": "membership lamport 2**53", "what": "membership", "hex": op.hex(), "code": "bad-op"}
+    )
+    receipt = ErasureReceipt.create(alice, room, alice.peer_id, [5, over]).encode()
+    cases.append(
+        {"name": "receipt seq 2**53", "what": "receipt", "hex": receipt.hex(), "code": "bad-receipt"}
+    )
+    receipt = ErasureReceipt.create(alice, room, alice.peer_id, [5, top]).encode()
+    cases.append({"name": "receipt seq 2**53-1", "what": "receipt", "hex": receipt.hex(), "code": None})
+    seen = bytes([SEEN_TAG]) + (1).to_bytes(2, "big") + over.to_bytes(8, "big")
+    cases.append({"name": "seen seq 2**53", "what": "seen", "hex": seen.hex(), "code": "bad-app-frame"})
+    return {"max_int": top, "cases": cases}
 
 
 def render(doc: dict[str, Any]) -> str:

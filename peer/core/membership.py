@@ -46,6 +46,7 @@ from peer.core.errors import ProtocolError
 from peer.core.handshake import SignedPrekey
 from peer.core.identity import Identity, PublicBundle
 from peer.core.ids import check_id, id_from_bytes, id_to_bytes
+from peer.core.ints import check_int
 
 LABEL_MAC = b"ephemesh-v1 membership-mac\x00"
 LABEL_SIG = b"ephemesh-v1 membership-sig\x00"
@@ -117,6 +118,7 @@ class MembershipOp:
         version, op, room, author, lamport = _PREFIX.unpack(data[: _PREFIX.size])
         if version != 1 or op not in OpType.__members__.values():
             raise ProtocolError("bad-op", "unknown version or op")
+        check_int(lamport, "bad-op", "lamport")
         body = data[_PREFIX.size : -96]
         if len(body) != _BODY_LEN[OpType(op)]:
             raise ProtocolError("bad-op", "bad body length")

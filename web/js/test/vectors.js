@@ -18,6 +18,8 @@ import { messageKeyToAeadKey, openEnvelope, parseEnvelope, sealEnvelope, decodeC
 import { Handshake, generatePrekey, openFromPrekey, openPairwise, prekeyToBytes, sealPairwise, sealToPrekey } from '../core/handshake.js';
 import { decodeOp, encodeOp, makeAdd, makeRemove, makeSetTimer, stateFromOps, stateToDict } from '../core/membership.js';
 import { publicBundle } from '../core/identity.js';
+import { decodeReceipt } from '../core/erasure.js';
+import { decodePresence } from '../core/presence.js';
 
 const isProto = (/** @type {any} */ e) => e instanceof ProtocolError;
 /** Key-order-insensitive JSON equality (vector files are written with sorted keys). */
@@ -228,6 +230,16 @@ const CHECKS = {
       await assertRejects(() => decodeOp(fromHex(v.ops[0]).slice(0, 100)), isProto);
     } },
   ],
+  ranges: (v) => v.cases.map((/** @type {{name: string, what: string, hex: string, code: string|null}} */ c) => ({
+    name: c.name,
+    fn: async () => {
+      /** @type {Record<string, (b: Uint8Array) => unknown>} */
+      const parsers = { envelope: parseEnvelope, membership: decodeOp, receipt: decodeReceipt, seen: decodePresence };
+      const parse = async () => parsers[c.what](fromHex(c.hex));
+      if (c.code === null) await parse();
+      else await assertRejects(parse, (e) => isProto(e) && e.code === c.code, c.name);
+    },
+  })),
 };
 
 const utf8b = (/** @type {string} */ s) => new TextEncoder().encode(s);
