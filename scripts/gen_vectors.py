@@ -198,9 +198,37 @@ def build() -> dict[str, dict[str, Any]]:
         "member_key": member_key.hex(),
         "ops": [op.encode().hex() for op in ops],
         "state": state_after.to_dict(),
+        "timer_pin": _timer_pin(alice, bob, member_key, room, pk.signed),
     }
     out["ranges"] = _ranges(alice, member_key, room)
     return out
+
+
+def _timer_pin(
+    alice: Identity, bob: Identity, member_key: bytes, room: str, bob_prekey: Any
+) -> dict[str, Any]:
+    """Item 13: bob tries to pin the room timer (version 2**32-1, then the next version placed last by a
+    huge lamport); alice's next change wins in every order."""
+    ops = [
+        make_add(
+            alice,
+            member_key,
+            room,
+            1,
+            alice.public_bundle(),
+            generate_prekey(alice, NOW, DeterministicRng(b"pa")).signed,
+        ),
+        make_add(alice, member_key, room, 2, bob.public_bundle(), bob_prekey),
+        make_set_timer(bob, member_key, room, 3, 1, 2**32 - 1),
+        make_set_timer(alice, member_key, room, 4, 600, 1),
+        make_set_timer(bob, member_key, room, 2**53 - 1, 1, 2),
+        make_set_timer(alice, member_key, room, 10, 900, 3),
+    ]
+    state, rejected = MembershipState.from_ops(room, ops, member_key)
+    assert not rejected
+    assert state.timer is not None
+    assert state.timer.version == 3
+    return {"ops": [op.encode().hex() for op in ops], "state": state.to_dict()}
 
 
 def _signed_envelope(

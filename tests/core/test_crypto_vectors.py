@@ -134,3 +134,12 @@ def test_range_vectors_one_integer_range(case: dict[str, Any]) -> None:
         with pytest.raises(ProtocolError) as exc:
             parse(data)
         assert exc.value.code == case["code"]
+
+
+def test_timer_pin_vector() -> None:
+    v = _load("membership")
+    ops = [MembershipOp.decode(bytes.fromhex(h)) for h in v["timer_pin"]["ops"]]
+    for order in (ops, ops[::-1]):
+        state, rejected = MembershipState.from_ops(v["room_id"], order, bytes.fromhex(v["member_key"]))
+        assert not rejected
+        assert state.to_dict() == v["timer_pin"]["state"]

@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 
 from peer.core import wire
-from peer.core.envelope import Envelope, Kind
+from peer.core.envelope import Envelope, Kind, seal_unchained_envelope
 from peer.core.handshake import generate_prekey
 from peer.core.identity import Identity
 from peer.core.invite import Invite
 from peer.core.log import LogEntry
-from peer.core.membership import make_add
-from peer.core.room import PersistBatch
+from peer.core.membership import make_add, make_set_timer
+from peer.core.room import NEVER, PersistBatch
 from peer.store.sqlite import Store, apply_batches, snapshot
 from peer.testing import FakeClock
 from tests.peer.room_net import Net, texts
@@ -88,3 +88,23 @@ def test_one_unstorable_row_never_rolls_back_the_group_commit(tmp_path: object) 
     assert list(snapshot(store, "s" * 32).message_keys) == [(other, 2)]
     assert store.get_state("r" * 32, "seq") == b"30"
     assert store.rejected_rows == 3
+
+
+def test_room_timer_cannot_be_pinned_and_the_next_change_just_works(net: Net) -> None:
+    """Issue 13, item 13: SET_TIMER with version 2**32-1 used to win every later change, and the next
+    honest change raised struct.error (the CLI's traceback)."""
+    a, mallory = net.add(Identity.generate()), net.add(Identity.generate())
+    net.link(a, mallory)
+    net.pump()
+    now = net.now(a)
+    op = make_set_timer(mallory.identity, net.invite.member_key, net.invite.room_id, 5, 1, 2**32 - 1)
+    env = seal_unchained_envelope(
+        mallory.identity, net.invite.room_id, Kind.MEMBERSHIP, 10_000, a.sync.clock.value + 1, now, NEVER,
+        op.encode(),
+    )  # fmt: skip
+    for frame in wire.encode_envelopes([env]):
+        net.events[a.peer_id] += a.receive(mallory.peer_id, frame, now)
+    net.pump()
+    a.set_timer(600, net.now(a))  # raised struct.error: version 2**32 does not fit a u32
+    net.pump()
+    assert a.timer_s == mallory.timer_s == 600

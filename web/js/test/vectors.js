@@ -229,6 +229,14 @@ const CHECKS = {
       assertEqual(wrongKey.rejected.length, 4, 'wrong member key rejects every op');
       await assertRejects(() => decodeOp(fromHex(v.ops[0]).slice(0, 100)), isProto);
     } },
+    { name: 'room timer cannot be pinned (version chain), in any order', fn: async () => {
+      const ops = await Promise.all(v.timer_pin.ops.map((/** @type {string} */ h) => decodeOp(fromHex(h))));
+      for (const order of [ops, [...ops].reverse(), [...ops.slice(2), ...ops.slice(0, 2)]]) {
+        const { state, rejected } = await stateFromOps(v.room_id, order, fromHex(v.member_key));
+        assertEqual(rejected.length, 0, 'rejected');
+        assert(sameJson(stateToDict(state), v.timer_pin.state), 'timer state');
+      }
+    } },
   ],
   ranges: (v) => v.cases.map((/** @type {{name: string, what: string, hex: string, code: string|null}} */ c) => ({
     name: c.name,
