@@ -45,7 +45,8 @@ from peer.core.ints import MAX_INT, check_int
 
 VERSION = 1
 HEADER_LEN = 90
-MAX_ENVELOPE = 64 * 1024
+#: one envelope must fit in one sync ENVELOPES frame: MAX_FRAME (65,536) - type u8 - count u16 - length u32
+MAX_ENVELOPE = 65_529
 LABEL_SIG = b"ephemesh-v1 envelope\x00"
 LABEL_KEY = b"ephemesh-v1 envelope-key"
 _HEADER = struct.Struct(">BB16s16sQQQQ8sI12s")
