@@ -101,10 +101,10 @@ class Agent(Proc):
 
     def next(self, predicate: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
         """The first event (seen before or arriving within ``timeout``) matching ``predicate``."""
-        for ev in self.events:
-            if predicate(ev):
-                self.events.remove(ev)
-                return ev
+        for seen in self.events:
+            if predicate(seen):
+                self.events.remove(seen)
+                return seen
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()

@@ -82,11 +82,8 @@ def test_symmetric_nats_without_turn_say_unreachable(net: Net) -> None:
     for me, other in ((a, b), (b, a)):
 
         def unreachable(e: dict[str, Any], o: Agent = other) -> bool:
-            return (
-                e["ev"] == "link"
-                and e["room"] == room
-                and e["peer"] == o.peer_id
-                and e["state"] == "unreachable"
+            return bool(e["ev"] == "link" and e["room"] == room and e["peer"] == o.peer_id) and bool(
+                e["state"] == "unreachable"
             )
 
         ev = me.next(unreachable, 45)
