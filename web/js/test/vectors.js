@@ -14,7 +14,8 @@ import {
   advance, createSenderKeyMessage, decodeSenderKeyMessage, encodeSenderKeyMessage, newSenderChain, receiverFromSenderKey,
   receiverMessageKey, receiverFromBytes, receiverToBytes,
 } from '../core/chains.js';
-import { messageKeyToAeadKey, openEnvelope, parseEnvelope, sealEnvelope, decodeContent } from '../core/envelope.js';
+import { messageKeyToAeadKey, openEnvelope, parseEnvelope, sealEnvelope } from '../core/envelope.js';
+import { decodeContent } from '../core/content.js';
 import { Handshake, generatePrekey, openFromPrekey, openPairwise, prekeyToBytes, sealPairwise, sealToPrekey } from '../core/handshake.js';
 import { decodeOp, encodeOp, makeAdd, makeRemove, makeSetTimer, stateFromOps, stateToDict } from '../core/membership.js';
 import { publicBundle } from '../core/identity.js';
