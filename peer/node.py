@@ -50,6 +50,7 @@ from peer.core.log import DEFAULT_SKEW_MS
 from peer.core.room import Room
 from peer.core.signal import ReplayCache, open_signal, seal_signal
 from peer.home import STORE_FILE, load_or_create_identity, resolve_home
+from peer.net.linkstate import Link, LinkChanged, LinkInfo, Reason
 from peer.net.mesh import RoomMesh
 from peer.net.rtc import RtcTransport, quiet_aiortc_teardown
 from peer.net.signaling import (
@@ -65,7 +66,7 @@ from peer.store.sqlite import Store, apply_batch, apply_batches, snapshot
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Message", "Peer", "PeerError", "RoomHandle"]
+__all__ = ["Link", "LinkChanged", "LinkInfo", "Message", "Peer", "PeerError", "Reason", "RoomHandle"]
 
 
 def now_ms() -> int:
@@ -86,7 +87,7 @@ class RoomHandle:
         self.keeper = keeper
         self.room_id = invite.room_id
         self.mesh: RoomMesh | None = None
-        self._subscribers: list[asyncio.Queue[RoomEvent | None]] = []
+        self._subscribers: list[asyncio.Queue[RoomEvent | LinkChanged | None]] = []
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._changed = asyncio.Event()
@@ -111,6 +112,24 @@ class RoomHandle:
     def online_members(self) -> list[str]:
         """Members we have an authenticated, synced link with right now."""
         return sorted(self.core.online())
+
+    def links(self) -> dict[str, LinkInfo]:
+        """Our link to every peer the server lists: connecting / direct / relayed / unreachable (+ reason).
+
+        Local knowledge (see :mod:`peer.net.linkstate`); a ``LinkChanged`` event marks every change.
+        """
+        return self.mesh.link_infos() if self.mesh is not None else {}
+
+    def link(self, peer: str) -> LinkInfo | None:
+        """Our link to ``peer``, or None when the server does not list it (offline)."""
+        return self.mesh.link_info(peer) if self.mesh is not None else None
+
+    def link_changed(self, info: LinkInfo) -> None:
+        """Mesh callback: publish a ``LinkChanged`` event and wake waiters."""
+        for q in self._subscribers:
+            q.put_nowait(LinkChanged(info))
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     async def send(self, text: str, *, ttl: float | None = None, reply_to: str | None = None) -> Message:
         ttl_s = int(ttl) if ttl is not None else None
@@ -216,9 +235,9 @@ class RoomHandle:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout)
 
-    async def events(self, *, history: bool = False) -> AsyncIterator[RoomEvent]:
-        """Room events as they happen; ``history=True`` first replays the stored messages."""
-        queue: asyncio.Queue[RoomEvent | None] = asyncio.Queue()
+    async def events(self, *, history: bool = False) -> AsyncIterator[RoomEvent | LinkChanged]:
+        """Room events as they happen (and ``LinkChanged``); ``history=True`` first replays the stored messages."""
+        queue: asyncio.Queue[RoomEvent | LinkChanged | None] = asyncio.Queue()
         if history:
             for m in self.core.messages():
                 queue.put_nowait(MessageReceived(m))
@@ -291,6 +310,8 @@ class RoomHandle:
         before it is on disk. What we *send* (acks, our own envelopes) waits for the commit.
         """
         for ev in events:
+            if isinstance(ev, MemberOnline) and ev.online and self.mesh is not None:
+                self.mesh.link_ready(ev.peer)  # handshake done: the link is direct or relayed now
             for q in self._subscribers:
                 q.put_nowait(ev)
         self._peer.schedule_flush(self)
@@ -412,8 +433,9 @@ class Peer:
             lambda to, payload: self._send_signal(inv.server, inv.room_id, to, payload),
             handle.link_up,
             handle.link_down,
-            turn=client.turn,
+            ice=client.ice,
             connect_timeout=self._connect_timeout,
+            on_link_state=handle.link_changed,
         )
         present = await client.join(inv.room_id)
         handle.mesh.set_present(present)
@@ -464,6 +486,7 @@ class Peer:
             self._signaling[server] = client
             for handle in list(self.rooms.values()):
                 if handle.invite.server == server and handle.mesh is not None:
+                    handle.mesh.set_ice(client.ice)  # fresh TURN credentials
                     try:
                         handle.mesh.set_present(await client.join(handle.room_id))
                     except (SignalingError, ConnectionError) as exc:

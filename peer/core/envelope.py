@@ -44,11 +44,13 @@ from peer.core.ids import id_from_bytes, id_to_bytes, peer_id_from_public_key
 
 VERSION = 1
 HEADER_LEN = 90
-MAX_ENVELOPE = 64 * 1024
+#: one envelope must fit in one sync ENVELOPES frame: MAX_FRAME (65,536) - type u8 - count u16 - length u32
+MAX_ENVELOPE = 65_529
 LABEL_SIG = b"ephemesh-v1 envelope\x00"
 LABEL_KEY = b"ephemesh-v1 envelope-key"
 _HEADER = struct.Struct(">BB16s16sQQQQ8sI12s")
-MAX_U64 = 2**64 - 1
+#: every integer field (u64 on the wire) is at most 2**53 - 1, like the sync wire and the JS mirror
+MAX_INT = 2**53 - 1
 
 
 class Kind(IntEnum):
@@ -109,7 +111,7 @@ class Envelope:
 
 
 def _check_times(seq: int, lamport: int, sent_at: int, expires_at: int) -> None:
-    if not all(0 <= v <= MAX_U64 for v in (seq, lamport, sent_at, expires_at)) or expires_at < sent_at:
+    if not all(0 <= v <= MAX_INT for v in (seq, lamport, sent_at, expires_at)) or expires_at < sent_at:
         raise ProtocolError("bad-envelope", "bad counters or times")
 
 
@@ -312,6 +314,6 @@ def decode_tombstone(payload: bytes) -> list[int]:
     seqs = obj.get("seqs") if isinstance(obj, dict) and obj.get("t") == "delete" else None
     if not isinstance(seqs, list) or len(seqs) > 4096:
         raise ProtocolError("bad-tombstone", "malformed tombstone")
-    if not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_U64 for s in seqs):
+    if not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_INT for s in seqs):
         raise ProtocolError("bad-tombstone", "malformed tombstone")
     return list(seqs)

@@ -171,6 +171,8 @@ class SignalingClient:
         self._peer_id = peer_id
         turn = welcome.get("turn")
         self._turn: dict[str, Any] | None = turn if isinstance(turn, dict) else None
+        ice = welcome.get("ice_servers")
+        self._ice_servers: list[dict[str, Any]] | None = ice if isinstance(ice, list) else None
         limits = welcome.get("limits")
         self._limits: dict[str, Any] = limits if isinstance(limits, dict) else {}
         self._heartbeat_s = heartbeat_s
@@ -260,6 +262,16 @@ class SignalingClient:
     @property
     def peer_id(self) -> str:
         return self._peer_id
+
+    @property
+    def ice_servers(self) -> list[dict[str, Any]] | None:
+        """``welcome.ice_servers`` (STUN and TURN, RTCIceServer-shaped; validated by peer.net.rtc)."""
+        return self._ice_servers
+
+    @property
+    def ice(self) -> list[dict[str, Any]] | dict[str, Any] | None:
+        """What to configure ICE with: ``ice_servers``, else the legacy ``turn`` object."""
+        return self._ice_servers if self._ice_servers is not None else self._turn
 
     @property
     def turn(self) -> dict[str, Any] | None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from peer.core import wire
 from peer.core.chains import MAX_SKIP, ChainPolicy, ReceiverChain, SenderChain, SenderKeyMessage
 from peer.core.content import Content, Text, decode_content, encode_content
 from peer.core.crypto import DeterministicRng
 from peer.core.envelope import (
+    MAX_ENVELOPE,
     Kind,
     decode_tombstone,
     encode_tombstone,
@@ -172,3 +174,23 @@ def test_parse_limits() -> None:
         seal_unchained_envelope(alice, ROOM, Kind.MEMBERSHIP, 0, 0, NOW, NOW, bytes(64 * 1024))
     with pytest.raises(ProtocolError):
         seal_unchained_envelope(alice, ROOM, Kind.MEMBERSHIP, 0, 0, NOW, NOW - 1, b"")
+
+
+def test_largest_envelope_fits_one_envelopes_frame() -> None:
+    """MAX_ENVELOPE is what one ENVELOPES frame can carry; one byte more is refused when sealing and parsing."""
+    alice = identity("alice")
+    assert MAX_ENVELOPE == wire.MAX_FRAME - 1 - 2 - 4
+    overhead = 90 + 4 + 64
+    largest = seal_unchained_envelope(
+        alice, ROOM, Kind.MEMBERSHIP, 1, 1, NOW, NOW, bytes(MAX_ENVELOPE - overhead)
+    )
+    assert len(largest) == MAX_ENVELOPE
+    assert parse_envelope(largest).seq == 1
+    (frame,) = wire.encode_envelopes([largest])
+    assert len(frame) == wire.MAX_FRAME
+    with pytest.raises(ProtocolError, match="too-large"):
+        seal_unchained_envelope(
+            alice, ROOM, Kind.MEMBERSHIP, 1, 1, NOW, NOW, bytes(MAX_ENVELOPE - overhead + 1)
+        )
+    with pytest.raises(ProtocolError, match="too-large"):
+        parse_envelope(largest + b"\x00")
