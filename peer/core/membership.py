@@ -35,7 +35,13 @@ ROLE        author is an admin; target is a current member other than the owner;
 READMIT     author is an admin; target is in ``removed``. The target is a member again (with its
             last bundle and prekey, as a plain member) and ``epoch`` increments, so every sender
             rotates and hands the readmitted member its new chain.
-SET_TIMER   author is an admin. Highest ``(version, author)`` wins.
+SET_TIMER   author is an admin. Versions form a chain from 1: the timer is the op with the
+            highest *reachable* version (one for which every lower version 1..v-1 has an op too),
+            ties broken by the highest author (then ttl). A client writes ``current version + 1``.
+            An op that skips versions is held, not applied, until the gap fills, so no one can pin
+            the timer with a huge version (e.g. 2**32-1): the next honest change outranks any op
+            an attacker could place, and reachable versions only grow by one per change. The
+            winner depends on the set of accepted ops only, not on their order or lamport.
 SETTINGS    author is an admin; the flags of the latest valid SETTINGS op in canonical order hold.
             ``announce_since`` is the lamport of the op that turned announcement mode on (0 = off):
             while it is on, a chat envelope of a non-admin with a later lamport is not shown.
@@ -72,10 +78,12 @@ from peer.core.errors import ProtocolError
 from peer.core.handshake import SignedPrekey
 from peer.core.identity import Identity, PublicBundle
 from peer.core.ids import check_id, id_from_bytes, id_to_bytes
+from peer.core.ints import check_int
 
 LABEL_MAC = b"ephemesh-v1 membership-mac\x00"
 LABEL_SIG = b"ephemesh-v1 membership-sig\x00"
 MAX_TTL_S = 31_536_000
+MAX_TIMER_VERSION = 2**32 - 1  # a u32 on the wire
 _PREFIX = struct.Struct(">BB16s16sQ")  # 42 bytes
 
 
@@ -167,6 +175,7 @@ class MembershipOp:
         version, op, room, author, lamport = _PREFIX.unpack(data[: _PREFIX.size])
         if version != 1 or op not in OpType.__members__.values():
             raise ProtocolError("bad-op", "unknown version or op")
+        check_int(lamport, "bad-op", "lamport")
         body = data[_PREFIX.size : -96]
         if len(body) != _BODY_LEN[OpType(op)]:
             raise ProtocolError("bad-op", "bad body length")
@@ -216,6 +225,8 @@ def make_set_timer(
 ) -> MembershipOp:
     if not 0 <= ttl_s <= MAX_TTL_S:
         raise ValueError("ttl out of range")
+    if not 1 <= version <= MAX_TIMER_VERSION:
+        raise ValueError("room timer version out of range")
     return _make(identity, member_key, room_id, lamport, OpType.SET_TIMER, u32(ttl_s) + u32(version))
 
 
@@ -267,6 +278,8 @@ class MembershipState:
     announce_since: int = 0  # lamport of the SETTINGS op that turned announcement mode on; 0 = off
     #: the last member record of each removed member (what READMIT restores); not part of equality
     former: dict[str, Member] = field(default_factory=dict, compare=False)
+    #: accepted SET_TIMER ops above the reachable chain (a gap below them); not part of equality
+    timer_held: frozenset[Timer] = field(default=frozenset(), compare=False)
 
     def is_member(self, peer_id: str) -> bool:
         return peer_id in self.members
@@ -314,9 +327,28 @@ class MembershipState:
             announce_since = (self.announce_since or max(op.lamport, 1)) if op.flags & ANNOUNCE else 0
             return replace(self, announce_since=announce_since)
         ttl_s, version = op.timer
-        if self.timer is not None and (version, op.author) <= (self.timer.version, self.timer.author):
+        return self._with_timer(Timer(ttl_s, version, op.author))
+
+    def _with_timer(self, new: Timer) -> MembershipState:
+        """Add an accepted SET_TIMER and walk the version chain as far as it reaches (see the rules)."""
+        timer, held = self.timer, self.timer_held | {new}
+        while True:
+            level = timer.version if timer is not None else 0
+            step = [t for t in held if t.version == level + 1]
+            if not step and timer is not None:  # a better op at the current level
+                step = [
+                    t
+                    for t in held
+                    if t.version == level and (t.author, t.ttl_s) > (timer.author, timer.ttl_s)
+                ]
+            if not step:
+                break
+            timer = max(step, key=lambda t: (t.author, t.ttl_s))
+            held = frozenset(t for t in held if t.version >= timer.version and t != timer)
+        held = frozenset(t for t in held if timer is None or t.version > timer.version)
+        if timer == self.timer and held == self.timer_held:
             return self
-        return replace(self, timer=Timer(ttl_s, version, op.author))
+        return replace(self, timer=timer, timer_held=held)
 
     def _remove(self, op: MembershipOp) -> MembershipState:
         target = op.target
