@@ -350,6 +350,8 @@ class RoomHandle:
         for ev in events:
             if isinstance(ev, MemberOnline) and ev.online and self.mesh is not None:
                 self.mesh.link_ready(ev.peer)  # handshake done: the link is direct or relayed now
+            elif isinstance(ev, MemberJoined) and self.mesh is not None:
+                self.mesh.forgive(ev.peer)  # e.g. readmitted: its refused links no longer count
             for q in self._subscribers:
                 q.put_nowait(ev)
         self._peer.schedule_flush(self)
