@@ -215,8 +215,8 @@ def receipts_typing_seen() -> Trace:
 
 
 def content_types() -> Trace:
-    """Every content type: text, a reply, profile (display name), edit (own message only; a forged
-    edit of someone else's is refused as bad-edit), reactions on and off."""
+    """Every content type: text (non-ASCII), a reply, profile (display name, cleaned), edit of our own
+    message, reactions on and off by two members."""
     t = Trace("content_types", content_types.__doc__ or "", "content")
     for p in ("A", "B"):
         t.peer(p)
