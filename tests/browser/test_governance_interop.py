@@ -14,7 +14,7 @@ from playwright.async_api import Browser
 from peer.core.invite import Invite
 from peer.node import Peer
 
-from .harness import BrowserHarness
+from .harness import ARTIFACTS, BrowserHarness
 
 pytestmark = pytest.mark.browser
 
@@ -33,7 +33,7 @@ HOSTILE_REMOVE_JS = """async (target) => {
 def _scenario(tmp: Path) -> Any:
     async def run(browser: Browser, base_url: str) -> dict[str, Any]:
         alice, bob = Peer(home=tmp / "alice"), Peer(home=tmp / "bob")
-        context = await browser.new_context()
+        context = await browser.new_context(bypass_csp=True)  # the tests evaluate strings
         try:
             invite = Invite.new(base_url, owner=alice.peer_id)
             a, b = await alice.join(invite), await bob.join(invite)
@@ -42,6 +42,11 @@ def _scenario(tmp: Path) -> Any:
             await page.wait_for_function("window.ephemesh !== undefined && window.ephemesh.app.room !== null")
             carol = await page.evaluate("window.ephemesh.identity.peerId")
             await page.wait_for_function(OPEN_JS, arg=2, timeout=WAIT_MS)
+            await page.wait_for_function(
+                """() => window.ephemesh.app.room.members().length === 3
+                  && window.ephemesh.store.getState().roles.admins.length > 0""",
+                timeout=WAIT_MS,
+            )
             for r in (a, b):
                 await r.wait_for(lambda r=r: len(r.online_members()) == 2 and carol in r.members(), WAIT_S)
             roles = await page.evaluate("window.ephemesh.store.getState().roles")
@@ -60,6 +65,8 @@ def _scenario(tmp: Path) -> Any:
             await page.wait_for_function(
                 "p => window.ephemesh.store.getState().roles.admins.includes(p)", arg=carol, timeout=WAIT_MS
             )
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=str(ARTIFACTS / "governance-admin-actions.png"), animations="disabled")
             await page.locator(
                 f'#member-list li[data-peer="{bob.peer_id}"] button[data-action="remove"]'
             ).click()
