@@ -21,7 +21,8 @@ async def test_listen_json_reports_link_state_and_who_shows_it(signaling_url: st
         links = [o for o in seen if o.get("event") == "link"]
         assert {o["state"] for o in links[:-1]} <= {"connecting"}  # nothing reachable before it is
         assert links[-1]["path"] == ["host", "host"]  # loopback machine: host candidates, no NAT
-        assert chat.stdin is not None and chat.stdout is not None
+        assert chat.stdin is not None
+        assert chat.stdout is not None
         async with asyncio.timeout(WAIT):
             while True:  # /who until the link is up on the chat side too (its output is line-based)
                 chat.stdin.write(b"/who\n")
