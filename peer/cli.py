@@ -369,7 +369,7 @@ async def _chat_command(peer: Any, room: Any, line: str) -> None:
                 print(f"  {room.label(member)} ({member[:8]}) {state}", flush=True)
         else:
             print(CHAT_HELP, flush=True)
-    except (ValueError, argparse.ArgumentTypeError) as exc:
+    except (ValueError, ProtocolError, argparse.ArgumentTypeError) as exc:  # a refusal, never a traceback
         print(f"! {exc}", flush=True)
 
 
