@@ -46,8 +46,10 @@ async def main(seconds: float) -> None:
         await honest.join(invite)
         await asyncio.sleep(seconds)  # the measurement window
         elapsed = time.monotonic() - start
-        print(f"offers received by a handshake-refusing peer in {elapsed:.0f} s: {offers} "
-              f"(bound {RedialPolicy().max_attempts(elapsed)}; before: ~24/s)")
+        print(
+            f"offers received by a handshake-refusing peer in {elapsed:.0f} s: {offers} "
+            f"(bound {RedialPolicy().max_attempts(elapsed)}; before: ~24/s)"
+        )
         await honest.close()
         await hostile.close()
     await runner.cleanup()

@@ -90,10 +90,12 @@ async def wait_text(page: Page, text: str) -> None:
     )
 
 
-async def member(page: Page, peer: str) -> dict[str, Any]:
+async def member(page: Page, peer: str, path: str | None = None) -> dict[str, Any]:
+    """The member once reachable (and, with ``path``, once its link settled on that path: Chromium may
+    start on a relay and move to a hole-punched pair a moment later; the UI follows it)."""
     await page.wait_for_function(
-        f"p => {{ const m = {STATE}.members[p]; return m && m.link === 'open' && m.path; }}",
-        arg=peer,
+        f"([p, want]) => {{ const m = {STATE}.members[p]; return m && m.link === 'open' && m.path && (!want || m.path === want); }}",
+        arg=[peer, path],
         timeout=WAIT_MS,
     )
     result: dict[str, Any] = await page.evaluate(f"p => {STATE}.members[p]", peer)
@@ -114,7 +116,7 @@ def test_browser_browser_across_two_nats(net: Net, browsers: Browsers, mode: str
         await wait_text(a, text)
         elapsed = time.monotonic() - t0
         peer_a = str(await a.evaluate(f"() => {STATE}.self"))
-        at_a, at_b = await member(a, peer_b), await member(b, peer_a)
+        at_a, at_b = await member(a, peer_b, expected), await member(b, peer_a, expected)
         # the sender's own message stops being pending once delivered
         await b.locator("#messages li.mine .delivered").first.wait_for(timeout=WAIT_MS)
         assert await a.locator("#conn-state").text_content() == "connected"

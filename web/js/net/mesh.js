@@ -303,9 +303,18 @@ export class Mesh {
     const link = this.links.get(peer);
     if (!link || link.state !== 'open') return;
     this.neighbour(peer).readyAt = Date.now();
+    await this.updatePath(link);
+    // Chromium keeps checking after it connects and may move to a better pair (a relay first, then a
+    // hole-punched direct path): follow the selected pair.
+    const ice = link.pc.sctp?.transport?.iceTransport;
+    ice?.addEventListener('selectedcandidatepairchange', () => void this.updatePath(link));
+  }
+
+  /** @param {Link} link */
+  async updatePath(link) {
     const path = await selectedPath(link.pc);
-    if (this.links.get(peer) !== link) return;
-    this.setInfo(peer, path && path.includes('relay') ? 'relayed' : 'direct', null, path);
+    if (this.links.get(link.peer) !== link || link.state !== 'open') return;
+    this.setInfo(link.peer, path && path.includes('relay') ? 'relayed' : 'direct', null, path);
   }
 
   /** The room gave up on the link (handshake failed, heartbeats timed out): close it and redial later. @param {string} peer */
