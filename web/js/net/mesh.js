@@ -13,8 +13,8 @@
 // - A neighbour that has not opened its channel within connectTimeoutMs is reported 'failed'.
 // - Redial and link state mirror peer/net/mesh.py and peer/net/linkstate.py (see PROTOCOL.md, "Links
 //   across NATs"): every failure backs off per neighbour on both sides (1 s doubling to 60 s, ±25 %
-//   jitter, reset only after a link stayed ready 30 s); an answerer drops an offer that arrives before
-//   half the nominal delay since its last failure with that peer; the higher id sends a sealed
+//   jitter, reset only after a link stayed ready 30 s); from the second consecutive failure on, an
+//   answerer drops an offer that arrives before half the nominal delay since its last failure with that peer; the higher id sends a sealed
 //   {kind:'hello'} (room-wide at most 5/s after a burst of 10, per peer under the same backoff) to nudge
 //   the offerer, which dials at once on a hello only if it has no failure with that peer; at most
 //   MAX_DIALS connections are in set-up at once.
@@ -365,7 +365,7 @@ export class Mesh {
     } else if (msg.kind === 'offer') {
       if (!(from < this.opts.selfId)) return;
       const n = this.neighbour(from);
-      if (n.failures && Date.now() < n.failedAt + nominalDelay(n.failures, this.policy) * this.policy.acceptFactor) {
+      if (n.failures >= 2 && Date.now() < n.failedAt + nominalDelay(n.failures, this.policy) * this.policy.acceptFactor) {
         this.offersDropped += 1;
         return;
       }
