@@ -29,6 +29,7 @@ from peer.core.crypto import DeterministicRng, b64u_decode, b64u_encode
 from peer.core.events import RoomEvent
 from peer.core.identity import Identity, PublicBundle
 from peer.core.invite import Invite
+from peer.core.persist import Snapshot
 from peer.core.room import Room
 
 T0 = 1_700_000_000_000
@@ -39,8 +40,10 @@ def _event_json(ev: RoomEvent) -> dict[str, Any]:
     return ev.to_json()
 
 
-def _persist_json(room: Room) -> dict[str, Any] | None:
+def _persist_json(room: Room, snapshot: Snapshot) -> dict[str, Any] | None:
+    """Drain the room's persist batch into ``snapshot`` (what a store would hold) and as canonical JSON."""
     batch = room.take_persist()
+    snapshot.apply(batch)
     if not batch:
         return None
     doc = batch.to_json()
@@ -53,6 +56,8 @@ class _Peer:
     def __init__(self, label: str, identity: Identity, rng_seed: bytes, keeper: bool) -> None:
         self.label, self.identity, self.rng_seed, self.keeper = label, identity, rng_seed, keeper
         self.room: Room | None = None
+        self.stored = Snapshot()
+        self.restarts = 0
 
 
 class Trace:
@@ -92,10 +97,12 @@ class Trace:
         now = self.now
         if do == "create":
             p.room = Room(p.identity, self.invite, now, keeper=p.keeper, rng=DeterministicRng(p.rng_seed))
+        elif do == "restart":
+            p.room = _restart(p.identity, self.invite, now, p.keeper, p.stored, b64u_decode(args["rng_seed"]))
         else:
             result, events = self._call(p, do, args, now)
         room = self.room(label)
-        persist = _persist_json(room)
+        persist = _persist_json(room, p.stored)
         frames = room.data_to_send()
         record: dict[str, Any] = {"at": now, "peer": label, "do": do}
         if args:
@@ -158,6 +165,15 @@ class Trace:
                         self.step(label, "timer")
             self.deliver()
 
+    def restart(self, label: str) -> None:
+        """Take ``label`` offline (its links go down) and start it again from what it stored."""
+        for other in sorted(self.peers):
+            if frozenset((self.id(label), self.id(other))) in self.links:
+                self.unlink(label, other)
+        p = self.peers[label]
+        p.restarts += 1
+        self.step(label, "restart", rng_seed=b64u_encode(p.rng_seed + b"/restart/%d" % p.restarts))
+
     def message_id(self, label: str, seq: int) -> str:
         return f"{self.id(label)}:{seq}"
 
@@ -187,6 +203,7 @@ def replay(doc: dict[str, Any]) -> list[str]:
     """Replay a recorded trace against this (Python) core; returns the mismatches (empty = identical)."""
     invite = Invite.parse(doc["invite"])
     rooms: dict[str, Room] = {}
+    stored: dict[str, Snapshot] = {label: Snapshot() for label in doc["peers"]}
     labels = {p["peer_id"]: label for label, p in doc["peers"].items()}
     problems: list[str] = []
 
@@ -205,13 +222,17 @@ def replay(doc: dict[str, Any]) -> list[str]:
             identity = Identity.from_bytes(b64u_decode(spec["identity"]))
             rng = DeterministicRng(b64u_decode(spec["rng_seed"]))
             rooms[label] = Room(identity, invite, now, keeper=spec["keeper"], rng=rng)
+        elif do == "restart":
+            identity = Identity.from_bytes(b64u_decode(spec["identity"]))
+            rng_seed = b64u_decode(a["rng_seed"])
+            rooms[label] = _restart(identity, invite, now, spec["keeper"], stored[label], rng_seed)
         else:
             result, events = _apply(rooms[label], pid, bundle, do, a, now)
         room = rooms[label]
         got: dict[str, Any] = {"events": [_event_json(e) for e in events]}
         if result is not None:
             got["result"] = result
-        got["persist"] = _persist_json(room)
+        got["persist"] = _persist_json(room, stored[label])
         got["frames"] = [[labels[to], b64u_encode(data)] for to, data in room.data_to_send()]
         got["dead"] = [labels.get(d, d) for d in room.take_dead_links()]
         got["timer"] = room.next_timer()
@@ -221,6 +242,16 @@ def replay(doc: dict[str, Any]) -> list[str]:
         if problems:
             break  # later steps depend on this one
     return problems
+
+
+def _restart(
+    identity: Identity, invite: Invite, now: int, keeper: bool, stored: Snapshot, seed: bytes
+) -> Room:
+    """A room started again from a copy of what its store holds (as ``peer.store.sqlite.snapshot``)."""
+    snap = Snapshot(
+        list(stored.envelopes), list(stored.tombstones), dict(stored.message_keys), dict(stored.states)
+    )
+    return Room(identity, invite, now, keeper=keeper, snapshot=snap, rng=DeterministicRng(seed))
 
 
 def _apply(

@@ -241,6 +241,38 @@ def content_types() -> Trace:
     return t
 
 
+def restart_restore() -> Trace:
+    """Restart from the store: B goes offline after C was removed; while B is away a 5 s message expires.
+    B restarts from what it persisted (its own batches, deletions included): C's receiver chains are not
+    restored, the expired message is erased at restore (and B owes A a receipt), the rest is shown again;
+    relinked, B catches up and reports the erasure to A."""
+    t = Trace("restart_restore", restart_restore.__doc__ or "", "restart")
+    for p in ("A", "B", "C"):
+        t.peer(p)
+    t.create("A", "B", "C")
+    for x, y in (("A", "B"), ("B", "C"), ("A", "C")):
+        t.link(x, y)
+    t.deliver()
+    t.advance(1000)
+    t.step("C", "send_text", text="from C", ttl_s=3600)
+    t.step("A", "send_text", text="short", ttl_s=5)
+    t.step("A", "send_text", text="long", ttl_s=3600)
+    t.deliver()
+    t.advance(1000)
+    t.step("A", "remove", member="C")
+    t.deliver()
+    t.advance(1000)
+    t.unlink("A", "B")  # B goes down
+    t.unlink("B", "C")
+    t.unlink("A", "C")
+    t.now += 10_000  # B is down meanwhile (no timers fire in this stretch)
+    t.restart("B")
+    t.link("A", "B")
+    t.deliver()
+    t.advance(2000)
+    return t
+
+
 # -- part traces: one part driven through its API --------------------------------------------------------
 
 A, B, C = "a" * 32, "b" * 32, "c" * 32
@@ -340,6 +372,7 @@ SCENARIOS: list[Callable[[], Trace]] = [
     expiry_unsend,
     receipts_typing_seen,
     content_types,
+    restart_restore,
 ]
 
 

@@ -67,6 +67,42 @@ export function persistJson(b) {
   };
 }
 
+/** What a store that applied a room's batches holds (mirrors peer/core/persist.py Snapshot.apply). */
+class Stored {
+  constructor() {
+    /** @type {Map<string, import('../core/log.js').LogEntry>} */
+    this.envelopes = new Map();
+    /** @type {Map<string, [string, number, number]>} */
+    this.tombstones = new Map();
+    /** @type {Map<string, Uint8Array>} */
+    this.messageKeys = new Map();
+    /** @type {Map<string, unknown>} */
+    this.states = new Map();
+  }
+
+  /** @param {import('../core/room/persist.js').PersistBatch} b */
+  apply(b) {
+    for (const e of b.envelopes) {
+      const k = `${e.sender}:${e.seq}`;
+      if (!this.tombstones.has(k) && !this.envelopes.has(k)) this.envelopes.set(k, e);
+    }
+    for (const [s, q, , key] of b.messageKeys) this.messageKeys.set(`${s}:${q}`, key);
+    for (const [n, v] of b.states) this.states.set(n, v);
+    for (const n of b.deleted) this.states.delete(n);
+    for (const [s, q, u] of b.erased) {
+      const k = `${s}:${q}`;
+      this.envelopes.delete(k);
+      this.messageKeys.delete(k);
+      this.tombstones.set(k, [s, q, Math.max(u, this.tombstones.get(k)?.[2] ?? 0)]);
+    }
+  }
+
+  /** @returns {import('../core/room/persist.js').Snapshot} */
+  snapshot() {
+    return { envelopes: [...this.envelopes.values()], tombstones: [...this.tombstones.values()], messageKeys: new Map(this.messageKeys), states: new Map(this.states) };
+  }
+}
+
 /**
  * @param {any} doc a recorded trace
  * @param {{stopAtFirst?: boolean}} [o]
@@ -84,6 +120,8 @@ export async function replayTrace(doc, o = {}) {
   for (const [label, p] of Object.entries(doc.peers)) identities.set(label, await identityFromBytes(b64uDecode(/** @type {any} */ (p).identity)));
   /** @type {Map<string, Room>} */
   const rooms = new Map();
+  /** @type {Map<string, Stored>} */
+  const stored = new Map(Object.keys(doc.peers).map((label) => [label, new Stored()]));
   /** @type {string[]} */
   const problems = [];
   const pid = (/** @type {string} */ label) => doc.peers[label].peer_id;
@@ -98,6 +136,10 @@ export async function replayTrace(doc, o = {}) {
     if (what === 'create') {
       const spec = doc.peers[label];
       rooms.set(label, await Room.create(identities.get(label), invite, now, { keeper: spec.keeper, rng: deterministicRng(b64uDecode(spec.rng_seed)) }));
+    } else if (what === 'restart') {
+      const snapshot = /** @type {Stored} */ (stored.get(label)).snapshot();
+      const opts = { keeper: doc.peers[label].keeper, rng: deterministicRng(b64uDecode(a.rng_seed)), snapshot };
+      rooms.set(label, await Room.create(identities.get(label), invite, now, opts));
     } else {
       const room = /** @type {Room} */ (rooms.get(label));
       if (what === 'learn') room.learnBundle(pid(a.of), publicBundle(identities.get(a.of)));
@@ -117,11 +159,13 @@ export async function replayTrace(doc, o = {}) {
       else throw new Error(`unknown step ${what}`);
     }
     const room = /** @type {Room} */ (rooms.get(label));
+    const batch = room.takePersist();
+    /** @type {Stored} */ (stored.get(label)).apply(batch);
     /** @type {Record<string, any>} */
     const got = {
       events: events.map(eventJson),
       result,
-      persist: persistJson(room.takePersist()),
+      persist: persistJson(batch),
       frames: room.dataToSend().map(([to, data]) => [labels.get(to) ?? to, b64uEncode(data)]),
       dead: room.takeDeadLinks().map((d) => labels.get(d) ?? d),
       timer: room.nextTimer(),
