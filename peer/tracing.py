@@ -373,8 +373,58 @@ def run_part(doc: dict[str, Any]) -> list[dict[str, Any]]:
             out["typing"] = pr.typing_members(op.get("now", 0))
             out["deadline"] = pr.next_deadline()
             outs.append(out)
+    elif doc["part"] == "links":
+        outs = _run_links(doc)
     else:
         raise ValueError(f"unknown part {doc['part']!r}")
+    return outs
+
+
+def _run_links(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The links part: two Links objects (X, Y) shake hands, then X counts faults until its budget."""
+    from peer.core.errors import ProtocolError
+    from peer.core.room.links import Links
+
+    params = doc["params"]
+    ids = {label: Identity.from_bytes(b64u_decode(v)) for label, v in params["identities"].items()}
+    links = {
+        label: Links(ids[label], params["room_id"], DeterministicRng(b64u_decode(params["rng_seeds"][label])))
+        for label in ids
+    }
+    other = {"X": "Y", "Y": "X"}
+    outs: list[dict[str, Any]] = []
+    for op in doc["ops"]:
+        at = op["at"]
+        me, peer = links[at], ids[other[at]].peer_id
+        out: dict[str, Any] = {}
+        if op["op"] == "up":
+            me.up(peer, ids[other[at]].public_bundle() if op["known"] else None)
+        elif op["op"] == "deliver":  # our outbox goes to the other side's handshake, frame by frame
+            frames = me.take_outbox()
+            out["frames"] = [b64u_encode(f) for _, f in frames]
+            out["results"] = [list(links[other[at]].on_handshake(ids[at].peer_id, f)) for _, f in frames]
+        elif op["op"] == "handshake":
+            out["result"] = list(me.on_handshake(peer, b64u_decode(op["frame"])))
+        elif op["op"] == "fault":
+            out["result"] = list(me.fault(peer, op["code"]))
+        elif op["op"] == "seal":
+            sealed = me.seal(peer, op["plaintext"].encode())
+            out["result"] = None if sealed is None else b64u_encode(sealed)
+            if sealed is not None:
+                out["opened"] = links[other[at]].open(ids[at].peer_id, sealed).decode()
+        elif op["op"] == "open":
+            try:
+                out["result"] = me.open(peer, b64u_decode(op["frame"])).decode()
+            except ProtocolError as exc:
+                out["result"] = exc.code
+        elif op["op"] == "close":
+            out["result"] = me.close(peer)
+        elif op["op"] == "down":
+            out["result"] = me.down(peer)
+        state = me.state(peer)
+        out["state"] = None if state is None else state.value
+        out["dead"] = me.take_dead()
+        outs.append(out)
     return outs
 
 

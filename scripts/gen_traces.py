@@ -356,7 +356,42 @@ def part_presence() -> dict[str, Any]:
     return {"part": "presence", "params": {}, "ops": ops}
 
 
-PARTS: list[Callable[[], dict[str, Any]]] = [part_timeline, part_parking, part_presence]
+def part_links() -> dict[str, Any]:
+    """Links (the per-neighbour state machine): an unknown peer is DEAD at once; HANDSHAKING -> READY
+    through hello/finish both ways; the pairwise channel seals and opens both ways;
+    faults are counted until the budget (64) closes the link; a junk handshake kills a HANDSHAKING link."""
+    from peer.core.crypto import DeterministicRng
+    from peer.core.identity import Identity
+    from peer.core.invite import Invite
+
+    ids = {label: Identity.generate(DeterministicRng(f"links/{label}".encode())) for label in ("X", "Y")}
+    room = Invite.new("http://127.0.0.1:1", None, DeterministicRng(b"links/invite")).room_id
+    ops: list[dict[str, Any]] = [
+        {"op": "up", "at": "X", "known": False},
+        {"op": "up", "at": "X", "known": True},
+        {"op": "up", "at": "Y", "known": True},
+        {"op": "deliver", "at": "X"},  # X's hello -> Y answers with finish
+        {"op": "deliver", "at": "Y"},  # Y's hello and finish -> X is READY
+        {"op": "deliver", "at": "X"},  # X's finish -> Y is READY
+        {"op": "seal", "at": "X", "plaintext": "sender key"},
+        {"op": "seal", "at": "Y", "plaintext": "and back"},
+    ]
+    ops += [{"op": "fault", "at": "X", "code": "bad-frame" if i % 2 else "bad-envelope"} for i in range(66)]
+    ops += [
+        {"op": "close", "at": "Y"},
+        {"op": "down", "at": "Y"},
+        {"op": "up", "at": "Y", "known": True},
+        {"op": "handshake", "at": "Y", "frame": _b64(b"\x10\x09junk")},
+    ]
+    params = {
+        "identities": {k: _b64(v.to_bytes()) for k, v in ids.items()},
+        "room_id": room,
+        "rng_seeds": {k: _b64(f"links/{k}/rng".encode()) for k in ids},
+    }
+    return {"part": "links", "params": params, "ops": ops}
+
+
+PARTS: list[Callable[[], dict[str, Any]]] = [part_timeline, part_parking, part_presence, part_links]
 
 
 def _c(content: Content) -> str:

@@ -38,6 +38,7 @@ def test_the_traces_cover_the_contract() -> None:
         "part_timeline",
         "part_parking",
         "part_presence",
+        "part_links",
     }
 
 

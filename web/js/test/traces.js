@@ -195,6 +195,45 @@ export async function replayPartTrace(doc) {
   const tl = new Timeline(p.self_id ?? '');
   const pk = new Parking(p.per_neighbour, p.total, p.ttl_ms);
   const pr = new Presence();
+  /** @type {Record<string, any>} */
+  const ids = {};
+  /** @type {Record<string, any>} */
+  const links = {};
+  /** @type {Record<string, string>} */
+  const other = { X: 'Y', Y: 'X' };
+  if (doc.part === 'links') {
+    const { Links } = await import('../core/room/links.js');
+    for (const [label, v] of Object.entries(p.identities)) ids[label] = await identityFromBytes(b64uDecode(/** @type {string} */ (v)));
+    for (const label of Object.keys(ids)) links[label] = new Links(ids[label], p.room_id, deterministicRng(b64uDecode(p.rng_seeds[label])));
+  }
+  /** @param {any} op @param {Record<string, any>} out */
+  const linksOp = async (op, out) => {
+    const { ProtocolError } = await import('../core/errors.js');
+    const me = links[op.at], peer = ids[other[op.at]].peerId, self = ids[op.at].peerId;
+    if (op.op === 'up') await me.up(peer, op.known ? publicBundle(ids[other[op.at]]) : null);
+    else if (op.op === 'deliver') {
+      const frames = me.takeOutbox();
+      out.frames = frames.map((/** @type {[string, Uint8Array]} */ [, f]) => b64uEncode(f));
+      out.results = [];
+      for (const [, f] of frames) out.results.push(await links[other[op.at]].onHandshake(self, f));
+    } else if (op.op === 'handshake') out.result = await me.onHandshake(peer, b64uDecode(op.frame));
+    else if (op.op === 'fault') out.result = me.fault(peer, op.code);
+    else if (op.op === 'seal') {
+      const sealed = await me.seal(peer, utf8(op.plaintext));
+      out.result = sealed === null ? null : b64uEncode(sealed);
+      if (sealed !== null) out.opened = new TextDecoder().decode(await links[other[op.at]].open(self, sealed));
+    } else if (op.op === 'open') {
+      try {
+        out.result = new TextDecoder().decode(await me.open(peer, b64uDecode(op.frame)));
+      } catch (e) {
+        if (!(e instanceof ProtocolError)) throw e;
+        out.result = e.code;
+      }
+    } else if (op.op === 'close') out.result = me.close(peer);
+    else if (op.op === 'down') out.result = me.down(peer);
+    out.state = me.state(peer);
+    out.dead = me.takeDead();
+  };
   /** @type {string[]} */
   const problems = [];
   let i = 0;
@@ -228,6 +267,8 @@ export async function replayPartTrace(doc) {
       out.events = events.map(eventJson);
       out.typing = pr.typingMembers(op.now ?? 0);
       out.deadline = pr.nextDeadline();
+    } else if (doc.part === 'links') {
+      await linksOp(op, out);
     } else {
       throw new Error(`unknown part ${doc.part}`);
     }
