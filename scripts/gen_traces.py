@@ -87,12 +87,13 @@ def sync_frames() -> Trace:
 def parking() -> Trace:
     """Parking: C links to B only; its sender key and message (sealed for A) reach A through B before
     C's ADD does: A parks them (a transient, not an error), then offers them back once the ADD arrives
-    and reads the message. D, whose bundle A learned from signaling but who never joined, stays unknown:
-    its parked envelopes are not re-validated per frame and expire after 30 s."""
+    and reads the message. D and E, whose bundles A learned from signaling but whose ADDs A lacks, stay
+    unknown: their parked envelopes are not re-validated per frame; D's ADD arriving 24 s later brings
+    D's parked envelopes back into the log, E's arriving after 31 s finds them expired (30 s)."""
     t = Trace("parking", parking.__doc__ or "", "parking")
-    for p in ("A", "B", "C", "D"):
+    for p in ("A", "B", "C", "D", "E"):
         t.peer(p)
-    t.create("A", "B", "C", "D")
+    t.create("A", "B", "C", "D", "E")
     t.link("A", "B")
     t.deliver()
     t.advance(1000)
@@ -103,15 +104,20 @@ def parking() -> Trace:
     t.deliver()
     overtaking = [e.data for e in c.sync.log.ordered() if e.seq > 1]
     t.step("A", "receive", **{"from": "B", "frame": _b64(wire.encode_envelopes(overtaking)[0])})
-    d = t.room("D")
-    t.step("D", "send_text", text="never joined", ttl_s=3600)
-    t.step("A", "learn", of="D")  # a bundle from signaling does not make D a known sender
-    d_envs = [e.data for e in d.sync.log.ordered()]
-    t.step("A", "receive", **{"from": "B", "frame": _b64(wire.encode_envelopes(d_envs[1:])[0])})
+    adds = {}
+    for p in ("D", "E"):
+        t.step(p, "send_text", text=f"{p} was here", ttl_s=3600)
+        t.step("A", "learn", of=p)  # a bundle from signaling does not make a sender known
+        envs = [e.data for e in t.room(p).sync.log.ordered()]
+        adds[p] = envs[0]
+        t.step("A", "receive", **{"from": "B", "frame": _b64(wire.encode_envelopes(envs[1:])[0])})
     for nonce in range(1, 4):
         t.step("A", "receive", **{"from": "B", "frame": _b64(wire.encode_ping(nonce))})
-    t.advance(1000)  # B's announce: A pulls C's ADD, and the parked envelopes go back in
-    t.advance(31_000)  # D's parked envelopes expire
+    t.advance(1000)  # B's announce: A pulls C's ADD, and C's parked envelopes go back in
+    t.advance(23_000)
+    t.step("A", "receive", **{"from": "B", "frame": _b64(wire.encode_envelopes([adds["D"]])[0])})
+    t.advance(7_000)  # E's parked envelopes are past 30 s now
+    t.step("A", "receive", **{"from": "B", "frame": _b64(wire.encode_envelopes([adds["E"]])[0])})
     return t
 
 
