@@ -352,6 +352,9 @@ def run_part(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 pk.drop_neighbour(op["neighbour"])
             elif op["op"] == "expire":
                 out["dropped"] = pk.expire(op["now"])
+            elif op["op"] == "defaults":
+                d = Parking()
+                out["defaults"] = [d.per_neighbour, d.total, d.ttl_ms]
             out["size"] = len(pk)
             out["deadline"] = pk.next_deadline()
             outs.append(out)

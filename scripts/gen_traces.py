@@ -319,7 +319,7 @@ def part_timeline() -> dict[str, Any]:
 def part_parking() -> dict[str, Any]:
     """Parking: per-neighbour bound (the neighbour's oldest goes), total bound (the oldest overall goes),
     take in arrival order across neighbours, expiry TTL after arrival, a neighbour dropped with its link."""
-    ops: list[dict[str, Any]] = []
+    ops: list[dict[str, Any]] = [{"op": "defaults"}]  # the production bounds: 512, 2,048, 30 s
     for i, (n, sender) in enumerate([(B, C), (B, C), (B, A), (B, C), (C, C), (C, A), (A, C)]):
         ops.append(
             {

@@ -257,6 +257,10 @@ export async function replayPartTrace(doc) {
       else if (op.op === 'take') out.taken = pk.take(op.sender).map(([n, d]) => [n, b64uEncode(d)]);
       else if (op.op === 'drop') pk.dropNeighbour(op.neighbour);
       else if (op.op === 'expire') out.dropped = pk.expire(op.now);
+      else if (op.op === 'defaults') {
+        const d = new Parking();
+        out.defaults = [d.perNeighbour, d.total, d.ttlMs];
+      }
       out.size = pk.size;
       out.deadline = pk.nextDeadline();
     } else if (doc.part === 'presence') {
