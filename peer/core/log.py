@@ -5,7 +5,12 @@ Rules:
   validates them (signature, room binding) before they reach the log.
 - ``add`` accepts an entry only if its key has never been seen (held or tombstoned) and it has not
   expired (``expires_at > now``). Two members that hold the same set of keys therefore converge.
-- Total order is ``(lamport, sender, seq)``: every member shows the same order for the same set.
+- Total order is ``(effective lamport, sender, seq)``: every member shows the same order for the same
+  set. An author cannot place an entry before its own previous one: the effective lamport of
+  ``(s, q)`` is the largest lamport among ``s``'s held entries with seq <= q, a function of the held
+  set only (an honest author's lamports grow with its seqs, so for it this is the lamport itself). A
+  backdated entry is thus shown right after its author's previous entry (same effective lamport,
+  then seq order).
 - Expiry turns an entry into a tombstone that lives until ``expires_at + skew_ms``; an explicit
   deletion (``tombstone``) does the same. A tombstoned key is never re-accepted nor served. When a
   tombstone is pruned the entry's own ``expires_at`` is already past, so ``add`` still refuses it.
@@ -176,8 +181,8 @@ class Log:
             raise ValueError("skew_ms must be >= 0")
         self.skew_ms = skew_ms
         self._entries: dict[Key, LogEntry] = {}
-        self._order: list[tuple[int, str, int]] = []
         self._held: dict[str, list[int]] = {}
+        self._prefix_max: dict[str, list[int]] = {}  # per sender, over _held: a cache, dropped on change
         self._seen: dict[str, RangeSet] = {}
         self._tombs: dict[Key, Tombstone] = {}
         self._expiry_heap: list[tuple[int, str, int]] = []
@@ -206,13 +211,28 @@ class Log:
         return sorted(self._tombs.values(), key=lambda t: t.key)
 
     def ordered(self) -> list[LogEntry]:
-        """All held entries in total order ``(lamport, sender, seq)``."""
-        return [self._entries[(s, q)] for _, s, q in self._order]
+        """All held entries in total order ``(effective lamport, sender, seq)`` (O(n log n))."""
+        return sorted(self._entries.values(), key=lambda e: self._order_key(e.sender, e.seq))
+
+    def order_of(self, key: Key) -> tuple[int, str, int] | None:
+        """The total-order key ``(effective lamport, sender, seq)`` of a held entry, else ``None``."""
+        return self._order_key(*key) if key in self._entries else None
 
     def position(self, key: Key) -> int:
         """Index of a held entry in ``ordered()`` (where a UI inserts it). KeyError if not held."""
-        entry = self._entries[key]
-        return bisect_left(self._order, entry.order_key)
+        mine = self._order_key(*self._entries[key].key)
+        return sum(1 for e in self._entries.values() if self._order_key(e.sender, e.seq) < mine)
+
+    def _order_key(self, sender: str, seq: int) -> tuple[int, str, int]:
+        seqs = self._held[sender]
+        pm = self._prefix_max.get(sender)
+        if pm is None:  # rebuilt lazily, once per change of this sender's entries: O(k)
+            pm, top = [], -1
+            for q in seqs:
+                top = max(top, self._entries[(sender, q)].lamport)
+                pm.append(top)
+            self._prefix_max[sender] = pm
+        return (pm[bisect_left(seqs, seq)], sender, seq)
 
     def have(self) -> RangeMap:
         """Per sender, the inclusive seq ranges held or tombstoned."""
@@ -254,8 +274,8 @@ class Log:
         if entry.expires_at <= now or self.seen(entry.key):
             return False
         self._entries[entry.key] = entry
-        insort(self._order, entry.order_key)
         insort(self._held.setdefault(entry.sender, []), entry.seq)
+        self._prefix_max.pop(entry.sender, None)
         self._seen.setdefault(entry.sender, RangeSet()).add(entry.seq)
         heapq.heappush(self._expiry_heap, (entry.expires_at, entry.sender, entry.seq))
         return True
@@ -301,8 +321,7 @@ class Log:
 
     def _remove(self, entry: LogEntry) -> None:
         del self._entries[entry.key]
-        i = bisect_left(self._order, entry.order_key)
-        del self._order[i]
+        self._prefix_max.pop(entry.sender, None)
         seqs = self._held[entry.sender]
         del seqs[bisect_left(seqs, entry.seq)]
         if not seqs:

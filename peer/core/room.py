@@ -229,6 +229,7 @@ class Room:
         self.membership = MembershipState(self.room_id)
         self.bundles: dict[str, PublicBundle] = {self.peer_id: identity.public_bundle()}
         self._ops: dict[Key, MembershipOp] = {}
+        self._admitted_at: dict[str, int] = {}  # member -> lowest lamport of an accepted ADD of it
         self._links: dict[str, _Link] = {}
         self._outbox: list[tuple[str, bytes]] = []
         self._dead: list[str] = []
@@ -363,7 +364,12 @@ class Room:
         self.bundles.setdefault(bundle.peer_id, bundle)
 
     def messages(self) -> list[Message]:
-        return sorted(self._messages.values(), key=lambda m: (m.lamport, m.sender, m.seq))
+        """In the log's total order (an author cannot place a message before its own previous one)."""
+        log = self.sync.log
+        return sorted(
+            self._messages.values(),
+            key=lambda m: log.order_of((m.sender, m.seq)) or (m.lamport, m.sender, m.seq),
+        )
 
     def online(self) -> set[str]:
         return {n for n in self.sync.neighbours if self.sync.is_ready(n)}
@@ -673,10 +679,16 @@ class Room:
 
     def _recompute_membership(self, events: list[RoomEvent] | None, now: int = 0) -> None:
         before = self.membership
-        state, _rejected = MembershipState.from_ops(
+        state, rejected = MembershipState.from_ops(
             self.room_id, list(self._ops.values()), self.invite.member_key
         )
         self.membership = state
+        refused = {id(op) for op in rejected}
+        admitted: dict[str, int] = {}
+        for op in self._ops.values():
+            if op.op == OpType.ADD and id(op) not in refused:
+                admitted[op.target] = min(admitted.get(op.target, op.lamport), op.lamport)
+        self._admitted_at = admitted
         for pid, member in state.members.items():
             self.bundles[pid] = member.bundle
         if events is None:
@@ -941,6 +953,13 @@ class Room:
             return False
         return held is None or self._deletable(held)
 
+    def _check_placement(self, env: Envelope) -> None:
+        """An author cannot place anything at or before its own ADD (PROTOCOL.md, "Order"): the lowest
+        lamport of an accepted ADD of it is known before any of its envelopes is (parking)."""
+        floor = self._admitted_at.get(env.sender)
+        if floor is not None and env.lamport <= floor:
+            raise ProtocolError("backdated", "envelope placed before its author's ADD")
+
     def _verify_member_envelope(self, env: Envelope) -> None:
         bundle = self.bundles.get(env.sender)
         if bundle is None or (
@@ -1084,6 +1103,7 @@ class Room:
             if op.op == OpType.ADD and op.target == op.author:
                 key = op.bundle.ed25519
             else:
+                self._check_placement(env)
                 bundle = self.bundles.get(env.sender)
                 if bundle is None:
                     self._unknown.append((env.sender, data))
@@ -1095,6 +1115,7 @@ class Room:
                 len(data) > wire.MAX_PROOF or any(q >= env.seq for q in decode_tombstone(env.payload))
             ):
                 raise ProtocolError("bad-tombstone", "unsend too large or naming a later seq")
+            self._check_placement(env)
             try:
                 self._verify_member_envelope(env)
             except ProtocolError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from peer.core import wire
+from peer.core.clock import LamportClock
 from peer.core.envelope import Envelope, Kind, seal_unchained_envelope
 from peer.core.handshake import generate_prekey
 from peer.core.identity import Identity
@@ -108,3 +109,30 @@ def test_room_timer_cannot_be_pinned_and_the_next_change_just_works(net: Net) ->
     a.set_timer(600, net.now(a))  # raised struct.error: version 2**32 does not fit a u32
     net.pump()
     assert a.timer_s == mallory.timer_s == 600
+
+
+def test_an_author_cannot_backdate_before_its_add_or_its_previous_message(net: Net) -> None:
+    """Issue 13, item 12: lamport 0 used to put a message first on every member."""
+    a, b, mallory = (net.add(Identity.generate()) for _ in range(3))
+    for x, y in ((a, b), (a, mallory), (b, mallory)):
+        net.link(x, y)
+    net.pump()
+    a.send_text("first", net.now(a))
+    net.pump()
+    mallory.send_text("m1", net.now(mallory))
+    net.pump()
+    a.send_text("third", net.now(a))
+    net.pump()
+    add_lamport = a._admitted_at[mallory.peer_id]
+    errors = {r.peer_id: len(r.protocol_errors) for r in (a, b)}
+    mallory.sync.clock = LamportClock(0)  # a hostile client picks its lamport
+    mallory.send_text("before everything", net.now(mallory))
+    net.pump()
+    for r in (a, b):
+        assert "backdated" in [code for _, code in r.protocol_errors[errors[r.peer_id] :]]
+        assert "before everything" not in [t for _, t in texts(r)]
+    mallory.sync.clock = LamportClock(add_lamport + 1)  # after its ADD, before its own "m1"
+    mallory.send_text("after my add", net.now(mallory))
+    net.pump()
+    for r in (a, b):
+        assert [t for _, t in texts(r)] == ["first", "m1", "after my add", "third"]

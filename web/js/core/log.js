@@ -4,7 +4,9 @@
 // Rules:
 // - Entries are keyed by (sender, seq); envelope bytes are opaque here (validated by the room first).
 // - add() accepts an entry only if its key was never seen (held or tombstoned) and expires_at > now.
-// - Total order (lamport, sender, seq); sender compares as its 32-char lowercase hex string.
+// - Total order (effective lamport, sender, seq); sender compares as its 32-char lowercase hex string.
+//   The effective lamport of (s, q) is the largest lamport among s's held entries with seq <= q, so an
+//   author cannot place an entry before its own previous one (for an honest author it is the lamport).
 // - Expiry turns an entry into a tombstone living until expires_at + skew; an explicit deletion does
 //   the same. A tombstoned key is never re-accepted nor served.
 // - have(): per sender, sorted disjoint non-adjacent inclusive ranges of seqs held or tombstoned.
@@ -164,9 +166,33 @@ export class Log {
     return [...this.tombs.values()].sort((a, b) => (a.sender === b.sender ? a.seq - b.seq : a.sender < b.sender ? -1 : 1));
   }
 
-  /** Held entries in total order. @returns {LogEntry[]} */
+  /** Effective lamport of every held entry, by key (see the rules). @returns {Map<string, number>} */
+  effectiveLamports() {
+    /** @type {Map<string, LogEntry[]>} */
+    const bySender = new Map();
+    for (const e of this.entries.values()) {
+      const list = bySender.get(e.sender);
+      if (list) list.push(e);
+      else bySender.set(e.sender, [e]);
+    }
+    /** @type {Map<string, number>} */
+    const out = new Map();
+    for (const list of bySender.values()) {
+      list.sort((a, b) => a.seq - b.seq);
+      let top = -1;
+      for (const e of list) {
+        top = Math.max(top, e.lamport);
+        out.set(keyOf(e.sender, e.seq), top);
+      }
+    }
+    return out;
+  }
+
+  /** Held entries in total order (effective lamport, sender, seq). @returns {LogEntry[]} */
   ordered() {
-    return [...this.entries.values()].sort(compareOrder);
+    const eff = this.effectiveLamports();
+    const at = (/** @type {LogEntry} */ e) => ({ lamport: /** @type {number} */ (eff.get(keyOf(e.sender, e.seq))), sender: e.sender, seq: e.seq });
+    return [...this.entries.values()].sort((a, b) => compareOrder(at(a), at(b)));
   }
 
   /** @returns {RangeMap} */

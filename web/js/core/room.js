@@ -112,6 +112,8 @@ export class Room {
     this.bundles = new Map([[this.peerId, publicBundle(identity)]]);
     /** @type {Map<string, import('./membership.js').MembershipOp>} */
     this.ops = new Map();
+    /** @type {Map<string, number>} member -> lowest lamport of an accepted ADD of it */
+    this.admittedAt = new Map();
     /** @type {Map<string, {handshake: Handshake|null, session: import('./handshake.js').PairwiseSession|null}>} */
     this.links = new Map();
     /** @type {[string, Uint8Array][]} */
@@ -284,7 +286,10 @@ export class Room {
 
   /** @returns {Message[]} in the room's order (lamport, sender, seq) */
   messages() {
-    return [...this.msgs.values()].sort((a, b) => a.lamport - b.lamport || (a.sender < b.sender ? -1 : a.sender > b.sender ? 1 : a.seq - b.seq));
+    // the log's total order: an author cannot place a message before its own previous one
+    const eff = this.sync.log.effectiveLamports();
+    const lam = (/** @type {{lamport: number, sender: string, seq: number}} */ m) => eff.get(keyOf(m.sender, m.seq)) ?? m.lamport;
+    return [...this.msgs.values()].sort((a, b) => lam(a) - lam(b) || (a.sender < b.sender ? -1 : a.sender > b.sender ? 1 : a.seq - b.seq));
   }
 
   online() {
@@ -693,8 +698,17 @@ export class Room {
   /** @param {RoomEvent[]|null} events @param {number} now */
   async recomputeMembership(events, now) {
     const before = this.membership;
-    const { state } = await stateFromOps(this.roomId, [...this.ops.values()], this.invite.memberKey);
+    const { state, rejected } = await stateFromOps(this.roomId, [...this.ops.values()], this.invite.memberKey);
     this.membership = state;
+    const refused = new Set(rejected);
+    /** @type {Map<string, number>} */
+    const admitted = new Map();
+    for (const op of this.ops.values()) {
+      if (op.op !== OpType.ADD || refused.has(op)) continue;
+      const target = /** @type {string} */ (op.target);
+      admitted.set(target, Math.min(admitted.get(target) ?? op.lamport, op.lamport));
+    }
+    this.admittedAt = admitted;
     for (const [pid, m] of state.members) this.bundles.set(pid, m.bundle);
     if (events === null) return;
     for (const pid of [...state.members.keys()].filter((p) => !before.members.has(p)).sort()) {
@@ -999,6 +1013,12 @@ export class Room {
     return held === null || this.deletable(held);
   }
 
+  /** An author cannot place anything at or before its own ADD (PROTOCOL.md, "Order"). @param {Envelope} env */
+  checkPlacement(env) {
+    const floor = this.admittedAt.get(env.sender);
+    if (floor !== undefined && env.lamport <= floor) throw new ProtocolError('backdated', "envelope placed before its author's ADD");
+  }
+
   /** @param {Envelope} env */
   async verifyMemberEnvelope(env) {
     const b = this.bundles.get(env.sender);
@@ -1036,6 +1056,7 @@ export class Room {
       if (op.author !== env.sender) throw new ProtocolError('wrong-sender', 'op author differs from envelope sender');
       if (op.op === OpType.ADD && op.target === op.author) key = /** @type {PublicBundle} */ (op.bundle).ed25519;
       else {
+        this.checkPlacement(env);
         const b = this.bundles.get(env.sender);
         if (!b) throw new ProtocolError('unknown-sender', 'no bundle for the sender yet');
         key = b.ed25519;
@@ -1045,6 +1066,7 @@ export class Room {
       if (env.kind === Kind.TOMBSTONE && (data.length > MAX_PROOF || decodeTombstone(env.ciphertext).some((q) => q >= env.seq))) {
         throw new ProtocolError('bad-tombstone', 'unsend too large or naming a later seq');
       }
+      this.checkPlacement(env);
       await this.verifyMemberEnvelope(env);
       return Object.freeze({ sender: env.sender, seq: env.seq, lamport: env.lamport, sentAt: env.sentAt, expiresAt: env.expiresAt, data });
     }
