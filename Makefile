@@ -6,9 +6,9 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 STAMP := $(VENV)/.installed
-DEB_PACKAGES := chromium fonts-noto-color-emoji redis-server coturn iproute2
+DEB_PACKAGES := chromium fonts-noto-color-emoji redis-server coturn iproute2 iptables
 
-.PHONY: run test lint tsc typecheck pytest deps debs bench vectors clean
+.PHONY: run test lint tsc typecheck pytest deps debs bench vectors traces clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -60,6 +60,10 @@ test: $(STAMP) debs
 
 vectors: $(STAMP)
 	$(BIN)/python scripts/gen_vectors.py
+
+# recorded room traces (tests/vectors/traces/): the behavioural contract between the Python and JS cores
+traces: $(STAMP)
+	$(BIN)/python scripts/gen_traces.py
 
 # y-webrtc's signaling server, the baseline of the capacity benchmark (npm registry; not committed)
 YWEBRTC := /tmp/ywebrtc
