@@ -14,6 +14,11 @@ Rules:
 - Expiry turns an entry into a tombstone that lives until ``expires_at + skew_ms``; an explicit
   deletion (``tombstone``) does the same. A tombstoned key is never re-accepted nor served. When a
   tombstone is pruned the entry's own ``expires_at`` is already past, so ``add`` still refuses it.
+- Equivocation (two different validly signed envelopes under one key, found by comparing bytes on
+  every duplicate key) makes the key *void*: ``void`` drops the held entry and marks the key seen,
+  without a tombstone (nothing to announce, nothing to serve), until ``until``. Every member that sees
+  both versions voids the key, so all converge on "neither"; the pair is kept (bounded: the newest
+  ``MAX_VOID_PAIRS``) so it can be shown to neighbours that still hold one version.
 - ``have()`` is a compact version vector: per sender, the sorted, disjoint, non-adjacent inclusive
   ranges of seqs held *or* tombstoned.
 """
@@ -32,6 +37,8 @@ RangeMap = dict[str, list[Range]]
 
 #: Default clock-skew bound added to ``expires_at`` to compute a tombstone's lifetime.
 DEFAULT_SKEW_MS = 60_000
+#: Void keys whose two conflicting envelopes are kept to show neighbours (older pairs keep the mark only).
+MAX_VOID_PAIRS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +192,8 @@ class Log:
         self._prefix_max: dict[str, list[int]] = {}  # per sender, over _held: a cache, dropped on change
         self._seen: dict[str, RangeSet] = {}
         self._tombs: dict[Key, Tombstone] = {}
+        self._void: dict[Key, int] = {}  # void key -> until
+        self._void_pairs: dict[Key, tuple[bytes, bytes]] = {}  # insertion-ordered, bounded
         self._expiry_heap: list[tuple[int, str, int]] = []
         self._prune_heap: list[tuple[int, str, int]] = []
 
@@ -206,6 +215,13 @@ class Log:
 
     def get_tombstone(self, key: Key) -> Tombstone | None:
         return self._tombs.get(key)
+
+    def is_void(self, key: Key) -> bool:
+        return key in self._void
+
+    def void_pairs(self) -> list[tuple[Key, bytes, bytes]]:
+        """The kept conflicting pairs of void keys (oldest first)."""
+        return [(k, a, b) for k, (a, b) in self._void_pairs.items()]
 
     def tombstones(self) -> list[Tombstone]:
         return sorted(self._tombs.values(), key=lambda t: t.key)
@@ -280,13 +296,30 @@ class Log:
         heapq.heappush(self._expiry_heap, (entry.expires_at, entry.sender, entry.seq))
         return True
 
+    def void(self, key: Key, first: bytes, second: bytes, until: int) -> bool:
+        """Make ``key`` void (equivocation): drop the held entry, refuse the key until ``until``, keep the
+        pair. False if it already was void."""
+        if key in self._void:
+            return False
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._remove(entry)
+        self._tombs.pop(key, None)
+        self._void[key] = until
+        self._void_pairs[key] = (first, second)
+        while len(self._void_pairs) > MAX_VOID_PAIRS:
+            del self._void_pairs[next(iter(self._void_pairs))]
+        self._seen.setdefault(key[0], RangeSet()).add(key[1])
+        heapq.heappush(self._prune_heap, (until, key[0], key[1]))
+        return True
+
     def tombstone(self, key: Key, until: int, proof: bytes = b"") -> bool:
         """Delete ``key`` (held or not) and refuse it until ``until``. False if already tombstoned.
 
         If the entry is held, ``until`` is raised to at least ``expires_at + skew_ms`` so that a stale
         copy can never come back after the tombstone is pruned.
         """
-        if key in self._tombs:
+        if key in self._tombs or key in self._void:
             return False
         entry = self._entries.get(key)
         if entry is not None:
@@ -316,6 +349,10 @@ class Log:
             tomb = self._tombs.get((sender, seq))
             if tomb is not None and tomb.until == until:
                 del self._tombs[(sender, seq)]
+                self._seen[sender].remove(seq)
+            elif self._void.get((sender, seq)) == until:
+                del self._void[(sender, seq)]
+                self._void_pairs.pop((sender, seq), None)
                 self._seen[sender].remove(seq)
         return erased
 

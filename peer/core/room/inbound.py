@@ -25,6 +25,7 @@ from peer.core.sync import (
     EntryAdded,
     EntryDeleted,
     EntryExpired,
+    EntryVoided,
     EnvelopeRefused,
     NeighbourReady,
     NeighbourTimedOut,
@@ -137,6 +138,11 @@ class Inbound:
                 self._erase(ev.key, events, "expired")
             elif isinstance(ev, EntryDeleted):
                 self._erase(ev.key, events, "unsent")
+            elif isinstance(ev, EntryVoided):  # the author signed two versions: neither counts
+                self._erase(ev.key, events, "equivocation")
+                if self.members_part.forget_op(ev.key):
+                    self._on_membership(events, now)
+                self._fault(ev.key[0], "equivocation", now, events, link=False)
             elif isinstance(ev, Acked):
                 self.timeline.on_ack(ev.neighbour, ev.sender, ev.seq, events)
             elif isinstance(ev, NeighbourReady):

@@ -93,8 +93,9 @@ class Members:
     def add_op(self, key: Key, op: MembershipOp) -> None:
         self._ops[key] = op
 
-    def forget_op(self, key: Key) -> None:
-        self._ops.pop(key, None)
+    def forget_op(self, key: Key) -> bool:
+        """Drop the op held under ``key``; True if there was one."""
+        return self._ops.pop(key, None) is not None
 
     def recompute(self) -> MembershipChange:
         before = self.state

@@ -9,9 +9,14 @@
 //   author cannot place an entry before its own previous one (for an honest author it is the lamport).
 // - Expiry turns an entry into a tombstone living until expires_at + skew; an explicit deletion does
 //   the same. A tombstoned key is never re-accepted nor served.
+// - Equivocation (two different validly signed envelopes under one key) makes the key void: void()
+//   drops the held entry and marks the key seen, without a tombstone, until `until`; the newest
+//   MAX_VOID_PAIRS pairs are kept to show neighbours that still hold one version.
 // - have(): per sender, sorted disjoint non-adjacent inclusive ranges of seqs held or tombstoned.
 
 export const DEFAULT_SKEW_MS = 60_000;
+/** Void keys whose two conflicting envelopes are kept to show neighbours (older pairs keep the mark only). */
+export const MAX_VOID_PAIRS = 256;
 
 /**
  * @typedef {{ sender: string, seq: number, lamport: number, sentAt: number, expiresAt: number, data: Uint8Array }} LogEntry
@@ -135,6 +140,28 @@ export class Log {
     this.seenBy = new Map();
     /** @type {Map<string, Tombstone>} */
     this.tombs = new Map();
+    /** @type {Map<string, number>} void key -> until */
+    this.voids = new Map();
+    /** @type {Map<string, [string, number, Uint8Array, Uint8Array]>} insertion-ordered, bounded */
+    this.voidPairs = new Map();
+  }
+
+  /** @param {string} sender @param {number} seq */
+  isVoid(sender, seq) {
+    return this.voids.has(keyOf(sender, seq));
+  }
+
+  /** Make a key void (equivocation); false if it already was. @param {string} sender @param {number} seq @param {Uint8Array} first @param {Uint8Array} second @param {number} until */
+  void(sender, seq, first, second, until) {
+    const k = keyOf(sender, seq);
+    if (this.voids.has(k)) return false;
+    this.entries.delete(k);
+    this.tombs.delete(k);
+    this.voids.set(k, until);
+    this.voidPairs.set(k, [sender, seq, first, second]);
+    while (this.voidPairs.size > MAX_VOID_PAIRS) this.voidPairs.delete(/** @type {string} */ (this.voidPairs.keys().next().value));
+    this.mark(sender, seq);
+    return true;
   }
 
   get length() {
@@ -221,6 +248,7 @@ export class Log {
     let t = Infinity;
     for (const e of this.entries.values()) t = Math.min(t, e.expiresAt);
     for (const x of this.tombs.values()) t = Math.min(t, x.until);
+    for (const u of this.voids.values()) t = Math.min(t, u);
     return t === Infinity ? null : t;
   }
 
@@ -246,7 +274,7 @@ export class Log {
    */
   tombstone(sender, seq, until, proof = new Uint8Array(0)) {
     const k = keyOf(sender, seq);
-    if (this.tombs.has(k)) return false;
+    if (this.tombs.has(k) || this.voids.has(k)) return false;
     const entry = this.entries.get(k);
     if (entry) {
       until = Math.max(until, entry.expiresAt + this.skewMs);
@@ -270,6 +298,14 @@ export class Log {
       if (t.until <= now) {
         this.tombs.delete(k);
         this.seenBy.get(t.sender)?.remove(t.seq);
+      }
+    }
+    for (const [k, until] of [...this.voids]) {
+      if (until <= now) {
+        const [sender, seq] = [k.slice(0, 32), Number(k.slice(33))];
+        this.voids.delete(k);
+        this.voidPairs.delete(k);
+        this.seenBy.get(sender)?.remove(seq);
       }
     }
     return erased;

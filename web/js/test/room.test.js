@@ -9,6 +9,8 @@ import { generateIdentity, publicBundle } from '../core/identity.js';
 import { deriveRoomKeys, newRoomSecret } from '../core/invite.js';
 import { Room } from '../core/room.js';
 import { LamportClock } from '../core/clock.js';
+import { Kind, sealUnchainedEnvelope } from '../core/envelope.js';
+import { encodeOp, makeSetTimer } from '../core/membership.js';
 import * as content from '../core/content.js';
 
 test('wire: round trips; random and truncated frames raise ProtocolError only', () => {
@@ -141,6 +143,48 @@ test('backdating (issue 13, item 12): never at or before the author\'s ADD, neve
   await m.sendText('after my add', now);
   await pump();
   assertEqual(a.messages().map((x) => x.text).join(), 'first,m1,after my add,third');
+});
+
+test('equivocation (issue 13, item 3): two room timers under one (sender, seq) are void on every member', async () => {
+  const keys = await deriveRoomKeys(newRoomSecret());
+  const inv = { roomId: keys.roomId, memberKey: keys.memberKey, ttlS: 3600 };
+  let now = 1_700_000_000_000;
+  const ids = [await generateIdentity(), await generateIdentity(), await generateIdentity()];
+  const [a, b, m] = await Promise.all(ids.map((id) => Room.create(id, inv, now)));
+  const rooms = [a, b, m];
+  for (const r of rooms) for (const id of ids) r.learnBundle(id.peerId, publicBundle(id));
+  const links = [[a, b], [a, m], [b, m]];
+  for (const [x, y] of links) { await x.linkUp(y.peerId, now); await y.linkUp(x.peerId, now); }
+  const byId = new Map(rooms.map((r) => [r.peerId, r]));
+  const pump = async () => {
+    for (let i = 0; i < 50; i++) {
+      let moved = 0;
+      for (const r of rooms) {
+        r.takePersist();
+        for (const [to, data] of r.dataToSend()) { moved++; await /** @type {Room} */ (byId.get(to)).receive(r.peerId, data, now); }
+      }
+      if (!moved) return;
+    }
+    throw new Error('pump did not settle');
+  };
+  await pump();
+  now += 1000;
+  for (const r of rooms) await r.handleTimer(now);
+  await pump();
+  const before = a.timerS;
+  const lamport = Math.max(...rooms.map((r) => r.sync.clock.value)) + 10;
+  const version = async (/** @type {number} */ ttl) => sealUnchainedEnvelope(ids[2], keys.roomId, Kind.MEMBERSHIP,
+    { seq: 10_000, lamport: lamport + 1, sentAt: now, expiresAt: 2 ** 52 },
+    encodeOp(await makeSetTimer(ids[2], keys.memberKey, keys.roomId, lamport, ttl, 2)));
+  const [short, long] = [await version(60), await version(604_800)];
+  for (const frame of encodeEnvelopes([short])) await a.receive(m.peerId, frame, now);
+  for (const frame of encodeEnvelopes([long])) await b.receive(m.peerId, frame, now);
+  await pump();
+  for (const r of [a, b]) {
+    assertEqual(r.timerS, before, 'neither version counts');
+    assertEqual(r.errorCounts(m.peerId).get('equivocation'), 1, 'reported against the author');
+    assert(r.sync.log.isVoid(m.peerId, 10_000), 'the key is void');
+  }
 });
 
 test('two JS rooms: names, edits (own only), reactions, typing TTL, seen once, erasure receipts', async () => {

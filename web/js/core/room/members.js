@@ -88,6 +88,11 @@ export class Members {
     this.ops.set(key, op);
   }
 
+  /** Drop the op held under `key`; true if there was one. @param {string} key */
+  forgetOp(key) {
+    return this.ops.delete(key);
+  }
+
   /** @returns {Promise<{joined: string[], left: string[], timer: {ttlS: number, version: number, author: string}|null}>} */
   async recompute() {
     const before = this.state;

@@ -123,7 +123,7 @@ export class Timeline {
     this.msgs.set(k, Object.freeze({ ...base, text, edited, reactions }));
   }
 
-  /** @param {string} k @param {'expired'|'unsent'} reason @param {RoomEvent[]} events */
+  /** @param {string} k @param {'expired'|'unsent'|'equivocation'} reason @param {RoomEvent[]} events */
   erase(k, reason, events) {
     const msg = this.msgs.get(k);
     this.msgs.delete(k);
