@@ -69,6 +69,7 @@ from .members import Members
 from .parking import Parking
 from .presence import Presence
 from .receipts import Receipts
+from .restore import restore
 from .senderkeys import SenderKeys
 from .timeline import Meta, Timeline, parse_message_id
 
@@ -131,8 +132,6 @@ class Room(Inbound):
         self.sync.observe(int(states.get("lamport", b"0")))
         self.keys.load(states, now, self._persist)
         if snapshot is not None:
-            from .restore import restore
-
             restore(self, snapshot, now)
         if not self.members_part.is_member(self.peer_id):
             add = make_add(
