@@ -104,6 +104,7 @@ class Room(Inbound):
             config=sync_config,
             authorize_tombstone=self._authorize_tombstone,
             peek_key=envelope_key,
+            known_sender=lambda peer: self.members_part.known_sender(peer) is not None,
         )
         self.members_part = Members(self.room_id, invite.member_key, identity.public_bundle())
         self.links = Links(identity, self.room_id, rng)
