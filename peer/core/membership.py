@@ -21,6 +21,10 @@ REMOVE      author is a current member (removing oneself = leaving). Target must
 SET_TIMER   author is a current member. Highest ``(version, author)`` wins.
 ==========  ======================================================================================
 
+Cost: an op's MAC, signature and prekey are checked once (``verified`` remembers the digests of ops that
+passed; a peer id is the hash of its key, so the check does not depend on the state), and ``from_ops``
+builds one working state in place, so recomputing n ops is O(n) dictionary steps, never O(n²) crypto.
+
 Every op: right room, valid MAC under ``member_key``, valid signature by the author's key (the member's
 key from the state, or the bundle of a self-add), and the author not removed. Rejections raise
 ``ProtocolError`` and leave the state unchanged.
@@ -191,11 +195,24 @@ class MembershipState:
     def is_member(self, peer_id: str) -> bool:
         return peer_id in self.members
 
-    def apply(self, op: MembershipOp, member_key: bytes) -> MembershipState:
-        """Return the state after ``op``; ``ProtocolError`` (state unchanged) if the op is not allowed."""
+    def apply(
+        self, op: MembershipOp, member_key: bytes, verified: set[bytes] | None = None
+    ) -> MembershipState:
+        """Return the state after ``op``; ``ProtocolError`` (state unchanged) if the op is not allowed.
+
+        ``verified``: digests of ops whose MAC/signature/prekey already passed (skipped, and filled in)."""
+        return self._step(op, member_key, verified, dict(self.members))
+
+    def _step(
+        self, op: MembershipOp, member_key: bytes, verified: set[bytes] | None, members: dict[str, Member]
+    ) -> MembershipState:
+        """``apply`` onto ``members`` (a working copy the caller owns; changed in place on success only)."""
         if op.room_id != self.room_id:
             raise ProtocolError("wrong-room", "op for another room")
-        hmac_verify(member_key, LABEL_MAC + op._prefix(), op.mac)
+        digest = op.digest if verified is not None else b""
+        checked = verified is not None and digest in verified
+        if not checked:
+            hmac_verify(member_key, LABEL_MAC + op._prefix(), op.mac)
         if op.author in self.removed:
             raise ProtocolError("removed", "author was removed from the room")
         author = self.members.get(op.author)
@@ -205,40 +222,50 @@ class MembershipState:
             author_key = op.bundle.ed25519
         else:
             raise ProtocolError("not-member", "author is not a member")
-        ed25519_verify(author_key, LABEL_SIG + op._prefix() + op.mac, op.signature)
+        if not checked:
+            ed25519_verify(author_key, LABEL_SIG + op._prefix() + op.mac, op.signature)
         if op.op == OpType.ADD:
-            return self._add(op)
+            bundle, prekey = op.bundle, op.prekey
+            target = bundle.peer_id
+            if target in self.removed:
+                raise ProtocolError("removed", "target was removed from the room")
+            if not checked:
+                prekey.verify(bundle)
+            if verified is not None:
+                verified.add(digest)
+            current = self.members.get(target)
+            if current is not None and current.prekey.created_at >= prekey.created_at:
+                return self
+            members[target] = Member(bundle, prekey)
+            return replace(self, members=members)
+        if verified is not None:
+            verified.add(digest)
         if op.op == OpType.REMOVE:
             target = op.target
             if target not in self.members:
                 raise ProtocolError("not-member", "target is not a member")
-            members = {k: v for k, v in self.members.items() if k != target}
+            del members[target]
             return replace(self, members=members, removed=self.removed | {target}, epoch=self.epoch + 1)
         ttl_s, version = op.timer
         if self.timer is not None and (version, op.author) <= (self.timer.version, self.timer.author):
             return self
         return replace(self, timer=Timer(ttl_s, version, op.author))
 
-    def _add(self, op: MembershipOp) -> MembershipState:
-        bundle, prekey = op.bundle, op.prekey
-        target = bundle.peer_id
-        if target in self.removed:
-            raise ProtocolError("removed", "target was removed from the room")
-        prekey.verify(bundle)
-        current = self.members.get(target)
-        if current is not None and current.prekey.created_at >= prekey.created_at:
-            return self
-        return replace(self, members={**self.members, target: Member(bundle, prekey)})
-
     @classmethod
     def from_ops(
-        cls, room_id: str, ops: list[MembershipOp], member_key: bytes
+        cls,
+        room_id: str,
+        ops: list[MembershipOp],
+        member_key: bytes,
+        verified: set[bytes] | None = None,
     ) -> tuple[MembershipState, list[MembershipOp]]:
-        """Apply a set of ops in canonical order; returns (state, rejected ops)."""
-        state, rejected = cls(check_id(room_id)), []
+        """Apply a set of ops in canonical order; returns (state, rejected ops). Linear: one working
+        members dict, changed in place (``_step`` touches it only once an op is accepted)."""
+        members: dict[str, Member] = {}
+        state, rejected = cls(check_id(room_id), members), []
         for op in sorted(ops, key=lambda o: o.sort_key):
             try:
-                state = state.apply(op, member_key)
+                state = state._step(op, member_key, verified, members)
             except ProtocolError:
                 rejected.append(op)
         return state, rejected
