@@ -49,3 +49,19 @@ def test_js_tombstone_flood_is_refused_and_bounded(measured: dict[str, Any]) -> 
     assert tombs["unservable"] == 0
     assert tombs["remoteHaveRanges"] <= 1
     assert tombs["newcomer"] == 5
+
+
+def test_js_membership_recompute_checks_each_op_once() -> None:
+    """web/js/core/membership.js: the room recomputes from every op on each new op; before, each
+    recompute checked every op's crypto again (20 ops: 420 WebCrypto verifies, O(n²))."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node not installed")
+    script = ROOT / "tests" / "sync" / "js" / "membership.mjs"
+    run = subprocess.run(
+        [node, "--no-warnings", str(script), "30"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    got = json.loads(run.stdout)
+    assert got["members"] == 30
+    assert got["verifies"] <= 2 * 30  # the signature and the prekey, once per op
