@@ -193,7 +193,7 @@ async def _serve_async(args: argparse.Namespace) -> int:
             host=args.host, port=args.port, web_root=web_root, turn=turn, redis_url=args.redis, **net
         )
         candidates = public_urls(config, args.port)
-        if config.public_url is None and args.port != 0 and len(candidates) > 1:
+        if config.public_url is None and args.port != 0 and config.public_host is None:
             # a wildcard bind: advertise the first address (invites, and the host of the STUN URL)
             config = SignalingConfig(
                 host=args.host,
@@ -362,7 +362,7 @@ async def _chat_command(peer: Any, room: Any, line: str) -> None:
                 print(f"  {room.label(member)} ({member[:8]}) {state}", flush=True)
         else:
             print(CHAT_HELP, flush=True)
-    except (ValueError, argparse.ArgumentTypeError) as exc:
+    except (ValueError, ProtocolError, argparse.ArgumentTypeError) as exc:  # a refusal, never a traceback
         print(f"! {exc}", flush=True)
 
 

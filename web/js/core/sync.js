@@ -13,8 +13,12 @@
 //   neighbour: a key queued or served less than wantTimeoutMs/2 ago is not served again, and at most
 //   maxServeKeysPerWindow keys / maxServeBytesPerWindow bytes per wantTimeoutMs window. Output queues are
 //   keyed: a key is queued once per link.
-// - Every envelope goes through validate; a ProtocolError drops that envelope only. A new entry is
-//   added, ACKed to its sender and relayed to every other neighbour not known to have it.
+// - A duplicate (peekKey says we have seen its key) is acked (or answered with its tombstone) without
+//   validation. Every other envelope goes through validate; a ProtocolError drops that envelope only
+//   and yields 'envelope-refused' (with the envelope, so the room may park it). A new entry is added,
+//   ACKed to the neighbour and relayed to every other neighbour not known to have it, except an entry
+//   received from its author: the others got it from the author too, so a HELLO goes to them
+//   announceDelayMs later instead (lazy relay).
 // - Proof-less tombstones: accepted for a held entry iff expires_at <= now + skew, for an unheld key
 //   iff until <= now + skew. Tombstones with a proof need authorizeTombstone. With knownSender (the
 //   membership rule) a tombstone naming an unknown sender is refused (unknown-sender); tombstones for keys
@@ -25,80 +29,22 @@
 
 import { ProtocolError } from './errors.js';
 import { LamportClock } from './clock.js';
-import { Log, RangeSet, keyOf, DEFAULT_SKEW_MS } from './log.js';
+import { Log, RangeSet, keyOf } from './log.js';
+import { DEFAULT_SYNC_CONFIG, Session, toRangeMap } from './sync_events.js';
 import * as wire from './wire.js';
 
 /**
  * @typedef {import('./log.js').LogEntry} LogEntry
  * @typedef {import('./log.js').Tombstone} Tombstone
- * @typedef {{type:'entry-added', entry: LogEntry} | {type:'entry-expired', sender: string, seq: number}
- *   | {type:'entry-deleted', sender: string, seq: number} | {type:'acked', neighbour: string, sender: string, seq: number}
- *   | {type:'neighbour-ready', neighbour: string} | {type:'neighbour-timed-out', neighbour: string}
- *   | {type:'protocol-error', neighbour: string, code: string}
- *   | {type:'opaque', neighbour: string, frameType: number, body: Uint8Array}} SyncEvent
+ * @typedef {import('./sync_events.js').SyncEvent} SyncEvent
  */
 
-export const DEFAULT_SYNC_CONFIG = Object.freeze({
-  heartbeatMs: 1000, deadAfterMs: 4000, wantTimeoutMs: 2000, resyncMs: 5000, maxWantKeys: 4096,
-  maxWantAttempts: 8, maxServeKeys: 8192, skewMs: DEFAULT_SKEW_MS, maxLamportJump: 2 ** 32,
-  maxServeKeysPerWindow: 16384, maxServeBytesPerWindow: 8 * 1024 * 1024,
-  maxForeignTombstonesPerNeighbour: 1024, maxForeignTombstones: 8192,
-});
+export { DEFAULT_SYNC_CONFIG } from './sync_events.js';
 
 // what one (sender, ranges) block of a HELLO costs and what the frame holds (see wire.js)
 const HELLO_ROOM = 65536 - 64;
 const HELLO_SENDER = 18;
 const HELLO_RANGE = 16;
-
-class Session {
-  /** @param {string} neighbour @param {number} now @param {typeof DEFAULT_SYNC_CONFIG} c */
-  constructor(neighbour, now, c) {
-    this.neighbour = neighbour;
-    this.lastHeard = now;
-    this.nextPing = now + c.heartbeatMs;
-    this.nextHello = now + c.resyncMs;
-    this.ready = false;
-    this.rejected = false;
-    /** @type {number|null} */
-    this.retryAt = null;
-    this.pingNonce = 0;
-    /** @type {Map<string, RangeSet>} */
-    this.remoteHave = new Map();
-    /** @type {Map<string, RangeSet>} */
-    this.acked = new Map();
-    /** @type {Map<string, number>} */
-    this.attempts = new Map();
-    /** @type {Set<string>} */
-    this.unservable = new Set();
-    /** @type {Set<string>} */
-    this.inflight = new Set();
-    /** @type {Uint8Array[]} */
-    this.control = [];
-    /** @type {Map<string, Uint8Array>} keyed: one key queued once */
-    this.envs = new Map();
-    /** @type {Map<string, Tombstone>} */
-    this.tombs = new Map();
-    /** @type {Map<string, RangeSet>} */
-    this.acks = new Map();
-    /** @type {Map<string, number>} serve pacing: key -> time before which it is not served again */
-    this.served = new Map();
-    this.serveWindowEnd = 0;
-    this.serveKeys = 0;
-    this.serveBytes = 0;
-  }
-
-  /** @param {string} sender @param {number} seq */
-  has(sender, seq) {
-    return this.remoteHave.get(sender)?.has(seq) ?? false;
-  }
-
-  /** @param {string} sender @param {number} seq */
-  mark(sender, seq) {
-    let rs = this.remoteHave.get(sender);
-    if (!rs) this.remoteHave.set(sender, (rs = new RangeSet()));
-    rs.add(seq);
-  }
-}
 
 /** @param {string} key @returns {[string, number]} the (sender, seq) of a keyOf() key */
 const splitKey = (key) => {
@@ -106,14 +52,12 @@ const splitKey = (key) => {
   return [key.slice(0, i), Number(key.slice(i + 1))];
 };
 
-/** @param {Map<string, RangeSet>} m */
-const toRangeMap = (m) => new Map([...m].map(([k, v]) => [k, v.ranges()]));
-
 export class SyncEngine {
   /**
    * @param {string} selfId @param {string} roomId
    * @param {(data: Uint8Array) => Promise<LogEntry>} validate
-   * @param {{config?: Partial<typeof DEFAULT_SYNC_CONFIG>, authorizeTombstone?: (t: Tombstone, held: LogEntry|null, now: number) => Promise<boolean>, knownSender?: (sender: string) => boolean}} [opts]
+   * @param {{config?: Partial<typeof DEFAULT_SYNC_CONFIG>, authorizeTombstone?: (t: Tombstone, held: LogEntry|null, now: number) => Promise<boolean>,
+   *   peekKey?: (data: Uint8Array) => [string, number], knownSender?: (sender: string) => boolean}} [opts]
    */
   constructor(selfId, roomId, validate, opts = {}) {
     this.selfId = selfId;
@@ -123,11 +67,14 @@ export class SyncEngine {
     this.clock = new LamportClock();
     this.validate = validate;
     this.authorize = opts.authorizeTombstone ?? null;
+    this.peek = opts.peekKey ?? null;
     this.knownSender = opts.knownSender ?? null;
     /** @type {Map<string, string>} tombstones of keys never held -> the neighbour that sent them */
     this.foreign = new Map();
     /** @type {Map<string, number>} */
     this.foreignBy = new Map();
+    /** @type {number|null} */
+    this.announceAt = null;
     /** @type {Map<string, Session>} */
     this.sessions = new Map();
     /** @type {Map<string, [string, number]>} */
@@ -173,9 +120,57 @@ export class SyncEngine {
     for (const s of this.sessions.values()) if (s.ready && !s.rejected) this.request(s, now);
   }
 
-  /** Add a locally created envelope and push it to every neighbour. @param {Uint8Array} data @param {number} now */
-  async publish(data, now) {
-    const entry = await this.validate(data);
+  // -------------------------------------------------- hooks for the room (nothing reaches into log/clock)
+
+  get skewMs() {
+    return this.log.skewMs;
+  }
+
+  get lamport() {
+    return this.clock.value;
+  }
+
+  tick() {
+    return this.clock.tick();
+  }
+
+  /** @param {number} lamport */
+  observe(lamport) {
+    this.clock.observe(lamport);
+  }
+
+  /** @param {string} sender @param {number} seq */
+  entry(sender, seq) {
+    return this.log.get(sender, seq);
+  }
+
+  /** @param {string} sender @param {number} seq */
+  tombstoneOf(sender, seq) {
+    return this.log.getTombstone(sender, seq);
+  }
+
+  /** Put back a stored entry at restart (no relay, no event); false if expired or tombstoned. @param {LogEntry} entry @param {number} now */
+  restore(entry, now) {
+    if (!this.log.add(entry, now)) return false;
+    this.clock.observe(entry.lamport);
+    return true;
+  }
+
+  /** @param {string} sender @param {number} seq @param {number} until @param {Uint8Array} [proof] */
+  restoreTombstone(sender, seq, until, proof = new Uint8Array(0)) {
+    this.log.tombstone(sender, seq, until, proof);
+  }
+
+  /** Feed one envelope back as if `neighbour` had just sent it; dropped if that session is gone. @param {string} neighbour @param {Uint8Array} data @param {number} now @returns {Promise<SyncEvent[]>} */
+  async offer(neighbour, data, now) {
+    const s = this.sessions.get(neighbour);
+    if (!s || s.rejected || !s.ready) return [];
+    return this.onEnvelopes(s, [data], now);
+  }
+
+  /** Add a locally created envelope and push it to every neighbour (`entry`: built, so trusted, by the caller). @param {Uint8Array} data @param {number} now @param {LogEntry|null} [trusted] */
+  async publish(data, now, trusted = null) {
+    const entry = trusted ?? await this.validate(data);
     if (!this.log.add(entry, now)) throw new Error('duplicate, tombstoned or expired entry');
     this.clock.observe(entry.lamport);
     this.relay(entry, null);
@@ -218,6 +213,7 @@ export class SyncEngine {
     const times = [];
     const d = this.log.nextDeadline();
     if (d !== null) times.push(d);
+    if (this.announceAt !== null) times.push(this.announceAt);
     for (const s of this.sessions.values()) {
       if (s.rejected) continue;
       times.push(s.nextPing, s.lastHeard + this.config.deadAfterMs, s.nextHello);
@@ -236,6 +232,15 @@ export class SyncEngine {
       for (const s of this.live()) if (s.has(sender, seq)) s.tombs.set(keyOf(sender, seq), tomb);
     }
     const c = this.config;
+    if (this.announceAt !== null && now >= this.announceAt) {
+      this.announceAt = null;
+      const hello = this.hello();
+      for (const s of this.live()) {
+        if (!s.ready) continue;
+        s.control.push(hello);
+        s.nextHello = now + c.resyncMs;
+      }
+    }
     let dropped = false;
     for (const s of [...this.sessions.values()]) {
       if (s.rejected) continue;
@@ -326,12 +331,36 @@ export class SyncEngine {
     /** @type {Session[]} */
     const refill = [];
     for (const item of items) {
+      if (this.peek) {
+        let sender, seq;
+        try {
+          [sender, seq] = this.peek(item);
+        } catch (e) {
+          if (!(e instanceof ProtocolError)) throw e;
+          events.push(this.error(s.neighbour, e.code));
+          continue;
+        }
+        if (this.log.seen(sender, seq)) { // a duplicate: no need to verify it again
+          s.mark(sender, seq);
+          this.resolve(keyOf(sender, seq));
+          if (this.log.holds(sender, seq)) {
+            let rs = s.acks.get(sender);
+            if (!rs) s.acks.set(sender, (rs = new RangeSet()));
+            rs.add(seq);
+          } else {
+            const tomb = this.log.getTombstone(sender, seq);
+            if (tomb) s.tombs.set(keyOf(sender, seq), tomb); // a stale copy: answer with the tombstone
+          }
+          continue;
+        }
+      }
       let entry;
       try {
         entry = await this.validate(item);
       } catch (e) {
         if (!(e instanceof ProtocolError)) throw e;
-        events.push(this.error(s.neighbour, e.code));
+        this.protocolErrors += 1;
+        events.push({ type: 'envelope-refused', neighbour: s.neighbour, code: e.code, data: item });
         continue;
       }
       if (entry.lamport > this.clock.value + this.config.maxLamportJump) {
@@ -345,7 +374,11 @@ export class SyncEngine {
       if (this.log.add(entry, now)) {
         this.clock.observe(entry.lamport);
         events.push({ type: 'entry-added', entry });
-        this.relay(entry, s.neighbour);
+        if (entry.sender === s.neighbour && this.config.announceDelayMs >= 0) {
+          if (this.announceAt === null) this.announceAt = now + this.config.announceDelayMs;
+        } else {
+          this.relay(entry, s.neighbour);
+        }
       }
       if (this.log.holds(sender, seq)) {
         let rs = s.acks.get(sender);
