@@ -495,8 +495,8 @@ class SyncEngine:
                 continue
             if self._known is not None and not self._known(tomb.sender):
                 unknown = True
-                if claimed:
-                    s.unservable.add(key)
+                if claimed and len(s.unservable) < 4 * self.config.max_want_keys:
+                    s.unservable.add(key)  # bounded: only the first 4*max_want_keys claimed keys are scanned
                 continue
             held = self.log.get(key)
             if tomb.proof:
@@ -510,8 +510,8 @@ class SyncEngine:
             if ok and held is None and not self.log.seen(key):
                 ok = self._take_foreign(s.neighbour, key)
             if not ok:
-                if claimed:
-                    s.unservable.add(key)
+                if claimed and len(s.unservable) < 4 * self.config.max_want_keys:
+                    s.unservable.add(key)  # bounded: only the first 4*max_want_keys claimed keys are scanned
                 continue
             s.mark(key)
             self.log.tombstone(key, tomb.until, tomb.proof)

@@ -471,7 +471,7 @@ export class SyncEngine {
       if (this.log.getTombstone(sender, seq)) { s.mark(sender, seq); continue; }
       if (this.knownSender !== null && !this.knownSender(sender)) {
         unknown = true;
-        if (claimed) s.unservable.add(key);
+        if (claimed && s.unservable.size < 4 * this.config.maxWantKeys) s.unservable.add(key);
         continue;
       }
       const held = this.log.get(sender, seq);
@@ -485,7 +485,7 @@ export class SyncEngine {
         ok = tomb.until <= now + skew;
       }
       if (ok && !held && !this.log.seen(sender, seq)) ok = this.takeForeign(s.neighbour, key);
-      if (!ok) { if (claimed) s.unservable.add(key); continue; }
+      if (!ok) { if (claimed && s.unservable.size < 4 * this.config.maxWantKeys) s.unservable.add(key); continue; }
       s.mark(sender, seq);
       this.log.tombstone(sender, seq, tomb.until, tomb.proof);
       if (held) events.push({ type: tomb.proof.length ? 'entry-deleted' : 'entry-expired', sender, seq });
