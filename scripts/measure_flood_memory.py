@@ -16,17 +16,14 @@ Floods, each from one neighbour against a victim holding 500 entries of 200 byte
 from __future__ import annotations
 
 import inspect
-import sys
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.append(str(Path.cwd()))
-
-from peer.core import wire  # noqa: E402
-from peer.core.log import Tombstone  # noqa: E402
-from peer.core.sync import SyncEngine  # noqa: E402
-from peer.testing import dummy_authorize_tombstone, dummy_validate, make_envelope, sim_id  # noqa: E402
+from peer.core import wire
+from peer.core.log import Tombstone
+from peer.core.sync import SyncEngine
+from peer.testing import dummy_authorize_tombstone, dummy_validate, make_envelope, sim_id
 
 NOW = 1_700_000_000_000
 HOUR = 3_600_000
