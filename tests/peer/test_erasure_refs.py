@@ -55,7 +55,7 @@ def test_unsend_of_an_edited_message_erases_the_edit_and_reactions_everywhere(ne
     net.pump()
     assert [m.text for m in c.messages()] == ["meet at 18:00 (secret)"]
     assert edited.edited
-    refs = [(a.peer_id, msg.seq)] + a.timeline.referring((a.peer_id, msg.seq))
+    refs = [(a.peer_id, msg.seq), *a.timeline.referring((a.peer_id, msg.seq))]
     assert len(refs) == 3  # the message, a's edit, b's reaction
     for room in (a, b, c):
         rows = _rows(_store_of(net, room), room, refs)
