@@ -357,8 +357,15 @@ async def _chat_command(peer: Any, room: Any, line: str) -> None:
             await room.set_timer(parse_duration(rest))
         elif cmd == "/who":
             online = set(room.online_members())
+            links = room.links()
             for member in room.members():
-                state = "you" if member == peer.peer_id else ("online" if member in online else "offline")
+                link = links.get(member)
+                if member == peer.peer_id:
+                    state = "you"
+                elif link is not None and (link.reachable or member not in online):
+                    state = link.describe()  # direct, relayed, connecting…, unreachable (reason)
+                else:
+                    state = "online" if member in online else "offline"
                 print(f"  {room.label(member)} ({member[:8]}) {state}", flush=True)
         else:
             print(CHAT_HELP, flush=True)

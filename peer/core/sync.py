@@ -34,6 +34,12 @@ Rules (one session per neighbour; the adapter calls ``connect`` when a transport
   not claim in its HELLO).
 - Our HELLO lists senders we hold entries of first, and gives each sender at most a fair share of the
   frame, so tombstone-only or fragmented senders can never crowd real senders out of it.
+- Equivocation: a duplicate key whose bytes differ from the held entry's is validated; if it is
+  the sender's too, the key becomes void (``Log.void``: neither version is kept), ``EntryVoided`` is
+  emitted and both envelopes are pushed to every neighbour, so each of them finds it too. On HELLO,
+  kept pairs go to a neighbour that says it has such a key (it may still hold one version). Entries
+  the injected ``eager`` hook names (the room: everything but chat, i.e. room state) are relayed at
+  once even when received from their author, so a version sent to one member meets the other.
 - An entry stamped more than ``max_lamport_jump`` ahead of our Lamport clock is refused
   (``lamport-jump``), so one member cannot exhaust everyone's clock. Local entries take their stamp
   from ``engine.clock.tick()``.
@@ -54,6 +60,7 @@ from peer.core.sync_events import (
     EntryAdded,
     EntryDeleted,
     EntryExpired,
+    EntryVoided,
     EnvelopeRefused,
     Event,
     NeighbourReady,
@@ -70,6 +77,7 @@ __all__ = [
     "EntryAdded",
     "EntryDeleted",
     "EntryExpired",
+    "EntryVoided",
     "EnvelopeRefused",
     "Event",
     "NeighbourReady",
@@ -108,6 +116,7 @@ class SyncEngine:
         authorize_tombstone: AuthorizeTombstone | None = None,
         peek_key: PeekKey | None = None,
         known_sender: KnownSender | None = None,
+        eager: Callable[[LogEntry], bool] | None = None,
     ) -> None:
         wire.id_to_bytes(self_id)
         wire.id_to_bytes(room_id)
@@ -123,6 +132,7 @@ class SyncEngine:
         #: tombstones accepted for keys we never held -> the neighbour that sent them (bounded)
         self._foreign: dict[Key, str] = {}
         self._foreign_by: dict[str, int] = {}
+        self._eager = eager  # entries always relayed at once, even when received from their author
         self._announce_at: int | None = None
         self._sessions: dict[str, _Session] = {}
         self._pending: dict[Key, tuple[str, int]] = {}
@@ -255,17 +265,18 @@ class SyncEngine:
         """Drain the outbox. Per neighbour: control frames, then envelope batches, tombstones, acks."""
         out: list[tuple[str, bytes]] = []
         for n, s in self._sessions.items():
-            if s.rejected or not (s.control or s.envs or s.tombs or s.acks):
+            if s.rejected or not (s.control or s.envs or s.voids or s.tombs or s.acks):
                 continue
             frames = s.control
-            if s.envs:
-                frames += wire.encode_envelopes(list(s.envs.values()))
+            if s.envs or s.voids:
+                pairs = [data for pair in s.voids.values() for data in pair]
+                frames += wire.encode_envelopes(list(s.envs.values()) + pairs)
             if s.tombs:
                 frames += wire.encode_tombstones(list(s.tombs.values()))
             if s.acks:
                 frames += wire.encode_ack({k: v.ranges() for k, v in s.acks.items()})
             out.extend((n, f) for f in frames)
-            s.control, s.envs, s.tombs, s.acks = [], {}, {}, {}
+            s.control, s.envs, s.voids, s.tombs, s.acks = [], {}, {}, {}, {}
         return out
 
     def next_timer(self) -> int | None:
@@ -375,6 +386,10 @@ class SyncEngine:
             events.append(NeighbourReady(s.neighbour))
             # explicit deletions the neighbour may still hold
             s.tombs.update((t.key, t) for t in self.log.tombstones() if t.proof and s.has(t.key))
+            # equivocations it may not have seen: both versions, so it voids the key too
+            for key, first, second in self.log.void_pairs():
+                if s.has(key):
+                    s.voids[key] = (first, second)
         self._request(s, now)
         return events
 
@@ -387,6 +402,10 @@ class SyncEngine:
                     seen_key = self._peek(item)
                 except ProtocolError as e:
                     events.append(self._error(s.neighbour, e.code))
+                    continue
+                held = self.log.get(seen_key)
+                if held is not None and held.data != bytes(item):  # same key, other bytes
+                    events += self._equivocation(s, held, item, now)
                     continue
                 if self.log.seen(seen_key):  # a duplicate: no need to verify it again
                     s.mark(seen_key)
@@ -406,6 +425,10 @@ class SyncEngine:
                 events.append(self._error(s.neighbour, "lamport-jump"))
                 continue
             key = entry.key
+            held = self.log.get(key)
+            if held is not None and held.data != entry.data:
+                events += self._equivocation(s, held, item, now, entry)
+                continue
             drained = self._resolve(key)
             if drained is not None:
                 refill.append(drained)
@@ -413,7 +436,8 @@ class SyncEngine:
             if self.log.add(entry, now):
                 self.clock.observe(entry.lamport)
                 events.append(EntryAdded(entry))
-                if entry.sender == s.neighbour and self.config.announce_delay_ms >= 0:
+                lazy = self._eager is None or not self._eager(entry)
+                if lazy and entry.sender == s.neighbour and self.config.announce_delay_ms >= 0:
                     if self._announce_at is None:
                         self._announce_at = now + self.config.announce_delay_ms
                 else:
@@ -428,6 +452,26 @@ class SyncEngine:
             if r.ready and not r.inflight:
                 self._request(r, now)
         return events
+
+    def _equivocation(
+        self, s: _Session, held: LogEntry, item: bytes, now: int, other: LogEntry | None = None
+    ) -> list[Event]:
+        """``item`` claims ``held``'s key with other bytes: void the key if the sender signed both."""
+        s.mark(held.key)
+        self._resolve(held.key)
+        if other is None:
+            try:
+                other = self._validate(item)
+            except ProtocolError as e:  # not the sender's: junk under a known key, not equivocation
+                self.protocol_errors += 1
+                return [EnvelopeRefused(s.neighbour, e.code, item)]
+        until = min(max(held.expires_at, other.expires_at) + self.log.skew_ms, wire.MAX_INT)
+        if not self.log.void(held.key, held.data, other.data, until):
+            return []
+        for sess in self._live():
+            sess.voids[held.key] = (held.data, other.data)
+            sess.mark(held.key)
+        return [EntryVoided(held.key, s.neighbour)]
 
     def _on_want(self, s: _Session, frame: wire.Want, now: int) -> None:
         c = self.config
@@ -564,6 +608,7 @@ class SyncEngine:
             "acked_ranges": sum(len(rs.ranges()) for rs in s.acked.values()),
             "control": len(s.control),
             "envs": len(s.envs),
+            "voids": len(s.voids),
             "tombs": len(s.tombs),
             "served": len(s.served),
             "foreign_tombstones": self._foreign_by.get(neighbour, 0),

@@ -52,6 +52,15 @@ class EntryDeleted:
 
 
 @dataclass(frozen=True, slots=True)
+class EntryVoided:
+    """Two different validly signed envelopes under ``key``: the key is void (see :meth:`Log.void`);
+    ``neighbour`` showed us the second one (the author, ``key[0]``, is the one to blame)."""
+
+    key: Key
+    neighbour: str
+
+
+@dataclass(frozen=True, slots=True)
 class Acked:
     neighbour: str
     sender: str
@@ -94,6 +103,7 @@ Event = (
     EntryAdded
     | EntryExpired
     | EntryDeleted
+    | EntryVoided
     | Acked
     | NeighbourReady
     | NeighbourTimedOut
@@ -121,6 +131,8 @@ class _Session:
     control: list[bytes] = field(default_factory=list)
     #: queued output, keyed so one key is queued at most once (dedupe of what is already being served)
     envs: dict[Key, bytes] = field(default_factory=dict)
+    #: both signed versions of a voided (equivocated) key, so the neighbour voids it too
+    voids: dict[Key, tuple[bytes, bytes]] = field(default_factory=dict)
     tombs: dict[Key, Tombstone] = field(default_factory=dict)
     acks: dict[str, RangeSet] = field(default_factory=dict)
     #: serve pacing: key -> time before which a WANT for it is not served again; the current window

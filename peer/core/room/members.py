@@ -10,17 +10,18 @@ Rules:
 - A bundle learned from a signed signaling payload only lets us *link* with a peer (handshake); it never
   makes that peer a known sender.
 - Persists nothing of its own: ops are envelopes in the log, recomputed on restore.
+- Placement (PROTOCOL.md, "Order"): an envelope of S other than S's self-ADD must have a lamport above
+  the lowest lamport of an accepted ADD of S (:meth:`Members.check_placement`, else ``backdated``).
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 from peer.core.errors import ProtocolError
 from peer.core.identity import PublicBundle
 from peer.core.log import Key
-from peer.core.membership import Member, MembershipOp, MembershipState, Timer
+from peer.core.membership import Member, MembershipOp, MembershipState, OpType, Timer
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,10 @@ class Members:
         self._last: tuple[int, str, bytes] | None = None  # sort key of the last op applied
         self._new: list[MembershipOp] = []  # added since the last recompute
         self._replay = False
+        self._refused: set[int] = set()  # id() of held ops that the state refused
         self._bundles: dict[str, PublicBundle] = {own.peer_id: own}  # every member ever (ADD seen)
         self._learned: dict[str, PublicBundle] = {}  # from signaling: for links only
+        self._admitted_at: dict[str, int] = {}  # member -> lowest lamport of an accepted ADD of it
 
     # -- the one rule ------------------------------------------------------------------------------
 
@@ -51,6 +54,13 @@ class Members:
         if peer in self.state.members or peer in self.state.removed:
             return self._bundles.get(peer)
         return None
+
+    def check_placement(self, sender: str, lamport: int) -> None:
+        """``backdated`` unless ``lamport`` is above the lowest accepted ADD of ``sender`` (its ADD is
+        always known first: envelopes that overtake it are parked)."""
+        floor = self._admitted_at.get(sender)
+        if floor is not None and lamport <= floor:
+            raise ProtocolError("backdated", "envelope placed before its author's ADD")
 
     def link_bundle(self, peer: str) -> PublicBundle | None:
         """The bundle to authenticate a link with ``peer`` (member or introduced); None if removed/unknown."""
@@ -94,9 +104,12 @@ class Members:
         self._ops[key] = op
         self._new.append(op)
 
-    def forget_op(self, key: Key) -> None:
-        if self._ops.pop(key, None) is not None:
-            self._replay = True
+    def forget_op(self, key: Key) -> bool:
+        """Drop the op held under ``key``; True if there was one."""
+        if self._ops.pop(key, None) is None:
+            return False
+        self._replay = True
+        return True
 
     def recompute(self) -> MembershipChange:
         before = self.state
@@ -105,17 +118,26 @@ class Members:
         if not self._replay and new and (self._last is None or new[0].sort_key > self._last):
             state = before
             for op in new:  # all sort after what was applied: the same result as a replay
-                with contextlib.suppress(ProtocolError):  # a refused op leaves the state as it was
+                try:
                     state = state.apply(op, self._member_key, self._verified)
+                except ProtocolError:  # a refused op leaves the state as it was
+                    self._refused.add(id(op))
             self._last = new[-1].sort_key
         elif self._replay or new:
             ops = list(self._ops.values())
-            state, _rejected = MembershipState.from_ops(self.room_id, ops, self._member_key, self._verified)
+            state, rejected = MembershipState.from_ops(self.room_id, ops, self._member_key, self._verified)
+            self._refused = {id(op) for op in rejected}
             self._last = max((o.sort_key for o in ops), default=None)
             self._replay = False
         else:
             state = before
         self.state = state
+        refused = self._refused
+        admitted: dict[str, int] = {}
+        for op in self._ops.values():
+            if op.op == OpType.ADD and id(op) not in refused:
+                admitted[op.target] = min(admitted.get(op.target, op.lamport), op.lamport)
+        self._admitted_at = admitted
         for pid, member in state.members.items():
             self._bundles[pid] = member.bundle
         joined = sorted(p for p in set(state.members) - set(before.members) if p != self.self_id)

@@ -51,13 +51,16 @@ const splitKey = (key) => {
   const i = key.lastIndexOf(':');
   return [key.slice(0, i), Number(key.slice(i + 1))];
 };
+/** @param {Uint8Array} a @param {Uint8Array} b */
+const sameBytes = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 export class SyncEngine {
   /**
    * @param {string} selfId @param {string} roomId
    * @param {(data: Uint8Array) => Promise<LogEntry>} validate
    * @param {{config?: Partial<typeof DEFAULT_SYNC_CONFIG>, authorizeTombstone?: (t: Tombstone, held: LogEntry|null, now: number) => Promise<boolean>,
-   *   peekKey?: (data: Uint8Array) => [string, number], knownSender?: (sender: string) => boolean}} [opts]
+   *   peekKey?: (data: Uint8Array) => [string, number], eager?: (entry: LogEntry) => boolean,
+   *   knownSender?: (sender: string) => boolean}} [opts]
    */
   constructor(selfId, roomId, validate, opts = {}) {
     this.selfId = selfId;
@@ -73,6 +76,8 @@ export class SyncEngine {
     this.foreign = new Map();
     /** @type {Map<string, number>} */
     this.foreignBy = new Map();
+    /** entries always relayed at once, even when received from their author (room state) */
+    this.eager = opts.eager ?? null;
     /** @type {number|null} */
     this.announceAt = null;
     /** @type {Map<string, Session>} */
@@ -197,13 +202,13 @@ export class SyncEngine {
     /** @type {[string, Uint8Array][]} */
     const out = [];
     for (const [n, s] of this.sessions) {
-      if (s.rejected || !(s.control.length || s.envs.size || s.tombs.size || s.acks.size)) continue;
+      if (s.rejected || !(s.control.length || s.envs.size || s.voids.size || s.tombs.size || s.acks.size)) continue;
       const frames = s.control;
-      if (s.envs.size) frames.push(...wire.encodeEnvelopes([...s.envs.values()]));
+      if (s.envs.size || s.voids.size) frames.push(...wire.encodeEnvelopes([...s.envs.values(), ...[...s.voids.values()].flat()]));
       if (s.tombs.size) frames.push(...wire.encodeTombstones([...s.tombs.values()]));
       if (s.acks.size) frames.push(...wire.encodeAck(toRangeMap(s.acks)));
       for (const f of frames) out.push([n, f]);
-      s.control = []; s.envs = new Map(); s.tombs = new Map(); s.acks = new Map();
+      s.control = []; s.envs = new Map(); s.voids = new Map(); s.tombs = new Map(); s.acks = new Map();
     }
     return out;
   }
@@ -319,6 +324,8 @@ export class SyncEngine {
       for (const t of this.log.tombstones()) {
         if (t.proof.length && s.has(t.sender, t.seq)) s.tombs.set(keyOf(t.sender, t.seq), t);
       }
+      // equivocations it may not have seen: both versions, so it voids the key too
+      for (const [sender, seq, first, second] of this.log.voidPairs.values()) if (s.has(sender, seq)) s.voids.set(keyOf(sender, seq), [first, second]);
     }
     this.request(s, now);
     return events;
@@ -338,6 +345,11 @@ export class SyncEngine {
         } catch (e) {
           if (!(e instanceof ProtocolError)) throw e;
           events.push(this.error(s.neighbour, e.code));
+          continue;
+        }
+        const held = this.log.get(sender, seq);
+        if (held && !sameBytes(held.data, item)) { // same key, other bytes
+          events.push(...(await this.equivocation(s, held, item, now, null)));
           continue;
         }
         if (this.log.seen(sender, seq)) { // a duplicate: no need to verify it again
@@ -368,13 +380,19 @@ export class SyncEngine {
         continue;
       }
       const { sender, seq } = entry;
+      const held = this.log.get(sender, seq);
+      if (held && !sameBytes(held.data, entry.data)) {
+        events.push(...(await this.equivocation(s, held, item, now, entry)));
+        continue;
+      }
       const drained = this.resolve(keyOf(sender, seq));
       if (drained) refill.push(drained);
       s.mark(sender, seq);
       if (this.log.add(entry, now)) {
         this.clock.observe(entry.lamport);
         events.push({ type: 'entry-added', entry });
-        if (entry.sender === s.neighbour && this.config.announceDelayMs >= 0) {
+        const lazy = this.eager === null || !this.eager(entry);
+        if (lazy && entry.sender === s.neighbour && this.config.announceDelayMs >= 0) {
           if (this.announceAt === null) this.announceAt = now + this.config.announceDelayMs;
         } else {
           this.relay(entry, s.neighbour);
@@ -527,7 +545,7 @@ export class SyncEngine {
     for (const rs of s.remoteHave.values()) remoteHaveRanges += rs.ranges().length;
     return {
       inflight: s.inflight.size, pending, attempts: s.attempts.size, unservable: s.unservable.size,
-      remoteHaveRanges, control: s.control.length, envs: s.envs.size, tombs: s.tombs.size,
+      remoteHaveRanges, control: s.control.length, envs: s.envs.size, voids: s.voids.size, tombs: s.tombs.size,
       served: s.served.size, foreignTombstones,
     };
   }
@@ -584,6 +602,32 @@ export class SyncEngine {
     if (!owner) return null;
     owner.inflight.delete(key);
     return owner.inflight.size ? null : owner;
+  }
+
+  /**
+   * `item` claims `held`'s key with other bytes: void the key if the sender signed both (see log.js).
+   * @param {Session} s @param {LogEntry} held @param {Uint8Array} item @param {number} _now @param {LogEntry|null} other
+   * @returns {Promise<SyncEvent[]>}
+   */
+  async equivocation(s, held, item, _now, other) {
+    s.mark(held.sender, held.seq);
+    this.resolve(keyOf(held.sender, held.seq));
+    if (other === null) {
+      try {
+        other = await this.validate(item);
+      } catch (e) {
+        if (!(e instanceof ProtocolError)) throw e;
+        this.protocolErrors += 1; // not the sender's: junk under a known key, not equivocation
+        return [{ type: 'envelope-refused', neighbour: s.neighbour, code: e.code, data: item }];
+      }
+    }
+    const until = Math.min(Math.max(held.expiresAt, other.expiresAt) + this.log.skewMs, wire.MAX_INT);
+    if (!this.log.void(held.sender, held.seq, held.data, other.data, until)) return [];
+    for (const x of this.live()) {
+      x.voids.set(keyOf(held.sender, held.seq), [held.data, other.data]);
+      x.mark(held.sender, held.seq);
+    }
+    return [{ type: 'entry-voided', sender: held.sender, seq: held.seq, neighbour: s.neighbour }];
   }
 
   /** @param {LogEntry} entry @param {string|null} exclude */
