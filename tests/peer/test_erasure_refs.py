@@ -1,4 +1,4 @@
-"""Erasing a message erases what refers to it (issue 13 item 2).
+"""Erasing a message erases what refers to it (issue 13 item 2), and what could re-derive it (item 6).
 
 Before: after unsending an edited message, the edit's envelope and its message key stayed in every
 member's database until the original expiry (decrypting copies of the homes gave the edited text back),
@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import pytest
 
+from peer.core.chains import SenderChain
 from peer.core.identity import Identity
 from peer.core.invite import Invite
 from peer.core.room import Room
-from peer.store.sqlite import Store, apply_batch
+from peer.store.sqlite import Store, apply_batch, snapshot
 from peer.testing import FakeClock
 from tests.peer.room_net import Net
 
@@ -99,3 +100,50 @@ def test_an_edit_arriving_after_its_message_was_unsent_is_erased_on_arrival(net:
         assert (a.peer_id, msg.seq) not in rows
         assert all(store.message_key(room.room_id, s, q) is None for s, q in rows)
         store.close()
+
+
+# -- item 6: no stored chain state re-derives an erased key -------------------------------------------
+
+
+def _stored_chains(net: Net, room: Room) -> list[SenderChain]:
+    store = _store_of(net, room)
+    states = snapshot(store, room.room_id).states
+    store.close()
+    return [SenderChain.from_bytes(states[n]) for n in ("chain/initial", "chain/own") if n in states]
+
+
+def _derivable(chains: list[SenderChain], steps: int = 20) -> set[bytes]:
+    out: set[bytes] = set()
+    for chain in chains:
+        for _ in range(steps):
+            chain, mk = chain.advance()
+            out.add(mk.key)
+    return out
+
+
+@pytest.mark.parametrize("how", ["mixed-ttl", "unsend-newer"])
+def test_no_stored_chain_state_rederives_an_erased_key_while_an_older_one_lives(net: Net, how: str) -> None:
+    """Before: the stored initial state stopped at the oldest live message, so it re-derived every newer
+    erased message of the chain (THREAT_MODEL.md claimed it could not)."""
+    a, b = net.add(Identity.generate()), net.add(Identity.generate())
+    _mesh(net, a, b)
+    old = a.send_text("old, lives an hour", net.now(a), ttl_s=3600)
+    newer = [a.send_text(f"newer {i}", net.now(a), ttl_s=5) for i in range(3)]
+    erased = {a.keys.message_keys[(a.peer_id, m.seq)] for m in newer}
+    net.pump()
+    if how == "mixed-ttl":
+        net.tick(6_000)
+    else:
+        for m in newer:
+            a.unsend(m.id, net.now(a))
+        net.pump()
+    assert [m.id for m in a.messages()] == [old.id]
+    assert not erased & _derivable(_stored_chains(net, a))
+    # the room goes on: the next message starts a new chain that b (and a late joiner) can read
+    after = a.send_text("after", net.now(a), ttl_s=3600)
+    c = net.add(Identity.generate())
+    _mesh(net, a, b, c)
+    net.tick(1_000)
+    assert after.id in {m.id for m in b.messages()}
+    assert after.id in {m.id for m in c.messages()}
+    assert old.id in {m.id for m in b.messages()}
