@@ -48,6 +48,8 @@ export class Inbound {
       // relayed at once even from its author (an equivocated version meets the other): an unsend, or a
       // membership op other than an ADD (REMOVE, SET_TIMER); payload byte 1 is the op type
       eager: (entry) => entry.data[1] === Kind.TOMBSTONE || (entry.data[1] === Kind.MEMBERSHIP && entry.data[HEADER_LEN + 5] !== OpType.ADD),
+      // membership is the authority on senders: tombstones naming anyone else are refused
+      knownSender: (peer) => this.membersPart.knownSender(peer) !== null,
     });
     this.membersPart = new Members(this.roomId, invite.memberKey, this.peerId, publicBundle(identity));
     this.links = new Links(identity, this.roomId, opts.rng);
