@@ -132,6 +132,7 @@ class SyncEngine:
         #: tombstones accepted for keys we never held -> the neighbour that sent them (bounded)
         self._foreign: dict[Key, str] = {}
         self._foreign_by: dict[str, int] = {}
+        self._foreign_stale = False  # the log pruned tombstones since the last sweep of ``_foreign``
         self._eager = eager  # entries always relayed at once, even when received from their author
         self._announce_at: int | None = None
         self._sessions: dict[str, _Session] = {}
@@ -297,6 +298,7 @@ class SyncEngine:
 
     def handle_timer(self, now: int) -> list[Event]:
         events: list[Event] = []
+        self._foreign_stale = True  # expire() may prune tombstones
         for key in self.log.expire(now):
             events.append(EntryExpired(key))
             tomb = self.log.get_tombstone(key)
@@ -577,7 +579,11 @@ class SyncEngine:
             len(self._foreign) >= c.max_foreign_tombstones
             or self._foreign_by.get(neighbour, 0) >= c.max_foreign_tombstones_per_neighbour
         ):
-            # forget the ones the log has pruned since (amortised: only when a bound is hit)
+            if not self._foreign_stale:
+                return False
+            # forget the ones the log has pruned since: only when a bound is hit and the log has pruned
+            # since the last sweep (a neighbour at its bound cannot make every tombstone cost a sweep)
+            self._foreign_stale = False
             for k, n in [(k, n) for k, n in self._foreign.items() if self.log.get_tombstone(k) is None]:
                 del self._foreign[k]
                 left = self._foreign_by[n] - 1

@@ -218,6 +218,34 @@ def test_tombstones_for_unheld_keys_are_bounded_per_neighbour_and_in_total() -> 
     assert v.log.get((real, 0)) is not None
 
 
+def test_a_neighbour_at_its_tombstone_bound_cannot_make_each_tombstone_cost_a_sweep() -> None:
+    """Sibling found while fixing item 7: at the bound, every further tombstone swept the whole budget
+    (1,900 per frame x 8,192): the sweep now runs only once the log has pruned something since."""
+    clock = FakeClock()
+    real = sim_id("real")
+    v = engine("victim", known={real})
+    v.publish(make_envelope(real, 0, 1, clock.now, clock.now + HOUR), clock.now)
+    hostile_link(v, clock.now)
+    cap = v.config.max_foreign_tombstones_per_neighbour
+    for f in _tombstone_frames([Tombstone(real, seq, clock.now) for seq in range(1, cap + 1)]):
+        v.receive(HOSTILE, f, clock.now)
+    v.handle_timer(clock.now)  # the log may have pruned: one sweep is allowed
+    calls = 0
+    inner = v.log.get_tombstone
+
+    def counted(key: tuple[str, int]) -> Tombstone | None:
+        nonlocal calls
+        calls += 1
+        return inner(key)
+
+    v.log.get_tombstone = counted  # type: ignore[method-assign]
+    more = [Tombstone(real, seq, clock.now) for seq in range(100_000, 105_000)]
+    for f in _tombstone_frames(more):
+        v.receive(HOSTILE, f, clock.now)
+    assert v.budget_counts(HOSTILE)["foreign_tombstones"] == cap
+    assert calls <= cap + 3 * len(more)  # was ~5,000 x 1,024
+
+
 def test_hello_gives_real_senders_priority_over_tombstone_only_ones() -> None:
     """However many tombstone-only senders a log holds, the senders we hold entries of are in HELLO."""
     clock = FakeClock()

@@ -76,6 +76,7 @@ export class SyncEngine {
     this.foreign = new Map();
     /** @type {Map<string, number>} */
     this.foreignBy = new Map();
+    this.foreignStale = false; // the log pruned tombstones since the last sweep of `foreign`
     /** entries always relayed at once, even when received from their author (room state) */
     this.eager = opts.eager ?? null;
     /** @type {number|null} */
@@ -231,6 +232,7 @@ export class SyncEngine {
   handleTimer(now) {
     /** @type {SyncEvent[]} */
     const events = [];
+    this.foreignStale = true; // expire() may prune tombstones
     for (const [sender, seq] of this.log.expire(now)) {
       events.push({ type: 'entry-expired', sender, seq });
       const tomb = /** @type {Tombstone} */ (this.log.getTombstone(sender, seq));
@@ -520,6 +522,8 @@ export class SyncEngine {
     const full = () => this.foreign.size >= c.maxForeignTombstones
       || (this.foreignBy.get(neighbour) ?? 0) >= c.maxForeignTombstonesPerNeighbour;
     if (full()) {
+      if (!this.foreignStale) return false; // swept since the log last pruned: nothing to free
+      this.foreignStale = false;
       for (const [k, n] of [...this.foreign]) { // forget the ones the log has pruned (only at a bound)
         const [sender, seq] = splitKey(k);
         if (this.log.getTombstone(sender, seq)) continue;
