@@ -605,14 +605,14 @@ class Room:
             elif isinstance(ev, EntryDeleted):
                 self._erase(ev.key, events, reason="unsent")
             elif isinstance(ev, Acked):
-                mid = message_id(ev.sender, ev.seq)
-                if (
-                    ev.sender == self.peer_id
-                    and mid in self._delivered
-                    and ev.neighbour not in self._delivered[mid]
-                ):
-                    self._delivered[mid].add(ev.neighbour)
-                    events.append(Delivered(mid, ev.neighbour))
+                # any of our chat messages still held (sent by this process or restored): once per member
+                key = (ev.sender, ev.seq)
+                if ev.sender == self.peer_id and key in self._chat_pos and key in self._messages:
+                    mid = message_id(ev.sender, ev.seq)
+                    got = self._delivered.setdefault(mid, set())
+                    if ev.neighbour not in got:
+                        got.add(ev.neighbour)
+                        events.append(Delivered(mid, ev.neighbour))
             elif isinstance(ev, NeighbourReady):
                 events.append(MemberOnline(ev.neighbour, True))
                 self._give_current_chain(ev.neighbour, now)

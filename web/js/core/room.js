@@ -616,11 +616,16 @@ export class Room {
       else if (ev.type === 'entry-expired') await this.erase(ev.sender, ev.seq, events);
       else if (ev.type === 'entry-deleted') await this.erase(ev.sender, ev.seq, events, 'unsent');
       else if (ev.type === 'acked') {
-        const mid = messageId(ev.sender, ev.seq);
-        const set = this.delivered.get(mid);
-        if (ev.sender === this.peerId && set && !set.has(ev.neighbour)) {
-          set.add(ev.neighbour);
-          events.push({ type: 'delivered', id: mid, peer: ev.neighbour });
+        // any of our chat messages still held (sent by this page or restored): once per member
+        const k = keyOf(ev.sender, ev.seq);
+        if (ev.sender === this.peerId && this.chatPos.has(k) && this.msgs.has(k)) {
+          const mid = messageId(ev.sender, ev.seq);
+          let set = this.delivered.get(mid);
+          if (!set) this.delivered.set(mid, (set = new Set()));
+          if (!set.has(ev.neighbour)) {
+            set.add(ev.neighbour);
+            events.push({ type: 'delivered', id: mid, peer: ev.neighbour });
+          }
         }
       } else if (ev.type === 'neighbour-ready') {
         events.push({ type: 'online', peer: ev.neighbour, online: true });

@@ -10,6 +10,9 @@
 // - WANT is served with ENVELOPES for held unexpired entries and TOMBSTONES for tombstoned keys.
 // - Every envelope goes through validate; a ProtocolError drops that envelope only. A new entry is
 //   added, ACKed to its sender and relayed to every other neighbour not known to have it.
+// - Delivery ('acked'): an ACK frame, and also a HELLO: what a neighbour's HELLO says it holds of OUR own
+//   entries counts as an ACK of each (bounded by maxServeKeys per HELLO, once per session and key). A
+//   new entry received from someone other than its author is also ACKed to the author if linked.
 // - Proof-less tombstones: accepted for a held entry iff expires_at <= now + skew, for an unheld key
 //   iff until <= now + skew. Tombstones with a proof need authorizeTombstone.
 // - An entry more than maxLamportJump ahead of our clock is refused (lamport-jump).
@@ -277,7 +280,36 @@ export class SyncEngine {
       events.push({ type: 'neighbour-ready', neighbour: s.neighbour });
       s.tombs.push(...this.log.tombstones().filter((t) => t.proof.length && s.has(t.sender, t.seq)));
     }
+    events.push(...this.helloAcks(s));
     this.request(s, now);
+    return events;
+  }
+
+  /**
+   * Our own entries the neighbour's HELLO covers are delivered to it (whoever it got them from).
+   * @param {Session} s @returns {SyncEvent[]}
+   */
+  helloAcks(s) {
+    const me = this.selfId;
+    const theirs = s.remoteHave.get(me);
+    if (!theirs) return [];
+    const held = this.log.seenRanges(me);
+    let acked = s.acked.get(me);
+    if (!acked) s.acked.set(me, (acked = new RangeSet()));
+    /** @type {SyncEvent[]} */
+    const events = [];
+    let budget = this.config.maxServeKeys;
+    for (const [a, b] of theirs.ranges()) {
+      for (const [lo, hi] of held.intersect(a, b)) {
+        for (const [x, y] of new RangeSet([[lo, hi]]).difference(acked)) {
+          for (let seq = x; seq <= y; seq++) {
+            if (budget-- <= 0) return events;
+            acked.add(seq); // a tombstoned one too: never looked at again this session
+            if (this.log.holds(me, seq)) events.push({ type: 'acked', neighbour: s.neighbour, sender: me, seq });
+          }
+        }
+      }
+    }
     return events;
   }
 
@@ -308,6 +340,13 @@ export class SyncEngine {
         this.clock.observe(entry.lamport);
         events.push({ type: 'entry-added', entry });
         this.relay(entry, s.neighbour);
+        const author = this.sessions.get(sender);
+        if (author && author !== s && author.ready && !author.rejected) {
+          // it reached us through someone else: tell its author it is delivered here
+          let rs = author.acks.get(sender);
+          if (!rs) author.acks.set(sender, (rs = new RangeSet()));
+          rs.add(seq);
+        }
       }
       if (this.log.holds(sender, seq)) {
         let rs = s.acks.get(sender);

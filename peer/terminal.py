@@ -1,0 +1,100 @@
+"""How room events look on a terminal (and as JSON lines), and the chat's slash commands.
+
+Shared by the CLI running a room itself and by the control socket serving another process, so a
+command started on a home that is in use prints exactly what it would have printed as the owner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from typing import Any
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+CHAT_HELP = """commands: /name NAME · /edit TEXT (your last message) · /react EMOJI (the last message)
+          /unsend (your last message) · /timer DURATION (room timer) · /who · /help · Ctrl-D quits"""
+
+
+def parse_duration(text: str) -> int:
+    """``30s``, ``10m``, ``1h``, ``7d``, ``2w`` or plain seconds -> whole seconds (>= 1)."""
+    m = _DURATION.match(text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 30s, 10m, 1h, 7d)")
+    seconds = int(float(m.group(1)) * _UNITS[m.group(2)])
+    if seconds < 1:
+        raise argparse.ArgumentTypeError("a duration must be at least 1s")
+    if seconds > 365 * 86400:
+        raise argparse.ArgumentTypeError("a duration must be at most 365d")
+    return seconds
+
+
+def event_json(ev: Any) -> dict[str, Any]:
+    to_json = getattr(ev, "to_json", None)
+    if callable(to_json):
+        result: dict[str, Any] = to_json()
+        return result
+    return {"event": type(ev).__name__}
+
+
+def render(room: Any, ev: Any) -> str:
+    """One line for a terminal: names instead of peer ids where members set one."""
+    from peer.core.events import MessageReceived, MessageUpdated
+
+    if isinstance(ev, MessageReceived | MessageUpdated):
+        m = ev.message
+        reply = " ↩" if m.reply_to else ""
+        marks = "  " + " ".join(f"{e}{len(p)}" for e, p in m.reactions) if m.reactions else ""
+        edited = " (edited)" if m.edited else ""
+        prefix = "* " if isinstance(ev, MessageUpdated) else ""
+        return f"{prefix}[{room.label(m.sender)}]{reply} {m.text}{edited}{marks}"
+    text = str(ev)
+    peer = getattr(ev, "peer", None)
+    if isinstance(peer, str):
+        text = text.replace(peer[:8], room.label(peer), 1)
+    return text
+
+
+def json_obj(room: Any, ev: Any) -> dict[str, Any]:
+    obj = event_json(ev)
+    message = getattr(ev, "message", None)
+    if message is not None:
+        obj["sender_name"] = room.display_name(message.sender)
+    return obj
+
+
+def json_line(room: Any, ev: Any) -> str:
+    return json.dumps(json_obj(room, ev), ensure_ascii=False)
+
+
+async def chat_command(room: Any, line: str) -> list[str]:
+    """Run one chat slash command in ``room``; the lines to show."""
+    cmd, _, rest = line.partition(" ")
+    rest = rest.strip()
+    me = room.peer_id
+    mine = [m for m in room.messages() if m.sender == me]
+    everyone = room.messages()
+    out: list[str] = []
+    try:
+        if cmd == "/name" and rest:
+            await room.set_name(rest)
+        elif cmd == "/edit" and rest and mine:
+            await room.edit(mine[-1].id, rest)
+        elif cmd == "/react" and rest and everyone:
+            await room.react(everyone[-1].id, rest)
+        elif cmd == "/unsend" and mine:
+            await room.unsend(mine[-1].id)
+        elif cmd == "/timer" and rest:
+            await room.set_timer(parse_duration(rest))
+        elif cmd == "/who":
+            online = set(room.online_members())
+            for member in room.members():
+                state = "you" if member == me else ("online" if member in online else "offline")
+                out.append(f"  {room.label(member)} ({member[:8]}) {state}")
+        else:
+            out.append(CHAT_HELP)
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        out.append(f"! {exc}")
+    return out
