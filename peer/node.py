@@ -129,7 +129,7 @@ class RoomHandle:
     async def send(self, text: str, *, ttl: float | None = None, reply_to: str | None = None) -> Message:
         ttl_s = int(ttl) if ttl is not None else None
         msg = self.core.send_text(text, now_ms(), ttl_s=ttl_s, reply_to=reply_to)
-        self._commit([])
+        self._commit([MessageReceived(msg)])
         return msg
 
     async def send_once(self, text: str, nonce: str, *, ttl: float | None = None) -> tuple[str, bool]:
@@ -142,7 +142,7 @@ class RoomHandle:
         ttl_s = int(ttl) if ttl is not None else None
         msg = self.core.send_text(text, now_ms(), ttl_s=ttl_s)
         self._peer.note_nonce(self.room_id, nonce, msg.id)
-        self._commit([])
+        self._commit([MessageReceived(msg)])
         return msg.id, True
 
     async def unsend(self, message_id: str) -> bool:
@@ -165,13 +165,13 @@ class RoomHandle:
     async def edit(self, message_id: str, text: str) -> Message:
         """Edit one of our own messages for everyone."""
         msg = self.core.edit(message_id, text, now_ms())
-        self._commit([])
+        self._commit([MessageUpdated(msg)])
         return msg
 
     async def react(self, message_id: str, emoji: str, *, on: bool = True) -> Message:
         """Add (or remove) our reaction to a message."""
         msg = self.core.react(message_id, emoji, now_ms(), on=on)
-        self._commit([])
+        self._commit([MessageUpdated(msg)])
         return msg
 
     async def set_typing(self, typing: bool) -> None:
@@ -261,7 +261,10 @@ class RoomHandle:
             await asyncio.wait_for(self._changed.wait(), timeout)
 
     async def events(self, *, history: bool = False) -> AsyncIterator[RoomEvent]:
-        """Room events as they happen; ``history=True`` first replays the stored messages."""
+        """Room events as they happen; ``history=True`` first replays the stored messages.
+
+        Our own messages, edits and reactions are events too (whichever process asked for them through
+        the home's control socket), so every view of the room shows the same thing."""
         queue: asyncio.Queue[RoomEvent | None] = asyncio.Queue()
         if history:
             for m in self.core.messages():

@@ -131,3 +131,62 @@ async def test_parallel_sends_with_sigkills_never_make_two_writers(
     on_disk = [stored_entries(h, room_id, a_id) for h in homes]
     assert on_disk[0] == on_disk[1] == on_disk[2] == in_memory
     assert sorted(on_disk[0]) == list(range(1, len(on_disk[0]) + 1))  # seqs without holes or reuse
+
+
+async def read_json_until(proc: asyncio.subprocess.Process, pred: object) -> list[dict[str, object]]:
+    import json
+
+    assert proc.stdout is not None
+    seen: list[dict[str, object]] = []
+    async with asyncio.timeout(WAIT):
+        while True:
+            line = await proc.stdout.readline()
+            assert line, f"ended early; saw {seen}"
+            seen.append(json.loads(line))
+            if callable(pred) and pred(seen[-1]):
+                return seen
+
+
+@pytest.mark.timeout(180)
+async def test_commands_on_a_home_that_keep_holds_go_through_it(signaling_url: str, tmp_path: Path) -> None:
+    """`ephemesh keep` owns home K; `send` and `listen` on K work through it (in a room it does not keep),
+    `send` in the kept room fails with one line, and when keep dies the delegated `listen` says so."""
+    kept, other = Invite.new(signaling_url).url(), Invite.new(signaling_url).url()
+    home = tmp_path / "k"
+    keep = await start("keep", kept, home=home)
+    listen: asyncio.subprocess.Process | None = None
+    try:
+        async with Peer(home=tmp_path / "m") as member:
+            room = await member.join(other)
+            assert keep.stderr is not None
+            async with asyncio.timeout(WAIT):
+                assert b"keeping 1 room" in await keep.stderr.readline()
+            listen = await start("listen", other, "--json", home=home)
+            ready = (await read_json_until(listen, lambda o: o["event"] == "ready"))[-1]
+            send = await start("send", other, "from cron", "--timeout", "20", home=home)
+            _, err = await asyncio.wait_for(send.communicate(), WAIT)
+            assert send.returncode == 0, err.decode()
+            assert "delivered to 1 of 1 members" in err.decode()
+            await room.wait_for(lambda: [m.text for m in room.messages()] == ["from cron"], WAIT)
+            (msg,) = room.messages()
+            assert msg.sender == ready["peer"]  # one identity: the keeper's
+            seen = await read_json_until(listen, lambda o: o.get("text") == "from cron")
+            assert seen[-1]["id"] == msg.id
+
+            refused = await start("send", kept, "no", "--timeout", "5", home=home)
+            _, err = await asyncio.wait_for(refused.communicate(), WAIT)
+            assert refused.returncode == 1
+            lines = err.decode().strip().splitlines()
+            assert len(lines) == 1, lines
+            assert "keeps this room" in lines[0]
+
+            keep.send_signal(signal.SIGKILL)
+            await keep.wait()
+            _, err = await asyncio.wait_for(listen.communicate(), WAIT)
+            assert listen.returncode == 1
+            assert err.decode().strip().splitlines() == [f"ephemesh: the process that owned {home} exited"]
+    finally:
+        for proc in (keep, listen):
+            if proc is not None and proc.returncode is None:
+                proc.kill()
+                await proc.wait()
