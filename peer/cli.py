@@ -108,12 +108,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except Exception as exc:
         from peer.home import HomeError
+        from peer.net.signaling import SignalingError
         from peer.node import PeerError
 
         if isinstance(exc, HomeError | PeerError):
             print(f"ephemesh: {exc}", file=sys.stderr)
             return 1
-        raise
+        if isinstance(exc, SignalingError):
+            print(f"ephemesh: signaling server: {exc}", file=sys.stderr)
+            return 1
+        # a bug: still one line (the traceback with -v)
+        if args.verbose:
+            logging.getLogger("ephemesh").exception("internal error")
+        print(f"ephemesh: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 def _describe(exc: BaseException) -> str:

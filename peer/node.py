@@ -396,6 +396,9 @@ class RoomHandle:
             q.put_nowait(None)
 
 
+#: a signaling connection that lived this long resets the reconnect backoff
+STABLE_S = 30.0
+MAX_BACKOFF_S = 30.0
 NONCE_STATE = "control/sent"
 NONCES_KEPT = 256
 
@@ -416,11 +419,13 @@ class Peer:
         store_path: str | None = None,
         connect_timeout: float = 20.0,
         reconnect_initial: float = 0.5,
+        replaced_backoff: float = 30.0,
         name: str | None = None,
         control: bool = True,
     ) -> None:
         self.name = name
         self._reconnect_initial = reconnect_initial
+        self._replaced_backoff = replaced_backoff
         self.home: Path = resolve_home(home)
         self._lock = HomeLock.acquire(self.home)  # raises HomeInUse: never two writers of one home
         try:
@@ -526,7 +531,12 @@ class Peer:
             turn=client.turn,
             connect_timeout=self._connect_timeout,
         )
-        present = await client.join(inv.room_id)
+        try:
+            present = await client.join(inv.room_id)
+        except SignalingError as exc:
+            del self.rooms[inv.room_id]
+            await handle.close()
+            raise PeerError(f"signaling server {inv.server}: cannot join the room ({exc.code})") from exc
         handle.mesh.set_present(present)
         if self.name and not keeper and core.display_name(self.peer_id) != self.name:
             core.set_profile(self.name, now_ms())
@@ -548,11 +558,19 @@ class Peer:
         return client
 
     async def _signaling_loop(self, server: str, client: SignalingClient) -> None:
-        """Dispatch signaling events; when the connection drops, reconnect with backoff and rejoin.
+        """Dispatch signaling events; when the connection drops, close it, reconnect with backoff and rejoin.
 
-        Existing WebRTC links do not need the server and stay up meanwhile.
+        Existing WebRTC links do not need the server and stay up meanwhile. Backoff: a connection that
+        lived ``STABLE_S`` resets it; quick drops keep doubling it (a server that welcomes and closes
+        cannot make us hammer it). Replaced because the same identity connected elsewhere: wait
+        ``replaced_backoff`` before trying again, and say so once, not at every round.
         """
+        loop = asyncio.get_running_loop()
+        delay = 0.0
+        said_elsewhere = False
         while True:
+            up_since = loop.time()
+            gone: Disconnected | None = None
             async for ev in client.events():
                 if isinstance(ev, PeerJoined | PeerLeft | SignalReceived):
                     handle = self.rooms.get(ev.room)
@@ -567,11 +585,28 @@ class Peer:
                 elif isinstance(ev, ServerError):
                     log.info("signaling server error: %s", ev.code)
                 elif isinstance(ev, Disconnected):
+                    gone = ev
                     break
+            await client.close()  # its tasks and HTTP session: never one leaked per reconnect
             if self._stopped.is_set():
                 return
-            log.warning("signaling connection to %s lost; reconnecting", server)
-            client = await self._reconnect(server)
+            stable = loop.time() - up_since >= STABLE_S
+            if stable:
+                delay, said_elsewhere = 0.0, False
+            if gone is not None and gone.replaced:
+                if not said_elsewhere:
+                    log.warning(
+                        "this identity is connected elsewhere (another process or device uses it);"
+                        " trying again every %.0fs",
+                        self._replaced_backoff,
+                    )
+                    said_elsewhere = True
+                delay = max(delay, self._replaced_backoff)
+            else:
+                if delay == 0.0:
+                    log.warning("signaling connection to %s lost; reconnecting", server)
+                delay = self._reconnect_initial if delay == 0.0 else min(delay * 2, MAX_BACKOFF_S)
+            client = await self._reconnect(server, delay)
             self._signaling[server] = client
             for handle in list(self.rooms.values()):
                 if handle.invite.server == server and handle.mesh is not None:
@@ -580,15 +615,16 @@ class Peer:
                     except (SignalingError, ConnectionError) as exc:
                         log.warning("rejoining room failed: %s", exc)
 
-    async def _reconnect(self, server: str) -> SignalingClient:
-        delay = self._reconnect_initial
+    async def _reconnect(self, server: str, delay: float) -> SignalingClient:
+        """Wait ``delay`` (jittered), then connect; on failure back off (doubling, up to MAX_BACKOFF_S)."""
+        delay = max(delay, 0.01)
         while True:
+            await asyncio.sleep(delay * (0.75 + random.random() / 2))  # a backoff timer
             try:
                 return await SignalingClient.connect(server, self.identity.public_key, self.identity.sign)
             except (SignalingError, OSError, TimeoutError) as exc:
                 log.info("reconnect to %s failed (%s); next try in %.1fs", server, type(exc).__name__, delay)
-            await asyncio.sleep(delay * (0.75 + random.random() / 2))
-            delay = min(delay * 2, 30.0)
+            delay = min(max(delay, self._reconnect_initial) * 2, MAX_BACKOFF_S)
 
     async def _send_signal(self, server: str, room_id: str, to: str, payload: str) -> None:
         client = self._signaling.get(server)
