@@ -8,7 +8,7 @@ PORT ?= 8080
 STAMP := $(VENV)/.installed
 DEB_PACKAGES := chromium fonts-noto-color-emoji redis-server coturn iproute2
 
-.PHONY: run test lint typecheck pytest deps debs bench vectors clean
+.PHONY: run test lint tsc typecheck pytest deps debs bench vectors traces clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -32,9 +32,20 @@ debs:
 run: $(STAMP)
 	$(BIN)/ephemesh serve --host $(HOST) --port $(PORT)
 
-lint: $(STAMP)
+# JS dev tools (typescript, pinned in package-lock.json) for the JSDoc type check; the page needs no build.
+NODE_STAMP := node_modules/.package-lock.json
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	touch $(NODE_STAMP)
+
+lint: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(MAKE) --no-print-directory tsc
+
+# tsc --noEmit --checkJs --strict (+ the flags in tsconfig.json) over web/js: zero errors.
+tsc: $(NODE_STAMP)
+	node_modules/.bin/tsc -p tsconfig.json
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -50,6 +61,10 @@ test: $(STAMP) debs
 vectors: $(STAMP)
 	$(BIN)/python scripts/gen_vectors.py
 
+# recorded room traces (tests/vectors/traces/): the behavioural contract between the Python and JS cores
+traces: $(STAMP)
+	$(BIN)/python scripts/gen_traces.py
+
 # y-webrtc's signaling server, the baseline of the capacity benchmark (npm registry; not committed)
 YWEBRTC := /tmp/ywebrtc
 $(YWEBRTC)/node_modules/y-webrtc/bin/server.js:
@@ -59,4 +74,4 @@ bench: $(STAMP) $(YWEBRTC)/node_modules/y-webrtc/bin/server.js
 	$(BIN)/python -m bench.run_all
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache node_modules

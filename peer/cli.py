@@ -53,13 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redis", metavar="URL", help="share rooms with other instances through this Redis")
     p.add_argument("--turn-url", action="append", default=[], metavar="URL", help="TURN server to hand out")
     p.add_argument("--turn-secret", help="coturn static-auth-secret (or $EPHEMESH_TURN_SECRET)")
+    from signaling.__main__ import add_network_args
+
+    add_network_args(p)
 
     sub.add_parser("id", parents=[common], help="print your peer id and safety fingerprint")
 
     p = sub.add_parser("room", parents=[common], help="room commands")
     room_sub = p.add_subparsers(dest="room_command", required=True, metavar="ROOMCOMMAND")
     p_new = room_sub.add_parser("new", parents=[common], help="create a room and print its invite link")
-    p_new.add_argument("--server", default=DEFAULT_SERVER, help="signaling server URL")
+    p_new.add_argument(
+        "--server", help=f"signaling server URL (default $EPHEMESH_PUBLIC_URL, else {DEFAULT_SERVER})"
+    )
     p_new.add_argument("--ttl", type=parse_duration, help="default message lifetime in the room")
 
     named = argparse.ArgumentParser(add_help=False)
@@ -146,9 +151,18 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"fingerprint: {identity.fingerprint}")
         return 0
     if args.command == "room":
+        import os
+
         from peer.core.invite import Invite
 
-        invite = Invite.new(args.server.rstrip("/"), ttl_s=args.ttl)
+        server = args.server or os.environ.get("EPHEMESH_PUBLIC_URL")
+        if not server:
+            server = DEFAULT_SERVER
+            print(
+                f"ephemesh: no --server or $EPHEMESH_PUBLIC_URL: this invite ({server}) works on this machine only",
+                file=sys.stderr,
+            )
+        invite = Invite.new(server.rstrip("/"), ttl_s=args.ttl)
         print(invite.url())
         return 0
     return asyncio.run(_run_async(args, home))
@@ -159,38 +173,53 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _serve_async(args: argparse.Namespace) -> int:
-    """Start the server, then print where it is and an invite (so a printed URL is always live)."""
+    """Start the server, then print where it is and an invite (so a printed URL is always live).
+
+    The URL printed (and put in invites) is ``--public-url`` / ``$EPHEMESH_PUBLIC_URL``; without it, the
+    bind address, or for a wildcard bind (``0.0.0.0``) this machine's first non-loopback address, never
+    127.0.0.1 unless that is all there is.
+    """
+    import os
     import signal
+    from dataclasses import replace
 
     from peer.core.invite import Invite
-    from signaling.__main__ import _DEFAULT_WEB
+    from signaling.__main__ import _DEFAULT_WEB, network_options
     from signaling.app import start_server
-    from signaling.config import SignalingConfig
+    from signaling.config import SignalingConfig, TurnConfig, public_urls
 
-    web_root = (
-        args.web_root if args.web_root is not None else (_DEFAULT_WEB if _DEFAULT_WEB.is_dir() else None)
-    )
+    web_root = args.web_root if args.web_root is not None else _DEFAULT_WEB
     logging.getLogger("signaling").setLevel(logging.INFO)
-    import os
-
-    from signaling.config import TurnConfig
-
     secret = args.turn_secret or os.environ.get("EPHEMESH_TURN_SECRET")
     if args.turn_url and not secret:
         raise CliError("--turn-url needs --turn-secret or $EPHEMESH_TURN_SECRET")
     turn = TurnConfig(urls=tuple(args.turn_url), secret=secret) if args.turn_url and secret else None
+    net = network_options(args, os.environ)
     try:
         config = SignalingConfig(
-            host=args.host, port=args.port, web_root=web_root, turn=turn, redis_url=args.redis
+            host=args.host, port=args.port, web_root=web_root, turn=turn, redis_url=args.redis, **net
         )
+        candidates = public_urls(config, args.port)
+        if config.public_url is None and args.port != 0 and len(candidates) > 1:
+            # a wildcard bind: advertise the first address (invites, and the host of the STUN URL)
+            config = SignalingConfig(
+                host=args.host,
+                port=args.port,
+                web_root=web_root,
+                turn=turn,
+                redis_url=args.redis,
+                **{**net, "public_url": candidates[0]},
+            )
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     runner, port = await start_server(config)
-    shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host  # noqa: S104
-    base = f"http://{shown_host}:{port}"
-    print(f"ephemesh signaling server and web client on {base}", flush=True)
+    urls = public_urls(config, port)
+    others = [u for u in public_urls(replace(config, public_url=None), port) if u != urls[0]]
+    print(f"ephemesh signaling server and web client on {urls[0]}", flush=True)
+    for other in others if net["public_url"] is None else []:
+        print(f"  also reachable at {other} (choose with --public-url)", flush=True)
     if not args.no_invite:
-        print(f"invite link for a fresh room: {Invite.new(base).url()}", flush=True)
+        print(f"invite link for a fresh room: {Invite.new(urls[0]).url()}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

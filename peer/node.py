@@ -51,6 +51,7 @@ from peer.core.log import DEFAULT_SKEW_MS
 from peer.core.room import PersistBatch, Room
 from peer.core.signal import ReplayCache, open_signal, seal_signal
 from peer.home import STORE_FILE, HomeInUse, HomeLock, load_or_create_identity, resolve_home
+from peer.net.linkstate import Link, LinkChanged, LinkInfo, Reason
 from peer.net.mesh import RoomMesh
 from peer.net.rtc import RtcTransport, quiet_aiortc_teardown
 from peer.net.signaling import (
@@ -66,7 +67,18 @@ from peer.store.sqlite import Store, StoreConflict, apply_batch, apply_batches, 
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DeliveryTimeout", "HomeInUse", "Message", "Peer", "PeerError", "RoomHandle"]
+__all__ = [
+    "DeliveryTimeout",
+    "HomeInUse",
+    "Link",
+    "LinkChanged",
+    "LinkInfo",
+    "Message",
+    "Peer",
+    "PeerError",
+    "Reason",
+    "RoomHandle",
+]
 
 
 def now_ms() -> int:
@@ -100,7 +112,7 @@ class RoomHandle:
         self.keeper = keeper
         self.room_id = invite.room_id
         self.mesh: RoomMesh | None = None
-        self._subscribers: list[asyncio.Queue[RoomEvent | None]] = []
+        self._subscribers: list[asyncio.Queue[RoomEvent | LinkChanged | None]] = []
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._changed = asyncio.Event()
@@ -125,6 +137,24 @@ class RoomHandle:
     def online_members(self) -> list[str]:
         """Members we have an authenticated, synced link with right now."""
         return sorted(self.core.online())
+
+    def links(self) -> dict[str, LinkInfo]:
+        """Our link to every peer the server lists: connecting / direct / relayed / unreachable (+ reason).
+
+        Local knowledge (see :mod:`peer.net.linkstate`); a ``LinkChanged`` event marks every change.
+        """
+        return self.mesh.link_infos() if self.mesh is not None else {}
+
+    def link(self, peer: str) -> LinkInfo | None:
+        """Our link to ``peer``, or None when the server does not list it (offline)."""
+        return self.mesh.link_info(peer) if self.mesh is not None else None
+
+    def link_changed(self, info: LinkInfo) -> None:
+        """Mesh callback: publish a ``LinkChanged`` event and wake waiters."""
+        for q in self._subscribers:
+            q.put_nowait(LinkChanged(info))
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     async def send(self, text: str, *, ttl: float | None = None, reply_to: str | None = None) -> Message:
         ttl_s = int(ttl) if ttl is not None else None
@@ -260,12 +290,13 @@ class RoomHandle:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout)
 
-    async def events(self, *, history: bool = False) -> AsyncIterator[RoomEvent]:
-        """Room events as they happen; ``history=True`` first replays the stored messages.
+    async def events(self, *, history: bool = False) -> AsyncIterator[RoomEvent | LinkChanged]:
+        """Room events as they happen (and ``LinkChanged``); ``history=True`` first replays the stored
+        messages.
 
         Our own messages, edits and reactions are events too (whichever process asked for them through
         the home's control socket), so every view of the room shows the same thing."""
-        queue: asyncio.Queue[RoomEvent | None] = asyncio.Queue()
+        queue: asyncio.Queue[RoomEvent | LinkChanged | None] = asyncio.Queue()
         if history:
             for m in self.core.messages():
                 queue.put_nowait(MessageReceived(m))
@@ -338,6 +369,8 @@ class RoomHandle:
         before it is on disk. What we *send* (acks, our own envelopes) waits for the commit.
         """
         for ev in events:
+            if isinstance(ev, MemberOnline) and ev.online and self.mesh is not None:
+                self.mesh.link_ready(ev.peer)  # handshake done: the link is direct or relayed now
             for q in self._subscribers:
                 q.put_nowait(ev)
         self._peer.schedule_flush(self)
@@ -528,8 +561,9 @@ class Peer:
             lambda to, payload: self._send_signal(inv.server, inv.room_id, to, payload),
             handle.link_up,
             handle.link_down,
-            turn=client.turn,
+            ice=client.ice,
             connect_timeout=self._connect_timeout,
+            on_link_state=handle.link_changed,
         )
         try:
             present = await client.join(inv.room_id)
@@ -610,6 +644,7 @@ class Peer:
             self._signaling[server] = client
             for handle in list(self.rooms.values()):
                 if handle.invite.server == server and handle.mesh is not None:
+                    handle.mesh.set_ice(client.ice)  # fresh TURN credentials
                     try:
                         handle.mesh.set_present(await client.join(handle.room_id))
                     except (SignalingError, ConnectionError) as exc:

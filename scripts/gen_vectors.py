@@ -1,21 +1,48 @@
 """Generate tests/vectors/*.json from fixed seeds (shared by pytest and the browser suite).
 
-Randomness comes from ``DeterministicRng(seed)``: block_i = SHA-256(seed || u32be(i)), concatenated; each
-file records the seeds it used, so another implementation can reproduce the sealing as well as the opening.
+These are *codec* vectors: bytes <-> fields for every structure on the wire (which file covers which
+PROTOCOL.md section is listed there, under "Vectors"). Behaviour traces are a different thing.
+
+Randomness: every random byte comes from ``DeterministicRng(seed)`` (``peer/core/crypto.py``; the JS mirror
+is ``deterministicRng`` in ``web/js/core/crypto.js``). It is a byte stream made of the blocks
+``block_i = SHA-256(seed || u32be(i))`` for i = 0, 1, 2, ... concatenated; each call ``rng(n)`` takes the
+next ``n`` bytes of the stream (so the order of calls matters). Each file records the seeds it used
+(hex of their ASCII text, e.g. ``b"chain"`` -> ``"636861696e"``), so another implementation can reproduce
+the sealing as well as the opening. Ed25519 signatures are deterministic (RFC 8032) and need no RNG.
 
 Usage: ``python scripts/gen_vectors.py [--check]`` (``--check`` exits 1 if the committed files differ).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import nacl.bindings
+
+from peer.core import wire
 from peer.core.chains import SenderChain, SenderKeyMessage
-from peer.core.crypto import DeterministicRng
-from peer.core.envelope import Kind, encode_text, message_key_to_aead_key, seal_envelope
+from peer.core.content import Content, Edit, Profile, Reaction, Text, decode_content, encode_content
+from peer.core.crypto import ED25519_SMALL_ORDER, X25519_SMALL_ORDER, DeterministicRng, b64u_encode, sha256
+from peer.core.envelope import (
+    MAX_ENVELOPE,
+    Kind,
+    decode_tombstone,
+    encode_tombstone,
+    message_key_to_aead_key,
+    parse_envelope,
+    seal_envelope,
+    seal_unchained_envelope,
+    verify_envelope,
+)
+from peer.core.erasure import ErasureReceipt
+from peer.core.errors import ProtocolError
 from peer.core.handshake import (
     Handshake,
     generate_prekey,
@@ -26,12 +53,19 @@ from peer.core.handshake import (
 )
 from peer.core.identity import Identity
 from peer.core.invite import Invite
+from peer.core.log import Tombstone
 from peer.core.membership import MembershipState, make_add, make_remove, make_set_timer
+from peer.core.presence import decode_presence, encode_seen, encode_typing
 from peer.core.safety import key_digits, safety_number
 from peer.core.signal import seal_signal
 
 VECTOR_DIR = Path(__file__).resolve().parents[1] / "tests" / "vectors"
 NOW = 1_700_000_000_000
+# The room layer's constants (peer/core/room.py; written out here so a change there must change a vector)
+NEVER = 2**52  # expires_at of room-state envelopes
+HS_HELLO, HS_FINISH = 0x01, 0x02  # first byte of a HANDSHAKE frame body
+PREKEY_AAD = b"ephemesh-v1 prekey sender-key"  # aad of a SENDER_KEY envelope's prekey frame
+PAIRWISE_AAD = b"ephemesh-v1 pairwise sender-key"  # aad of a PAIRWISE frame carrying a sender key
 SDP = (
     "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
     "a=fingerprint:sha-256 AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:"
@@ -92,7 +126,7 @@ def build() -> dict[str, dict[str, Any]]:
     state = chain
     for i in range(5):
         _, mk = state.advance()
-        plaintext = encode_text(f"message {i}", None if i == 0 else f"{alice.peer_id}:0")
+        plaintext = encode_content(Text(f"message {i}", None if i == 0 else f"{alice.peer_id}:0"))
         wire, state = seal_envelope(
             alice, room, state, Kind.CHAT, i, 10 + i, NOW + i, NOW + i + 3_600_000, plaintext, env_rng
         )
@@ -157,7 +191,7 @@ def build() -> dict[str, dict[str, Any]]:
 
     pk_seed = b"prekey-bob"
     pk = generate_prekey(bob, NOW, DeterministicRng(pk_seed))
-    aad = bytes.fromhex(room) + (0).to_bytes(4, "big")
+    aad = PREKEY_AAD  # what the room layer uses (SENDER_KEY envelopes)
     seal_seed = b"prekey-seal"
     frame = seal_to_prekey(
         alice, bob.public_bundle(), pk.signed, skm.encode(), aad, NOW, DeterministicRng(seal_seed)
@@ -197,7 +231,501 @@ def build() -> dict[str, dict[str, Any]]:
         "ops": [op.encode().hex() for op in ops],
         "state": state_after.to_dict(),
     }
+    out["room"] = build_room(inv, alice, bob)
+    envs = [bytes.fromhex(e["envelope"]) for e in out["room"]["envelopes"]]
+    out["frames"] = build_frames(room, alice, bob, envs, envs[-1])
+    out["content"] = build_content(alice)
+    out["app"] = build_app(room, alice, bob)
+    out["keys"] = build_keys()
+    out["rng"] = build_rng()
+    out["auth"] = build_auth(alice)
     return out
+
+
+# -- codec vectors for the sync frames, content, APP bodies and the room's envelopes ----------------------
+
+
+def _error_code(parse: Callable[[bytes], object], data: bytes) -> str:
+    """The ProtocolError code ``parse`` raises for ``data`` (a vector of bad input must be refused)."""
+    try:
+        parse(data)
+    except ProtocolError as exc:
+        return exc.code
+    raise AssertionError(f"accepted bad input {data[:40].hex()}")
+
+
+def _frame_fields(frame: wire.Frame) -> dict[str, Any]:
+    """A decoded frame as JSON fields (the same shape the browser check builds from its decoder)."""
+    if isinstance(frame, wire.Hello):
+        return {"room_id": frame.room_id, "have": _ranges(frame.have), "version": frame.version}
+    if isinstance(frame, wire.Envelopes):
+        return {"items": [item.hex() for item in frame.items]}
+    if isinstance(frame, wire.Want | wire.Ack):
+        return {"ranges": _ranges(frame.ranges)}
+    if isinstance(frame, wire.Ping | wire.Pong):
+        return {"nonce": frame.nonce}
+    if isinstance(frame, wire.Tombstones):
+        return {
+            "items": [
+                {"sender": t.sender, "seq": t.seq, "until": t.until, "proof": t.proof.hex()}
+                for t in frame.items
+            ]
+        }
+    return {"body": frame.body.hex()}
+
+
+def _ranges(rm: dict[str, list[tuple[int, int]]]) -> dict[str, list[list[int]]]:
+    return {sender: [[a, b] for a, b in rs] for sender, rs in sorted(rm.items())}
+
+
+def _one(frames: list[bytes]) -> bytes:
+    assert len(frames) == 1
+    return frames[0]
+
+
+def _filler_sender(i: int) -> str:
+    """Sender ids for the size cases: SHA-256("sender" || u32be(i))[0:16]."""
+    return sha256(b"sender" + i.to_bytes(4, "big"))[:16].hex()
+
+
+def build_frames(
+    room: str, alice: Identity, bob: Identity, envelopes: list[bytes], proof: bytes
+) -> dict[str, Any]:
+    a, b = alice.peer_id, bob.peer_id
+    have = {a: [(1, 3), (5, 5), (9, 12)], b: [(1, 1)]}
+    tomb = Tombstone(a, 4, NOW + 3_600_000 + 60_000, proof)
+    expiry = Tombstone(b, 2, NOW + 60_000, b"")
+    frames: list[tuple[str, bytes]] = [
+        ("hello", wire.encode_hello(room, have)),
+        ("hello-empty", wire.encode_hello(room, {})),
+        ("envelopes", _one(wire.encode_envelopes(envelopes[:2]))),
+        ("want", _one(wire.encode_want({a: [(2, 2), (6, 8)]}))),
+        ("ack", _one(wire.encode_ack({a: [(1, 3)], b: [(1, 1)]}))),
+        ("ping", wire.encode_ping(0x0102030405)),
+        ("pong", wire.encode_pong(2**53 - 1)),
+        ("tombstones", _one(wire.encode_tombstones([tomb, expiry]))),
+        ("handshake", wire.encode_opaque(wire.FrameType.HANDSHAKE, bytes([HS_HELLO]) + bytes(82))),
+        ("pairwise", wire.encode_opaque(wire.FrameType.PAIRWISE, bytes(8) + b"opaque ciphertext")),
+        ("app", wire.encode_opaque(wire.FrameType.APP, encode_typing(True))),
+    ]
+    valid = []
+    for name, data in frames:
+        frame = wire.decode_frame(data)
+        ftype = frame.type if isinstance(frame, wire.Opaque) else data[0]
+        valid.append({"name": name, "type": int(ftype), "fields": _frame_fields(frame), "hex": data.hex()})
+
+    ping = wire.encode_ping(7)
+    want = _one(wire.encode_want({a: [(1, 2)]}))
+    sender_a = bytes.fromhex(a)
+    bad = [
+        ("empty", b"", "bad-frame"),
+        ("unknown type 0x08", b"\x08", "unknown-type"),
+        ("unknown type 0xff", b"\xff\x00", "unknown-type"),
+        ("hello version 2", b"\x01\x02" + bytes.fromhex(room) + b"\x00\x00", "bad-version"),
+        ("hello truncated", wire.encode_hello(room, have)[:-1], "truncated"),
+        ("ping trailing byte", ping + b"\x00", "trailing-bytes"),
+        ("ping nonce 2^53", b"\x05" + (2**53).to_bytes(8, "big"), "bad-integer"),
+        ("want no senders", b"\x03\x00\x00", "empty"),
+        ("ack no senders", b"\x04\x00\x00", "empty"),
+        ("want sender without ranges", b"\x03\x00\x01" + sender_a + b"\x00\x00", "bad-ranges"),
+        (
+            "want range start > end",
+            b"\x03\x00\x01" + sender_a + b"\x00\x01" + (5).to_bytes(8, "big") + (4).to_bytes(8, "big"),
+            "bad-ranges",
+        ),
+        (
+            "want adjacent ranges",
+            b"\x03\x00\x01" + sender_a + b"\x00\x02" + b"".join(n.to_bytes(8, "big") for n in (1, 2, 3, 4)),
+            "bad-ranges",
+        ),
+        (
+            "want senders not ascending",
+            b"\x03\x00\x02"
+            + b"".join(s + b"\x00\x01" + (1).to_bytes(8, "big") * 2 for s in (sender_a, sender_a)),
+            "bad-ranges",
+        ),
+        ("want truncated", want[:-3], "truncated"),
+        ("envelopes count 0", b"\x02\x00\x00", "empty"),
+        ("envelopes item length 0", b"\x02\x00\x01\x00\x00\x00\x00", "bad-envelope"),
+        ("envelopes item truncated", b"\x02\x00\x01\x00\x00\x00\x05abc", "truncated"),
+        ("tombstones count 0", b"\x07\x00\x00", "empty"),
+        (
+            "tombstone proof over 1024",
+            b"\x07\x00\x01" + sender_a + bytes(16) + (1025).to_bytes(2, "big") + bytes(1025),
+            "too-large",
+        ),
+    ]
+    for name, data, code in bad:
+        assert _error_code(wire.decode_frame, data) == code, name
+    # size cases, described by rule instead of spelled out (the frames are up to 64 KiB each)
+    big = [bytes([k + 1]) * n for k, n in enumerate((40_000, 30_000, 65_529))]
+    env_frames = wire.encode_envelopes(big)
+    many = {_filler_sender(i): [(1, 5)] for i in range(2_000)}
+    hello_big = wire.encode_hello(room, many)
+    claimed = wire.decode_frame(hello_big)
+    assert isinstance(claimed, wire.Hello)
+    assert _error_code(wire.decode_frame, b"\x12" + bytes(wire.MAX_FRAME)) == "too-large"
+    return {
+        "room_id": room,
+        "max_frame": wire.MAX_FRAME,
+        "max_envelope": MAX_ENVELOPE,
+        "max_proof": wire.MAX_PROOF,
+        "frames": valid,
+        "bad": [{"name": n, "hex": d.hex(), "code": c} for n, d, c in bad],
+        "too_large": {
+            "note": "an APP frame of 65,537 bytes: 0x12 then 65,536 zero bytes",
+            "code": "too-large",
+        },
+        "envelopes_split": {
+            "note": "envelope k (k = 0, 1, 2) is byte k+1 repeated sizes[k] times; "
+            "encode_envelopes keeps order and starts a new frame when the next one does not fit",
+            "sizes": [len(x) for x in big],
+            "frame_lengths": [len(f) for f in env_frames],
+            "frame_counts": [len(wire.decode_frame(f).items) for f in env_frames],  # type: ignore[union-attr]
+            "frame_sha256": [sha256(f).hex() for f in env_frames],
+        },
+        "hello_underclaim": {
+            "note": "2,000 senders, sender i = SHA-256('sender' || u32be(i))[0:16], each with the range "
+            "[1, 5]; the HELLO keeps the lowest ids (sorted as hex) that fit in 65,536 bytes",
+            "n_senders": len(many),
+            "range": [1, 5],
+            "claimed": len(claimed.have),
+            "frame_length": len(hello_big),
+            "frame_sha256": sha256(hello_big).hex(),
+        },
+    }
+
+
+def _content_cases(alice: Identity) -> list[tuple[str, Content]]:
+    target = f"{alice.peer_id}:1"
+    return [
+        ("text", Text("hello")),
+        ("text reply", Text("re: hello", target)),
+        ("text escapes", Text('quote " backslash \\ newline \n tab \t nul \x00 del \x7f')),
+        ("text unicode", Text("caf\u00e9 \u2028 \U0001f600 \u05e9\u05dc\u05d5\u05dd")),
+        ("text empty", Text("")),
+        ("profile", Profile("Alice Liddell")),
+        ("edit", Edit(target, "hello, edited")),
+        ("react on", Reaction(target, "\U0001f44d", True)),
+        ("react off", Reaction(target, "\U0001f44d", False)),
+        ("react zwj sequence", Reaction(target, "\U0001f468\u200d\U0001f469\u200d\U0001f467")),
+    ]
+
+
+def _content_fields(c: Content) -> dict[str, Any]:
+    if isinstance(c, Text):
+        return {"t": "text", "body": c.body, "reply_to": c.reply_to}
+    if isinstance(c, Profile):
+        return {"t": "profile", "name": c.name}
+    if isinstance(c, Edit):
+        return {"t": "edit", "target": c.target, "body": c.body}
+    return {"t": "react", "target": c.target, "emoji": c.emoji, "on": c.on}
+
+
+def build_content(alice: Identity) -> dict[str, Any]:
+    target = f"{alice.peer_id}:1"
+    valid = [
+        {"name": n, "content": _content_fields(c), "plaintext": encode_content(c).hex()}
+        for n, c in _content_cases(alice)
+    ]
+    bad_json = [
+        ("not JSON", b"{"),
+        ("not UTF-8", b'{"t":"text","body":"\xff"}'),
+        ("not an object", b'["text"]'),
+        ("unknown type", b'{"t":"poll","body":"?"}'),
+        ("no type", b'{"body":"hello"}'),
+        ("text body not a string", b'{"t":"text","body":5,"reply_to":null}'),
+        ("text body over 16 KiB", b'{"t":"text","body":"' + b"a" * (16 * 1024 + 1) + b'","reply_to":null}'),
+        ("reply_to not a message id", b'{"t":"text","body":"x","reply_to":"nope"}'),
+        (
+            "reply_to seq not decimal",
+            ('{"t":"text","body":"x","reply_to":"' + alice.peer_id + ':x1"}').encode(),
+        ),
+        ("profile name with control char", b'{"t":"profile","name":"a\\u0007b"}'),
+        ("profile name with double space", b'{"t":"profile","name":"a  b"}'),
+        ("profile name over 64", ('{"t":"profile","name":"' + "n" * 65 + '"}').encode()),
+        ("edit without target", b'{"t":"edit","body":"x"}'),
+        ("react empty emoji", ('{"t":"react","target":"' + target + '","emoji":"","on":true}').encode()),
+        ("react on not bool", ('{"t":"react","target":"' + target + '","emoji":"x","on":1}').encode()),
+        (
+            "react emoji over 16",
+            ('{"t":"react","target":"' + target + '","emoji":"' + "x" * 17 + '","on":true}').encode(),
+        ),
+    ]
+    bad = []
+    for name, data in bad_json:
+        bad.append({"name": name, "plaintext": data.hex(), "code": _error_code(decode_content, data)})
+    bad.append(
+        {
+            "name": "reply_to sender not lowercase hex",
+            "plaintext": ('{"t":"text","body":"x","reply_to":"' + alice.peer_id.upper() + ':1"}')
+            .encode()
+            .hex(),
+            "code": "bad-id",
+        }
+    )
+    return {"valid": valid, "bad": bad}
+
+
+def build_app(room: str, alice: Identity, bob: Identity) -> dict[str, Any]:
+    receipt = ErasureReceipt.create(bob, room, alice.peer_id, [5, 1, 2])
+    bodies = [
+        ("typing on", encode_typing(True), {"type": "typing", "typing": True}),
+        ("typing off", encode_typing(False), {"type": "typing", "typing": False}),
+        ("seen", encode_seen([3, 1, 2, 3]), {"type": "seen", "seqs": [1, 2, 3]}),
+    ]
+    bad_presence = [
+        ("typing 2", bytes([0x02, 0x02])),
+        ("typing long", bytes([0x02, 0x01, 0x00])),
+        ("seen zero", bytes([0x03, 0x00, 0x00])),
+        ("seen short", bytes([0x03, 0x00, 0x02]) + (1).to_bytes(8, "big")),
+        ("unknown tag", bytes([0x09, 0x00])),
+    ]
+    enc = receipt.encode()
+    bad_receipt = [
+        ("truncated", enc[:-1]),
+        ("version 2", enc[:1] + b"\x02" + enc[2:]),
+        ("seqs not ascending", enc[:52] + (2).to_bytes(8, "big") + (1).to_bytes(8, "big") + enc[68:]),
+        ("count 0", enc[:50] + b"\x00\x00" + enc[52:]),
+    ]
+    assert all(_error_code(decode_presence, d) == "bad-app-frame" for _, d in bad_presence)
+    assert all(_error_code(ErasureReceipt.decode, d) == "bad-receipt" for _, d in bad_receipt)
+    return {
+        "room_id": room,
+        "presence": [{"name": n, "body": b.hex(), "fields": f} for n, b, f in bodies],
+        "presence_bad": [{"name": n, "body": b.hex(), "code": "bad-app-frame"} for n, b in bad_presence],
+        "receipt": {
+            "member": bob.peer_id,
+            "sender": alice.peer_id,
+            "seqs_given": [5, 1, 2],
+            "seqs": list(receipt.seqs),
+            "body": enc.hex(),
+            "app_frame": wire.encode_opaque(wire.FrameType.APP, enc).hex(),
+        },
+        "receipt_bad": [{"name": n, "body": b.hex(), "code": "bad-receipt"} for n, b in bad_receipt],
+    }
+
+
+def _bad_envelopes(membership: bytes, chat: bytes) -> list[dict[str, str]]:
+    """Envelopes every implementation must refuse when parsing (before any signature check)."""
+
+    def patch(data: bytes, offset: int, new: bytes) -> bytes:
+        return data[:offset] + new + data[offset + len(new) :]
+
+    cases = [
+        ("too short", membership[: 90 + 4 + 63]),
+        ("version 2", patch(membership, 0, b"\x02")),
+        ("kind 0", patch(membership, 1, b"\x00")),
+        ("kind 5", patch(membership, 1, b"\x05")),
+        ("ct_len too long", patch(membership, 90, (len(membership) - 157).to_bytes(4, "big"))),
+        ("ct_len too short", patch(membership, 90, (len(membership) - 159).to_bytes(4, "big"))),
+        ("seq 2^53", patch(membership, 34, (2**53).to_bytes(8, "big"))),
+        ("lamport 2^64 - 1", patch(membership, 42, (2**64 - 1).to_bytes(8, "big"))),
+        ("expires_at before sent_at", patch(membership, 58, (NOW - 1).to_bytes(8, "big"))),
+        ("unchained with a chain id", patch(membership, 66, b"\x01")),
+        ("unchained with a chain index", patch(membership, 77, b"\x01")),
+        ("unchained with a nonce", patch(membership, 89, b"\x01")),
+        ("chat ciphertext under 16 bytes", chat[:90] + (15).to_bytes(4, "big") + chat[94:109] + chat[-64:]),
+        ("bad signature", patch(membership, len(membership) - 1, bytes([membership[-1] ^ 1]))),
+    ]
+    out = []
+    for name, data in cases:
+        parse = _parse_and_verify_as_alice if name == "bad signature" else parse_envelope
+        out.append({"name": name, "envelope": data.hex(), "code": _error_code(parse, data)})
+    return out
+
+
+def _parse_and_verify_as_alice(data: bytes) -> None:
+    verify_envelope(parse_envelope(data), _identity("alice")[1].public_key)
+
+
+def _bad_tombstones() -> list[dict[str, str]]:
+    cases = [
+        b"{",
+        b'{"t":"delete"}',
+        b'{"t":"remove","seqs":[1]}',
+        b'{"t":"delete","seqs":[-1]}',
+        b'{"t":"delete","seqs":[1.5]}',
+        b'{"t":"delete","seqs":[true]}',
+        b'{"t":"delete","seqs":[9007199254740992]}',
+        b'{"t":"delete","seqs":[' + b",".join(b"1" for _ in range(4097)) + b"]}",
+    ]
+    return [{"payload": c.hex(), "code": _error_code(decode_tombstone, c)} for c in cases]
+
+
+def build_room(inv: Invite, alice: Identity, bob: Identity) -> dict[str, Any]:
+    """The room layer's use of the pieces: handshake frames, sender keys, every envelope kind."""
+    room, mk = inv.room_id, inv.member_key
+    # the data-channel handshake: HANDSHAKE frames wrapping the pairwise handshake messages
+    ha = Handshake(alice, bob.public_bundle(), room, DeterministicRng(b"eph-alice"))
+    hb = Handshake(bob, alice.public_bundle(), room, DeterministicRng(b"eph-bob"))
+    fa, fb = ha.on_hello(hb.hello()), hb.on_hello(ha.hello())
+    s_alice, _ = ha.on_finish(fb), hb.on_finish(fa)
+
+    def hs(tag: int, msg: bytes) -> str:
+        return wire.encode_opaque(wire.FrameType.HANDSHAKE, bytes([tag]) + msg).hex()
+
+    chain_seed = b"room-chain"
+    chain = SenderChain.new(epoch=0, created_at=NOW, rng=DeterministicRng(chain_seed))
+    skm = SenderKeyMessage.create(alice, room, chain).encode()
+    _, pairwise = seal_pairwise(s_alice, skm, PAIRWISE_AAD)
+    pk_alice = generate_prekey(alice, NOW, DeterministicRng(b"room-prekey-alice"))
+    pk_bob = generate_prekey(bob, NOW, DeterministicRng(b"room-prekey-bob"))
+    seal_seed = b"room-prekey-seal"
+    # sealed when its SENDER_KEY envelope is sent (sent_at NOW + 3 below)
+    sealed = seal_to_prekey(
+        alice, bob.public_bundle(), pk_bob.signed, skm, PREKEY_AAD, NOW + 3, DeterministicRng(seal_seed)
+    )
+    nonce_seed = b"room-nonces"
+    chat_expires = NOW + 10 + 3_600_000
+    text = encode_content(Text("hello, room"))
+    chat, _ = seal_envelope(
+        alice, room, chain, Kind.CHAT, 4, 6, NOW + 10, chat_expires, text, DeterministicRng(nonce_seed)
+    )
+    ops = {
+        "alice-add": make_add(alice, mk, room, 1, alice.public_bundle(), pk_alice.signed),
+        "alice-timer": make_set_timer(alice, mk, room, 3, 3600, 1),
+        "bob-add": make_add(bob, mk, room, 1, bob.public_bundle(), pk_bob.signed),
+        "alice-remove-bob": make_remove(alice, mk, room, 7, bob.peer_id),
+    }
+
+    def unchained(
+        who: Identity, kind: Kind, seq: int, lamport: int, at: int, exp: int, payload: bytes
+    ) -> str:
+        return seal_unchained_envelope(who, room, kind, seq, lamport, at, exp, payload).hex()
+
+    tomb_payload = encode_tombstone([4])
+    envelopes = [
+        ("alice self-ADD", "alice", 2, 1, 2, NOW, NEVER, ops["alice-add"].encode(), 1),
+        ("alice SET_TIMER", "alice", 2, 2, 4, NOW + 1, NEVER, ops["alice-timer"].encode(), 3),
+        ("bob self-ADD", "bob", 2, 1, 2, NOW + 2, NEVER, ops["bob-add"].encode(), 1),
+        ("alice SENDER_KEY for bob", "alice", 3, 3, 5, NOW + 3, NEVER, sealed, None),
+        ("alice CHAT", "alice", 1, 4, 6, NOW + 10, chat_expires, b"", None),
+        ("alice REMOVE bob", "alice", 2, 5, 8, NOW + 20, NEVER, ops["alice-remove-bob"].encode(), 7),
+        ("alice TOMBSTONE (unsend seq 4)", "alice", 4, 6, 9, NOW + 30, chat_expires, tomb_payload, None),
+    ]
+    who = {"alice": alice, "bob": bob}
+    out_envs = []
+    for name, sender, kind, seq, lamport, at, exp, payload, op_lamport in envelopes:
+        data = (
+            chat.hex()
+            if kind == Kind.CHAT
+            else unchained(who[sender], Kind(kind), seq, lamport, at, exp, payload)
+        )
+        item: dict[str, Any] = {
+            "name": name,
+            "sender": who[sender].peer_id,
+            "kind": kind,
+            "seq": seq,
+            "lamport": lamport,
+            "sent_at": at,
+            "expires_at": exp,
+            "envelope": data,
+        }
+        if kind != Kind.CHAT:
+            item["payload"] = payload.hex()
+        if op_lamport is not None:
+            item["op_lamport"] = op_lamport
+        out_envs.append(item)
+    state, rejected = MembershipState.from_ops(room, list(ops.values()), mk)
+    assert not rejected
+    return {
+        "room_id": room,
+        "never": NEVER,
+        "bad_envelopes": _bad_envelopes(bytes.fromhex(out_envs[0]["envelope"]), chat),
+        "bad_tombstone_payloads": _bad_tombstones(),
+        "prekey_aad": PREKEY_AAD.hex(),
+        "pairwise_aad": PAIRWISE_AAD.hex(),
+        "handshake": {
+            "alice_eph_rng_seed": b"eph-alice".hex(),
+            "bob_eph_rng_seed": b"eph-bob".hex(),
+            "alice_hello_frame": hs(HS_HELLO, ha.hello()),
+            "bob_hello_frame": hs(HS_HELLO, hb.hello()),
+            "alice_finish_frame": hs(HS_FINISH, fa),
+            "bob_finish_frame": hs(HS_FINISH, fb),
+        },
+        "sender_key": {
+            "chain_rng_seed": chain_seed.hex(),
+            "sender_key_message": skm.hex(),
+            "pairwise_frame_alice_to_bob": wire.encode_opaque(wire.FrameType.PAIRWISE, pairwise).hex(),
+            "alice_prekey_rng_seed": b"room-prekey-alice".hex(),
+            "bob_prekey_rng_seed": b"room-prekey-bob".hex(),
+            "bob_signed_prekey": pk_bob.signed.to_bytes().hex(),
+            "bob_prekey_private": pk_bob.private.hex(),
+            "seal_rng_seed": seal_seed.hex(),
+        },
+        "chat": {"nonce_rng_seed": nonce_seed.hex(), "plaintext": text.hex()},
+        "tombstone_seqs": [4],
+        "envelopes": out_envs,
+        "membership_state": state.to_dict(),
+    }
+
+
+def build_keys() -> dict[str, Any]:
+    """Key validation: encodings every implementation must refuse (browsers accept some of them)."""
+    p = 2**255 - 19
+    alice = _identity("alice")[1]
+    ed_noncanonical = [(p + 2).to_bytes(32, "little").hex(), (p + 3).to_bytes(32, "little").hex()]
+    x_noncanonical = [(p + 2).to_bytes(32, "little").hex(), (2**255 - 1).to_bytes(32, "little").hex()]
+    x_top_bit = bytearray(alice.x25519_public)
+    x_top_bit[31] |= 0x80
+    order8 = bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a")
+    mixed = nacl.bindings.crypto_core_ed25519_add(alice.public_key, order8)
+    return {
+        "ed25519_mixed_order": {
+            "note": "alice's key + a point of order 8 (on the curve, not prime order)",
+            "key": mixed.hex(),
+        },
+        "ed25519_small_order": sorted(k.hex() for k in ED25519_SMALL_ORDER),
+        "x25519_small_order": sorted(k.hex() for k in X25519_SMALL_ORDER),
+        "ed25519_non_canonical": ed_noncanonical,
+        "x25519_non_canonical": [*x_noncanonical, bytes(x_top_bit).hex()],
+        "ed25519_valid": alice.public_key.hex(),
+        "x25519_valid": alice.x25519_public.hex(),
+    }
+
+
+def build_auth(alice: Identity) -> dict[str, Any]:
+    """The signaling server's challenge/auth signature (*Signaling server protocol*, 2)."""
+    seed = b"auth-nonce"
+    nonce = DeterministicRng(seed)(32)
+    message = b"ephemesh-signaling-auth-v1\x00" + nonce
+    sig = alice.sign(message)
+    return {
+        "nonce_rng_seed": seed.hex(),
+        "nonce": nonce.hex(),
+        "nonce_b64u": b64u_encode(nonce),
+        "message": message.hex(),
+        "ed25519_public": alice.public_key.hex(),
+        "signature": sig.hex(),
+        "auth_frame": json.dumps(
+            {"type": "auth", "pubkey": b64u_encode(alice.public_key), "sig": b64u_encode(sig)},
+            separators=(",", ":"),
+        ),
+        "peer_id": alice.peer_id,
+        "turn": _turn_vector(alice.peer_id),
+    }
+
+
+def _turn_vector(peer_id: str) -> dict[str, Any]:
+    """TURN credentials in `welcome` (coturn's shared-secret scheme); computed here from the spec."""
+    secret, now_s, ttl_s = "turn-shared-secret", NOW // 1000, 3600
+    username = f"{now_s + ttl_s}:{peer_id}"
+    mac = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    return {
+        "secret": secret,
+        "now_s": now_s,
+        "ttl_s": ttl_s,
+        "username": username,
+        "credential": base64.b64encode(mac).decode("ascii"),
+    }
+
+
+def build_rng() -> dict[str, Any]:
+    seed = b"rng"
+    rng = DeterministicRng(seed)
+    calls = [8, 32, 40, 1]
+    return {"seed": seed.hex(), "calls": calls, "outputs": [rng(n).hex() for n in calls]}
 
 
 def render(doc: dict[str, Any]) -> str:

@@ -27,18 +27,20 @@ import itertools
 import json
 import logging
 import secrets
+import socket
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
 from signaling import protocol
-from signaling.config import SignalingConfig
+from signaling.config import SignalingConfig, metrics_address
 from signaling.registry import CLOSE_SLOW, Close, Delivery, Registry, Send
+from signaling.stun import StunResponder, bind_udp, start_stun
 
 if TYPE_CHECKING:
     from signaling.redis_bus import RedisBus
@@ -243,6 +245,16 @@ async def _metrics(request: web.Request) -> web.Response:
         f"# TYPE {p}closes_total counter",
         *(f'{p}closes_total{{code="{code}"}} {n}' for code, n in sorted(stats.closes_total.items())),
     ]
+    main = request.app.get(METRICS_OF_KEY, request.app)
+    stun = main.get(STUN_KEY)
+    if stun is not None:
+        lines += [
+            f"# TYPE {p}stun_answered_total counter",
+            f"{p}stun_answered_total {stun.stats.answered}",
+            f"# TYPE {p}stun_dropped_total counter",
+            f'{p}stun_dropped_total{{reason="bad"}} {stun.stats.dropped_bad}',
+            f'{p}stun_dropped_total{{reason="rate"}} {stun.stats.dropped_rate}',
+        ]
     if hub.bus is not None:
         lines += [
             f"# TYPE {p}remote_connections gauge",
@@ -300,6 +312,44 @@ async def _redis_bus(app: web.Application) -> AsyncIterator[None]:
     hub.bus = None
 
 
+async def _not_found(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPNotFound()
+
+
+STUN_SOCKET_KEY = web.AppKey("stun_socket", socket.socket)
+STUN_KEY = web.AppKey("stun", StunResponder)
+
+
+async def _stun(app: web.Application) -> AsyncIterator[None]:
+    """The embedded STUN responder on UDP (a socket bound by :func:`start_server`, or bound here)."""
+    config = app[CONFIG_KEY]
+    sock = app.get(STUN_SOCKET_KEY) or bind_udp(config.host, config.effective_stun_port)
+    transport, responder = await start_stun(sock)
+    app[STUN_KEY] = responder
+    log.info("STUN on udp %s:%d", config.host, sock.getsockname()[1])
+    yield
+    transport.close()
+
+
+async def _metrics_site(app: web.Application) -> AsyncIterator[None]:
+    """``/metrics`` on its own listener (``config.metrics`` = ``HOST:PORT``), not on the public port."""
+    host, port = metrics_address(app[CONFIG_KEY].metrics)
+    mapp = web.Application()
+    mapp[REGISTRY_KEY], mapp[HUB_KEY] = app[REGISTRY_KEY], app[HUB_KEY]
+    mapp[METRICS_OF_KEY] = app
+    mapp.router.add_get("/metrics", _metrics)
+    runner = web.AppRunner(mapp, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    app[METRICS_RUNNER_KEY] = runner
+    yield
+    await runner.cleanup()
+
+
+METRICS_RUNNER_KEY = web.AppKey("metrics_runner", web.AppRunner)
+METRICS_OF_KEY = web.AppKey("metrics_of", web.Application)
+
+
 async def _on_shutdown(app: web.Application) -> None:
     await app[HUB_KEY].close_all(1001)
 
@@ -313,11 +363,19 @@ def create_app(config: SignalingConfig, clock: Clock = time.time) -> web.Applica
     app[HUB_KEY] = Hub(registry, config, clock)
     app.router.add_get("/ws", _ws_handler)
     app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/metrics", _metrics)
+    if config.metrics == "same":
+        app.router.add_get("/metrics", _metrics)
+    elif config.metrics != "off":
+        app.cleanup_ctx.append(_metrics_site)
     if config.web_root is not None:
         app.router.add_get("/", _index_handler(config.web_root))
+        if not config.test_pages:
+            app.router.add_route("*", "/test.html", _not_found)
+            app.router.add_route("*", "/js/test/{tail:.*}", _not_found)
         app.router.add_static("/", config.web_root, follow_symlinks=False)
     app.cleanup_ctx.append(_sweeper)
+    if config.stun:
+        app.cleanup_ctx.append(_stun)
     if config.redis_url is not None:
         app.cleanup_ctx.append(_redis_bus)
     app.on_shutdown.append(_on_shutdown)
@@ -325,13 +383,37 @@ def create_app(config: SignalingConfig, clock: Clock = time.time) -> web.Applica
 
 
 async def start_server(config: SignalingConfig) -> tuple[web.AppRunner, int]:
-    """Start serving ``config`` on ``config.host:config.port`` (port 0 = any); return runner and port."""
-    runner = web.AppRunner(create_app(config), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port)
-    await site.start()
-    port = int(runner.addresses[0][1])
-    return runner, port
+    """Start serving ``config`` on ``config.host:config.port`` (port 0 = any); return runner and port.
+
+    With the embedded STUN responder on the HTTP port number (the default) and port 0, one port that is
+    free for both UDP and TCP is chosen, so ``welcome`` can name it.
+    """
+    for _attempt in range(20):
+        sock = None
+        if config.stun and config.stun_port is None and config.port == 0:
+            sock = bind_udp(config.host, 0)
+            chosen = replace(config, port=int(sock.getsockname()[1]))
+        elif config.stun:
+            sock = bind_udp(config.host, config.effective_stun_port)
+            chosen = config
+        else:
+            chosen = config
+        app = create_app(chosen)
+        if sock is not None:
+            app[STUN_SOCKET_KEY] = sock
+        runner = web.AppRunner(app, access_log=None)
+        try:
+            await runner.setup()
+            await web.TCPSite(runner, chosen.host, chosen.port).start()
+        except OSError:
+            await runner.cleanup()
+            if sock is not None:
+                sock.close()
+            if chosen.port != config.port:  # the UDP port we picked is taken for TCP: pick another
+                continue
+            raise
+        return runner, int(runner.addresses[0][1])
+    raise OSError("no port free for both TCP and UDP")
 
 
 def run(

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from peer.core.errors import ProtocolError
 from signaling import protocol
 from signaling.config import SignalingConfig
-from signaling.turn import turn_credentials
+from signaling.turn import welcome_ice
 
 CLOSE_POLICY = 1008
 CLOSE_IDLE = 4000
@@ -226,8 +226,7 @@ class Registry:
                 "rate_burst": lim.rate_burst,
             },
         }
-        if self._config.turn is not None:
-            welcome["turn"] = dict(turn_credentials(self._config.turn, peer, now))
+        welcome.update(welcome_ice(self._config, peer, now))
         out.append(Send(conn.conn_id, welcome))
         return out
 

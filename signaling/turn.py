@@ -11,9 +11,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from typing import TypedDict
+from typing import Any, TypedDict
 
-from signaling.config import TurnConfig
+from signaling.config import SignalingConfig, TurnConfig
 
 
 class TurnCredentials(TypedDict):
@@ -36,3 +36,33 @@ def turn_credentials(config: TurnConfig, peer_id: str, now: float) -> TurnCreden
         "credential": base64.b64encode(mac).decode("ascii"),
         "ttl_s": config.ttl_s,
     }
+
+
+class IceServer(TypedDict, total=False):
+    """One entry of ``welcome.ice_servers``: the shape of WebRTC's ``RTCIceServer``."""
+
+    urls: list[str]
+    username: str
+    credential: str
+
+
+def welcome_ice(config: SignalingConfig, peer_id: str, now: float) -> dict[str, Any]:
+    """The ICE members of ``welcome`` for ``peer_id``: ``ice_servers`` (STUN, then TURN) and ``turn``.
+
+    ``turn`` (the TURN entry alone, with ``ttl_s``) stays for clients that predate ``ice_servers``.
+    Nothing is added when there is no STUN and no TURN to offer.
+    """
+    servers: list[IceServer] = []
+    out: dict[str, Any] = {}
+    stun_urls = config.ice_stun_urls
+    if stun_urls:
+        servers.append({"urls": list(stun_urls)})
+    if config.turn is not None:
+        creds = turn_credentials(config.turn, peer_id, now)
+        servers.append(
+            {"urls": creds["urls"], "username": creds["username"], "credential": creds["credential"]}
+        )
+        out["turn"] = dict(creds)
+    if servers:
+        out["ice_servers"] = servers
+    return out

@@ -12,7 +12,7 @@ Layout::
 
 Kinds:
 - 1 ``CHAT``: chained. ``ciphertext = AES-256-GCM(HKDF(message_key, salt="", info=LABEL_KEY, 32), nonce,
-  plaintext, header)``; plaintext is UTF-8 JSON ``{"t":"text","body":str,"reply_to":str|null}`` (app-defined).
+  plaintext, header)``; plaintext is app content (``peer/core/content.py``).
 - 2 ``MEMBERSHIP``: unchained; payload = an encoded membership op (self-authenticating).
 - 3 ``SENDER_KEY``: unchained; payload = a frame sealed with ``seal_to_prekey`` carrying a
   ``SenderKeyMessage`` for one recipient.
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from peer.core.chains import ReceiverChain, SenderChain
+from peer.core.chains import MessageKey, ReceiverChain, SenderChain
 from peer.core.crypto import Rng, aead_open, aead_seal, default_rng, ed25519_verify, hkdf, u32
 from peer.core.errors import ProtocolError
 from peer.core.identity import Identity
@@ -44,12 +44,13 @@ from peer.core.ids import id_from_bytes, id_to_bytes, peer_id_from_public_key
 
 VERSION = 1
 HEADER_LEN = 90
-MAX_ENVELOPE = 64 * 1024
+#: one envelope must fit in one sync ENVELOPES frame: MAX_FRAME (65,536) - type u8 - count u16 - length u32
+MAX_ENVELOPE = 65_529
 LABEL_SIG = b"ephemesh-v1 envelope\x00"
 LABEL_KEY = b"ephemesh-v1 envelope-key"
 _HEADER = struct.Struct(">BB16s16sQQQQ8sI12s")
-MAX_U64 = 2**64 - 1
-MAX_TEXT_BODY = 16 * 1024
+#: every integer field (u64 on the wire) is at most 2**53 - 1, like the sync wire and the JS mirror
+MAX_INT = 2**53 - 1
 
 
 class Kind(IntEnum):
@@ -110,7 +111,7 @@ class Envelope:
 
 
 def _check_times(seq: int, lamport: int, sent_at: int, expires_at: int) -> None:
-    if not all(0 <= v <= MAX_U64 for v in (seq, lamport, sent_at, expires_at)) or expires_at < sent_at:
+    if not all(0 <= v <= MAX_INT for v in (seq, lamport, sent_at, expires_at)) or expires_at < sent_at:
         raise ProtocolError("bad-envelope", "bad counters or times")
 
 
@@ -139,6 +140,25 @@ def seal_envelope(
     rng: Rng = default_rng,
 ) -> tuple[bytes, SenderChain]:
     """Seal a chained envelope; returns (wire bytes, next chain state). Persist the state before sending."""
+    data, next_chain, _ = seal_chained(
+        identity, room_id, chain, kind, seq, lamport, sent_at, expires_at, plaintext, rng
+    )
+    return data, next_chain
+
+
+def seal_chained(
+    identity: Identity,
+    room_id: str,
+    chain: SenderChain,
+    kind: int,
+    seq: int,
+    lamport: int,
+    sent_at: int,
+    expires_at: int,
+    plaintext: bytes,
+    rng: Rng = default_rng,
+) -> tuple[bytes, SenderChain, MessageKey]:
+    """:func:`seal_envelope` that also returns the message key it used (the chain advances once)."""
     if kind not in CHAINED_KINDS:
         raise ValueError("use seal_unchained_envelope for this kind")
     _check_times(seq, lamport, sent_at, expires_at)
@@ -158,7 +178,7 @@ def seal_envelope(
         b"",
     )
     ct = aead_seal(message_key_to_aead_key(mk.key), unsigned.nonce, plaintext, unsigned.header)
-    return _sign(identity, _replace_ct(unsigned, ct)), next_chain
+    return _sign(identity, _replace_ct(unsigned, ct)), next_chain, mk
 
 
 def seal_unchained_envelope(
@@ -279,35 +299,7 @@ def open_envelope(env: Envelope, receiver_chain: ReceiverChain) -> tuple[bytes, 
     return aead_open(message_key_to_aead_key(mk), env.nonce, env.ciphertext, env.header), next_chain
 
 
-# --- content ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TextContent:
-    body: str = field(repr=False)
-    reply_to: str | None = None
-
-
-def encode_text(body: str, reply_to: str | None = None) -> bytes:
-    return json.dumps({"t": "text", "body": body, "reply_to": reply_to}, ensure_ascii=False).encode("utf-8")
-
-
-def decode_content(plaintext: bytes) -> TextContent:
-    """Decode a chat plaintext; ``ProtocolError`` if it is not a well-formed text message."""
-    try:
-        obj: Any = json.loads(plaintext.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ProtocolError("bad-content", "not UTF-8 JSON") from exc
-    if not isinstance(obj, dict) or obj.get("t") != "text":
-        raise ProtocolError("bad-content", "unknown content type")
-    body, reply_to = obj.get("body"), obj.get("reply_to")
-    if (
-        not isinstance(body, str)
-        or len(body) > MAX_TEXT_BODY
-        or not (reply_to is None or isinstance(reply_to, str))
-    ):
-        raise ProtocolError("bad-content", "malformed text message")
-    return TextContent(body, reply_to)
+# --- unsend payload (kind 4) ------------------------------------------------------------------------
 
 
 def encode_tombstone(seqs: list[int]) -> bytes:
@@ -322,6 +314,6 @@ def decode_tombstone(payload: bytes) -> list[int]:
     seqs = obj.get("seqs") if isinstance(obj, dict) and obj.get("t") == "delete" else None
     if not isinstance(seqs, list) or len(seqs) > 4096:
         raise ProtocolError("bad-tombstone", "malformed tombstone")
-    if not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_U64 for s in seqs):
+    if not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_INT for s in seqs):
         raise ProtocolError("bad-tombstone", "malformed tombstone")
     return list(seqs)

@@ -195,6 +195,29 @@ class TimerChanged:
         return f"* room timer set to {self.ttl_s}s"
 
 
+@dataclass(frozen=True, slots=True)
+class RemoteError:
+    """``peer`` sent something malformed or not allowed (``code``); ``count`` of that code on its link so
+    far. ``closed``: it went past the link's error budget and the link is being closed."""
+
+    peer: str
+    code: str
+    count: int
+    closed: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event": "remote-error",
+            "peer": self.peer,
+            "code": self.code,
+            "count": self.count,
+            "closed": self.closed,
+        }
+
+    def __str__(self) -> str:
+        return f"* {self.peer[:8]}: {self.code} (x{self.count}){' - link closed' if self.closed else ''}"
+
+
 RoomEvent = (
     MessageReceived
     | MessageUpdated
@@ -208,4 +231,5 @@ RoomEvent = (
     | MemberOnline
     | Delivered
     | TimerChanged
+    | RemoteError
 )

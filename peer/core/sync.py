@@ -13,7 +13,7 @@ Rules (one session per neighbour; the adapter calls ``connect`` when a transport
 - A WANT is served with ENVELOPES for held, unexpired entries and TOMBSTONES for tombstoned keys; never
   an expired or tombstoned entry. At most ``max_serve_keys`` keys are looked at per WANT frame.
 - Every envelope received goes through ``validate``; a ``ProtocolError`` drops that envelope only and
-  yields ``ProtocolErrorEvent``; the session survives. A new entry is added, ACKed to the neighbour that
+  yields ``EnvelopeRefused`` (with the envelope, so the room may park it); the session survives. A new entry is added, ACKed to the neighbour that
   sent it and relayed to every other neighbour not known to have it (flood with dedupe = gossip).
 - Delivery (``Acked``): an ACK frame, and also a HELLO: what a neighbour's HELLO says it holds of OUR
   own entries counts as an ACK of each of them, whoever it got them from (at most ``max_serve_keys``
@@ -33,124 +33,50 @@ Rules (one session per neighbour; the adapter calls ``connect`` when a transport
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 
 from peer.core import wire
 from peer.core.clock import LamportClock
 from peer.core.errors import ProtocolError
-from peer.core.log import DEFAULT_SKEW_MS, Key, Log, LogEntry, RangeSet, Tombstone
+from peer.core.log import Key, Log, LogEntry, RangeSet, Tombstone
+from peer.core.sync_events import (
+    Acked,
+    EntryAdded,
+    EntryDeleted,
+    EntryExpired,
+    EnvelopeRefused,
+    Event,
+    NeighbourReady,
+    NeighbourTimedOut,
+    OpaqueFrame,
+    ProtocolErrorEvent,
+    SyncConfig,
+    _Session,
+)
+
+__all__ = [
+    "Acked",
+    "AuthorizeTombstone",
+    "EntryAdded",
+    "EntryDeleted",
+    "EntryExpired",
+    "EnvelopeRefused",
+    "Event",
+    "NeighbourReady",
+    "NeighbourTimedOut",
+    "OpaqueFrame",
+    "PeekKey",
+    "ProtocolErrorEvent",
+    "SyncConfig",
+    "SyncEngine",
+    "Validate",
+]
 
 Validate = Callable[[bytes], LogEntry]
 #: ``data -> (sender, seq)`` without verifying anything: lets duplicates skip the (costly) ``validate``
 PeekKey = Callable[[bytes], Key]
 #: ``(tombstone, held entry or None, now) -> accept?`` for tombstones that carry a proof.
 AuthorizeTombstone = Callable[[Tombstone, LogEntry | None, int], bool]
-
-
-@dataclass(frozen=True, slots=True)
-class SyncConfig:
-    heartbeat_ms: int = 1_000
-    dead_after_ms: int = 4_000
-    want_timeout_ms: int = 2_000
-    resync_ms: int = 5_000
-    max_want_keys: int = 4_096
-    max_want_attempts: int = 8
-    max_serve_keys: int = 8_192
-    skew_ms: int = DEFAULT_SKEW_MS
-    #: An entry whose Lamport stamp is this far ahead of our clock is refused (clock exhaustion attack).
-    max_lamport_jump: int = 2**32
-    #: an entry received straight from its author is not pushed on to other neighbours (in a full mesh
-    #: they got it from the author too); instead a HELLO goes to them this long after (lazy relay)
-    announce_delay_ms: int = 250
-
-
-# -- events ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class EntryAdded:
-    entry: LogEntry
-
-
-@dataclass(frozen=True, slots=True)
-class EntryExpired:
-    key: Key
-
-
-@dataclass(frozen=True, slots=True)
-class EntryDeleted:
-    key: Key
-
-
-@dataclass(frozen=True, slots=True)
-class Acked:
-    neighbour: str
-    sender: str
-    seq: int
-
-
-@dataclass(frozen=True, slots=True)
-class NeighbourReady:
-    neighbour: str
-
-
-@dataclass(frozen=True, slots=True)
-class NeighbourTimedOut:
-    neighbour: str
-
-
-@dataclass(frozen=True, slots=True)
-class ProtocolErrorEvent:
-    neighbour: str
-    code: str
-
-
-@dataclass(frozen=True, slots=True)
-class OpaqueFrame:
-    neighbour: str
-    type: wire.FrameType
-    body: bytes
-
-
-Event = (
-    EntryAdded
-    | EntryExpired
-    | EntryDeleted
-    | Acked
-    | NeighbourReady
-    | NeighbourTimedOut
-    | ProtocolErrorEvent
-    | OpaqueFrame
-)
-
-
-@dataclass(eq=False)
-class _Session:
-    neighbour: str
-    last_heard: int
-    next_ping: int
-    next_hello: int
-    ready: bool = False
-    rejected: bool = False
-    retry_at: int | None = None
-    ping_nonce: int = 0
-    remote_have: dict[str, RangeSet] = field(default_factory=dict)
-    acked: dict[str, RangeSet] = field(default_factory=dict)
-    attempts: dict[Key, int] = field(default_factory=dict)
-    unservable: set[Key] = field(default_factory=set)
-    inflight: set[Key] = field(default_factory=set)
-    control: list[bytes] = field(default_factory=list)
-    envs: list[bytes] = field(default_factory=list)
-    tombs: list[Tombstone] = field(default_factory=list)
-    acks: dict[str, RangeSet] = field(default_factory=dict)
-
-    def has(self, key: Key) -> bool:
-        rs = self.remote_have.get(key[0])
-        return rs is not None and key[1] in rs
-
-    def mark(self, key: Key) -> None:
-        self.remote_have.setdefault(key[0], RangeSet()).add(key[1])
 
 
 class SyncEngine:
@@ -222,6 +148,48 @@ class SyncEngine:
         for s in self._sessions.values():
             if s.ready and not s.rejected:
                 self._request(s, now)
+
+    # -- hooks for the room (so nothing reaches into the log or the clock) ---------------------------
+
+    @property
+    def skew_ms(self) -> int:
+        return self.log.skew_ms
+
+    @property
+    def lamport(self) -> int:
+        return self.clock.value
+
+    def tick(self) -> int:
+        """The Lamport stamp for a local op or envelope."""
+        return self.clock.tick()
+
+    def observe(self, lamport: int) -> None:
+        self.clock.observe(lamport)
+
+    def entry(self, key: Key) -> LogEntry | None:
+        return self.log.get(key)
+
+    def tombstone_of(self, key: Key) -> Tombstone | None:
+        return self.log.get_tombstone(key)
+
+    def restore(self, entry: LogEntry, now: int) -> bool:
+        """Put back a stored entry at restart (no relay, no event); False if expired or tombstoned."""
+        if not self.log.add(entry, now):
+            return False
+        self.clock.observe(entry.lamport)
+        return True
+
+    def restore_tombstone(self, key: Key, until: int, proof: bytes = b"") -> None:
+        """Put back a stored tombstone (or one re-derived from a stored unsend) at restart."""
+        self.log.tombstone(key, until, proof)
+
+    def offer(self, neighbour: str, data: bytes, now: int) -> list[Event]:
+        """Feed one envelope back as if ``neighbour`` had just sent it (e.g. unparked); dropped if that
+        session is gone."""
+        s = self._sessions.get(neighbour)
+        if s is None or s.rejected or not s.ready:
+            return []
+        return self._on_envelopes(s, [data], now)
 
     # -- local API ------------------------------------------------------------------------------------
 
@@ -361,7 +329,7 @@ class SyncEngine:
         if not s.ready:
             return [self._error(neighbour, "no-hello")]
         if isinstance(frame, wire.Envelopes):
-            return self._on_envelopes(s, frame, now)
+            return self._on_envelopes(s, frame.items, now)
         if isinstance(frame, wire.Want):
             self._on_want(s, frame, now)
             return []
@@ -409,10 +377,10 @@ class SyncEngine:
                             events.append(Acked(s.neighbour, me, seq))
         return events
 
-    def _on_envelopes(self, s: _Session, frame: wire.Envelopes, now: int) -> list[Event]:
+    def _on_envelopes(self, s: _Session, items: Sequence[bytes], now: int) -> list[Event]:
         events: list[Event] = []
         refill: list[_Session] = []
-        for item in frame.items:
+        for item in items:
             if self._peek is not None:
                 try:
                     seen_key = self._peek(item)
@@ -430,7 +398,8 @@ class SyncEngine:
             try:
                 entry = self._validate(item)
             except ProtocolError as e:
-                events.append(self._error(s.neighbour, e.code))
+                self.protocol_errors += 1
+                events.append(EnvelopeRefused(s.neighbour, e.code, item))
                 continue
             if entry.lamport > self.clock.value + self.config.max_lamport_jump:
                 events.append(self._error(s.neighbour, "lamport-jump"))

@@ -1,14 +1,26 @@
-"""The mesh of one room: which neighbours we should be linked to, and keeping those links up.
+"""The mesh of one room: which neighbours we should be linked to, keeping those links up, and what we
+know about each link (:mod:`peer.net.linkstate`).
 
 Rules:
 - We want a link to every peer the signaling server lists in the room (full mesh; a partial mesh
-  caps this set later). The lower id offers; the higher id waits for the offer.
-- A link that drops while its peer is still listed is re-offered with exponential backoff
-  (0.5 s doubling to 15 s, jittered); the higher id re-offers nothing and just waits, but after
-  ``prod_after`` seconds without a link it signals a ``"hello"`` so the lower id (which may have given
-  up or restarted) re-offers at once.
-- ``peer-left`` stops retrying. Signaling payloads are sealed and opened by hooks owned by the room
-  (encrypted for the room, signed by the sender, covering the DTLS fingerprints).
+  caps this set later), at most ``MAX_PRESENT`` of them. The lower id offers; the higher id answers.
+- Every failure backs off per neighbour, on both sides (``RedialPolicy``: exponential with jitter,
+  capped, reset only by a link that stayed up ``stable_s``). A failure is: an offer that got no working
+  path (``no-route``) or no answer in time (``timed-out``), a link that closed before the room handshake
+  finished (``handshake-refused``), or a link that dropped early.
+  - The offerer waits out the backoff before its next offer.
+  - The answerer drops an offer that arrives before ``accept_factor`` × the nominal backoff has passed
+    since its last failure with that neighbour: a hostile offerer gets a few set-ups a minute at most.
+  - The answerer sends a ``hello`` (an empty sealed signal, ``kind="hello"``) when it has no link, to
+    nudge an offerer that may not know it is here (restart, race); hellos follow the same backoff. The
+    offerer dials at once on a ``hello`` only if it has no failure with that neighbour; otherwise the
+    hello is ignored until the backoff has passed.
+- At most ``max_dials`` connections are in set-up at once (offers and answers together), so a server
+  announcing 1,200 fake peers costs ``max_dials`` RTCPeerConnections at a time, not 1,200.
+- ``peer-left`` stops dialling; the neighbour's failure count is kept (bounded), so leaving and rejoining
+  does not reset it. Signaling payloads are sealed and opened by hooks owned by the room.
+- Link state changes are reported to ``on_link_state`` (and readable with :meth:`link_info`); the room
+  says when the handshake is done (:meth:`link_ready`), which is when a link becomes direct/relayed.
 """
 
 from __future__ import annotations
@@ -16,17 +28,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from peer.core.errors import ProtocolError
-from peer.net.rtc import OpenFn, RtcConnector, RtcTransport, SealFn
+from peer.net.linkstate import Link, LinkInfo, Reason, RedialPolicy, path_state
+from peer.net.rtc import Busy, IceConfig, NoRoute, OpenFn, RtcConnector, RtcTransport, SealFn
 
 log = logging.getLogger(__name__)
 
 LinkUp = Callable[[str, RtcTransport], None]
 LinkDown = Callable[[str], None]
+LinkStateFn = Callable[[LinkInfo], None]
+
+MAX_PRESENT = 1024
+MAX_REMEMBERED = 4096  # neighbours whose failure count we keep after they left
+
+
+@dataclass
+class _Neighbour:
+    failures: int = 0
+    not_before: float = 0.0  # loop time before which we do not dial (offerer)
+    failed_at: float = 0.0  # loop time of the last failure
+    ready_at: float | None = None  # loop time the current link became ready
+    info: LinkInfo | None = None
+    wake: asyncio.Event | None = None
+
+
+def reason_of(exc: BaseException) -> Reason:
+    if isinstance(exc, NoRoute):
+        return Reason.NO_ROUTE
+    return Reason.TIMED_OUT
 
 
 class RoomMesh:
@@ -38,26 +72,116 @@ class RoomMesh:
         send_signal: Callable[[str, str], Awaitable[None]],
         on_link_up: LinkUp,
         on_link_down: LinkDown,
-        turn: dict[str, Any] | None = None,
+        ice: IceConfig = None,
         connect_timeout: float = 20.0,
-        max_backoff: float = 15.0,
+        policy: RedialPolicy | None = None,
+        on_link_state: LinkStateFn | None = None,
+        max_dials: int = 8,
+        turn: IceConfig = None,
     ) -> None:
         self.local_id = local_id
         self._on_up = on_link_up
         self._on_down = on_link_down
+        self._on_state = on_link_state
         self._open = open_
+        self.policy = policy or RedialPolicy()
+        self._timeout = connect_timeout
         self._connector = RtcConnector(
-            local_id, seal, self._open_and_note, send_signal, self._link_ready, turn, connect_timeout
+            local_id,
+            seal,
+            self._open_and_note,
+            send_signal,
+            self._link_ready,
+            ice if ice is not None else turn,
+            connect_timeout,
+            on_failure=self._answer_failed,
+            max_pending=max_dials,
         )
         self._seal = seal
         self._send_signal = send_signal
-        self._max_backoff = max_backoff
+        self._dial_slots = asyncio.Semaphore(max_dials)
         self.present: set[str] = set()
         self.links: dict[str, RtcTransport] = {}
+        self._nb: OrderedDict[str, _Neighbour] = OrderedDict()
         self._dialers: dict[str, asyncio.Task[None]] = {}
         self._dialing: set[str] = set()
         self._watchers: set[asyncio.Task[None]] = set()
         self._closed = False
+        self.offers_sent = 0
+        self.hellos_sent = 0
+
+    @property
+    def connector(self) -> RtcConnector:
+        return self._connector
+
+    def set_ice(self, ice: IceConfig) -> None:
+        """New ICE servers (e.g. fresh TURN credentials after a reconnect) for the next connections."""
+        self._connector.ice = ice
+
+    # -- link state -------------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _neighbour(self, peer: str) -> _Neighbour:
+        nb = self._nb.get(peer)
+        if nb is None:
+            nb = self._nb[peer] = _Neighbour()
+            while len(self._nb) > MAX_REMEMBERED:
+                oldest = next(iter(self._nb))
+                if oldest in self.present:
+                    self._nb.move_to_end(oldest)
+                    if all(p in self.present for p in self._nb):
+                        break
+                    continue
+                del self._nb[oldest]
+        return nb
+
+    def link_info(self, peer: str) -> LinkInfo | None:
+        """Our link to ``peer`` as we see it; None for peers the server does not list (offline)."""
+        nb = self._nb.get(peer)
+        if nb is None or peer not in self.present or nb.info is None:
+            return None
+        info = nb.info
+        if info.state == Link.UNREACHABLE:
+            return replace(info, retry_in_s=max(0.0, nb.not_before - self._now()))
+        return info
+
+    def link_infos(self) -> dict[str, LinkInfo]:
+        return {p: i for p in sorted(self.present) if (i := self.link_info(p)) is not None}
+
+    def _set(
+        self, peer: str, state: Link, reason: Reason | None = None, path: tuple[str, str] | None = None
+    ) -> None:
+        nb = self._neighbour(peer)
+        info = LinkInfo(peer, state, reason, path, nb.failures)
+        old = nb.info
+        nb.info = info
+        if old is not None and (old.state, old.reason, old.path) == (state, reason, path):
+            return
+        if self._on_state is not None:
+            self._on_state(info)
+
+    def _fail(self, peer: str, reason: Reason) -> None:
+        """Record a failed attempt with ``peer``: backoff and ``unreachable``."""
+        nb = self._neighbour(peer)
+        nb.failures += 1
+        nb.ready_at = None
+        nb.failed_at = self._now()
+        nb.not_before = nb.failed_at + self.policy.delay(nb.failures)
+        log.info("link to %s: %s; next attempt in %.1fs", peer[:8], reason, nb.not_before - self._now())
+        if peer in self.present:
+            self._set(peer, Link.UNREACHABLE, reason)
+
+    def link_ready(self, peer: str) -> None:
+        """The room's handshake with ``peer`` is done: the link is usable (direct or relayed)."""
+        link = self.links.get(peer)
+        if link is None or link.closed:
+            return
+        nb = self._neighbour(peer)
+        nb.ready_at = self._now()
+        path = link.path
+        self._set(peer, path_state(path), None, path)
 
     # -- signaling input ------------------------------------------------------------------------
 
@@ -68,11 +192,20 @@ class RoomMesh:
     def peer_joined(self, peer: str) -> None:
         if peer == self.local_id or self._closed:
             return
+        if peer not in self.present and len(self.present) >= MAX_PRESENT:
+            log.warning("ignoring peer %s: %d peers listed already", peer[:8], MAX_PRESENT)
+            return
         self.present.add(peer)
+        nb = self._neighbour(peer)
+        if (nb.info is None or nb.info.state != Link.UNREACHABLE) and peer not in self.links:
+            self._set(peer, Link.CONNECTING)
         self._ensure_dialer(peer)
 
     def peer_left(self, peer: str) -> None:
         self.present.discard(peer)
+        nb = self._nb.get(peer)
+        if nb is not None:
+            nb.info = None
         task = self._dialers.pop(peer, None)
         if task is not None:
             task.cancel()
@@ -82,15 +215,32 @@ class RoomMesh:
         try:
             await self._connector.handle_signal(sender, payload)
         except ProtocolError as exc:
-            log.warning("dropped signaling payload from %s: %s", sender[:8], exc.code)
+            log.info("dropped signaling payload from %s: %s", sender[:8], exc.code)
 
     def _open_and_note(self, sender: str, payload: str) -> tuple[str, dict[str, Any]]:
         kind, body = self._open(sender, payload)
+        now = self._now()
         if kind == "hello" and sender > self.local_id and sender not in self._dialing:
-            # the higher id asks us to (re)offer now (we may have given up, be backing off, or restarted)
-            self.present.add(sender)
-            self._kick(sender)
+            # the higher id asks us to offer now: only if we have no failure with it (else: backoff)
+            nb = self._neighbour(sender)
+            if sender not in self.present and len(self.present) < MAX_PRESENT:
+                self.present.add(sender)
+            if sender in self.present and (nb.failures == 0 or now >= nb.not_before):
+                nb.not_before = min(nb.not_before, now)
+                self._kick(sender)
+        elif kind == "offer" and sender < self.local_id:
+            nb = self._neighbour(sender)
+            accept_at = nb.failed_at + self.policy.nominal(nb.failures) * self.policy.accept_factor
+            if nb.failures and now < accept_at:
+                self._connector.offers_dropped += 1
+                raise ProtocolError("backoff", "offer before the backoff after a failure")
+            if sender in self.present:
+                self._set(sender, Link.CONNECTING)
         return kind, body
+
+    def _answer_failed(self, peer: str, exc: BaseException) -> None:
+        if not self._closed:
+            self._fail(peer, reason_of(exc))
 
     # -- dialing ----------------------------------------------------------------------------------------
 
@@ -102,33 +252,68 @@ class RoomMesh:
         self._dialers[peer] = asyncio.create_task(self._dial_loop(peer), name=f"dial-{peer[:8]}")
 
     def _kick(self, peer: str) -> None:
-        task = self._dialers.pop(peer, None)
-        if task is not None:
-            task.cancel()
-        if peer not in self.links or self.links[peer].closed:
-            self._dialers[peer] = asyncio.create_task(self._dial_loop(peer))
+        """Start (or wake) the dialer of ``peer`` now."""
+        task = self._dialers.get(peer)
+        nb = self._neighbour(peer)
+        if task is not None and not task.done() and nb.wake is not None:
+            nb.wake.set()
+            return
+        self._ensure_dialer(peer)
+
+    async def _wait_until(self, peer: str, when: float) -> None:
+        nb = self._neighbour(peer)
+        nb.wake = asyncio.Event()
+        delay = when - self._now()
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(nb.wake.wait(), delay)
+        nb.wake = None
 
     async def _dial_loop(self, peer: str) -> None:
-        delay = 0.5
+        hellos = 0
         while not self._closed and peer in self.present:
             if peer in self.links and not self.links[peer].closed:
                 return
-            try:
-                if self.local_id < peer:
+            nb = self._neighbour(peer)
+            if self.local_id < peer:
+                await self._wait_until(peer, nb.not_before)
+                if peer not in self.present or (peer in self.links and not self.links[peer].closed):
+                    return
+                async with self._dial_slots:
+                    self._set(peer, Link.CONNECTING)
                     self._dialing.add(peer)
                     try:
+                        self.offers_sent += 1
                         await self._connector.connect(peer)
+                        return  # _link_ready took over
+                    except asyncio.CancelledError:
+                        raise
+                    except Busy:
+                        nb.not_before = self._now() + self.policy.base_s
+                    except (NoRoute, TimeoutError) as exc:
+                        self._fail(peer, reason_of(exc))
+                    except Exception as exc:  # signaling down, bad SDP...: a failure like any other
+                        log.info("dial to %s failed: %s", peer[:8], type(exc).__name__)
+                        self._fail(peer, Reason.TIMED_OUT)
                     finally:
                         self._dialing.discard(peer)
-                    return
+            else:
                 # We answer; nudge the offerer in case it does not know we are here (restart, race).
-                await self._send_signal(peer, self._seal(peer, "hello", {}))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.info("link to %s failed (%s); retrying in %.1fs", peer[:8], type(exc).__name__, delay)
-            await asyncio.sleep(delay * (0.75 + random.random() / 2))
-            delay = min(delay * 2, self._max_backoff)
+                try:
+                    hellos += 1
+                    self.hellos_sent += 1
+                    await self._send_signal(peer, self._seal(peer, "hello", {}))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.info("hello to %s failed: %s", peer[:8], type(exc).__name__)
+                # no offer within the connect timeout: unreachable (timed out) until one arrives
+                await self._wait_until(peer, self._now() + self._timeout)
+                if peer in self.present and peer not in self.links and peer not in self._connector._pending:
+                    info = self._neighbour(peer).info
+                    if info is None or info.state == Link.CONNECTING:
+                        self._set(peer, Link.UNREACHABLE, Reason.TIMED_OUT)
+                await self._wait_until(peer, self._now() + self.policy.delay(hellos))
 
     def _link_ready(self, link: RtcTransport) -> None:
         peer = link.remote_id
@@ -147,11 +332,24 @@ class RoomMesh:
         if self.links.get(peer) is link:
             del self.links[peer]
             self._on_down(peer)
-            if not self._closed and peer in self.present:
+            nb = self._neighbour(peer)
+            if self._closed:
+                return
+            if nb.ready_at is None:
+                self._fail(peer, Reason.HANDSHAKE_REFUSED)
+            elif self._now() - nb.ready_at < self.policy.stable_s:
+                self._fail(peer, Reason.TIMED_OUT)
+            else:  # a link that served well: start over, after the base delay
+                nb.failures = 0
+                nb.ready_at = None
+                nb.not_before = self._now() + self.policy.delay(1)
+                if peer in self.present:
+                    self._set(peer, Link.CONNECTING)
+            if peer in self.present:
                 self._ensure_dialer(peer)
 
     def drop_link(self, peer: str) -> None:
-        """Close the link to ``peer`` (e.g. heartbeats timed out); the mesh will redial it."""
+        """Close the link to ``peer`` (handshake failed, heartbeats timed out); the mesh will redial it."""
         link = self.links.get(peer)
         if link is not None:
             self._spawn(link.close())

@@ -1,8 +1,8 @@
 """aiortc adapter: one RTCPeerConnection and one data channel per neighbour.
 
 Rules (field notes, measured here):
-- ``RTCConfiguration(iceServers=[])`` unless TURN is configured: aiortc otherwise reaches for a public
-  STUN server and waits for a timeout on this closed network.
+- ``RTCConfiguration(iceServers=[...])`` always, with exactly the STUN/TURN servers the signaling server
+  handed out in ``welcome`` (possibly none): passed ``None``, aiortc reaches for a public STUN server.
 - aiortc does not trickle: every local candidate is in the SDP once ``setLocalDescription`` returns, so
   an offer or answer is one signaling message. Candidates trickled by a browser (``kind="candidate"``)
   are added with ``addIceCandidate``.
@@ -81,13 +81,72 @@ def quiet_aiortc_teardown(loop: asyncio.AbstractEventLoop) -> None:
     loop.set_exception_handler(handler)
 
 
-def rtc_configuration(turn: dict[str, Any] | None, *, relay_only: bool | None = None) -> RTCConfiguration:
-    """The ICE configuration: no servers at all, or the first TURN server we were given.
+MAX_ICE_SERVERS = 8
+MAX_ICE_URLS = 8
+MAX_ICE_FIELD = 512
+
+IceConfig = dict[str, Any] | list[dict[str, Any]] | None
+"""``welcome.ice_servers`` (a list of RTCIceServer-shaped dicts), or the legacy ``welcome.turn`` object."""
+
+
+def _turn_rank(url: str) -> int:
+    # aioice uses the first TURN URL only: prefer UDP, then TCP; turns: works with transport=tcp only
+    if url.startswith("turns:"):
+        return 2 if "transport=tcp" in url or "transport=" not in url else 9
+    return 1 if "transport=tcp" in url else 0
+
+
+def ice_servers(ice: IceConfig) -> list[RTCIceServer]:
+    """The servers aiortc can use, from the signaling server's (remote, bounded, validated) config.
+
+    STUN entries come first and TURN URLs are ordered UDP, TCP, TLS, because aiortc takes the first STUN
+    and the first TURN URL only. Malformed entries and URLs are dropped (aiortc would raise on them).
+    """
+    from aiortc.rtcicetransport import parse_stun_turn_uri
+
+    entries = [ice] if isinstance(ice, dict) else list(ice or [])
+    stun: list[RTCIceServer] = []
+    turn: list[tuple[int, str, str, str]] = []
+    for entry in entries[:MAX_ICE_SERVERS]:
+        if not isinstance(entry, dict):
+            continue
+        urls = entry.get("urls")
+        urls = [urls] if isinstance(urls, str) else urls
+        if not isinstance(urls, list):
+            continue
+        username, credential = entry.get("username"), entry.get("credential")
+        for url in urls[:MAX_ICE_URLS]:
+            if not isinstance(url, str) or len(url) > MAX_ICE_FIELD:
+                continue
+            try:
+                parse_stun_turn_uri(url)
+            except ValueError:
+                continue
+            if url.startswith("stun"):
+                stun.append(RTCIceServer(urls=url))
+            elif (
+                isinstance(username, str)
+                and isinstance(credential, str)
+                and len(username) <= MAX_ICE_FIELD
+                and len(credential) <= MAX_ICE_FIELD
+                and _turn_rank(url) < 9
+            ):
+                turn.append((_turn_rank(url), url, username, credential))
+    turn.sort(key=lambda t: t[0])
+    return stun[:1] + [RTCIceServer(urls=url, username=u, credential=c) for _, url, u, c in turn]
+
+
+def rtc_configuration(ice: IceConfig, *, relay_only: bool | None = None) -> RTCConfiguration:
+    """The ICE configuration for a new connection: STUN and TURN from the signaling server, if any.
+
+    With ``iceTransportPolicy="all"`` (the default) aioice gathers host, server-reflexive (STUN) and relay
+    (TURN) candidates and pairs them all; the highest-priority pair that answers wins, so two cone NATs
+    connect directly and a relay is used only when nothing else works.
 
     Relay-only (``iceTransportPolicy="relay"``: gather and use TURN relay candidates only, so no peer ever
     learns this host's addresses) applies when ``relay_only`` is true, or, when it is ``None``, when the
-    welcome's ``turn`` object says ``"policy": "relay"`` or the environment sets
-    ``EPHEMESH_ICE_POLICY=relay``. It needs a TURN server: without one it is ignored (nothing could connect).
+    legacy ``turn`` object says ``"policy": "relay"`` or the environment sets ``EPHEMESH_ICE_POLICY=relay``.
+    It needs a TURN server: without one it is ignored (nothing could connect).
     """
     import os
 
@@ -95,22 +154,32 @@ def rtc_configuration(turn: dict[str, Any] | None, *, relay_only: bool | None = 
 
     if relay_only is None:
         relay_only = os.environ.get("EPHEMESH_ICE_POLICY") == "relay" or bool(
-            turn and turn.get("policy") == "relay"
+            isinstance(ice, dict) and ice.get("policy") == "relay"
         )
-    servers: list[RTCIceServer] = []
-    if turn:
-        urls = turn.get("urls") or []
-        if isinstance(urls, str):
-            urls = [urls]
-        if urls:
-            servers.append(
-                RTCIceServer(
-                    urls=list(urls), username=turn.get("username"), credential=turn.get("credential")
-                )
-            )
-    if relay_only and servers:
+    servers = ice_servers(ice)
+    if relay_only and any(not str(s.urls).startswith("stun") for s in servers):
         return RTCConfiguration(iceServers=servers, iceTransportPolicy=RTCIceTransportPolicy.RELAY)
     return RTCConfiguration(iceServers=servers)
+
+
+def selected_path(pc: RTCPeerConnection) -> tuple[str, str] | None:
+    """``(local, remote)`` candidate types of the ICE pair carrying ``pc``'s data, or None if unknown.
+
+    aiortc exposes no selected pair; aioice keeps it in ``Connection._nominated`` (component 1). This
+    reads it defensively; ``tests/peer/test_mesh_aiortc.py`` checks it still works with the pinned versions.
+    """
+    sctp = pc.sctp
+    dtls = getattr(sctp, "transport", None)
+    ice = getattr(dtls, "transport", None)
+    conn = getattr(ice, "_connection", None)
+    nominated = getattr(conn, "_nominated", None)
+    pair = nominated.get(1) if isinstance(nominated, dict) else None
+    if pair is None:
+        return None
+    try:
+        return (str(pair.local_candidate.type), str(pair.remote_candidate.type))
+    except AttributeError:
+        return None
 
 
 class RtcTransport:
@@ -153,6 +222,11 @@ class RtcTransport:
     @property
     def remote_id(self) -> str:
         return self._remote_id
+
+    @property
+    def path(self) -> tuple[str, str] | None:
+        """``(local, remote)`` ICE candidate types of the selected pair (``host``/``srflx``/``prflx``/``relay``)."""
+        return selected_path(self._pc)
 
     @property
     def max_message_size(self) -> int:
@@ -230,8 +304,8 @@ class RtcTransport:
 
 async def rtc_pair(a_id: str, b_id: str) -> tuple[RtcTransport, RtcTransport]:
     """Two connected transports in this process, offer and answer handed over directly (tests, benches)."""
-    pc_a = RTCPeerConnection(rtc_configuration(None))
-    pc_b = RTCPeerConnection(rtc_configuration(None))
+    pc_a = RTCPeerConnection(rtc_configuration([]))
+    pc_b = RTCPeerConnection(rtc_configuration([]))
     ch_a = pc_a.createDataChannel(CHANNEL_LABEL, ordered=True)
     t_a = RtcTransport(a_id, b_id, pc_a, ch_a)
     loop = asyncio.get_running_loop()
@@ -275,12 +349,25 @@ class _Pending:
     )
 
 
+class NoRoute(ConnectionError):
+    """ICE checked every candidate pair and none worked (or DTLS failed on the one that did)."""
+
+
+class Busy(ConnectionError):
+    """Too many connections are being set up already (``max_pending``)."""
+
+
 class RtcConnector:
     """Turns signaling messages into open :class:`RtcTransport` links.
 
     ``connect(peer)`` (called by the side with the lower id) sends an offer; ``handle_signal`` answers
     offers and completes connections. Each finished link is handed to ``on_link``. Failed or timed-out
-    attempts are closed and reported by raising from ``connect`` (the caller owns retry policy).
+    attempts are closed and reported: by raising from ``connect`` (:class:`NoRoute`, ``TimeoutError``),
+    and for answered offers through ``on_failure(peer, exc)`` (the caller owns retry policy).
+
+    At most ``max_pending`` connections are being set up at once (offers we made plus offers we
+    answered): an offer beyond that is dropped and ``connect`` raises :class:`Busy`, so a flood of
+    announced or offering peers cannot make us hold more than that many RTCPeerConnections in set-up.
     """
 
     def __init__(
@@ -290,18 +377,29 @@ class RtcConnector:
         open_: OpenFn,
         send_signal: SendSignalFn,
         on_link: Callable[[RtcTransport], None],
-        turn: dict[str, Any] | None = None,
+        ice: IceConfig = None,
         connect_timeout: float = 20.0,
+        on_failure: Callable[[str, BaseException], None] | None = None,
+        max_pending: int = 8,
     ) -> None:
         self.local_id = local_id
         self._seal = seal
         self._open = open_
         self._send_signal = send_signal
         self._on_link = on_link
-        self._turn = turn
+        self._on_failure = on_failure
+        self.ice = ice
         self._timeout = connect_timeout
         self._pending: dict[str, _Pending] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
+        self.max_pending = max_pending
+        self.max_pending_seen = 0
+        self.offers_answered = 0
+        self.offers_dropped = 0
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
 
     def _new_pc(self, remote: str, offerer: bool) -> _Pending:
         old = self._pending.pop(remote, None)
@@ -309,9 +407,10 @@ class RtcConnector:
             task = asyncio.ensure_future(close_pc(old.pc))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        pc = RTCPeerConnection(rtc_configuration(self._turn))
+        pc = RTCPeerConnection(rtc_configuration(self.ice))
         pending = _Pending(pc=pc, offerer=offerer)
         self._pending[remote] = pending
+        self.max_pending_seen = max(self.max_pending_seen, len(self._pending))
 
         @pc.on("datachannel")
         def _on_channel(channel: RTCDataChannel) -> None:
@@ -322,12 +421,14 @@ class RtcConnector:
         @pc.on("connectionstatechange")
         async def _on_state() -> None:
             if pc.connectionState == "failed" and not pending.channel_ready.done():
-                pending.channel_ready.set_exception(ConnectionError("ICE failed"))
+                pending.channel_ready.set_exception(NoRoute("ICE failed"))
 
         return pending
 
     async def connect(self, remote: str) -> RtcTransport:
         """Offer a connection to ``remote`` and wait until its data channel is open."""
+        if remote not in self._pending and len(self._pending) >= self.max_pending:
+            raise Busy("too many connections in set-up")
         pending = self._new_pc(remote, offerer=True)
         pc = pending.pc
         channel = pc.createDataChannel(CHANNEL_LABEL, ordered=True)
@@ -358,10 +459,13 @@ class RtcConnector:
         self._on_link(link)
         return link
 
-    def _task_done(self, task: asyncio.Future[Any]) -> None:
+    def _answered_done(self, remote: str, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.info("incoming connection failed: %s", type(task.exception()).__name__)
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            log.info("incoming connection failed: %s", type(exc).__name__)
+            if self._on_failure is not None:
+                self._on_failure(remote, exc)
 
     async def handle_signal(self, sender: str, payload: str) -> None:
         """Process one signaling payload from ``sender``. Raises ProtocolError on bad payloads.
@@ -371,6 +475,11 @@ class RtcConnector:
         kind, body = self._open(sender, payload)
         if kind == "offer":
             if sender < self.local_id:
+                if sender not in self._pending and len(self._pending) >= self.max_pending:
+                    self.offers_dropped += 1
+                    log.info("dropped an offer: %d connections in set-up already", len(self._pending))
+                    return None
+                self.offers_answered += 1
                 pending = self._new_pc(sender, offerer=False)
                 pc = pending.pc
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=str(body["sdp"]), type="offer"))
@@ -383,7 +492,7 @@ class RtcConnector:
                 # Finish in the background: a browser may still trickle candidates to this connection.
                 task = asyncio.ensure_future(self._finish(sender, pending))
                 self._tasks.add(task)
-                task.add_done_callback(self._task_done)
+                task.add_done_callback(lambda t: self._answered_done(sender, t))
                 return None
             log.info("ignoring an offer from a peer with a higher id than ours (we are the offerer)")
             return None

@@ -58,6 +58,7 @@ MAX_PEERS: Final = 512
 _MAX_TURN_URLS: Final = 8
 _MAX_TURN_STR: Final = 512
 _MAX_LIMITS: Final = 32
+_MAX_ICE_SERVERS: Final = 16
 
 
 class SignalingError(Exception):
@@ -155,6 +156,7 @@ def _clean_turn(turn: object) -> dict[str, Any] | None:
     if not isinstance(turn, dict):
         return None
     urls = turn.get("urls")
+    urls = [urls] if isinstance(urls, str) else urls
     if (
         not isinstance(urls, list)
         or not 0 < len(urls) <= _MAX_TURN_URLS
@@ -238,6 +240,10 @@ class SignalingClient:
         self._own_session = own_session
         self._peer_id = peer_id
         self._turn: dict[str, Any] | None = _clean_turn(welcome.get("turn"))
+        ice = welcome.get("ice_servers")  # each entry is validated where it is used (peer/net/rtc.py)
+        self._ice_servers: list[dict[str, Any]] | None = (
+            [e for e in ice[:_MAX_ICE_SERVERS] if isinstance(e, dict)] if isinstance(ice, list) else None
+        )
         self._limits: dict[str, Any] = _clean_limits(welcome.get("limits"))
         self._heartbeat_s, self._idle_timeout_s = clamp_timing(heartbeat_s, idle_timeout_s)
         self._replaced = False
@@ -326,6 +332,16 @@ class SignalingClient:
     @property
     def peer_id(self) -> str:
         return self._peer_id
+
+    @property
+    def ice_servers(self) -> list[dict[str, Any]] | None:
+        """``welcome.ice_servers`` (STUN and TURN, RTCIceServer-shaped; validated by peer.net.rtc)."""
+        return self._ice_servers
+
+    @property
+    def ice(self) -> list[dict[str, Any]] | dict[str, Any] | None:
+        """What to configure ICE with: ``ice_servers``, else the legacy ``turn`` object."""
+        return self._ice_servers if self._ice_servers is not None else self._turn
 
     @property
     def turn(self) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from peer.core.log import LogEntry
-from peer.core.room import PersistBatch, Snapshot
+from peer.core.persist import PersistBatch, Snapshot
 
 SCHEMA_VERSION = 1
 
@@ -271,7 +271,7 @@ class Store:
 
 
 def snapshot(store: Store, room_id: str) -> Snapshot:
-    """Everything a :class:`peer.core.room.Room` needs to resume."""
+    """Everything a room core needs to resume (:class:`peer.core.persist.Snapshot`)."""
     keys = {
         (sender, seq): bytes(key)
         for sender, seq, key in store._db.execute(
@@ -343,6 +343,10 @@ def apply_batches(
             db.executemany(
                 "INSERT OR REPLACE INTO state (room_id, name, value) VALUES (?, ?, ?)",
                 [(room_id, k, v) for k, v in batch.states.items()],
+            )
+            db.executemany(
+                "DELETE FROM state WHERE room_id = ? AND name = ?",
+                [(room_id, n) for n in sorted(batch.deleted)],
             )
             for sender, seq, until in batch.erased:
                 _erase_row(db, room_id, sender, seq, until)

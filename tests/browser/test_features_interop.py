@@ -202,7 +202,7 @@ def _scenario(tmp: Path) -> Any:
             )
             await phone.screenshot(path=str(ARTIFACTS / "features-phone-390x844.png"), animations="disabled")
             out["js_errors"] = [await p.evaluate("window.ephemesh.app.room.protocolErrors") for p in pages]
-            out["py_errors"] = list(room.core.protocol_errors)
+            out["py_errors"] = [(p, c) for p, c, _ in room.core.error_summary()]
             return out
         finally:
             for page in pages:

@@ -149,7 +149,7 @@ def _scenario(tmp: Path) -> Any:
                 "after_reload": after_reload,
                 "final_orders": final_orders,
                 "unsent": unsent,
-                "errors": [r.core.protocol_errors for r in rooms],
+                "errors": [r.core.error_summary() for r in rooms],
             }
         finally:
             for page in pages:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from peer.core import wire
 from peer.core.chains import MAX_SKIP, ChainPolicy, ReceiverChain, SenderChain, SenderKeyMessage
+from peer.core.content import Content, Text, decode_content, encode_content
 from peer.core.crypto import DeterministicRng
 from peer.core.envelope import (
+    MAX_ENVELOPE,
     Kind,
-    decode_content,
     decode_tombstone,
-    encode_text,
     encode_tombstone,
     open_envelope,
     parse_envelope,
@@ -23,11 +24,19 @@ from peer.core.identity import Identity
 
 from .helpers import NOW, identity, invite
 
+
+def _body(content: Content) -> str:
+    assert isinstance(content, Text)
+    return content.body
+
+
 ROOM = invite().room_id
 
 
 def _send(alice: Identity, chain: SenderChain, seq: int, text: str) -> tuple[bytes, SenderChain]:
-    return seal_envelope(alice, ROOM, chain, Kind.CHAT, seq, seq, NOW, NOW + 60_000, encode_text(text))
+    return seal_envelope(
+        alice, ROOM, chain, Kind.CHAT, seq, seq, NOW, NOW + 60_000, encode_content(Text(text))
+    )
 
 
 def _receiver(alice: Identity, chain: SenderChain) -> ReceiverChain:
@@ -46,7 +55,7 @@ def test_roundtrip_out_of_order_and_replay() -> None:
     for i in (3, 0, 4, 1, 2):
         env = parse_envelope(wires[i])
         pt, rx = open_envelope(env, rx)
-        assert decode_content(pt).body == f"m{i}"
+        assert _body(decode_content(pt)) == f"m{i}"
         with pytest.raises(ProtocolError, match="replay"):
             open_envelope(env, rx)
     assert ReceiverChain.from_bytes(rx.to_bytes()) == rx
@@ -63,7 +72,7 @@ def test_tampering_any_byte_rejected() -> None:
             bad = wire[:i] + bytes([wire[i] ^ flip]) + wire[i + 1 :]
             with pytest.raises(ProtocolError):
                 open_envelope(parse_envelope(bad), rx)
-    assert decode_content(open_envelope(parse_envelope(wire), rx)[0]).body == "hello"
+    assert _body(decode_content(open_envelope(parse_envelope(wire), rx)[0])) == "hello"
 
 
 def test_member_cannot_forge_another_members_message() -> None:
@@ -71,7 +80,7 @@ def test_member_cannot_forge_another_members_message() -> None:
     chain = SenderChain.new(rng=DeterministicRng(b"c"))
     rx_alice = _receiver(alice, chain)
     # Mallory holds Alice's chain key (she is a member) and seals "as Alice" with it, signing with her key.
-    forged, _ = seal_envelope(mallory, ROOM, chain, Kind.CHAT, 0, 0, NOW, NOW + 1, encode_text("x"))
+    forged, _ = seal_envelope(mallory, ROOM, chain, Kind.CHAT, 0, 0, NOW, NOW + 1, encode_content(Text("x")))
     env = parse_envelope(forged)
     assert env.sender == mallory.peer_id
     with pytest.raises(ProtocolError, match="unknown-chain"):
@@ -120,7 +129,7 @@ def test_removed_member_cannot_read_after_rotation() -> None:
     new = SenderChain.new(epoch=1, created_at=NOW, rng=DeterministicRng(b"new"))
     rx_bob = _receiver(alice, new)  # distributed to bob only
     wire, _ = _send(alice, new, 10, "after removal")
-    assert decode_content(open_envelope(parse_envelope(wire), rx_bob)[0]).body == "after removal"
+    assert _body(decode_content(open_envelope(parse_envelope(wire), rx_bob)[0])) == "after removal"
     with pytest.raises(ProtocolError, match="unknown-chain"):
         open_envelope(parse_envelope(wire), rx_eve)
     # even pretending the chain id matches, eve's key material is unrelated
@@ -165,3 +174,23 @@ def test_parse_limits() -> None:
         seal_unchained_envelope(alice, ROOM, Kind.MEMBERSHIP, 0, 0, NOW, NOW, bytes(64 * 1024))
     with pytest.raises(ProtocolError):
         seal_unchained_envelope(alice, ROOM, Kind.MEMBERSHIP, 0, 0, NOW, NOW - 1, b"")
+
+
+def test_largest_envelope_fits_one_envelopes_frame() -> None:
+    """MAX_ENVELOPE is what one ENVELOPES frame can carry; one byte more is refused when sealing and parsing."""
+    alice = identity("alice")
+    assert MAX_ENVELOPE == wire.MAX_FRAME - 1 - 2 - 4
+    overhead = 90 + 4 + 64
+    largest = seal_unchained_envelope(
+        alice, ROOM, Kind.MEMBERSHIP, 1, 1, NOW, NOW, bytes(MAX_ENVELOPE - overhead)
+    )
+    assert len(largest) == MAX_ENVELOPE
+    assert parse_envelope(largest).seq == 1
+    (frame,) = wire.encode_envelopes([largest])
+    assert len(frame) == wire.MAX_FRAME
+    with pytest.raises(ProtocolError, match="too-large"):
+        seal_unchained_envelope(
+            alice, ROOM, Kind.MEMBERSHIP, 1, 1, NOW, NOW, bytes(MAX_ENVELOPE - overhead + 1)
+        )
+    with pytest.raises(ProtocolError, match="too-large"):
+        parse_envelope(largest + b"\x00")

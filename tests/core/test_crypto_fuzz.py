@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from peer.core.chains import SenderKeyMessage
-from peer.core.envelope import decode_content, decode_tombstone, parse_envelope
+from peer.core.content import decode_content
+from peer.core.envelope import decode_tombstone, parse_envelope
 from peer.core.errors import ProtocolError
 from peer.core.identity import PublicBundle
 from peer.core.invite import Invite

@@ -13,6 +13,7 @@ from peer.core import wire
 from peer.core.chains import SenderChain
 from peer.core.envelope import Kind, encode_tombstone, seal_unchained_envelope
 from peer.core.errors import ProtocolError
+from peer.core.events import RemoteError
 from peer.core.identity import Identity
 from peer.core.ids import id_to_bytes
 from peer.core.invite import Invite
@@ -241,7 +242,7 @@ def test_forged_unsend_is_rejected(net: Net) -> None:
         Tombstone(a.peer_id, msg.seq, until, own),  # b's valid unsend of *its own* seq, replayed for a's
         Tombstone(a.peer_id, msg.seq, until, b"\x00" * 200),
     ]
-    errors_before = len(c.protocol_errors)
+    errors_before = len(net.events[c.peer_id])
     for frame in wire.encode_tombstones(attempts):
         net.events[c.peer_id] += c.receive(b.peer_id, frame, net.now(c))
     # the forged envelope itself is refused by validation too
@@ -249,7 +250,7 @@ def test_forged_unsend_is_rejected(net: Net) -> None:
         net.events[c.peer_id] += c.receive(b.peer_id, frame, net.now(c))
     net.pump()
     assert msg.id in ids_of(c)
-    codes = [code for _, code in c.protocol_errors[errors_before:]]
+    codes = [e.code for e in net.events[c.peer_id][errors_before:] if isinstance(e, RemoteError)]
     assert codes.count("unauthorized-tombstone") == 3
     assert "bad-signature" in codes
     assert not expired(net, c, msg.id)
@@ -302,7 +303,8 @@ def test_forged_or_misdirected_receipt_is_ignored(net: Net) -> None:
             b.peer_id, wire.encode_opaque(wire.FrameType.APP, body), net.now(a)
         )
     assert a.erased_on(msg.id) == set()
-    assert [code for _, code in a.protocol_errors[-3:]] == ["bad-signature", "bad-signature", "bad-receipt"]
+    codes = [e.code for e in net.events[a.peer_id] if isinstance(e, RemoteError)]
+    assert codes[-3:] == ["bad-signature", "bad-signature", "bad-receipt"]
     # a genuine receipt relayed by b counts (receipts are signed by the member, not the link)
     net.events[a.peer_id] += a.receive(b.peer_id, wire.encode_opaque(wire.FrameType.APP, good), net.now(a))
     assert a.erased_on(msg.id) == {c.peer_id}
@@ -319,7 +321,7 @@ def test_sender_keeps_no_state_that_rederives_erased_keys(net: Net) -> None:
     a, b = net.add(Identity.generate()), net.add(Identity.generate())
     mesh(net, a, b)
     short = [a.send_text(f"s{i}", net.now(a), ttl_s=5) for i in range(3)]
-    keys = {a._keys[(a.peer_id, m.seq)] for m in short}
+    keys = {a.keys.message_keys[(a.peer_id, m.seq)] for m in short}
     long = a.send_text("long", net.now(a), ttl_s=3600)
     net.pump()
     net.tick(6_000)
@@ -334,7 +336,9 @@ def test_sender_keeps_no_state_that_rederives_erased_keys(net: Net) -> None:
         chain, mk = chain.advance()
         derived.add(mk.key)
     assert not keys & derived  # the stored initial state starts after the erased messages
-    assert a._keys[(a.peer_id, long.seq)] in derived  # ...and still serves late joiners for live ones
+    assert (
+        a.keys.message_keys[(a.peer_id, long.seq)] in derived
+    )  # ...and still serves late joiners for live ones
 
 
 def test_store_round_trip_erases_rows_on_restore_and_at_startup(net: Net, tmp_path: Path) -> None:

@@ -57,9 +57,9 @@ async def test_forensic_nothing_readable_on_disk_after_expiry_or_unsend(
         regret = await rooms[0].send(secrets[3], ttl=3600)
         for r in rooms:
             await r.wait_for(lambda r=r: len(r.messages()) == 4, WAIT)
-        keys = sorted({k for r in rooms for k in r.core._keys.values()})
+        keys = sorted({k for r in rooms for k in r.core.keys.message_keys.values()})
         assert len(keys) == 4  # every member holds the same four message keys
-        regret_key = rooms[0].core._keys[(regret.sender, regret.seq)]
+        regret_key = rooms[0].core.keys.message_keys[(regret.sender, regret.seq)]
         plain = [s.encode() for s in secrets]
         for p in ps:
             p.flush()  # events are published before the group commit of the same loop turn
@@ -96,7 +96,7 @@ async def test_member_offline_at_expiry_purges_at_startup_and_never_shows_it(
             await all_online([aroom, broom, croom])
             msg = await aroom.send("OFFLINE-AT-EXPIRY marker", ttl=TTL_S)
             await croom.wait_for(lambda: len(croom.messages()) == 1, WAIT)
-            key = croom.core._keys[(msg.sender, msg.seq)]
+            key = croom.core.keys.message_keys[(msg.sender, msg.seq)]
         finally:
             await carol.close()
         assert scan(tmp_path / "carol", [key])  # its store holds the key while it is away

@@ -15,6 +15,7 @@ from peer.core.sync import (
     EntryAdded,
     EntryDeleted,
     EntryExpired,
+    EnvelopeRefused,
     Event,
     NeighbourReady,
     NeighbourTimedOut,
@@ -217,8 +218,9 @@ def test_bad_frames_are_dropped_and_session_survives() -> None:
     events += b.receive(a, b"\x02" + b"\0" * (wire.MAX_FRAME + 10), now)
     (batch,) = wire.encode_envelopes([bytes(forged), good])
     events += b.receive(a, batch, now)
-    codes = [e.code for e in of_type(events, ProtocolErrorEvent)]
+    codes = [e.code for e in events if isinstance(e, ProtocolErrorEvent | EnvelopeRefused)]
     assert codes == ["unknown-type", "too-large", "bad-signature"]
+    assert [e.data for e in of_type(events, EnvelopeRefused)] == [bytes(forged)]
     assert [e.entry.data for e in of_type(events, EntryAdded)] == [good]
     assert b.is_ready(a)
     later = Author(p.a, first_seq=5).publish(now, HOUR)

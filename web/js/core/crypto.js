@@ -17,6 +17,13 @@ import { concatBytes, equalBytes, fromHex, b64uEncode } from './bytes.js';
 
 const subtle = globalThis.crypto.subtle;
 
+/**
+ * Type-only view for WebCrypto: its `BufferSource` excludes views of a SharedArrayBuffer, and every
+ * Uint8Array in this code is over a plain ArrayBuffer. Returns its argument unchanged.
+ * @param {Uint8Array} b @returns {Uint8Array<ArrayBuffer>}
+ */
+const buf = (b) => /** @type {Uint8Array<ArrayBuffer>} */ (b);
+
 const P = (1n << 255n) - 19n;
 const L = (1n << 252n) + 27742317777372353535851937790883648493n;
 const ED25519_PKCS8_PREFIX = fromHex('302e020100300506032b657004220420');
@@ -161,7 +168,7 @@ export function randomBytes(n) {
 
 /** @param {Uint8Array} data @returns {Promise<Uint8Array>} */
 export async function sha256(data) {
-  return new Uint8Array(await subtle.digest('SHA-256', data));
+  return new Uint8Array(await subtle.digest('SHA-256', buf(data)));
 }
 
 // ---------------------------------------------------------------- Ed25519
@@ -181,10 +188,10 @@ export async function ed25519Generate(extractable = false) {
 export async function ed25519FromSeed(/** @type {Uint8Array} */ seed, extractable = false) {
   needBytes(seed, 32, 'Ed25519 seed');
   const pkcs8 = concatBytes(ED25519_PKCS8_PREFIX, seed);
-  const tmp = await subtle.importKey('pkcs8', pkcs8, { name: 'Ed25519' }, true, ['sign']);
+  const tmp = await subtle.importKey('pkcs8', buf(pkcs8), { name: 'Ed25519' }, true, ['sign']);
   const jwk = await subtle.exportKey('jwk', tmp);
   const publicKey = b64uDecodeLoose(/** @type {string} */ (jwk.x));
-  const privateKey = extractable ? tmp : await subtle.importKey('pkcs8', pkcs8, { name: 'Ed25519' }, false, ['sign']);
+  const privateKey = extractable ? tmp : await subtle.importKey('pkcs8', buf(pkcs8), { name: 'Ed25519' }, false, ['sign']);
   return /** @type {SigningPair} */ ({ privateKey, publicKey });
 }
 
@@ -197,7 +204,7 @@ export async function ed25519ExportSeed(/** @type {CryptoKey} */ privateKey) {
 /** @param {CryptoKey} privateKey @param {Uint8Array} message @returns {Promise<Uint8Array>} 64 bytes */
 export async function ed25519Sign(privateKey, message) {
   if (!(privateKey instanceof CryptoKey)) throw new Error('missing signing key');
-  return new Uint8Array(await subtle.sign({ name: 'Ed25519' }, privateKey, message));
+  return new Uint8Array(await subtle.sign({ name: 'Ed25519' }, privateKey, buf(message)));
 }
 
 /**
@@ -212,8 +219,8 @@ export async function ed25519Verify(publicKey, message, signature) {
     const R = sig.subarray(0, 32);
     if (!isCanonicalEd25519Point(R) || isSmallOrderEd25519(R)) return false;
     if (leInt(sig.subarray(32)) >= L) return false;
-    const key = await subtle.importKey('raw', pk, { name: 'Ed25519' }, false, ['verify']);
-    return await subtle.verify({ name: 'Ed25519' }, key, sig, message);
+    const key = await subtle.importKey('raw', buf(pk), { name: 'Ed25519' }, false, ['verify']);
+    return await subtle.verify({ name: 'Ed25519' }, key, buf(sig), buf(message));
   } catch {
     return false;
   }
@@ -241,10 +248,10 @@ export async function x25519Generate(extractable = false) {
 export async function x25519FromPrivate(/** @type {Uint8Array} */ scalar, extractable = false) {
   needBytes(scalar, 32, 'X25519 private key');
   const pkcs8 = concatBytes(X25519_PKCS8_PREFIX, scalar);
-  const tmp = await subtle.importKey('pkcs8', pkcs8, { name: 'X25519' }, true, ['deriveBits']);
+  const tmp = await subtle.importKey('pkcs8', buf(pkcs8), { name: 'X25519' }, true, ['deriveBits']);
   const jwk = await subtle.exportKey('jwk', tmp);
   const publicKey = b64uDecodeLoose(/** @type {string} */ (jwk.x));
-  const privateKey = extractable ? tmp : await subtle.importKey('pkcs8', pkcs8, { name: 'X25519' }, false, ['deriveBits']);
+  const privateKey = extractable ? tmp : await subtle.importKey('pkcs8', buf(pkcs8), { name: 'X25519' }, false, ['deriveBits']);
   return { privateKey, publicKey };
 }
 
@@ -267,7 +274,7 @@ export async function x25519Unchecked(privateKey, peerPublic) {
   const pk = needBytes(peerPublic, 32, 'X25519 public key');
   let out;
   try {
-    const pub = await subtle.importKey('raw', pk, { name: 'X25519' }, true, []);
+    const pub = await subtle.importKey('raw', buf(pk), { name: 'X25519' }, true, []);
     out = new Uint8Array(await subtle.deriveBits({ name: 'X25519', public: pub }, privateKey, 256));
   } catch {
     throw new ProtocolError('bad-dh', 'X25519 failed');
@@ -284,16 +291,16 @@ export async function x25519Unchecked(privateKey, peerPublic) {
  */
 export async function hkdfSha256(ikm, salt, info, length) {
   if (!Number.isInteger(length) || length <= 0 || length > 255 * 32) throw new Error('bad HKDF length');
-  const base = await subtle.importKey('raw', ikm, 'HKDF', false, ['deriveBits']);
-  const bits = await subtle.deriveBits({ name: 'HKDF', hash: 'SHA-256', salt, info }, base, length * 8);
+  const base = await subtle.importKey('raw', buf(ikm), 'HKDF', false, ['deriveBits']);
+  const bits = await subtle.deriveBits({ name: 'HKDF', hash: 'SHA-256', salt: buf(salt), info: buf(info) }, base, length * 8);
   return new Uint8Array(bits);
 }
 
 /** @param {Uint8Array} key @param {Uint8Array} data @returns {Promise<Uint8Array>} 32 bytes */
 export async function hmacSha256(key, data) {
   if (!(key instanceof Uint8Array) || key.length === 0) throw new Error('missing HMAC key');
-  const k = await subtle.importKey('raw', key, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
-  return new Uint8Array(await subtle.sign('HMAC', k, data));
+  const k = await subtle.importKey('raw', buf(key), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+  return new Uint8Array(await subtle.sign('HMAC', k, buf(data)));
 }
 
 /** @param {Uint8Array} key @param {Uint8Array} data @param {unknown} tag @returns {Promise<boolean>} */
@@ -305,7 +312,7 @@ export async function hmacSha256Verify(key, data, tag) {
 /** @param {unknown} key */
 async function aesKey(key) {
   if (!(key instanceof Uint8Array) || key.length !== 32) throw new Error('missing or bad AES-256 key');
-  return subtle.importKey('raw', key, { name: 'AES-GCM' }, false, ['encrypt', 'decrypt']);
+  return subtle.importKey('raw', buf(key), { name: 'AES-GCM' }, false, ['encrypt', 'decrypt']);
 }
 
 /**
@@ -315,7 +322,7 @@ async function aesKey(key) {
 export async function aesGcmSeal(key, nonce, plaintext, aad = new Uint8Array(0)) {
   needBytes(nonce, 12, 'nonce');
   const k = await aesKey(key);
-  return new Uint8Array(await subtle.encrypt({ name: 'AES-GCM', iv: nonce, additionalData: aad, tagLength: 128 }, k, plaintext));
+  return new Uint8Array(await subtle.encrypt({ name: 'AES-GCM', iv: buf(nonce), additionalData: buf(aad), tagLength: 128 }, k, buf(plaintext)));
 }
 
 /**
@@ -326,7 +333,7 @@ export async function aesGcmOpen(key, nonce, sealed, aad = new Uint8Array(0)) {
   needBytes(nonce, 12, 'nonce');
   const k = await aesKey(key);
   try {
-    return new Uint8Array(await subtle.decrypt({ name: 'AES-GCM', iv: nonce, additionalData: aad, tagLength: 128 }, k, sealed));
+    return new Uint8Array(await subtle.decrypt({ name: 'AES-GCM', iv: buf(nonce), additionalData: buf(aad), tagLength: 128 }, k, buf(sealed)));
   } catch {
     throw new ProtocolError('bad-ciphertext', 'authentication failed');
   }
@@ -354,6 +361,7 @@ export const defaultRng = async (n) => randomBytes(n);
  */
 export function deterministicRng(seed) {
   let counter = 0;
+  /** @type {Uint8Array} */
   let buffer = new Uint8Array(0);
   return async (n) => {
     while (buffer.length < n) {

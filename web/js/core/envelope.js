@@ -21,7 +21,8 @@ import { getU32, getU64, label, u32, u64 } from './codec.js';
 
 export const VERSION = 1;
 export const HEADER_LEN = 90;
-export const MAX_ENVELOPE = 64 * 1024;
+/** One envelope must fit in one sync ENVELOPES frame: MAX_FRAME (65,536) - type u8 - count u16 - length u32. */
+export const MAX_ENVELOPE = 65_529;
 export const MAX_TEXT_BODY = 16 * 1024;
 export const LABEL_SIG = label('ephemesh-v1 envelope', true);
 export const LABEL_KEY = label('ephemesh-v1 envelope-key');

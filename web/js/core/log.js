@@ -231,7 +231,7 @@ export class Log {
     return true;
   }
 
-  /** Erase entries with expires_at <= now; prune tombstones past until. @returns {[string, number][]} erased keys */
+  /** Erase entries with expires_at <= now; prune tombstones past until. @param {number} now @returns {[string, number][]} erased keys */
   expire(now) {
     const due = [...this.entries.values()].filter((e) => e.expiresAt <= now).sort((a, b) => a.expiresAt - b.expiresAt || (a.sender === b.sender ? a.seq - b.seq : a.sender < b.sender ? -1 : 1));
     /** @type {[string, number][]} */

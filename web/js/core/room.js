@@ -867,12 +867,14 @@ export class Room {
   /** The message as shown: its latest edit by its sender and the reactions still on. @param {string} k */
   render(k) {
     const base = /** @type {Message} */ (this.base.get(k));
-    let text = base.text, edited = false, latest = [-1, -1];
+    let text = base.text, edited = false;
+    /** @type {[number, number]} */
+    let latest = [-1, -1];
     /** @type {Map<string, [number, number, boolean, string, string]>} (reactor, emoji) -> lamport, seq, on, reactor, emoji */
     const votes = new Map();
     for (const auxKey of this.auxByTarget.get(k) ?? []) {
       const a = /** @type {{lamport: number, seq: number, content: any}} */ (this.aux.get(auxKey));
-      const later = (/** @type {number[]} */ o) => a.lamport > o[0] || (a.lamport === o[0] && a.seq > o[1]);
+      const later = (/** @type {[number, number, ...unknown[]]} */ o) => a.lamport > o[0] || (a.lamport === o[0] && a.seq > o[1]);
       if (a.content.t === 'edit' && later(latest)) {
         text = a.content.body; edited = true; latest = [a.lamport, a.seq];
       } else if (a.content.t === 'react') {

@@ -20,7 +20,9 @@ export const FrameType = Object.freeze({
   HELLO: 0x01, ENVELOPES: 0x02, WANT: 0x03, ACK: 0x04, PING: 0x05, PONG: 0x06, TOMBSTONES: 0x07,
   HANDSHAKE: 0x10, PAIRWISE: 0x11, APP: 0x12,
 });
+/** @type {Set<number>} */
 const KNOWN = new Set(Object.values(FrameType));
+/** @type {Set<number>} */
 export const OPAQUE_TYPES = new Set([FrameType.HANDSHAKE, FrameType.PAIRWISE, FrameType.APP]);
 
 /**

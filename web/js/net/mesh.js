@@ -20,7 +20,7 @@ export const MAX_FRAME_BYTES = 64 * 1024;
 export const MAX_SIGNAL_CHARS = 60000;
 
 /**
- * @typedef {{kind:'offer'|'answer', sdp:string} | {kind:'candidate', candidate: RTCIceCandidateInit|null}} SignalMessage
+ * @typedef {{kind:'offer', sdp:string} | {kind:'answer', sdp:string} | {kind:'candidate', candidate: RTCIceCandidateInit|null}} SignalMessage
  * @typedef {{ seal(to: string, msg: SignalMessage): Promise<string>, open(from: string, payload: string): Promise<SignalMessage> }} SignalCodec
  * @typedef {'connecting'|'open'|'closed'|'failed'} LinkState
  */
@@ -141,6 +141,7 @@ export class Mesh {
    */
   async handleSignal(from, payload) {
     if (!isId(from) || from === this.opts.selfId) return;
+    /** @type {SignalMessage} */
     let msg;
     try {
       msg = await this.opts.codec.open(from, payload);
@@ -176,7 +177,7 @@ export class Mesh {
     if (frame.length > MAX_FRAME_BYTES) throw new ProtocolError('too-large', 'frame exceeds 64 KiB');
     const link = this.links.get(peer);
     if (!link || link.state !== 'open' || !link.channel) return false;
-    link.channel.send(frame);
+    link.channel.send(/** @type {Uint8Array<ArrayBuffer>} */ (frame));
     return true;
   }
 

@@ -1,0 +1,320 @@
+"""The receive side of the room coordinator: validation, routing of sync events to the parts, and the
+flows that span parts (membership changes, sender-key hand-over, opening and erasing messages).
+
+A mixin of :class:`peer.core.room.room.Room`, which provides the attributes declared below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from peer.core import wire
+from peer.core.chains import SenderChain, SenderKeyMessage
+from peer.core.content import decode_content
+from peer.core.envelope import Envelope, Kind, decode_tombstone, envelope_key, parse_envelope, verify_envelope
+from peer.core.erasure import RECEIPT_TAG
+from peer.core.errors import ProtocolError
+from peer.core.events import MemberJoined, MemberLeft, MemberOnline, RemoteError, RoomEvent, TimerChanged
+from peer.core.identity import PublicBundle
+from peer.core.log import Key, LogEntry, Tombstone
+from peer.core.membership import MembershipOp, OpType
+from peer.core.persist import PersistBatch
+from peer.core.presence import TypingSignal, decode_presence
+from peer.core.sync import (
+    Acked,
+    EntryAdded,
+    EntryDeleted,
+    EntryExpired,
+    EnvelopeRefused,
+    NeighbourReady,
+    NeighbourTimedOut,
+    OpaqueFrame,
+    ProtocolErrorEvent,
+    SyncEngine,
+)
+
+from .links import Links
+from .members import Members
+from .parking import Parking
+from .presence import Presence
+from .receipts import Receipts
+from .senderkeys import SenderKeys, open_with_key
+from .timeline import Meta, Timeline
+
+
+class Inbound:
+    room_id: str
+    peer_id: str
+    keeper: bool
+    sync: SyncEngine
+    members_part: Members
+    links: Links
+    parking: Parking
+    keys: SenderKeys
+    timeline: Timeline
+    receipts: Receipts
+    presence: Presence
+    errors_total: int
+    _persist: PersistBatch
+    _fresh: dict[Key, Envelope]
+    _known_new: list[str]
+    _errors: dict[str, dict[str, int]]
+
+    def _publish_unchained(self, kind: Kind, payload: bytes, now: int) -> LogEntry:
+        raise NotImplementedError
+
+    # -- validation (called by the sync engine for every new envelope) ---------------------------------
+
+    def _known(self, sender: str) -> PublicBundle:
+        bundle = self.members_part.known_sender(sender)
+        if bundle is None:
+            raise ProtocolError("unknown-sender", "sender is not a known member")
+        return bundle
+
+    def _validate(self, data: bytes) -> LogEntry:
+        env = parse_envelope(data)
+        if env.room_id != self.room_id:
+            raise ProtocolError("wrong-room", "envelope for another room")
+        if env.kind == Kind.MEMBERSHIP:
+            op = MembershipOp.decode(env.payload)
+            if op.author != env.sender:
+                raise ProtocolError("wrong-sender", "op author differs from envelope sender")
+            self_add = op.op == OpType.ADD and op.target == op.author
+            key = op.bundle.ed25519 if self_add else self._known(env.sender).ed25519
+        else:
+            # an unsend travels as a tombstone proof too: bounded, and only earlier seqs of its own sender
+            if env.kind == Kind.TOMBSTONE and (
+                len(data) > wire.MAX_PROOF or any(q >= env.seq for q in decode_tombstone(env.payload))
+            ):
+                raise ProtocolError("bad-tombstone", "unsend too large or naming a later seq")
+            key = self._known(env.sender).ed25519
+        verify_envelope(env, key)
+        entry = LogEntry(env.sender, env.seq, env.lamport, env.sent_at, env.expires_at, data)
+        self._fresh[entry.key] = env
+        return entry
+
+    def _authorize_tombstone(self, tomb: Tombstone, held: LogEntry | None, now: int) -> bool:
+        """Accept a tombstone with a proof iff the proof is the messages' sender's signed TOMBSTONE envelope
+        for this room naming ``tomb.seq`` (an earlier seq), and ``until`` is within its bound."""
+        try:
+            env = parse_envelope(tomb.proof)
+            if env.kind != Kind.TOMBSTONE or env.room_id != self.room_id or env.sender != tomb.sender:
+                return False
+            verify_envelope(env, self._known(env.sender).ed25519)
+            seqs = decode_tombstone(env.payload)
+        except ProtocolError:
+            return False
+        if tomb.seq not in seqs or tomb.seq >= env.seq or tomb.until > self._unsend_until(env.expires_at):
+            return False
+        return held is None or self._deletable(held)
+
+    def _unsend_until(self, expires_at: int) -> int:
+        return min(expires_at + self.sync.skew_ms, wire.MAX_INT)
+
+    def _deletable(self, held: LogEntry) -> bool:
+        """Only CHAT messages can be unsent (never room state), and only while the tombstone fits the wire."""
+        return self.keys.is_chat(held.key) and held.expires_at + self.sync.skew_ms <= wire.MAX_INT
+
+    # -- routing sync events -----------------------------------------------------------------------------
+
+    def _settle(self, events: list[RoomEvent], now: int) -> list[RoomEvent]:
+        """After a call: offer back what was parked for senders that just became known, once."""
+        while self._known_new:
+            for neighbour, data in self.parking.take(self._known_new.pop(0)):
+                events += self._route(self.sync.offer(neighbour, data, now), now)
+        self._fresh.clear()
+        return events
+
+    def _route(self, sync_events: Iterable[object], now: int) -> list[RoomEvent]:
+        events: list[RoomEvent] = []
+        for ev in sync_events:
+            if isinstance(ev, EntryAdded):
+                self._on_entry(ev.entry, now, events)
+            elif isinstance(ev, EntryExpired):
+                self._erase(ev.key, events, "expired")
+            elif isinstance(ev, EntryDeleted):
+                self._erase(ev.key, events, "unsent")
+            elif isinstance(ev, Acked):
+                self.timeline.on_ack(ev.neighbour, ev.sender, ev.seq, events)
+            elif isinstance(ev, NeighbourReady):
+                events.append(MemberOnline(ev.neighbour, True))
+                self._give_current_chain(ev.neighbour, now)
+            elif isinstance(ev, NeighbourTimedOut):
+                self.links.close(ev.neighbour)
+                self.parking.drop_neighbour(ev.neighbour)
+                events.append(MemberOnline(ev.neighbour, False))
+            elif isinstance(ev, OpaqueFrame):
+                self._on_opaque(ev, now, events)
+            elif isinstance(ev, EnvelopeRefused) and ev.code == "unknown-sender":
+                self.parking.park(ev.neighbour, envelope_key(ev.data)[0], ev.data, now)
+            elif isinstance(ev, EnvelopeRefused | ProtocolErrorEvent):
+                self._fault(ev.neighbour, ev.code, now, events)
+                if ev.code == "wrong-room":
+                    self.links.close(ev.neighbour)
+        return events
+
+    def _fault(self, peer: str, code: str, now: int, events: list[RoomEvent], *, link: bool = True) -> None:
+        """Count a remote error against ``peer``; ``link``: blame its link (budget) too."""
+        self.errors_total += 1
+        counts = self._errors.setdefault(peer, {})
+        counts[code] = counts.get(code, 0) + 1
+        closed = False
+        if link:
+            _, closed = self.links.fault(peer, code)
+            if closed:
+                self.sync.disconnect(peer, now)
+                self.parking.drop_neighbour(peer)
+        events.append(RemoteError(peer, code, counts[code], closed))
+
+    def _on_opaque(self, ev: OpaqueFrame, now: int, events: list[RoomEvent]) -> None:
+        peer = ev.neighbour
+        try:
+            if not self.links.is_ready(peer):
+                raise ProtocolError("unexpected-frame", "no authenticated link")
+            if ev.type == wire.FrameType.APP and ev.body[:1] == bytes([RECEIPT_TAG]):
+                self.receipts.on_receipt(
+                    ev.body, self.members_part.known_sender, self.members_part.count_others(), events
+                )
+            elif ev.type == wire.FrameType.APP:
+                signal = decode_presence(ev.body)
+                if isinstance(signal, TypingSignal):
+                    self.presence.on_typing(peer, signal.typing, now, events)
+                else:
+                    self.timeline.on_seen(peer, signal.seqs, self.members_part.count_others(), events)
+            elif ev.type == wire.FrameType.PAIRWISE:
+                skm = SenderKeyMessage.decode(self.links.open(peer, ev.body))
+                if self.members_part.is_member(skm.sender):  # else its ADD is on its way: the copy
+                    self._accept_sender_key(skm, events)  # sealed to our prekey follows it in the log
+            else:
+                raise ProtocolError("unexpected-frame", "frame type not expected here")
+        except ProtocolError as exc:
+            self._fault(peer, exc.code, now, events)
+
+    def _on_entry(self, entry: LogEntry, now: int, events: list[RoomEvent]) -> None:
+        self._persist.envelopes.append(entry)
+        env = self._fresh.pop(entry.key, None) or parse_envelope(entry.data)
+        if env.kind == Kind.CHAT:
+            self.keys.hold_chat(env)
+            if self.keeper:
+                return
+            if self.keys.can_open(env):
+                self._open_chat(env, now, events)
+            else:
+                self.keys.wait(env)
+        elif env.kind == Kind.MEMBERSHIP:
+            self.members_part.add_op(entry.key, MembershipOp.decode(env.payload))
+            self._on_membership(events, now)
+        elif env.kind == Kind.SENDER_KEY:
+            if not self.keeper:
+                self._take_sender_key(env, now, events)
+        elif env.kind == Kind.TOMBSTONE:
+            expires_at = env.expires_at
+            self._apply_unsend(env.sender, decode_tombstone(env.payload), expires_at, entry.data, now, events)
+
+    def _on_membership(self, events: list[RoomEvent], now: int) -> None:
+        change = self.members_part.recompute()
+        for pid in change.joined:
+            events.append(MemberJoined(pid))
+            self._give_current_chain(pid, now)
+        for pid in change.left:
+            events.append(MemberLeft(pid))
+            self.keys.forget_sender(pid, self._persist)
+            if pid != self.peer_id and self.links.close(pid):
+                self.sync.disconnect(
+                    pid, now
+                )  # a removed member gets nothing more from us, not even ciphertext
+        self._known_new += change.joined + change.left
+        if change.timer is not None:
+            events.append(TimerChanged(change.timer.ttl_s))
+
+    # -- sender keys and chat ------------------------------------------------------------------------
+
+    def _give_current_chain(self, peer: str, now: int) -> None:
+        init = self.keys.initial_for_late_joiner(self.members_part.epoch)
+        if init is not None:
+            self._give_chain(peer, init, now)
+
+    def _give_chain(self, peer: str, initial: SenderChain, now: int) -> None:
+        """Hand ``peer`` our chain's initial state: pairwise if linked, and sealed to its prekey in the log."""
+        if self.keys.was_given(peer, initial.chain_id) or self.members_part.is_removed(peer):
+            return
+        skm = self.keys.sender_key_message(initial)
+        if self.sync.is_ready(peer):
+            frame = self.links.seal(peer, skm)
+            if frame is not None:
+                self.sync.send_opaque(peer, wire.FrameType.PAIRWISE, frame)
+        member = self.members_part.member(peer)
+        if member is None:
+            return  # not a member yet: it gets the key when its ADD arrives
+        sealed = self.keys.seal_for(member.bundle, member.prekey, skm, now)
+        self._publish_unchained(Kind.SENDER_KEY, sealed, now)
+        self.keys.mark_given(peer, initial.chain_id, self._persist)
+
+    def _take_sender_key(self, env: Envelope, now: int, events: list[RoomEvent]) -> None:
+        sender = self.members_part.known_sender(env.sender)
+        if sender is None:
+            return
+        try:
+            skm = self.keys.open_sealed(env, sender, now, self._persist)
+            if skm is not None:
+                self._accept_sender_key(SenderKeyMessage.decode(skm), events)
+        except ProtocolError as exc:
+            self._fault(env.sender, exc.code, now, events, link=False)
+
+    def _accept_sender_key(self, skm: SenderKeyMessage, events: list[RoomEvent]) -> None:
+        if skm.room_id != self.room_id:
+            raise ProtocolError("wrong-room", "sender key for another room")
+        member = self.members_part.member(skm.sender)
+        if member is None:
+            raise ProtocolError("not-member", "sender key from a non-member")
+        for env in self.keys.accept(skm, member.bundle, self._persist):
+            self._open_chat(env, 0, events)
+
+    def _open_chat(self, env: Envelope, now: int, events: list[RoomEvent]) -> None:
+        if (env.sender, env.seq) in self.keys.message_keys:
+            return
+        try:
+            plaintext = self.keys.open_chat(env, self._persist)
+        except ProtocolError as exc:
+            self._fault(env.sender, exc.code, now, events, link=False)
+            return
+        self._show(env, plaintext, now, events)
+
+    def _show(self, env: Envelope, plaintext: bytes, now: int, events: list[RoomEvent]) -> None:
+        try:
+            content = decode_content(plaintext)
+        except ProtocolError as exc:
+            self._fault(env.sender, exc.code, now, events, link=False)
+            return
+        meta = Meta(env.sender, env.seq, env.lamport, env.sent_at, env.expires_at)
+        code = self.timeline.apply(meta, content, events)
+        if code is not None:
+            self._fault(env.sender, code, now, events, link=False)
+
+    # -- erasing --------------------------------------------------------------------------------------
+
+    def _apply_unsend(
+        self, sender: str, seqs: list[int], expires_at: int, proof: bytes, now: int, events: list[RoomEvent]
+    ) -> None:
+        """Apply a verified TOMBSTONE envelope: tombstone each named key with the envelope as proof."""
+        until = self._unsend_until(expires_at)
+        for seq in seqs:
+            key = (sender, seq)
+            held = self.sync.entry(key)
+            if held is not None and not self._deletable(held):
+                continue
+            if self.sync.delete(key, until, proof, now) and held is not None:
+                self._erase(key, events, "unsent")
+
+    def _erase(self, key: Key, events: list[RoomEvent], reason: str) -> None:
+        """Forget a message in every part: shown message, key, pending copy, chain keys, envelope row."""
+        self.timeline.erase(key, reason, events)
+        tomb = self.sync.tombstone_of(key)
+        self._persist.erased.append((key[0], key[1], tomb.until if tomb is not None else 0))
+        if self.keys.erase(key, self._persist):
+            self.receipts.owe(*key)
+        self.presence.forget(key)
+
+    def _open_restored(self, env: Envelope, message_key: bytes) -> None:
+        self.keys.restore_key((env.sender, env.seq), message_key)
+        self._show(env, open_with_key(env, message_key), 0, [])

@@ -1,0 +1,391 @@
+"""The room coordinator: routes API calls and sync events to the parts that own the state.
+
+Every entry point takes ``now`` (ms) and returns events; ``data_to_send()`` drains what to transmit,
+``next_timer()``/``handle_timer(now)`` drive time, ``take_persist()`` drains what must be stored *before*
+anything returned by ``data_to_send()`` is transmitted (a chain state is on disk before a key is used).
+
+Parts (each owns its state and says what it persists; see ``docs/architecture.md``): ``links`` (+
+``parking``), ``members`` (the one "known sender" rule), ``keys`` (sender keys), ``timeline`` (pure
+projection), ``receipts`` (erasure receipts), ``presence`` (typing/seen). The coordinator owns only
+our ``seq`` (state ``seq``; ``lamport`` is the sync clock's) and the envelope-kind dispatch.
+
+Rules that span parts:
+- **Joining.** The first time we join we publish a self-ADD op (bundle + signed prekey, MACed with the
+  room's member key); with an invite TTL and no room timer yet, a SET_TIMER op too.
+- **Validation.** An envelope enters the log only if it parses, is for this room and is signed by its
+  sender: a self-ADD against the bundle it carries, anything else against the bundle of a *known
+  sender* (``members``). An unknown sender's envelope is parked and offered back once its ADD arrives.
+  An envelope is parsed once on the way in (``_validate``) and that parse is reused.
+- **Keys.** A new chain goes to every member; a member learned later gets the current chain's initial
+  state; a removal rotates the chain (see ``senderkeys``). A keeper never opens anything.
+- **Expiry and unsend.** An expired or unsent entry is erased from every part (message, key, pending
+  copy, envelope row), a tombstone stays; an unsend is a TOMBSTONE envelope (kind 4) whose bytes are the
+  proof ``_authorize_tombstone`` checks. We owe the sender an erasure receipt for each CHAT we erase.
+- **Remote errors** are counted per peer and surfaced as :class:`RemoteError`; a link past its budget is
+  closed (``take_dead_links``). Never a list.
+"""
+
+from __future__ import annotations
+
+from peer.core import wire
+from peer.core.chains import ChainPolicy
+from peer.core.content import (
+    Content,
+    Edit,
+    Profile,
+    Reaction,
+    Text,
+    clean_name,
+    encode_content,
+)
+from peer.core.crypto import Rng, default_rng
+from peer.core.envelope import (
+    Envelope,
+    Kind,
+    encode_tombstone,
+    envelope_key,
+    seal_unchained_envelope,
+)
+from peer.core.events import (
+    MemberOnline,
+    Message,
+    RemoteError,
+    RoomEvent,
+)
+from peer.core.identity import Identity, PublicBundle
+from peer.core.invite import Invite
+from peer.core.log import Key, LogEntry
+from peer.core.membership import MembershipOp, MembershipState, make_add, make_remove, make_set_timer
+from peer.core.persist import PersistBatch, Snapshot
+from peer.core.sync import (
+    SyncConfig,
+    SyncEngine,
+)
+
+from .inbound import Inbound
+from .links import Links, LinkState
+from .members import Members
+from .parking import Parking
+from .presence import Presence
+from .receipts import Receipts
+from .senderkeys import SenderKeys
+from .timeline import Meta, Timeline, parse_message_id
+
+DEFAULT_TTL_S = 24 * 3600
+#: expires_at of room-state envelopes and ttl-0 messages: far future (year ~144,000) yet small enough that
+#: ``NEVER + skew`` still fits the sync wire's integers (<= 2**53 - 1), so such a message can be unsent.
+NEVER = 2**52
+
+
+class Room(Inbound):
+    """One room, one member: all the protocol, none of the I/O."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        invite: Invite,
+        now: int,
+        *,
+        keeper: bool = False,
+        snapshot: Snapshot | None = None,
+        sync_config: SyncConfig | None = None,
+        chain_policy: ChainPolicy | None = None,
+        rng: Rng = default_rng,
+    ) -> None:
+        self.identity = identity
+        self.invite = invite
+        self.room_id = invite.room_id
+        self.peer_id = identity.peer_id
+        self.keeper = keeper
+        self.sync = SyncEngine(
+            self.peer_id,
+            self.room_id,
+            self._validate,
+            config=sync_config,
+            authorize_tombstone=self._authorize_tombstone,
+            peek_key=envelope_key,
+        )
+        self.members_part = Members(self.room_id, invite.member_key, identity.public_bundle())
+        self.links = Links(identity, self.room_id, rng)
+        self.parking = Parking()
+        self.keys = SenderKeys(identity, self.room_id, chain_policy or ChainPolicy(), rng)
+        self.timeline = Timeline(self.peer_id)
+        self.receipts = Receipts(identity, self.room_id)
+        self.presence = Presence()
+        self._persist = PersistBatch()
+        self._fresh: dict[Key, Envelope] = {}  # parsed by _validate, reused by _on_entry (one parse)
+        self._known_new: list[str] = []  # senders that just became known: their parked envelopes go back
+        self._errors: dict[str, dict[str, int]] = {}  # peer -> code -> count (peers: links and members)
+        self.errors_total = 0
+        states = snapshot.states if snapshot else {}
+        self._seq = int(states.get("seq", b"0"))
+        self.sync.observe(int(states.get("lamport", b"0")))
+        self.keys.load(states, now, self._persist)
+        if snapshot is not None:
+            from .restore import restore
+
+            restore(self, snapshot, now)
+        if not self.members_part.is_member(self.peer_id):
+            add = make_add(
+                identity,
+                invite.member_key,
+                self.room_id,
+                self.sync.tick(),
+                identity.public_bundle(),
+                self.keys.prekey,
+            )
+            self._publish_unchained(Kind.MEMBERSHIP, add.encode(), now)
+            if invite.ttl_s and self.members_part.timer is None:
+                self.set_timer(invite.ttl_s, now)
+
+    # -- public API: queries -----------------------------------------------------------------------
+
+    @property
+    def membership(self) -> MembershipState:
+        return self.members_part.state
+
+    @property
+    def policy(self) -> ChainPolicy:
+        return self.keys.policy
+
+    @policy.setter
+    def policy(self, policy: ChainPolicy) -> None:
+        self.keys.policy = policy
+
+    def learn_bundle(self, bundle: PublicBundle) -> None:
+        """A verified bundle (e.g. from a signed signaling payload) for a peer we may link with."""
+        self.members_part.learn(bundle)
+
+    def messages(self) -> list[Message]:
+        return self.timeline.messages()
+
+    def online(self) -> set[str]:
+        return {n for n in self.sync.neighbours if self.sync.is_ready(n)}
+
+    def caught_up(self) -> bool:
+        """Linked neighbours have all said what they hold and we have fetched what we lacked."""
+        return self.sync.caught_up()
+
+    def members(self) -> list[str]:
+        return sorted(self.membership.members)
+
+    def delivered_to(self, msg_id: str) -> set[str]:
+        return self.timeline.delivered_to(msg_id)
+
+    def erased_on(self, msg_id: str) -> set[str]:
+        """Members (other than us) whose signed receipt says they erased our message ``msg_id``."""
+        key = parse_message_id(msg_id)
+        return self.receipts.erased_on(key[1]) if key is not None and key[0] == self.peer_id else set()
+
+    def erasure(self, msg_id: str) -> tuple[int, int]:
+        """``(N, M)``: our message was erased on N of the M other current members."""
+        return len(self.erased_on(msg_id)), self.members_part.count_others()
+
+    def display_name(self, peer: str) -> str | None:
+        return self.timeline.display_name(peer)
+
+    def typing_members(self, now: int) -> list[str]:
+        return self.presence.typing_members(now)
+
+    def seen_by(self, msg_id: str) -> set[str]:
+        key = parse_message_id(msg_id)
+        return self.timeline.seen_by(key[1]) if key is not None and key[0] == self.peer_id else set()
+
+    def error_counts(self, peer: str) -> dict[str, int]:
+        """Remote errors counted against ``peer`` (a neighbour or a member), by code."""
+        return dict(self._errors.get(peer, {}))
+
+    def error_summary(self) -> list[tuple[str, str, int]]:
+        """Every remote error counted so far: (peer, code, count), sorted."""
+        return sorted((p, c, n) for p, codes in self._errors.items() for c, n in codes.items())
+
+    @property
+    def timer_s(self) -> int:
+        timer = self.members_part.timer
+        return timer.ttl_s if timer is not None else self.invite.ttl_s or DEFAULT_TTL_S
+
+    # -- public API: sending -----------------------------------------------------------------------
+
+    def send_text(
+        self, text: str, now: int, *, ttl_s: int | None = None, reply_to: str | None = None
+    ) -> Message:
+        """Seal, sign, log and broadcast a chat message. Its expiry is fixed here and signed."""
+        ttl = ttl_s if ttl_s is not None else self.timer_s
+        expires_at = NEVER if ttl == 0 else now + ttl * 1000
+        key = self._send_content(Text(text, reply_to), now, expires_at)
+        msg = self.timeline.shown(key)
+        assert msg is not None
+        self.timeline.track_delivery(msg.id)
+        return msg
+
+    def set_profile(self, name: str, now: int) -> list[RoomEvent]:
+        """Publish our display name in this room (room state: it does not expire)."""
+        events: list[RoomEvent] = []
+        self._send_content(Profile(clean_name(name)), now, NEVER, events)
+        return events
+
+    def edit(self, msg_id: str, body: str, now: int) -> Message:
+        """Replace the body of one of our own messages, for everyone; the edit expires with it."""
+        target = self.timeline.base(parse_message_id(msg_id) or ("", -1))
+        if target is None or target.sender != self.peer_id:
+            raise ValueError("can only edit our own messages that are still here")
+        return self.timeline.target_of(self._send_content(Edit(msg_id, body), now, target.expires_at))
+
+    def react(self, msg_id: str, emoji: str, now: int, *, on: bool = True) -> Message:
+        """Add (or with ``on=False`` remove) our reaction to a message; it expires with the message."""
+        target = self.timeline.base(parse_message_id(msg_id) or ("", -1))
+        if target is None:
+            raise ValueError("no such message")
+        key = self._send_content(Reaction(msg_id, emoji, on), now, target.expires_at)
+        return self.timeline.target_of(key)
+
+    def unsend(self, msg_id: str, now: int) -> list[RoomEvent]:
+        """Delete one of our own messages for everyone ("unsend"): a signed TOMBSTONE envelope (kind 4),
+        applied here with itself as proof. Empty if ``msg_id`` is not one of our messages we still hold."""
+        key = parse_message_id(msg_id)
+        if key is None or key[0] != self.peer_id or not self.keys.is_chat(key):
+            return []
+        entry = self.sync.entry(key)
+        if entry is None:
+            return []
+        expires_at = max(entry.expires_at, now + 1)
+        published = self._publish_unchained(
+            Kind.TOMBSTONE, encode_tombstone([key[1]]), now, expires_at=expires_at
+        )
+        events: list[RoomEvent] = []
+        self._apply_unsend(self.peer_id, [key[1]], expires_at, published.data, now, events)
+        return events
+
+    def set_timer(self, ttl_s: int, now: int) -> list[RoomEvent]:
+        """Set the room's default message lifetime (a signed, versioned op; the highest version wins)."""
+        timer = self.members_part.timer
+        version = timer.version + 1 if timer else 1
+        op = make_set_timer(
+            self.identity, self.invite.member_key, self.room_id, self.sync.tick(), ttl_s, version
+        )
+        events: list[RoomEvent] = []
+        self._publish_unchained(Kind.MEMBERSHIP, op.encode(), now, events=events)
+        return events
+
+    def remove_member(self, peer: str, now: int) -> list[RoomEvent]:
+        """Remove ``peer`` for good (or leave, if it is us). Every sender rotates its chain."""
+        if not self.members_part.is_member(peer):
+            raise ValueError("not a member")
+        op = make_remove(self.identity, self.invite.member_key, self.room_id, self.sync.tick(), peer)
+        events: list[RoomEvent] = []
+        self._publish_unchained(Kind.MEMBERSHIP, op.encode(), now, events=events)
+        return events
+
+    def set_typing(self, typing: bool, now: int) -> None:
+        """Tell linked members we are (not) typing; renewals are rate-limited."""
+        for peer, body in self.presence.set_typing(typing, now, self.online()):
+            self.sync.send_opaque(peer, wire.FrameType.APP, body)
+
+    def mark_seen(self, msg_ids: list[str], now: int) -> None:
+        """We have shown these messages: tell each sender that is linked to us (once per message)."""
+        keys = [
+            k
+            for k in (parse_message_id(m) for m in msg_ids)
+            if k is not None and k[0] != self.peer_id and self.timeline.base(k) and self.sync.is_ready(k[0])
+        ]
+        for peer, body in self.presence.seen(keys):
+            self.sync.send_opaque(peer, wire.FrameType.APP, body)
+
+    # -- public API: links and pumping -----------------------------------------------------------------
+
+    def link_up(self, peer: str, now: int) -> None:
+        self.links.up(peer, self.members_part.link_bundle(peer))
+
+    def link_down(self, peer: str, now: int) -> list[RoomEvent]:
+        had = self.links.down(peer)
+        was_online = self.sync.is_ready(peer)
+        self.sync.disconnect(peer, now)
+        self.parking.drop_neighbour(peer)
+        return [MemberOnline(peer, False)] if had and was_online else []
+
+    def take_dead_links(self) -> list[str]:
+        return self.links.take_dead()
+
+    def receive(self, peer: str, data: bytes, now: int) -> list[RoomEvent]:
+        state = self.links.state(peer)
+        if state is LinkState.HANDSHAKING:
+            ready, code = self.links.on_handshake(peer, data)
+            if ready:
+                self.sync.connect(peer, now)
+            if code is not None:
+                self.errors_total += 1
+                return [RemoteError(peer, code, 1, closed=True)]
+            return []
+        if state is not LinkState.READY:
+            return []
+        return self._settle(self._route(self.sync.receive(peer, data, now), now), now)
+
+    def data_to_send(self) -> list[tuple[str, bytes]]:
+        known = {p for p in self.membership.members} | set(self.membership.removed)
+        for sender, body in self.receipts.flush(known, self.online()):
+            self.sync.send_opaque(sender, wire.FrameType.APP, body)
+        return self.links.take_outbox() + self.sync.data_to_send()
+
+    def next_timer(self) -> int | None:
+        times = [self.sync.next_timer(), self.presence.next_deadline(), self.parking.next_deadline()]
+        return min((t for t in times if t is not None), default=None)
+
+    def handle_timer(self, now: int) -> list[RoomEvent]:
+        events = self._route(self.sync.handle_timer(now), now)
+        self.presence.expire(now, events)
+        self.parking.expire(now)
+        return self._settle(events, now)
+
+    def take_persist(self) -> PersistBatch:
+        batch, self._persist = self._persist, PersistBatch()
+        if batch:
+            batch.states.setdefault("lamport", str(self.sync.lamport).encode())
+        return batch
+
+    # -- publishing --------------------------------------------------------------------------------------
+
+    def _publish_unchained(
+        self,
+        kind: Kind,
+        payload: bytes,
+        now: int,
+        *,
+        expires_at: int = NEVER,
+        events: list[RoomEvent] | None = None,
+    ) -> LogEntry:
+        self._seq += 1
+        lamport = self.sync.tick()
+        data = seal_unchained_envelope(
+            self.identity, self.room_id, kind, self._seq, lamport, now, expires_at, payload
+        )
+        self._persist.put("seq", str(self._seq).encode())
+        self._persist.put("lamport", str(lamport).encode())
+        entry = self.sync.publish(
+            data, now, LogEntry(self.peer_id, self._seq, lamport, now, expires_at, data)
+        )
+        self._persist.envelopes.append(entry)
+        if kind == Kind.MEMBERSHIP:
+            self.members_part.add_op(entry.key, MembershipOp.decode(payload))
+            self._on_membership(events if events is not None else [], now)
+        return entry
+
+    def _send_content(
+        self, content: Content, now: int, expires_at: int, events: list[RoomEvent] | None = None
+    ) -> Key:
+        if self.keeper:
+            raise ValueError("a keeper does not send messages")
+        plaintext = encode_content(content)
+        rotated = self.keys.rotate_if_due(now, self.members_part.epoch, self._persist)
+        if rotated is not None:
+            for pid in self.members_part.others():
+                self._give_chain(pid, rotated, now)
+        self._seq += 1
+        lamport = self.sync.tick()
+        data = self.keys.seal(self._seq, lamport, now, expires_at, plaintext, self._persist)
+        self._persist.put("seq", str(self._seq).encode())
+        self._persist.put("lamport", str(lamport).encode())
+        own = LogEntry(self.peer_id, self._seq, lamport, now, expires_at, data)
+        self._persist.envelopes.append(self.sync.publish(data, now, own))  # ours: no need to verify
+        self.receipts.track(self._seq)
+        self.timeline.apply(Meta(self.peer_id, self._seq, lamport, now, expires_at), content, events or [])
+        return (self.peer_id, self._seq)

@@ -1,0 +1,244 @@
+"""Sender keys: our own chain (current and initial state), receiver chains, our prekey, message keys.
+
+Rules:
+- We send with one chain at a time. It rotates after ``ChainPolicy`` limits and whenever the membership
+  epoch changes (a removal): the removed member never receives the new chain.
+- A chain's *initial* state is what members get (pairwise if linked, sealed to their prekey in a
+  SENDER_KEY envelope otherwise). It is advanced past erased messages, so it cannot re-derive their keys.
+- A CHAT envelope opens with its sender's receiver chain; one whose chain has not arrived waits in
+  ``pending``. The per-message key is kept (and persisted) until the message is erased.
+- A removed member's receiver chains are dropped, in memory and on disk.
+- Persists (state names it owns): ``chain/own``, ``chain/initial``, ``chain/rx/<sender>/<chain id>``,
+  ``chain/given/<chain id>``, ``prekey``, ``prekey/seen``; plus message keys (``PersistBatch.message_keys``).
+"""
+
+from __future__ import annotations
+
+import json
+
+from peer.core.chains import ChainPolicy, ReceiverChain, SenderChain, SenderKeyMessage
+from peer.core.crypto import Rng, aead_open, b64u_decode, b64u_encode, default_rng
+from peer.core.envelope import Envelope, Kind, message_key_to_aead_key, seal_chained
+from peer.core.handshake import (
+    PrekeyPrivate,
+    SignedPrekey,
+    generate_prekey,
+    open_from_prekey,
+    seal_to_prekey,
+)
+from peer.core.identity import Identity, PublicBundle
+from peer.core.log import Key
+from peer.core.persist import PersistBatch
+
+PREKEY_AAD = b"ephemesh-v1 prekey sender-key"
+RX = "chain/rx/"
+GIVEN = "chain/given/"
+
+
+class SenderKeys:
+    def __init__(self, identity: Identity, room_id: str, policy: ChainPolicy, rng: Rng = default_rng) -> None:
+        self._identity = identity
+        self.self_id = identity.peer_id
+        self._room_id = room_id
+        self.policy = policy
+        self._rng = rng
+        self._chain: SenderChain | None = None
+        self._initial: SenderChain | None = None
+        self._rx: dict[tuple[str, bytes], ReceiverChain] = {}
+        self._given: dict[bytes, set[str]] = {}  # chain id -> members it was given to
+        self._prekey: PrekeyPrivate | None = None
+        self._seen_prekey_msgs: set[bytes] = set()
+        self.message_keys: dict[Key, bytes] = {}
+        self._chat_pos: dict[Key, tuple[bytes, int]] = {}  # held CHAT key -> (chain id, index)
+        self._pending: dict[tuple[str, bytes], list[Envelope]] = {}
+
+    # -- persistence -----------------------------------------------------------------------------------
+
+    def load(self, states: dict[str, bytes], now: int, batch: PersistBatch) -> None:
+        if "chain/own" in states:
+            self._chain = SenderChain.from_bytes(states["chain/own"])
+        if "chain/initial" in states:
+            self._initial = SenderChain.from_bytes(states["chain/initial"])
+        for name, value in states.items():
+            if name.startswith(RX):
+                rx = ReceiverChain.from_bytes(value)
+                self._rx[(rx.sender, rx.chain_id)] = rx
+            elif name.startswith(GIVEN):
+                self._given[bytes.fromhex(name[len(GIVEN) :])] = set(json.loads(value))
+        if "prekey" in states:
+            raw = states["prekey"]
+            self._prekey = PrekeyPrivate(raw[:32], SignedPrekey.from_bytes(raw[32:]))
+        else:
+            self._prekey = generate_prekey(self._identity, now, self._rng)
+            batch.put("prekey", self._prekey.private + self._prekey.signed.to_bytes())
+        self._seen_prekey_msgs = {b64u_decode(x) for x in json.loads(states.get("prekey/seen", b"[]"))}
+
+    @property
+    def prekey(self) -> SignedPrekey:
+        assert self._prekey is not None
+        return self._prekey.signed
+
+    # -- our chain -------------------------------------------------------------------------------------
+
+    def rotate_if_due(self, now: int, epoch: int, batch: PersistBatch) -> SenderChain | None:
+        """Start a new chain if there is none or the policy says so; returns it (to give to members)."""
+        chain = self._chain
+        if chain is not None and not self.policy.must_rotate(chain, now=now, epoch=epoch):
+            return None
+        chain = self._chain = self._initial = SenderChain.new(epoch=epoch, created_at=now, rng=self._rng)
+        batch.put("chain/own", chain.to_bytes())
+        batch.put("chain/initial", chain.to_bytes())
+        return chain
+
+    def seal(
+        self, seq: int, lamport: int, now: int, expires_at: int, plaintext: bytes, batch: PersistBatch
+    ) -> bytes:
+        """Seal a CHAT envelope with our current chain (``rotate_if_due`` first); the chain advances once."""
+        chain = self._chain
+        assert chain is not None
+        data, self._chain, mk = seal_chained(
+            self._identity,
+            self._room_id,
+            chain,
+            Kind.CHAT,
+            seq,
+            lamport,
+            now,
+            expires_at,
+            plaintext,
+            self._rng,
+        )
+        batch.put("chain/own", self._chain.to_bytes())
+        key = (self.self_id, seq)
+        self.message_keys[key] = mk.key
+        self._chat_pos[key] = (chain.chain_id, mk.index)
+        batch.message_keys.append((self.self_id, seq, expires_at, mk.key))
+        return data
+
+    def initial_for_late_joiner(self, epoch: int) -> SenderChain | None:
+        """Our chain's initial state for a member we did not know when it started (even if the chain is
+        due to rotate: its messages are still in the log); never a chain from before a removal."""
+        init = self._initial
+        if init is not None and self._chain is not None and init.epoch == epoch:
+            return init
+        return None
+
+    def was_given(self, peer: str, chain_id: bytes) -> bool:
+        return peer in self._given.get(chain_id, set())
+
+    def mark_given(self, peer: str, chain_id: bytes, batch: PersistBatch) -> None:
+        given = self._given.setdefault(chain_id, set())
+        given.add(peer)
+        batch.put(f"{GIVEN}{chain_id.hex()}", json.dumps(sorted(given)).encode())
+
+    def sender_key_message(self, initial: SenderChain) -> bytes:
+        return SenderKeyMessage.create(self._identity, self._room_id, initial).encode()
+
+    def seal_for(self, bundle: PublicBundle, prekey: SignedPrekey, skm: bytes, now: int) -> bytes:
+        return seal_to_prekey(self._identity, bundle, prekey, skm, PREKEY_AAD, now, self._rng)
+
+    # -- receiving -------------------------------------------------------------------------------------
+
+    def open_sealed(self, env: Envelope, sender: PublicBundle, now: int, batch: PersistBatch) -> bytes | None:
+        """The SenderKeyMessage in a SENDER_KEY envelope sealed to us (None if for someone else or seen);
+        ``ProtocolError`` if it does not open."""
+        payload = env.payload
+        if len(payload) < 33 or payload[17:33] != bytes.fromhex(self.self_id):
+            return None
+        assert self._prekey is not None
+        opened = open_from_prekey(self._identity, self._prekey, sender, payload, PREKEY_AAD, now)
+        if opened.msg_id in self._seen_prekey_msgs:
+            return None
+        self._seen_prekey_msgs.add(opened.msg_id)
+        batch.put("prekey/seen", json.dumps(sorted(b64u_encode(x) for x in self._seen_prekey_msgs)).encode())
+        return opened.plaintext
+
+    def accept(self, skm: SenderKeyMessage, bundle: PublicBundle, batch: PersistBatch) -> list[Envelope]:
+        """Start a receiver chain (verifies ``skm``); returns the pending envelopes it can now open."""
+        key = (skm.sender, skm.chain_id)
+        if key in self._rx:
+            return []
+        rx = ReceiverChain.from_sender_key_message(skm, bundle.ed25519)
+        self._rx[key] = rx
+        batch.put(f"{RX}{skm.sender}/{skm.chain_id.hex()}", rx.to_bytes())
+        return sorted(self._pending.pop(key, []), key=lambda e: e.chain_index)
+
+    def hold_chat(self, env: Envelope) -> None:
+        """A CHAT envelope entered the log: remember where it sits in its chain."""
+        self._chat_pos[(env.sender, env.seq)] = (env.chain_id, env.chain_index)
+
+    def can_open(self, env: Envelope) -> bool:
+        return (env.sender, env.chain_id) in self._rx
+
+    def wait(self, env: Envelope) -> None:
+        self._pending.setdefault((env.sender, env.chain_id), []).append(env)
+
+    def open_chat(self, env: Envelope, batch: PersistBatch) -> bytes:
+        """Open a CHAT envelope (its signature was verified on entry); ``ProtocolError`` if it does not."""
+        rx_key = (env.sender, env.chain_id)
+        next_rx, mk = self._rx[rx_key].message_key(env.chain_index)
+        plaintext = open_with_key(env, mk)
+        self._rx[rx_key] = next_rx
+        batch.put(f"{RX}{env.sender}/{env.chain_id.hex()}", next_rx.to_bytes())
+        self.message_keys[(env.sender, env.seq)] = mk
+        batch.message_keys.append((env.sender, env.seq, env.expires_at, mk))
+        return plaintext
+
+    def restore_key(self, key: Key, mk: bytes) -> None:
+        self.message_keys[key] = mk
+
+    # -- forgetting ------------------------------------------------------------------------------------
+
+    def is_chat(self, key: Key) -> bool:
+        return key in self._chat_pos
+
+    def erase(self, key: Key, batch: PersistBatch) -> bool:
+        """Forget a message's key material; True if it was a CHAT message we held."""
+        self.message_keys.pop(key, None)
+        for envs in self._pending.values():
+            envs[:] = [e for e in envs if (e.sender, e.seq) != key]
+        pos = self._chat_pos.pop(key, None)
+        if pos is None:
+            return False
+        if key[0] == self.self_id:
+            self.advance_initial(batch)
+        else:
+            self._drop_skipped_key(key[0], *pos, batch)
+        return True
+
+    def advance_initial(self, batch: PersistBatch) -> None:
+        """Move our stored initial chain state up to the oldest message still held."""
+        init, cur = self._initial, self._chain
+        if init is None or cur is None or init.chain_id != cur.chain_id:
+            return
+        live = [i for (s, _), (cid, i) in self._chat_pos.items() if s == self.self_id and cid == cur.chain_id]
+        target = min(live, default=cur.index)
+        if target <= init.index:
+            return
+        while init.index < target:
+            init, _ = init.advance()
+        self._initial = init
+        batch.put("chain/initial", init.to_bytes())
+
+    def _drop_skipped_key(self, sender: str, chain_id: bytes, index: int, batch: PersistBatch) -> None:
+        rx = self._rx.get((sender, chain_id))
+        if rx is None or all(i != index for i, _ in rx.skipped):
+            return
+        kept = tuple((i, k) for i, k in rx.skipped if i != index)
+        rx = ReceiverChain(rx.sender_key, rx.chain_id, rx.index, rx.chain_key, kept)
+        self._rx[(sender, chain_id)] = rx
+        batch.put(f"{RX}{sender}/{chain_id.hex()}", rx.to_bytes())
+
+    def forget_sender(self, sender: str, batch: PersistBatch) -> None:
+        """A removed member: its receiver chains go, in memory and on disk."""
+        for key in [k for k in self._rx if k[0] == sender]:
+            del self._rx[key]
+            batch.delete(f"{RX}{sender}/{key[1].hex()}")
+
+    def receiver_chains(self) -> list[tuple[str, bytes]]:
+        return sorted(self._rx)
+
+
+def open_with_key(env: Envelope, message_key: bytes) -> bytes:
+    """Open a CHAT envelope whose (already verified) message key we hold."""
+    return aead_open(message_key_to_aead_key(message_key), env.nonce, env.ciphertext, env.header)

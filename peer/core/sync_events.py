@@ -1,0 +1,123 @@
+"""The sync engine's configuration, events and per-neighbour session record (see :mod:`peer.core.sync`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from peer.core import wire
+from peer.core.log import DEFAULT_SKEW_MS, Key, LogEntry, RangeSet, Tombstone
+
+
+@dataclass(frozen=True, slots=True)
+class SyncConfig:
+    heartbeat_ms: int = 1_000
+    dead_after_ms: int = 4_000
+    want_timeout_ms: int = 2_000
+    resync_ms: int = 5_000
+    max_want_keys: int = 4_096
+    max_want_attempts: int = 8
+    max_serve_keys: int = 8_192
+    skew_ms: int = DEFAULT_SKEW_MS
+    #: An entry whose Lamport stamp is this far ahead of our clock is refused (clock exhaustion attack).
+    max_lamport_jump: int = 2**32
+    #: an entry received straight from its author is not pushed on to other neighbours (in a full mesh
+    #: they got it from the author too); instead a HELLO goes to them this long after (lazy relay)
+    announce_delay_ms: int = 250
+
+
+# -- events ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EntryAdded:
+    entry: LogEntry
+
+
+@dataclass(frozen=True, slots=True)
+class EntryExpired:
+    key: Key
+
+
+@dataclass(frozen=True, slots=True)
+class EntryDeleted:
+    key: Key
+
+
+@dataclass(frozen=True, slots=True)
+class Acked:
+    neighbour: str
+    sender: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class NeighbourReady:
+    neighbour: str
+
+
+@dataclass(frozen=True, slots=True)
+class NeighbourTimedOut:
+    neighbour: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolErrorEvent:
+    neighbour: str
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeRefused:
+    """``validate`` refused an envelope from ``neighbour``; ``data`` is the envelope as received."""
+
+    neighbour: str
+    code: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class OpaqueFrame:
+    neighbour: str
+    type: wire.FrameType
+    body: bytes
+
+
+Event = (
+    EntryAdded
+    | EntryExpired
+    | EntryDeleted
+    | Acked
+    | NeighbourReady
+    | NeighbourTimedOut
+    | ProtocolErrorEvent
+    | EnvelopeRefused
+    | OpaqueFrame
+)
+
+
+@dataclass(eq=False)
+class _Session:
+    neighbour: str
+    last_heard: int
+    next_ping: int
+    next_hello: int
+    ready: bool = False
+    rejected: bool = False
+    retry_at: int | None = None
+    ping_nonce: int = 0
+    remote_have: dict[str, RangeSet] = field(default_factory=dict)
+    acked: dict[str, RangeSet] = field(default_factory=dict)
+    attempts: dict[Key, int] = field(default_factory=dict)
+    unservable: set[Key] = field(default_factory=set)
+    inflight: set[Key] = field(default_factory=set)
+    control: list[bytes] = field(default_factory=list)
+    envs: list[bytes] = field(default_factory=list)
+    tombs: list[Tombstone] = field(default_factory=list)
+    acks: dict[str, RangeSet] = field(default_factory=dict)
+
+    def has(self, key: Key) -> bool:
+        rs = self.remote_have.get(key[0])
+        return rs is not None and key[1] in rs
+
+    def mark(self, key: Key) -> None:
+        self.remote_have.setdefault(key[0], RangeSet()).add(key[1])

@@ -1,0 +1,270 @@
+"""Recorded traces: the behavioural contract between the Python and the JS room cores.
+
+A trace is JSON: a room invite, peers (label, identity bytes, the seed of the room's injected RNG,
+keeper flag) and a list of steps. A step is one call into ONE peer's room at a given ``now``, with its
+input (a frame received from a neighbour, an API call, a timer) and everything the call produced:
+events (``to_json()``), the return value of API calls, the frames to transmit (``[to label, base64url]``),
+the persisted delta (:meth:`PersistBatch.to_json`, with the canonical state view below), the links
+reported dead and the next timer. Inputs are explicit, so each peer replays on its own.
+
+Determinism: identities and the invite secret come from :class:`DeterministicRng` seeds; each room gets
+its own ``DeterministicRng(rng seed)`` for every random draw (handshake ephemerals, prekeys, chain ids
+and keys, envelope nonces, prekey sealing); ``now`` is given in every step; Ed25519 signatures are
+deterministic. The JS core draws from its RNG in the same order, so replay is byte-exact.
+
+Canonical persisted state (what both languages compare): every state value as base64url of its Python
+bytes, except ``prekey``, of which only the public signed part (``bytes[32:]``) is compared (the browser
+keeps the private half as a non-extractable CryptoKey).
+
+Used by ``scripts/gen_traces.py`` (recording) and the test suites (replay).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from peer.core.crypto import DeterministicRng, b64u_decode, b64u_encode
+from peer.core.events import RoomEvent
+from peer.core.identity import Identity, PublicBundle
+from peer.core.invite import Invite
+from peer.core.room import Room
+
+T0 = 1_700_000_000_000
+SERVER = "http://127.0.0.1:1"
+
+
+def _event_json(ev: RoomEvent) -> dict[str, Any]:
+    return ev.to_json()
+
+
+def _persist_json(room: Room) -> dict[str, Any] | None:
+    batch = room.take_persist()
+    if not batch:
+        return None
+    doc = batch.to_json()
+    if "prekey" in batch.states:
+        doc["states"]["prekey"] = b64u_encode(batch.states["prekey"][32:])
+    return doc
+
+
+class _Peer:
+    def __init__(self, label: str, identity: Identity, rng_seed: bytes, keeper: bool) -> None:
+        self.label, self.identity, self.rng_seed, self.keeper = label, identity, rng_seed, keeper
+        self.room: Room | None = None
+
+
+class Trace:
+    """Drive several rooms, recording (or, with ``expected``, checking) every step."""
+
+    def __init__(self, name: str, description: str, seed: str, *, ttl_s: int | None = None) -> None:
+        self.name, self.description, self.seed = name, description, seed
+        self.invite = Invite.new(SERVER, ttl_s, DeterministicRng(f"{seed}/invite".encode()))
+        self.peers: dict[str, _Peer] = {}
+        self.by_id: dict[str, str] = {}
+        self.steps: list[dict[str, Any]] = []
+        self.links: set[frozenset[str]] = set()
+        self.queue: deque[tuple[str, str, bytes]] = deque()
+        self.now = T0
+
+    # -- setup -----------------------------------------------------------------------------------------
+
+    def peer(self, label: str, *, keeper: bool = False) -> None:
+        identity = Identity.generate(DeterministicRng(f"{self.seed}/{label}/identity".encode()))
+        self.peers[label] = _Peer(label, identity, f"{self.seed}/{label}/room".encode(), keeper)
+        self.by_id[identity.peer_id] = label
+
+    def id(self, label: str) -> str:
+        return self.peers[label].identity.peer_id
+
+    def room(self, label: str) -> Room:
+        room = self.peers[label].room
+        assert room is not None
+        return room
+
+    # -- one step ---------------------------------------------------------------------------------------
+
+    def step(self, label: str, do: str, **args: Any) -> Any:
+        p = self.peers[label]
+        result: Any = None
+        events: list[RoomEvent] = []
+        now = self.now
+        if do == "create":
+            p.room = Room(p.identity, self.invite, now, keeper=p.keeper, rng=DeterministicRng(p.rng_seed))
+        else:
+            result, events = self._call(p, do, args, now)
+        room = self.room(label)
+        persist = _persist_json(room)
+        frames = room.data_to_send()
+        record: dict[str, Any] = {"at": now, "peer": label, "do": do}
+        if args:
+            record["args"] = args
+        record["events"] = [_event_json(e) for e in events]
+        if result is not None:
+            record["result"] = result
+        record["frames"] = [[self.by_id[to], b64u_encode(data)] for to, data in frames]
+        record["persist"] = persist
+        record["dead"] = [self.by_id.get(d, d) for d in room.take_dead_links()]
+        record["timer"] = room.next_timer()
+        self.steps.append(record)
+        for to, data in frames:
+            if frozenset((p.identity.peer_id, to)) in self.links:
+                self.queue.append((p.identity.peer_id, to, data))
+        return result
+
+    def _call(self, p: _Peer, do: str, a: dict[str, Any], now: int) -> tuple[Any, list[RoomEvent]]:
+        assert p.room is not None
+        return _apply(p.room, self.id, lambda label: self.peers[label].identity.public_bundle(), do, a, now)
+
+    # -- driving the network -----------------------------------------------------------------------------
+
+    def create(self, *labels: str) -> None:
+        for label in labels:
+            self.step(label, "create")
+
+    def link(self, a: str, b: str) -> None:
+        self.step(a, "learn", of=b)
+        self.step(b, "learn", of=a)
+        self.links.add(frozenset((self.id(a), self.id(b))))
+        self.step(a, "link_up", **{"with": b})
+        self.step(b, "link_up", **{"with": a})
+
+    def unlink(self, a: str, b: str) -> None:
+        self.links.discard(frozenset((self.id(a), self.id(b))))
+        self.queue = deque(q for q in self.queue if {q[0], q[1]} != {self.id(a), self.id(b)})
+        self.step(a, "link_down", **{"with": b})
+        self.step(b, "link_down", **{"with": a})
+
+    def deliver(self, limit: int = 10_000) -> None:
+        """Deliver queued frames in order until the network is quiet."""
+        for _ in range(limit):
+            if not self.queue:
+                return
+            src, dst, data = self.queue.popleft()
+            if frozenset((src, dst)) in self.links and self.peers[self.by_id[dst]].room is not None:
+                self.step(self.by_id[dst], "receive", **{"from": self.by_id[src], "frame": b64u_encode(data)})
+        raise AssertionError("network did not settle")
+
+    def advance(self, ms: int, step: int = 250) -> None:
+        """Move time forward, firing due timers (in label order) and delivering what they send."""
+        end = self.now + ms
+        while self.now < end:
+            self.now = min(self.now + step, end)
+            for label, p in sorted(self.peers.items()):
+                if p.room is not None:
+                    when = p.room.next_timer()
+                    if when is not None and when <= self.now:
+                        self.step(label, "timer")
+            self.deliver()
+
+    def message_id(self, label: str, seq: int) -> str:
+        return f"{self.id(label)}:{seq}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "seed": self.seed,
+            "invite": self.invite.url(),
+            "peers": {
+                label: {
+                    "peer_id": p.identity.peer_id,
+                    "identity": b64u_encode(p.identity.to_bytes()),
+                    "rng_seed": b64u_encode(p.rng_seed),
+                    "keeper": p.keeper,
+                }
+                for label, p in self.peers.items()
+            },
+            "steps": self.steps,
+        }
+
+
+# -- replay ---------------------------------------------------------------------------------------------
+
+
+def replay(doc: dict[str, Any]) -> list[str]:
+    """Replay a recorded trace against this (Python) core; returns the mismatches (empty = identical)."""
+    invite = Invite.parse(doc["invite"])
+    rooms: dict[str, Room] = {}
+    labels = {p["peer_id"]: label for label, p in doc["peers"].items()}
+    problems: list[str] = []
+
+    def pid(label: str) -> str:
+        return str(doc["peers"][label]["peer_id"])
+
+    def bundle(label: str) -> PublicBundle:
+        return Identity.from_bytes(b64u_decode(doc["peers"][label]["identity"])).public_bundle()
+
+    for i, st in enumerate(doc["steps"]):
+        label, do, now, a = st["peer"], st["do"], st["at"], st.get("args", {})
+        spec = doc["peers"][label]
+        result: Any = None
+        events: list[RoomEvent] = []
+        if do == "create":
+            identity = Identity.from_bytes(b64u_decode(spec["identity"]))
+            rng = DeterministicRng(b64u_decode(spec["rng_seed"]))
+            rooms[label] = Room(identity, invite, now, keeper=spec["keeper"], rng=rng)
+        else:
+            result, events = _apply(rooms[label], pid, bundle, do, a, now)
+        room = rooms[label]
+        got: dict[str, Any] = {"events": [_event_json(e) for e in events]}
+        if result is not None:
+            got["result"] = result
+        got["persist"] = _persist_json(room)
+        got["frames"] = [[labels[to], b64u_encode(data)] for to, data in room.data_to_send()]
+        got["dead"] = [labels.get(d, d) for d in room.take_dead_links()]
+        got["timer"] = room.next_timer()
+        for field in ("events", "result", "frames", "persist", "dead", "timer"):
+            if st.get(field) != got.get(field):
+                problems.append(f"step {i} ({label} {do} at {now}): {field} differs")
+        if problems:
+            break  # later steps depend on this one
+    return problems
+
+
+def _apply(
+    room: Room,
+    pid: Callable[[str], str],
+    bundle: Callable[[str], PublicBundle],
+    do: str,
+    a: dict[str, Any],
+    now: int,
+) -> tuple[Any, list[RoomEvent]]:
+    """One step's call into ``room``: (return value as JSON or None, events)."""
+    if do == "learn":
+        room.learn_bundle(bundle(a["of"]))
+        return None, []
+    if do == "link_up":
+        room.link_up(pid(a["with"]), now)
+        return None, []
+    if do == "link_down":
+        return None, room.link_down(pid(a["with"]), now)
+    if do == "receive":
+        return None, room.receive(pid(a["from"]), b64u_decode(a["frame"]), now)
+    if do == "timer":
+        return None, room.handle_timer(now)
+    if do == "send_text":
+        return room.send_text(a["text"], now, ttl_s=a.get("ttl_s"), reply_to=a.get("reply_to")).to_json(), []
+    if do == "set_profile":
+        return None, room.set_profile(a["name"], now)
+    if do == "edit":
+        return room.edit(a["target"], a["body"], now).to_json(), []
+    if do == "react":
+        return room.react(a["target"], a["emoji"], now, on=a["on"]).to_json(), []
+    if do == "unsend":
+        return None, room.unsend(a["target"], now)
+    if do == "set_timer":
+        return None, room.set_timer(a["ttl_s"], now)
+    if do == "remove":
+        return None, room.remove_member(pid(a["member"]), now)
+    if do == "typing":
+        room.set_typing(a["typing"], now)
+        return None, []
+    if do == "seen":
+        room.mark_seen(a["ids"], now)
+        return None, []
+    raise ValueError(f"unknown step {do!r}")
+
+
+__all__ = ["T0", "Trace", "replay"]

@@ -1,0 +1,287 @@
+"""Record the room traces in tests/vectors/traces/ (the behavioural contract with the JS core).
+
+    .venv/bin/python scripts/gen_traces.py        # (re)write every trace
+    make traces                                   # the same
+
+Each scenario drives a few sans-IO rooms over an in-order in-memory network at fixed ``now`` values
+(starting at ``peer.tracing.T0``, moved only by ``advance``). Randomness is injected: the invite secret
+comes from ``DeterministicRng("<seed>/invite")``, each identity from ``DeterministicRng("<seed>/<label>/
+identity")`` and each room draws every random byte from ``DeterministicRng("<seed>/<label>/room")``
+(``DeterministicRng``: block_i = SHA-256(seed || u32be(i)), see peer/core/crypto.py). The output is
+therefore byte-identical on every run; ``tests/peer/test_traces.py`` checks that too. Never edit a
+trace by hand: change the code, re-run this script, and review the diff.
+
+Format and replay: see ``peer/tracing.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from peer.core import wire  # noqa: E402
+from peer.tracing import Trace  # noqa: E402
+
+OUT = ROOT / "tests" / "vectors" / "traces"
+
+
+def links_handshake() -> Trace:
+    """Links: handshake on the data channel (0x10 wrapper: hello, finish), then the sync HELLO; a bad
+    frame during a handshake kills that link; garbage on a ready link is counted until the budget closes
+    it; a link down takes the member offline."""
+    t = Trace("links_handshake", links_handshake.__doc__ or "", "links")
+    for p in ("A", "B", "C"):
+        t.peer(p)
+    t.create("A", "B", "C")
+    t.link("A", "B")
+    t.deliver()
+    t.advance(1000)
+    # C links with A but answers with garbage instead of a handshake
+    t.step("A", "learn", of="C")
+    t.step("A", "link_up", **{"with": "C"})
+    t.step("A", "receive", **{"from": "C", "frame": _b64(b"\x10\x09nonsense")})
+    # B's link to A gets junk frames until its budget is exhausted
+    for _ in range(66):
+        t.step("A", "receive", **{"from": "B", "frame": _b64(b"\xee junk")})
+    t.unlink("A", "B")
+    return t
+
+
+def sync_frames() -> Trace:
+    """Sync: HELLO with have-ranges, ENVELOPES pushed and ACKed, lazy relay (an entry from its author
+    is announced by HELLO, not re-pushed), WANT after a reconnect, TOMBSTONES for an expired message,
+    a duplicate skipped before validation, PING/PONG."""
+    t = Trace("sync_frames", sync_frames.__doc__ or "", "sync")
+    for p in ("A", "B", "C"):
+        t.peer(p)
+    t.create("A", "B", "C")
+    t.link("A", "B")
+    t.link("B", "C")
+    t.link("A", "C")
+    t.deliver()
+    t.advance(1000)
+    t.step("A", "send_text", text="one", ttl_s=5)
+    t.step("A", "send_text", text="two", ttl_s=3600)
+    t.deliver()
+    t.advance(1000)
+    t.unlink("A", "C")
+    t.step("B", "send_text", text="while C is away from A", ttl_s=3600)
+    t.deliver()
+    t.advance(6000)  # "one" expires everywhere: tombstones
+    t.link("A", "C")
+    t.deliver()
+    t.advance(2000)
+    # a duplicate of an envelope C already holds: acked, not validated again
+    env = t.room("A").sync.log.ordered()[-1].data
+    t.step("C", "receive", **{"from": "A", "frame": _b64(wire.encode_envelopes([env])[0])})
+    return t
+
+
+def parking() -> Trace:
+    """Parking: C links to B only; its sender key and message (sealed for A) reach A through B before
+    C's ADD does: A parks them (a transient, not an error), then offers them back once the ADD arrives
+    and reads the message. D, whose bundle A learned from signaling but who never joined, stays unknown:
+    its parked envelopes are not re-validated per frame and expire after 30 s."""
+    t = Trace("parking", parking.__doc__ or "", "parking")
+    for p in ("A", "B", "C", "D"):
+        t.peer(p)
+    t.create("A", "B", "C", "D")
+    t.link("A", "B")
+    t.deliver()
+    t.advance(1000)
+    t.link("C", "B")
+    t.deliver()  # C pulls the room from B; B will announce C's ADD to A by HELLO (lazy relay)
+    c = t.room("C")
+    t.step("C", "send_text", text="early bird", ttl_s=3600)
+    t.deliver()
+    overtaking = [e.data for e in c.sync.log.ordered() if e.seq > 1]
+    t.step("A", "receive", **{"from": "B", "frame": _b64(wire.encode_envelopes(overtaking)[0])})
+    d = t.room("D")
+    t.step("D", "send_text", text="never joined", ttl_s=3600)
+    t.step("A", "learn", of="D")  # a bundle from signaling does not make D a known sender
+    d_envs = [e.data for e in d.sync.log.ordered()]
+    t.step("A", "receive", **{"from": "B", "frame": _b64(wire.encode_envelopes(d_envs[1:])[0])})
+    for nonce in range(1, 4):
+        t.step("A", "receive", **{"from": "B", "frame": _b64(wire.encode_ping(nonce))})
+    t.advance(1000)  # B's announce: A pulls C's ADD, and the parked envelopes go back in
+    t.advance(31_000)  # D's parked envelopes expire
+    return t
+
+
+def late_joiner() -> Trace:
+    """A member joining late: C links after A and B chatted; it pulls the history (HELLO/WANT/ENVELOPES),
+    gets every current chain (pairwise and sealed to its prekey) and reads everything."""
+    t = Trace("late_joiner", late_joiner.__doc__ or "", "late")
+    for p in ("A", "B", "C"):
+        t.peer(p)
+    t.create("A", "B")
+    t.link("A", "B")
+    t.deliver()
+    t.advance(1000)
+    t.step("A", "send_text", text="before C", ttl_s=3600)
+    t.step("B", "send_text", text="also before C", ttl_s=3600)
+    t.deliver()
+    t.advance(500)
+    t.create("C")
+    t.link("C", "A")
+    t.deliver()
+    t.advance(3000)
+    t.link("C", "B")
+    t.deliver()
+    t.advance(3000)
+    t.step("C", "send_text", text="hello, I am new", ttl_s=3600)
+    t.deliver()
+    t.advance(1000)
+    return t
+
+
+def removal_rotation() -> Trace:
+    """Removal and rotation: A removes C; everyone drops C's link and C's receiver chains (persisted as
+    deletions); B's next message starts a new chain that C never receives."""
+    t = Trace("removal_rotation", removal_rotation.__doc__ or "", "removal")
+    for p in ("A", "B", "C"):
+        t.peer(p)
+    t.create("A", "B", "C")
+    for x, y in (("A", "B"), ("B", "C"), ("A", "C")):
+        t.link(x, y)
+    t.deliver()
+    t.advance(1000)
+    t.step("C", "send_text", text="from C", ttl_s=3600)
+    t.step("B", "send_text", text="before removal", ttl_s=3600)
+    t.deliver()
+    t.advance(1000)
+    t.step("A", "remove", member="C")
+    t.deliver()
+    t.advance(1000)
+    t.step("B", "send_text", text="after removal", ttl_s=3600)
+    t.deliver()
+    t.advance(1000)
+    return t
+
+
+def expiry_unsend() -> Trace:
+    """Expiry and unsend: a 3 s message expires everywhere (tombstones, erasure receipts "erased on N
+    of M"); an unsend is a signed TOMBSTONE envelope applied by every member; the room timer is set."""
+    t = Trace("expiry_unsend", expiry_unsend.__doc__ or "", "expiry", ttl_s=600)
+    for p in ("A", "B", "C"):
+        t.peer(p)
+    t.create("A", "B", "C")
+    for x, y in (("A", "B"), ("B", "C"), ("A", "C")):
+        t.link(x, y)
+    t.deliver()
+    t.advance(1000)
+    t.step("A", "send_text", text="gone in 3 s", ttl_s=3)
+    regret = t.step("A", "send_text", text="I regret this")
+    t.step("B", "set_timer", ttl_s=120)
+    t.deliver()
+    t.advance(1000)
+    t.step("A", "unsend", target=regret["id"])
+    t.deliver()
+    t.advance(4000)
+    return t
+
+
+def receipts_typing_seen() -> Trace:
+    """Receipts, typing and seen: delivery per neighbour (ACK), typing on/off and its 6 s expiry, SEEN
+    once per message to its sender only."""
+    t = Trace("receipts_typing_seen", receipts_typing_seen.__doc__ or "", "presence")
+    for p in ("A", "B", "C"):
+        t.peer(p)
+    t.create("A", "B", "C")
+    for x, y in (("A", "B"), ("B", "C"), ("A", "C")):
+        t.link(x, y)
+    t.deliver()
+    t.advance(1000)
+    msg = t.step("A", "send_text", text="did you see this?", ttl_s=3600)
+    t.deliver()
+    t.step("B", "typing", typing=True)
+    t.step("B", "typing", typing=True)  # rate-limited: nothing sent
+    t.deliver()
+    t.step("B", "typing", typing=False)
+    t.step("C", "typing", typing=True)
+    t.deliver()
+    t.step("B", "seen", ids=[msg["id"]])
+    t.step("B", "seen", ids=[msg["id"]])  # once per message
+    t.step("C", "seen", ids=[msg["id"], "not-an-id"])
+    t.deliver()
+    t.advance(7000)  # C's typing indicator lapses at A and B
+    return t
+
+
+def content_types() -> Trace:
+    """Every content type: text, a reply, profile (display name), edit (own message only; a forged
+    edit of someone else's is refused as bad-edit), reactions on and off."""
+    t = Trace("content_types", content_types.__doc__ or "", "content")
+    for p in ("A", "B"):
+        t.peer(p)
+    t.create("A", "B")
+    t.link("A", "B")
+    t.deliver()
+    t.advance(1000)
+    t.step("A", "set_profile", name="Alice")
+    t.step("B", "set_profile", name="  Bob\u0007 ")
+    first = t.step("A", "send_text", text="héllo 👋", ttl_s=3600)
+    t.deliver()
+    t.step("B", "send_text", text="a reply", ttl_s=3600, reply_to=first["id"])
+    t.step("A", "edit", target=first["id"], body="hello (edited)")
+    t.step("B", "react", target=first["id"], emoji="👍", on=True)
+    t.step("A", "react", target=first["id"], emoji="👍", on=True)
+    t.deliver()
+    t.step("B", "react", target=first["id"], emoji="👍", on=False)
+    t.step("A", "set_profile", name="Alice B.")
+    t.deliver()
+    t.advance(500)
+    return t
+
+
+SCENARIOS: list[Callable[[], Trace]] = [
+    links_handshake,
+    sync_frames,
+    parking,
+    late_joiner,
+    removal_rotation,
+    expiry_unsend,
+    receipts_typing_seen,
+    content_types,
+]
+
+
+def _b64(data: bytes) -> str:
+    from peer.core.crypto import b64u_encode
+
+    return b64u_encode(data)
+
+
+def build() -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for scenario in SCENARIOS:
+        trace = scenario()
+        trace.description = " ".join((scenario.__doc__ or "").split())
+        out[trace.name] = trace.to_json()
+    return out
+
+
+def render(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=1, ensure_ascii=False, sort_keys=False) + "\n"
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    docs = build()
+    for old in OUT.glob("*.json"):
+        if old.stem not in docs:
+            old.unlink()
+    for name, doc in docs.items():
+        path = OUT / f"{name}.json"
+        path.write_text(render(doc))
+        print(f"wrote {path} ({len(doc['steps'])} steps)")
+
+
+if __name__ == "__main__":
+    main()
