@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8080
 STAMP := $(VENV)/.installed
-DEB_PACKAGES := chromium fonts-noto-color-emoji redis-server coturn iproute2
+DEB_PACKAGES := chromium fonts-noto-color-emoji redis-server coturn iproute2 iptables
 
 .PHONY: run test lint tsc typecheck pytest deps debs bench vectors traces clean
 

@@ -200,7 +200,7 @@ async def _serve_async(args: argparse.Namespace) -> int:
             host=args.host, port=args.port, web_root=web_root, turn=turn, redis_url=args.redis, **net
         )
         candidates = public_urls(config, args.port)
-        if config.public_url is None and args.port != 0 and len(candidates) > 1:
+        if config.public_url is None and args.port != 0 and config.public_host is None:
             # a wildcard bind: advertise the first address (invites, and the host of the STUN URL)
             config = SignalingConfig(
                 host=args.host,

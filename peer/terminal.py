@@ -11,6 +11,8 @@ import json
 import re
 from typing import Any
 
+from peer.core.errors import ProtocolError
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -95,6 +97,6 @@ async def chat_command(room: Any, line: str) -> list[str]:
                 out.append(f"  {room.label(member)} ({member[:8]}) {state}")
         else:
             out.append(CHAT_HELP)
-    except (ValueError, argparse.ArgumentTypeError) as exc:
+    except (ValueError, ProtocolError, argparse.ArgumentTypeError) as exc:  # a refusal, never a traceback
         out.append(f"! {exc}")
     return out

@@ -32,6 +32,7 @@ from peer.core.content import Content, Edit, Profile, Reaction, Text, decode_con
 from peer.core.crypto import ED25519_SMALL_ORDER, X25519_SMALL_ORDER, DeterministicRng, b64u_encode, sha256
 from peer.core.envelope import (
     MAX_ENVELOPE,
+    Envelope,
     Kind,
     decode_tombstone,
     encode_tombstone,
@@ -55,7 +56,7 @@ from peer.core.identity import Identity
 from peer.core.invite import Invite
 from peer.core.log import Tombstone
 from peer.core.membership import MembershipState, make_add, make_remove, make_set_timer
-from peer.core.presence import decode_presence, encode_seen, encode_typing
+from peer.core.presence import SEEN_TAG, decode_presence, encode_seen, encode_typing
 from peer.core.safety import key_digits, safety_number
 from peer.core.signal import seal_signal
 
@@ -230,6 +231,7 @@ def build() -> dict[str, dict[str, Any]]:
         "member_key": member_key.hex(),
         "ops": [op.encode().hex() for op in ops],
         "state": state_after.to_dict(),
+        "timer_pin": _timer_pin(alice, bob, member_key, room, pk.signed),
     }
     out["room"] = build_room(inv, alice, bob)
     envs = [bytes.fromhex(e["envelope"]) for e in out["room"]["envelopes"]]
@@ -239,6 +241,7 @@ def build() -> dict[str, dict[str, Any]]:
     out["keys"] = build_keys()
     out["rng"] = build_rng()
     out["auth"] = build_auth(alice)
+    out["ranges"] = _int_range_cases(alice, member_key, room)
     return out
 
 
@@ -726,6 +729,88 @@ def build_rng() -> dict[str, Any]:
     rng = DeterministicRng(seed)
     calls = [8, 32, 40, 1]
     return {"seed": seed.hex(), "calls": calls, "outputs": [rng(n).hex() for n in calls]}
+
+
+def _timer_pin(
+    alice: Identity, bob: Identity, member_key: bytes, room: str, bob_prekey: Any
+) -> dict[str, Any]:
+    """Item 13: bob tries to pin the room timer (version 2**32-1, then the next version placed last by a
+    huge lamport); alice's next change wins in every order."""
+    ops = [
+        make_add(
+            alice,
+            member_key,
+            room,
+            1,
+            alice.public_bundle(),
+            generate_prekey(alice, NOW, DeterministicRng(b"pa")).signed,
+        ),
+        make_add(alice, member_key, room, 2, bob.public_bundle(), bob_prekey),
+        make_set_timer(bob, member_key, room, 3, 1, 2**32 - 1),
+        make_set_timer(alice, member_key, room, 4, 600, 1),
+        make_set_timer(bob, member_key, room, 2**53 - 1, 1, 2),
+        make_set_timer(alice, member_key, room, 10, 900, 3),
+    ]
+    state, rejected = MembershipState.from_ops(room, ops, member_key)
+    assert not rejected
+    assert state.timer is not None
+    assert state.timer.version == 3
+    return {"ops": [op.encode().hex() for op in ops], "state": state.to_dict()}
+
+
+def _signed_envelope(
+    ident: Identity, room: str, seq: int, lamport: int, sent_at: int, expires_at: int, payload: bytes
+) -> str:
+    """An unchained MEMBERSHIP envelope with any header integers (the sealers refuse out-of-range ones)."""
+    env = Envelope(
+        Kind.MEMBERSHIP,
+        room,
+        ident.peer_id,
+        seq,
+        lamport,
+        sent_at,
+        expires_at,
+        bytes(8),
+        0,
+        bytes(12),
+        payload,
+        b"",
+    )
+    return (env.to_bytes() + ident.sign(env.signed_bytes())).hex()
+
+
+def _int_range_cases(alice: Identity, member_key: bytes, room: str) -> dict[str, Any]:
+    """Inputs at and just past the protocol's one integer range (0..2**53-1): both cores must accept the
+    first kind and refuse the second with the same code."""
+    top, over = 2**53 - 1, 2**53
+    prekey = generate_prekey(alice, NOW, DeterministicRng(b"pa")).signed
+    add = make_add(alice, member_key, room, 1, alice.public_bundle(), prekey).encode()
+    cases: list[dict[str, Any]] = []
+
+    def env(name: str, ok: bool, seq: int, lamport: int, sent_at: int, expires_at: int) -> None:
+        hexed = _signed_envelope(alice, room, seq, lamport, sent_at, expires_at, add)
+        cases.append({"name": name, "what": "envelope", "hex": hexed, "code": None if ok else "bad-envelope"})
+
+    env("envelope at the top of the range", True, top, top, top, top)
+    env("envelope seq 2**53", False, over, 1, NOW, NOW)
+    env("envelope lamport 2**53", False, 1, over, NOW, NOW)
+    env("envelope expires_at 2**53", False, 1, 1, NOW, over)
+    env("envelope sent_at = expires_at = 2**63", False, 1, 1, 2**63, 2**63)
+    env("envelope expires_at 2**64-1", False, 1, 1, NOW, 2**64 - 1)
+    op = bytearray(make_add(alice, member_key, room, 1, alice.public_bundle(), prekey).encode())
+    op[34:42] = over.to_bytes(8, "big")  # the MAC and signature no longer match: the range check comes first
+    cases.append(
+        {"name": "membership lamport 2**53", "what": "membership", "hex": op.hex(), "code": "bad-op"}
+    )
+    receipt = ErasureReceipt.create(alice, room, alice.peer_id, [5, over]).encode()
+    cases.append(
+        {"name": "receipt seq 2**53", "what": "receipt", "hex": receipt.hex(), "code": "bad-receipt"}
+    )
+    receipt = ErasureReceipt.create(alice, room, alice.peer_id, [5, top]).encode()
+    cases.append({"name": "receipt seq 2**53-1", "what": "receipt", "hex": receipt.hex(), "code": None})
+    seen = bytes([SEEN_TAG]) + (1).to_bytes(2, "big") + over.to_bytes(8, "big")
+    cases.append({"name": "seen seq 2**53", "what": "seen", "hex": seen.hex(), "code": "bad-app-frame"})
+    return {"max_int": top, "cases": cases}
 
 
 def render(doc: dict[str, Any]) -> str:

@@ -25,8 +25,15 @@ class Limits:
     - ``rate_per_s``/``rate_burst`` is a token bucket per connection; a frame arriving with no token is
       dropped with ``rate-limited``.
     - A connection that earns more than ``max_errors`` error frames is closed with 1008.
-    - At most ``send_queue_frames`` frames wait for a slow reader; one more and it is disconnected
-      (``slow-consumer``), so it never stalls anyone else.
+    - What waits for a reader is bounded three ways (see ``signaling.app``): per connection at most
+      ``send_queue_frames`` frames and ``send_queue_bytes`` bytes; per (sender, recipient) at most
+      ``sender_queue_bytes`` bytes and ``sender_queue_frames`` frames of that sender's signals; and all
+      queues together at most ``global_queue_bytes``. A signal over a bound is refused to its sender
+      (``recipient-busy`` / ``server-busy``, which count as the sender's errors), never charged to the
+      recipient; a full queue first drops the newest signal of the sender holding the most of it.
+      Only the server's own frames (joins, leaves, answers) can overflow a queue: that reader is then
+      a slow consumer and is disconnected, as is one whose writer makes no progress for
+      ``SignalingConfig.stall_timeout_s``.
     """
 
     max_frame_bytes: int = 128 * KIB
@@ -37,6 +44,10 @@ class Limits:
     rate_burst: int = 100
     max_errors: int = 20
     send_queue_frames: int = 256
+    send_queue_bytes: int = 1024 * KIB
+    sender_queue_bytes: int = 256 * KIB
+    sender_queue_frames: int = 32
+    global_queue_bytes: int = 64 * 1024 * KIB
 
     @property
     def hard_frame_bytes(self) -> int:
@@ -70,6 +81,12 @@ class SignalingConfig:
     and ``redis_prefix`` share rooms. Each refreshes its presence key every ``redis_heartbeat_s``; the key
     lives ``redis_ttl_s``, so the peers of an instance that dies vanish for the others within
     :attr:`redis_dead_bound_s`. Without ``redis_url`` the server is a single, self-contained instance.
+
+    Connections (enforced by the site :func:`signaling.app.start_server` and :func:`signaling.app.run`
+    listen on): at most ``max_connections_per_source`` open TCP connections per remote address and
+    ``max_connections`` in all (``None``: the process's file limit less a reserve); one over either
+    is answered ``503`` and closed at once. A request whose headers are not complete within
+    ``header_timeout_s`` (also the idle keep-alive bound) is dropped.
     """
 
     host: str = "127.0.0.1"
@@ -78,6 +95,10 @@ class SignalingConfig:
     heartbeat_s: float = 15.0
     idle_timeout_s: float = 45.0
     auth_timeout_s: float = 10.0
+    stall_timeout_s: float = 10.0
+    header_timeout_s: float = 10.0
+    max_connections: int | None = None
+    max_connections_per_source: int = 64
     limits: Limits = field(default_factory=Limits)
     turn: TurnConfig | None = None
     redis_url: str | None = None
@@ -139,7 +160,8 @@ class SignalingConfig:
     @property
     def sweep_interval_s(self) -> float:
         """How often the timer sweep runs: a quarter of the shortest timeout, within [10 ms, 1 s]."""
-        return max(0.01, min(1.0, min(self.idle_timeout_s, self.auth_timeout_s) / 4))
+        shortest = min(self.idle_timeout_s, self.auth_timeout_s, self.stall_timeout_s)
+        return max(0.01, min(1.0, shortest / 4))
 
 
 def metrics_address(text: str) -> tuple[str, int]:

@@ -3,6 +3,9 @@
 Rules:
 - Every client frame is a JSON text frame holding an object with a string ``type``. Unknown members are
   ignored (forward compatibility); missing or mistyped members are ``bad-frame``.
+- Every string in a frame (member names included) must be valid Unicode: a ``\\uD800``-style escape
+  that leaves a lone surrogate makes the whole frame ``bad-json``. Anything the server accepts it can
+  therefore encode as UTF-8 again, to relay it or to quote it back in an error.
 - :func:`parse_frame` either returns a typed frame or raises :class:`FrameError` (a
   :class:`~peer.core.errors.ProtocolError`) whose ``code`` is the stable error code the server sends
   back and whose ``ref`` is the offending frame's type when it could be read. Nothing else escapes it.
@@ -155,7 +158,28 @@ def decode_json_object(text: str) -> dict[str, Any]:
         raise FrameError("bad-json", "frame is not valid JSON") from exc
     if not isinstance(value, dict):
         raise FrameError("bad-json", "frame is not a JSON object")
+    if not _all_text_encodable(value):
+        raise FrameError("bad-json", "frame holds a lone surrogate (not Unicode text)")
     return value
+
+
+def _all_text_encodable(value: object) -> bool:
+    """True if every string in the decoded JSON ``value`` (keys too) encodes as UTF-8."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def _field_str(obj: dict[str, Any], name: str, ref: str) -> str:

@@ -121,6 +121,10 @@ class Registry:
         conn = self._conns.get(conn_id)
         return conn.peer if conn else None
 
+    def conn_of(self, peer: str) -> int | None:
+        """The connection ``peer`` is authenticated on, if any."""
+        return self._by_peer.get(peer)
+
     # ---------------------------------------------------------------------------------- inputs
 
     def connect(self, conn_id: int, nonce: bytes, now: float) -> list[Delivery]:
@@ -154,6 +158,14 @@ class Registry:
         if conn is None:
             return []
         return self._close(conn, code, "connection dropped", close_code)
+
+    def refuse(self, conn_id: int, code: str, message: str, room: str | None = None) -> list[Delivery]:
+        """The transport refused a signal ``conn_id`` sent (e.g. ``recipient-busy``): an error frame that
+        counts against that connection's error budget like any other."""
+        conn = self._conns.get(conn_id)
+        if conn is None or conn.state is not State.OPEN:
+            return []
+        return self._error(conn, code, message, "signal", room)
 
     def handle(self, conn_id: int, data: str | bytes, now: float) -> list[Delivery]:
         """One WebSocket message (``bytes`` for a binary frame) from ``conn_id``."""

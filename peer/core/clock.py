@@ -10,8 +10,10 @@ Rules:
 
 from __future__ import annotations
 
+from peer.core.ints import MAX_INT
+
 #: Largest value a Lamport stamp may take on the wire (JavaScript's ``Number.MAX_SAFE_INTEGER``).
-MAX_LAMPORT = 2**53 - 1
+MAX_LAMPORT = MAX_INT
 
 
 class LamportClock:

@@ -25,7 +25,7 @@ their payload in the ciphertext field as is (at most ``MAX_ENVELOPE`` bytes over
 Rules: ``parse_envelope`` enforces size limits and layout and raises only ``ProtocolError``;
 ``verify_envelope`` checks the key matches ``sender`` and the signature; ``open_envelope`` verifies under
 the receiver chain's sender key, then derives the key (the chain advances only if decryption succeeds).
-``expires_at >= sent_at`` always.
+``expires_at >= sent_at`` always, and the four u64 fields lie in ``0..2**53-1`` (see ``ints``).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from peer.core.crypto import Rng, aead_open, aead_seal, default_rng, ed25519_ver
 from peer.core.errors import ProtocolError
 from peer.core.identity import Identity
 from peer.core.ids import id_from_bytes, id_to_bytes, peer_id_from_public_key
+from peer.core.ints import MAX_INT, check_int
 
 VERSION = 1
 HEADER_LEN = 90
@@ -49,8 +50,6 @@ MAX_ENVELOPE = 65_529
 LABEL_SIG = b"ephemesh-v1 envelope\x00"
 LABEL_KEY = b"ephemesh-v1 envelope-key"
 _HEADER = struct.Struct(">BB16s16sQQQQ8sI12s")
-#: every integer field (u64 on the wire) is at most 2**53 - 1, like the sync wire and the JS mirror
-MAX_INT = 2**53 - 1
 
 
 class Kind(IntEnum):
@@ -275,7 +274,7 @@ def envelope_key(data: bytes) -> tuple[str, int]:
     """``(sender, seq)`` read from the header without verifying anything (to skip duplicates cheaply)."""
     if not isinstance(data, bytes) or len(data) < HEADER_LEN or data[0] != VERSION:
         raise ProtocolError("bad-envelope", "not an envelope")
-    return id_from_bytes(data[18:34]), int.from_bytes(data[34:42], "big")
+    return id_from_bytes(data[18:34]), check_int(int.from_bytes(data[34:42], "big"), "bad-envelope", "seq")
 
 
 def verify_envelope(env: Envelope, sender_public_key: bytes) -> None:

@@ -14,6 +14,7 @@ from peer.core.crypto import ed25519_verify
 from peer.core.errors import ProtocolError
 from peer.core.identity import Identity
 from peer.core.ids import id_from_bytes, id_to_bytes, peer_id_from_public_key
+from peer.core.ints import in_range
 
 RECEIPT_TAG = 0x01  # first byte of an APP frame body that carries an erasure receipt
 RECEIPT_VERSION = 1
@@ -71,8 +72,8 @@ class ErasureReceipt:
         if not 1 <= n <= MAX_RECEIPT_SEQS or len(data) != _RECEIPT_HEAD.size + 8 * n + 64:
             raise ProtocolError("bad-receipt", "malformed erasure receipt")
         seqs = struct.unpack(f">{n}Q", data[_RECEIPT_HEAD.size : _RECEIPT_HEAD.size + 8 * n])
-        if any(b <= a for a, b in itertools.pairwise(seqs)):
-            raise ProtocolError("bad-receipt", "receipt seqs not strictly ascending")
+        if not in_range(seqs[-1]) or any(b <= a for a, b in itertools.pairwise(seqs)):
+            raise ProtocolError("bad-receipt", "receipt seqs not strictly ascending in 0..2**53-1")
         return cls(id_from_bytes(room), id_from_bytes(member), id_from_bytes(sender), seqs, data[-64:])
 
     def verify(self, member_public_key: bytes) -> None:

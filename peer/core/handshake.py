@@ -49,6 +49,7 @@ from peer.core.crypto import (
 from peer.core.errors import ProtocolError
 from peer.core.identity import Identity, PublicBundle
 from peer.core.ids import id_from_bytes, id_to_bytes
+from peer.core.ints import MAX_INT, check_int
 
 LABEL_TRANSCRIPT = b"ephemesh-v1 handshake\x00"
 LABEL_SESSION = b"ephemesh-v1 pairwise-keys"
@@ -56,7 +57,7 @@ LABEL_PREKEY = b"ephemesh-v1 prekey\x00"
 LABEL_PREKEY_MSG = b"ephemesh-v1 prekey-msg\x00"
 LABEL_PREKEY_KEY = b"ephemesh-v1 prekey-key"
 HELLO, FINISH = 1, 2
-MAX_COUNTER = 2**64 - 1
+MAX_COUNTER = MAX_INT
 MAX_PREKEY_FRAME = 64 * 1024
 PREKEY_FUTURE_SKEW_MS = 120_000
 
@@ -132,6 +133,7 @@ def open_pairwise(session: PairwiseSession, frame: bytes, aad: bytes = b"") -> t
     if len(frame) < 8 + 16:
         raise ProtocolError("bad-frame", "pairwise frame too short")
     (c,) = struct.unpack(">Q", frame[:8])
+    check_int(c, "bad-frame", "pairwise counter")
     if c <= session.recv_counter:
         raise ProtocolError("replay", "pairwise counter not increasing")
     pt = aead_open(session.recv_key, _nonce(c), frame[8:], aad)
@@ -219,6 +221,7 @@ class SignedPrekey:
         if len(data) != 104:
             raise ProtocolError("bad-prekey", "prekey must be 104 bytes")
         (created_at,) = struct.unpack(">Q", data[32:40])
+        check_int(created_at, "bad-prekey", "prekey created_at")
         return cls(validate_x25519_public(data[:32]), created_at, data[40:])
 
 
@@ -306,6 +309,7 @@ def open_from_prekey(
     if header[33:65] != prekey.signed.public:
         raise ProtocolError("unknown-prekey", "frame sealed to another prekey")
     (sent_at,) = struct.unpack(">Q", header[113:121])
+    check_int(sent_at, "bad-prekey-msg", "sent_at")
     if sent_at > now + PREKEY_FUTURE_SKEW_MS:
         raise ProtocolError("stale", "frame from the future")
     ed25519_verify(sender.ed25519, _signed_prekey_msg(header, aad, ct), sig)

@@ -18,7 +18,13 @@ ADD         author is a current member, or adds itself (an invite holder is a me
             must not have been removed. Re-adding a member replaces its prekey if the prekey is newer.
 REMOVE      author is a current member (removing oneself = leaving). Target must be a member.
             The target is removed for good and ``epoch`` increments: every sender must rotate its chain.
-SET_TIMER   author is a current member. Highest ``(version, author)`` wins.
+SET_TIMER   author is a current member. Versions form a chain from 1: the timer is the op with the
+            highest *reachable* version (one for which every lower version 1..v-1 has an op too),
+            ties broken by the highest author (then ttl). A client writes ``current version + 1``.
+            An op that skips versions is held, not applied, until the gap fills, so no one can pin
+            the timer with a huge version (e.g. 2**32-1): the next honest change outranks any op
+            an attacker could place, and reachable versions only grow by one per change. The
+            winner depends on the set of accepted ops only, not on their order or lamport.
 ==========  ======================================================================================
 
 Every op: right room, valid MAC under ``member_key``, valid signature by the author's key (the member's
@@ -46,10 +52,12 @@ from peer.core.errors import ProtocolError
 from peer.core.handshake import SignedPrekey
 from peer.core.identity import Identity, PublicBundle
 from peer.core.ids import check_id, id_from_bytes, id_to_bytes
+from peer.core.ints import check_int
 
 LABEL_MAC = b"ephemesh-v1 membership-mac\x00"
 LABEL_SIG = b"ephemesh-v1 membership-sig\x00"
 MAX_TTL_S = 31_536_000
+MAX_TIMER_VERSION = 2**32 - 1  # a u32 on the wire
 _PREFIX = struct.Struct(">BB16s16sQ")  # 42 bytes
 
 
@@ -117,6 +125,7 @@ class MembershipOp:
         version, op, room, author, lamport = _PREFIX.unpack(data[: _PREFIX.size])
         if version != 1 or op not in OpType.__members__.values():
             raise ProtocolError("bad-op", "unknown version or op")
+        check_int(lamport, "bad-op", "lamport")
         body = data[_PREFIX.size : -96]
         if len(body) != _BODY_LEN[OpType(op)]:
             raise ProtocolError("bad-op", "bad body length")
@@ -162,6 +171,8 @@ def make_set_timer(
 ) -> MembershipOp:
     if not 0 <= ttl_s <= MAX_TTL_S:
         raise ValueError("ttl out of range")
+    if not 1 <= version <= MAX_TIMER_VERSION:
+        raise ValueError("room timer version out of range")
     return _make(identity, member_key, room_id, lamport, OpType.SET_TIMER, u32(ttl_s) + u32(version))
 
 
@@ -187,6 +198,8 @@ class MembershipState:
     removed: frozenset[str] = frozenset()
     timer: Timer | None = None
     epoch: int = 0
+    #: accepted SET_TIMER ops above the reachable chain (a gap below them); not part of equality
+    timer_held: frozenset[Timer] = field(default=frozenset(), compare=False)
 
     def is_member(self, peer_id: str) -> bool:
         return peer_id in self.members
@@ -215,9 +228,28 @@ class MembershipState:
             members = {k: v for k, v in self.members.items() if k != target}
             return replace(self, members=members, removed=self.removed | {target}, epoch=self.epoch + 1)
         ttl_s, version = op.timer
-        if self.timer is not None and (version, op.author) <= (self.timer.version, self.timer.author):
+        return self._with_timer(Timer(ttl_s, version, op.author))
+
+    def _with_timer(self, new: Timer) -> MembershipState:
+        """Add an accepted SET_TIMER and walk the version chain as far as it reaches (see the rules)."""
+        timer, held = self.timer, self.timer_held | {new}
+        while True:
+            level = timer.version if timer is not None else 0
+            step = [t for t in held if t.version == level + 1]
+            if not step and timer is not None:  # a better op at the current level
+                step = [
+                    t
+                    for t in held
+                    if t.version == level and (t.author, t.ttl_s) > (timer.author, timer.ttl_s)
+                ]
+            if not step:
+                break
+            timer = max(step, key=lambda t: (t.author, t.ttl_s))
+            held = frozenset(t for t in held if t.version >= timer.version and t != timer)
+        held = frozenset(t for t in held if timer is None or t.version > timer.version)
+        if timer == self.timer and held == self.timer_held:
             return self
-        return replace(self, timer=Timer(ttl_s, version, op.author))
+        return replace(self, timer=timer, timer_held=held)
 
     def _add(self, op: MembershipOp) -> MembershipState:
         bundle, prekey = op.bundle, op.prekey

@@ -18,6 +18,7 @@ import struct
 from dataclasses import dataclass
 
 from peer.core.errors import ProtocolError
+from peer.core.ints import in_range
 
 TYPING_TAG = 0x02
 SEEN_TAG = 0x03
@@ -54,5 +55,7 @@ def decode_presence(body: bytes) -> TypingSignal | SeenSignal:
     if len(body) >= 3 and body[0] == SEEN_TAG:
         (n,) = struct.unpack(">H", body[1:3])
         if 1 <= n <= MAX_SEEN and len(body) == 3 + 8 * n:
-            return SeenSignal(struct.unpack(f">{n}Q", body[3:]))
+            seqs = struct.unpack(f">{n}Q", body[3:])
+            if all(in_range(q) for q in seqs):
+                return SeenSignal(seqs)
     raise ProtocolError("bad-app-frame", "malformed typing/seen frame")

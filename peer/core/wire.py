@@ -17,12 +17,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
+from peer.core import ints
 from peer.core.errors import ProtocolError
 from peer.core.log import Range, RangeMap, Tombstone
 
 MAX_FRAME = 65_536
 VERSION = 1
-MAX_INT = 2**53 - 1
+MAX_INT = ints.MAX_INT
 MAX_PROOF = 1_024
 ID_BYTES = 16
 

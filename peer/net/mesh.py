@@ -45,6 +45,8 @@ LinkStateFn = Callable[[LinkInfo], None]
 
 MAX_PRESENT = 1024
 MAX_REMEMBERED = 4096  # neighbours whose failure count we keep after they left
+HELLO_RATE = 5.0  # hellos per second for the whole room (the server allows 50 frames/s)...
+HELLO_BURST = 10  # ...after a burst of this many; a hello without a token is skipped, not queued
 
 
 @dataclass
@@ -109,6 +111,8 @@ class RoomMesh:
         self._closed = False
         self.offers_sent = 0
         self.hellos_sent = 0
+        self._hello_tokens = float(HELLO_BURST)
+        self._hello_at = 0.0
 
     @property
     def connector(self) -> RtcConnector:
@@ -142,7 +146,7 @@ class RoomMesh:
         nb = self._nb.get(peer)
         if nb is None or peer not in self.present or nb.info is None:
             return None
-        info = nb.info
+        info = replace(nb.info, failures=nb.failures)
         if info.state == Link.UNREACHABLE:
             return replace(info, retry_in_s=max(0.0, nb.not_before - self._now()))
         return info
@@ -301,8 +305,9 @@ class RoomMesh:
                 # We answer; nudge the offerer in case it does not know we are here (restart, race).
                 try:
                     hellos += 1
-                    self.hellos_sent += 1
-                    await self._send_signal(peer, self._seal(peer, "hello", {}))
+                    if self._take_hello_token():
+                        self.hellos_sent += 1
+                        await self._send_signal(peer, self._seal(peer, "hello", {}))
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -314,6 +319,15 @@ class RoomMesh:
                     if info is None or info.state == Link.CONNECTING:
                         self._set(peer, Link.UNREACHABLE, Reason.TIMED_OUT)
                 await self._wait_until(peer, self._now() + self.policy.delay(hellos))
+
+    def _take_hello_token(self) -> bool:
+        now = self._now()
+        self._hello_tokens = min(float(HELLO_BURST), self._hello_tokens + (now - self._hello_at) * HELLO_RATE)
+        self._hello_at = now
+        if self._hello_tokens < 1.0:
+            return False
+        self._hello_tokens -= 1.0
+        return True
 
     def _link_ready(self, link: RtcTransport) -> None:
         peer = link.remote_id

@@ -344,9 +344,67 @@ SendSignalFn = Callable[[str, str], Awaitable[None]]
 class _Pending:
     pc: RTCPeerConnection
     offerer: bool
+    holdoff: asyncio.Task[None] | None = None
     channel_ready: asyncio.Future[RtcTransport] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+
+
+#: how long a connection tries direct paths only before the remote's relay candidates join the checks
+RELAY_HOLDOFF_S = 1.5
+
+
+def hold_back_relays(sdp: str) -> tuple[str, list[str], bool]:
+    """Split the remote's relay candidates (and ``end-of-candidates``) off an SDP.
+
+    Returns the SDP without them, the ``candidate:...`` values held back, and whether the SDP said
+    end-of-candidates. Nothing changes when the SDP has no relay candidate. Why: aioice nominates
+    aggressively (the controlling side keeps the first pair that answers), and a relay pair usually
+    answers before a hole-punched one, so two cone NATs would end up relayed. Held back for
+    :data:`RELAY_HOLDOFF_S`, relays are only a fallback, as they should be.
+    """
+    lines = sdp.split("\r\n")
+    relays = [ln[2:] for ln in lines if ln.startswith("a=candidate:") and " typ relay" in ln]
+    if not relays:
+        return sdp, [], False
+    eoc = "a=end-of-candidates" in lines
+    kept = [ln for ln in lines if ln[2:] not in relays and ln != "a=end-of-candidates"]
+    return "\r\n".join(kept), relays, eoc
+
+
+def _sdp_mid(sdp: str) -> str | None:
+    for ln in sdp.split("\r\n"):
+        if ln.startswith("a=mid:"):
+            return ln[len("a=mid:") :]
+    return None
+
+
+async def set_remote(
+    pc: RTCPeerConnection, sdp: str, kind: str, holdoff: float = RELAY_HOLDOFF_S
+) -> asyncio.Task[None] | None:
+    """``setRemoteDescription`` with the remote's relay candidates added ``holdoff`` seconds later.
+
+    Returns the task that adds them (and end-of-candidates), or None when there was nothing to hold back.
+    """
+    stripped, relays, eoc = hold_back_relays(sdp)
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=stripped, type=kind))
+    if not relays:
+        return None
+    mid = _sdp_mid(sdp)
+
+    async def later() -> None:
+        await asyncio.sleep(holdoff)  # a timer, not synchronisation: the fallback's deadline
+        if pc.connectionState in ("closed", "failed"):
+            return
+        for text in relays:
+            cand = candidate_from_sdp(text[len("candidate:") :])
+            cand.sdpMid = mid
+            cand.sdpMLineIndex = 0
+            await pc.addIceCandidate(cand)
+        if eoc:
+            await pc.addIceCandidate(None)
+
+    return asyncio.create_task(later(), name="relay-holdoff")
 
 
 class NoRoute(ConnectionError):
@@ -396,14 +454,23 @@ class RtcConnector:
         self.max_pending_seen = 0
         self.offers_answered = 0
         self.offers_dropped = 0
+        self.relay_holdoff = RELAY_HOLDOFF_S
 
     @property
     def pending_count(self) -> int:
         return len(self._pending)
 
+    def _own(self, task: asyncio.Task[None] | None) -> asyncio.Task[None] | None:
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return task
+
     def _new_pc(self, remote: str, offerer: bool) -> _Pending:
         old = self._pending.pop(remote, None)
         if old is not None:
+            if old.holdoff is not None:
+                old.holdoff.cancel()
             task = asyncio.ensure_future(close_pc(old.pc))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -452,6 +519,8 @@ class RtcConnector:
         except BaseException:
             if self._pending.get(remote) is pending:
                 del self._pending[remote]
+            if pending.holdoff is not None:
+                pending.holdoff.cancel()
             await close_pc(pending.pc)
             raise
         if self._pending.get(remote) is pending:
@@ -482,7 +551,9 @@ class RtcConnector:
                 self.offers_answered += 1
                 pending = self._new_pc(sender, offerer=False)
                 pc = pending.pc
-                await pc.setRemoteDescription(RTCSessionDescription(sdp=str(body["sdp"]), type="offer"))
+                pending.holdoff = self._own(
+                    await set_remote(pc, str(body["sdp"]), "offer", self.relay_holdoff)
+                )
                 answer = await pc.createAnswer()
                 await pc.setLocalDescription(answer)
                 local = pc.localDescription
@@ -500,8 +571,8 @@ class RtcConnector:
         if pending_or_none is None:
             return None
         if kind == "answer" and pending_or_none.offerer:
-            await pending_or_none.pc.setRemoteDescription(
-                RTCSessionDescription(sdp=str(body["sdp"]), type="answer")
+            pending_or_none.holdoff = self._own(
+                await set_remote(pending_or_none.pc, str(body["sdp"]), "answer", self.relay_holdoff)
             )
         elif kind == "candidate":
             cand = body.get("candidate")

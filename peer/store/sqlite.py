@@ -16,15 +16,19 @@ take well under a millisecond on small rooms) or from a thread for bulk work.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from peer.core.ints import in_range
 from peer.core.log import LogEntry
 from peer.core.persist import PersistBatch, Snapshot
 
 SCHEMA_VERSION = 1
+
+log = logging.getLogger("ephemesh.store")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -99,6 +103,7 @@ class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._closed = False
+        self.rejected_rows = 0  # rows dropped by apply_batches (an integer outside the range)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA secure_delete = ON")
         self._db.execute("PRAGMA journal_mode = WAL")
@@ -303,6 +308,29 @@ def apply_batch(store: Store, room_id: str, batch: PersistBatch, *, own: str | N
     return apply_batches(store, [(room_id, batch)], own=own)
 
 
+def _fits(*values: int) -> bool:
+    """Every integer of a row lies in the protocol's one range (``peer.core.ints``), which SQLite's
+    signed 64-bit integers hold."""
+    return all(in_range(v) for v in values)
+
+
+def _only_fitting(store: Store, batch: PersistBatch) -> PersistBatch:
+    """``batch`` without the rows holding an integer outside the range: one bad row is dropped (and
+    counted), so it can never make SQLite roll back everyone else's writes in the group commit."""
+    envelopes = [e for e in batch.envelopes if _fits(e.seq, e.lamport, e.sent_at, e.expires_at)]
+    keys = [k for k in batch.message_keys if _fits(k[1], k[2])]
+    erased = [x for x in batch.erased if _fits(x[1], x[2])]
+    dropped = len(batch.envelopes) - len(envelopes) + len(batch.message_keys) - len(keys)
+    dropped += len(batch.erased) - len(erased)
+    if not dropped:
+        return batch
+    store.rejected_rows += dropped
+    log.warning("dropped %d row(s) with an integer outside 0..2**53-1", dropped)
+    return PersistBatch(
+        envelopes=envelopes, erased=erased, message_keys=keys, states=batch.states, deleted=batch.deleted
+    )
+
+
 def _conflict_text(room_id: str, sender: str, seq: int) -> str:
     return (
         f"room {room_id[:8]}: another envelope is already stored as {sender[:8]}:{seq}"
@@ -319,9 +347,9 @@ def apply_batches(
     An envelope whose key already holds a DIFFERENT envelope is not stored and is returned as a
     conflict (the store never reports a write it did not make); if its sender is ``own`` (us), nothing
     of the batch is stored and :class:`StoreConflict` is raised: we never publish two envelopes under
-    one of our keys.
+    one of our keys. Rows that cannot be stored (an integer out of range) are dropped one by one first.
     """
-    batches = [(r, b) for r, b in batches if b]
+    batches = [(r, _only_fitting(store, b)) for r, b in batches if b]
     conflicts: list[Conflict] = []
     if not batches:
         return conflicts

@@ -201,7 +201,7 @@ def _scenario(tmp: Path) -> Any:
                 path=str(ARTIFACTS / "features-desktop-1280x800.png"), animations="disabled"
             )
             await phone.screenshot(path=str(ARTIFACTS / "features-phone-390x844.png"), animations="disabled")
-            out["js_errors"] = [await p.evaluate("window.ephemesh.app.room.protocolErrors") for p in pages]
+            out["js_errors"] = [await p.evaluate("window.ephemesh.app.room.errorSummary()") for p in pages]
             out["py_errors"] = [(p, c) for p, c, _ in room.core.error_summary()]
             return out
         finally:

@@ -84,3 +84,43 @@ def test_from_ops_is_deterministic() -> None:
     assert s1 == s2
     assert r1 == r2 == []
     assert s1.epoch == 1
+
+
+def test_timer_cannot_be_pinned_by_a_huge_version() -> None:
+    """Issue 13, item 13: versions form a chain from 1; a skipped version is held, not applied."""
+    inv = invite()
+    alice, mallory = identity("alice"), identity("mallory")
+    base = room_with(alice, mallory)
+    mk, rid = inv.member_key, inv.room_id
+    pin = make_set_timer(mallory, mk, rid, 3, 1, 2**32 - 1)
+    state = base.apply(pin, mk)
+    assert state.timer is None  # held: versions 1 .. 2**32-2 do not exist
+    state = state.apply(make_set_timer(alice, mk, rid, 4, 600, 1), mk)
+    assert state.timer is not None
+    assert (state.timer.ttl_s, state.timer.author) == (600, alice.peer_id)
+    # the attacker can only take the next version, which the next honest change outranks
+    state = state.apply(make_set_timer(mallory, mk, rid, 5, 1, 2), mk)
+    state = state.apply(make_set_timer(alice, mk, rid, 6, 600, 3), mk)
+    assert state.timer is not None
+    assert (state.timer.ttl_s, state.timer.version) == (600, 3)
+    with pytest.raises(ValueError, match="version"):  # a clean refusal, never struct.error
+        make_set_timer(alice, mk, rid, 7, 600, 2**32)
+
+
+def test_timer_winner_does_not_depend_on_lamport_or_order() -> None:
+    """An op placed late by a huge lamport cannot hide the honest next version behind a 'gap'."""
+    inv = invite()
+    alice, mallory = identity("alice"), identity("mallory")
+    mk, rid = inv.member_key, inv.room_id
+    ops = [
+        make_add(alice, mk, rid, 1, alice.public_bundle(), prekey(alice).signed),
+        make_add(mallory, mk, rid, 2, mallory.public_bundle(), prekey(mallory).signed),
+        make_set_timer(alice, mk, rid, 3, 600, 1),
+        make_set_timer(mallory, mk, rid, 2**53 - 1, 1, 2),  # sorts last of all
+        make_set_timer(alice, mk, rid, 10, 900, 3),  # alice saw version 2 and answered
+    ]
+    for order in (ops, ops[::-1], ops[2:] + ops[:2]):
+        state, rejected = MembershipState.from_ops(rid, order, mk)
+        assert not rejected
+        assert state.timer is not None
+        assert (state.timer.ttl_s, state.timer.version, state.timer.author) == (900, 3, alice.peer_id)

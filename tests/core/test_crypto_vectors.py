@@ -11,10 +11,13 @@ import pytest
 
 from peer.core.chains import ReceiverChain, SenderKeyMessage
 from peer.core.envelope import open_envelope, parse_envelope
+from peer.core.erasure import ErasureReceipt
+from peer.core.errors import ProtocolError
 from peer.core.handshake import PairwiseSession, PrekeyPrivate, SignedPrekey, open_from_prekey, open_pairwise
 from peer.core.identity import Identity, PublicBundle
 from peer.core.invite import Invite
 from peer.core.membership import MembershipOp, MembershipState
+from peer.core.presence import decode_presence
 from peer.core.safety import safety_number
 from peer.core.signal import ReplayCache, open_signal
 
@@ -109,3 +112,34 @@ def test_membership_vector_applies() -> None:
     state, rejected = MembershipState.from_ops(v["room_id"], ops, bytes.fromhex(v["member_key"]))
     assert rejected == []
     assert state.to_dict() == v["state"]
+
+
+_RANGE_PARSERS: dict[str, Any] = {
+    "envelope": parse_envelope,
+    "membership": MembershipOp.decode,
+    "receipt": ErasureReceipt.decode,
+    "seen": lambda b: decode_presence(b),
+}
+
+
+@pytest.mark.parametrize("case", _load("ranges")["cases"], ids=lambda c: c["name"])
+def test_range_vectors_one_integer_range(case: dict[str, Any]) -> None:
+    """Every u64 read from remote input lies in 0..2**53-1 (the JS core refuses the same bytes:
+    tests/browser/test_vectors.py runs this file in Chromium)."""
+    parse = _RANGE_PARSERS[case["what"]]
+    data = bytes.fromhex(case["hex"])
+    if case["code"] is None:
+        parse(data)
+    else:
+        with pytest.raises(ProtocolError) as exc:
+            parse(data)
+        assert exc.value.code == case["code"]
+
+
+def test_timer_pin_vector() -> None:
+    v = _load("membership")
+    ops = [MembershipOp.decode(bytes.fromhex(h)) for h in v["timer_pin"]["ops"]]
+    for order in (ops, ops[::-1]):
+        state, rejected = MembershipState.from_ops(v["room_id"], order, bytes.fromhex(v["member_key"]))
+        assert not rejected
+        assert state.to_dict() == v["timer_pin"]["state"]

@@ -134,7 +134,25 @@ class Topology:
             self.sh(router, "ip", "route", "add", "default", "via", wan_gw)
             self.sh(home, "ip", "route", "add", "default", "via", f"{lan_net}.1")
             self.sh(router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-            # a home router: only replies come in from the WAN
+            # a home router: only replies come in from the WAN. Unsolicited packets to the router itself
+            # are dropped too, which also keeps them out of conntrack (an entry is confirmed only when
+            # its packet survives the filter): otherwise a peer's first hole-punching packet would claim
+            # the NAT port the home is about to use, and Linux would remap the home's next packet.
+            self.sh(
+                router,
+                "iptables",
+                "-A",
+                "INPUT",
+                "-i",
+                "wan",
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "ESTABLISHED,RELATED",
+                "-j",
+                "ACCEPT",
+            )
+            self.sh(router, "iptables", "-A", "INPUT", "-i", "wan", "-j", "DROP")
             self.sh(router, "iptables", "-P", "FORWARD", "DROP")
             self.sh(router, "iptables", "-A", "FORWARD", "-i", "lan", "-o", "wan", "-j", "ACCEPT")
             self.sh(

@@ -387,5 +387,9 @@ class Room(Inbound):
         own = LogEntry(self.peer_id, self._seq, lamport, now, expires_at, data)
         self._persist.envelopes.append(self.sync.publish(data, now, own))  # ours: no need to verify
         self.receipts.track(self._seq)
-        self.timeline.apply(Meta(self.peer_id, self._seq, lamport, now, expires_at), content, events or [])
+        self.timeline.apply(
+            Meta(self.peer_id, self._seq, lamport, now, expires_at),
+            content,
+            events if events is not None else [],
+        )
         return (self.peer_id, self._seq)

@@ -23,7 +23,6 @@ export const VERSION = 1;
 export const HEADER_LEN = 90;
 /** One envelope must fit in one sync ENVELOPES frame: MAX_FRAME (65,536) - type u8 - count u16 - length u32. */
 export const MAX_ENVELOPE = 65_529;
-export const MAX_TEXT_BODY = 16 * 1024;
 export const LABEL_SIG = label('ephemesh-v1 envelope', true);
 export const LABEL_KEY = label('ephemesh-v1 envelope-key');
 export const Kind = Object.freeze({ CHAT: 1, MEMBERSHIP: 2, SENDER_KEY: 3, TOMBSTONE: 4 });
@@ -139,25 +138,10 @@ export async function openEnvelope(env, rx) {
   return [await openWithKey(env, mk), next, mk];
 }
 
-/** Python-compatible JSON text (json.dumps default separators). @param {string} body @param {string|null} [replyTo] */
-export function encodeText(body, replyTo = null) {
-  return utf8(`{"t": "text", "body": ${JSON.stringify(body)}, "reply_to": ${JSON.stringify(replyTo)}}`);
-}
-
-/** @param {Uint8Array} plaintext @returns {{body: string, replyTo: string|null}} */
-export function decodeContent(plaintext) {
-  let obj;
-  try {
-    obj = JSON.parse(fromUtf8(plaintext));
-  } catch {
-    throw new ProtocolError('bad-content', 'not UTF-8 JSON');
-  }
-  if (!obj || typeof obj !== 'object' || Array.isArray(obj) || obj.t !== 'text') throw new ProtocolError('bad-content', 'unknown content type');
-  const body = obj.body, replyTo = obj.reply_to ?? null;
-  if (typeof body !== 'string' || body.length > MAX_TEXT_BODY || !(replyTo === null || typeof replyTo === 'string')) {
-    throw new ProtocolError('bad-content', 'malformed text message');
-  }
-  return { body, replyTo };
+/** (sender, seq) read from the header without verifying anything (to skip duplicates cheaply). @param {Uint8Array} data @returns {[string, number]} */
+export function envelopeKey(data) {
+  if (!(data instanceof Uint8Array) || data.length < HEADER_LEN || data[0] !== VERSION) throw new ProtocolError('bad-envelope', 'not an envelope');
+  return [toHex(data.subarray(18, 34)), getU64(data, 34, 'bad-envelope')];
 }
 
 /** @param {number[]} seqs */

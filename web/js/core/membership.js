@@ -10,7 +10,9 @@
 //   every op: right room, valid MAC, author not removed, valid signature (member key, or the bundle of
 //   a self-ADD). ADD: author is a member or adds itself; removed targets cannot come back; a newer
 //   prekey replaces an older one. REMOVE: target must be a member; permanent; epoch += 1.
-//   SET_TIMER: highest (version, author) wins. Rejections throw ProtocolError, state unchanged.
+//   SET_TIMER: versions form a chain from 1; the timer is the op with the highest reachable version (every
+//   lower version has an op), ties by highest (author, ttl); an op that skips versions is held until the
+//   gap fills (see peer/core/membership.py). Rejections throw ProtocolError, state unchanged.
 
 import { ProtocolError } from './errors.js';
 import { b64uEncode, concatBytes, fromHex, toHex } from './bytes.js';
@@ -34,7 +36,7 @@ const BODY_LEN = { 1: 232, 2: 16, 3: 8 };
  *   digest: Uint8Array}} MembershipOp
  * @typedef {{bundle: PublicBundle, prekey: SignedPrekey}} Member
  * @typedef {{ttlS: number, version: number, author: string}} Timer
- * @typedef {{roomId: string, members: Map<string, Member>, removed: Set<string>, timer: Timer|null, epoch: number}} MembershipState
+ * @typedef {{roomId: string, members: Map<string, Member>, removed: Set<string>, timer: Timer|null, epoch: number, timerHeld?: Timer[]}} MembershipState
  */
 
 /** @param {{op: number, roomId: string, author: string, lamport: number, body: Uint8Array}} o */
@@ -83,6 +85,7 @@ export const makeRemove = (id, mk, roomId, lamport, target) => make(id, mk, room
 /** @param {import('./identity.js').Identity} id @param {Uint8Array} mk @param {string} roomId @param {number} lamport @param {number} ttlS @param {number} version */
 export function makeSetTimer(id, mk, roomId, lamport, ttlS, version) {
   if (!(Number.isInteger(ttlS) && ttlS >= 0 && ttlS <= MAX_TTL_S)) throw new RangeError('ttl out of range');
+  if (!(Number.isInteger(version) && version >= 1 && version <= 0xffffffff)) throw new RangeError('room timer version out of range');
   return make(id, mk, roomId, lamport, OpType.SET_TIMER, concatBytes(u32(ttlS), u32(version)));
 }
 
@@ -124,8 +127,34 @@ export async function applyOp(s, op, memberKey) {
     return { ...s, members, removed: new Set([...s.removed, target]), epoch: s.epoch + 1 };
   }
   const [ttlS, version] = /** @type {[number, number]} */ (op.timer);
-  if (s.timer && (version < s.timer.version || (version === s.timer.version && op.author <= s.timer.author))) return s;
-  return { ...s, timer: { ttlS, version, author: op.author } };
+  return withTimer(s, { ttlS, version, author: op.author });
+}
+
+/** (author, ttl) of a is above b's. @param {Timer} a @param {Timer} b */
+const outranks = (a, b) => a.author > b.author || (a.author === b.author && a.ttlS > b.ttlS);
+/** @param {Timer} a @param {Timer} b */
+const sameTimer = (a, b) => a.version === b.version && a.author === b.author && a.ttlS === b.ttlS;
+
+/** Add an accepted SET_TIMER and walk the version chain as far as it reaches. @param {MembershipState} s @param {Timer} t */
+function withTimer(s, t) {
+  let timer = s.timer;
+  let held = [...(s.timerHeld ?? [])];
+  if (!held.some((h) => sameTimer(h, t))) held.push(t);
+  for (;;) {
+    const level = timer ? timer.version : 0;
+    let step = held.filter((h) => h.version === level + 1);
+    if (step.length === 0 && timer) {
+      const cur = timer;
+      step = held.filter((h) => h.version === level && outranks(h, cur));
+    }
+    if (step.length === 0) break;
+    const best = step.reduce((a, b) => (outranks(b, a) ? b : a));
+    timer = best;
+    held = held.filter((h) => h.version >= best.version && !sameTimer(h, best));
+  }
+  const top = timer;
+  held = held.filter((h) => top === null || h.version > top.version);
+  return { ...s, timer, timerHeld: held };
 }
 
 /** Apply ops in canonical order. @param {string} roomId @param {MembershipOp[]} ops @param {Uint8Array} memberKey */

@@ -8,8 +8,12 @@
 // - On every HELLO we WANT what the neighbour has and we have not seen (bounded, skipping keys pending
 //   elsewhere); HELLO is re-sent every resyncMs (anti-entropy).
 // - WANT is served with ENVELOPES for held unexpired entries and TOMBSTONES for tombstoned keys.
-// - Every envelope goes through validate; a ProtocolError drops that envelope only. A new entry is
-//   added, ACKed to its sender and relayed to every other neighbour not known to have it.
+// - A duplicate (peekKey says we have seen its key) is acked (or answered with its tombstone) without
+//   validation. Every other envelope goes through validate; a ProtocolError drops that envelope only
+//   and yields 'envelope-refused' (with the envelope, so the room may park it). A new entry is added,
+//   ACKed to the neighbour and relayed to every other neighbour not known to have it, except an entry
+//   received from its author: the others got it from the author too, so a HELLO goes to them
+//   announceDelayMs later instead (lazy relay).
 // - Delivery ('acked'): an ACK frame, and also a HELLO: what a neighbour's HELLO says it holds of OUR own
 //   entries counts as an ACK of each (bounded by maxServeKeys per HELLO, once per session and key). A
 //   new entry received from someone other than its author is also ACKed to the author if linked.
@@ -20,77 +24,24 @@
 
 import { ProtocolError } from './errors.js';
 import { LamportClock } from './clock.js';
-import { Log, RangeSet, keyOf, DEFAULT_SKEW_MS } from './log.js';
+import { Log, RangeSet, keyOf } from './log.js';
+import { DEFAULT_SYNC_CONFIG, Session, toRangeMap } from './sync_events.js';
 import * as wire from './wire.js';
 
 /**
  * @typedef {import('./log.js').LogEntry} LogEntry
  * @typedef {import('./log.js').Tombstone} Tombstone
- * @typedef {{type:'entry-added', entry: LogEntry} | {type:'entry-expired', sender: string, seq: number}
- *   | {type:'entry-deleted', sender: string, seq: number} | {type:'acked', neighbour: string, sender: string, seq: number}
- *   | {type:'neighbour-ready', neighbour: string} | {type:'neighbour-timed-out', neighbour: string}
- *   | {type:'protocol-error', neighbour: string, code: string}
- *   | {type:'opaque', neighbour: string, frameType: number, body: Uint8Array}} SyncEvent
+ * @typedef {import('./sync_events.js').SyncEvent} SyncEvent
  */
 
-export const DEFAULT_SYNC_CONFIG = Object.freeze({
-  heartbeatMs: 1000, deadAfterMs: 4000, wantTimeoutMs: 2000, resyncMs: 5000, maxWantKeys: 4096,
-  maxWantAttempts: 8, maxServeKeys: 8192, skewMs: DEFAULT_SKEW_MS, maxLamportJump: 2 ** 32,
-});
-
-class Session {
-  /** @param {string} neighbour @param {number} now @param {typeof DEFAULT_SYNC_CONFIG} c */
-  constructor(neighbour, now, c) {
-    this.neighbour = neighbour;
-    this.lastHeard = now;
-    this.nextPing = now + c.heartbeatMs;
-    this.nextHello = now + c.resyncMs;
-    this.ready = false;
-    this.rejected = false;
-    /** @type {number|null} */
-    this.retryAt = null;
-    this.pingNonce = 0;
-    /** @type {Map<string, RangeSet>} */
-    this.remoteHave = new Map();
-    /** @type {Map<string, RangeSet>} */
-    this.acked = new Map();
-    /** @type {Map<string, number>} */
-    this.attempts = new Map();
-    /** @type {Set<string>} */
-    this.unservable = new Set();
-    /** @type {Set<string>} */
-    this.inflight = new Set();
-    /** @type {Uint8Array[]} */
-    this.control = [];
-    /** @type {Uint8Array[]} */
-    this.envs = [];
-    /** @type {Tombstone[]} */
-    this.tombs = [];
-    /** @type {Map<string, RangeSet>} */
-    this.acks = new Map();
-  }
-
-  /** @param {string} sender @param {number} seq */
-  has(sender, seq) {
-    return this.remoteHave.get(sender)?.has(seq) ?? false;
-  }
-
-  /** @param {string} sender @param {number} seq */
-  mark(sender, seq) {
-    let rs = this.remoteHave.get(sender);
-    if (!rs) this.remoteHave.set(sender, (rs = new RangeSet()));
-    rs.add(seq);
-  }
-}
-
-/** @param {Map<string, RangeSet>} m */
-const toRangeMap = (m) => new Map([...m].map(([k, v]) => [k, v.ranges()]));
+export { DEFAULT_SYNC_CONFIG } from './sync_events.js';
 
 export class SyncEngine {
   /**
    * @param {string} selfId @param {string} roomId
    * @param {(data: Uint8Array) => Promise<LogEntry>} validate
-   * @param {{config?: Partial<typeof DEFAULT_SYNC_CONFIG>, authorizeTombstone?: (t: Tombstone, held: LogEntry|null, now: number) => Promise<boolean>}} [opts]
+   * @param {{config?: Partial<typeof DEFAULT_SYNC_CONFIG>, authorizeTombstone?: (t: Tombstone, held: LogEntry|null, now: number) => Promise<boolean>,
+   *   peekKey?: (data: Uint8Array) => [string, number]}} [opts]
    */
   constructor(selfId, roomId, validate, opts = {}) {
     this.selfId = selfId;
@@ -100,6 +51,9 @@ export class SyncEngine {
     this.clock = new LamportClock();
     this.validate = validate;
     this.authorize = opts.authorizeTombstone ?? null;
+    this.peek = opts.peekKey ?? null;
+    /** @type {number|null} */
+    this.announceAt = null;
     /** @type {Map<string, Session>} */
     this.sessions = new Map();
     /** @type {Map<string, [string, number]>} */
@@ -145,9 +99,57 @@ export class SyncEngine {
     for (const s of this.sessions.values()) if (s.ready && !s.rejected) this.request(s, now);
   }
 
-  /** Add a locally created envelope and push it to every neighbour. @param {Uint8Array} data @param {number} now */
-  async publish(data, now) {
-    const entry = await this.validate(data);
+  // -------------------------------------------------- hooks for the room (nothing reaches into log/clock)
+
+  get skewMs() {
+    return this.log.skewMs;
+  }
+
+  get lamport() {
+    return this.clock.value;
+  }
+
+  tick() {
+    return this.clock.tick();
+  }
+
+  /** @param {number} lamport */
+  observe(lamport) {
+    this.clock.observe(lamport);
+  }
+
+  /** @param {string} sender @param {number} seq */
+  entry(sender, seq) {
+    return this.log.get(sender, seq);
+  }
+
+  /** @param {string} sender @param {number} seq */
+  tombstoneOf(sender, seq) {
+    return this.log.getTombstone(sender, seq);
+  }
+
+  /** Put back a stored entry at restart (no relay, no event); false if expired or tombstoned. @param {LogEntry} entry @param {number} now */
+  restore(entry, now) {
+    if (!this.log.add(entry, now)) return false;
+    this.clock.observe(entry.lamport);
+    return true;
+  }
+
+  /** @param {string} sender @param {number} seq @param {number} until @param {Uint8Array} [proof] */
+  restoreTombstone(sender, seq, until, proof = new Uint8Array(0)) {
+    this.log.tombstone(sender, seq, until, proof);
+  }
+
+  /** Feed one envelope back as if `neighbour` had just sent it; dropped if that session is gone. @param {string} neighbour @param {Uint8Array} data @param {number} now @returns {Promise<SyncEvent[]>} */
+  async offer(neighbour, data, now) {
+    const s = this.sessions.get(neighbour);
+    if (!s || s.rejected || !s.ready) return [];
+    return this.onEnvelopes(s, [data], now);
+  }
+
+  /** Add a locally created envelope and push it to every neighbour (`entry`: built, so trusted, by the caller). @param {Uint8Array} data @param {number} now @param {LogEntry|null} [trusted] */
+  async publish(data, now, trusted = null) {
+    const entry = trusted ?? await this.validate(data);
     if (!this.log.add(entry, now)) throw new Error('duplicate, tombstoned or expired entry');
     this.clock.observe(entry.lamport);
     this.relay(entry, null);
@@ -190,6 +192,7 @@ export class SyncEngine {
     const times = [];
     const d = this.log.nextDeadline();
     if (d !== null) times.push(d);
+    if (this.announceAt !== null) times.push(this.announceAt);
     for (const s of this.sessions.values()) {
       if (s.rejected) continue;
       times.push(s.nextPing, s.lastHeard + this.config.deadAfterMs, s.nextHello);
@@ -208,6 +211,15 @@ export class SyncEngine {
       for (const s of this.live()) if (s.has(sender, seq)) s.tombs.push(tomb);
     }
     const c = this.config;
+    if (this.announceAt !== null && now >= this.announceAt) {
+      this.announceAt = null;
+      const hello = this.hello();
+      for (const s of this.live()) {
+        if (!s.ready) continue;
+        s.control.push(hello);
+        s.nextHello = now + c.resyncMs;
+      }
+    }
     let dropped = false;
     for (const s of [...this.sessions.values()]) {
       if (s.rejected) continue;
@@ -320,12 +332,36 @@ export class SyncEngine {
     /** @type {Session[]} */
     const refill = [];
     for (const item of items) {
+      if (this.peek) {
+        let sender, seq;
+        try {
+          [sender, seq] = this.peek(item);
+        } catch (e) {
+          if (!(e instanceof ProtocolError)) throw e;
+          events.push(this.error(s.neighbour, e.code));
+          continue;
+        }
+        if (this.log.seen(sender, seq)) { // a duplicate: no need to verify it again
+          s.mark(sender, seq);
+          this.resolve(keyOf(sender, seq));
+          if (this.log.holds(sender, seq)) {
+            let rs = s.acks.get(sender);
+            if (!rs) s.acks.set(sender, (rs = new RangeSet()));
+            rs.add(seq);
+          } else {
+            const tomb = this.log.getTombstone(sender, seq);
+            if (tomb) s.tombs.push(tomb); // a stale copy: answer with the tombstone
+          }
+          continue;
+        }
+      }
       let entry;
       try {
         entry = await this.validate(item);
       } catch (e) {
         if (!(e instanceof ProtocolError)) throw e;
-        events.push(this.error(s.neighbour, e.code));
+        this.protocolErrors += 1;
+        events.push({ type: 'envelope-refused', neighbour: s.neighbour, code: e.code, data: item });
         continue;
       }
       if (entry.lamport > this.clock.value + this.config.maxLamportJump) {
@@ -339,13 +375,17 @@ export class SyncEngine {
       if (this.log.add(entry, now)) {
         this.clock.observe(entry.lamport);
         events.push({ type: 'entry-added', entry });
-        this.relay(entry, s.neighbour);
-        const author = this.sessions.get(sender);
-        if (author && author !== s && author.ready && !author.rejected) {
-          // it reached us through someone else: tell its author it is delivered here
-          let rs = author.acks.get(sender);
-          if (!rs) author.acks.set(sender, (rs = new RangeSet()));
-          rs.add(seq);
+        if (entry.sender === s.neighbour && this.config.announceDelayMs >= 0) {
+          if (this.announceAt === null) this.announceAt = now + this.config.announceDelayMs;
+        } else {
+          this.relay(entry, s.neighbour);
+          const author = this.sessions.get(sender);
+          if (author && author.ready && !author.rejected) {
+            // it reached us through someone else: tell its author it is delivered here
+            let rs = author.acks.get(sender);
+            if (!rs) author.acks.set(sender, (rs = new RangeSet()));
+            rs.add(seq);
+          }
         }
       }
       if (this.log.holds(sender, seq)) {

@@ -40,12 +40,13 @@ const range = (roomId) => IDBKeyRange.bound([roomId], [roomId, []]);
 
 /** @param {string} roomId @param {import('../core/room.js').PersistBatch} batch */
 export async function applyBatch(roomId, batch) {
-  if (!batch.envelopes.length && !batch.erased.length && !batch.messageKeys.length && !batch.states.size) return;
+  if (batch.empty()) return;
   const t = (await db()).transaction(STORES, 'readwrite');
   const env = t.objectStore('envelopes'), keys = t.objectStore('msgkeys'), st = t.objectStore('states'), tombs = t.objectStore('tombstones');
   for (const e of batch.envelopes) env.put({ ...e }, [roomId, e.sender, e.seq]);
   for (const [sender, seq, expiresAt, key] of batch.messageKeys) keys.put({ key, expiresAt }, [roomId, sender, seq]);
   for (const [name, value] of batch.states) st.put(value, [roomId, name]);
+  for (const name of batch.deleted) st.delete([roomId, name]);
   for (const [sender, seq, until] of batch.erased) {
     env.delete([roomId, sender, seq]);
     keys.delete([roomId, sender, seq]);

@@ -20,6 +20,8 @@ import { CODEC_CHECKS } from './codec-vectors.js';
 import { Handshake, generatePrekey, openFromPrekey, openPairwise, prekeyToBytes, sealPairwise, sealToPrekey } from '../core/handshake.js';
 import { decodeOp, encodeOp, makeAdd, makeRemove, makeSetTimer, stateFromOps, stateToDict } from '../core/membership.js';
 import { publicBundle } from '../core/identity.js';
+import { decodeReceipt } from '../core/erasure.js';
+import { decodePresence } from '../core/presence.js';
 
 const isProto = (/** @type {any} */ e) => e instanceof ProtocolError;
 /** Key-order-insensitive JSON equality (vector files are written with sorted keys). */
@@ -230,7 +232,25 @@ const CHECKS = {
       assertEqual(wrongKey.rejected.length, 4, 'wrong member key rejects every op');
       await assertRejects(() => decodeOp(fromHex(v.ops[0]).slice(0, 100)), isProto);
     } },
+    { name: 'room timer cannot be pinned (version chain), in any order', fn: async () => {
+      const ops = await Promise.all(v.timer_pin.ops.map((/** @type {string} */ h) => decodeOp(fromHex(h))));
+      for (const order of [ops, [...ops].reverse(), [...ops.slice(2), ...ops.slice(0, 2)]]) {
+        const { state, rejected } = await stateFromOps(v.room_id, order, fromHex(v.member_key));
+        assertEqual(rejected.length, 0, 'rejected');
+        assert(sameJson(stateToDict(state), v.timer_pin.state), 'timer state');
+      }
+    } },
   ],
+  ranges: (v) => v.cases.map((/** @type {{name: string, what: string, hex: string, code: string|null}} */ c) => ({
+    name: c.name,
+    fn: async () => {
+      /** @type {Record<string, (b: Uint8Array) => unknown>} */
+      const parsers = { envelope: parseEnvelope, membership: decodeOp, receipt: decodeReceipt, seen: decodePresence };
+      const parse = async () => parsers[c.what](fromHex(c.hex));
+      if (c.code === null) await parse();
+      else await assertRejects(parse, (e) => isProto(e) && e.code === c.code, c.name);
+    },
+  })),
 };
 
 const utf8b = (/** @type {string} */ s) => new TextEncoder().encode(s);

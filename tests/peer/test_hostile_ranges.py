@@ -1,0 +1,110 @@
+"""One integer range on every path (issue 13, items 1 and 5): out-of-range input is a protocol error
+where it is parsed, so it never poisons the engine or the store."""
+
+from __future__ import annotations
+
+import pytest
+
+from peer.core import wire
+from peer.core.envelope import Envelope, Kind, seal_unchained_envelope
+from peer.core.handshake import generate_prekey
+from peer.core.identity import Identity
+from peer.core.invite import Invite
+from peer.core.log import LogEntry
+from peer.core.membership import make_add, make_set_timer
+from peer.core.room import NEVER, PersistBatch
+from peer.store.sqlite import Store, apply_batches, snapshot
+from peer.testing import FakeClock
+from tests.peer.room_net import Net, texts
+
+
+@pytest.fixture
+def net() -> Net:
+    return Net(Invite.new("http://127.0.0.1:1"), FakeClock())
+
+
+def hostile_self_add(net: Net, seq: int, sent_at: int, expires_at: int) -> bytes:
+    """A validly signed self-ADD of a fresh invite holder with any header integers."""
+    evil = Identity.generate()
+    now = net.clock.now
+    op = make_add(
+        evil,
+        net.invite.member_key,
+        net.invite.room_id,
+        1,
+        evil.public_bundle(),
+        generate_prekey(evil, now).signed,
+    )
+    env = Envelope(
+        Kind.MEMBERSHIP, net.invite.room_id, evil.peer_id, seq, 1, sent_at, expires_at, bytes(8), 0, bytes(12),
+        op.encode(), b"",
+    )  # fmt: skip
+    return env.to_bytes() + evil.sign(env.signed_bytes())
+
+
+@pytest.mark.parametrize(
+    ("seq", "sent_at", "expires_at"),
+    [
+        (2**53, 0, 2**40),  # item 1: the sync wire cannot carry this seq
+        (2**64 - 1, 0, 2**40),
+        (1, 2**63, 2**63),  # item 5: SQLite cannot hold these times
+        (1, 0, 2**53),
+    ],
+)
+def test_out_of_range_envelope_is_refused_and_the_engine_keeps_running(
+    net: Net, seq: int, sent_at: int, expires_at: int
+) -> None:
+    a, b = net.add(Identity.generate()), net.add(Identity.generate())
+    net.link(a, b)
+    net.pump()
+    errors_before = len(a.protocol_errors)
+    for frame in wire.encode_envelopes([hostile_self_add(net, seq, sent_at, expires_at)]):
+        net.events[a.peer_id] += a.receive(b.peer_id, frame, net.now(a))
+    assert [code for _, code in a.protocol_errors[errors_before:]] == ["bad-envelope"]
+    assert len(a.members()) == 2
+    net.tick(5_000)  # every timer and data_to_send still runs (it used to raise forever)
+    b.send_text("still here", net.now(b))
+    net.pump()
+    assert texts(a)[-1] == (b.peer_id, "still here")
+
+
+def _entry(sender: str, seq: int, expires_at: int = 2**40) -> LogEntry:
+    return LogEntry(sender, seq, seq, 0, expires_at, b"env-%d" % seq)
+
+
+def test_one_unstorable_row_never_rolls_back_the_group_commit(tmp_path: object) -> None:
+    """The store keeps the one range too: a bad row is dropped alone, everyone else's writes land."""
+    store = Store(":memory:")
+    me, other = "a" * 32, "b" * 32
+    own = PersistBatch(envelopes=[_entry(me, q) for q in range(1, 31)], states={"seq": b"30"})
+    hostile = PersistBatch(
+        envelopes=[_entry(other, 1, 2**63), _entry(other, 2)],
+        message_keys=[(other, 3, 2**63, b"k" * 32), (other, 2, 2**40, b"k" * 32)],
+        erased=[(other, 4, 2**64)],
+    )
+    apply_batches(store, [("r" * 32, own), ("s" * 32, hostile)])
+    assert len(store.envelopes("r" * 32)) == 30  # was 0: the OverflowError rolled everything back
+    assert [e.seq for e in store.envelopes("s" * 32)] == [2]
+    assert list(snapshot(store, "s" * 32).message_keys) == [(other, 2)]
+    assert store.get_state("r" * 32, "seq") == b"30"
+    assert store.rejected_rows == 3
+
+
+def test_room_timer_cannot_be_pinned_and_the_next_change_just_works(net: Net) -> None:
+    """Issue 13, item 13: SET_TIMER with version 2**32-1 used to win every later change, and the next
+    honest change raised struct.error (the CLI's traceback)."""
+    a, mallory = net.add(Identity.generate()), net.add(Identity.generate())
+    net.link(a, mallory)
+    net.pump()
+    now = net.now(a)
+    op = make_set_timer(mallory.identity, net.invite.member_key, net.invite.room_id, 5, 1, 2**32 - 1)
+    env = seal_unchained_envelope(
+        mallory.identity, net.invite.room_id, Kind.MEMBERSHIP, 10_000, a.sync.clock.value + 1, now, NEVER,
+        op.encode(),
+    )  # fmt: skip
+    for frame in wire.encode_envelopes([env]):
+        net.events[a.peer_id] += a.receive(mallory.peer_id, frame, now)
+    net.pump()
+    a.set_timer(600, net.now(a))  # raised struct.error: version 2**32 does not fit a u32
+    net.pump()
+    assert a.timer_s == mallory.timer_s == 600

@@ -1,0 +1,146 @@
+"""Bounded redial: a peer whose handshake always fails costs the others a few set-ups, not a storm.
+
+Real aiortc connections on loopback through a real signaling server. The hostile peer closes every data
+channel the moment it opens (so the room handshake never finishes). The redial policy is scaled down
+(0.2 s doubling to 1.6 s) so that a few seconds show what a minute does with the default policy
+(1 s doubling to 60 s); ``RedialPolicy.max_attempts`` is the bound both sides must stay under. Before
+this bound existed the dialling side re-offered ~24 times a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from peer.core.identity import Identity
+from peer.core.invite import Invite
+from peer.net.linkstate import Link, Reason, RedialPolicy
+from peer.net.mesh import RoomMesh
+from peer.node import LinkChanged, Peer, RoomHandle
+
+pytestmark = pytest.mark.timeout(60)
+
+FAST = RedialPolicy(base_s=0.2, cap_s=1.6)
+WINDOW = 6.0
+
+
+def peers_in_order(tmp_path: Path) -> tuple[Peer, Peer]:
+    """Two peers, the first with the lower id (the offerer)."""
+    a, b = Peer(home=tmp_path / "a"), Peer(home=tmp_path / "b")
+    return (a, b) if a.peer_id < b.peer_id else (b, a)
+
+
+def make_hostile(room: RoomHandle, counter: dict[str, int]) -> None:
+    """Close every link as soon as it opens; count the offers that arrive."""
+    mesh = room.mesh
+    assert mesh is not None
+    opener = mesh._open
+
+    def counting_open(sender: str, payload: str) -> tuple[str, dict[str, Any]]:
+        kind, body = opener(sender, payload)
+        counter[kind] = counter.get(kind, 0) + 1
+        return kind, body
+
+    mesh._open = counting_open
+    mesh._on_up = lambda peer, link: mesh._spawn(link.close())
+    mesh.policy = RedialPolicy(base_s=0.0, cap_s=0.0)  # it answers every offer at once, and re-offers
+
+
+@pytest.fixture
+async def pair(tmp_path: Path, signaling_url: str) -> AsyncIterator[tuple[Peer, Peer, str]]:
+    low, high = peers_in_order(tmp_path)
+    try:
+        yield low, high, Invite.new(signaling_url).url()
+    finally:
+        await low.close()
+        await high.close()
+
+
+async def test_offers_to_a_peer_whose_handshake_always_fails_are_bounded(
+    pair: tuple[Peer, Peer, str],
+) -> None:
+    honest, hostile, invite = pair
+    hroom = await hostile.join(invite)
+    counter: dict[str, int] = {}
+    make_hostile(hroom, counter)
+    room = await honest.join(invite)
+    assert room.mesh is not None
+    room.mesh.policy = FAST
+    start = time.monotonic()
+    states: list[Any] = []
+
+    async def watch() -> None:
+        async for ev in room.events():
+            if isinstance(ev, LinkChanged):
+                states.append(ev.link)
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.sleep(WINDOW)  # the measurement window itself, not synchronisation
+    watcher.cancel()
+    offers = counter.get("offer", 0)
+    bound = FAST.max_attempts(time.monotonic() - start)
+    assert 2 <= offers <= bound, (offers, bound)
+    refused = [s for s in states if s.state == Link.UNREACHABLE]
+    assert refused, states
+    assert all(s.reason == Reason.HANDSHAKE_REFUSED for s in refused)
+    link = room.link(hostile.peer_id)
+    assert link is not None
+    assert link.state in (Link.UNREACHABLE, Link.CONNECTING)
+    assert link.failures >= 2
+
+
+async def test_a_hostile_offerer_gets_few_answers(pair: tuple[Peer, Peer, str]) -> None:
+    hostile, honest, invite = pair  # the hostile peer has the lower id: it offers
+    room = await honest.join(invite)
+    assert room.mesh is not None
+    room.mesh.policy = FAST
+    hroom = await hostile.join(invite)
+    assert hroom.mesh is not None
+    make_hostile(hroom, {})
+    hroom.mesh.connector._timeout = 0.5  # and gives up fast on offers we drop
+    start = time.monotonic()
+    await asyncio.sleep(WINDOW)  # the measurement window
+    answered = room.mesh.connector.offers_answered
+    bound = FAST.max_attempts(time.monotonic() - start)
+    assert hroom.mesh.offers_sent > answered  # it tried harder than we let it
+    assert 2 <= answered <= bound, (answered, bound, hroom.mesh.offers_sent)
+
+
+async def test_1200_announced_peers_cost_a_bounded_number_of_connections() -> None:
+    me = Identity.generate().peer_id
+    fake = sorted({Identity.generate().peer_id for _ in range(1200)})
+    sent: list[tuple[str, str]] = []
+
+    async def send_signal(to: str, payload: str) -> None:
+        sent.append((to, payload))
+
+    mesh = RoomMesh(
+        me,
+        lambda to, kind, body: kind,
+        lambda sender, payload: (payload, {}),
+        send_signal,
+        lambda peer, link: None,
+        lambda peer: None,
+        ice=[],
+        connect_timeout=1.0,
+    )
+    try:
+        mesh.set_present(fake)
+        async with asyncio.timeout(20):
+            while mesh.connector.max_pending_seen == 0:  # dialling started (a busy machine is slow)
+                await asyncio.sleep(0.05)
+        mesh.offers_sent = 0
+        await asyncio.sleep(2.5)  # the observation window: more than two connect timeouts
+        assert 0 < mesh.connector.max_pending_seen <= 8
+        lower = sum(1 for p in fake if p < me)
+        assert mesh.offers_sent <= 8 * 3 + 1  # ~ 3 timeouts' worth of 8 at a time, not 1,200
+        hellos = [p for p, kind in sent if kind == "hello"]
+        assert len(hellos) <= 10 + 5 * 3  # burst + rate, not one per announced peer
+        assert len(fake) - lower > 100  # there were plenty of peers to nudge
+    finally:
+        await mesh.close()

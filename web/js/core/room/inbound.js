@@ -1,0 +1,351 @@
+// The receive side of the room coordinator: validation, routing of sync events to the parts, and the
+// flows that span parts. Mirrors peer/core/room/inbound.py; Room (room.js) extends it with the API.
+
+import { ProtocolError } from '../errors.js';
+import { decodeSenderKeyMessage } from '../chains.js';
+import * as content from '../content.js';
+import { Kind, decodeTombstone, envelopeKey, openWithKey, parseEnvelope, verifyEnvelope } from '../envelope.js';
+import { RECEIPT_TAG } from '../erasure.js';
+import { publicBundle } from '../identity.js';
+import { keyOf } from '../log.js';
+import { DEFAULT_POLICY } from '../chains.js';
+import { OpType, decodeOp } from '../membership.js';
+import { decodePresence } from '../presence.js';
+import { SyncEngine } from '../sync.js';
+import * as wire from '../wire.js';
+import { MAX_INT, MAX_PROOF } from '../wire.js';
+import { Links } from './links.js';
+import { Members } from './members.js';
+import { Parking } from './parking.js';
+import { emptyBatch } from './persist.js';
+import { Presence } from './presence.js';
+import { Receipts } from './receipts.js';
+import { SenderKeys } from './senderkeys.js';
+import { Timeline } from './timeline.js';
+
+/**
+ * @typedef {import('../identity.js').Identity} Identity
+ * @typedef {import('../identity.js').PublicBundle} PublicBundle
+ * @typedef {import('../log.js').LogEntry} LogEntry
+ * @typedef {import('../envelope.js').Envelope} Envelope
+ * @typedef {import('./room.js').RoomEvent} RoomEvent
+ * @typedef {{roomId: string, memberKey: Uint8Array, ttlS: number|null}} RoomInvite
+ * @typedef {{keeper?: boolean, syncConfig?: object, rng?: import('../crypto.js').Rng, chainPolicy?: typeof DEFAULT_POLICY}} RoomOptions
+ */
+
+export class Inbound {
+  /** @param {Identity} identity @param {RoomInvite} invite @param {RoomOptions} opts */
+  constructor(identity, invite, opts) {
+    this.identity = identity;
+    this.invite = invite;
+    this.roomId = invite.roomId;
+    this.peerId = identity.peerId;
+    this.keeper = opts.keeper ?? false;
+    this.sync = new SyncEngine(this.peerId, this.roomId, (d) => this.validate(d), {
+      config: opts.syncConfig ?? {},
+      authorizeTombstone: (t, held, now) => this.authorizeTombstone(t, held, now),
+      peekKey: envelopeKey,
+    });
+    this.membersPart = new Members(this.roomId, invite.memberKey, this.peerId, publicBundle(identity));
+    this.links = new Links(identity, this.roomId, opts.rng);
+    this.parking = new Parking();
+    this.keys = new SenderKeys(identity, this.roomId, opts.chainPolicy ?? DEFAULT_POLICY, opts.rng);
+    this.timeline = new Timeline(this.peerId);
+    this.receipts = new Receipts(identity, this.roomId);
+    this.presence = new Presence();
+    this.persist = emptyBatch();
+    /** @type {Map<string, Envelope>} parsed by validate, reused by onEntry (one parse) */
+    this.fresh = new Map();
+    /** @type {string[]} senders that just became known: their parked envelopes go back */
+    this.knownNew = [];
+    /** @type {Map<string, Map<string, number>>} peer -> code -> count */
+    this.errors = new Map();
+    this.errorsTotal = 0;
+    this.seq = 0;
+  }
+
+  /** @param {number} _kind @param {Uint8Array} _payload @param {number} _now @returns {Promise<LogEntry>} */
+  async publishUnchained(_kind, _payload, _now) {
+    throw new Error('implemented by Room');
+  }
+
+  // ---------------------------------------------------------------- validation
+
+  /** @param {string} sender @returns {PublicBundle} */
+  known(sender) {
+    const b = this.membersPart.knownSender(sender);
+    if (!b) throw new ProtocolError('unknown-sender', 'sender is not a known member');
+    return b;
+  }
+
+  /** Called by the sync engine for every new envelope. @param {Uint8Array} data @returns {Promise<LogEntry>} */
+  async validate(data) {
+    const env = parseEnvelope(data);
+    if (env.roomId !== this.roomId) throw new ProtocolError('wrong-room', 'envelope for another room');
+    let key;
+    if (env.kind === Kind.MEMBERSHIP) {
+      const op = await decodeOp(env.ciphertext);
+      if (op.author !== env.sender) throw new ProtocolError('wrong-sender', 'op author differs from envelope sender');
+      const selfAdd = op.op === OpType.ADD && op.target === op.author;
+      key = selfAdd ? /** @type {PublicBundle} */ (op.bundle).ed25519 : this.known(env.sender).ed25519;
+    } else {
+      // an unsend travels as a tombstone proof too: bounded, and only earlier seqs of its own sender
+      if (env.kind === Kind.TOMBSTONE && (data.length > MAX_PROOF || decodeTombstone(env.ciphertext).some((q) => q >= env.seq))) {
+        throw new ProtocolError('bad-tombstone', 'unsend too large or naming a later seq');
+      }
+      key = this.known(env.sender).ed25519;
+    }
+    await verifyEnvelope(env, key);
+    this.fresh.set(keyOf(env.sender, env.seq), env);
+    return Object.freeze({ sender: env.sender, seq: env.seq, lamport: env.lamport, sentAt: env.sentAt, expiresAt: env.expiresAt, data });
+  }
+
+  /** @param {import('../log.js').Tombstone} tomb @param {LogEntry|null} held @param {number} _now */
+  async authorizeTombstone(tomb, held, _now) {
+    let env, seqs;
+    try {
+      env = parseEnvelope(tomb.proof);
+      if (env.kind !== Kind.TOMBSTONE || env.roomId !== this.roomId || env.sender !== tomb.sender) return false;
+      await verifyEnvelope(env, this.known(env.sender).ed25519);
+      seqs = decodeTombstone(env.ciphertext);
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+      return false;
+    }
+    if (!seqs.includes(tomb.seq) || tomb.seq >= env.seq || tomb.until > this.unsendUntil(env.expiresAt)) return false;
+    return held === null || this.deletable(held);
+  }
+
+  /** @param {number} expiresAt */
+  unsendUntil(expiresAt) {
+    return Math.min(expiresAt + this.sync.skewMs, MAX_INT);
+  }
+
+  /** @param {LogEntry} held */
+  deletable(held) {
+    return this.keys.isChat(keyOf(held.sender, held.seq)) && held.expiresAt + this.sync.skewMs <= MAX_INT;
+  }
+
+  // ---------------------------------------------------------------- routing
+
+  /** @param {RoomEvent[]} events @param {number} now */
+  async settle(events, now) {
+    while (this.knownNew.length) {
+      for (const [neighbour, data] of this.parking.take(/** @type {string} */ (this.knownNew.shift()))) {
+        events.push(...await this.route(await this.sync.offer(neighbour, data, now), now));
+      }
+    }
+    this.fresh.clear();
+    return events;
+  }
+
+  /** @param {import('../sync.js').SyncEvent[]} syncEvents @param {number} now @returns {Promise<RoomEvent[]>} */
+  async route(syncEvents, now) {
+    /** @type {RoomEvent[]} */
+    const events = [];
+    for (const ev of syncEvents) {
+      if (ev.type === 'entry-added') await this.onEntry(ev.entry, now, events);
+      else if (ev.type === 'entry-expired') await this.erase(ev.sender, ev.seq, events, 'expired');
+      else if (ev.type === 'entry-deleted') await this.erase(ev.sender, ev.seq, events, 'unsent');
+      else if (ev.type === 'acked') this.timeline.onAck(ev.neighbour, ev.sender, ev.seq, events);
+      else if (ev.type === 'neighbour-ready') {
+        events.push({ type: 'online', peer: ev.neighbour, online: true });
+        await this.giveCurrentChain(ev.neighbour, now);
+      } else if (ev.type === 'neighbour-timed-out') {
+        this.links.close(ev.neighbour);
+        this.parking.dropNeighbour(ev.neighbour);
+        events.push({ type: 'online', peer: ev.neighbour, online: false });
+      } else if (ev.type === 'opaque') {
+        await this.onOpaque(ev.neighbour, ev.frameType, ev.body, now, events);
+      } else if (ev.type === 'envelope-refused' && ev.code === 'unknown-sender') {
+        this.parking.park(ev.neighbour, envelopeKey(ev.data)[0], ev.data, now);
+      } else if (ev.type === 'envelope-refused' || ev.type === 'protocol-error') {
+        this.fault(ev.neighbour, ev.code, now, events);
+        if (ev.code === 'wrong-room') this.links.close(ev.neighbour);
+      }
+    }
+    return events;
+  }
+
+  /** Count a remote error against `peer`; `link`: blame its link (budget) too. @param {string} peer @param {string} code @param {number} now @param {RoomEvent[]} events @param {boolean} [link] */
+  fault(peer, code, now, events, link = true) {
+    this.errorsTotal += 1;
+    let counts = this.errors.get(peer);
+    if (!counts) this.errors.set(peer, (counts = new Map()));
+    counts.set(code, (counts.get(code) ?? 0) + 1);
+    let closed = false;
+    if (link) {
+      closed = this.links.fault(peer, code)[1];
+      if (closed) {
+        this.sync.disconnect(peer, now);
+        this.parking.dropNeighbour(peer);
+      }
+    }
+    events.push({ type: 'remote-error', peer, code, count: /** @type {number} */ (counts.get(code)), closed });
+  }
+
+  /** @param {string} peer @param {number} type @param {Uint8Array} body @param {number} now @param {RoomEvent[]} events */
+  async onOpaque(peer, type, body, now, events) {
+    try {
+      if (!this.links.isReady(peer)) throw new ProtocolError('unexpected-frame', 'no authenticated link');
+      if (type === wire.FrameType.APP && body[0] === RECEIPT_TAG) {
+        await this.receipts.onReceipt(body, (p) => this.membersPart.knownSender(p), this.membersPart.countOthers(), events);
+      } else if (type === wire.FrameType.APP) {
+        const signal = decodePresence(body);
+        if (signal.type === 'typing') this.presence.onTyping(peer, signal.typing, now, events);
+        else this.timeline.onSeen(peer, signal.seqs, this.membersPart.countOthers(), events);
+      } else if (type === wire.FrameType.PAIRWISE) {
+        const skm = decodeSenderKeyMessage(await this.links.open(peer, body));
+        // not a member yet: its ADD is on its way, the copy sealed to our prekey follows it in the log
+        if (this.membersPart.isMember(skm.sender)) await this.acceptSenderKey(skm, events);
+      } else {
+        throw new ProtocolError('unexpected-frame', 'frame type not expected here');
+      }
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+      this.fault(peer, e.code, now, events);
+    }
+  }
+
+  /** @param {LogEntry} entry @param {number} now @param {RoomEvent[]} events */
+  async onEntry(entry, now, events) {
+    this.persist.envelopes.push(entry);
+    const k = keyOf(entry.sender, entry.seq);
+    const env = this.fresh.get(k) ?? parseEnvelope(entry.data);
+    this.fresh.delete(k);
+    if (env.kind === Kind.CHAT) {
+      this.keys.holdChat(env);
+      if (this.keeper) return;
+      if (this.keys.canOpen(env)) await this.openChat(env, now, events);
+      else this.keys.wait(env);
+    } else if (env.kind === Kind.MEMBERSHIP) {
+      this.membersPart.addOp(k, await decodeOp(env.ciphertext));
+      await this.onMembership(events, now);
+    } else if (env.kind === Kind.SENDER_KEY) {
+      if (!this.keeper) await this.takeSenderKey(env, now, events);
+    } else if (env.kind === Kind.TOMBSTONE) {
+      await this.applyUnsend(env.sender, decodeTombstone(env.ciphertext), env.expiresAt, entry.data, now, events);
+    }
+  }
+
+  /** @param {RoomEvent[]} events @param {number} now */
+  async onMembership(events, now) {
+    const change = await this.membersPart.recompute();
+    for (const pid of change.joined) {
+      events.push({ type: 'joined', peer: pid });
+      await this.giveCurrentChain(pid, now);
+    }
+    for (const pid of change.left) {
+      events.push({ type: 'left', peer: pid });
+      this.keys.forgetSender(pid, this.persist);
+      if (pid !== this.peerId && this.links.close(pid)) this.sync.disconnect(pid, now); // nothing more, not even ciphertext
+    }
+    this.knownNew.push(...change.joined, ...change.left);
+    if (change.timer) events.push({ type: 'timer', ttlS: change.timer.ttlS });
+  }
+
+  // ---------------------------------------------------------------- sender keys and chat
+
+  /** @param {string} peer @param {number} now */
+  async giveCurrentChain(peer, now) {
+    const init = this.keys.initialForLateJoiner(this.membersPart.epoch);
+    if (init) await this.giveChain(peer, init, now);
+  }
+
+  /** @param {string} peer @param {import('../chains.js').SenderChain} initial @param {number} now */
+  async giveChain(peer, initial, now) {
+    if (this.keys.wasGiven(peer, initial.chainId) || this.membersPart.isRemoved(peer)) return;
+    const skm = await this.keys.senderKeyMessage(initial);
+    if (this.sync.isReady(peer)) {
+      const frame = await this.links.seal(peer, skm);
+      if (frame) this.sync.sendOpaque(peer, wire.FrameType.PAIRWISE, frame);
+    }
+    const member = this.membersPart.member(peer);
+    if (!member) return; // not a member yet: it gets the key when its ADD arrives
+    const sealed = await this.keys.sealFor(member.bundle, member.prekey, skm, now);
+    await this.publishUnchained(Kind.SENDER_KEY, sealed, now);
+    this.keys.markGiven(peer, initial.chainId, this.persist);
+  }
+
+  /** @param {Envelope} env @param {number} now @param {RoomEvent[]} events */
+  async takeSenderKey(env, now, events) {
+    const sender = this.membersPart.knownSender(env.sender);
+    if (!sender) return;
+    try {
+      const skm = await this.keys.openSealed(env, sender, now, this.persist);
+      if (skm) await this.acceptSenderKey(decodeSenderKeyMessage(skm), events);
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+      this.fault(env.sender, e.code, now, events, false);
+    }
+  }
+
+  /** @param {import('../chains.js').SenderKeyMessage} skm @param {RoomEvent[]} events */
+  async acceptSenderKey(skm, events) {
+    if (skm.roomId !== this.roomId) throw new ProtocolError('wrong-room', 'sender key for another room');
+    const member = this.membersPart.member(skm.sender);
+    if (!member) throw new ProtocolError('not-member', 'sender key from a non-member');
+    for (const env of await this.keys.accept(skm, member.bundle, this.persist)) await this.openChat(env, 0, events);
+  }
+
+  /** @param {Envelope} env @param {number} now @param {RoomEvent[]} events */
+  async openChat(env, now, events) {
+    if (this.keys.messageKeys.has(keyOf(env.sender, env.seq))) return;
+    let plaintext;
+    try {
+      plaintext = await this.keys.openChat(env, this.persist);
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+      this.fault(env.sender, e.code, now, events, false);
+      return;
+    }
+    this.show(env, plaintext, now, events);
+  }
+
+  /** @param {Envelope} env @param {Uint8Array} plaintext @param {number} now @param {RoomEvent[]} events */
+  show(env, plaintext, now, events) {
+    let c;
+    try {
+      c = content.decodeContent(plaintext);
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+      this.fault(env.sender, e.code, now, events, false);
+      return;
+    }
+    const meta = { sender: env.sender, seq: env.seq, lamport: env.lamport, sentAt: env.sentAt, expiresAt: env.expiresAt };
+    const code = this.timeline.apply(meta, c, events);
+    if (code !== null) this.fault(env.sender, code, now, events, false);
+  }
+
+  /** @param {Envelope} env @param {Uint8Array} mk */
+  async openRestored(env, mk) {
+    this.keys.messageKeys.set(keyOf(env.sender, env.seq), mk);
+    try {
+      this.show(env, await openWithKey(env, mk), 0, []);
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+    }
+  }
+
+  // ---------------------------------------------------------------- erasing
+
+  /** @param {string} sender @param {number[]} seqs @param {number} expiresAt @param {Uint8Array} proof @param {number} now @param {RoomEvent[]} events */
+  async applyUnsend(sender, seqs, expiresAt, proof, now, events) {
+    const until = this.unsendUntil(expiresAt);
+    for (const seq of seqs) {
+      const held = this.sync.entry(sender, seq);
+      if (held && !this.deletable(held)) continue;
+      if (this.sync.delete(sender, seq, until, proof) && held) await this.erase(sender, seq, events, 'unsent');
+    }
+  }
+
+  /** Forget a message in every part. @param {string} sender @param {number} seq @param {RoomEvent[]} events @param {'expired'|'unsent'} reason */
+  async erase(sender, seq, events, reason) {
+    const k = keyOf(sender, seq);
+    this.timeline.erase(k, reason, events);
+    const tomb = this.sync.tombstoneOf(sender, seq);
+    this.persist.erased.push([sender, seq, tomb ? tomb.until : 0]);
+    if (await this.keys.erase(sender, seq, this.persist)) this.receipts.owe(sender, seq);
+    this.presence.forget(k);
+  }
+}

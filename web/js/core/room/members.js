@@ -1,0 +1,93 @@
+// Membership: the signed ops in the log, the state they give, and THE rule for "who is a known sender".
+// Mirrors peer/core/room/members.py:
+// - State is recomputed from every MEMBERSHIP op held, in canonical order.
+// - A sender is known iff it is, or was, a member: knownSender() is the only place that decides it.
+// - A bundle learned from signaling only lets us link with a peer; it never makes it a known sender.
+// - Persists nothing (ops are envelopes in the log).
+
+import { emptyState, stateFromOps } from '../membership.js';
+
+/** @typedef {import('../identity.js').PublicBundle} PublicBundle */
+
+export class Members {
+  /** @param {string} roomId @param {Uint8Array} memberKey @param {string} selfId @param {PublicBundle} own */
+  constructor(roomId, memberKey, selfId, own) {
+    this.roomId = roomId;
+    this.memberKey = memberKey;
+    this.selfId = selfId;
+    /** @type {ReturnType<typeof emptyState>} */
+    this.state = emptyState(roomId);
+    /** @type {Map<string, import('../membership.js').MembershipOp>} */
+    this.ops = new Map();
+    /** @type {Map<string, PublicBundle>} every member ever (ADD seen) */
+    this.bundles = new Map([[selfId, own]]);
+    /** @type {Map<string, PublicBundle>} from signaling: for links only */
+    this.learned = new Map();
+  }
+
+  /** The bundle of `peer` iff it is or was a member, else null. @param {string} peer @returns {PublicBundle|null} */
+  knownSender(peer) {
+    if (this.state.members.has(peer) || this.state.removed.has(peer)) return this.bundles.get(peer) ?? null;
+    return null;
+  }
+
+  /** @param {string} peer @returns {PublicBundle|null} */
+  linkBundle(peer) {
+    if (this.state.removed.has(peer)) return null;
+    return this.bundles.get(peer) ?? this.learned.get(peer) ?? null;
+  }
+
+  /** @param {string} peer @param {PublicBundle} bundle */
+  learn(peer, bundle) {
+    if (!this.learned.has(peer)) this.learned.set(peer, bundle);
+  }
+
+  get epoch() {
+    return this.state.epoch;
+  }
+
+  get timer() {
+    return this.state.timer;
+  }
+
+  /** @param {string} peer */
+  member(peer) {
+    return this.state.members.get(peer) ?? null;
+  }
+
+  /** @param {string} peer */
+  isMember(peer) {
+    return this.state.members.has(peer);
+  }
+
+  /** @param {string} peer */
+  isRemoved(peer) {
+    return this.state.removed.has(peer);
+  }
+
+  others() {
+    return [...this.state.members.keys()].filter((p) => p !== this.selfId).sort();
+  }
+
+  countOthers() {
+    return this.state.members.size - 1;
+  }
+
+  /** @param {string} key @param {import('../membership.js').MembershipOp} op */
+  addOp(key, op) {
+    this.ops.set(key, op);
+  }
+
+  /** @returns {Promise<{joined: string[], left: string[], timer: {ttlS: number, version: number, author: string}|null}>} */
+  async recompute() {
+    const before = this.state;
+    const { state } = await stateFromOps(this.roomId, [...this.ops.values()], this.memberKey);
+    this.state = state;
+    for (const [pid, m] of state.members) this.bundles.set(pid, m.bundle);
+    const joined = [...state.members.keys()].filter((p) => !before.members.has(p) && p !== this.selfId).sort();
+    const left = [...before.members.keys()].filter((p) => !state.members.has(p)).sort();
+    const t = state.timer, b = before.timer;
+    const changed = t && (!b || b.ttlS !== t.ttlS || b.version !== t.version || b.author !== t.author);
+    return { joined, left, timer: changed ? t : null };
+  }
+}

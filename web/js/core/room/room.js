@@ -1,0 +1,364 @@
+// The room coordinator: the public API, routing to the parts that own the state. Mirrors
+// peer/core/room/room.py (its header states the rules that span parts). WebCrypto is async, so every
+// entry point is async; they are serialised internally (one at a time, in call order).
+// Parts: links (+ parking), membersPart (the one "known sender" rule), keys (sender keys), timeline
+// (pure projection), receipts (erasure receipts), presence (typing/seen). takePersist() must be stored
+// before dataToSend() is transmitted.
+
+import * as content from '../content.js';
+import { Kind, encodeTombstone, sealUnchainedEnvelope } from '../envelope.js';
+import { publicBundle } from '../identity.js';
+import { keyOf } from '../log.js';
+import { decodeOp, encodeOp, makeAdd, makeRemove, makeSetTimer } from '../membership.js';
+import * as wire from '../wire.js';
+import { Inbound } from './inbound.js';
+import { emptyBatch } from './persist.js';
+import { restore } from './restore.js';
+import { parseMessageId } from './timeline.js';
+
+export { messageId, parseMessageId } from './timeline.js';
+export { ERROR_BUDGET } from './links.js';
+
+export const DEFAULT_TTL_S = 24 * 3600;
+export const NEVER = 2 ** 52;
+
+/**
+ * @typedef {import('./timeline.js').Message} Message
+ * @typedef {{type:'message', message: Message} | {type:'updated', message: Message} | {type:'expired', id: string, reason: 'expired'|'unsent'}
+ *   | {type:'joined', peer: string} | {type:'left', peer: string} | {type:'online', peer: string, online: boolean}
+ *   | {type:'delivered', id: string, peer: string} | {type:'timer', ttlS: number} | {type:'profile', peer: string, name: string}
+ *   | {type:'typing', peer: string, typing: boolean} | {type:'seen', id: string, by: string, count: number, of: number}
+ *   | {type:'erased', id: string, by: string, count: number, of: number}
+ *   | {type:'remote-error', peer: string, code: string, count: number, closed: boolean}} RoomEvent
+ * @typedef {import('./persist.js').PersistBatch} PersistBatch
+ * @typedef {import('./persist.js').Snapshot} Snapshot
+ * @typedef {import('./inbound.js').RoomInvite} RoomInvite
+ * @typedef {import('./inbound.js').RoomOptions} RoomOptions
+ */
+
+export class Room extends Inbound {
+  /**
+   * Build the room (restoring a snapshot if given) and publish the self-ADD on first join.
+   * @param {import('../identity.js').Identity} identity @param {RoomInvite} invite @param {number} now
+   * @param {RoomOptions & {snapshot?: Snapshot|null}} [opts]
+   */
+  static async create(identity, invite, now, opts = {}) {
+    const room = new Room(identity, invite, opts);
+    const states = opts.snapshot?.states ?? new Map();
+    room.seq = Number(states.get('seq') ?? 0);
+    room.sync.observe(Number(states.get('lamport') ?? 0));
+    await room.keys.load(states, now, room.persist);
+    if (opts.snapshot) await restore(room, opts.snapshot, now);
+    if (!room.membersPart.isMember(room.peerId)) {
+      const op = await makeAdd(identity, invite.memberKey, room.roomId, room.sync.tick(), publicBundle(identity), room.keys.prekey);
+      await room.publishUnchained(Kind.MEMBERSHIP, encodeOp(op), now);
+      if (invite.ttlS && room.membersPart.timer === null) await room.doSetTimer(invite.ttlS, now, []);
+    }
+    return room;
+  }
+
+  /** @type {Promise<unknown>} */
+  queue = Promise.resolve();
+
+  /** Serialise an entry point; receipts owed go out at its end. @template T @param {() => Promise<T>} fn @returns {Promise<T>} */
+  run(fn) {
+    const p = this.queue.then(async () => {
+      const out = await fn();
+      const known = new Set([...this.membership.members.keys(), ...this.membership.removed]);
+      for (const [sender, body] of await this.receipts.flush(known, this.online())) this.sync.sendOpaque(sender, wire.FrameType.APP, body);
+      return out;
+    });
+    this.queue = p.catch(() => undefined);
+    return p;
+  }
+
+  // ---------------------------------------------------------------- queries
+
+  get membership() {
+    return this.membersPart.state;
+  }
+
+  get profiles() {
+    return this.timeline.profiles;
+  }
+
+  /** A verified bundle (from a signed signaling payload). @param {string} peer @param {import('../identity.js').PublicBundle} bundle */
+  learnBundle(peer, bundle) {
+    this.membersPart.learn(peer, bundle);
+  }
+
+  messages() {
+    return this.timeline.messages();
+  }
+
+  online() {
+    return new Set(this.sync.neighbours.filter((n) => this.sync.isReady(n)));
+  }
+
+  members() {
+    return [...this.membership.members.keys()].sort();
+  }
+
+  get timerS() {
+    return this.membersPart.timer ? this.membersPart.timer.ttlS : this.invite.ttlS || DEFAULT_TTL_S;
+  }
+
+  /** @param {string} peer */
+  displayName(peer) {
+    return this.timeline.displayName(peer);
+  }
+
+  /** @param {number} now */
+  typingMembers(now) {
+    return this.presence.typingMembers(now);
+  }
+
+  /** @param {string} msgId */
+  seenByMembers(msgId) {
+    const p = parseMessageId(msgId);
+    return new Set(p && p.sender === this.peerId ? this.timeline.seenBy.get(p.seq) ?? [] : []);
+  }
+
+  /** @param {string} msgId */
+  erasedOn(msgId) {
+    const p = parseMessageId(msgId);
+    return p && p.sender === this.peerId ? this.receipts.erasedOn(p.seq) : new Set();
+  }
+
+  /** @param {string} msgId @returns {[number, number]} */
+  erasure(msgId) {
+    return [this.erasedOn(msgId).size, this.membersPart.countOthers()];
+  }
+
+  /** @param {string} msgId */
+  deliveredTo(msgId) {
+    return new Set(this.timeline.delivered.get(msgId) ?? []);
+  }
+
+  /** Remote errors counted against `peer`, by code. @param {string} peer */
+  errorCounts(peer) {
+    return new Map(this.errors.get(peer) ?? []);
+  }
+
+  /** Every remote error counted so far: [peer, code, count], sorted. @returns {[string, string, number][]} */
+  errorSummary() {
+    /** @type {[string, string, number][]} */
+    const out = [];
+    for (const [p, codes] of this.errors) for (const [c, n] of codes) out.push([p, c, n]);
+    return out.sort((a, b) => (a[0] + a[1] < b[0] + b[1] ? -1 : 1));
+  }
+
+  // ---------------------------------------------------------------- sending
+
+  /** @param {string} text @param {number} now @param {{ttlS?: number|null, replyTo?: string|null}} [o] @returns {Promise<Message>} */
+  sendText(text, now, o = {}) {
+    return this.run(async () => {
+      const ttl = o.ttlS ?? this.timerS;
+      const expiresAt = ttl === 0 ? NEVER : now + ttl * 1000;
+      const k = await this.sendContent(content.text(text, o.replyTo ?? null), now, expiresAt, []);
+      const msg = /** @type {Message} */ (this.timeline.msgs.get(k));
+      this.timeline.trackDelivery(msg.id);
+      return msg;
+    });
+  }
+
+  /** @param {string} name @param {number} now @returns {Promise<RoomEvent[]>} */
+  setProfile(name, now) {
+    return this.run(async () => {
+      /** @type {RoomEvent[]} */
+      const events = [];
+      await this.sendContent(content.profile(content.cleanName(name)), now, NEVER, events);
+      return events;
+    });
+  }
+
+  /** @param {string} msgId @param {string} body @param {number} now @returns {Promise<Message>} */
+  edit(msgId, body, now) {
+    return this.run(async () => {
+      const target = this.timeline.base.get(parseMessageId(msgId)?.key ?? '');
+      if (!target || target.sender !== this.peerId) throw new Error('can only edit our own messages that are still here');
+      await this.sendContent(content.edit(msgId, body), now, target.expiresAt, []);
+      return /** @type {Message} */ (this.timeline.msgs.get(keyOf(target.sender, target.seq)));
+    });
+  }
+
+  /** @param {string} msgId @param {string} emoji @param {number} now @param {boolean} [on] @returns {Promise<Message>} */
+  react(msgId, emoji, now, on = true) {
+    return this.run(async () => {
+      const target = this.timeline.base.get(parseMessageId(msgId)?.key ?? '');
+      if (!target) throw new Error('no such message');
+      await this.sendContent(content.react(msgId, emoji, on), now, target.expiresAt, []);
+      return /** @type {Message} */ (this.timeline.msgs.get(keyOf(target.sender, target.seq)));
+    });
+  }
+
+  /** @param {string} msgId @param {number} now @returns {Promise<RoomEvent[]>} */
+  unsend(msgId, now) {
+    return this.run(async () => {
+      const p = parseMessageId(msgId);
+      if (!p || p.sender !== this.peerId || !this.keys.isChat(p.key)) return [];
+      const entry = this.sync.entry(p.sender, p.seq);
+      if (!entry) return [];
+      const expiresAt = Math.max(entry.expiresAt, now + 1);
+      const published = await this.publishUnchained(Kind.TOMBSTONE, encodeTombstone([p.seq]), now, expiresAt);
+      /** @type {RoomEvent[]} */
+      const events = [];
+      await this.applyUnsend(this.peerId, [p.seq], expiresAt, published.data, now, events);
+      return events;
+    });
+  }
+
+  /** @param {number} ttlS @param {number} now @returns {Promise<RoomEvent[]>} */
+  setTimer(ttlS, now) {
+    return this.run(async () => {
+      /** @type {RoomEvent[]} */
+      const events = [];
+      await this.doSetTimer(ttlS, now, events);
+      return events;
+    });
+  }
+
+  /** @param {number} ttlS @param {number} now @param {RoomEvent[]} events */
+  async doSetTimer(ttlS, now, events) {
+    const t = this.membersPart.timer;
+    const op = await makeSetTimer(this.identity, this.invite.memberKey, this.roomId, this.sync.tick(), ttlS, t ? t.version + 1 : 1);
+    await this.publishUnchained(Kind.MEMBERSHIP, encodeOp(op), now, NEVER, events);
+  }
+
+  /** @param {string} peer @param {number} now @returns {Promise<RoomEvent[]>} */
+  removeMember(peer, now) {
+    return this.run(async () => {
+      if (!this.membersPart.isMember(peer)) throw new Error('not a member');
+      const op = await makeRemove(this.identity, this.invite.memberKey, this.roomId, this.sync.tick(), peer);
+      /** @type {RoomEvent[]} */
+      const events = [];
+      await this.publishUnchained(Kind.MEMBERSHIP, encodeOp(op), now, NEVER, events);
+      return events;
+    });
+  }
+
+  /** @param {boolean} typing @param {number} now */
+  setTyping(typing, now) {
+    return this.run(async () => {
+      for (const [peer, body] of this.presence.setTyping(typing, now, this.online())) this.sync.sendOpaque(peer, wire.FrameType.APP, body);
+    });
+  }
+
+  /** @param {string[]} msgIds @param {number} _now */
+  markSeen(msgIds, _now) {
+    return this.run(async () => {
+      const keys = msgIds.map(parseMessageId).filter(
+        (k) => k !== null && k.sender !== this.peerId && this.timeline.base.has(k.key) && this.sync.isReady(k.sender),
+      );
+      for (const [peer, body] of this.presence.seen(/** @type {{sender: string, seq: number, key: string}[]} */ (keys))) {
+        this.sync.sendOpaque(peer, wire.FrameType.APP, body);
+      }
+    });
+  }
+
+  // ---------------------------------------------------------------- links and pumping
+
+  /** @param {string} peer @param {number} _now */
+  linkUp(peer, _now) {
+    return this.run(() => this.links.up(peer, this.membersPart.linkBundle(peer)));
+  }
+
+  /** @param {string} peer @param {number} now @returns {Promise<RoomEvent[]>} */
+  linkDown(peer, now) {
+    return this.run(async () => {
+      const had = this.links.down(peer);
+      const wasOnline = this.sync.isReady(peer);
+      this.sync.disconnect(peer, now);
+      this.parking.dropNeighbour(peer);
+      return had && wasOnline ? [{ type: 'online', peer, online: false }] : [];
+    });
+  }
+
+  takeDeadLinks() {
+    return this.links.takeDead();
+  }
+
+  /** @param {string} peer @param {Uint8Array} data @param {number} now @returns {Promise<RoomEvent[]>} */
+  receive(peer, data, now) {
+    return this.run(async () => {
+      const state = this.links.state(peer);
+      if (state === 'handshaking') {
+        const [ready, code] = await this.links.onHandshake(peer, data);
+        if (ready) this.sync.connect(peer, now);
+        if (code !== null) {
+          this.errorsTotal += 1;
+          return [{ type: 'remote-error', peer, code, count: 1, closed: true }];
+        }
+        return [];
+      }
+      if (state !== 'ready') return [];
+      return this.settle(await this.route(await this.sync.receive(peer, data, now), now), now);
+    });
+  }
+
+  /** @returns {[string, Uint8Array][]} */
+  dataToSend() {
+    return [...this.links.takeOutbox(), ...this.sync.dataToSend()];
+  }
+
+  nextTimer() {
+    const times = [this.sync.nextTimer(), this.presence.nextDeadline(), this.parking.nextDeadline()].filter((t) => t !== null);
+    return times.length ? Math.min(.../** @type {number[]} */ (times)) : null;
+  }
+
+  /** @param {number} now @returns {Promise<RoomEvent[]>} */
+  handleTimer(now) {
+    return this.run(async () => {
+      const events = await this.route(this.sync.handleTimer(now), now);
+      this.presence.expire(now, events);
+      this.parking.expire(now);
+      return this.settle(events, now);
+    });
+  }
+
+  /** @returns {PersistBatch} */
+  takePersist() {
+    const batch = this.persist;
+    this.persist = emptyBatch();
+    if (!batch.empty() && !batch.states.has('lamport')) batch.states.set('lamport', this.sync.lamport);
+    return batch;
+  }
+
+  // ---------------------------------------------------------------- publishing
+
+  /** @param {number} kind @param {Uint8Array} payload @param {number} now @param {number} [expiresAt] @param {RoomEvent[]} [events] */
+  async publishUnchained(kind, payload, now, expiresAt = NEVER, events = []) {
+    this.seq += 1;
+    const lamport = this.sync.tick();
+    const t = { seq: this.seq, lamport, sentAt: now, expiresAt };
+    const data = await sealUnchainedEnvelope(this.identity, this.roomId, kind, t, payload);
+    this.persist.put('seq', this.seq);
+    this.persist.put('lamport', lamport);
+    const own = Object.freeze({ sender: this.peerId, ...t, data });
+    const entry = await this.sync.publish(data, now, own);
+    this.persist.envelopes.push(entry);
+    if (kind === Kind.MEMBERSHIP) {
+      this.membersPart.addOp(keyOf(entry.sender, entry.seq), await decodeOp(payload));
+      await this.onMembership(events, now);
+    }
+    return entry;
+  }
+
+  /** @param {import('../content.js').Content} c @param {number} now @param {number} expiresAt @param {RoomEvent[]} events @returns {Promise<string>} the log key */
+  async sendContent(c, now, expiresAt, events) {
+    if (this.keeper) throw new Error('a keeper does not send messages');
+    const plaintext = content.encodeContent(c);
+    const rotated = await this.keys.rotateIfDue(now, this.membersPart.epoch, this.persist);
+    if (rotated) for (const pid of this.membersPart.others()) await this.giveChain(pid, rotated, now);
+    this.seq += 1;
+    const lamport = this.sync.tick();
+    const data = await this.keys.seal(this.seq, lamport, now, expiresAt, plaintext, this.persist);
+    this.persist.put('seq', this.seq);
+    this.persist.put('lamport', lamport);
+    const own = Object.freeze({ sender: this.peerId, seq: this.seq, lamport, sentAt: now, expiresAt, data });
+    this.persist.envelopes.push(await this.sync.publish(data, now, own)); // ours: no need to verify
+    this.receipts.track(this.seq);
+    this.timeline.apply({ sender: this.peerId, seq: this.seq, lamport, sentAt: now, expiresAt }, c, events);
+    return keyOf(this.peerId, this.seq);
+  }
+}

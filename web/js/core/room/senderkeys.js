@@ -1,0 +1,241 @@
+// Sender keys: our own chain (current and initial state), receiver chains, our prekey, message keys.
+// Mirrors peer/core/room/senderkeys.py (rules there): one chain at a time, rotated by policy and on every
+// epoch change; the initial state goes to members and is advanced past erased messages; CHAT envelopes
+// open with the sender's receiver chain or wait in `pending`; a removed member's receiver chains are
+// dropped in memory and in the store. State names owned: chain/own, chain/initial,
+// chain/rx/<sender>/<chain id>, chain/given/<chain id>, prekey, prekey/seen; plus message keys.
+
+import { b64uEncode, equalBytes, fromHex, toHex, utf8 } from '../bytes.js';
+import {
+  DEFAULT_POLICY, advance, createSenderKeyMessage, encodeSenderKeyMessage, mustRotate, newSenderChain,
+  receiverFromBytes, receiverFromSenderKey, receiverMessageKey, receiverToBytes, senderChainFromBytes, senderChainToBytes,
+} from '../chains.js';
+import { defaultRng } from '../crypto.js';
+import { openWithKey, sealEnvelope } from '../envelope.js';
+import { generatePrekey, openFromPrekey, prekeyFromBytes, prekeyToBytes, sealToPrekey } from '../handshake.js';
+import { keyOf } from '../log.js';
+
+export const PREKEY_AAD = utf8('ephemesh-v1 prekey sender-key');
+const RX = 'chain/rx/', GIVEN = 'chain/given/';
+
+/**
+ * @typedef {import('../envelope.js').Envelope} Envelope
+ * @typedef {import('../chains.js').SenderChain} SenderChain
+ * @typedef {import('./persist.js').PersistBatch} PersistBatch
+ */
+
+export class SenderKeys {
+  /** @param {import('../identity.js').Identity} identity @param {string} roomId @param {typeof DEFAULT_POLICY} policy @param {import('../crypto.js').Rng} [rng] */
+  constructor(identity, roomId, policy, rng = defaultRng) {
+    this.identity = identity;
+    this.selfId = identity.peerId;
+    this.roomId = roomId;
+    this.policy = policy;
+    this.rng = rng;
+    /** @type {SenderChain|null} */
+    this.chain = null;
+    /** @type {SenderChain|null} */
+    this.initial = null;
+    /** @type {Map<string, import('../chains.js').ReceiverChain>} "<sender>/<chain id hex>" */
+    this.rx = new Map();
+    /** @type {Map<string, Set<string>>} chain id hex -> members given to */
+    this.given = new Map();
+    /** @type {import('../handshake.js').PrekeyPrivate|null} */
+    this.prekeyPrivate = null;
+    /** @type {Set<string>} */
+    this.seenPrekeyMsgs = new Set();
+    /** @type {Map<string, Uint8Array>} */
+    this.messageKeys = new Map();
+    /** @type {Map<string, [string, number]>} CHAT key -> (chain id hex, index) */
+    this.chatPos = new Map();
+    /** @type {Map<string, Envelope[]>} */
+    this.pending = new Map();
+  }
+
+  /** @param {Map<string, unknown>} states @param {number} now @param {PersistBatch} batch */
+  async load(states, now, batch) {
+    if (states.has('chain/own')) this.chain = senderChainFromBytes(/** @type {Uint8Array} */ (states.get('chain/own')));
+    if (states.has('chain/initial')) this.initial = senderChainFromBytes(/** @type {Uint8Array} */ (states.get('chain/initial')));
+    for (const [name, value] of states) {
+      if (name.startsWith(RX)) {
+        const rx = await receiverFromBytes(/** @type {Uint8Array} */ (value));
+        this.rx.set(`${rx.sender}/${toHex(rx.chainId)}`, rx);
+      } else if (name.startsWith(GIVEN)) {
+        this.given.set(name.slice(GIVEN.length), new Set(/** @type {string[]} */ (value)));
+      }
+    }
+    const pk = /** @type {{privateKey: CryptoKey, signed: Uint8Array}|undefined} */ (states.get('prekey'));
+    if (pk) {
+      this.prekeyPrivate = { privateKey: pk.privateKey, signed: prekeyFromBytes(pk.signed) };
+    } else {
+      this.prekeyPrivate = await generatePrekey(this.identity, now, this.rng);
+      batch.put('prekey', { privateKey: this.prekeyPrivate.privateKey, signed: prekeyToBytes(this.prekeyPrivate.signed) });
+    }
+    this.seenPrekeyMsgs = new Set(/** @type {string[]} */ (states.get('prekey/seen') ?? []));
+  }
+
+  get prekey() {
+    return /** @type {import('../handshake.js').PrekeyPrivate} */ (this.prekeyPrivate).signed;
+  }
+
+  /** Start a new chain if there is none or the policy says so; returns it. @param {number} now @param {number} epoch @param {PersistBatch} batch */
+  async rotateIfDue(now, epoch, batch) {
+    if (this.chain && !mustRotate(this.chain, now, epoch, this.policy)) return null;
+    const chain = await newSenderChain({ epoch, createdAt: now, rng: this.rng });
+    this.chain = this.initial = chain;
+    batch.put('chain/own', senderChainToBytes(chain));
+    batch.put('chain/initial', senderChainToBytes(chain));
+    return chain;
+  }
+
+  /** Seal a CHAT envelope with the current chain (it advances once). @param {number} seq @param {number} lamport @param {number} now @param {number} expiresAt @param {Uint8Array} plaintext @param {PersistBatch} batch */
+  async seal(seq, lamport, now, expiresAt, plaintext, batch) {
+    const chain = /** @type {SenderChain} */ (this.chain);
+    const [data, next, mk] = await sealEnvelope(this.identity, this.roomId, chain, { seq, lamport, sentAt: now, expiresAt }, plaintext, this.rng);
+    this.chain = next;
+    batch.put('chain/own', senderChainToBytes(next));
+    const k = keyOf(this.selfId, seq);
+    this.messageKeys.set(k, mk);
+    this.chatPos.set(k, [toHex(chain.chainId), chain.index]);
+    batch.messageKeys.push([this.selfId, seq, expiresAt, mk]);
+    return data;
+  }
+
+  /** @param {number} epoch @returns {SenderChain|null} */
+  initialForLateJoiner(epoch) {
+    return this.initial && this.chain && this.initial.epoch === epoch ? this.initial : null;
+  }
+
+  /** @param {string} peer @param {Uint8Array} chainId */
+  wasGiven(peer, chainId) {
+    return this.given.get(toHex(chainId))?.has(peer) ?? false;
+  }
+
+  /** @param {string} peer @param {Uint8Array} chainId @param {PersistBatch} batch */
+  markGiven(peer, chainId, batch) {
+    const cid = toHex(chainId);
+    let given = this.given.get(cid);
+    if (!given) this.given.set(cid, (given = new Set()));
+    given.add(peer);
+    batch.put(`${GIVEN}${cid}`, [...given].sort());
+  }
+
+  /** @param {SenderChain} initial */
+  async senderKeyMessage(initial) {
+    return encodeSenderKeyMessage(await createSenderKeyMessage(this.identity, this.roomId, initial));
+  }
+
+  /** @param {import('../identity.js').PublicBundle} bundle @param {import('../handshake.js').SignedPrekey} prekey @param {Uint8Array} skm @param {number} now */
+  sealFor(bundle, prekey, skm, now) {
+    return sealToPrekey(this.identity, bundle, prekey, skm, PREKEY_AAD, now, this.rng);
+  }
+
+  /**
+   * The SenderKeyMessage sealed to us in a SENDER_KEY envelope (null if for someone else or seen); throws if it does not open.
+   * @param {Envelope} env @param {import('../identity.js').PublicBundle} sender @param {number} now @param {PersistBatch} batch
+   */
+  async openSealed(env, sender, now, batch) {
+    const payload = env.ciphertext;
+    if (payload.length < 33 || !equalBytes(payload.subarray(17, 33), fromHex(this.selfId))) return null;
+    const opened = await openFromPrekey(this.identity, /** @type {import('../handshake.js').PrekeyPrivate} */ (this.prekeyPrivate), sender, payload, PREKEY_AAD, now);
+    const mid = b64uEncode(opened.msgId);
+    if (this.seenPrekeyMsgs.has(mid)) return null;
+    this.seenPrekeyMsgs.add(mid);
+    batch.put('prekey/seen', [...this.seenPrekeyMsgs].sort());
+    return opened.plaintext;
+  }
+
+  /** Start a receiver chain (verifies `skm`); returns the pending envelopes it can now open. @param {import('../chains.js').SenderKeyMessage} skm @param {import('../identity.js').PublicBundle} bundle @param {PersistBatch} batch */
+  async accept(skm, bundle, batch) {
+    const k = `${skm.sender}/${toHex(skm.chainId)}`;
+    if (this.rx.has(k)) return [];
+    const rx = await receiverFromSenderKey(skm, bundle.ed25519);
+    this.rx.set(k, rx);
+    batch.put(`${RX}${k}`, receiverToBytes(rx));
+    const waiting = (this.pending.get(k) ?? []).sort((a, b) => a.chainIndex - b.chainIndex);
+    this.pending.delete(k);
+    return waiting;
+  }
+
+  /** @param {Envelope} env */
+  holdChat(env) {
+    this.chatPos.set(keyOf(env.sender, env.seq), [toHex(env.chainId), env.chainIndex]);
+  }
+
+  /** @param {Envelope} env */
+  canOpen(env) {
+    return this.rx.has(`${env.sender}/${toHex(env.chainId)}`);
+  }
+
+  /** @param {Envelope} env */
+  wait(env) {
+    const k = `${env.sender}/${toHex(env.chainId)}`;
+    this.pending.set(k, [...(this.pending.get(k) ?? []), env]);
+  }
+
+  /** Open a CHAT envelope (verified on entry); throws ProtocolError if it does not. @param {Envelope} env @param {PersistBatch} batch */
+  async openChat(env, batch) {
+    const k = `${env.sender}/${toHex(env.chainId)}`;
+    const [next, mk] = await receiverMessageKey(/** @type {import('../chains.js').ReceiverChain} */ (this.rx.get(k)), env.chainIndex);
+    const plaintext = await openWithKey(env, mk);
+    this.rx.set(k, next);
+    batch.put(`${RX}${k}`, receiverToBytes(next));
+    this.messageKeys.set(keyOf(env.sender, env.seq), mk);
+    batch.messageKeys.push([env.sender, env.seq, env.expiresAt, mk]);
+    return plaintext;
+  }
+
+  /** @param {string} key log key */
+  isChat(key) {
+    return this.chatPos.has(key);
+  }
+
+  /** Forget a message's key material; true if it was a CHAT message we held. @param {string} sender @param {number} seq @param {PersistBatch} batch */
+  async erase(sender, seq, batch) {
+    const k = keyOf(sender, seq);
+    this.messageKeys.delete(k);
+    for (const [pk, envs] of this.pending) this.pending.set(pk, envs.filter((e) => !(e.sender === sender && e.seq === seq)));
+    const pos = this.chatPos.get(k);
+    if (!pos) return false;
+    this.chatPos.delete(k);
+    if (sender === this.selfId) await this.advanceInitial(batch);
+    else this.dropSkippedKey(sender, pos[0], pos[1], batch);
+    return true;
+  }
+
+  /** Keep our stored initial state at the oldest message still held. @param {PersistBatch} batch */
+  async advanceInitial(batch) {
+    let init = this.initial;
+    const cur = this.chain;
+    if (!init || !cur || toHex(init.chainId) !== toHex(cur.chainId)) return;
+    const cid = toHex(cur.chainId);
+    const live = [...this.chatPos].filter(([k, [c]]) => k.startsWith(`${this.selfId}:`) && c === cid).map(([, [, i]]) => i);
+    const target = live.length ? Math.min(...live) : cur.index;
+    if (target <= init.index) return;
+    while (init.index < target) [init] = await advance(init);
+    this.initial = init;
+    batch.put('chain/initial', senderChainToBytes(init));
+  }
+
+  /** @param {string} sender @param {string} cid @param {number} index @param {PersistBatch} batch */
+  dropSkippedKey(sender, cid, index, batch) {
+    const rx = this.rx.get(`${sender}/${cid}`);
+    if (!rx || !rx.skipped.some(([i]) => i === index)) return;
+    const next = Object.freeze({ ...rx, skipped: rx.skipped.filter(([i]) => i !== index) });
+    this.rx.set(`${sender}/${cid}`, next);
+    batch.put(`${RX}${sender}/${cid}`, receiverToBytes(next));
+  }
+
+  /** A removed member: its receiver chains go, in memory and in the store. @param {string} sender @param {PersistBatch} batch */
+  forgetSender(sender, batch) {
+    for (const k of [...this.rx.keys()].filter((k) => k.startsWith(`${sender}/`)).sort()) {
+      this.rx.delete(k);
+      batch.delete(`${RX}${k}`);
+    }
+  }
+
+  /** @param {Envelope} env @param {Uint8Array} mk */
+  static openWithKey(env, mk) {
+    return openWithKey(env, mk);
+  }
+}

@@ -1,0 +1,137 @@
+// Replay a recorded trace (tests/vectors/traces/*.json, made by scripts/gen_traces.py with the Python
+// core) against the JS room core, step by step, byte for byte. Format: peer/tracing.py. Returns the
+// mismatches (empty = the two cores behaved identically).
+
+import { b64uDecode, b64uEncode, utf8 } from '../core/bytes.js';
+import { deterministicRng } from '../core/crypto.js';
+import { identityFromBytes, publicBundle } from '../core/identity.js';
+import { deriveRoomKeys, parseInvite } from '../core/invite.js';
+import { Room } from '../core/room.js';
+
+/** Python's json.dumps of a list of strings. @param {string[]} xs */
+const pyList = (xs) => `[${xs.map((x) => JSON.stringify(x)).join(', ')}]`;
+
+/** JSON with sorted keys, to compare documents whatever their key order. @param {unknown} v @returns {string} */
+export function canonical(v) {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v && typeof v === 'object') {
+    const o = /** @type {Record<string, unknown>} */ (v);
+    return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v === undefined ? null : v);
+}
+
+/** @param {import('../core/room/timeline.js').Message} m @param {string} [event] */
+function messageJson(m, event = 'message') {
+  return {
+    event, id: m.id, sender: m.sender, lamport: m.lamport, seq: m.seq, sent_at: m.sentAt, expires_at: m.expiresAt,
+    text: m.text, reply_to: m.replyTo, edited: m.edited, reactions: Object.fromEntries(m.reactions),
+  };
+}
+
+/** The Python `to_json()` of a JS room event. @param {any} ev */
+export function eventJson(ev) {
+  switch (ev.type) {
+    case 'message': return messageJson(ev.message);
+    case 'updated': return messageJson(ev.message, 'updated');
+    case 'expired': return { event: 'expired', id: ev.id, reason: ev.reason };
+    case 'joined': case 'left': return { event: ev.type, peer: ev.peer };
+    case 'online': return { event: ev.online ? 'online' : 'offline', peer: ev.peer };
+    case 'delivered': return { event: 'delivered', id: ev.id, peer: ev.peer };
+    case 'timer': return { event: 'timer', ttl_s: ev.ttlS };
+    case 'profile': return { event: 'profile', peer: ev.peer, name: ev.name };
+    case 'typing': return { event: 'typing', peer: ev.peer, typing: ev.typing };
+    case 'seen': case 'erased': return { event: ev.type, id: ev.id, by: ev.by, count: ev.count, of: ev.of };
+    case 'remote-error': return { event: 'remote-error', peer: ev.peer, code: ev.code, count: ev.count, closed: ev.closed };
+    default: return { event: `unknown:${ev.type}` };
+  }
+}
+
+/** The canonical persisted view (peer/tracing.py): every state as base64url of its Python bytes. @param {string} name @param {any} value */
+function stateBytes(name, value) {
+  if (name === 'seq' || name === 'lamport') return utf8(String(value));
+  if (name === 'prekey') return value.signed;
+  if (name === 'prekey/seen' || name.startsWith('chain/given/')) return utf8(pyList(value));
+  return value;
+}
+
+/** @param {import('../core/room/persist.js').PersistBatch} b */
+export function persistJson(b) {
+  if (b.empty()) return null;
+  return {
+    envelopes: b.envelopes.map((e) => b64uEncode(e.data)),
+    erased: b.erased.map(([s, q, u]) => [s, q, u]),
+    message_keys: b.messageKeys.map(([s, q, x, k]) => [s, q, x, b64uEncode(k)]),
+    states: Object.fromEntries([...b.states].sort(([x], [y]) => (x < y ? -1 : 1)).map(([k, v]) => [k, b64uEncode(stateBytes(k, v))])),
+    deleted: [...b.deleted].sort(),
+  };
+}
+
+/**
+ * @param {any} doc a recorded trace
+ * @param {{stopAtFirst?: boolean}} [o]
+ * @returns {Promise<{steps: number, problems: string[]}>}
+ */
+export async function replayTrace(doc, o = {}) {
+  const inv = parseInvite(doc.invite);
+  const keys = await deriveRoomKeys(inv.secret);
+  const invite = { roomId: keys.roomId, memberKey: keys.memberKey, ttlS: inv.ttlS };
+  /** @type {Map<string, string>} */
+  const labels = new Map(Object.entries(doc.peers).map(([label, p]) => [/** @type {any} */ (p).peer_id, label]));
+  /** @type {Map<string, any>} */
+  const identities = new Map();
+  for (const [label, p] of Object.entries(doc.peers)) identities.set(label, await identityFromBytes(b64uDecode(/** @type {any} */ (p).identity)));
+  /** @type {Map<string, Room>} */
+  const rooms = new Map();
+  /** @type {string[]} */
+  const problems = [];
+  const pid = (/** @type {string} */ label) => doc.peers[label].peer_id;
+  let i = 0;
+  for (const st of doc.steps) {
+    const { peer: label, do: what, at: now } = st;
+    const a = st.args ?? {};
+    /** @type {any} */
+    let result = null;
+    /** @type {any[]} */
+    let events = [];
+    if (what === 'create') {
+      const spec = doc.peers[label];
+      rooms.set(label, await Room.create(identities.get(label), invite, now, { keeper: spec.keeper, rng: deterministicRng(b64uDecode(spec.rng_seed)) }));
+    } else {
+      const room = /** @type {Room} */ (rooms.get(label));
+      if (what === 'learn') room.learnBundle(pid(a.of), publicBundle(identities.get(a.of)));
+      else if (what === 'link_up') await room.linkUp(pid(a.with), now);
+      else if (what === 'link_down') events = await room.linkDown(pid(a.with), now);
+      else if (what === 'receive') events = await room.receive(pid(a.from), b64uDecode(a.frame), now);
+      else if (what === 'timer') events = await room.handleTimer(now);
+      else if (what === 'send_text') result = messageJson(await room.sendText(a.text, now, { ttlS: a.ttl_s ?? null, replyTo: a.reply_to ?? null }));
+      else if (what === 'set_profile') events = await room.setProfile(a.name, now);
+      else if (what === 'edit') result = messageJson(await room.edit(a.target, a.body, now));
+      else if (what === 'react') result = messageJson(await room.react(a.target, a.emoji, now, a.on));
+      else if (what === 'unsend') events = await room.unsend(a.target, now);
+      else if (what === 'set_timer') events = await room.setTimer(a.ttl_s, now);
+      else if (what === 'remove') events = await room.removeMember(pid(a.member), now);
+      else if (what === 'typing') await room.setTyping(a.typing, now);
+      else if (what === 'seen') await room.markSeen(a.ids, now);
+      else throw new Error(`unknown step ${what}`);
+    }
+    const room = /** @type {Room} */ (rooms.get(label));
+    /** @type {Record<string, any>} */
+    const got = {
+      events: events.map(eventJson),
+      result,
+      persist: persistJson(room.takePersist()),
+      frames: room.dataToSend().map(([to, data]) => [labels.get(to) ?? to, b64uEncode(data)]),
+      dead: room.takeDeadLinks().map((d) => labels.get(d) ?? d),
+      timer: room.nextTimer(),
+    };
+    for (const field of ['events', 'result', 'frames', 'persist', 'dead', 'timer']) {
+      if (canonical(st[field] ?? null) !== canonical(got[field])) {
+        problems.push(`step ${i} (${label} ${what} at ${now}): ${field} differs: want ${canonical(st[field] ?? null).slice(0, 400)} got ${canonical(got[field]).slice(0, 400)}`);
+      }
+    }
+    if (problems.length && (o.stopAtFirst ?? true)) break;
+    i += 1;
+  }
+  return { steps: i, problems };
+}
