@@ -146,7 +146,7 @@ export function createView() {
     $('room-title').textContent = s.roomId ? `Room ${s.roomId.slice(0, 6)}` : 'Room';
     const conn = $('conn-state');
     conn.dataset.state = s.connection;
-    conn.textContent = { offline: 'offline', connecting: 'connecting…', online: 'connected', unreachable: 'server unreachable' }[s.connection];
+    conn.textContent = { offline: 'offline', connecting: 'connecting…', online: 'connected', unreachable: 'server unreachable', elsewhere: 'open elsewhere' }[s.connection];
     $('room-timer').textContent = `Timer ${ttlLabel(s.roomTtlS)}`;
     $('room-timer').setAttribute('aria-label', `Room timer: messages disappear after ${ttlLabel(s.roomTtlS)}`);
     fillTtlSelect(/** @type {HTMLSelectElement} */ ($('ttl-select')), s.ttlS);
