@@ -267,4 +267,94 @@ def _apply(
     raise ValueError(f"unknown step {do!r}")
 
 
-__all__ = ["T0", "Trace", "replay"]
+# -- part traces ------------------------------------------------------------------------------------------
+#
+# A part trace drives ONE part directly through its API (no crypto, no network): {"part": name,
+# "params": {...}, "ops": [{"op": ..., <inputs>, "out": <what it returned or emitted>}, ...]}. The JS part
+# of the same name replays it (web/js/test/traces.js). Parts traced this way: timeline (content JSON in,
+# events out), parking (bounds and expiry), presence (typing rate limit, seen once, expiry).
+
+
+def _events_json(events: list[RoomEvent]) -> list[dict[str, Any]]:
+    return [e.to_json() for e in events]
+
+
+def run_part(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run a part trace's ops against the Python part; returns each op's output (for recording or
+    comparing with ``op["out"]``)."""
+    from peer.core.content import decode_content
+    from peer.core.room.parking import Parking
+    from peer.core.room.presence import Presence
+    from peer.core.room.timeline import Meta, Timeline
+
+    params = doc["params"]
+    outs: list[dict[str, Any]] = []
+    if doc["part"] == "timeline":
+        tl = Timeline(params["self_id"])
+        for op in doc["ops"]:
+            events: list[RoomEvent] = []
+            out: dict[str, Any] = {}
+            if op["op"] == "apply":
+                m = op["meta"]
+                meta = Meta(m["sender"], m["seq"], m["lamport"], m["sent_at"], m["expires_at"])
+                out["code"] = tl.apply(meta, decode_content(op["content"].encode()), events)
+            elif op["op"] == "erase":
+                tl.erase((op["sender"], op["seq"]), op["reason"], events)
+            elif op["op"] == "track":
+                tl.track_delivery(op["id"])
+            elif op["op"] == "ack":
+                tl.on_ack(op["neighbour"], op["sender"], op["seq"], events)
+            elif op["op"] == "seen":
+                tl.on_seen(op["member"], op["seqs"], op["of"], events)
+            out["events"] = _events_json(events)
+            out["messages"] = [msg.to_json() for msg in tl.messages()]
+            outs.append(out)
+    elif doc["part"] == "parking":
+        pk = Parking(params["per_neighbour"], params["total"], params["ttl_ms"])
+        for op in doc["ops"]:
+            out = {}
+            if op["op"] == "park":
+                pk.park(op["neighbour"], op["sender"], b64u_decode(op["data"]), op["now"])
+            elif op["op"] == "take":
+                out["taken"] = [[n, b64u_encode(d)] for n, d in pk.take(op["sender"])]
+            elif op["op"] == "drop":
+                pk.drop_neighbour(op["neighbour"])
+            elif op["op"] == "expire":
+                out["dropped"] = pk.expire(op["now"])
+            out["size"] = len(pk)
+            out["deadline"] = pk.next_deadline()
+            outs.append(out)
+    elif doc["part"] == "presence":
+        pr = Presence()
+        for op in doc["ops"]:
+            events = []
+            out = {}
+            if op["op"] == "set_typing":
+                sent = pr.set_typing(op["typing"], op["now"], set(op["online"]))
+                out["sent"] = [[p, b64u_encode(b)] for p, b in sent]
+            elif op["op"] == "on_typing":
+                pr.on_typing(op["peer"], op["typing"], op["now"], events)
+            elif op["op"] == "seen":
+                out["sent"] = [[p, b64u_encode(b)] for p, b in pr.seen([(s, q) for s, q in op["keys"]])]
+            elif op["op"] == "expire":
+                pr.expire(op["now"], events)
+            out["events"] = _events_json(events)
+            out["typing"] = pr.typing_members(op.get("now", 0))
+            out["deadline"] = pr.next_deadline()
+            outs.append(out)
+    else:
+        raise ValueError(f"unknown part {doc['part']!r}")
+    return outs
+
+
+def replay_part(doc: dict[str, Any]) -> list[str]:
+    """Mismatches between a recorded part trace and the Python part (empty = identical)."""
+    problems: list[str] = []
+    for i, (op, got) in enumerate(zip(doc["ops"], run_part(doc), strict=True)):
+        if op["out"] != got:
+            problems.append(f"op {i} ({op['op']}): output differs")
+            break
+    return problems
+
+
+__all__ = ["T0", "Trace", "replay", "replay_part", "run_part"]

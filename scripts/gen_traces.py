@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from peer.core import wire  # noqa: E402
-from peer.tracing import Trace  # noqa: E402
+from peer.core.content import Content, Edit, Profile, Reaction, Text, encode_content  # noqa: E402
+from peer.tracing import T0, Trace, run_part  # noqa: E402
 
 OUT = ROOT / "tests" / "vectors" / "traces"
 
@@ -215,8 +216,8 @@ def receipts_typing_seen() -> Trace:
 
 
 def content_types() -> Trace:
-    """Every content type: text, a reply, profile (display name), edit (own message only; a forged
-    edit of someone else's is refused as bad-edit), reactions on and off."""
+    """Every content type: text (non-ASCII), a reply, profile (display name, cleaned), edit of our own
+    message, reactions on and off by two members."""
     t = Trace("content_types", content_types.__doc__ or "", "content")
     for p in ("A", "B"):
         t.peer(p)
@@ -238,6 +239,96 @@ def content_types() -> Trace:
     t.deliver()
     t.advance(500)
     return t
+
+
+# -- part traces: one part driven through its API --------------------------------------------------------
+
+A, B, C = "a" * 32, "b" * 32, "c" * 32
+
+
+def _meta(sender: str, seq: int, lamport: int, expires_at: int = T0 + 3_600_000) -> dict[str, int | str]:
+    return {"sender": sender, "seq": seq, "lamport": lamport, "sent_at": T0 + seq, "expires_at": expires_at}
+
+
+def part_timeline() -> dict[str, Any]:
+    """Timeline (pure projection): text and reply, profile (latest by (lamport, seq) wins, an older one is
+    ignored), an edit of one's own message (latest wins) and one of someone else's (bad-edit), a reaction
+    arriving before its target, reactions on/off, erasing an edit and a message, delivery and seen
+    receipts once each."""
+    t = [
+        {"op": "apply", "meta": _meta(B, 3, 7), "content": _c(Reaction(f"{A}:1", "🎉"))},
+        {"op": "apply", "meta": _meta(A, 1, 5), "content": _c(Text("héllo"))},
+        {"op": "track", "id": f"{A}:1"},
+        {"op": "apply", "meta": _meta(B, 4, 8), "content": _c(Text("a reply", f"{A}:1"))},
+        {"op": "apply", "meta": _meta(A, 2, 9), "content": _c(Edit(f"{A}:1", "hello"))},
+        {"op": "apply", "meta": _meta(A, 5, 6), "content": _c(Edit(f"{A}:1", "older edit"))},
+        {"op": "apply", "meta": _meta(B, 6, 10), "content": _c(Edit(f"{A}:1", "forged"))},
+        {"op": "apply", "meta": _meta(C, 1, 11), "content": _c(Reaction(f"{A}:1", "🎉"))},
+        {"op": "apply", "meta": _meta(B, 7, 12), "content": _c(Reaction(f"{A}:1", "🎉", on=False))},
+        {"op": "apply", "meta": _meta(B, 8, 13, 2**52), "content": _c(Profile("Bob"))},
+        {"op": "apply", "meta": _meta(B, 9, 2, 2**52), "content": _c(Profile("Old Bob"))},
+        {"op": "ack", "neighbour": B, "sender": A, "seq": 1},
+        {"op": "ack", "neighbour": B, "sender": A, "seq": 1},
+        {"op": "seen", "member": C, "seqs": [1, 2, 99], "of": 2},
+        {"op": "seen", "member": C, "seqs": [1], "of": 2},
+        {"op": "erase", "sender": A, "seq": 2, "reason": "unsent"},
+        {"op": "erase", "sender": A, "seq": 1, "reason": "expired"},
+    ]
+    doc: dict[str, Any] = {"part": "timeline", "params": {"self_id": A}, "ops": t}
+    return doc
+
+
+def part_parking() -> dict[str, Any]:
+    """Parking: per-neighbour bound (the neighbour's oldest goes), total bound (the oldest overall goes),
+    take in arrival order across neighbours, expiry TTL after arrival, a neighbour dropped with its link."""
+    ops: list[dict[str, Any]] = []
+    for i, (n, sender) in enumerate([(B, C), (B, C), (B, A), (B, C), (C, C), (C, A), (A, C)]):
+        ops.append(
+            {
+                "op": "park",
+                "neighbour": n,
+                "sender": sender,
+                "data": _b64(bytes([i]) * 4),
+                "now": T0 + 100 * i,
+            }
+        )
+    ops += [
+        {"op": "take", "sender": A},
+        {"op": "expire", "now": T0 + 1250},
+        {"op": "drop", "neighbour": A},
+        {"op": "park", "neighbour": B, "sender": A, "data": _b64(b"late"), "now": T0 + 1300},
+        {"op": "take", "sender": C},
+        {"op": "expire", "now": T0 + 2300},
+    ]
+    return {"part": "parking", "params": {"per_neighbour": 3, "total": 5, "ttl_ms": 1000}, "ops": ops}
+
+
+def part_presence() -> dict[str, Any]:
+    """Presence: typing sent to the online members (sorted), renewals rate-limited (3 s), stop; a member's
+    indicator lasts 6 s unless renewed; seen sent once per message, grouped per sender."""
+    ops: list[dict[str, Any]] = [
+        {"op": "set_typing", "typing": True, "now": T0, "online": [C, B]},
+        {"op": "set_typing", "typing": True, "now": T0 + 1000, "online": [C, B]},
+        {"op": "set_typing", "typing": True, "now": T0 + 3000, "online": [B]},
+        {"op": "set_typing", "typing": False, "now": T0 + 3500, "online": [B]},
+        {"op": "set_typing", "typing": False, "now": T0 + 3600, "online": [B]},
+        {"op": "on_typing", "peer": B, "typing": True, "now": T0},
+        {"op": "on_typing", "peer": C, "typing": True, "now": T0 + 1000},
+        {"op": "on_typing", "peer": B, "typing": True, "now": T0 + 4000},
+        {"op": "expire", "now": T0 + 7000},
+        {"op": "on_typing", "peer": B, "typing": False, "now": T0 + 8000},
+        {"op": "expire", "now": T0 + 10_000},
+        {"op": "seen", "keys": [[B, 1], [C, 4], [B, 2]], "now": T0},
+        {"op": "seen", "keys": [[B, 1], [B, 3]], "now": T0},
+    ]
+    return {"part": "presence", "params": {}, "ops": ops}
+
+
+PARTS: list[Callable[[], dict[str, Any]]] = [part_timeline, part_parking, part_presence]
+
+
+def _c(content: Content) -> str:
+    return encode_content(content).decode()
 
 
 SCENARIOS: list[Callable[[], Trace]] = [
@@ -264,6 +355,12 @@ def build() -> dict[str, dict[str, Any]]:
         trace = scenario()
         trace.description = " ".join((scenario.__doc__ or "").split())
         out[trace.name] = trace.to_json()
+    for part in PARTS:
+        doc = part()
+        doc = {"name": part.__name__, "description": " ".join((part.__doc__ or "").split()), **doc}
+        for op, got in zip(doc["ops"], run_part(doc), strict=True):
+            op["out"] = got
+        out[part.__name__] = doc
     return out
 
 
@@ -280,7 +377,7 @@ def main() -> None:
     for name, doc in docs.items():
         path = OUT / f"{name}.json"
         path.write_text(render(doc))
-        print(f"wrote {path} ({len(doc['steps'])} steps)")
+        print(f"wrote {path} ({len(doc.get('steps', doc.get('ops', [])))} steps)")
 
 
 if __name__ == "__main__":

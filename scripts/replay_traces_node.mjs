@@ -1,6 +1,6 @@
 // Developer shortcut: replay the recorded traces against the JS core under Node (>= 20, WebCrypto with
 // Ed25519/X25519). The suite itself replays them in headless Chromium (tests/browser/test_traces.py).
-//   node scripts/replay_traces_node.mjs [name ...]
+//   node --no-warnings scripts/replay_traces_node.mjs [name ...]
 import { readFileSync, readdirSync } from 'node:fs';
 import { replayTrace } from '../web/js/test/traces.js';
 
@@ -10,7 +10,7 @@ let failed = 0;
 for (const name of names) {
   const doc = JSON.parse(readFileSync(new URL(`${name}.json`, dir), 'utf8'));
   const { steps, problems } = await replayTrace(doc);
-  console.log(`${problems.length ? 'FAIL' : 'ok  '} ${name}: ${steps}/${doc.steps.length} steps`);
+  console.log(`${problems.length ? 'FAIL' : 'ok  '} ${name}: ${steps}/${(doc.steps ?? doc.ops).length} steps`);
   for (const p of problems) console.log(`     ${p}`);
   if (problems.length) failed += 1;
 }

@@ -1,4 +1,4 @@
-"""Regression tests for three defects of the one-class room (issue 10). Each failed on 9dbab6e.
+"""Regression tests for defects of the one-class room (issue 10). The first three failed on 9dbab6e.
 
 They use only behaviour visible through the room's API, the sync engine's validator hook and the real
 SQLite store, so they ran unchanged against the old code.
@@ -104,3 +104,43 @@ def test_remote_errors_are_bounded_and_close_the_link(net: Net) -> None:
     assert b.peer_id not in a.online()
     assert 0 < len(events) <= 100  # bounded: the link closed at its budget, later frames are ignored
     assert a.receive(b.peer_id, b"\xee junk", net.clock.now) == []
+
+
+def test_one_chain_advance_per_send_and_one_parse_per_received_envelope(
+    net: Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The send path advanced the sender chain twice; the receive path parsed each envelope three times."""
+    import peer.core.room.inbound as inbound
+    from peer.core.chains import SenderChain
+
+    a, b = _ready_pair(net)
+    a.send_text("first", net.clock.now)  # the chain exists now
+    net.pump()
+    advances = 0
+    real_advance = SenderChain.advance
+
+    def counting_advance(self: SenderChain) -> tuple[SenderChain, object]:
+        nonlocal advances
+        advances += 1
+        return real_advance(self)
+
+    monkeypatch.setattr(SenderChain, "advance", counting_advance)
+    a.send_text("second", net.clock.now)
+    assert advances == 1
+    monkeypatch.setattr(SenderChain, "advance", real_advance)
+    parses = 0
+    real_parse = getattr(inbound, "parse_envelope")  # noqa: B009 (not re-exported; patched below)
+
+    def counting_parse(data: object) -> object:
+        nonlocal parses
+        parses += 1
+        return real_parse(data)
+
+    monkeypatch.setattr(inbound, "parse_envelope", counting_parse)
+    frames = [d for to, d in a.data_to_send() if to == b.peer_id and d[0] == wire.FrameType.ENVELOPES]
+    assert frames
+    events = []
+    for frame in frames:
+        events += b.receive(a.peer_id, frame, net.clock.now)
+    assert [e.message.text for e in events if hasattr(e, "message")] == ["second"]
+    assert parses == 1

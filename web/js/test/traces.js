@@ -73,6 +73,7 @@ export function persistJson(b) {
  * @returns {Promise<{steps: number, problems: string[]}>}
  */
 export async function replayTrace(doc, o = {}) {
+  if (doc.part) return replayPartTrace(doc);
   const inv = parseInvite(doc.invite);
   const keys = await deriveRoomKeys(inv.secret);
   const invite = { roomId: keys.roomId, memberKey: keys.memberKey, ttlS: inv.ttlS };
@@ -131,6 +132,65 @@ export async function replayTrace(doc, o = {}) {
       }
     }
     if (problems.length && (o.stopAtFirst ?? true)) break;
+    i += 1;
+  }
+  return { steps: i, problems };
+}
+
+/**
+ * Replay a part trace (one part driven through its API; see peer/tracing.py run_part) against the JS part.
+ * @param {any} doc @returns {Promise<{steps: number, problems: string[]}>}
+ */
+export async function replayPartTrace(doc) {
+  const { Timeline } = await import('../core/room/timeline.js');
+  const { Parking } = await import('../core/room/parking.js');
+  const { Presence } = await import('../core/room/presence.js');
+  const { decodeContent } = await import('../core/content.js');
+  const { keyOf } = await import('../core/log.js');
+  const p = doc.params;
+  const tl = new Timeline(p.self_id ?? '');
+  const pk = new Parking(p.per_neighbour, p.total, p.ttl_ms);
+  const pr = new Presence();
+  /** @type {string[]} */
+  const problems = [];
+  let i = 0;
+  for (const op of doc.ops) {
+    /** @type {any[]} */
+    const events = [];
+    /** @type {Record<string, any>} */
+    const out = {};
+    if (doc.part === 'timeline') {
+      if (op.op === 'apply') {
+        const m = op.meta;
+        out.code = tl.apply({ sender: m.sender, seq: m.seq, lamport: m.lamport, sentAt: m.sent_at, expiresAt: m.expires_at }, decodeContent(utf8(op.content)), events);
+      } else if (op.op === 'erase') tl.erase(keyOf(op.sender, op.seq), op.reason, events);
+      else if (op.op === 'track') tl.trackDelivery(op.id);
+      else if (op.op === 'ack') tl.onAck(op.neighbour, op.sender, op.seq, events);
+      else if (op.op === 'seen') tl.onSeen(op.member, op.seqs, op.of, events);
+      out.events = events.map(eventJson);
+      out.messages = tl.messages().map((m) => messageJson(m));
+    } else if (doc.part === 'parking') {
+      if (op.op === 'park') pk.park(op.neighbour, op.sender, b64uDecode(op.data), op.now);
+      else if (op.op === 'take') out.taken = pk.take(op.sender).map(([n, d]) => [n, b64uEncode(d)]);
+      else if (op.op === 'drop') pk.dropNeighbour(op.neighbour);
+      else if (op.op === 'expire') out.dropped = pk.expire(op.now);
+      out.size = pk.size;
+      out.deadline = pk.nextDeadline();
+    } else if (doc.part === 'presence') {
+      if (op.op === 'set_typing') out.sent = pr.setTyping(op.typing, op.now, new Set(op.online)).map(([q, b]) => [q, b64uEncode(b)]);
+      else if (op.op === 'on_typing') pr.onTyping(op.peer, op.typing, op.now, events);
+      else if (op.op === 'seen') out.sent = pr.seen(op.keys.map((/** @type {[string, number]} */ [s, q]) => ({ sender: s, seq: q, key: keyOf(s, q) }))).map(([q, b]) => [q, b64uEncode(b)]);
+      else if (op.op === 'expire') pr.expire(op.now, events);
+      out.events = events.map(eventJson);
+      out.typing = pr.typingMembers(op.now ?? 0);
+      out.deadline = pr.nextDeadline();
+    } else {
+      throw new Error(`unknown part ${doc.part}`);
+    }
+    if (canonical(op.out) !== canonical(out)) {
+      problems.push(`op ${i} (${doc.part} ${op.op}): want ${canonical(op.out).slice(0, 400)} got ${canonical(out).slice(0, 400)}`);
+      break;
+    }
     i += 1;
   }
   return { steps: i, problems };

@@ -69,6 +69,14 @@ export class Inbound {
     throw new Error('implemented by Room');
   }
 
+  /** What to store before dataToSend() is transmitted (then a fresh delta starts). @returns {import('./persist.js').PersistBatch} */
+  takePersist() {
+    const batch = this.persist;
+    this.persist = emptyBatch();
+    if (!batch.empty() && !batch.states.has('lamport')) batch.states.set('lamport', this.sync.lamport);
+    return batch;
+  }
+
   // ---------------------------------------------------------------- validation
 
   /** @param {string} sender @returns {PublicBundle} */

@@ -12,7 +12,6 @@ import { keyOf } from '../log.js';
 import { decodeOp, encodeOp, makeAdd, makeRemove, makeSetTimer } from '../membership.js';
 import * as wire from '../wire.js';
 import { Inbound } from './inbound.js';
-import { emptyBatch } from './persist.js';
 import { restore } from './restore.js';
 import { parseMessageId } from './timeline.js';
 
@@ -316,17 +315,12 @@ export class Room extends Inbound {
     });
   }
 
-  /** @returns {PersistBatch} */
-  takePersist() {
-    const batch = this.persist;
-    this.persist = emptyBatch();
-    if (!batch.empty() && !batch.states.has('lamport')) batch.states.set('lamport', this.sync.lamport);
-    return batch;
-  }
-
   // ---------------------------------------------------------------- publishing
 
-  /** @param {number} kind @param {Uint8Array} payload @param {number} now @param {number} [expiresAt] @param {RoomEvent[]} [events] */
+  /**
+   * @override
+   * @param {number} kind @param {Uint8Array} payload @param {number} now @param {number} [expiresAt] @param {RoomEvent[]} [events]
+   */
   async publishUnchained(kind, payload, now, expiresAt = NEVER, events = []) {
     this.seq += 1;
     const lamport = this.sync.tick();
