@@ -574,7 +574,7 @@ class Peer:
         handle.mesh.set_present(present)
         if self.name and not keeper and core.display_name(self.peer_id) != self.name:
             core.set_profile(self.name, now_ms())
-        handle._pump([])
+        handle._commit([])  # joined: our ADD (and name) are on disk when join returns
         return handle
 
     async def _signaling_for(self, server: str) -> SignalingClient:

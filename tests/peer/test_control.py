@@ -245,3 +245,49 @@ def test_a_conflict_on_our_own_key_stores_nothing_of_the_commit(tmp_path: Path) 
     other = PersistBatch(envelopes=[entry(them, 1, b"theirs"), entry(me, 7, b"par-2")])
     assert apply_batches(store, [("r", other)], own=them) == [("r", me, 7)]
     assert sorted(e.data for e in store.envelopes("r")) == [b"par-3", b"theirs"]
+
+
+# -- the API: mutators commit before they return, waits raise -------------------------------------------
+
+
+async def test_mutators_return_after_their_commit(signaling_url: str, tmp_path: Path) -> None:
+    invite = Invite.new(signaling_url).url()
+    async with Peer(home=tmp_path / "h") as peer:
+        room = await peer.join(invite)
+
+        def stored() -> int:
+            return len(peer.store.envelopes(room.room_id))  # what is on disk, read right after the await
+
+        before = stored()
+        msg = await room.send("one")
+        assert stored() == before + 1
+        await room.edit(msg.id, "one, edited")
+        assert stored() == before + 2
+        await room.react(msg.id, "👍")
+        assert stored() == before + 3
+        await room.set_name("Ada")
+        assert stored() == before + 4
+        await room.set_timer(600)
+        assert stored() == before + 5
+        assert await room.unsend(msg.id)
+        assert stored() == before + 5  # the message went, its TOMBSTONE came: both committed
+        assert (peer.peer_id, msg.seq) in {(s, q) for s, q, _ in peer.store.tombstones(room.room_id)}
+
+
+async def test_waits_raise_on_timeout(signaling_url: str, tmp_path: Path) -> None:
+    from peer.node import DeliveryTimeout
+
+    invite = Invite.new(signaling_url).url()
+    async with Peer(home=tmp_path / "h") as peer:
+        room = await peer.join(invite)
+        msg = await room.send("nobody here")
+        with pytest.raises(DeliveryTimeout) as info:
+            await room.wait_delivered(msg.id, 0.2)
+        assert isinstance(info.value, TimeoutError)
+        assert info.value.delivered == set()
+        assert room.mesh is not None
+        room.mesh.present.add("ab" * 16)  # the server lists someone we never link with
+        with pytest.raises(TimeoutError):
+            await room.wait_connected(0.2)
+        with pytest.raises(TimeoutError):
+            await room.wait_for(lambda: False, 0.1)

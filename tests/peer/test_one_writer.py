@@ -190,3 +190,36 @@ async def test_commands_on_a_home_that_keep_holds_go_through_it(signaling_url: s
             if proc is not None and proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+@pytest.mark.timeout(120)
+async def test_chat_on_a_home_in_use_goes_through_the_owner(signaling_url: str, tmp_path: Path) -> None:
+    """The owner is a Python ``Peer`` (the API); ``ephemesh chat`` on its home sends and shows through it."""
+    invite = Invite.new(signaling_url).url()
+    async with Peer(home=tmp_path / "owner") as owner, Peer(home=tmp_path / "other") as other:
+        mine, theirs = await owner.join(invite), await other.join(invite)
+        await mine.wait_for(lambda: len(mine.online_members()) == 1, WAIT)
+        chat = await start("chat", invite, home=tmp_path / "owner")
+        try:
+            assert chat.stdin is not None
+            assert chat.stdout is not None
+            async with asyncio.timeout(WAIT):
+                assert b"joined room" in await chat.stdout.readline()
+            chat.stdin.write(b"typed in the second terminal\n/who\n")
+            await chat.stdin.drain()
+            await theirs.wait_for(
+                lambda: [m.text for m in theirs.messages()] == ["typed in the second terminal"], WAIT
+            )
+            assert theirs.messages()[0].sender == owner.peer_id  # one identity
+            await theirs.send("hello, both of you")
+            seen: list[bytes] = []
+            async with asyncio.timeout(WAIT):
+                while not any(b"hello, both of you" in line for line in seen):
+                    seen.append(await chat.stdout.readline())
+            assert any(b"online" in line and other.peer_id[:8].encode() in line for line in seen)  # /who
+            chat.stdin.close()
+            assert await asyncio.wait_for(chat.wait(), WAIT) == 0
+        finally:
+            if chat.returncode is None:
+                chat.kill()
+                await chat.wait()
