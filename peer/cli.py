@@ -285,10 +285,10 @@ async def _run_async(args: argparse.Namespace, home: Path) -> int:
             except ControlError as err:
                 raise CliError(err.message) from None
             except _OwnerGone:
-                if args.command not in ("send", "keep"):
+                if args.command == "chat":
                     raise CliError(f"the process that owned {home} exited") from None
                 deadline = loop.time() + OWNER_WAIT_S
-                continue  # send resumes (nothing sent yet, or waiting for delivery); keep takes over
+                continue  # send resumes (nothing sent yet, or waiting for delivery); listen and keep take over
             finally:
                 await client.close()
         async with peer:
@@ -305,7 +305,7 @@ async def _command(ops: Any, args: argparse.Namespace, state: dict[str, Any]) ->
         if args.command == "send":
             return await _send(ops, args, state)
         if args.command == "listen":
-            return await _listen(ops, args)
+            return await _listen(ops, args, state)
         if args.command == "chat":
             return await _chat(ops, args)
         if args.command == "keep":
@@ -348,17 +348,27 @@ async def _send(ops: Any, args: argparse.Namespace, state: dict[str, Any]) -> in
     raise CliError(f"delivered to {n} of {m} members; {missing} not within {args.timeout:g}s")
 
 
-async def _listen(ops: Any, args: argparse.Namespace) -> int:
+async def _listen(ops: Any, args: argparse.Namespace, state: dict[str, Any]) -> int:
+    """Print the room's events. If the owner of the home exits, take over (or follow the next owner)
+    and go on without printing a message twice."""
     me = (await ops.call("hello"))["peer"]
     info = await ops.call("join", invite=args.invite, name=args.name)
     room = info["room"]
-    ready = {"event": "ready", "room": room, "peer": me}
-    if args.json:
-        print(json.dumps(ready), flush=True)
-    else:
-        print(f"listening in room {room[:8]} as {me[:8]}", file=sys.stderr, flush=True)
+    if "ready" not in state:
+        state["ready"] = True
+        ready = {"event": "ready", "room": room, "peer": me}
+        if args.json:
+            print(json.dumps(ready), flush=True)
+        else:
+            print(f"listening in room {room[:8]} as {me[:8]}", file=sys.stderr, flush=True)
+    printed: set[str] = state.setdefault("printed", set())
     async for item in ops.subscribe(room, history=True):
-        print(json.dumps(item["event"], ensure_ascii=False) if args.json else item["line"], flush=True)
+        ev = item["event"]
+        if ev.get("event") == "message" and isinstance(ev.get("id"), str):
+            if ev["id"] in printed:
+                continue  # shown before a change of owner
+            printed.add(ev["id"])
+        print(json.dumps(ev, ensure_ascii=False) if args.json else item["line"], flush=True)
     if getattr(ops, "closed", False):
         raise _OwnerGone()
     return 0
