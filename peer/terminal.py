@@ -92,8 +92,15 @@ async def chat_command(room: Any, line: str) -> list[str]:
             await room.set_timer(parse_duration(rest))
         elif cmd == "/who":
             online = set(room.online_members())
+            links = room.links()
             for member in room.members():
-                state = "you" if member == me else ("online" if member in online else "offline")
+                link = links.get(member)
+                if member == me:
+                    state = "you"
+                elif link is not None and (link.reachable or member not in online):
+                    state = link.describe()  # direct, relayed, connecting…, unreachable (reason)
+                else:
+                    state = "online" if member in online else "offline"
                 out.append(f"  {room.label(member)} ({member[:8]}) {state}")
         else:
             out.append(CHAT_HELP)

@@ -29,6 +29,7 @@ from peer.core.crypto import DeterministicRng, b64u_decode, b64u_encode
 from peer.core.events import RoomEvent
 from peer.core.identity import Identity, PublicBundle
 from peer.core.invite import Invite
+from peer.core.persist import Snapshot
 from peer.core.room import Room
 
 T0 = 1_700_000_000_000
@@ -39,8 +40,10 @@ def _event_json(ev: RoomEvent) -> dict[str, Any]:
     return ev.to_json()
 
 
-def _persist_json(room: Room) -> dict[str, Any] | None:
+def _persist_json(room: Room, snapshot: Snapshot) -> dict[str, Any] | None:
+    """Drain the room's persist batch into ``snapshot`` (what a store would hold) and as canonical JSON."""
     batch = room.take_persist()
+    snapshot.apply(batch)
     if not batch:
         return None
     doc = batch.to_json()
@@ -53,6 +56,8 @@ class _Peer:
     def __init__(self, label: str, identity: Identity, rng_seed: bytes, keeper: bool) -> None:
         self.label, self.identity, self.rng_seed, self.keeper = label, identity, rng_seed, keeper
         self.room: Room | None = None
+        self.stored = Snapshot()
+        self.restarts = 0
 
 
 class Trace:
@@ -92,10 +97,12 @@ class Trace:
         now = self.now
         if do == "create":
             p.room = Room(p.identity, self.invite, now, keeper=p.keeper, rng=DeterministicRng(p.rng_seed))
+        elif do == "restart":
+            p.room = _restart(p.identity, self.invite, now, p.keeper, p.stored, b64u_decode(args["rng_seed"]))
         else:
             result, events = self._call(p, do, args, now)
         room = self.room(label)
-        persist = _persist_json(room)
+        persist = _persist_json(room, p.stored)
         frames = room.data_to_send()
         record: dict[str, Any] = {"at": now, "peer": label, "do": do}
         if args:
@@ -158,6 +165,15 @@ class Trace:
                         self.step(label, "timer")
             self.deliver()
 
+    def restart(self, label: str) -> None:
+        """Take ``label`` offline (its links go down) and start it again from what it stored."""
+        for other in sorted(self.peers):
+            if frozenset((self.id(label), self.id(other))) in self.links:
+                self.unlink(label, other)
+        p = self.peers[label]
+        p.restarts += 1
+        self.step(label, "restart", rng_seed=b64u_encode(p.rng_seed + b"/restart/%d" % p.restarts))
+
     def message_id(self, label: str, seq: int) -> str:
         return f"{self.id(label)}:{seq}"
 
@@ -187,6 +203,7 @@ def replay(doc: dict[str, Any]) -> list[str]:
     """Replay a recorded trace against this (Python) core; returns the mismatches (empty = identical)."""
     invite = Invite.parse(doc["invite"])
     rooms: dict[str, Room] = {}
+    stored: dict[str, Snapshot] = {label: Snapshot() for label in doc["peers"]}
     labels = {p["peer_id"]: label for label, p in doc["peers"].items()}
     problems: list[str] = []
 
@@ -205,13 +222,17 @@ def replay(doc: dict[str, Any]) -> list[str]:
             identity = Identity.from_bytes(b64u_decode(spec["identity"]))
             rng = DeterministicRng(b64u_decode(spec["rng_seed"]))
             rooms[label] = Room(identity, invite, now, keeper=spec["keeper"], rng=rng)
+        elif do == "restart":
+            identity = Identity.from_bytes(b64u_decode(spec["identity"]))
+            rng_seed = b64u_decode(a["rng_seed"])
+            rooms[label] = _restart(identity, invite, now, spec["keeper"], stored[label], rng_seed)
         else:
             result, events = _apply(rooms[label], pid, bundle, do, a, now)
         room = rooms[label]
         got: dict[str, Any] = {"events": [_event_json(e) for e in events]}
         if result is not None:
             got["result"] = result
-        got["persist"] = _persist_json(room)
+        got["persist"] = _persist_json(room, stored[label])
         got["frames"] = [[labels[to], b64u_encode(data)] for to, data in room.data_to_send()]
         got["dead"] = [labels.get(d, d) for d in room.take_dead_links()]
         got["timer"] = room.next_timer()
@@ -221,6 +242,16 @@ def replay(doc: dict[str, Any]) -> list[str]:
         if problems:
             break  # later steps depend on this one
     return problems
+
+
+def _restart(
+    identity: Identity, invite: Invite, now: int, keeper: bool, stored: Snapshot, seed: bytes
+) -> Room:
+    """A room started again from a copy of what its store holds (as ``peer.store.sqlite.snapshot``)."""
+    snap = Snapshot(
+        list(stored.envelopes), list(stored.tombstones), dict(stored.message_keys), dict(stored.states)
+    )
+    return Room(identity, invite, now, keeper=keeper, snapshot=snap, rng=DeterministicRng(seed))
 
 
 def _apply(
@@ -321,6 +352,9 @@ def run_part(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 pk.drop_neighbour(op["neighbour"])
             elif op["op"] == "expire":
                 out["dropped"] = pk.expire(op["now"])
+            elif op["op"] == "defaults":
+                d = Parking()
+                out["defaults"] = [d.per_neighbour, d.total, d.ttl_ms]
             out["size"] = len(pk)
             out["deadline"] = pk.next_deadline()
             outs.append(out)
@@ -342,8 +376,58 @@ def run_part(doc: dict[str, Any]) -> list[dict[str, Any]]:
             out["typing"] = pr.typing_members(op.get("now", 0))
             out["deadline"] = pr.next_deadline()
             outs.append(out)
+    elif doc["part"] == "links":
+        outs = _run_links(doc)
     else:
         raise ValueError(f"unknown part {doc['part']!r}")
+    return outs
+
+
+def _run_links(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The links part: two Links objects (X, Y) shake hands, then X counts faults until its budget."""
+    from peer.core.errors import ProtocolError
+    from peer.core.room.links import Links
+
+    params = doc["params"]
+    ids = {label: Identity.from_bytes(b64u_decode(v)) for label, v in params["identities"].items()}
+    links = {
+        label: Links(ids[label], params["room_id"], DeterministicRng(b64u_decode(params["rng_seeds"][label])))
+        for label in ids
+    }
+    other = {"X": "Y", "Y": "X"}
+    outs: list[dict[str, Any]] = []
+    for op in doc["ops"]:
+        at = op["at"]
+        me, peer = links[at], ids[other[at]].peer_id
+        out: dict[str, Any] = {}
+        if op["op"] == "up":
+            me.up(peer, ids[other[at]].public_bundle() if op["known"] else None)
+        elif op["op"] == "deliver":  # our outbox goes to the other side's handshake, frame by frame
+            frames = me.take_outbox()
+            out["frames"] = [b64u_encode(f) for _, f in frames]
+            out["results"] = [list(links[other[at]].on_handshake(ids[at].peer_id, f)) for _, f in frames]
+        elif op["op"] == "handshake":
+            out["result"] = list(me.on_handshake(peer, b64u_decode(op["frame"])))
+        elif op["op"] == "fault":
+            out["result"] = list(me.fault(peer, op["code"]))
+        elif op["op"] == "seal":
+            sealed = me.seal(peer, op["plaintext"].encode())
+            out["result"] = None if sealed is None else b64u_encode(sealed)
+            if sealed is not None:
+                out["opened"] = links[other[at]].open(ids[at].peer_id, sealed).decode()
+        elif op["op"] == "open":
+            try:
+                out["result"] = me.open(peer, b64u_decode(op["frame"])).decode()
+            except ProtocolError as exc:
+                out["result"] = exc.code
+        elif op["op"] == "close":
+            out["result"] = me.close(peer)
+        elif op["op"] == "down":
+            out["result"] = me.down(peer)
+        state = me.state(peer)
+        out["state"] = None if state is None else state.value
+        out["dead"] = me.take_dead()
+        outs.append(out)
     return outs
 
 

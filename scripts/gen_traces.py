@@ -87,12 +87,13 @@ def sync_frames() -> Trace:
 def parking() -> Trace:
     """Parking: C links to B only; its sender key and message (sealed for A) reach A through B before
     C's ADD does: A parks them (a transient, not an error), then offers them back once the ADD arrives
-    and reads the message. D, whose bundle A learned from signaling but who never joined, stays unknown:
-    its parked envelopes are not re-validated per frame and expire after 30 s."""
+    and reads the message. D and E, whose bundles A learned from signaling but whose ADDs A lacks, stay
+    unknown: their parked envelopes are not re-validated per frame; D's ADD arriving 24 s later brings
+    D's parked envelopes back into the log, E's arriving after 31 s finds them expired (30 s)."""
     t = Trace("parking", parking.__doc__ or "", "parking")
-    for p in ("A", "B", "C", "D"):
+    for p in ("A", "B", "C", "D", "E"):
         t.peer(p)
-    t.create("A", "B", "C", "D")
+    t.create("A", "B", "C", "D", "E")
     t.link("A", "B")
     t.deliver()
     t.advance(1000)
@@ -103,15 +104,20 @@ def parking() -> Trace:
     t.deliver()
     overtaking = [e.data for e in c.sync.log.ordered() if e.seq > 1]
     t.step("A", "receive", **{"from": "B", "frame": _b64(wire.encode_envelopes(overtaking)[0])})
-    d = t.room("D")
-    t.step("D", "send_text", text="never joined", ttl_s=3600)
-    t.step("A", "learn", of="D")  # a bundle from signaling does not make D a known sender
-    d_envs = [e.data for e in d.sync.log.ordered()]
-    t.step("A", "receive", **{"from": "B", "frame": _b64(wire.encode_envelopes(d_envs[1:])[0])})
+    adds = {}
+    for p in ("D", "E"):
+        t.step(p, "send_text", text=f"{p} was here", ttl_s=3600)
+        t.step("A", "learn", of=p)  # a bundle from signaling does not make a sender known
+        envs = [e.data for e in t.room(p).sync.log.ordered()]
+        adds[p] = envs[0]
+        t.step("A", "receive", **{"from": "B", "frame": _b64(wire.encode_envelopes(envs[1:])[0])})
     for nonce in range(1, 4):
         t.step("A", "receive", **{"from": "B", "frame": _b64(wire.encode_ping(nonce))})
-    t.advance(1000)  # B's announce: A pulls C's ADD, and the parked envelopes go back in
-    t.advance(31_000)  # D's parked envelopes expire
+    t.advance(1000)  # B's announce: A pulls C's ADD, and C's parked envelopes go back in
+    t.advance(23_000)
+    t.step("A", "receive", **{"from": "B", "frame": _b64(wire.encode_envelopes([adds["D"]])[0])})
+    t.advance(7_000)  # E's parked envelopes are past 30 s now
+    t.step("A", "receive", **{"from": "B", "frame": _b64(wire.encode_envelopes([adds["E"]])[0])})
     return t
 
 
@@ -241,6 +247,38 @@ def content_types() -> Trace:
     return t
 
 
+def restart_restore() -> Trace:
+    """Restart from the store: B goes offline after C was removed; while B is away a 5 s message expires.
+    B restarts from what it persisted (its own batches, deletions included): C's receiver chains are not
+    restored, the expired message is erased at restore (and B owes A a receipt), the rest is shown again;
+    relinked, B catches up and reports the erasure to A."""
+    t = Trace("restart_restore", restart_restore.__doc__ or "", "restart")
+    for p in ("A", "B", "C"):
+        t.peer(p)
+    t.create("A", "B", "C")
+    for x, y in (("A", "B"), ("B", "C"), ("A", "C")):
+        t.link(x, y)
+    t.deliver()
+    t.advance(1000)
+    t.step("C", "send_text", text="from C", ttl_s=3600)
+    t.step("A", "send_text", text="short", ttl_s=5)
+    t.step("A", "send_text", text="long", ttl_s=3600)
+    t.deliver()
+    t.advance(1000)
+    t.step("A", "remove", member="C")
+    t.deliver()
+    t.advance(1000)
+    t.unlink("A", "B")  # B goes down
+    t.unlink("B", "C")
+    t.unlink("A", "C")
+    t.now += 10_000  # B is down meanwhile (no timers fire in this stretch)
+    t.restart("B")
+    t.link("A", "B")
+    t.deliver()
+    t.advance(2000)
+    return t
+
+
 # -- part traces: one part driven through its API --------------------------------------------------------
 
 A, B, C = "a" * 32, "b" * 32, "c" * 32
@@ -281,7 +319,7 @@ def part_timeline() -> dict[str, Any]:
 def part_parking() -> dict[str, Any]:
     """Parking: per-neighbour bound (the neighbour's oldest goes), total bound (the oldest overall goes),
     take in arrival order across neighbours, expiry TTL after arrival, a neighbour dropped with its link."""
-    ops: list[dict[str, Any]] = []
+    ops: list[dict[str, Any]] = [{"op": "defaults"}]  # the production bounds: 512, 2,048, 30 s
     for i, (n, sender) in enumerate([(B, C), (B, C), (B, A), (B, C), (C, C), (C, A), (A, C)]):
         ops.append(
             {
@@ -324,7 +362,42 @@ def part_presence() -> dict[str, Any]:
     return {"part": "presence", "params": {}, "ops": ops}
 
 
-PARTS: list[Callable[[], dict[str, Any]]] = [part_timeline, part_parking, part_presence]
+def part_links() -> dict[str, Any]:
+    """Links (the per-neighbour state machine): an unknown peer is DEAD at once; HANDSHAKING -> READY
+    through hello/finish both ways; the pairwise channel seals and opens both ways;
+    faults are counted until the budget (64) closes the link; a junk handshake kills a HANDSHAKING link."""
+    from peer.core.crypto import DeterministicRng
+    from peer.core.identity import Identity
+    from peer.core.invite import Invite
+
+    ids = {label: Identity.generate(DeterministicRng(f"links/{label}".encode())) for label in ("X", "Y")}
+    room = Invite.new("http://127.0.0.1:1", None, DeterministicRng(b"links/invite")).room_id
+    ops: list[dict[str, Any]] = [
+        {"op": "up", "at": "X", "known": False},
+        {"op": "up", "at": "X", "known": True},
+        {"op": "up", "at": "Y", "known": True},
+        {"op": "deliver", "at": "X"},  # X's hello -> Y answers with finish
+        {"op": "deliver", "at": "Y"},  # Y's hello and finish -> X is READY
+        {"op": "deliver", "at": "X"},  # X's finish -> Y is READY
+        {"op": "seal", "at": "X", "plaintext": "sender key"},
+        {"op": "seal", "at": "Y", "plaintext": "and back"},
+    ]
+    ops += [{"op": "fault", "at": "X", "code": "bad-frame" if i % 2 else "bad-envelope"} for i in range(66)]
+    ops += [
+        {"op": "close", "at": "Y"},
+        {"op": "down", "at": "Y"},
+        {"op": "up", "at": "Y", "known": True},
+        {"op": "handshake", "at": "Y", "frame": _b64(b"\x10\x09junk")},
+    ]
+    params = {
+        "identities": {k: _b64(v.to_bytes()) for k, v in ids.items()},
+        "room_id": room,
+        "rng_seeds": {k: _b64(f"links/{k}/rng".encode()) for k in ids},
+    }
+    return {"part": "links", "params": params, "ops": ops}
+
+
+PARTS: list[Callable[[], dict[str, Any]]] = [part_timeline, part_parking, part_presence, part_links]
 
 
 def _c(content: Content) -> str:
@@ -340,6 +413,7 @@ SCENARIOS: list[Callable[[], Trace]] = [
     expiry_unsend,
     receipts_typing_seen,
     content_types,
+    restart_restore,
 ]
 
 

@@ -109,7 +109,8 @@ class MessageSeen:
 
 @dataclass(frozen=True, slots=True)
 class MessageExpired:
-    """A message was erased here: ``reason`` is ``"expired"`` (its signed expiry) or ``"unsent"``."""
+    """A message was erased here: ``reason`` is ``"expired"`` (its signed expiry), ``"unsent"``, or
+    ``"equivocation"`` (its author signed two versions of it: neither is kept)."""
 
     id: str
     reason: str = "expired"
@@ -118,7 +119,7 @@ class MessageExpired:
         return {"event": "expired", "id": self.id, "reason": self.reason}
 
     def __str__(self) -> str:
-        return f"* message {self.id[:8]}… {'unsent' if self.reason == 'unsent' else 'expired'}"
+        return f"* message {self.id[:8]}… {self.reason if self.reason in ('unsent', 'equivocation') else 'expired'}"
 
 
 @dataclass(frozen=True, slots=True)

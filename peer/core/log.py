@@ -5,10 +5,20 @@ Rules:
   validates them (signature, room binding) before they reach the log.
 - ``add`` accepts an entry only if its key has never been seen (held or tombstoned) and it has not
   expired (``expires_at > now``). Two members that hold the same set of keys therefore converge.
-- Total order is ``(lamport, sender, seq)``: every member shows the same order for the same set.
+- Total order is ``(effective lamport, sender, seq)``: every member shows the same order for the same
+  set. An author cannot place an entry before its own previous one: the effective lamport of
+  ``(s, q)`` is the largest lamport among ``s``'s held entries with seq <= q, a function of the held
+  set only (an honest author's lamports grow with its seqs, so for it this is the lamport itself). A
+  backdated entry is thus shown right after its author's previous entry (same effective lamport,
+  then seq order).
 - Expiry turns an entry into a tombstone that lives until ``expires_at + skew_ms``; an explicit
   deletion (``tombstone``) does the same. A tombstoned key is never re-accepted nor served. When a
   tombstone is pruned the entry's own ``expires_at`` is already past, so ``add`` still refuses it.
+- Equivocation (two different validly signed envelopes under one key, found by comparing bytes on
+  every duplicate key) makes the key *void*: ``void`` drops the held entry and marks the key seen,
+  without a tombstone (nothing to announce, nothing to serve), until ``until``. Every member that sees
+  both versions voids the key, so all converge on "neither"; the pair is kept (bounded: the newest
+  ``MAX_VOID_PAIRS``) so it can be shown to neighbours that still hold one version.
 - ``have()`` is a compact version vector: per sender, the sorted, disjoint, non-adjacent inclusive
   ranges of seqs held *or* tombstoned.
 """
@@ -27,6 +37,8 @@ RangeMap = dict[str, list[Range]]
 
 #: Default clock-skew bound added to ``expires_at`` to compute a tombstone's lifetime.
 DEFAULT_SKEW_MS = 60_000
+#: Void keys whose two conflicting envelopes are kept to show neighbours (older pairs keep the mark only).
+MAX_VOID_PAIRS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,10 +188,12 @@ class Log:
             raise ValueError("skew_ms must be >= 0")
         self.skew_ms = skew_ms
         self._entries: dict[Key, LogEntry] = {}
-        self._order: list[tuple[int, str, int]] = []
         self._held: dict[str, list[int]] = {}
+        self._prefix_max: dict[str, list[int]] = {}  # per sender, over _held: a cache, dropped on change
         self._seen: dict[str, RangeSet] = {}
         self._tombs: dict[Key, Tombstone] = {}
+        self._void: dict[Key, int] = {}  # void key -> until
+        self._void_pairs: dict[Key, tuple[bytes, bytes]] = {}  # insertion-ordered, bounded
         self._expiry_heap: list[tuple[int, str, int]] = []
         self._prune_heap: list[tuple[int, str, int]] = []
 
@@ -202,17 +216,39 @@ class Log:
     def get_tombstone(self, key: Key) -> Tombstone | None:
         return self._tombs.get(key)
 
+    def is_void(self, key: Key) -> bool:
+        return key in self._void
+
+    def void_pairs(self) -> list[tuple[Key, bytes, bytes]]:
+        """The kept conflicting pairs of void keys (oldest first)."""
+        return [(k, a, b) for k, (a, b) in self._void_pairs.items()]
+
     def tombstones(self) -> list[Tombstone]:
         return sorted(self._tombs.values(), key=lambda t: t.key)
 
     def ordered(self) -> list[LogEntry]:
-        """All held entries in total order ``(lamport, sender, seq)``."""
-        return [self._entries[(s, q)] for _, s, q in self._order]
+        """All held entries in total order ``(effective lamport, sender, seq)`` (O(n log n))."""
+        return sorted(self._entries.values(), key=lambda e: self._order_key(e.sender, e.seq))
+
+    def order_of(self, key: Key) -> tuple[int, str, int] | None:
+        """The total-order key ``(effective lamport, sender, seq)`` of a held entry, else ``None``."""
+        return self._order_key(*key) if key in self._entries else None
 
     def position(self, key: Key) -> int:
         """Index of a held entry in ``ordered()`` (where a UI inserts it). KeyError if not held."""
-        entry = self._entries[key]
-        return bisect_left(self._order, entry.order_key)
+        mine = self._order_key(*self._entries[key].key)
+        return sum(1 for e in self._entries.values() if self._order_key(e.sender, e.seq) < mine)
+
+    def _order_key(self, sender: str, seq: int) -> tuple[int, str, int]:
+        seqs = self._held[sender]
+        pm = self._prefix_max.get(sender)
+        if pm is None:  # rebuilt lazily, once per change of this sender's entries: O(k)
+            pm, top = [], -1
+            for q in seqs:
+                top = max(top, self._entries[(sender, q)].lamport)
+                pm.append(top)
+            self._prefix_max[sender] = pm
+        return (pm[bisect_left(seqs, seq)], sender, seq)
 
     def have(self) -> RangeMap:
         """Per sender, the inclusive seq ranges held or tombstoned."""
@@ -254,10 +290,27 @@ class Log:
         if entry.expires_at <= now or self.seen(entry.key):
             return False
         self._entries[entry.key] = entry
-        insort(self._order, entry.order_key)
         insort(self._held.setdefault(entry.sender, []), entry.seq)
+        self._prefix_max.pop(entry.sender, None)
         self._seen.setdefault(entry.sender, RangeSet()).add(entry.seq)
         heapq.heappush(self._expiry_heap, (entry.expires_at, entry.sender, entry.seq))
+        return True
+
+    def void(self, key: Key, first: bytes, second: bytes, until: int) -> bool:
+        """Make ``key`` void (equivocation): drop the held entry, refuse the key until ``until``, keep the
+        pair. False if it already was void."""
+        if key in self._void:
+            return False
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._remove(entry)
+        self._tombs.pop(key, None)
+        self._void[key] = until
+        self._void_pairs[key] = (first, second)
+        while len(self._void_pairs) > MAX_VOID_PAIRS:
+            del self._void_pairs[next(iter(self._void_pairs))]
+        self._seen.setdefault(key[0], RangeSet()).add(key[1])
+        heapq.heappush(self._prune_heap, (until, key[0], key[1]))
         return True
 
     def tombstone(self, key: Key, until: int, proof: bytes = b"") -> bool:
@@ -266,7 +319,7 @@ class Log:
         If the entry is held, ``until`` is raised to at least ``expires_at + skew_ms`` so that a stale
         copy can never come back after the tombstone is pruned.
         """
-        if key in self._tombs:
+        if key in self._tombs or key in self._void:
             return False
         entry = self._entries.get(key)
         if entry is not None:
@@ -297,12 +350,15 @@ class Log:
             if tomb is not None and tomb.until == until:
                 del self._tombs[(sender, seq)]
                 self._seen[sender].remove(seq)
+            elif self._void.get((sender, seq)) == until:
+                del self._void[(sender, seq)]
+                self._void_pairs.pop((sender, seq), None)
+                self._seen[sender].remove(seq)
         return erased
 
     def _remove(self, entry: LogEntry) -> None:
         del self._entries[entry.key]
-        i = bisect_left(self._order, entry.order_key)
-        del self._order[i]
+        self._prefix_max.pop(entry.sender, None)
         seqs = self._held[entry.sender]
         del seqs[bisect_left(seqs, entry.seq)]
         if not seqs:

@@ -24,6 +24,12 @@ Rules (one session per neighbour; the adapter calls ``connect`` when a transport
   the skew bound). A tombstone with a proof (explicit unsend) is accepted only if the injected
   ``authorize_tombstone`` says so; without it, ``unauthorized-tombstone``. Accepted tombstones are
   relayed to neighbours that may hold the key.
+- Equivocation: a duplicate key whose bytes differ from the held entry's is validated; if it is
+  the sender's too, the key becomes void (``Log.void``: neither version is kept), ``EntryVoided`` is
+  emitted and both envelopes are pushed to every neighbour, so each of them finds it too. On HELLO,
+  kept pairs go to a neighbour that says it has such a key (it may still hold one version). Entries
+  the injected ``eager`` hook names (the room: everything but chat, i.e. room state) are relayed at
+  once even when received from their author, so a version sent to one member meets the other.
 - An entry stamped more than ``max_lamport_jump`` ahead of our Lamport clock is refused
   (``lamport-jump``), so one member cannot exhaust everyone's clock. Local entries take their stamp
   from ``engine.clock.tick()``.
@@ -44,6 +50,7 @@ from peer.core.sync_events import (
     EntryAdded,
     EntryDeleted,
     EntryExpired,
+    EntryVoided,
     EnvelopeRefused,
     Event,
     NeighbourReady,
@@ -60,6 +67,7 @@ __all__ = [
     "EntryAdded",
     "EntryDeleted",
     "EntryExpired",
+    "EntryVoided",
     "EnvelopeRefused",
     "Event",
     "NeighbourReady",
@@ -91,6 +99,7 @@ class SyncEngine:
         config: SyncConfig | None = None,
         authorize_tombstone: AuthorizeTombstone | None = None,
         peek_key: PeekKey | None = None,
+        eager: Callable[[LogEntry], bool] | None = None,
     ) -> None:
         wire.id_to_bytes(self_id)
         wire.id_to_bytes(room_id)
@@ -102,6 +111,7 @@ class SyncEngine:
         self._validate = validate
         self._authorize = authorize_tombstone
         self._peek = peek_key
+        self._eager = eager  # entries always relayed at once, even when received from their author
         self._announce_at: int | None = None
         self._sessions: dict[str, _Session] = {}
         self._pending: dict[Key, tuple[str, int]] = {}
@@ -351,6 +361,10 @@ class SyncEngine:
             events.append(NeighbourReady(s.neighbour))
             # explicit deletions the neighbour may still hold
             s.tombs.extend(t for t in self.log.tombstones() if t.proof and s.has(t.key))
+            # equivocations it may not have seen: both versions, so it voids the key too
+            for key, first, second in self.log.void_pairs():
+                if s.has(key):
+                    s.envs += [first, second]
         events += self._hello_acks(s)
         self._request(s, now)
         return events
@@ -387,6 +401,10 @@ class SyncEngine:
                 except ProtocolError as e:
                     events.append(self._error(s.neighbour, e.code))
                     continue
+                held = self.log.get(seen_key)
+                if held is not None and held.data != bytes(item):  # same key, other bytes
+                    events += self._equivocation(s, held, item, now)
+                    continue
                 if self.log.seen(seen_key):  # a duplicate: no need to verify it again
                     s.mark(seen_key)
                     self._resolve(seen_key)
@@ -405,6 +423,10 @@ class SyncEngine:
                 events.append(self._error(s.neighbour, "lamport-jump"))
                 continue
             key = entry.key
+            held = self.log.get(key)
+            if held is not None and held.data != entry.data:
+                events += self._equivocation(s, held, item, now, entry)
+                continue
             drained = self._resolve(key)
             if drained is not None:
                 refill.append(drained)
@@ -412,7 +434,8 @@ class SyncEngine:
             if self.log.add(entry, now):
                 self.clock.observe(entry.lamport)
                 events.append(EntryAdded(entry))
-                if entry.sender == s.neighbour and self.config.announce_delay_ms >= 0:
+                lazy = self._eager is None or not self._eager(entry)
+                if lazy and entry.sender == s.neighbour and self.config.announce_delay_ms >= 0:
                     if self._announce_at is None:
                         self._announce_at = now + self.config.announce_delay_ms
                 else:
@@ -431,6 +454,26 @@ class SyncEngine:
             if r.ready and not r.inflight:
                 self._request(r, now)
         return events
+
+    def _equivocation(
+        self, s: _Session, held: LogEntry, item: bytes, now: int, other: LogEntry | None = None
+    ) -> list[Event]:
+        """``item`` claims ``held``'s key with other bytes: void the key if the sender signed both."""
+        s.mark(held.key)
+        self._resolve(held.key)
+        if other is None:
+            try:
+                other = self._validate(item)
+            except ProtocolError as e:  # not the sender's: junk under a known key, not equivocation
+                self.protocol_errors += 1
+                return [EnvelopeRefused(s.neighbour, e.code, item)]
+        until = min(max(held.expires_at, other.expires_at) + self.log.skew_ms, wire.MAX_INT)
+        if not self.log.void(held.key, held.data, other.data, until):
+            return []
+        for sess in self._live():
+            sess.envs += [held.data, other.data]
+            sess.mark(held.key)
+        return [EntryVoided(held.key, s.neighbour)]
 
     def _on_want(self, s: _Session, frame: wire.Want, now: int) -> None:
         budget = self.config.max_serve_keys

@@ -44,6 +44,15 @@ class EntryDeleted:
 
 
 @dataclass(frozen=True, slots=True)
+class EntryVoided:
+    """Two different validly signed envelopes under ``key``: the key is void (see :meth:`Log.void`);
+    ``neighbour`` showed us the second one (the author, ``key[0]``, is the one to blame)."""
+
+    key: Key
+    neighbour: str
+
+
+@dataclass(frozen=True, slots=True)
 class Acked:
     neighbour: str
     sender: str
@@ -86,6 +95,7 @@ Event = (
     EntryAdded
     | EntryExpired
     | EntryDeleted
+    | EntryVoided
     | Acked
     | NeighbourReady
     | NeighbourTimedOut

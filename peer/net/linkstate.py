@@ -127,6 +127,8 @@ class RedialPolicy:
         while t <= window_s:
             attempts += 1
             failures += 1
+            if failures == 1:  # an answerer does not gate after a single failure (a restart, a blip)
+                continue
             step = self.nominal(failures) * shortest
             if step <= 0:
                 return 10**9

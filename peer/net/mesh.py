@@ -9,8 +9,10 @@ Rules:
   path (``no-route``) or no answer in time (``timed-out``), a link that closed before the room handshake
   finished (``handshake-refused``), or a link that dropped early.
   - The offerer waits out the backoff before its next offer.
-  - The answerer drops an offer that arrives before ``accept_factor`` × the nominal backoff has passed
-    since its last failure with that neighbour: a hostile offerer gets a few set-ups a minute at most.
+  - From the second consecutive failure on, the answerer drops an offer that arrives before
+    ``accept_factor`` × the nominal backoff has passed since its last failure with that neighbour: a
+    hostile offerer gets a few set-ups a minute at most, and a peer that restarts after one dropped link
+    is answered at once.
   - The answerer sends a ``hello`` (an empty sealed signal, ``kind="hello"``) when it has no link, to
     nudge an offerer that may not know it is here (restart, race); hellos follow the same backoff. The
     offerer dials at once on a ``hello`` only if it has no failure with that neighbour; otherwise the
@@ -235,7 +237,7 @@ class RoomMesh:
         elif kind == "offer" and sender < self.local_id:
             nb = self._neighbour(sender)
             accept_at = nb.failed_at + self.policy.nominal(nb.failures) * self.policy.accept_factor
-            if nb.failures and now < accept_at:
+            if nb.failures >= 2 and now < accept_at:  # one failure (a restart, a blip) never blocks
                 self._connector.offers_dropped += 1
                 raise ProtocolError("backoff", "offer before the backoff after a failure")
             if sender in self.present:

@@ -119,8 +119,12 @@ def ice_servers(ice: IceConfig) -> list[RTCIceServer]:
             if not isinstance(url, str) or len(url) > MAX_ICE_FIELD:
                 continue
             try:
-                parse_stun_turn_uri(url)
+                parsed = parse_stun_turn_uri(url)
             except ValueError:
+                continue
+            if url.startswith("turn") and parsed.get("transport") not in (
+                ("tcp",) if parsed["scheme"] == "turns" else ("udp", "tcp")
+            ):
                 continue
             if url.startswith("stun"):
                 stun.append(RTCIceServer(urls=url))

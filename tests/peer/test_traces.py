@@ -34,9 +34,11 @@ def test_the_traces_cover_the_contract() -> None:
         "expiry_unsend",
         "receipts_typing_seen",
         "content_types",
+        "restart_restore",
         "part_timeline",
         "part_parking",
         "part_presence",
+        "part_links",
     }
 
 

@@ -164,3 +164,40 @@ def test_entry_is_frozen() -> None:
     e = entry(A, 0)
     with pytest.raises(AttributeError):
         e.seq = 3  # type: ignore[misc]
+
+
+def test_an_author_cannot_place_an_entry_before_its_own_previous_one() -> None:
+    """Issue 13, item 12: the effective lamport is the author's running maximum over its seqs, so a
+    backdated entry (lamport 0) is shown right after its author's previous entry, in every order."""
+    entries = [
+        entry(A, 1, lamport=10),
+        entry(B, 1, lamport=20),
+        entry(A, 2, lamport=30),
+        entry(B, 2, lamport=40),
+        entry(A, 3, lamport=0),  # backdated "above all history"
+    ]
+    expected = [(A, 1), (B, 1), (A, 2), (A, 3), (B, 2)]
+    rng = random.Random(7)
+    for _ in range(20):
+        log = Log()
+        order = entries[:]
+        rng.shuffle(order)
+        for e in order:
+            assert log.add(e, NOW)
+        assert [e.key for e in log.ordered()] == expected
+        assert log.order_of((A, 3)) == (30, A, 3)
+        assert log.position((A, 3)) == 3
+    log.tombstone((A, 2), NOW + HOUR)  # the bound is the author's held entries: it moves back
+    assert [e.key for e in log.ordered()] == [(A, 1), (A, 3), (B, 1), (B, 2)]
+
+
+def test_backdating_costs_linear_time_not_quadratic() -> None:
+    """A hostile author with decreasing lamports: adding and expiring stay cheap (lazy prefix max)."""
+    log = Log()
+    n = 20_000
+    for i in range(n):
+        log.add(entry(A, i, lamport=n - i, expires_at=NOW + 1000 + i), NOW)
+        if i % 1000 == 0:
+            assert log.order_of((A, i)) == (n, A, i)
+    assert len(log.expire(NOW + 1000 + n // 2)) == n // 2 + 1
+    assert log.order_of((A, n - 1)) == (n - (n // 2 + 1), A, n - 1)

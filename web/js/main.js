@@ -23,6 +23,20 @@ import { deriveRoomKeys, parseFragment } from './core/invite.js';
 const LOCK = 'ephemesh-identity';
 const ROOMS_KEY = 'ephemesh.rooms';
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
+
+// WebCrypto (crypto.subtle) exists only in a secure context: https://, or http://localhost. Say so
+// instead of failing on the first key operation.
+if (!globalThis.isSecureContext || !globalThis.crypto?.subtle) {
+  const text = `This page needs a secure connection: end-to-end encryption (WebCrypto) is only available over https:// ` +
+    `or on http://localhost, and this page was opened at ${location.origin}. Ask the server's admin to put it behind ` +
+    `HTTPS (see docs/deploy.md: Caddy gets a certificate automatically), or open it on the server machine as http://localhost.`;
+  const notice = createStore(initialState(Date.now()));
+  const showNotice = createView();
+  notice.subscribe(showNotice);
+  notice.dispatch({ type: 'error', code: 'insecure-context', text });
+  for (const b of document.querySelectorAll('button[type="submit"]')) /** @type {HTMLButtonElement} */ (b).disabled = true;
+  throw new Error('insecure context: WebCrypto unavailable');
+}
 const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
 const identity = await loadOrCreateIdentity();
 const channel = typeof BroadcastChannel === 'undefined' ? null : new BroadcastChannel('ephemesh');

@@ -25,6 +25,7 @@ from peer.core.sync import (
     EntryAdded,
     EntryDeleted,
     EntryExpired,
+    EntryVoided,
     EnvelopeRefused,
     NeighbourReady,
     NeighbourTimedOut,
@@ -80,6 +81,8 @@ class Inbound:
             if op.author != env.sender:
                 raise ProtocolError("wrong-sender", "op author differs from envelope sender")
             self_add = op.op == OpType.ADD and op.target == op.author
+            if not self_add:
+                self.members_part.check_placement(env.sender, env.lamport)
             key = op.bundle.ed25519 if self_add else self._known(env.sender).ed25519
         else:
             # an unsend travels as a tombstone proof too: bounded, and only earlier seqs of its own sender
@@ -87,6 +90,7 @@ class Inbound:
                 len(data) > wire.MAX_PROOF or any(q >= env.seq for q in decode_tombstone(env.payload))
             ):
                 raise ProtocolError("bad-tombstone", "unsend too large or naming a later seq")
+            self.members_part.check_placement(env.sender, env.lamport)
             key = self._known(env.sender).ed25519
         verify_envelope(env, key)
         entry = LogEntry(env.sender, env.seq, env.lamport, env.sent_at, env.expires_at, data)
@@ -134,6 +138,11 @@ class Inbound:
                 self._erase(ev.key, events, "expired")
             elif isinstance(ev, EntryDeleted):
                 self._erase(ev.key, events, "unsent")
+            elif isinstance(ev, EntryVoided):  # the author signed two versions: neither counts
+                self._erase(ev.key, events, "equivocation")
+                if self.members_part.forget_op(ev.key):
+                    self._on_membership(events, now)
+                self._fault(ev.key[0], "equivocation", now, events, link=False)
             elif isinstance(ev, Acked):
                 self.timeline.on_ack(ev.neighbour, ev.sender, ev.seq, events)
             elif isinstance(ev, NeighbourReady):

@@ -7,15 +7,18 @@ Rules:
 - A bundle learned from a signed signaling payload only lets us *link* with a peer (handshake); it never
   makes that peer a known sender.
 - Persists nothing of its own: ops are envelopes in the log, recomputed on restore.
+- Placement (PROTOCOL.md, "Order"): an envelope of S other than S's self-ADD must have a lamport above
+  the lowest lamport of an accepted ADD of S (:meth:`Members.check_placement`, else ``backdated``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from peer.core.errors import ProtocolError
 from peer.core.identity import PublicBundle
 from peer.core.log import Key
-from peer.core.membership import Member, MembershipOp, MembershipState, Timer
+from peer.core.membership import Member, MembershipOp, MembershipState, OpType, Timer
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class Members:
         self._ops: dict[Key, MembershipOp] = {}
         self._bundles: dict[str, PublicBundle] = {own.peer_id: own}  # every member ever (ADD seen)
         self._learned: dict[str, PublicBundle] = {}  # from signaling: for links only
+        self._admitted_at: dict[str, int] = {}  # member -> lowest lamport of an accepted ADD of it
 
     # -- the one rule ------------------------------------------------------------------------------
 
@@ -42,6 +46,13 @@ class Members:
         if peer in self.state.members or peer in self.state.removed:
             return self._bundles.get(peer)
         return None
+
+    def check_placement(self, sender: str, lamport: int) -> None:
+        """``backdated`` unless ``lamport`` is above the lowest accepted ADD of ``sender`` (its ADD is
+        always known first: envelopes that overtake it are parked)."""
+        floor = self._admitted_at.get(sender)
+        if floor is not None and lamport <= floor:
+            raise ProtocolError("backdated", "envelope placed before its author's ADD")
 
     def link_bundle(self, peer: str) -> PublicBundle | None:
         """The bundle to authenticate a link with ``peer`` (member or introduced); None if removed/unknown."""
@@ -82,13 +93,20 @@ class Members:
     def add_op(self, key: Key, op: MembershipOp) -> None:
         self._ops[key] = op
 
-    def forget_op(self, key: Key) -> None:
-        self._ops.pop(key, None)
+    def forget_op(self, key: Key) -> bool:
+        """Drop the op held under ``key``; True if there was one."""
+        return self._ops.pop(key, None) is not None
 
     def recompute(self) -> MembershipChange:
         before = self.state
-        state, _rejected = MembershipState.from_ops(self.room_id, list(self._ops.values()), self._member_key)
+        state, rejected = MembershipState.from_ops(self.room_id, list(self._ops.values()), self._member_key)
         self.state = state
+        refused = {id(op) for op in rejected}
+        admitted: dict[str, int] = {}
+        for op in self._ops.values():
+            if op.op == OpType.ADD and id(op) not in refused:
+                admitted[op.target] = min(admitted.get(op.target, op.lamport), op.lamport)
+        self._admitted_at = admitted
         for pid, member in state.members.items():
             self._bundles[pid] = member.bundle
         joined = sorted(p for p in set(state.members) - set(before.members) if p != self.self_id)

@@ -22,7 +22,7 @@ def restore(room: Room, snap: Snapshot, now: int) -> None:
         if env.kind == Kind.MEMBERSHIP:
             room.members_part.add_op(entry.key, MembershipOp.decode(env.payload))
     room.members_part.recompute()
-    for pid in room.membership.removed:  # stores written before removal deleted them still hold these
+    for pid in sorted(room.membership.removed):  # stores written before removal deleted them still hold these
         room.keys.forget_sender(pid, batch)
     # unsends first, with their proof, so a restored member still answers stale copies with them
     state_keys = {e.key for e, env in parsed if env.kind != Kind.CHAT}
@@ -52,7 +52,7 @@ def restore(room: Room, snap: Snapshot, now: int) -> None:
                 room.keys.wait(env)
         elif env.kind == Kind.SENDER_KEY and not room.keeper:
             room._take_sender_key(env, now, [])
-    for sender, seq in snap.message_keys.keys() - restored:
+    for sender, seq in sorted(snap.message_keys.keys() - restored):
         tomb = sync.tombstone_of((sender, seq))
         batch.erased.append((sender, seq, tomb.until if tomb is not None else 0))
     room.keys.advance_initial(batch)

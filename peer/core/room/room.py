@@ -40,6 +40,7 @@ from peer.core.content import (
 )
 from peer.core.crypto import Rng, default_rng
 from peer.core.envelope import (
+    HEADER_LEN,
     Envelope,
     Kind,
     encode_tombstone,
@@ -55,7 +56,7 @@ from peer.core.events import (
 from peer.core.identity import Identity, PublicBundle
 from peer.core.invite import Invite
 from peer.core.log import Key, LogEntry
-from peer.core.membership import MembershipOp, MembershipState, make_add, make_remove, make_set_timer
+from peer.core.membership import MembershipOp, MembershipState, OpType, make_add, make_remove, make_set_timer
 from peer.core.persist import PersistBatch, Snapshot
 from peer.core.sync import (
     SyncConfig,
@@ -68,6 +69,7 @@ from .members import Members
 from .parking import Parking
 from .presence import Presence
 from .receipts import Receipts
+from .restore import restore
 from .senderkeys import SenderKeys
 from .timeline import Meta, Timeline, parse_message_id
 
@@ -75,6 +77,13 @@ DEFAULT_TTL_S = 24 * 3600
 #: expires_at of room-state envelopes and ttl-0 messages: far future (year ~144,000) yet small enough that
 #: ``NEVER + skew`` still fits the sync wire's integers (<= 2**53 - 1), so such a message can be unsent.
 NEVER = 2**52
+
+
+def _room_state_change(entry: LogEntry) -> bool:
+    """Relayed at once even from its author (so an equivocated version meets the other one): an unsend
+    or a membership op other than an ADD (a REMOVE, a SET_TIMER). Payload byte 1 is the op type."""
+    kind = entry.data[1]
+    return kind == Kind.TOMBSTONE or (kind == Kind.MEMBERSHIP and entry.data[HEADER_LEN + 5] != OpType.ADD)
 
 
 class Room(Inbound):
@@ -104,6 +113,7 @@ class Room(Inbound):
             config=sync_config,
             authorize_tombstone=self._authorize_tombstone,
             peek_key=envelope_key,
+            eager=_room_state_change,
         )
         self.members_part = Members(self.room_id, invite.member_key, identity.public_bundle())
         self.links = Links(identity, self.room_id, rng)
@@ -122,8 +132,6 @@ class Room(Inbound):
         self.sync.observe(int(states.get("lamport", b"0")))
         self.keys.load(states, now, self._persist)
         if snapshot is not None:
-            from .restore import restore
-
             restore(self, snapshot, now)
         if not self.members_part.is_member(self.peer_id):
             add = make_add(
@@ -157,7 +165,7 @@ class Room(Inbound):
         self.members_part.learn(bundle)
 
     def messages(self) -> list[Message]:
-        return self.timeline.messages()
+        return self.timeline.messages(self.sync.log.order_of)
 
     def online(self) -> set[str]:
         return {n for n in self.sync.neighbours if self.sync.is_ready(n)}

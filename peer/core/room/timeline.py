@@ -13,7 +13,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from peer.core.content import Content, Edit, Profile, Reaction, Text
@@ -64,8 +64,13 @@ class Timeline:
 
     # -- queries ---------------------------------------------------------------------------------------
 
-    def messages(self) -> list[Message]:
-        return sorted(self._messages.values(), key=lambda m: (m.lamport, m.sender, m.seq))
+    def messages(self, order: Callable[[Key], tuple[int, str, int] | None] | None = None) -> list[Message]:
+        """Sorted by ``order`` (the log's total order, in which an author cannot place a message before
+        its own previous one), else by ``(lamport, sender, seq)``."""
+        return sorted(
+            self._messages.values(),
+            key=lambda m: (order((m.sender, m.seq)) if order else None) or (m.lamport, m.sender, m.seq),
+        )
 
     def shown(self, key: Key) -> Message | None:
         return self._messages.get(key)

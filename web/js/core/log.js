@@ -4,12 +4,19 @@
 // Rules:
 // - Entries are keyed by (sender, seq); envelope bytes are opaque here (validated by the room first).
 // - add() accepts an entry only if its key was never seen (held or tombstoned) and expires_at > now.
-// - Total order (lamport, sender, seq); sender compares as its 32-char lowercase hex string.
+// - Total order (effective lamport, sender, seq); sender compares as its 32-char lowercase hex string.
+//   The effective lamport of (s, q) is the largest lamport among s's held entries with seq <= q, so an
+//   author cannot place an entry before its own previous one (for an honest author it is the lamport).
 // - Expiry turns an entry into a tombstone living until expires_at + skew; an explicit deletion does
 //   the same. A tombstoned key is never re-accepted nor served.
+// - Equivocation (two different validly signed envelopes under one key) makes the key void: void()
+//   drops the held entry and marks the key seen, without a tombstone, until `until`; the newest
+//   MAX_VOID_PAIRS pairs are kept to show neighbours that still hold one version.
 // - have(): per sender, sorted disjoint non-adjacent inclusive ranges of seqs held or tombstoned.
 
 export const DEFAULT_SKEW_MS = 60_000;
+/** Void keys whose two conflicting envelopes are kept to show neighbours (older pairs keep the mark only). */
+export const MAX_VOID_PAIRS = 256;
 
 /**
  * @typedef {{ sender: string, seq: number, lamport: number, sentAt: number, expiresAt: number, data: Uint8Array }} LogEntry
@@ -133,6 +140,28 @@ export class Log {
     this.seenBy = new Map();
     /** @type {Map<string, Tombstone>} */
     this.tombs = new Map();
+    /** @type {Map<string, number>} void key -> until */
+    this.voids = new Map();
+    /** @type {Map<string, [string, number, Uint8Array, Uint8Array]>} insertion-ordered, bounded */
+    this.voidPairs = new Map();
+  }
+
+  /** @param {string} sender @param {number} seq */
+  isVoid(sender, seq) {
+    return this.voids.has(keyOf(sender, seq));
+  }
+
+  /** Make a key void (equivocation); false if it already was. @param {string} sender @param {number} seq @param {Uint8Array} first @param {Uint8Array} second @param {number} until */
+  void(sender, seq, first, second, until) {
+    const k = keyOf(sender, seq);
+    if (this.voids.has(k)) return false;
+    this.entries.delete(k);
+    this.tombs.delete(k);
+    this.voids.set(k, until);
+    this.voidPairs.set(k, [sender, seq, first, second]);
+    while (this.voidPairs.size > MAX_VOID_PAIRS) this.voidPairs.delete(/** @type {string} */ (this.voidPairs.keys().next().value));
+    this.mark(sender, seq);
+    return true;
   }
 
   get length() {
@@ -164,9 +193,33 @@ export class Log {
     return [...this.tombs.values()].sort((a, b) => (a.sender === b.sender ? a.seq - b.seq : a.sender < b.sender ? -1 : 1));
   }
 
-  /** Held entries in total order. @returns {LogEntry[]} */
+  /** Effective lamport of every held entry, by key (see the rules). @returns {Map<string, number>} */
+  effectiveLamports() {
+    /** @type {Map<string, LogEntry[]>} */
+    const bySender = new Map();
+    for (const e of this.entries.values()) {
+      const list = bySender.get(e.sender);
+      if (list) list.push(e);
+      else bySender.set(e.sender, [e]);
+    }
+    /** @type {Map<string, number>} */
+    const out = new Map();
+    for (const list of bySender.values()) {
+      list.sort((a, b) => a.seq - b.seq);
+      let top = -1;
+      for (const e of list) {
+        top = Math.max(top, e.lamport);
+        out.set(keyOf(e.sender, e.seq), top);
+      }
+    }
+    return out;
+  }
+
+  /** Held entries in total order (effective lamport, sender, seq). @returns {LogEntry[]} */
   ordered() {
-    return [...this.entries.values()].sort(compareOrder);
+    const eff = this.effectiveLamports();
+    const at = (/** @type {LogEntry} */ e) => ({ lamport: /** @type {number} */ (eff.get(keyOf(e.sender, e.seq))), sender: e.sender, seq: e.seq });
+    return [...this.entries.values()].sort((a, b) => compareOrder(at(a), at(b)));
   }
 
   /** @returns {RangeMap} */
@@ -195,6 +248,7 @@ export class Log {
     let t = Infinity;
     for (const e of this.entries.values()) t = Math.min(t, e.expiresAt);
     for (const x of this.tombs.values()) t = Math.min(t, x.until);
+    for (const u of this.voids.values()) t = Math.min(t, u);
     return t === Infinity ? null : t;
   }
 
@@ -220,7 +274,7 @@ export class Log {
    */
   tombstone(sender, seq, until, proof = new Uint8Array(0)) {
     const k = keyOf(sender, seq);
-    if (this.tombs.has(k)) return false;
+    if (this.tombs.has(k) || this.voids.has(k)) return false;
     const entry = this.entries.get(k);
     if (entry) {
       until = Math.max(until, entry.expiresAt + this.skewMs);
@@ -244,6 +298,14 @@ export class Log {
       if (t.until <= now) {
         this.tombs.delete(k);
         this.seenBy.get(t.sender)?.remove(t.seq);
+      }
+    }
+    for (const [k, until] of [...this.voids]) {
+      if (until <= now) {
+        const [sender, seq] = [k.slice(0, 32), Number(k.slice(33))];
+        this.voids.delete(k);
+        this.voidPairs.delete(k);
+        this.seenBy.get(sender)?.remove(seq);
       }
     }
     return erased;

@@ -36,12 +36,15 @@ import * as wire from './wire.js';
 
 export { DEFAULT_SYNC_CONFIG } from './sync_events.js';
 
+/** @param {Uint8Array} a @param {Uint8Array} b */
+const sameBytes = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
+
 export class SyncEngine {
   /**
    * @param {string} selfId @param {string} roomId
    * @param {(data: Uint8Array) => Promise<LogEntry>} validate
    * @param {{config?: Partial<typeof DEFAULT_SYNC_CONFIG>, authorizeTombstone?: (t: Tombstone, held: LogEntry|null, now: number) => Promise<boolean>,
-   *   peekKey?: (data: Uint8Array) => [string, number]}} [opts]
+   *   peekKey?: (data: Uint8Array) => [string, number], eager?: (entry: LogEntry) => boolean}} [opts]
    */
   constructor(selfId, roomId, validate, opts = {}) {
     this.selfId = selfId;
@@ -52,6 +55,8 @@ export class SyncEngine {
     this.validate = validate;
     this.authorize = opts.authorizeTombstone ?? null;
     this.peek = opts.peekKey ?? null;
+    /** entries always relayed at once, even when received from their author (room state) */
+    this.eager = opts.eager ?? null;
     /** @type {number|null} */
     this.announceAt = null;
     /** @type {Map<string, Session>} */
@@ -291,6 +296,8 @@ export class SyncEngine {
       s.ready = true;
       events.push({ type: 'neighbour-ready', neighbour: s.neighbour });
       s.tombs.push(...this.log.tombstones().filter((t) => t.proof.length && s.has(t.sender, t.seq)));
+      // equivocations it may not have seen: both versions, so it voids the key too
+      for (const [sender, seq, first, second] of this.log.voidPairs.values()) if (s.has(sender, seq)) s.envs.push(first, second);
     }
     events.push(...this.helloAcks(s));
     this.request(s, now);
@@ -341,6 +348,11 @@ export class SyncEngine {
           events.push(this.error(s.neighbour, e.code));
           continue;
         }
+        const held = this.log.get(sender, seq);
+        if (held && !sameBytes(held.data, item)) { // same key, other bytes
+          events.push(...(await this.equivocation(s, held, item, now, null)));
+          continue;
+        }
         if (this.log.seen(sender, seq)) { // a duplicate: no need to verify it again
           s.mark(sender, seq);
           this.resolve(keyOf(sender, seq));
@@ -369,13 +381,19 @@ export class SyncEngine {
         continue;
       }
       const { sender, seq } = entry;
+      const held = this.log.get(sender, seq);
+      if (held && !sameBytes(held.data, entry.data)) {
+        events.push(...(await this.equivocation(s, held, item, now, entry)));
+        continue;
+      }
       const drained = this.resolve(keyOf(sender, seq));
       if (drained) refill.push(drained);
       s.mark(sender, seq);
       if (this.log.add(entry, now)) {
         this.clock.observe(entry.lamport);
         events.push({ type: 'entry-added', entry });
-        if (entry.sender === s.neighbour && this.config.announceDelayMs >= 0) {
+        const lazy = this.eager === null || !this.eager(entry);
+        if (lazy && entry.sender === s.neighbour && this.config.announceDelayMs >= 0) {
           if (this.announceAt === null) this.announceAt = now + this.config.announceDelayMs;
         } else {
           this.relay(entry, s.neighbour);
@@ -507,6 +525,32 @@ export class SyncEngine {
     if (!owner) return null;
     owner.inflight.delete(key);
     return owner.inflight.size ? null : owner;
+  }
+
+  /**
+   * `item` claims `held`'s key with other bytes: void the key if the sender signed both (see log.js).
+   * @param {Session} s @param {LogEntry} held @param {Uint8Array} item @param {number} _now @param {LogEntry|null} other
+   * @returns {Promise<SyncEvent[]>}
+   */
+  async equivocation(s, held, item, _now, other) {
+    s.mark(held.sender, held.seq);
+    this.resolve(keyOf(held.sender, held.seq));
+    if (other === null) {
+      try {
+        other = await this.validate(item);
+      } catch (e) {
+        if (!(e instanceof ProtocolError)) throw e;
+        this.protocolErrors += 1; // not the sender's: junk under a known key, not equivocation
+        return [{ type: 'envelope-refused', neighbour: s.neighbour, code: e.code, data: item }];
+      }
+    }
+    const until = Math.min(Math.max(held.expiresAt, other.expiresAt) + this.log.skewMs, wire.MAX_INT);
+    if (!this.log.void(held.sender, held.seq, held.data, other.data, until)) return [];
+    for (const x of this.live()) {
+      x.envs.push(held.data, other.data);
+      x.mark(held.sender, held.seq);
+    }
+    return [{ type: 'entry-voided', sender: held.sender, seq: held.seq, neighbour: s.neighbour }];
   }
 
   /** @param {LogEntry} entry @param {string|null} exclude */

@@ -7,7 +7,7 @@ import { DEFAULT_SKEW_MS, RangeSet } from './log.js';
  * @typedef {import('./log.js').LogEntry} LogEntry
  * @typedef {import('./log.js').Tombstone} Tombstone
  * @typedef {{type:'entry-added', entry: LogEntry} | {type:'entry-expired', sender: string, seq: number}
- *   | {type:'entry-deleted', sender: string, seq: number} | {type:'acked', neighbour: string, sender: string, seq: number}
+ *   | {type:'entry-deleted', sender: string, seq: number} | {type:'entry-voided', sender: string, seq: number, neighbour: string} | {type:'acked', neighbour: string, sender: string, seq: number}
  *   | {type:'neighbour-ready', neighbour: string} | {type:'neighbour-timed-out', neighbour: string}
  *   | {type:'protocol-error', neighbour: string, code: string}
  *   | {type:'envelope-refused', neighbour: string, code: string, data: Uint8Array}

@@ -9,8 +9,18 @@
 // - Every signaling payload goes through the `codec` hook: codec.seal(to, msg) -> string and
 //   codec.open(from, payload) -> msg. Phase 2 wires the encrypted+signed format; PLAIN_CODEC (plain
 //   JSON) exists for phase-1 tests only. A payload the codec refuses is dropped (fail closed).
-// - iceServers is [] unless TURN credentials are given.
+// - iceServers are exactly what the signaling server's welcome hands out (STUN, TURN), possibly none.
 // - A neighbour that has not opened its channel within connectTimeoutMs is reported 'failed'.
+// - Redial and link state mirror peer/net/mesh.py and peer/net/linkstate.py (see PROTOCOL.md, "Links
+//   across NATs"): every failure backs off per neighbour on both sides (1 s doubling to 60 s, ±25 %
+//   jitter, reset only after a link stayed ready 30 s); from the second consecutive failure on, an
+//   answerer drops an offer that arrives before half the nominal delay since its last failure with that peer; the higher id sends a sealed
+//   {kind:'hello'} (room-wide at most 5/s after a burst of 10, per peer under the same backoff) to nudge
+//   the offerer, which dials at once on a hello only if it has no failure with that peer; at most
+//   MAX_DIALS connections are in set-up at once.
+// - Link info per neighbour (local knowledge): connecting / direct / relayed / unreachable (+ reason:
+//   no-route, timed-out, handshake-refused); direct vs relayed comes from getStats()' selected
+//   candidate pair once the room says the handshake is done (markReady).
 
 import { ProtocolError } from '../core/errors.js';
 import { isId } from '../core/ids.js';
@@ -20,10 +30,23 @@ export const MAX_FRAME_BYTES = 64 * 1024;
 export const MAX_SIGNAL_CHARS = 60000;
 
 /**
- * @typedef {{kind:'offer', sdp:string} | {kind:'answer', sdp:string} | {kind:'candidate', candidate: RTCIceCandidateInit|null}} SignalMessage
+ * @typedef {{kind:'offer', sdp:string} | {kind:'answer', sdp:string} | {kind:'candidate', candidate: RTCIceCandidateInit|null} | {kind:'hello'}} SignalMessage
  * @typedef {{ seal(to: string, msg: SignalMessage): Promise<string>, open(from: string, payload: string): Promise<SignalMessage> }} SignalCodec
  * @typedef {'connecting'|'open'|'closed'|'failed'} LinkState
+ * @typedef {{peer: string, state: 'connecting'|'direct'|'relayed'|'unreachable', reason: string|null,
+ *   path: [string, string]|null, failures: number}} LinkInfo
  */
+
+export const MAX_DIALS = 8;
+export const MAX_PRESENT = 1024;
+export const REDIAL = { baseMs: 1000, capMs: 60000, jitter: 0.25, stableMs: 30000, acceptFactor: 0.5 };
+const HELLO_RATE = 5;
+const HELLO_BURST = 10;
+
+/** @param {number} failures */
+export function nominalDelay(failures, policy = REDIAL) {
+  return failures <= 0 ? 0 : Math.min(policy.capMs, policy.baseMs * 2 ** (failures - 1));
+}
 
 /**
  * Validate a decoded signal message (shared by every codec). Throws ProtocolError.
@@ -35,6 +58,7 @@ export function parseSignalMessage(obj) {
   if ((o.kind === 'offer' || o.kind === 'answer') && typeof o.sdp === 'string' && o.sdp.length <= MAX_SIGNAL_CHARS) {
     return { kind: o.kind, sdp: o.sdp };
   }
+  if (o.kind === 'hello') return { kind: 'hello' };
   if (o.kind === 'candidate') {
     if (o.candidate === null) return { kind: 'candidate', candidate: null };
     const c = /** @type {Record<string, unknown>} */ (o.candidate);
@@ -77,7 +101,9 @@ export const PLAIN_CODEC = /** @type {SignalCodec} */ ({
  * @property {RTCIceServer[]} [iceServers]
  * @property {(peer: string, frame: Uint8Array) => void} [onFrame]
  * @property {(peer: string, state: LinkState) => void} [onLinkState]
+ * @property {(info: LinkInfo) => void} [onLinkInfo]
  * @property {number} [connectTimeoutMs]
+ * @property {typeof REDIAL} [redial]
  */
 
 class Link {
@@ -91,6 +117,22 @@ class Link {
     this.state = 'connecting';
     /** @type {ReturnType<typeof setTimeout>|null} */
     this.timer = null;
+    this.opened = false;
+  }
+}
+
+class Neighbour {
+  constructor() {
+    this.failures = 0;
+    this.notBefore = 0;
+    this.failedAt = 0;
+    /** @type {number|null} */
+    this.readyAt = null;
+    /** @type {LinkInfo|null} */
+    this.info = null;
+    /** @type {ReturnType<typeof setTimeout>|null} */
+    this.retry = null;
+    this.hellos = 0;
   }
 }
 
@@ -100,8 +142,20 @@ export class Mesh {
     if (!isId(opts.selfId)) throw new Error('bad self id');
     if (!opts.codec) throw new Error('a signal codec is required');
     this.opts = opts;
+    this.policy = opts.redial ?? REDIAL;
     /** @type {Map<string, Link>} */
     this.links = new Map();
+    /** @type {Set<string>} peers the server lists */
+    this.present = new Set();
+    /** @type {Map<string, Neighbour>} */
+    this.nb = new Map();
+    this.helloTokens = HELLO_BURST;
+    this.helloAt = Date.now();
+    this.offersSent = 0;
+    this.offersAnswered = 0;
+    this.offersDropped = 0;
+    this.hellosSent = 0;
+    this.closed = false;
   }
 
   /** Peers whose channel is open. */
@@ -114,20 +168,129 @@ export class Mesh {
     return this.links.get(peer)?.state ?? null;
   }
 
-  /** A neighbour is present (joined list or peer-joined). Offers if our id is lower. @param {string} peer */
-  async addPeer(peer) {
-    if (!isId(peer) || peer === this.opts.selfId || this.links.has(peer)) return;
-    const link = this.createLink(peer);
-    if (this.opts.selfId < peer) {
-      const channel = link.pc.createDataChannel(CHANNEL_LABEL, { ordered: true });
-      this.attachChannel(link, channel);
-      await link.pc.setLocalDescription(await link.pc.createOffer());
-      await this.sendDescription(link, 'offer');
-    }
+  /** Our link to `peer` as we see it, or null if the server does not list it. @param {string} peer @returns {LinkInfo|null} */
+  linkInfo(peer) {
+    return this.present.has(peer) ? (this.nb.get(peer)?.info ?? null) : null;
   }
 
-  /** A neighbour left: close its connection. @param {string} peer */
+  /** @param {string} peer */
+  neighbour(peer) {
+    let n = this.nb.get(peer);
+    if (!n) {
+      n = new Neighbour();
+      this.nb.set(peer, n);
+      if (this.nb.size > 4 * MAX_PRESENT) {
+        for (const key of this.nb.keys()) {
+          if (!this.present.has(key)) { this.nb.delete(key); break; }
+        }
+      }
+    }
+    return n;
+  }
+
+  /** @param {string} peer @param {LinkInfo['state']} state @param {string|null} [reason] @param {[string, string]|null} [path] */
+  setInfo(peer, state, reason = null, path = null) {
+    const n = this.neighbour(peer);
+    const old = n.info;
+    n.info = { peer, state, reason, path, failures: n.failures };
+    if (old && old.state === state && old.reason === reason && JSON.stringify(old.path) === JSON.stringify(path)) return;
+    if (this.present.has(peer)) this.opts.onLinkInfo?.(n.info);
+  }
+
+  /** A failed attempt: back off, say unreachable, schedule the next one. @param {string} peer @param {string} reason */
+  fail(peer, reason) {
+    const n = this.neighbour(peer);
+    n.failures += 1;
+    n.readyAt = null;
+    n.failedAt = Date.now();
+    const jitter = 1 - this.policy.jitter + Math.random() * 2 * this.policy.jitter;
+    n.notBefore = n.failedAt + nominalDelay(n.failures, this.policy) * jitter;
+    this.setInfo(peer, 'unreachable', reason);
+    this.schedule(peer, n.notBefore - Date.now());
+  }
+
+  /** (Re)try `peer` after `delayMs`: offer (lower id) or hello (higher id). @param {string} peer @param {number} delayMs */
+  schedule(peer, delayMs) {
+    const n = this.neighbour(peer);
+    if (n.retry !== null) clearTimeout(n.retry);
+    n.retry = setTimeout(() => {
+      n.retry = null;
+      if (!this.closed && this.present.has(peer) && !this.links.has(peer)) void this.dial(peer);
+    }, Math.max(0, delayMs));
+  }
+
+  /** A neighbour is present (joined list or peer-joined). Offers if our id is lower. @param {string} peer */
+  async addPeer(peer) {
+    if (!isId(peer) || peer === this.opts.selfId || this.closed) return;
+    if (!this.present.has(peer) && this.present.size >= MAX_PRESENT) return;
+    this.present.add(peer);
+    const n = this.neighbour(peer);
+    if (this.links.has(peer) || n.retry !== null) return;
+    if (n.info?.state !== 'unreachable') this.setInfo(peer, 'connecting');
+    const wait = n.notBefore - Date.now();
+    if (wait > 0) this.schedule(peer, wait);
+    else await this.dial(peer);
+  }
+
+  /** One attempt: an offer if our id is lower, else a hello. @param {string} peer */
+  async dial(peer) {
+    if (this.links.has(peer) || !this.present.has(peer)) return;
+    const n = this.neighbour(peer);
+    if (this.opts.selfId < peer) {
+      if (this.setupCount() >= MAX_DIALS) { this.schedule(peer, this.policy.baseMs); return; }
+      this.setInfo(peer, 'connecting');
+      const link = this.createLink(peer);
+      const channel = link.pc.createDataChannel(CHANNEL_LABEL, { ordered: true });
+      this.attachChannel(link, channel);
+      this.offersSent += 1;
+      await link.pc.setLocalDescription(await link.pc.createOffer());
+      await this.sendDescription(link, 'offer');
+      return;
+    }
+    // we answer: nudge the offerer, then give it connectTimeoutMs to offer
+    n.hellos += 1;
+    if (this.takeHelloToken()) {
+      this.hellosSent += 1;
+      this.opts.sendSignal(peer, await this.opts.codec.seal(peer, { kind: 'hello' }));
+    }
+    const timeout = this.opts.connectTimeoutMs ?? 20000;
+    if (n.retry !== null) clearTimeout(n.retry);
+    n.retry = setTimeout(() => {
+      n.retry = null;
+      if (this.closed || !this.present.has(peer) || this.links.has(peer)) return;
+      if (n.info?.state === 'connecting') this.setInfo(peer, 'unreachable', 'timed-out');
+      const jitter = 1 - this.policy.jitter + Math.random() * 2 * this.policy.jitter;
+      this.schedule(peer, nominalDelay(n.hellos, this.policy) * jitter);
+    }, timeout);
+  }
+
+  takeHelloToken() {
+    const now = Date.now();
+    this.helloTokens = Math.min(HELLO_BURST, this.helloTokens + ((now - this.helloAt) / 1000) * HELLO_RATE);
+    this.helloAt = now;
+    if (this.helloTokens < 1) return false;
+    this.helloTokens -= 1;
+    return true;
+  }
+
+  /** Connections still in set-up (offered or answered, channel not open yet). */
+  setupCount() {
+    let k = 0;
+    for (const l of this.links.values()) if (l.state === 'connecting') k++;
+    return k;
+  }
+
+  /** A neighbour left: close its connection, stop dialling (its failure count is kept). @param {string} peer */
   removePeer(peer) {
+    this.present.delete(peer);
+    const n = this.nb.get(peer);
+    if (n?.retry) { clearTimeout(n.retry); n.retry = null; }
+    if (n) n.info = null;
+    this.closeLink(peer);
+  }
+
+  /** @param {string} peer */
+  closeLink(peer) {
     const link = this.links.get(peer);
     if (!link) return;
     this.links.delete(peer);
@@ -135,12 +298,54 @@ export class Mesh {
     link.pc.close();
   }
 
+  /** The room's handshake with `peer` finished: the link is usable; say direct or relayed. @param {string} peer */
+  async markReady(peer) {
+    const link = this.links.get(peer);
+    if (!link || link.state !== 'open') return;
+    this.neighbour(peer).readyAt = Date.now();
+    await this.updatePath(link);
+    // Chromium keeps checking after it connects and may move to a better pair (a relay first, then a
+    // hole-punched direct path): follow the selected pair.
+    const ice = link.pc.sctp?.transport?.iceTransport;
+    ice?.addEventListener('selectedcandidatepairchange', () => void this.updatePath(link));
+  }
+
+  /** @param {Link} link */
+  async updatePath(link) {
+    const path = await selectedPath(link.pc);
+    if (this.links.get(link.peer) !== link || link.state !== 'open') return;
+    this.setInfo(link.peer, path && path.includes('relay') ? 'relayed' : 'direct', null, path);
+  }
+
+  /** The room gave up on the link (handshake failed, heartbeats timed out): close it and redial later. @param {string} peer */
+  dropLink(peer) {
+    const link = this.links.get(peer);
+    if (link) this.linkEnded(link, link.opened ? null : 'timed-out');
+  }
+
+  /** A link ended: count the failure (unless it served a while) and schedule the next attempt.
+   * @param {Link} link @param {string|null} reason null = decide from the link's history */
+  linkEnded(link, reason) {
+    if (this.links.get(link.peer) !== link) return;
+    this.closeLink(link.peer);
+    if (this.closed || !this.present.has(link.peer)) return;
+    const n = this.neighbour(link.peer);
+    if (reason === null && n.readyAt !== null && Date.now() - n.readyAt >= this.policy.stableMs) {
+      n.failures = 0;
+      n.readyAt = null;
+      this.setInfo(link.peer, 'connecting');
+      this.schedule(link.peer, this.policy.baseMs * (1 - this.policy.jitter + Math.random() * 2 * this.policy.jitter));
+      return;
+    }
+    this.fail(link.peer, reason ?? (n.readyAt === null ? 'handshake-refused' : 'timed-out'));
+  }
+
   /**
-   * A signaling payload arrived from `from`. Payloads the codec refuses, and offers that break the
-   * lower-id-offers rule, are dropped. @param {string} from @param {string} payload
+   * A signaling payload arrived from `from`. Payloads the codec refuses, offers that break the
+   * lower-id-offers rule, and offers inside the backoff window are dropped. @param {string} from @param {string} payload
    */
   async handleSignal(from, payload) {
-    if (!isId(from) || from === this.opts.selfId) return;
+    if (!isId(from) || from === this.opts.selfId || this.closed) return;
     /** @type {SignalMessage} */
     let msg;
     try {
@@ -148,11 +353,30 @@ export class Mesh {
     } catch {
       return; // fail closed: an unopenable payload never reaches WebRTC
     }
-    if (msg.kind === 'offer') {
+    if (msg.kind === 'hello') {
+      if (!(from > this.opts.selfId) || this.links.has(from)) return;
+      if (!this.present.has(from) && this.present.size >= MAX_PRESENT) return;
+      this.present.add(from);
+      const n = this.neighbour(from);
+      if (n.failures === 0 || Date.now() >= n.notBefore) {
+        if (n.retry !== null) { clearTimeout(n.retry); n.retry = null; }
+        await this.dial(from);
+      }
+    } else if (msg.kind === 'offer') {
       if (!(from < this.opts.selfId)) return;
+      const n = this.neighbour(from);
+      if (n.failures >= 2 && Date.now() < n.failedAt + nominalDelay(n.failures, this.policy) * this.policy.acceptFactor) {
+        this.offersDropped += 1;
+        return;
+      }
       let link = this.links.get(from);
       if (link && link.pc.signalingState !== 'stable') return;
-      if (link) this.removePeer(from);
+      if (!link && this.setupCount() >= MAX_DIALS) { this.offersDropped += 1; return; }
+      if (link) this.closeLink(from);
+      if (n.retry !== null) { clearTimeout(n.retry); n.retry = null; }
+      this.present.add(from);
+      this.setInfo(from, 'connecting');
+      this.offersAnswered += 1;
       link = this.createLink(from);
       await link.pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
       await link.pc.setLocalDescription(await link.pc.createAnswer());
@@ -189,7 +413,9 @@ export class Mesh {
   }
 
   close() {
-    for (const peer of [...this.links.keys()]) this.removePeer(peer);
+    this.closed = true;
+    for (const n of this.nb.values()) if (n.retry !== null) clearTimeout(n.retry);
+    for (const peer of [...this.links.keys()]) this.closeLink(peer);
   }
 
   /** @param {string} peer */
@@ -201,12 +427,18 @@ export class Mesh {
       if (ev.channel.label === CHANNEL_LABEL && !link.channel) this.attachChannel(link, ev.channel);
     };
     pc.onconnectionstatechange = () => {
-      if (pc.connectionState === 'failed') this.setState(link, 'failed');
+      if (pc.connectionState === 'failed') {
+        this.setState(link, 'failed');
+        this.linkEnded(link, link.opened ? null : 'no-route');
+      }
       if (pc.connectionState === 'closed') this.setState(link, 'closed');
     };
     link.timer = setTimeout(() => {
-      if (link.state === 'connecting') this.setState(link, 'failed');
-    }, this.opts.connectTimeoutMs ?? 15000);
+      if (link.state === 'connecting') {
+        this.setState(link, 'failed');
+        this.linkEnded(link, 'timed-out');
+      }
+    }, this.opts.connectTimeoutMs ?? 20000);
     return link;
   }
 
@@ -214,8 +446,11 @@ export class Mesh {
   attachChannel(link, channel) {
     link.channel = channel;
     channel.binaryType = 'arraybuffer';
-    channel.onopen = () => this.setState(link, 'open');
-    channel.onclose = () => this.setState(link, 'closed');
+    channel.onopen = () => { link.opened = true; this.setState(link, 'open'); };
+    channel.onclose = () => {
+      this.setState(link, 'closed');
+      this.linkEnded(link, null);
+    };
     channel.onmessage = (ev) => {
       if (!(ev.data instanceof ArrayBuffer) || ev.data.byteLength > MAX_FRAME_BYTES) return;
       this.opts.onFrame?.(link.peer, new Uint8Array(ev.data));
@@ -249,4 +484,24 @@ export class Mesh {
     if (!sdp || this.links.get(link.peer) !== link) return;
     this.opts.sendSignal(link.peer, await this.opts.codec.seal(link.peer, { kind, sdp }));
   }
+}
+
+/**
+ * [local, remote] candidate types of the selected ICE pair (getStats), or null when unknown.
+ * @param {RTCPeerConnection} pc @returns {Promise<[string, string]|null>}
+ */
+export async function selectedPath(pc) {
+  /** @type {Map<string, any>} */
+  const stats = new Map();
+  (await pc.getStats()).forEach((/** @type {any} */ r) => stats.set(r.id, r));
+  let pair = null;
+  for (const r of stats.values()) {
+    if (r.type === 'transport' && r.selectedCandidatePairId) pair = stats.get(r.selectedCandidatePairId);
+  }
+  if (!pair) for (const r of stats.values()) if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r;
+  if (!pair) return null;
+  const local = stats.get(pair.localCandidateId);
+  const remote = stats.get(pair.remoteCandidateId);
+  if (!local || !remote) return null;
+  return [String(local.candidateType), String(remote.candidateType)];
 }

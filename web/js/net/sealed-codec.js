@@ -2,6 +2,7 @@
 // room and signed by our identity (core/signal.js), with the SDP's DTLS fingerprints signed.
 //
 // Rules:
+// - hello bodies are {} (the nudge the higher id sends, as peer/net/mesh.py does);
 // - offer/answer bodies are {"type": kind, "sdp": sdp}; candidates are flat, as peer/net/rtc.py reads
 //   them: {"candidate": "candidate:..." | null, "sdpMid": str|null, "sdpMLineIndex": int|null}.
 // - open() returns only what core/signal.js verified; the sender's verified PublicBundle is reported
@@ -24,13 +25,14 @@ export function createSealedCodec(opts) {
     async seal(to, msg) {
       const body = msg.kind === 'candidate'
         ? { candidate: msg.candidate?.candidate ?? null, sdpMid: msg.candidate?.sdpMid ?? null, sdpMLineIndex: msg.candidate?.sdpMLineIndex ?? null }
-        : { type: msg.kind, sdp: msg.sdp };
+        : msg.kind === 'hello' ? {} : { type: msg.kind, sdp: msg.sdp };
       return sealSignal(opts.identity, opts.room, to, msg.kind, body, now());
     },
     async open(from, payload) {
       const opened = await openSignal(opts.room, opts.identity.peerId, from, payload, now(), replay);
       opts.onBundle?.(from, opened.senderBundle);
       const body = /** @type {any} */ (opened.body);
+      if (opened.kind === 'hello') return parseSignalMessage({ kind: 'hello' });
       if (opened.kind === 'candidate') {
         const candidate = typeof body?.candidate === 'string' ? { candidate: body.candidate, sdpMid: body.sdpMid, sdpMLineIndex: body.sdpMLineIndex } : null;
         return parseSignalMessage({ kind: 'candidate', candidate });

@@ -19,7 +19,7 @@ export const MAX_SERVER_FRAME_CHARS = 256 * 1024;
 
 /**
  * @typedef {{type:'challenge', v:number, nonce:Uint8Array, heartbeat_s:number, idle_timeout_s:number}
- *  | {type:'welcome', peer:string, limits:Record<string, unknown>, turn:{urls:string[], username:string, credential:string}|null}
+ *  | {type:'welcome', peer:string, limits:Record<string, unknown>, turn:{urls:string[], username:string, credential:string}|null, iceServers: RTCIceServer[]|null}
  *  | {type:'joined', room:string, peers:string[]}
  *  | {type:'left', room:string}
  *  | {type:'peer-joined', room:string, peer:string}
@@ -48,6 +48,31 @@ function num(o, k) {
   const v = o[k];
   if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new ProtocolError('bad-frame', `bad ${k}`);
   return v;
+}
+
+/**
+ * `welcome.ice_servers` (remote input): at most 8 servers of at most 8 stun:/turn:/turns: URLs each,
+ * strings of at most 512 characters; anything else is dropped, never passed to RTCPeerConnection.
+ * @param {unknown} v @returns {RTCIceServer[]|null}
+ */
+export function parseIceServers(v) {
+  if (!Array.isArray(v)) return null;
+  /** @type {RTCIceServer[]} */
+  const out = [];
+  for (const entry of v.slice(0, 8)) {
+    if (!entry || typeof entry !== 'object') continue;
+    const e = /** @type {Record<string, unknown>} */ (entry);
+    const raw = typeof e.urls === 'string' ? [e.urls] : Array.isArray(e.urls) ? e.urls : [];
+    const urls = raw.slice(0, 8).filter((u) => typeof u === 'string' && u.length <= 512 && /^(stun|stuns|turn|turns):[^\s]+$/.test(u));
+    if (!urls.length) continue;
+    /** @type {RTCIceServer} */
+    const server = { urls };
+    if (typeof e.username === 'string' && e.username.length <= 512) server.username = e.username;
+    if (typeof e.credential === 'string' && e.credential.length <= 512) server.credential = e.credential;
+    if (urls.some((u) => u.startsWith('turn')) && (server.username === undefined || server.credential === undefined)) continue;
+    out.push(server);
+  }
+  return out;
 }
 
 /**
@@ -81,7 +106,7 @@ export function parseServerFrame(text) {
         if (!Array.isArray(t.urls) || !t.urls.every((u) => typeof u === 'string')) throw new ProtocolError('bad-frame', 'bad turn');
         turn = { urls: /** @type {string[]} */ (t.urls), username: str(t, 'username'), credential: str(t, 'credential') };
       }
-      return { type: 'welcome', peer: id(o, 'peer'), limits, turn };
+      return { type: 'welcome', peer: id(o, 'peer'), limits, turn, iceServers: parseIceServers(o.ice_servers) };
     }
     case 'joined': {
       if (!Array.isArray(o.peers) || !o.peers.every(isId)) throw new ProtocolError('bad-frame', 'bad peers');
@@ -139,6 +164,8 @@ export class SignalingClient {
     this.peerId = null;
     /** @type {{urls:string[], username:string, credential:string}|null} */
     this.turn = null;
+    /** @type {RTCIceServer[]|null} */
+    this.iceServers = null;
     /** @type {WebSocket|null} */
     this.ws = null;
     /** @type {Map<string, {resolve:(p:string[])=>void, reject:(e:Error)=>void}>} */
@@ -219,7 +246,8 @@ export class SignalingClient {
             this.turn = frame.turn;
             this.startHeartbeat(timing.heartbeat_s, timing.idle_timeout_s);
             settled = true;
-            resolve({ peer: frame.peer, turn: frame.turn });
+            this.iceServers = frame.iceServers;
+            resolve({ peer: frame.peer, turn: frame.turn, iceServers: frame.iceServers });
           } else if (frame.type === 'error') {
             clearTimeout(guard);
             fail('auth-failed', frame.code);

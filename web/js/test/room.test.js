@@ -8,6 +8,9 @@ import { Log, RangeSet } from '../core/log.js';
 import { generateIdentity, publicBundle } from '../core/identity.js';
 import { deriveRoomKeys, newRoomSecret } from '../core/invite.js';
 import { Room } from '../core/room.js';
+import { LamportClock } from '../core/clock.js';
+import { Kind, sealUnchainedEnvelope } from '../core/envelope.js';
+import { encodeOp, makeSetTimer } from '../core/membership.js';
 import * as content from '../core/content.js';
 
 test('wire: round trips; random and truncated frames raise ProtocolError only', () => {
@@ -28,11 +31,12 @@ test('wire: round trips; random and truncated frames raise ProtocolError only', 
   }
 });
 
-test('log: order (lamport, sender, seq), expiry tombstones, no resurrection', () => {
+test('log: order (effective lamport, sender, seq), expiry tombstones, no resurrection', () => {
   const log = new Log(1000);
   const e = (/** @type {string} */ s, /** @type {number} */ q, /** @type {number} */ l, /** @type {number} */ x) => ({ sender: s.repeat(32), seq: q, lamport: l, sentAt: 0, expiresAt: x, data: new Uint8Array([q]) });
   assert(log.add(e('b', 1, 2, 100), 0) && log.add(e('a', 1, 2, 100), 0) && log.add(e('a', 2, 1, 50), 0));
-  assertEqual(log.ordered().map((x) => `${x.sender[0]}${x.seq}`).join(), 'a2,a1,b1');
+  // a2 is backdated (lamport 1 < its own a1's 2): it is shown right after a1, never before it
+  assertEqual(log.ordered().map((x) => `${x.sender[0]}${x.seq}`).join(), 'a1,a2,b1');
   assert(!log.add(e('a', 1, 2, 100), 0), 'duplicate');
   assertEqual(JSON.stringify(log.expire(60)), JSON.stringify([['a'.repeat(32), 2]]));
   assert(!log.add(e('a', 2, 1, 50), 0), 'tombstoned key refused');
@@ -100,6 +104,87 @@ test('three JS rooms in a line: handshake, relay, same order, unsend and expiry 
   now += 6000;
   for (const r of rooms) await r.handleTimer(now);
   for (const r of rooms) assert(!r.messages().some((m) => m.text === 'short'), 'expired everywhere');
+});
+
+test('backdating (issue 13, item 12): never at or before the author\'s ADD, never before its own previous message', async () => {
+  const keys = await deriveRoomKeys(newRoomSecret());
+  const inv = { roomId: keys.roomId, memberKey: keys.memberKey, ttlS: 3600 };
+  const now = 1_700_000_000_000;
+  const ids = [await generateIdentity(), await generateIdentity()];
+  const [a, m] = await Promise.all(ids.map((id) => Room.create(id, inv, now)));
+  for (const r of [a, m]) for (const id of ids) r.learnBundle(id.peerId, publicBundle(id));
+  await a.linkUp(m.peerId, now);
+  await m.linkUp(a.peerId, now);
+  const pump = async () => {
+    for (let i = 0; i < 50; i++) {
+      let moved = 0;
+      for (const [from, to] of [[a, m], [m, a]]) {
+        from.takePersist();
+        for (const [, data] of from.dataToSend()) { moved++; await to.receive(from.peerId, data, now); }
+      }
+      if (!moved) return;
+    }
+    throw new Error('pump did not settle');
+  };
+  await pump();
+  await a.sendText('first', now);
+  await pump();
+  await m.sendText('m1', now);
+  await pump();
+  await a.sendText('third', now);
+  await pump();
+  const floor = /** @type {number} */ (a.membersPart.admittedAt.get(m.peerId));
+  m.membersPart.checkPlacement = () => {};  // a hostile client: no checks on its own envelopes...
+  m.sync.clock = new LamportClock(0);  // ...and it picks its lamport
+  await m.sendText('before everything', now);
+  await pump();
+  assert((a.errorCounts(m.peerId).get('backdated') ?? 0) > 0, 'refused as backdated');
+  m.sync.clock = new LamportClock(floor + 1);  // after its ADD, before its own m1
+  await m.sendText('after my add', now);
+  await pump();
+  assertEqual(a.messages().map((x) => x.text).join(), 'first,m1,after my add,third');
+});
+
+test('equivocation (issue 13, item 3): two room timers under one (sender, seq) are void on every member', async () => {
+  const keys = await deriveRoomKeys(newRoomSecret());
+  const inv = { roomId: keys.roomId, memberKey: keys.memberKey, ttlS: 3600 };
+  let now = 1_700_000_000_000;
+  const ids = [await generateIdentity(), await generateIdentity(), await generateIdentity()];
+  const [a, b, m] = await Promise.all(ids.map((id) => Room.create(id, inv, now)));
+  const rooms = [a, b, m];
+  for (const r of rooms) for (const id of ids) r.learnBundle(id.peerId, publicBundle(id));
+  const links = [[a, b], [a, m], [b, m]];
+  for (const [x, y] of links) { await x.linkUp(y.peerId, now); await y.linkUp(x.peerId, now); }
+  const byId = new Map(rooms.map((r) => [r.peerId, r]));
+  const pump = async () => {
+    for (let i = 0; i < 50; i++) {
+      let moved = 0;
+      for (const r of rooms) {
+        r.takePersist();
+        for (const [to, data] of r.dataToSend()) { moved++; await /** @type {Room} */ (byId.get(to)).receive(r.peerId, data, now); }
+      }
+      if (!moved) return;
+    }
+    throw new Error('pump did not settle');
+  };
+  await pump();
+  now += 1000;
+  for (const r of rooms) await r.handleTimer(now);
+  await pump();
+  const before = a.timerS;
+  const lamport = Math.max(...rooms.map((r) => r.sync.clock.value)) + 10;
+  const version = async (/** @type {number} */ ttl) => sealUnchainedEnvelope(ids[2], keys.roomId, Kind.MEMBERSHIP,
+    { seq: 10_000, lamport: lamport + 1, sentAt: now, expiresAt: 2 ** 52 },
+    encodeOp(await makeSetTimer(ids[2], keys.memberKey, keys.roomId, lamport, ttl, 2)));
+  const [short, long] = [await version(60), await version(604_800)];
+  for (const frame of encodeEnvelopes([short])) await a.receive(m.peerId, frame, now);
+  for (const frame of encodeEnvelopes([long])) await b.receive(m.peerId, frame, now);
+  await pump();
+  for (const r of [a, b]) {
+    assertEqual(r.timerS, before, 'neither version counts');
+    assertEqual(r.errorCounts(m.peerId).get('equivocation'), 1, 'reported against the author');
+    assert(r.sync.log.isVoid(m.peerId, 10_000), 'the key is void');
+  }
 });
 
 test('two JS rooms: names, edits (own only), reactions, typing TTL, seen once, erasure receipts', async () => {

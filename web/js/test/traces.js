@@ -67,6 +67,42 @@ export function persistJson(b) {
   };
 }
 
+/** What a store that applied a room's batches holds (mirrors peer/core/persist.py Snapshot.apply). */
+class Stored {
+  constructor() {
+    /** @type {Map<string, import('../core/log.js').LogEntry>} */
+    this.envelopes = new Map();
+    /** @type {Map<string, [string, number, number]>} */
+    this.tombstones = new Map();
+    /** @type {Map<string, Uint8Array>} */
+    this.messageKeys = new Map();
+    /** @type {Map<string, unknown>} */
+    this.states = new Map();
+  }
+
+  /** @param {import('../core/room/persist.js').PersistBatch} b */
+  apply(b) {
+    for (const e of b.envelopes) {
+      const k = `${e.sender}:${e.seq}`;
+      if (!this.tombstones.has(k) && !this.envelopes.has(k)) this.envelopes.set(k, e);
+    }
+    for (const [s, q, , key] of b.messageKeys) this.messageKeys.set(`${s}:${q}`, key);
+    for (const [n, v] of b.states) this.states.set(n, v);
+    for (const n of b.deleted) this.states.delete(n);
+    for (const [s, q, u] of b.erased) {
+      const k = `${s}:${q}`;
+      this.envelopes.delete(k);
+      this.messageKeys.delete(k);
+      this.tombstones.set(k, [s, q, Math.max(u, this.tombstones.get(k)?.[2] ?? 0)]);
+    }
+  }
+
+  /** @returns {import('../core/room/persist.js').Snapshot} */
+  snapshot() {
+    return { envelopes: [...this.envelopes.values()], tombstones: [...this.tombstones.values()], messageKeys: new Map(this.messageKeys), states: new Map(this.states) };
+  }
+}
+
 /**
  * @param {any} doc a recorded trace
  * @param {{stopAtFirst?: boolean}} [o]
@@ -84,6 +120,8 @@ export async function replayTrace(doc, o = {}) {
   for (const [label, p] of Object.entries(doc.peers)) identities.set(label, await identityFromBytes(b64uDecode(/** @type {any} */ (p).identity)));
   /** @type {Map<string, Room>} */
   const rooms = new Map();
+  /** @type {Map<string, Stored>} */
+  const stored = new Map(Object.keys(doc.peers).map((label) => [label, new Stored()]));
   /** @type {string[]} */
   const problems = [];
   const pid = (/** @type {string} */ label) => doc.peers[label].peer_id;
@@ -98,6 +136,10 @@ export async function replayTrace(doc, o = {}) {
     if (what === 'create') {
       const spec = doc.peers[label];
       rooms.set(label, await Room.create(identities.get(label), invite, now, { keeper: spec.keeper, rng: deterministicRng(b64uDecode(spec.rng_seed)) }));
+    } else if (what === 'restart') {
+      const snapshot = /** @type {Stored} */ (stored.get(label)).snapshot();
+      const opts = { keeper: doc.peers[label].keeper, rng: deterministicRng(b64uDecode(a.rng_seed)), snapshot };
+      rooms.set(label, await Room.create(identities.get(label), invite, now, opts));
     } else {
       const room = /** @type {Room} */ (rooms.get(label));
       if (what === 'learn') room.learnBundle(pid(a.of), publicBundle(identities.get(a.of)));
@@ -117,11 +159,13 @@ export async function replayTrace(doc, o = {}) {
       else throw new Error(`unknown step ${what}`);
     }
     const room = /** @type {Room} */ (rooms.get(label));
+    const batch = room.takePersist();
+    /** @type {Stored} */ (stored.get(label)).apply(batch);
     /** @type {Record<string, any>} */
     const got = {
       events: events.map(eventJson),
       result,
-      persist: persistJson(room.takePersist()),
+      persist: persistJson(batch),
       frames: room.dataToSend().map(([to, data]) => [labels.get(to) ?? to, b64uEncode(data)]),
       dead: room.takeDeadLinks().map((d) => labels.get(d) ?? d),
       timer: room.nextTimer(),
@@ -151,6 +195,45 @@ export async function replayPartTrace(doc) {
   const tl = new Timeline(p.self_id ?? '');
   const pk = new Parking(p.per_neighbour, p.total, p.ttl_ms);
   const pr = new Presence();
+  /** @type {Record<string, any>} */
+  const ids = {};
+  /** @type {Record<string, any>} */
+  const links = {};
+  /** @type {Record<string, string>} */
+  const other = { X: 'Y', Y: 'X' };
+  if (doc.part === 'links') {
+    const { Links } = await import('../core/room/links.js');
+    for (const [label, v] of Object.entries(p.identities)) ids[label] = await identityFromBytes(b64uDecode(/** @type {string} */ (v)));
+    for (const label of Object.keys(ids)) links[label] = new Links(ids[label], p.room_id, deterministicRng(b64uDecode(p.rng_seeds[label])));
+  }
+  /** @param {any} op @param {Record<string, any>} out */
+  const linksOp = async (op, out) => {
+    const { ProtocolError } = await import('../core/errors.js');
+    const me = links[op.at], peer = ids[other[op.at]].peerId, self = ids[op.at].peerId;
+    if (op.op === 'up') await me.up(peer, op.known ? publicBundle(ids[other[op.at]]) : null);
+    else if (op.op === 'deliver') {
+      const frames = me.takeOutbox();
+      out.frames = frames.map((/** @type {[string, Uint8Array]} */ [, f]) => b64uEncode(f));
+      out.results = [];
+      for (const [, f] of frames) out.results.push(await links[other[op.at]].onHandshake(self, f));
+    } else if (op.op === 'handshake') out.result = await me.onHandshake(peer, b64uDecode(op.frame));
+    else if (op.op === 'fault') out.result = me.fault(peer, op.code);
+    else if (op.op === 'seal') {
+      const sealed = await me.seal(peer, utf8(op.plaintext));
+      out.result = sealed === null ? null : b64uEncode(sealed);
+      if (sealed !== null) out.opened = new TextDecoder().decode(await links[other[op.at]].open(self, sealed));
+    } else if (op.op === 'open') {
+      try {
+        out.result = new TextDecoder().decode(await me.open(peer, b64uDecode(op.frame)));
+      } catch (e) {
+        if (!(e instanceof ProtocolError)) throw e;
+        out.result = e.code;
+      }
+    } else if (op.op === 'close') out.result = me.close(peer);
+    else if (op.op === 'down') out.result = me.down(peer);
+    out.state = me.state(peer);
+    out.dead = me.takeDead();
+  };
   /** @type {string[]} */
   const problems = [];
   let i = 0;
@@ -174,6 +257,10 @@ export async function replayPartTrace(doc) {
       else if (op.op === 'take') out.taken = pk.take(op.sender).map(([n, d]) => [n, b64uEncode(d)]);
       else if (op.op === 'drop') pk.dropNeighbour(op.neighbour);
       else if (op.op === 'expire') out.dropped = pk.expire(op.now);
+      else if (op.op === 'defaults') {
+        const d = new Parking();
+        out.defaults = [d.perNeighbour, d.total, d.ttlMs];
+      }
       out.size = pk.size;
       out.deadline = pk.nextDeadline();
     } else if (doc.part === 'presence') {
@@ -184,6 +271,8 @@ export async function replayPartTrace(doc) {
       out.events = events.map(eventJson);
       out.typing = pr.typingMembers(op.now ?? 0);
       out.deadline = pr.nextDeadline();
+    } else if (doc.part === 'links') {
+      await linksOp(op, out);
     } else {
       throw new Error(`unknown part ${doc.part}`);
     }

@@ -9,7 +9,9 @@
 //   transmit, close dead links, re-arm the one timer, then hand events to the store. Pumps run one at
 //   a time, in order, so frames leave in the order the core produced them.
 // - Until the room is ready sendText fails closed with a visible error: plaintext never leaves.
-// - A link that dies while its peer is still listed is re-dialled with backoff (0.5 s doubling to 15 s).
+// - Links, redial and link state belong to net/mesh.js: bounded backoff on every failure, per peer;
+//   the room tells the mesh when a handshake is done (markReady) and when it gave up on a link
+//   (dropLink). Members show connecting / direct / relayed / unreachable (reason).
 // - Signaling payloads are sealed for the room and signed (net/sealed-codec.js); a test may inject
 //   another codec factory. Verified sender bundles give the safety numbers.
 // - Signaling reconnects with exponential backoff (1 s .. 30 s); the mesh reports per-peer link state.
@@ -69,8 +71,6 @@ export class App {
     this.timer = null;
     /** @type {Set<string>} peers the server lists in the room */
     this.present = new Set();
-    /** @type {Map<string, number>} */
-    this.redialMs = new Map();
     /** @type {import('../net/mesh.js').SignalCodec|null} */
     this.codec = null;
     /** @type {SignalingClient|import('../net/hub.js').RoomSignaling|null} */
@@ -160,10 +160,10 @@ export class App {
     }
     this.client = client;
     try {
-      const { peer, turn } = await client.connect();
+      const { peer, turn, iceServers: offered } = await client.connect();
       this.store.dispatch({ type: 'connected', peer });
       this.mesh?.close();
-      const iceServers = turn ? [{ urls: turn.urls, username: turn.username, credential: turn.credential }] : [];
+      const iceServers = offered ?? (turn ? [{ urls: turn.urls, username: turn.username, credential: turn.credential }] : []);
       this.mesh = new Mesh({
         selfId: peer,
         codec,
@@ -171,6 +171,7 @@ export class App {
         sendSignal: (to, payload) => { if (client.state === 'ready') client.signal(room, to, payload); },
         onFrame: (from, frame) => void this.onFrame(from, frame),
         onLinkState: (p, link) => this.onLinkState(p, link),
+        onLinkInfo: (info) => this.store.dispatch({ type: 'link-info', info }),
       });
       const present = await client.join(room);
       this.backoffMs = 1000;
@@ -229,33 +230,18 @@ export class App {
     this.store.dispatch({ type: 'safety-number', peer, number: await safetyNumber(this.identity.publicKey, ed25519) });
   }
 
-  /** Mesh link state: an open channel starts the handshake; a dead one is re-dialled. @param {string} peer @param {import('../net/mesh.js').LinkState} link */
+  /** Mesh channel state: an open channel starts the handshake; a dead one ends the room's link (the
+   * mesh redials it with backoff). @param {string} peer @param {import('../net/mesh.js').LinkState} link */
   onLinkState(peer, link) {
     const room = this.room;
     if (!room) return;
     if (link === 'open') {
-      this.redialMs.delete(peer);
       void room.linkUp(peer, this.now()).then(() => this.pump([]));
       return;
     }
     if (link === 'connecting') return;
     this.store.dispatch({ type: 'member', peer, link: link === 'failed' ? 'failed' : 'closed' });
     void room.linkDown(peer, this.now()).then((events) => this.pump(events));
-    this.redial(peer);
-  }
-
-  /** Close a link and dial it again later while the server still lists the peer. @param {string} peer */
-  redial(peer) {
-    this.mesh?.removePeer(peer);
-    if (!this.present.has(peer)) return;
-    const delay = this.redialMs.get(peer) ?? 500;
-    this.redialMs.set(peer, Math.min(delay * 2, 15000));
-    setTimeout(() => {
-      if (this.present.has(peer) && this.mesh && !this.mesh.links.has(peer)) {
-        this.store.dispatch({ type: 'member', peer, link: 'connecting' });
-        void this.mesh.addPeer(peer);
-      }
-    }, delay * (0.75 + Math.random() / 2));
   }
 
   /** @param {string} from @param {Uint8Array} frame */
@@ -277,7 +263,7 @@ export class App {
       const frames = room.dataToSend();
       await this.roomStore.applyBatch(room.roomId, batch);
       for (const [peer, data] of frames) this.mesh?.send(peer, data);
-      for (const peer of room.takeDeadLinks()) this.redial(peer);
+      for (const peer of room.takeDeadLinks()) this.mesh?.dropLink(peer);
       this.armTimer();
       for (const ev of events) this.onRoomEvent(ev);
     };
@@ -315,7 +301,10 @@ export class App {
     else if (ev.type === 'erased') d({ type: 'receipt', id: ev.id, erased: ev.count, of: ev.of });
     else if (ev.type === 'online') {
       d({ type: 'member', peer: ev.peer, link: ev.online ? 'open' : 'closed' });
-      if (ev.online) void this.markSeen();
+      if (ev.online) {
+        void this.mesh?.markReady(ev.peer);
+        void this.markSeen();
+      }
     }
     else if (ev.type === 'joined') {
       if (!this.store.getState().members[ev.peer]) d({ type: 'member', peer: ev.peer, link: 'closed' });

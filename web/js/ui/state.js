@@ -5,7 +5,10 @@
 // - Messages are kept in the room's shared order (lamport, sender, seq) — the order every member
 //   shows — and removed once now >= expiresAt ('tick') or when the room erased them ('message-gone').
 //   The view never shows an expired message.
-// - A member's `link` is the mesh link state; `self` is always 'open'.
+// - A member's `link` is the mesh link state ('open' = handshake done, reachable); `self` is always
+//   'self'. `path` (direct/relayed) and `reason` (why unreachable) come from the mesh's link info.
+// - `delivered[id]` lists members that acknowledged one of our messages; a message nobody has
+//   acknowledged yet is shown as pending, never as sent.
 // - `error` holds at most one user-facing error {code, text}; 'dismiss-error' clears it.
 // - `names` holds display names from signed profiles (room state); nameOf() falls back to a short peer id
 //   ('You' for ourselves before we set one). 'message-updated' replaces a shown message (edit, reactions).
@@ -27,7 +30,8 @@ export const TTL_CHOICES = [
 ];
 
 /**
- * @typedef {{ peer: string, name: string, link: 'self'|'connecting'|'open'|'failed'|'closed' }} Member
+ * @typedef {{ peer: string, name: string, link: 'self'|'connecting'|'open'|'failed'|'closed',
+ *   path?: 'direct'|'relayed'|null, reason?: string|null }} Member
  * @typedef {{ id: string, sender: string, text: string, sentAt: number, expiresAt: number, lamport?: number, seq?: number,
  *   replyTo?: string|null, edited?: boolean, reactions?: [string, string[]][] }} Message
  * @typedef {{ seen: number, erased: number, of: number }} Receipts
@@ -39,7 +43,7 @@ export const TTL_CHOICES = [
  *   roomId: string|null, inviteUrl: string|null, roomTtlS: number, ttlS: number,
  *   self: string|null, members: Record<string, Member>, messages: Message[],
  *   error: UiError|null, safetyOpen: boolean, safety: Record<string, string>, now: number,
- *   names: Record<string, string>, typing: string[], receipts: Record<string, Receipts>,
+ *   names: Record<string, string>, typing: string[], receipts: Record<string, Receipts>, delivered: Record<string, string[]>,
  *   replyTo: string|null, editing: string|null, picker: string|null, ghosts: Ghost[],
  * }} AppState
  */
@@ -49,7 +53,7 @@ export function initialState(now) {
   return {
     screen: 'welcome', displayName: '', connection: 'offline', roomId: null, inviteUrl: null,
     roomTtlS: 3600, ttlS: 3600, self: null, members: {}, messages: [], error: null,
-    safetyOpen: false, safety: {}, now, names: {}, typing: [], receipts: {}, replyTo: null, editing: null, picker: null, ghosts: [],
+    safetyOpen: false, safety: {}, now, names: {}, typing: [], receipts: {}, delivered: {}, replyTo: null, editing: null, picker: null, ghosts: [],
   };
 }
 
@@ -88,6 +92,19 @@ export function reduce(s, a) {
       const prev = s.members[a.peer];
       if (prev?.link === 'self') return s;
       return { ...s, members: { ...s.members, [a.peer]: { peer: a.peer, name: a.name ?? prev?.name ?? a.peer.slice(0, 8), link: a.link ?? prev?.link ?? 'connecting' } } };
+    }
+    case 'link-info': {
+      const i = a.info;
+      const prev = s.members[i.peer];
+      if (prev?.link === 'self') return s;
+      const link = i.state === 'unreachable' ? 'failed' : i.state === 'connecting' ? 'connecting' : 'open';
+      const path = i.state === 'direct' || i.state === 'relayed' ? i.state : null;
+      return { ...s, members: { ...s.members, [i.peer]: { peer: i.peer, name: prev?.name ?? i.peer.slice(0, 8), link, path, reason: i.reason ?? null } } };
+    }
+    case 'delivered': {
+      const had = s.delivered[a.id] ?? [];
+      if (had.includes(a.peer)) return s;
+      return { ...s, delivered: { ...s.delivered, [a.id]: [...had, a.peer] } };
     }
     case 'member-gone': {
       const members = { ...s.members };

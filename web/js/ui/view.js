@@ -24,6 +24,24 @@ function avatar(name, peer) {
 }
 
 const LINK_TEXT = { self: 'you', open: 'online', connecting: 'connecting…', failed: 'unreachable', closed: 'offline' };
+const REASON_TEXT = { 'no-route': 'no route', 'timed-out': 'timed out', 'handshake-refused': 'handshake refused' };
+
+/** What the member list says about a member's link. @param {import('./state.js').Member} m */
+export function linkText(m) {
+  if (m.link === 'open' && m.path) return m.path;
+  if (m.link === 'failed' && m.reason) return `unreachable (${REASON_TEXT[/** @type {keyof typeof REASON_TEXT} */ (m.reason)] ?? m.reason})`;
+  return LINK_TEXT[m.link];
+}
+
+/** The header pill: never "connected" while no other member is reachable. @param {import('./state.js').AppState} s */
+export function connectionText(s) {
+  if (s.connection !== 'online') return { offline: 'offline', connecting: 'connecting…', online: 'connected', unreachable: 'server unreachable', elsewhere: 'open elsewhere' }[s.connection];
+  const others = Object.values(s.members).filter((m) => m.link !== 'self');
+  if (others.some((m) => m.link === 'open')) return 'connected';
+  if (others.some((m) => m.link === 'connecting')) return 'connecting to members…';
+  if (others.some((m) => m.link === 'failed')) return 'no member reachable';
+  return 'waiting for members';
+}
 
 export function fillTtlSelect(/** @type {HTMLSelectElement} */ select, /** @type {number} */ value) {
   if (select.options.length === 0) {
@@ -64,7 +82,7 @@ function fillMessage(li, s, m) {
   const target = m.replyTo ? s.messages.find((x) => x.id === m.replyTo) : undefined;
   const r = s.receipts[m.id];
   const reactions = m.reactions ?? [];
-  const sig = JSON.stringify([from, m.text, m.edited, reactions, m.replyTo, target?.text, target && nameOf(s, target.sender), mine, r,
+  const sig = JSON.stringify([from, m.text, m.edited, reactions, m.replyTo, target?.text, target && nameOf(s, target.sender), mine, r, s.delivered[m.id]?.length ?? 0,
     s.picker === m.id, s.replyTo === m.id, s.editing === m.id, s.self]);
   if (li.dataset.sig === sig) return;
   li.dataset.sig = sig;
@@ -97,6 +115,10 @@ function fillMessage(li, s, m) {
   time.dateTime = new Date(m.sentAt).toISOString();
   time.textContent = new Date(m.sentAt).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
   meta.append(time, el('span', 'expiry'));
+  if (mine) {
+    const to = s.delivered[m.id]?.length ?? 0;
+    meta.append(to === 0 ? el('span', 'pending', 'pending') : el('span', 'delivered', `delivered to ${to}`));
+  }
   if (mine && r && r.seen > 0) meta.append(el('span', 'seen', `seen by ${r.seen}`));
   parts.push(meta);
   const actions = el('div', 'actions');
@@ -145,8 +167,9 @@ export function createView() {
 
     $('room-title').textContent = s.roomId ? `Room ${s.roomId.slice(0, 6)}` : 'Room';
     const conn = $('conn-state');
-    conn.dataset.state = s.connection;
-    conn.textContent = { offline: 'offline', connecting: 'connecting…', online: 'connected', unreachable: 'server unreachable', elsewhere: 'open elsewhere' }[s.connection];
+    const connText = connectionText(s);
+    conn.dataset.state = connText === 'connected' ? 'online' : s.connection === 'online' ? 'alone' : s.connection;
+    conn.textContent = connText;
     $('room-timer').textContent = `Timer ${ttlLabel(s.roomTtlS)}`;
     $('room-timer').setAttribute('aria-label', `Room timer: messages disappear after ${ttlLabel(s.roomTtlS)}`);
     fillTtlSelect(/** @type {HTMLSelectElement} */ ($('ttl-select')), s.ttlS);
@@ -165,10 +188,11 @@ export function createView() {
       name.append(el('span', 'short-id', ` · ${m.peer.slice(0, 8)}`));
       const state = document.createElement('div');
       state.className = 'member-state';
-      state.textContent = LINK_TEXT[m.link];
+      state.textContent = linkText(m);
+      if (m.path) li.dataset.path = m.path;
       info.append(name, state);
       li.append(avatar(shown, m.peer), info);
-      li.setAttribute('aria-label', `${shown} (${m.peer.slice(0, 8)}), ${LINK_TEXT[m.link]}`);
+      li.setAttribute('aria-label', `${shown} (${m.peer.slice(0, 8)}), ${linkText(m)}`);
       return li;
     }));
     const online = members.filter((m) => m.link === 'open' || m.link === 'self').length;

@@ -4,7 +4,7 @@
 import { ProtocolError } from '../errors.js';
 import { decodeSenderKeyMessage } from '../chains.js';
 import * as content from '../content.js';
-import { Kind, decodeTombstone, envelopeKey, openWithKey, parseEnvelope, verifyEnvelope } from '../envelope.js';
+import { HEADER_LEN, Kind, decodeTombstone, envelopeKey, openWithKey, parseEnvelope, verifyEnvelope } from '../envelope.js';
 import { RECEIPT_TAG } from '../erasure.js';
 import { publicBundle } from '../identity.js';
 import { keyOf } from '../log.js';
@@ -45,6 +45,9 @@ export class Inbound {
       config: opts.syncConfig ?? {},
       authorizeTombstone: (t, held, now) => this.authorizeTombstone(t, held, now),
       peekKey: envelopeKey,
+      // relayed at once even from its author (an equivocated version meets the other): an unsend, or a
+      // membership op other than an ADD (REMOVE, SET_TIMER); payload byte 1 is the op type
+      eager: (entry) => entry.data[1] === Kind.TOMBSTONE || (entry.data[1] === Kind.MEMBERSHIP && entry.data[HEADER_LEN + 5] !== OpType.ADD),
     });
     this.membersPart = new Members(this.roomId, invite.memberKey, this.peerId, publicBundle(identity));
     this.links = new Links(identity, this.roomId, opts.rng);
@@ -95,12 +98,14 @@ export class Inbound {
       const op = await decodeOp(env.ciphertext);
       if (op.author !== env.sender) throw new ProtocolError('wrong-sender', 'op author differs from envelope sender');
       const selfAdd = op.op === OpType.ADD && op.target === op.author;
+      if (!selfAdd) this.membersPart.checkPlacement(env.sender, env.lamport);
       key = selfAdd ? /** @type {PublicBundle} */ (op.bundle).ed25519 : this.known(env.sender).ed25519;
     } else {
       // an unsend travels as a tombstone proof too: bounded, and only earlier seqs of its own sender
       if (env.kind === Kind.TOMBSTONE && (data.length > MAX_PROOF || decodeTombstone(env.ciphertext).some((q) => q >= env.seq))) {
         throw new ProtocolError('bad-tombstone', 'unsend too large or naming a later seq');
       }
+      this.membersPart.checkPlacement(env.sender, env.lamport);
       key = this.known(env.sender).ed25519;
     }
     await verifyEnvelope(env, key);
@@ -155,6 +160,11 @@ export class Inbound {
       if (ev.type === 'entry-added') await this.onEntry(ev.entry, now, events);
       else if (ev.type === 'entry-expired') await this.erase(ev.sender, ev.seq, events, 'expired');
       else if (ev.type === 'entry-deleted') await this.erase(ev.sender, ev.seq, events, 'unsent');
+      else if (ev.type === 'entry-voided') { // the author signed two versions: neither counts
+        await this.erase(ev.sender, ev.seq, events, 'equivocation');
+        if (this.membersPart.forgetOp(keyOf(ev.sender, ev.seq))) await this.onMembership(events, now);
+        this.fault(ev.sender, 'equivocation', now, events, false);
+      }
       else if (ev.type === 'acked') this.timeline.onAck(ev.neighbour, ev.sender, ev.seq, events);
       else if (ev.type === 'neighbour-ready') {
         events.push({ type: 'online', peer: ev.neighbour, online: true });
@@ -347,7 +357,7 @@ export class Inbound {
     }
   }
 
-  /** Forget a message in every part. @param {string} sender @param {number} seq @param {RoomEvent[]} events @param {'expired'|'unsent'} reason */
+  /** Forget a message in every part. @param {string} sender @param {number} seq @param {RoomEvent[]} events @param {'expired'|'unsent'|'equivocation'} reason */
   async erase(sender, seq, events, reason) {
     const k = keyOf(sender, seq);
     this.timeline.erase(k, reason, events);

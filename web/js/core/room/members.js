@@ -4,8 +4,10 @@
 // - A sender is known iff it is, or was, a member: knownSender() is the only place that decides it.
 // - A bundle learned from signaling only lets us link with a peer; it never makes it a known sender.
 // - Persists nothing (ops are envelopes in the log).
+// - Placement: an envelope of S other than S's self-ADD needs a lamport above the lowest accepted ADD of S.
 
-import { emptyState, stateFromOps } from '../membership.js';
+import { ProtocolError } from '../errors.js';
+import { OpType, emptyState, stateFromOps } from '../membership.js';
 
 /** @typedef {import('../identity.js').PublicBundle} PublicBundle */
 
@@ -23,6 +25,14 @@ export class Members {
     this.bundles = new Map([[selfId, own]]);
     /** @type {Map<string, PublicBundle>} from signaling: for links only */
     this.learned = new Map();
+    /** @type {Map<string, number>} member -> lowest lamport of an accepted ADD of it */
+    this.admittedAt = new Map();
+  }
+
+  /** `backdated` unless `lamport` is above the lowest accepted ADD of `sender` (PROTOCOL.md, "Order"). @param {string} sender @param {number} lamport */
+  checkPlacement(sender, lamport) {
+    const floor = this.admittedAt.get(sender);
+    if (floor !== undefined && lamport <= floor) throw new ProtocolError('backdated', "envelope placed before its author's ADD");
   }
 
   /** The bundle of `peer` iff it is or was a member, else null. @param {string} peer @returns {PublicBundle|null} */
@@ -78,11 +88,25 @@ export class Members {
     this.ops.set(key, op);
   }
 
+  /** Drop the op held under `key`; true if there was one. @param {string} key */
+  forgetOp(key) {
+    return this.ops.delete(key);
+  }
+
   /** @returns {Promise<{joined: string[], left: string[], timer: {ttlS: number, version: number, author: string}|null}>} */
   async recompute() {
     const before = this.state;
-    const { state } = await stateFromOps(this.roomId, [...this.ops.values()], this.memberKey);
+    const { state, rejected } = await stateFromOps(this.roomId, [...this.ops.values()], this.memberKey);
     this.state = state;
+    const refused = new Set(rejected);
+    /** @type {Map<string, number>} */
+    const admitted = new Map();
+    for (const op of this.ops.values()) {
+      if (op.op !== OpType.ADD || refused.has(op)) continue;
+      const target = /** @type {string} */ (op.target);
+      admitted.set(target, Math.min(admitted.get(target) ?? op.lamport, op.lamport));
+    }
+    this.admittedAt = admitted;
     for (const [pid, m] of state.members) this.bundles.set(pid, m.bundle);
     const joined = [...state.members.keys()].filter((p) => !before.members.has(p) && p !== this.selfId).sort();
     const left = [...before.members.keys()].filter((p) => !state.members.has(p)).sort();

@@ -51,9 +51,8 @@ export async function restore(room, snap, now) {
       await room.takeSenderKey(env, now, []);
     }
   }
-  for (const k of snap.messageKeys.keys()) {
-    if (restored.has(k)) continue;
-    const [sender, seq] = [k.slice(0, 32), Number(k.slice(33))];
+  const gone = [...snap.messageKeys.keys()].filter((k) => !restored.has(k)).map((k) => /** @type {[string, number]} */ ([k.slice(0, 32), Number(k.slice(33))]));
+  for (const [sender, seq] of gone.sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : x[1] - y[1]))) {
     batch.erased.push([sender, seq, sync.tombstoneOf(sender, seq)?.until ?? 0]);
   }
   await room.keys.advanceInitial(batch);

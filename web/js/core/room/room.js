@@ -23,7 +23,7 @@ export const NEVER = 2 ** 52;
 
 /**
  * @typedef {import('./timeline.js').Message} Message
- * @typedef {{type:'message', message: Message} | {type:'updated', message: Message} | {type:'expired', id: string, reason: 'expired'|'unsent'}
+ * @typedef {{type:'message', message: Message} | {type:'updated', message: Message} | {type:'expired', id: string, reason: 'expired'|'unsent'|'equivocation'}
  *   | {type:'joined', peer: string} | {type:'left', peer: string} | {type:'online', peer: string, online: boolean}
  *   | {type:'delivered', id: string, peer: string} | {type:'timer', ttlS: number} | {type:'profile', peer: string, name: string}
  *   | {type:'typing', peer: string, typing: boolean} | {type:'seen', id: string, by: string, count: number, of: number}
@@ -87,7 +87,7 @@ export class Room extends Inbound {
   }
 
   messages() {
-    return this.timeline.messages();
+    return this.timeline.messages(this.sync.log.effectiveLamports());
   }
 
   online() {

@@ -50,9 +50,11 @@ export class Timeline {
     this.seenBy = new Map();
   }
 
-  /** @returns {Message[]} */
-  messages() {
-    return [...this.msgs.values()].sort((a, b) => a.lamport - b.lamport || (a.sender < b.sender ? -1 : a.sender > b.sender ? 1 : a.seq - b.seq));
+  /** Sorted by the log's effective lamports when given (an author cannot place a message before its own
+   * previous one), else by lamport; then sender, seq. @param {Map<string, number>} [eff] @returns {Message[]} */
+  messages(eff) {
+    const lam = (/** @type {Message} */ m) => eff?.get(keyOf(m.sender, m.seq)) ?? m.lamport;
+    return [...this.msgs.values()].sort((a, b) => lam(a) - lam(b) || (a.sender < b.sender ? -1 : a.sender > b.sender ? 1 : a.seq - b.seq));
   }
 
   /** @param {string} peer */
@@ -121,7 +123,7 @@ export class Timeline {
     this.msgs.set(k, Object.freeze({ ...base, text, edited, reactions }));
   }
 
-  /** @param {string} k @param {'expired'|'unsent'} reason @param {RoomEvent[]} events */
+  /** @param {string} k @param {'expired'|'unsent'|'equivocation'} reason @param {RoomEvent[]} events */
   erase(k, reason, events) {
     const msg = this.msgs.get(k);
     this.msgs.delete(k);
