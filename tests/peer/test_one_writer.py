@@ -218,7 +218,9 @@ async def test_chat_on_a_home_in_use_goes_through_the_owner(signaling_url: str, 
             async with asyncio.timeout(WAIT):
                 while not any(b"hello, both of you" in line for line in seen):
                     seen.append(await chat.stdout.readline())
-            assert any(b"online" in line and other.peer_id[:8].encode() in line for line in seen)  # /who
+            who = [line for line in seen if f"({other.peer_id[:8]})".encode() in line]  # /who
+            assert who
+            assert any(state in who[0] for state in (b"online", b"direct", b"relayed")), who
             chat.stdin.close()
             assert await asyncio.wait_for(chat.wait(), WAIT) == 0
         finally:
