@@ -162,7 +162,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                 f"ephemesh: no --server or $EPHEMESH_PUBLIC_URL: this invite ({server}) works on this machine only",
                 file=sys.stderr,
             )
-        invite = Invite.new(server.rstrip("/"), ttl_s=args.ttl)
+        owner = load_or_create_identity(home).peer_id  # the creator owns the room (bound by the invite)
+        invite = Invite.new(server.rstrip("/"), ttl_s=args.ttl, owner=owner)
         print(invite.url())
         return 0
     return asyncio.run(_run_async(args, home))
@@ -412,6 +413,8 @@ async def _chat(ops: Any, args: argparse.Namespace) -> int:
             reply = await ops.call("chat", room=room, line=text, ttl=args.ttl)
             for out in reply.get("output", []):
                 print(out, flush=True)
+            if reply.get("left"):
+                break
     finally:
         shower.cancel()
         with contextlib.suppress(BaseException):

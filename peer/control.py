@@ -238,9 +238,13 @@ class Controller:
         if handle.keeper:
             raise ControlError("keeper", "the process owning this home keeps this room and cannot chat in it")
         if line.startswith("/"):
-            return {"output": await chat_command(handle, line)}
+            output, left = await chat_command(handle, line)
+            return {"output": output, "left": left}
         if line.strip():
-            msg = await handle.send(line, ttl=ttl)
+            try:
+                msg = await handle.send(line, ttl=ttl)
+            except PermissionError as exc:  # announcement mode: only admins post
+                return {"output": [f"! {exc}"]}
             return {"output": [], "message": msg.id}
         return {"output": []}
 
@@ -286,6 +290,8 @@ def describe(exc: BaseException) -> tuple[str, str]:
         return exc.code, exc.message or exc.code
     if isinstance(exc, PeerError):
         return "peer", str(exc)
+    if isinstance(exc, PermissionError):
+        return "forbidden", str(exc)
     if isinstance(exc, ValueError | KeyError):
         return "invalid", str(exc)
     return "internal", type(exc).__name__

@@ -42,6 +42,7 @@ from peer.core.events import (
     MessageSeen,
     MessageUpdated,
     ProfileChanged,
+    RolesChanged,
     RoomEvent,
     TimerChanged,
     Typing,
@@ -224,8 +225,45 @@ class RoomHandle:
         self._commit(self.core.set_timer(ttl_s, now_ms()))
 
     async def remove_member(self, peer: str) -> None:
-        """Remove a member for good; every sender rotates its chain so it reads nothing new."""
+        """Remove a member (admins only; ``PermissionError`` otherwise); every sender rotates its chain so
+        it reads nothing new. An admin can :meth:`readmit` it."""
         self._commit(self.core.remove_member(peer, now_ms()))
+
+    async def leave(self) -> None:
+        """Leave the room (anyone may); only an admin can readmit us."""
+        self._commit(self.core.leave(now_ms()))
+
+    async def set_admin(self, peer: str, admin: bool = True) -> None:
+        """Appoint (``admin=True``) or demote an admin; admins only, in a room whose invite names an owner."""
+        self._commit(self.core.set_admin(peer, admin, now_ms()))
+
+    async def readmit(self, peer: str) -> None:
+        """Let a removed member back in (admins only)."""
+        self._commit(self.core.readmit(peer, now_ms()))
+
+    async def set_announce(self, on: bool) -> None:
+        """Announcement mode (admins only): while on, only admins' messages are shown to anyone."""
+        self._commit(self.core.set_announce(on, now_ms()))
+
+    @property
+    def owner(self) -> str | None:
+        """The room's owner (from the invite); None for a room whose invite names none (legacy)."""
+        return self.core.membership.owner
+
+    def admins(self) -> list[str]:
+        """Current admins, the owner included (every member, in a legacy room)."""
+        return list(self.core.admins())
+
+    def is_admin(self, peer: str) -> bool:
+        return self.core.is_admin(peer)
+
+    def removed_members(self) -> list[str]:
+        """Removed (or departed) members; an admin can readmit them."""
+        return sorted(self.core.membership.removed)
+
+    @property
+    def announce(self) -> bool:
+        return self.core.membership.announce
 
     def members(self) -> list[str]:
         """Current members (peer ids), online or not."""
@@ -371,6 +409,8 @@ class RoomHandle:
         for ev in events:
             if isinstance(ev, MemberOnline) and ev.online and self.mesh is not None:
                 self.mesh.link_ready(ev.peer)  # handshake done: the link is direct or relayed now
+            elif isinstance(ev, MemberJoined) and self.mesh is not None:
+                self.mesh.forgive(ev.peer)  # e.g. readmitted: its refused links no longer count
             for q in self._subscribers:
                 q.put_nowait(ev)
         self._peer.schedule_flush(self)
@@ -779,6 +819,7 @@ __all__ += [
     "MessageUpdated",
     "ProfileChanged",
     "ProtocolError",
+    "RolesChanged",
     "RoomEvent",
     "TimerChanged",
     "Typing",

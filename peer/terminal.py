@@ -17,7 +17,9 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 CHAT_HELP = """commands: /name NAME · /edit TEXT (your last message) · /react EMOJI (the last message)
-          /unsend (your last message) · /timer DURATION (room timer) · /who · /help · Ctrl-D quits"""
+          /unsend (your last message) · /timer DURATION (room timer) · /who · /help · Ctrl-D quits
+          admins: /remove NAME · /readmit NAME · /admin NAME · /unadmin NAME · /announce on|off
+          anyone: /leave (for good: only an admin can readmit you)"""
 
 
 def parse_duration(text: str) -> int:
@@ -71,8 +73,16 @@ def json_line(room: Any, ev: Any) -> str:
     return json.dumps(json_obj(room, ev), ensure_ascii=False)
 
 
-async def chat_command(room: Any, line: str) -> list[str]:
-    """Run one chat slash command in ``room``; the lines to show."""
+def find_member(room: Any, name: str, candidates: list[str]) -> str:
+    """The one peer among ``candidates`` whose display name or peer id (prefix) is ``name``."""
+    hits = [p for p in candidates if name in (room.label(p), p) or (len(name) >= 4 and p.startswith(name))]
+    if len(hits) != 1:
+        raise ValueError(f"{'no' if not hits else 'more than one'} member matches {name!r}")
+    return hits[0]
+
+
+async def chat_command(room: Any, line: str) -> tuple[list[str], bool]:
+    """Run one chat slash command in ``room``: the lines to show, and whether we left the room."""
     cmd, _, rest = line.partition(" ")
     rest = rest.strip()
     me = room.peer_id
@@ -101,9 +111,24 @@ async def chat_command(room: Any, line: str) -> list[str]:
                     state = link.describe()  # direct, relayed, connecting…, unreachable (reason)
                 else:
                     state = "online" if member in online else "offline"
-                out.append(f"  {room.label(member)} ({member[:8]}) {state}")
+                role = "owner" if member == room.owner else ("admin" if room.is_admin(member) else "")
+                out.append(f"  {room.label(member)} ({member[:8]}) {state} {role}".rstrip())
+            if room.announce:
+                out.append("  announcement mode: only admins post")
+        elif cmd == "/remove" and rest:
+            await room.remove_member(find_member(room, rest, room.members()))
+        elif cmd == "/readmit" and rest:
+            await room.readmit(find_member(room, rest, room.removed_members()))
+        elif cmd in ("/admin", "/unadmin") and rest:
+            await room.set_admin(find_member(room, rest, room.members()), cmd == "/admin")
+        elif cmd == "/announce" and rest in ("on", "off"):
+            await room.set_announce(rest == "on")
+        elif cmd == "/leave":
+            await room.leave()
+            out.append("you left the room")
+            return out, True
         else:
             out.append(CHAT_HELP)
-    except (ValueError, ProtocolError, argparse.ArgumentTypeError) as exc:  # a refusal, never a traceback
+    except (ValueError, PermissionError, ProtocolError, argparse.ArgumentTypeError) as exc:  # a refusal
         out.append(f"! {exc}")
-    return out
+    return out, False

@@ -63,9 +63,13 @@ class _Peer:
 class Trace:
     """Drive several rooms, recording (or, with ``expected``, checking) every step."""
 
-    def __init__(self, name: str, description: str, seed: str, *, ttl_s: int | None = None) -> None:
+    def __init__(
+        self, name: str, description: str, seed: str, *, ttl_s: int | None = None, owner: str | None = None
+    ) -> None:
+        """``owner``: the label of the peer whose id the invite names as the room's owner (roles)."""
         self.name, self.description, self.seed = name, description, seed
-        self.invite = Invite.new(SERVER, ttl_s, DeterministicRng(f"{seed}/invite".encode()))
+        owner_id = None if owner is None else self._identity(owner).peer_id
+        self.invite = Invite.new(SERVER, ttl_s, DeterministicRng(f"{seed}/invite".encode()), owner=owner_id)
         self.peers: dict[str, _Peer] = {}
         self.by_id: dict[str, str] = {}
         self.steps: list[dict[str, Any]] = []
@@ -75,8 +79,11 @@ class Trace:
 
     # -- setup -----------------------------------------------------------------------------------------
 
+    def _identity(self, label: str) -> Identity:
+        return Identity.generate(DeterministicRng(f"{self.seed}/{label}/identity".encode()))
+
     def peer(self, label: str, *, keeper: bool = False) -> None:
-        identity = Identity.generate(DeterministicRng(f"{self.seed}/{label}/identity".encode()))
+        identity = self._identity(label)
         self.peers[label] = _Peer(label, identity, f"{self.seed}/{label}/room".encode(), keeper)
         self.by_id[identity.peer_id] = label
 
@@ -289,6 +296,14 @@ def _apply(
         return None, room.set_timer(a["ttl_s"], now)
     if do == "remove":
         return None, room.remove_member(pid(a["member"]), now)
+    if do == "set_admin":
+        return None, room.set_admin(pid(a["member"]), a["admin"], now)
+    if do == "readmit":
+        return None, room.readmit(pid(a["member"]), now)
+    if do == "set_announce":
+        return None, room.set_announce(a["on"], now)
+    if do == "leave":
+        return None, room.leave(now)
     if do == "typing":
         room.set_typing(a["typing"], now)
         return None, []

@@ -172,6 +172,47 @@ def removal_rotation() -> Trace:
     return t
 
 
+def governance() -> Trace:
+    """Governance in a room whose invite names A as owner: A appoints B admin (roles event); B removes C
+    (epoch, rotation: C never gets B's next chain); A readmits C (a join again, and a new epoch: every
+    sender rotates and hands C its new chain); A turns announcement mode on; B demotes itself; D leaves."""
+    t = Trace("governance", governance.__doc__ or "", "governance", owner="A")
+    for p in ("A", "B", "C", "D"):
+        t.peer(p)
+    t.create("A", "B", "C", "D")
+    for x, y in (("A", "B"), ("B", "C"), ("A", "C"), ("A", "D"), ("B", "D"), ("C", "D")):
+        t.link(x, y)
+    t.deliver()
+    t.advance(1000)
+    t.step("A", "set_admin", member="B", admin=True)
+    t.deliver()
+    t.step("B", "remove", member="C")
+    t.deliver()
+    t.advance(1000)
+    t.step("B", "send_text", text="while C is out", ttl_s=3600)
+    t.deliver()
+    t.step("A", "readmit", member="C")
+    t.deliver()
+    for x in ("A", "B", "D"):
+        t.link(x, "C")
+    t.deliver()
+    t.advance(1000)
+    t.step("A", "send_text", text="welcome back", ttl_s=3600)
+    t.step("C", "send_text", text="thanks", ttl_s=3600)
+    t.deliver()
+    t.advance(1000)
+    t.step("A", "set_announce", on=True)
+    t.deliver()
+    t.step("B", "send_text", text="admins still post", ttl_s=3600)
+    t.deliver()
+    t.step("B", "set_admin", member="B", admin=False)
+    t.deliver()
+    t.step("D", "leave")
+    t.deliver()
+    t.advance(1000)
+    return t
+
+
 def expiry_unsend() -> Trace:
     """Expiry and unsend: a 3 s message expires everywhere (tombstones, erasure receipts "erased on N
     of M"); an unsend is a signed TOMBSTONE envelope applied by every member; the room timer is set."""
@@ -410,6 +451,7 @@ SCENARIOS: list[Callable[[], Trace]] = [
     parking,
     late_joiner,
     removal_rotation,
+    governance,
     expiry_unsend,
     receipts_typing_seen,
     content_types,

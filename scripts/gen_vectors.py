@@ -55,7 +55,17 @@ from peer.core.handshake import (
 from peer.core.identity import Identity
 from peer.core.invite import Invite
 from peer.core.log import Tombstone
-from peer.core.membership import MembershipState, make_add, make_remove, make_set_timer
+from peer.core.membership import (
+    MembershipOp,
+    MembershipState,
+    Role,
+    make_add,
+    make_readmit,
+    make_remove,
+    make_role,
+    make_set_timer,
+    make_settings,
+)
 from peer.core.presence import SEEN_TAG, decode_presence, encode_seen, encode_typing
 from peer.core.safety import key_digits, safety_number
 from peer.core.signal import seal_signal
@@ -242,7 +252,156 @@ def build() -> dict[str, dict[str, Any]]:
     out["rng"] = build_rng()
     out["auth"] = build_auth(alice)
     out["ranges"] = _int_range_cases(alice, member_key, room)
+    out["governance"] = build_governance()
     return out
+
+
+# -- governance: roles, concurrent ops, announcement mode (peer/core/membership.py) -------------------
+
+
+def build_governance() -> dict[str, Any]:
+    """Owned invites and membership scenarios: every op list resolves to one state and one set of
+    rejected ops, whatever the order the ops arrive in (the JS check feeds them reversed)."""
+    names = ["alice", "bob", "carol", "dave"]
+    alice, bob, carol, dave = (_identity(n)[1] for n in names)
+    owned = Invite.new(
+        "https://chat.example", ttl_s=3600, rng=DeterministicRng(b"gov-invite"), owner=alice.peer_id
+    )
+    legacy = Invite(owned.server, owned.secret, owned.ttl_s)
+    prekeys = {
+        i.peer_id: generate_prekey(i, NOW, DeterministicRng(b"gov-prekey:" + n.encode())).signed
+        for n, i in zip(names, (alice, bob, carol, dave), strict=True)
+    }
+
+    def scenario(name: str, inv: Invite, steps: list[Callable[[bytes, str], MembershipOp]]) -> dict[str, Any]:
+        ops = [step(inv.member_key, inv.room_id) for step in steps]
+        state, rejected = MembershipState.from_ops(inv.room_id, ops, inv.member_key, inv.owner)
+        ids = [id(op) for op in ops]
+        posts = [
+            [p.peer_id, lamport, state.may_post(p.peer_id, lamport)]
+            for p in (alice, bob, carol, dave)
+            for lamport in (state.announce_since, state.announce_since + 1)
+        ]
+        return {
+            "name": name,
+            "room_id": inv.room_id,
+            "member_key": inv.member_key.hex(),
+            "owner": inv.owner,
+            "ops": [op.encode().hex() for op in ops],
+            "rejected": sorted(ids.index(id(op)) for op in rejected),
+            "state": state.to_dict(),
+            "admins": sorted(p for p in state.members if state.is_admin(p)),
+            "posts": posts,
+        }
+
+    def add(who: Identity, lamport: int) -> Callable[[bytes, str], MembershipOp]:
+        return lambda mk, room: make_add(who, mk, room, lamport, who.public_bundle(), prekeys[who.peer_id])
+
+    def remove(who: Identity, lamport: int, target: Identity) -> Callable[[bytes, str], MembershipOp]:
+        return lambda mk, room: make_remove(who, mk, room, lamport, target.peer_id)
+
+    def role(who: Identity, lamport: int, target: Identity, r: Role) -> Callable[[bytes, str], MembershipOp]:
+        return lambda mk, room: make_role(who, mk, room, lamport, target.peer_id, r)
+
+    def readmit(who: Identity, lamport: int, target: Identity) -> Callable[[bytes, str], MembershipOp]:
+        return lambda mk, room: make_readmit(who, mk, room, lamport, target.peer_id)
+
+    def timer(who: Identity, lamport: int, ttl: int, v: int) -> Callable[[bytes, str], MembershipOp]:
+        return lambda mk, room: make_set_timer(who, mk, room, lamport, ttl, v)
+
+    def announce(who: Identity, lamport: int, on: bool) -> Callable[[bytes, str], MembershipOp]:
+        return lambda mk, room: make_settings(who, mk, room, lamport, announce=on)
+
+    joined = [add(alice, 1), add(bob, 2), add(carol, 3), add(dave, 4)]
+    admin, member = Role.ADMIN, Role.MEMBER
+    scenarios = [
+        scenario(
+            "roles",
+            owned,
+            [
+                *joined,
+                remove(bob, 5, carol),  # a member cannot remove another
+                timer(bob, 5, 60, 1),  # nor change the timer
+                announce(carol, 5, True),  # nor the settings
+                role(alice, 6, bob, admin),  # the owner appoints bob
+                remove(bob, 7, alice),  # no one removes the owner
+                role(bob, 7, alice, member),  # nor demotes it
+                remove(bob, 8, carol),  # an admin removes carol
+                add(carol, 9),  # a removed member cannot self-add back
+                readmit(bob, 10, carol),  # an admin readmits her
+                announce(alice, 11, True),
+                timer(bob, 11, 60, 1),
+                role(bob, 12, bob, member),  # bob steps down
+                remove(bob, 13, dave),  # and can no longer remove
+                remove(dave, 14, dave),  # anyone may leave
+                readmit(carol, 15, dave),  # a member cannot readmit
+            ],
+        ),
+        scenario(  # the removal sorts before the demotion: it stands
+            "remove-before-demotion",
+            owned,
+            [*joined, role(alice, 5, bob, admin), remove(bob, 9, carol), role(alice, 10, bob, member)],
+        ),
+        scenario(  # the demotion sorts first: the removal is rejected everywhere
+            "demotion-before-remove",
+            owned,
+            [*joined, role(alice, 5, bob, admin), remove(bob, 11, carol), role(alice, 10, bob, member)],
+        ),
+        scenario(  # same lamport: the lower author id sorts first
+            "concurrent-same-lamport",
+            owned,
+            [*joined, role(alice, 5, bob, admin), remove(bob, 10, carol), role(alice, 10, bob, member)],
+        ),
+        scenario(  # two admins demote each other concurrently: the first in canonical order wins
+            "mutual-demotion",
+            owned,
+            [
+                *joined,
+                role(alice, 5, bob, admin),
+                role(alice, 5, carol, admin),
+                role(bob, 10, carol, member),
+                role(carol, 10, bob, member),
+            ],
+        ),
+        scenario(  # announcement mode off again, timer chain by admins
+            "announce-off",
+            owned,
+            [*joined, announce(alice, 5, True), announce(alice, 6, True), announce(alice, 8, False)],
+        ),
+        scenario(  # an invite without owner: every member is an admin, ROLE refused, readmit works
+            "legacy",
+            legacy,
+            [
+                add(alice, 1),
+                add(bob, 2),
+                timer(bob, 3, 60, 1),
+                role(alice, 4, bob, admin),
+                remove(bob, 5, alice),
+                readmit(bob, 6, alice),
+            ],
+        ),
+    ]
+    return {
+        "identities": {
+            n: {"identity_bytes": i.to_bytes().hex()} for n, i in (("carol", carol), ("dave", dave))
+        },
+        "invite": {
+            "url": owned.url(),
+            "secret": owned.secret.hex(),
+            "owner": owned.owner,
+            "room_id": owned.room_id,
+            "signal_key": owned.signal_key.hex(),
+            "member_key": owned.member_key.hex(),
+            "legacy_room_id": legacy.room_id,
+            "bad": [
+                owned.url()[:-1],  # owner one character short
+                owned.url() + "A",  # one too long
+                owned.url().replace(".o", ".x"),  # unknown field
+                owned.url() + ".o" + owned.url()[-22:],  # two owners
+            ],
+        },
+        "scenarios": scenarios,
+    }
 
 
 # -- codec vectors for the sync frames, content, APP bodies and the room's envelopes ----------------------

@@ -197,6 +197,22 @@ class TimerChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class RolesChanged:
+    """The room's admins (owner included) or its announcement mode changed."""
+
+    owner: str | None
+    admins: tuple[str, ...]
+    announce: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "roles", "owner": self.owner, "admins": list(self.admins), "announce": self.announce}
+
+    def __str__(self) -> str:
+        mode = ", announcement mode (only admins post)" if self.announce else ""
+        return f"* admins: {', '.join(a[:8] for a in self.admins) or 'none'}{mode}"
+
+
+@dataclass(frozen=True, slots=True)
 class RemoteError:
     """``peer`` sent something malformed or not allowed (``code``); ``count`` of that code on its link so
     far. ``closed``: it went past the link's error budget and the link is being closed."""
@@ -232,5 +248,6 @@ RoomEvent = (
     | MemberOnline
     | Delivered
     | TimerChanged
+    | RolesChanged
     | RemoteError
 )

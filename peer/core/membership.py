@@ -6,26 +6,52 @@ Wire (big-endian)::
     ADD       (1) body = member PublicBundle (128) | member SignedPrekey (104)
     REMOVE    (2) body = target peer id (16)
     SET_TIMER (3) body = ttl_s u32 (0 = messages do not expire) | version u32
+    ROLE      (4) body = target peer id (16) | role u8 (0 = member, 1 = admin)
+    READMIT   (5) body = target peer id (16)
+    SETTINGS  (6) body = flags u32 (bit 0 = announcement mode: only admins post; other bits 0)
 
 ``mac = HMAC-SHA256(member_key, LABEL_MAC || bytes before mac)`` proves the author holds the room secret;
 ``sig = Ed25519(author, LABEL_SIG || bytes before sig)`` proves who wrote it.
 
-Rules (``MembershipState.apply`` — deterministic; apply ops in the order ``(lamport, author, SHA-256(op))``,
-which ``MembershipState.from_ops`` does, so every member holding the same set of ops gets the same state):
+Roles. A room has an **owner**, **admins** and **members**. The owner is bound by the invite (an owned
+invite carries the owner's peer id, the hash of its key, and the room's keys are derived from it, so
+changing it makes another room): ``MembershipState.owner``. The owner is always an admin; admins are
+appointed (and demoted) by the owner or any admin with ROLE. A room whose invite names no owner (invites
+made before roles) is a *legacy* room: every member is an admin there, as before, and ROLE is refused.
+
+Rules (``MembershipState.apply`` — deterministic; apply ops in the canonical order ``(lamport, author,
+SHA-256(op))``, which ``MembershipState.from_ops`` does; an op is valid iff its author had the role it
+needs in the state just before it, so every member holding the same set of ops gets the same state):
 
 ==========  ======================================================================================
 ADD         author is a current member, or adds itself (an invite holder is a member). The target
-            must not have been removed. Re-adding a member replaces its prekey if the prekey is newer.
-REMOVE      author is a current member (removing oneself = leaving). Target must be a member.
-            The target is removed for good and ``epoch`` increments: every sender must rotate its chain.
-SET_TIMER   author is a current member. Versions form a chain from 1: the timer is the op with the
+            must not be removed. Re-adding a member replaces its prekey if the prekey is newer.
+REMOVE      target must be a member. Removing oneself (leaving) is open to everyone; removing
+            another needs an admin author, and the owner cannot be removed by anyone else. The
+            target joins ``removed`` (it cannot self-ADD back), loses its admin role, and ``epoch``
+            increments: every sender rotates its chain, the removed member never gets the new one.
+ROLE        author is an admin; target is a current member other than the owner; sets the target's
+            role (admin or member). Refused in a legacy room.
+READMIT     author is an admin; target is in ``removed``. The target is a member again (with its
+            last bundle and prekey, as a plain member) and ``epoch`` increments, so every sender
+            rotates and hands the readmitted member its new chain.
+SET_TIMER   author is an admin. Versions form a chain from 1: the timer is the op with the
             highest *reachable* version (one for which every lower version 1..v-1 has an op too),
             ties broken by the highest author (then ttl). A client writes ``current version + 1``.
             An op that skips versions is held, not applied, until the gap fills, so no one can pin
             the timer with a huge version (e.g. 2**32-1): the next honest change outranks any op
             an attacker could place, and reachable versions only grow by one per change. The
             winner depends on the set of accepted ops only, not on their order or lamport.
+SETTINGS    author is an admin; the flags of the latest valid SETTINGS op in canonical order hold.
+            ``announce_since`` is the lamport of the op that turned announcement mode on (0 = off):
+            while it is on, a chat envelope of a non-admin with a later lamport is not shown.
 ==========  ======================================================================================
+
+Concurrent ops are ordered by the canonical order, nothing else: if admin A demotes admin B while B
+removes C, B's REMOVE stands iff it sorts before A's ROLE (lower lamport, then lower author id, then
+digest); otherwise B was no longer an admin when it applied and it is rejected everywhere. Two admins
+demoting each other: the first in canonical order wins, the second is rejected (its author is no longer an
+admin). Every member holding the same ops computes the same winner; ops that arrive later recompute it.
 
 Every op: right room, valid MAC under ``member_key``, valid signature by the author's key (the member's
 key from the state, or the bundle of a self-add), and the author not removed. Rejections raise
@@ -65,9 +91,25 @@ class OpType(IntEnum):
     ADD = 1
     REMOVE = 2
     SET_TIMER = 3
+    ROLE = 4
+    READMIT = 5
+    SETTINGS = 6
 
 
-_BODY_LEN = {OpType.ADD: 232, OpType.REMOVE: 16, OpType.SET_TIMER: 8}
+class Role(IntEnum):
+    MEMBER = 0
+    ADMIN = 1
+
+
+ANNOUNCE = 1  # SETTINGS flag bit 0: only admins post
+_BODY_LEN = {
+    OpType.ADD: 232,
+    OpType.REMOVE: 16,
+    OpType.SET_TIMER: 8,
+    OpType.ROLE: 17,
+    OpType.READMIT: 16,
+    OpType.SETTINGS: 4,
+}
 
 
 @dataclass(frozen=True)
@@ -107,10 +149,18 @@ class MembershipOp:
 
     @property
     def target(self) -> str:
-        """The member concerned (ADD: the added member, REMOVE: the removed one)."""
+        """The member concerned (ADD: the added member, REMOVE/ROLE/READMIT: the one named)."""
         if self.op == OpType.ADD:
             return self.bundle.peer_id
-        return id_from_bytes(self.body)
+        return id_from_bytes(self.body[:16])
+
+    @property
+    def role(self) -> Role:
+        return Role(self.body[16])
+
+    @property
+    def flags(self) -> int:
+        return int.from_bytes(self.body[:4], "big")
 
     @property
     def timer(self) -> tuple[int, int]:
@@ -120,7 +170,7 @@ class MembershipOp:
     @classmethod
     def decode(cls, data: object) -> MembershipOp:
         """Parse (signature and MAC are checked by ``apply``); ``ProtocolError`` if malformed."""
-        if not isinstance(data, bytes) or len(data) < _PREFIX.size + 8 + 96 or len(data) > 1024:
+        if not isinstance(data, bytes) or len(data) < _PREFIX.size + 4 + 96 or len(data) > 1024:
             raise ProtocolError("bad-op", "bad size")
         version, op, room, author, lamport = _PREFIX.unpack(data[: _PREFIX.size])
         if version != 1 or op not in OpType.__members__.values():
@@ -137,6 +187,10 @@ class MembershipOp:
             parsed.prekey  # noqa: B018
         elif parsed.op == OpType.SET_TIMER and parsed.timer[0] > MAX_TTL_S:
             raise ProtocolError("bad-op", "ttl out of range")
+        elif parsed.op == OpType.ROLE and parsed.body[16] not in (Role.MEMBER, Role.ADMIN):
+            raise ProtocolError("bad-op", "unknown role")
+        elif parsed.op == OpType.SETTINGS and parsed.flags & ~ANNOUNCE:
+            raise ProtocolError("bad-op", "unknown settings flag")
         return parsed
 
 
@@ -176,6 +230,26 @@ def make_set_timer(
     return _make(identity, member_key, room_id, lamport, OpType.SET_TIMER, u32(ttl_s) + u32(version))
 
 
+def make_role(
+    identity: Identity, member_key: bytes, room_id: str, lamport: int, target: str, role: Role
+) -> MembershipOp:
+    return _make(
+        identity, member_key, room_id, lamport, OpType.ROLE, id_to_bytes(target) + bytes([Role(role)])
+    )
+
+
+def make_readmit(
+    identity: Identity, member_key: bytes, room_id: str, lamport: int, target: str
+) -> MembershipOp:
+    return _make(identity, member_key, room_id, lamport, OpType.READMIT, id_to_bytes(target))
+
+
+def make_settings(
+    identity: Identity, member_key: bytes, room_id: str, lamport: int, *, announce: bool
+) -> MembershipOp:
+    return _make(identity, member_key, room_id, lamport, OpType.SETTINGS, u32(ANNOUNCE if announce else 0))
+
+
 @dataclass(frozen=True)
 class Member:
     bundle: PublicBundle
@@ -191,18 +265,38 @@ class Timer:
 
 @dataclass(frozen=True)
 class MembershipState:
-    """Who is in the room, who was removed, the room timer and the epoch (number of removals)."""
+    """Who is in the room, who was removed, roles, settings, the room timer and the epoch (number of
+    removals and readmissions)."""
 
     room_id: str
     members: dict[str, Member] = field(default_factory=dict)
     removed: frozenset[str] = frozenset()
     timer: Timer | None = None
     epoch: int = 0
+    owner: str | None = None  # from the invite; None = a legacy room (every member is an admin)
+    admins: frozenset[str] = frozenset()  # appointed admins (the owner is one without appointment)
+    announce_since: int = 0  # lamport of the SETTINGS op that turned announcement mode on; 0 = off
+    #: the last member record of each removed member (what READMIT restores); not part of equality
+    former: dict[str, Member] = field(default_factory=dict, compare=False)
     #: accepted SET_TIMER ops above the reachable chain (a gap below them); not part of equality
     timer_held: frozenset[Timer] = field(default=frozenset(), compare=False)
 
     def is_member(self, peer_id: str) -> bool:
         return peer_id in self.members
+
+    def is_admin(self, peer_id: str) -> bool:
+        """A current member with the admin role (the owner, an appointed admin, anyone in a legacy room)."""
+        if peer_id not in self.members:
+            return False
+        return self.owner is None or peer_id == self.owner or peer_id in self.admins
+
+    @property
+    def announce(self) -> bool:
+        return self.announce_since > 0
+
+    def may_post(self, peer_id: str, lamport: int) -> bool:
+        """May a chat envelope of ``peer_id`` at ``lamport`` be shown (announcement mode)."""
+        return not self.announce or lamport <= self.announce_since or self.is_admin(peer_id)
 
     def apply(self, op: MembershipOp, member_key: bytes) -> MembershipState:
         """Return the state after ``op``; ``ProtocolError`` (state unchanged) if the op is not allowed."""
@@ -222,11 +316,16 @@ class MembershipState:
         if op.op == OpType.ADD:
             return self._add(op)
         if op.op == OpType.REMOVE:
-            target = op.target
-            if target not in self.members:
-                raise ProtocolError("not-member", "target is not a member")
-            members = {k: v for k, v in self.members.items() if k != target}
-            return replace(self, members=members, removed=self.removed | {target}, epoch=self.epoch + 1)
+            return self._remove(op)
+        if not self.is_admin(op.author):
+            raise ProtocolError("not-admin", "only an admin may do this")
+        if op.op == OpType.ROLE:
+            return self._role(op)
+        if op.op == OpType.READMIT:
+            return self._readmit(op)
+        if op.op == OpType.SETTINGS:
+            announce_since = (self.announce_since or max(op.lamport, 1)) if op.flags & ANNOUNCE else 0
+            return replace(self, announce_since=announce_since)
         ttl_s, version = op.timer
         return self._with_timer(Timer(ttl_s, version, op.author))
 
@@ -251,6 +350,49 @@ class MembershipState:
             return self
         return replace(self, timer=timer, timer_held=held)
 
+    def _remove(self, op: MembershipOp) -> MembershipState:
+        target = op.target
+        if target not in self.members:
+            raise ProtocolError("not-member", "target is not a member")
+        if target != op.author:  # leaving is open to everyone; removing another is not
+            if not self.is_admin(op.author):
+                raise ProtocolError("not-admin", "only an admin may remove another member")
+            if target == self.owner:
+                raise ProtocolError("not-allowed", "the owner cannot be removed by another member")
+        members = {k: v for k, v in self.members.items() if k != target}
+        return replace(
+            self,
+            members=members,
+            removed=self.removed | {target},
+            admins=self.admins - {target},
+            former={**self.former, target: self.members[target]},
+            epoch=self.epoch + 1,
+        )
+
+    def _role(self, op: MembershipOp) -> MembershipState:
+        target = op.target
+        if self.owner is None:
+            raise ProtocolError("not-allowed", "a legacy room has no roles")
+        if target not in self.members:
+            raise ProtocolError("not-member", "target is not a member")
+        if target == self.owner:
+            raise ProtocolError("not-allowed", "the owner's role cannot change")
+        admins = self.admins | {target} if op.role == Role.ADMIN else self.admins - {target}
+        return self if admins == self.admins else replace(self, admins=admins)
+
+    def _readmit(self, op: MembershipOp) -> MembershipState:
+        target = op.target
+        record = self.former.get(target)
+        if target not in self.removed or record is None:
+            raise ProtocolError("not-removed", "target is not a removed member")
+        return replace(
+            self,
+            members={**self.members, target: record},
+            removed=self.removed - {target},
+            former={k: v for k, v in self.former.items() if k != target},
+            epoch=self.epoch + 1,
+        )
+
     def _add(self, op: MembershipOp) -> MembershipState:
         bundle, prekey = op.bundle, op.prekey
         target = bundle.peer_id
@@ -264,10 +406,11 @@ class MembershipState:
 
     @classmethod
     def from_ops(
-        cls, room_id: str, ops: list[MembershipOp], member_key: bytes
+        cls, room_id: str, ops: list[MembershipOp], member_key: bytes, owner: str | None = None
     ) -> tuple[MembershipState, list[MembershipOp]]:
-        """Apply a set of ops in canonical order; returns (state, rejected ops)."""
-        state, rejected = cls(check_id(room_id)), []
+        """Apply a set of ops in canonical order; returns (state, rejected ops). ``owner``: the invite's."""
+        state = cls(check_id(room_id), owner=None if owner is None else check_id(owner))
+        rejected: list[MembershipOp] = []
         for op in sorted(ops, key=lambda o: o.sort_key):
             try:
                 state = state.apply(op, member_key)
@@ -287,6 +430,9 @@ class MembershipState:
             if self.timer is None
             else {"ttl_s": self.timer.ttl_s, "version": self.timer.version, "author": self.timer.author},
             "epoch": self.epoch,
+            "owner": self.owner,
+            "admins": sorted(self.admins),
+            "announce_since": self.announce_since,
         }
 
     @classmethod
@@ -301,12 +447,16 @@ class MembershipState:
             }
             t = data["timer"]
             timer = None if t is None else Timer(int(t["ttl_s"]), int(t["version"]), check_id(t["author"]))
+            owner = data.get("owner")
             return cls(
                 check_id(data["room_id"]),
                 members,
                 frozenset(check_id(p) for p in data["removed"]),
                 timer,
                 int(data["epoch"]),
+                None if owner is None else check_id(owner),
+                frozenset(check_id(p) for p in data.get("admins", [])),
+                int(data.get("announce_since", 0)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ProtocolError("bad-state", "malformed membership state") from exc

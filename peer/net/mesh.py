@@ -207,6 +207,16 @@ class RoomMesh:
             self._set(peer, Link.CONNECTING)
         self._ensure_dialer(peer)
 
+    def forgive(self, peer: str) -> None:
+        """Forget past failures with ``peer`` (e.g. a removed member was readmitted: the refusals that
+        backed it off no longer hold) and dial it now if it is present."""
+        nb = self._nb.get(peer)
+        if nb is None or nb.failures == 0:
+            return
+        nb.failures, nb.not_before, nb.failed_at = 0, 0.0, 0.0
+        if peer in self.present:
+            self._kick(peer)
+
     def peer_left(self, peer: str) -> None:
         self.present.discard(peer)
         nb = self._nb.get(peer)

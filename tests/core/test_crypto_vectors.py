@@ -143,3 +143,29 @@ def test_timer_pin_vector() -> None:
         state, rejected = MembershipState.from_ops(v["room_id"], order, bytes.fromhex(v["member_key"]))
         assert not rejected
         assert state.to_dict() == v["timer_pin"]["state"]
+
+
+def test_governance_vectors_resolve_identically_in_any_order() -> None:
+    """Roles, concurrent ops and announcement mode (tests/vectors/governance.json, checked in JS too)."""
+    v = _load("governance")
+    inv = Invite.parse(v["invite"]["url"])
+    assert (inv.owner, inv.room_id) == (v["invite"]["owner"], v["invite"]["room_id"])
+    assert (inv.signal_key.hex(), inv.member_key.hex()) == (
+        v["invite"]["signal_key"],
+        v["invite"]["member_key"],
+    )
+    assert Invite(inv.server, inv.secret, inv.ttl_s).room_id == v["invite"]["legacy_room_id"] != inv.room_id
+    assert Invite.parse(inv.url()) == inv
+    for bad in v["invite"]["bad"]:
+        with pytest.raises(ProtocolError, match="bad-invite"):
+            Invite.parse(bad)
+    for sc in v["scenarios"]:
+        ops = [MembershipOp.decode(bytes.fromhex(o)) for o in sc["ops"]]
+        for order in (ops, ops[::-1], ops[1::2] + ops[::2]):
+            state, rejected = MembershipState.from_ops(
+                sc["room_id"], order, bytes.fromhex(sc["member_key"]), sc["owner"]
+            )
+            assert state.to_dict() == sc["state"], sc["name"]
+            assert sorted(ops.index(op) for op in rejected) == sc["rejected"], sc["name"]
+            assert sorted(p for p in state.members if state.is_admin(p)) == sc["admins"]
+            assert [[p, n, state.may_post(p, n)] for p, n, _ in sc["posts"]] == sc["posts"]

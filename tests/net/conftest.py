@@ -11,10 +11,12 @@ Rules:
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import queue
 import secrets
+import signal
 import subprocess
 import sys
 import threading
@@ -197,7 +199,13 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     work = tmp_path_factory.mktemp("nat")
     secret = secrets.token_hex(16)
     procs: list[Proc] = []
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (e.g. `timeout`): unwind, so the namespaces are removed
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
     with build() as topo:
+        atexit.register(topo.close)  # and if unwinding stops short, at interpreter exit
         try:
             turn = topo.popen(
                 "server",
@@ -265,3 +273,5 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
         finally:
             for proc in reversed(procs):
                 proc.stop()
+            signal.signal(signal.SIGTERM, previous)
+            atexit.unregister(topo.close)

@@ -26,12 +26,14 @@ Rules:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 NatMode = Literal["cone", "symmetric"]
@@ -87,7 +89,8 @@ class Topology:
         _run(self.cmd(role, args))
 
     def popen(self, role: str, args: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
-        return subprocess.Popen(self.cmd(role, args), **kwargs)
+        """Start ``args`` inside ``role``'s namespace; it is killed if this process dies first."""
+        return subprocess.Popen(self.cmd(role, args), preexec_fn=_die_with_parent, **kwargs)
 
     # -- building -------------------------------------------------------------------------------
 
@@ -187,6 +190,50 @@ class Topology:
             subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
 
 
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the parent (the test run) dies, so a killed run (a CI
+    timeout's SIGKILL) leaves no coturn or server behind; ``ip netns exec`` keeps it across exec."""
+    _PRCTL(1, 9)  # PR_SET_PDEATHSIG, SIGKILL (resolved before fork: no dlopen in the child)
+
+
+def stale_namespaces() -> list[str]:
+    """Namespaces of this harness whose creating process is gone (a run killed before its teardown)."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    stale = []
+    for line in out.splitlines():
+        name = line.split()[0] if line.split() else ""
+        tag = name[2:].split("-", 1)[0] if name.startswith("em") and "-" in name else ""
+        pid = tag[:-4]
+        if pid.isdigit() and not any(Path(f"/proc/{p}").exists() for p in _pids_ending(int(pid))):
+            stale.append(name)
+    return stale
+
+
+def _pids_ending(pid_mod: int) -> list[int]:
+    return [
+        int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and int(p.name) % 100000 == pid_mod
+    ]
+
+
+def clean_stale() -> list[str]:
+    """Kill what runs in stale namespaces and delete them; returns their names. Run by hand:
+    ``python -m tests.net.topology --clean-stale`` (never automatically: they may hold someone's
+    processes)."""
+    names = stale_namespaces()
+    for name in names:
+        pids = subprocess.run(
+            ["ip", "netns", "pids", name], capture_output=True, text=True, check=False
+        ).stdout
+        for pid in pids.split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), 9)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+    return names
+
+
 def new_tag() -> str:
     """A short tag unique to this process and run (namespace names stay well under the limits)."""
     return f"{os.getpid() % 100000}{secrets.token_hex(2)}"
@@ -201,3 +248,12 @@ def build() -> Iterator[Topology]:
         yield topo
     finally:
         topo.close()
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["--clean-stale"]:
+        print("\n".join(clean_stale()) or "nothing stale")
+    else:
+        print("usage: python -m tests.net.topology --clean-stale")

@@ -35,3 +35,22 @@ async def test_listen_json_reports_link_state_and_who_shows_it(signaling_url: st
         if chat.stdin is not None:
             chat.stdin.close()
         await stop(chat)
+
+
+def test_room_new_uses_the_public_url(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from peer.cli import main
+
+    monkeypatch.setenv("EPHEMESH_PUBLIC_URL", "https://chat.example.org")
+    assert main(["room", "new", "--home", str(Path("/nonexistent-home-is-not-touched"))]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("https://chat.example.org/#v1.")
+    assert out.err == ""
+    monkeypatch.delenv("EPHEMESH_PUBLIC_URL")
+    assert main(["room", "new", "--server", "https://other.example"]) == 0
+    assert capsys.readouterr().out.startswith("https://other.example/#v1.")
+    assert main(["room", "new"]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("http://127.0.0.1:8080/#v1.")
+    assert "works on this machine only" in out.err

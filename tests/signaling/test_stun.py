@@ -166,3 +166,31 @@ def test_config_rejects_bad_network_options() -> None:
         SignalingConfig(stun_urls=("turn:x",))
     with pytest.raises(ValueError, match="metrics"):
         SignalingConfig(metrics="everywhere")
+
+
+async def test_metrics_off_or_on_their_own_listener() -> None:
+    from aiohttp import ClientSession
+
+    from tests.fixtures_services import free_port
+
+    runner, port = await start_server(SignalingConfig(port=0, metrics="off"))
+    try:
+        async with ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as r:
+            assert r.status == 404
+    finally:
+        await runner.cleanup()
+    private = free_port()
+    runner, port = await start_server(SignalingConfig(port=0, stun=True, metrics=f"127.0.0.1:{private}"))
+    try:
+        async with ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
+                assert r.status == 404  # not on the public port
+            async with http.get(f"http://127.0.0.1:{private}/metrics") as r:
+                assert r.status == 200
+                text = await r.text()
+            assert "ephemesh_signaling_connections 0" in text
+            assert "ephemesh_signaling_stun_answered_total 0" in text
+            async with http.get(f"http://127.0.0.1:{private}/healthz") as r:
+                assert r.status == 404  # the private listener serves metrics only
+    finally:
+        await runner.cleanup()

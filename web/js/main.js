@@ -121,7 +121,8 @@ function show(ctx) {
 /** The room id an invite names, or null if it is not valid. @param {string} frag */
 async function roomIdOf(frag) {
   try {
-    return (await deriveRoomKeys(parseFragment(frag).secret)).roomId;
+    const invite = parseFragment(frag);
+    return (await deriveRoomKeys(invite.secret, invite.owner)).roomId;
   } catch {
     return null;
   }
@@ -415,6 +416,16 @@ $('room-name-form').addEventListener('submit', (e) => {
   e.preventDefault();
   const field = /** @type {HTMLInputElement} */ ($('room-name-input'));
   void app().setDisplayName(field.value).then((ok) => { if (ok) field.value = ''; });
+});
+// Member actions (rendered by view.js for admins): remove, readmit, admin, unadmin; announcement mode; leave.
+$('members').addEventListener('click', (e) => {
+  const btn = /** @type {HTMLElement|null} */ (/** @type {HTMLElement} */ (e.target).closest('button[data-action]'));
+  const action = btn?.dataset.action;
+  if (action === 'remove' || action === 'readmit' || action === 'admin' || action === 'unadmin') void app().memberAction(action, btn?.dataset.id ?? '');
+  else if (action === 'announce-on' || action === 'announce-off') void app().memberAction(action);
+});
+$('leave-room').addEventListener('click', () => {
+  if (confirm('Leave this room for good? Only an admin can let you back in.')) void app().memberAction('leave');
 });
 // Message actions (buttons rendered by view.js): reply, react picker, react, edit, unsend.
 $('messages').addEventListener('click', (e) => {

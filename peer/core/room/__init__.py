@@ -13,6 +13,7 @@ from peer.core.events import (
     MessageExpired,
     MessageReceived,
     RemoteError,
+    RolesChanged,
     RoomEvent,
     TimerChanged,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "MessageReceived",
     "PersistBatch",
     "RemoteError",
+    "RolesChanged",
     "Room",
     "RoomEvent",
     "Snapshot",

@@ -10,11 +10,19 @@ from collections.abc import Iterable
 
 from peer.core import wire
 from peer.core.chains import SenderChain, SenderKeyMessage
-from peer.core.content import decode_content
+from peer.core.content import Edit, Text, decode_content
 from peer.core.envelope import Envelope, Kind, decode_tombstone, envelope_key, parse_envelope, verify_envelope
 from peer.core.erasure import RECEIPT_TAG
 from peer.core.errors import ProtocolError
-from peer.core.events import MemberJoined, MemberLeft, MemberOnline, RemoteError, RoomEvent, TimerChanged
+from peer.core.events import (
+    MemberJoined,
+    MemberLeft,
+    MemberOnline,
+    RemoteError,
+    RolesChanged,
+    RoomEvent,
+    TimerChanged,
+)
 from peer.core.identity import PublicBundle
 from peer.core.log import Key, LogEntry, Tombstone
 from peer.core.membership import MembershipOp, OpType
@@ -235,6 +243,9 @@ class Inbound:
         self._known_new += change.joined + change.left
         if change.timer is not None:
             events.append(TimerChanged(change.timer.ttl_s))
+        if change.roles:
+            state = self.members_part.state
+            events.append(RolesChanged(state.owner, self.members_part.admins(), state.announce))
 
     # -- sender keys and chat ------------------------------------------------------------------------
 
@@ -295,6 +306,8 @@ class Inbound:
         except ProtocolError as exc:
             self._fault(env.sender, exc.code, now, events, link=False)
             return
+        if isinstance(content, Text | Edit) and not self.members_part.may_post(env.sender, env.lamport):
+            return  # announcement mode: a non-admin's message after the switch is not shown
         meta = Meta(env.sender, env.seq, env.lamport, env.sent_at, env.expires_at)
         code = self.timeline.apply(meta, content, events)
         if code is not None:

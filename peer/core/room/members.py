@@ -4,6 +4,8 @@ Rules:
 - State is recomputed from every MEMBERSHIP op held, in canonical order, so every member agrees.
 - A sender is *known* iff it is, or was, a member (its ADD is in our log): :meth:`Members.known_sender`
   is the only place that decides it. Validation, parking, receipts and sender keys all ask here.
+- Who may do what (roles, announcement mode) is decided by ``MembershipState`` (owner from the invite);
+  this part asks it: :meth:`Members.is_admin`, :meth:`Members.may_post`.
 - A bundle learned from a signed signaling payload only lets us *link* with a peer (handshake); it never
   makes that peer a known sender.
 - Persists nothing of its own: ops are envelopes in the log, recomputed on restore.
@@ -26,14 +28,16 @@ class MembershipChange:
     joined: list[str]
     left: list[str]
     timer: Timer | None  # the new timer, if it changed
+    roles: bool = False  # admins or announcement mode changed
 
 
 class Members:
-    def __init__(self, room_id: str, member_key: bytes, own: PublicBundle) -> None:
+    def __init__(self, room_id: str, member_key: bytes, own: PublicBundle, owner: str | None = None) -> None:
         self.room_id = room_id
         self._member_key = member_key
+        self._owner = owner
         self.self_id = own.peer_id
-        self.state = MembershipState(room_id)
+        self.state = MembershipState(room_id, owner=owner)
         self._ops: dict[Key, MembershipOp] = {}
         self._bundles: dict[str, PublicBundle] = {own.peer_id: own}  # every member ever (ADD seen)
         self._learned: dict[str, PublicBundle] = {}  # from signaling: for links only
@@ -82,6 +86,16 @@ class Members:
     def is_removed(self, peer: str) -> bool:
         return peer in self.state.removed
 
+    def is_admin(self, peer: str) -> bool:
+        return self.state.is_admin(peer)
+
+    def may_post(self, peer: str, lamport: int) -> bool:
+        """Announcement mode: a non-admin's chat envelope after the switch is not shown."""
+        return self.state.may_post(peer, lamport)
+
+    def admins(self) -> tuple[str, ...]:
+        return _admins(self.state)
+
     def others(self) -> list[str]:
         return sorted(p for p in self.state.members if p != self.self_id)
 
@@ -99,7 +113,9 @@ class Members:
 
     def recompute(self) -> MembershipChange:
         before = self.state
-        state, rejected = MembershipState.from_ops(self.room_id, list(self._ops.values()), self._member_key)
+        state, rejected = MembershipState.from_ops(
+            self.room_id, list(self._ops.values()), self._member_key, self._owner
+        )
         self.state = state
         refused = {id(op) for op in rejected}
         admitted: dict[str, int] = {}
@@ -112,4 +128,12 @@ class Members:
         joined = sorted(p for p in set(state.members) - set(before.members) if p != self.self_id)
         left = sorted(set(before.members) - set(state.members))
         timer = state.timer if state.timer is not None and before.timer != state.timer else None
-        return MembershipChange(joined, left, timer)
+        if state.owner is None:  # legacy room: everyone is an admin, only the mode can change
+            roles = before.announce != state.announce
+        else:
+            roles = (_admins(before), before.announce) != (_admins(state), state.announce)
+        return MembershipChange(joined, left, timer, roles)
+
+
+def _admins(state: MembershipState) -> tuple[str, ...]:
+    return tuple(sorted(p for p in state.members if state.is_admin(p)))

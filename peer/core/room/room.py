@@ -56,7 +56,18 @@ from peer.core.events import (
 from peer.core.identity import Identity, PublicBundle
 from peer.core.invite import Invite
 from peer.core.log import Key, LogEntry
-from peer.core.membership import MembershipOp, MembershipState, OpType, make_add, make_remove, make_set_timer
+from peer.core.membership import (
+    MembershipOp,
+    MembershipState,
+    OpType,
+    Role,
+    make_add,
+    make_readmit,
+    make_remove,
+    make_role,
+    make_set_timer,
+    make_settings,
+)
 from peer.core.persist import PersistBatch, Snapshot
 from peer.core.sync import (
     SyncConfig,
@@ -115,7 +126,7 @@ class Room(Inbound):
             peek_key=envelope_key,
             eager=_room_state_change,
         )
-        self.members_part = Members(self.room_id, invite.member_key, identity.public_bundle())
+        self.members_part = Members(self.room_id, invite.member_key, identity.public_bundle(), invite.owner)
         self.links = Links(identity, self.room_id, rng)
         self.parking = Parking()
         self.keys = SenderKeys(identity, self.room_id, chain_policy or ChainPolicy(), rng)
@@ -143,7 +154,7 @@ class Room(Inbound):
                 self.keys.prekey,
             )
             self._publish_unchained(Kind.MEMBERSHIP, add.encode(), now)
-            if invite.ttl_s and self.members_part.timer is None:
+            if invite.ttl_s and self.members_part.timer is None and self.members_part.is_admin(self.peer_id):
                 self.set_timer(invite.ttl_s, now)
 
     # -- public API: queries -----------------------------------------------------------------------
@@ -265,7 +276,9 @@ class Room(Inbound):
         return events
 
     def set_timer(self, ttl_s: int, now: int) -> list[RoomEvent]:
-        """Set the room's default message lifetime (a signed, versioned op; the highest version wins)."""
+        """Set the room's default message lifetime (admins only; a signed, versioned op)."""
+        if not self.members_part.is_admin(self.peer_id):
+            raise PermissionError("only an admin may change the room timer")
         timer = self.members_part.timer
         version = timer.version + 1 if timer else 1
         op = make_set_timer(
@@ -276,10 +289,56 @@ class Room(Inbound):
         return events
 
     def remove_member(self, peer: str, now: int) -> list[RoomEvent]:
-        """Remove ``peer`` for good (or leave, if it is us). Every sender rotates its chain."""
+        """Remove ``peer`` (admins only; the owner cannot be removed) or leave, if it is us. Every
+        sender rotates its chain. An admin can readmit a removed member (:meth:`readmit`)."""
+        if peer != self.peer_id and not self.members_part.is_admin(self.peer_id):
+            raise PermissionError("only an admin may remove another member")
         if not self.members_part.is_member(peer):
             raise ValueError("not a member")
+        if peer != self.peer_id and peer == self.membership.owner:
+            raise PermissionError("the owner cannot be removed")
         op = make_remove(self.identity, self.invite.member_key, self.room_id, self.sync.tick(), peer)
+        return self._publish_op(op, now)
+
+    def leave(self, now: int) -> list[RoomEvent]:
+        """Leave the room for good (a REMOVE of ourselves); only an admin can readmit us."""
+        return self.remove_member(self.peer_id, now)
+
+    def set_admin(self, peer: str, admin: bool, now: int) -> list[RoomEvent]:
+        """Appoint (or demote) an admin: admins only, in a room with an owner; the owner's role is fixed."""
+        if self.membership.owner is None:
+            raise PermissionError("this room has no roles (its invite names no owner)")
+        if not self.members_part.is_admin(self.peer_id):
+            raise PermissionError("only an admin may change roles")
+        if not self.members_part.is_member(peer) or peer == self.membership.owner:
+            raise ValueError("not a member whose role can change")
+        role = Role.ADMIN if admin else Role.MEMBER
+        op = make_role(self.identity, self.invite.member_key, self.room_id, self.sync.tick(), peer, role)
+        return self._publish_op(op, now)
+
+    def readmit(self, peer: str, now: int) -> list[RoomEvent]:
+        """Let a removed member back in (admins only); every sender rotates so it gets the new chains."""
+        if not self.members_part.is_admin(self.peer_id):
+            raise PermissionError("only an admin may readmit")
+        if not self.members_part.is_removed(peer):
+            raise ValueError("not a removed member")
+        op = make_readmit(self.identity, self.invite.member_key, self.room_id, self.sync.tick(), peer)
+        return self._publish_op(op, now)
+
+    def set_announce(self, on: bool, now: int) -> list[RoomEvent]:
+        """Announcement mode on/off: while on, only admins' messages are shown (admins only)."""
+        if not self.members_part.is_admin(self.peer_id):
+            raise PermissionError("only an admin may change room settings")
+        op = make_settings(self.identity, self.invite.member_key, self.room_id, self.sync.tick(), announce=on)
+        return self._publish_op(op, now)
+
+    def is_admin(self, peer: str) -> bool:
+        return self.members_part.is_admin(peer)
+
+    def admins(self) -> tuple[str, ...]:
+        return self.members_part.admins()
+
+    def _publish_op(self, op: MembershipOp, now: int) -> list[RoomEvent]:
         events: list[RoomEvent] = []
         self._publish_unchained(Kind.MEMBERSHIP, op.encode(), now, events=events)
         return events
@@ -382,6 +441,10 @@ class Room(Inbound):
     ) -> Key:
         if self.keeper:
             raise ValueError("a keeper does not send messages")
+        if isinstance(content, Text | Edit) and not self.members_part.may_post(
+            self.peer_id, self.sync.lamport + 1
+        ):
+            raise PermissionError("announcement mode: only admins post")
         plaintext = encode_content(content)
         rotated = self.keys.rotate_if_due(now, self.members_part.epoch, self._persist)
         if rotated is not None:

@@ -1,31 +1,35 @@
 // Invite links and room keys. Mirrors peer/core/invite.py.
 //
 // Rules:
-// - URL: `{server}/#v1.{b64u(secret)}` or `{server}/#v1.{b64u(secret)}.{ttl_s}`; the 32-byte secret
-//   lives only in the fragment (browsers never send it). ttl_s: decimal 1..31_536_000, no leading 0.
-// - Keys: HKDF-SHA256(ikm = secret, salt = "ephemesh-v1", 32 bytes): room_id = hex(first 16 bytes of
+// - URL: `{server}/#v1.{b64u(secret)}[.{ttl_s}][.o{b64u(owner)}]`; the 32-byte secret lives only in the
+//   fragment (browsers never send it). ttl_s: decimal 1..31_536_000, no leading 0. owner: the creator's
+//   peer id (16 bytes, 22 b64u chars); without it the invite names a legacy room (no roles).
+// - Keys: HKDF-SHA256(ikm = secret, or secret || owner when the invite names one — so another owner id
+//   is another room —, salt = "ephemesh-v1", 32 bytes): room_id = hex(first 16 bytes of
 //   info "ephemesh-v1 room-id"), signal_key = info "ephemesh-v1 signal-key", member_key = info
 //   "ephemesh-v1 member-key".
 // - parseFragment / parseInvite throw ProtocolError('bad-invite') on anything malformed.
 
 import { ProtocolError } from './errors.js';
-import { b64uDecode, b64uEncode, toHex, utf8 } from './bytes.js';
+import { b64uDecode, b64uEncode, concatBytes, fromHex, toHex, utf8 } from './bytes.js';
 import { hkdfSha256, randomBytes } from './crypto.js';
 
 export const MAX_TTL_S = 31_536_000;
 export const MAX_URL_LEN = 2048;
-const FRAGMENT = /^v1\.([A-Za-z0-9_-]{43})(?:\.([1-9][0-9]{0,7}))?$/;
+const FRAGMENT = /^v1\.([A-Za-z0-9_-]{43})(?:\.([1-9][0-9]{0,7}))?(?:\.o([A-Za-z0-9_-]{22}))?$/;
 const SALT = utf8('ephemesh-v1');
 
 /** @typedef {{ roomId: string, signalKey: Uint8Array, memberKey: Uint8Array }} RoomKeys */
-/** @typedef {{ secret: Uint8Array, ttlS: number | null }} InviteSecret */
+/** @typedef {{ secret: Uint8Array, ttlS: number | null, owner: string | null }} InviteSecret */
 
-/** @param {Uint8Array} secret @returns {Promise<RoomKeys>} */
-export async function deriveRoomKeys(secret) {
+/** @param {Uint8Array} secret @param {string|null} [owner] the owner's peer id (null: legacy room) @returns {Promise<RoomKeys>} */
+export async function deriveRoomKeys(secret, owner = null) {
   if (!(secret instanceof Uint8Array) || secret.length !== 32) throw new ProtocolError('bad-invite', 'room secret must be 32 bytes');
-  const roomId = toHex((await hkdfSha256(secret, SALT, utf8('ephemesh-v1 room-id'), 32)).subarray(0, 16));
-  const signalKey = await hkdfSha256(secret, SALT, utf8('ephemesh-v1 signal-key'), 32);
-  const memberKey = await hkdfSha256(secret, SALT, utf8('ephemesh-v1 member-key'), 32);
+  if (owner !== null && !/^[0-9a-f]{32}$/.test(owner)) throw new ProtocolError('bad-invite', 'owner must be a peer id');
+  const ikm = owner === null ? secret : concatBytes(secret, fromHex(owner));
+  const roomId = toHex((await hkdfSha256(ikm, SALT, utf8('ephemesh-v1 room-id'), 32)).subarray(0, 16));
+  const signalKey = await hkdfSha256(ikm, SALT, utf8('ephemesh-v1 signal-key'), 32);
+  const memberKey = await hkdfSha256(ikm, SALT, utf8('ephemesh-v1 member-key'), 32);
   return { roomId, signalKey, memberKey };
 }
 
@@ -43,7 +47,18 @@ export function parseFragment(fragment) {
   if (secret.length !== 32) throw new ProtocolError('bad-invite', 'malformed secret');
   const ttlS = m[2] ? Number(m[2]) : null;
   if (ttlS !== null && (ttlS < 1 || ttlS > MAX_TTL_S)) throw new ProtocolError('bad-invite', 'ttl out of range');
-  return { secret, ttlS };
+  let owner = null;
+  if (m[3]) {
+    let raw;
+    try {
+      raw = b64uDecode(m[3]);
+    } catch {
+      throw new ProtocolError('bad-invite', 'malformed owner');
+    }
+    if (raw.length !== 16) throw new ProtocolError('bad-invite', 'malformed owner');
+    owner = toHex(raw);
+  }
+  return { secret, ttlS, owner };
 }
 
 /** Parse a whole invite URL. @param {unknown} url @returns {InviteSecret & {server: string}} */
@@ -59,10 +74,11 @@ export function parseInvite(url) {
   return { server, ...parseFragment(frag) };
 }
 
-/** @param {Uint8Array} secret @param {number|null} ttlS */
-export function inviteFragment(secret, ttlS) {
-  const frag = `v1.${b64uEncode(secret)}`;
-  return ttlS === null ? frag : `${frag}.${ttlS}`;
+/** @param {Uint8Array} secret @param {number|null} ttlS @param {string|null} [owner] the creator's peer id */
+export function inviteFragment(secret, ttlS, owner = null) {
+  let frag = `v1.${b64uEncode(secret)}`;
+  if (ttlS !== null) frag += `.${ttlS}`;
+  return owner === null ? frag : `${frag}.o${b64uEncode(fromHex(owner))}`;
 }
 
 /** A fresh room secret (32 random bytes). */

@@ -2,17 +2,24 @@
 //
 //   op = 0x01 | type u8 | room_id(16) | author(16) | lamport u64 | body | mac(32) | sig(64)
 //   ADD (1) body = PublicBundle(128) | SignedPrekey(104); REMOVE (2) body = target(16);
-//   SET_TIMER (3) body = ttl_s u32 | version u32
+//   SET_TIMER (3) body = ttl_s u32 | version u32; ROLE (4) body = target(16) | role u8 (0 member, 1 admin);
+//   READMIT (5) body = target(16); SETTINGS (6) body = flags u32 (bit 0 = announcement mode)
 //   mac = HMAC(member_key, "ephemesh-v1 membership-mac\0" || bytes before mac)
 //   sig = Ed25519(author, "ephemesh-v1 membership-sig\0" || bytes before sig)
 //
 // Rules (apply in the order (lamport, author, SHA-256(op)); same ops -> same state everywhere):
 //   every op: right room, valid MAC, author not removed, valid signature (member key, or the bundle of
-//   a self-ADD). ADD: author is a member or adds itself; removed targets cannot come back; a newer
-//   prekey replaces an older one. REMOVE: target must be a member; permanent; epoch += 1.
-//   SET_TIMER: versions form a chain from 1; the timer is the op with the highest reachable version (every
-//   lower version has an op), ties by highest (author, ttl); an op that skips versions is held until the
-//   gap fills (see peer/core/membership.py). Rejections throw ProtocolError, state unchanged.
+//   a self-ADD). Roles: the owner (from the invite; null = legacy room where every member is an admin)
+//   is an admin; admins are appointed/demoted by admins with ROLE (never the owner's role); an op is valid
+//   iff its author had the role in the state before it (canonical order decides concurrent ops).
+//   ADD: author is a member or adds itself; removed targets cannot self-add back; a newer prekey replaces
+//   an older one. REMOVE: target must be a member; leaving is open to all, removing another needs an
+//   admin and never hits the owner; epoch += 1. ROLE: admin author, member target, not the owner, not in
+//   a legacy room. READMIT: admin author, removed target back as a plain member; epoch += 1.
+//   SETTINGS: admin author; announceSince = lamport of the op that turned announcement mode on (0 = off).
+//   SET_TIMER: admin author; versions form a chain from 1; the timer is the op with the highest reachable
+//   version (every lower version has an op), ties by highest (author, ttl); an op that skips versions is
+//   held until the gap fills (see peer/core/membership.py). Rejections throw ProtocolError, state unchanged.
 
 import { ProtocolError } from './errors.js';
 import { b64uEncode, concatBytes, fromHex, toHex } from './bytes.js';
@@ -25,18 +32,22 @@ import { getU32, getU64, label, u32, u64 } from './codec.js';
 export const LABEL_MAC = label('ephemesh-v1 membership-mac', true);
 export const LABEL_SIG = label('ephemesh-v1 membership-sig', true);
 export const MAX_TTL_S = 31_536_000;
-export const OpType = Object.freeze({ ADD: 1, REMOVE: 2, SET_TIMER: 3 });
-const BODY_LEN = { 1: 232, 2: 16, 3: 8 };
+export const OpType = Object.freeze({ ADD: 1, REMOVE: 2, SET_TIMER: 3, ROLE: 4, READMIT: 5, SETTINGS: 6 });
+export const Role = Object.freeze({ MEMBER: 0, ADMIN: 1 });
+export const ANNOUNCE = 1;
+const BODY_LEN = { 1: 232, 2: 16, 3: 8, 4: 17, 5: 16, 6: 4 };
 
 /**
  * @typedef {import('./identity.js').PublicBundle} PublicBundle
  * @typedef {import('./handshake.js').SignedPrekey} SignedPrekey
  * @typedef {{op: number, roomId: string, author: string, lamport: number, body: Uint8Array, mac: Uint8Array,
  *   signature: Uint8Array, bundle?: PublicBundle, prekey?: SignedPrekey, target?: string, timer?: [number, number],
- *   digest: Uint8Array}} MembershipOp
+ *   role?: number, flags?: number, digest: Uint8Array}} MembershipOp
  * @typedef {{bundle: PublicBundle, prekey: SignedPrekey}} Member
  * @typedef {{ttlS: number, version: number, author: string}} Timer
- * @typedef {{roomId: string, members: Map<string, Member>, removed: Set<string>, timer: Timer|null, epoch: number, timerHeld?: Timer[]}} MembershipState
+ * @typedef {{roomId: string, members: Map<string, Member>, removed: Set<string>, timer: Timer|null, epoch: number,
+ *   owner: string|null, admins: Set<string>, announceSince: number, former: Map<string, Member>,
+ *   timerHeld?: Timer[]}} MembershipState
  */
 
 /** @param {{op: number, roomId: string, author: string, lamport: number, body: Uint8Array}} o */
@@ -47,11 +58,11 @@ export const encodeOp = (o) => concatBytes(opPrefix(o), o.mac, o.signature);
 
 /** Parse (MAC and signature are checked by applyOp); ProtocolError if malformed. @param {unknown} d @returns {Promise<MembershipOp>} */
 export async function decodeOp(d) {
-  if (!(d instanceof Uint8Array) || d.length < 42 + 8 + 96 || d.length > 1024) throw new ProtocolError('bad-op', 'bad size');
+  if (!(d instanceof Uint8Array) || d.length < 42 + 4 + 96 || d.length > 1024) throw new ProtocolError('bad-op', 'bad size');
   const op = d[1];
   if (d[0] !== 1 || !(op in BODY_LEN)) throw new ProtocolError('bad-op', 'unknown version or op');
   const body = d.slice(42, d.length - 96);
-  if (body.length !== BODY_LEN[/** @type {1|2|3} */ (op)]) throw new ProtocolError('bad-op', 'bad body length');
+  if (body.length !== BODY_LEN[/** @type {1|2|3|4|5|6} */ (op)]) throw new ProtocolError('bad-op', 'bad body length');
   /** @type {MembershipOp} */
   const parsed = {
     op, roomId: toHex(d.subarray(2, 18)), author: toHex(d.subarray(18, 34)), lamport: getU64(d, 34, 'bad-op'), body,
@@ -61,8 +72,15 @@ export async function decodeOp(d) {
     parsed.bundle = await bundleFromBytes(body.slice(0, 128));
     parsed.prekey = prekeyFromBytes(body.slice(128));
     parsed.target = await peerIdFromPublicKey(parsed.bundle.ed25519);
-  } else if (op === OpType.REMOVE) {
+  } else if (op === OpType.REMOVE || op === OpType.READMIT) {
     parsed.target = toHex(body);
+  } else if (op === OpType.ROLE) {
+    parsed.target = toHex(body.subarray(0, 16));
+    parsed.role = body[16];
+    if (parsed.role !== Role.MEMBER && parsed.role !== Role.ADMIN) throw new ProtocolError('bad-op', 'unknown role');
+  } else if (op === OpType.SETTINGS) {
+    parsed.flags = getU32(body, 0);
+    if (parsed.flags & ~ANNOUNCE) throw new ProtocolError('bad-op', 'unknown settings flag');
   } else {
     parsed.timer = [getU32(body, 0), getU32(body, 4)];
     if (parsed.timer[0] > MAX_TTL_S) throw new ProtocolError('bad-op', 'ttl out of range');
@@ -89,8 +107,29 @@ export function makeSetTimer(id, mk, roomId, lamport, ttlS, version) {
   return make(id, mk, roomId, lamport, OpType.SET_TIMER, concatBytes(u32(ttlS), u32(version)));
 }
 
-/** @param {string} roomId @returns {MembershipState} */
-export const emptyState = (roomId) => ({ roomId, members: new Map(), removed: new Set(), timer: null, epoch: 0 });
+/** @param {import('./identity.js').Identity} id @param {Uint8Array} mk @param {string} roomId @param {number} lamport @param {string} target @param {number} role */
+export function makeRole(id, mk, roomId, lamport, target, role) {
+  if (role !== Role.MEMBER && role !== Role.ADMIN) throw new RangeError('unknown role');
+  return make(id, mk, roomId, lamport, OpType.ROLE, concatBytes(fromHex(target), new Uint8Array([role])));
+}
+/** @param {import('./identity.js').Identity} id @param {Uint8Array} mk @param {string} roomId @param {number} lamport @param {string} target */
+export const makeReadmit = (id, mk, roomId, lamport, target) => make(id, mk, roomId, lamport, OpType.READMIT, fromHex(target));
+/** @param {import('./identity.js').Identity} id @param {Uint8Array} mk @param {string} roomId @param {number} lamport @param {boolean} announce */
+export const makeSettings = (id, mk, roomId, lamport, announce) => make(id, mk, roomId, lamport, OpType.SETTINGS, u32(announce ? ANNOUNCE : 0));
+
+/** @param {string} roomId @param {string|null} [owner] the invite's owner (null: a legacy room) @returns {MembershipState} */
+export const emptyState = (roomId, owner = null) => ({
+  roomId, members: new Map(), removed: new Set(), timer: null, epoch: 0, owner, admins: new Set(), announceSince: 0, former: new Map(),
+});
+
+/** A current member with the admin role (owner, appointed admin, anyone in a legacy room). @param {MembershipState} s @param {string} peer */
+export function isAdmin(s, peer) {
+  if (!s.members.has(peer)) return false;
+  return s.owner === null || peer === s.owner || s.admins.has(peer);
+}
+
+/** Announcement mode: may a chat envelope of `peer` at `lamport` be shown? @param {MembershipState} s @param {string} peer @param {number} lamport */
+export const mayPost = (s, peer, lamport) => s.announceSince === 0 || lamport <= s.announceSince || isAdmin(s, peer);
 
 /** @param {MembershipOp} a @param {MembershipOp} b */
 function compareOps(a, b) {
@@ -122,9 +161,42 @@ export async function applyOp(s, op, memberKey) {
   if (op.op === OpType.REMOVE) {
     const target = /** @type {string} */ (op.target);
     if (!s.members.has(target)) throw new ProtocolError('not-member', 'target is not a member');
+    if (target !== op.author) {
+      if (!isAdmin(s, op.author)) throw new ProtocolError('not-admin', 'only an admin may remove another member');
+      if (target === s.owner) throw new ProtocolError('not-allowed', 'the owner cannot be removed by another member');
+    }
     const members = new Map(s.members);
     members.delete(target);
-    return { ...s, members, removed: new Set([...s.removed, target]), epoch: s.epoch + 1 };
+    const admins = new Set(s.admins);
+    admins.delete(target);
+    const former = new Map(s.former).set(target, /** @type {Member} */ (s.members.get(target)));
+    return { ...s, members, removed: new Set([...s.removed, target]), admins, former, epoch: s.epoch + 1 };
+  }
+  if (!isAdmin(s, op.author)) throw new ProtocolError('not-admin', 'only an admin may do this');
+  if (op.op === OpType.ROLE) {
+    const target = /** @type {string} */ (op.target);
+    if (s.owner === null) throw new ProtocolError('not-allowed', 'a legacy room has no roles');
+    if (!s.members.has(target)) throw new ProtocolError('not-member', 'target is not a member');
+    if (target === s.owner) throw new ProtocolError('not-allowed', "the owner's role cannot change");
+    if ((op.role === Role.ADMIN) === s.admins.has(target)) return s;
+    const admins = new Set(s.admins);
+    if (op.role === Role.ADMIN) admins.add(target);
+    else admins.delete(target);
+    return { ...s, admins };
+  }
+  if (op.op === OpType.READMIT) {
+    const target = /** @type {string} */ (op.target);
+    const record = s.former.get(target);
+    if (!s.removed.has(target) || !record) throw new ProtocolError('not-removed', 'target is not a removed member');
+    const removed = new Set(s.removed);
+    removed.delete(target);
+    const former = new Map(s.former);
+    former.delete(target);
+    return { ...s, members: new Map([...s.members, [target, record]]), removed, former, epoch: s.epoch + 1 };
+  }
+  if (op.op === OpType.SETTINGS) {
+    const on = (/** @type {number} */ (op.flags) & ANNOUNCE) !== 0;
+    return { ...s, announceSince: on ? (s.announceSince || Math.max(op.lamport, 1)) : 0 };
   }
   const [ttlS, version] = /** @type {[number, number]} */ (op.timer);
   return withTimer(s, { ttlS, version, author: op.author });
@@ -157,9 +229,9 @@ function withTimer(s, t) {
   return { ...s, timer, timerHeld: held };
 }
 
-/** Apply ops in canonical order. @param {string} roomId @param {MembershipOp[]} ops @param {Uint8Array} memberKey */
-export async function stateFromOps(roomId, ops, memberKey) {
-  let state = emptyState(roomId);
+/** Apply ops in canonical order. @param {string} roomId @param {MembershipOp[]} ops @param {Uint8Array} memberKey @param {string|null} [owner] */
+export async function stateFromOps(roomId, ops, memberKey, owner = null) {
+  let state = emptyState(roomId, owner);
   /** @type {MembershipOp[]} */
   const rejected = [];
   for (const op of [...ops].sort(compareOps)) {
@@ -181,5 +253,8 @@ export function stateToDict(s) {
     removed: [...s.removed].sort(),
     timer: s.timer === null ? null : { ttl_s: s.timer.ttlS, version: s.timer.version, author: s.timer.author },
     epoch: s.epoch,
+    owner: s.owner,
+    admins: [...s.admins].sort(),
+    announce_since: s.announceSince,
   };
 }

@@ -43,6 +43,7 @@ export function eventJson(ev) {
     case 'typing': return { event: 'typing', peer: ev.peer, typing: ev.typing };
     case 'seen': case 'erased': return { event: ev.type, id: ev.id, by: ev.by, count: ev.count, of: ev.of };
     case 'remote-error': return { event: 'remote-error', peer: ev.peer, code: ev.code, count: ev.count, closed: ev.closed };
+    case 'roles': return { event: 'roles', owner: ev.owner, admins: ev.admins, announce: ev.announce };
     default: return { event: `unknown:${ev.type}` };
   }
 }
@@ -111,8 +112,8 @@ class Stored {
 export async function replayTrace(doc, o = {}) {
   if (doc.part) return replayPartTrace(doc);
   const inv = parseInvite(doc.invite);
-  const keys = await deriveRoomKeys(inv.secret);
-  const invite = { roomId: keys.roomId, memberKey: keys.memberKey, ttlS: inv.ttlS };
+  const keys = await deriveRoomKeys(inv.secret, inv.owner);
+  const invite = { roomId: keys.roomId, memberKey: keys.memberKey, ttlS: inv.ttlS, owner: inv.owner };
   /** @type {Map<string, string>} */
   const labels = new Map(Object.entries(doc.peers).map(([label, p]) => [/** @type {any} */ (p).peer_id, label]));
   /** @type {Map<string, any>} */
@@ -154,6 +155,10 @@ export async function replayTrace(doc, o = {}) {
       else if (what === 'unsend') events = await room.unsend(a.target, now);
       else if (what === 'set_timer') events = await room.setTimer(a.ttl_s, now);
       else if (what === 'remove') events = await room.removeMember(pid(a.member), now);
+      else if (what === 'set_admin') events = await room.setAdmin(pid(a.member), a.admin, now);
+      else if (what === 'readmit') events = await room.readmit(pid(a.member), now);
+      else if (what === 'set_announce') events = await room.setAnnounce(a.on, now);
+      else if (what === 'leave') events = await room.leave(now);
       else if (what === 'typing') await room.setTyping(a.typing, now);
       else if (what === 'seen') await room.markSeen(a.ids, now);
       else throw new Error(`unknown step ${what}`);

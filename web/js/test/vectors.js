@@ -6,7 +6,7 @@ import { runTests, assert, assertEqual, assertRejects } from './runner.js';
 import { fromHex, toHex, b64uDecode, b64uEncode } from '../core/bytes.js';
 import { ProtocolError } from '../core/errors.js';
 import { deterministicRng } from '../core/crypto.js';
-import { deriveRoomKeys, inviteFragment, parseInvite } from '../core/invite.js';
+import { deriveRoomKeys, inviteFragment, parseFragment, parseInvite } from '../core/invite.js';
 import { bundleToDict, fingerprint, identityFromBytes, parseBundle } from '../core/identity.js';
 import { keyDigits, safetyNumber } from '../core/safety.js';
 import { ReplayCache, openSignal, sealSignal } from '../core/signal.js';
@@ -18,7 +18,7 @@ import { messageKeyToAeadKey, openEnvelope, parseEnvelope, sealEnvelope } from '
 import { decodeContent } from '../core/content.js';
 import { CODEC_CHECKS } from './codec-vectors.js';
 import { Handshake, generatePrekey, openFromPrekey, openPairwise, prekeyToBytes, sealPairwise, sealToPrekey } from '../core/handshake.js';
-import { decodeOp, encodeOp, makeAdd, makeRemove, makeSetTimer, stateFromOps, stateToDict } from '../core/membership.js';
+import { Role, decodeOp, encodeOp, isAdmin, makeAdd, makeReadmit, makeRemove, makeRole, makeSetTimer, makeSettings, mayPost, stateFromOps, stateToDict } from '../core/membership.js';
 import { publicBundle } from '../core/identity.js';
 import { decodeReceipt } from '../core/erasure.js';
 import { decodePresence } from '../core/presence.js';
@@ -251,7 +251,49 @@ const CHECKS = {
       else await assertRejects(parse, (e) => isProto(e) && e.code === c.code, c.name);
     },
   })),
+  governance: (v, all) => [
+    { name: 'owned invite: owner parsed, keys bound to the owner, round trip, bad owners refused', fn: async () => {
+      const inv = parseInvite(v.invite.url);
+      assertEqual(inv.owner, v.invite.owner, 'owner');
+      const k = await deriveRoomKeys(inv.secret, inv.owner);
+      assertEqual(k.roomId, v.invite.room_id, 'room_id');
+      assertEqual(toHex(k.signalKey), v.invite.signal_key, 'signal_key');
+      assertEqual(toHex(k.memberKey), v.invite.member_key, 'member_key');
+      assertEqual((await deriveRoomKeys(inv.secret)).roomId, v.invite.legacy_room_id, 'legacy room id');
+      assertEqual(`${inv.server}/#${inviteFragment(inv.secret, inv.ttlS, inv.owner)}`, v.invite.url);
+      assertEqual(parseFragment(inviteFragment(inv.secret, null)).owner, null, 'legacy invite: no owner');
+      for (const bad of v.invite.bad) await assertRejects(async () => parseInvite(bad), isProto, bad);
+    } },
+    ...v.scenarios.map((/** @type {any} */ sc) => ({ name: `scenario ${sc.name}: same state and rejections in any order`, fn: async () => {
+      const mk = fromHex(sc.member_key);
+      const ops = await Promise.all(sc.ops.map((/** @type {string} */ h) => decodeOp(fromHex(h))));
+      ops.forEach((op, i) => assertEqual(toHex(encodeOp(op)), sc.ops[i], `op ${i}`));
+      for (const order of [ops, [...ops].reverse()]) {
+        const { state, rejected } = await stateFromOps(sc.room_id, order, mk, sc.owner);
+        assert(sameJson(stateToDict(state), sc.state), `${sc.name}: state`);
+        assertEqual(JSON.stringify(rejected.map((o) => ops.indexOf(o)).sort((a, b) => a - b)), JSON.stringify(sc.rejected), `${sc.name}: rejected`);
+        assertEqual(JSON.stringify([...state.members.keys()].filter((p) => isAdmin(state, p)).sort()), JSON.stringify(sc.admins), 'admins');
+        for (const [p, n, ok] of sc.posts) assertEqual(mayPost(state, p, n), ok, `may_post ${p.slice(0, 6)} @${n}`);
+      }
+    } })),
+    { name: 'made ops reproduce the Python bytes (ROLE, READMIT, SETTINGS)', fn: async () => {
+      const ids = await Promise.all(['alice', 'bob', 'carol'].map(async (n) => identityFromBytes(fromHex(govIdentity(all, n)))));
+      const sc = v.scenarios.find((/** @type {any} */ x) => x.name === 'roles');
+      const mk = fromHex(sc.member_key);
+      const [alice, bob, carol] = ids;
+      assertEqual(toHex(encodeOp(await makeRole(alice, mk, sc.room_id, 6, bob.peerId, Role.ADMIN))), sc.ops[7], 'ROLE');
+      assertEqual(toHex(encodeOp(await makeReadmit(bob, mk, sc.room_id, 10, carol.peerId))), sc.ops[12], 'READMIT');
+      assertEqual(toHex(encodeOp(await makeSettings(alice, mk, sc.room_id, 11, true))), sc.ops[13], 'SETTINGS');
+      assertEqual(toHex(encodeOp(await makeRemove(bob, mk, sc.room_id, 8, carol.peerId))), sc.ops[10], 'REMOVE');
+      const bad = fromHex(sc.ops[7]);
+      bad[42 + 16] = 2;
+      await assertRejects(() => decodeOp(bad), isProto, 'unknown role');
+    } },
+  ],
 };
+
+/** The identity bytes of `name` (alice and bob from identity.json, others from governance.json). @param {any} all @param {string} name */
+const govIdentity = (all, name) => (all.identity[name] ?? all.governance.identities[name]).identity_bytes;
 
 const utf8b = (/** @type {string} */ s) => new TextEncoder().encode(s);
 

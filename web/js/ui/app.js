@@ -32,7 +32,7 @@ import { deriveRoomKeys, inviteFragment, newRoomSecret, parseFragment } from '..
 import { safetyNumber } from '../core/safety.js';
 import { cleanName } from '../core/content.js';
 import { SignalingClient } from '../net/signaling.js';
-import { Room } from '../core/room.js';
+import { PermissionError, Room } from '../core/room.js';
 import { applyBatch as storeBatch, loadSnapshot as storeSnapshot } from '../store/room.js';
 import { Mesh } from '../net/mesh.js';
 import { createSealedCodec } from '../net/sealed-codec.js';
@@ -88,7 +88,7 @@ export class App {
 
   /** Create a fresh room: new secret in the fragment, then enter it. @param {number} ttlS */
   async createRoom(ttlS) {
-    const frag = inviteFragment(newRoomSecret(), ttlS);
+    const frag = inviteFragment(newRoomSecret(), ttlS, this.identity.peerId); // we own the room we create
     history.replaceState(null, '', `#${frag}`);
     await this.openFragment(frag);
   }
@@ -110,7 +110,7 @@ export class App {
     }
     if (!o.background && location.hash !== `#${frag}`) history.replaceState(null, '', `#${frag}`);
     this.fragment = frag;
-    const keys = await deriveRoomKeys(invite.secret);
+    const keys = await deriveRoomKeys(invite.secret, invite.owner);
     this.roomId = keys.roomId;
     this.codec = createSealedCodec({
       identity: this.identity,
@@ -125,7 +125,8 @@ export class App {
     this.store.dispatch({ type: 'enter-room', roomId: keys.roomId, inviteUrl, ttlS: invite.ttlS ?? undefined });
     const now = this.now();
     const snapshot = await this.roomStore.loadSnapshot(keys.roomId, now);
-    this.room = await Room.create(this.identity, { roomId: keys.roomId, memberKey: keys.memberKey, ttlS: invite.ttlS }, now, { snapshot });
+    this.room = await Room.create(this.identity, { roomId: keys.roomId, memberKey: keys.memberKey, ttlS: invite.ttlS, owner: invite.owner }, now, { snapshot });
+    this.dispatchRoles();
     for (const message of this.room.messages()) this.store.dispatch({ type: 'message', message });
     for (const [peer, [, , name]] of this.room.profiles) this.store.dispatch({ type: 'profile', peer, name });
     const wanted = localStorage.getItem(`ephemesh.name.${keys.roomId}`) ?? this.store.getState().displayName;
@@ -308,8 +309,11 @@ export class App {
     }
     else if (ev.type === 'joined') {
       if (!this.store.getState().members[ev.peer]) d({ type: 'member', peer: ev.peer, link: 'closed' });
-    } else if (ev.type === 'left') d({ type: 'member-gone', peer: ev.peer });
-    else if (ev.type === 'timer') d({ type: 'set-room-ttl', ttlS: ev.ttlS });
+    } else if (ev.type === 'left') {
+      d({ type: 'member-gone', peer: ev.peer });
+      this.dispatchRoles();
+    } else if (ev.type === 'timer') d({ type: 'set-room-ttl', ttlS: ev.ttlS });
+    else if (ev.type === 'roles') this.dispatchRoles();
     else if (ev.type === 'delivered') d({ type: 'delivered', id: ev.id, peer: ev.peer });
   }
 
@@ -325,7 +329,14 @@ export class App {
     const { ttlS, replyTo, editing } = this.store.getState();
     this.store.dispatch({ type: 'compose-reset' });
     if (editing) return this.edit(editing, body);
-    const message = await room.sendText(body, this.now(), { ttlS, replyTo });
+    let message;
+    try {
+      message = await room.sendText(body, this.now(), { ttlS, replyTo });
+    } catch (err) {
+      if (!(err instanceof PermissionError)) throw err;
+      this.store.dispatch({ type: 'error', code: 'not-allowed', text: 'Announcement mode: only admins post in this room.' });
+      return false;
+    }
     this.store.dispatch({ type: 'message', message });
     await this.typed(false);
     return true;
@@ -397,6 +408,37 @@ export class App {
     if (!ids.length) return;
     await room.markSeen(ids, this.now());
     await this.pump([]);
+  }
+
+  /** Roles, announcement mode and removed members, from the room's membership. */
+  dispatchRoles() {
+    const room = this.room;
+    if (!room) return;
+    const m = room.membership;
+    this.store.dispatch({ type: 'roles', owner: m.owner, admins: room.admins(), announce: m.announceSince > 0, removed: [...m.removed].sort() });
+  }
+
+  /**
+   * A member-list action: remove, readmit, admin, unadmin (admins only) or leave; a refusal becomes a UI error.
+   * @param {'remove'|'readmit'|'admin'|'unadmin'|'leave'|'announce-on'|'announce-off'} action @param {string} [peer]
+   */
+  async memberAction(action, peer = '') {
+    const room = this.room;
+    if (!room) return false;
+    const now = this.now();
+    try {
+      if (action === 'remove') await this.pump(await room.removeMember(peer, now));
+      else if (action === 'readmit') await this.pump(await room.readmit(peer, now));
+      else if (action === 'admin' || action === 'unadmin') await this.pump(await room.setAdmin(peer, action === 'admin', now));
+      else if (action === 'leave') await this.pump(await room.leave(now));
+      else await this.pump(await room.setAnnounce(action === 'announce-on', now));
+    } catch (err) {
+      if (!(err instanceof Error)) throw err;
+      this.store.dispatch({ type: 'error', code: 'not-allowed', text: err.message });
+      return false;
+    }
+    this.dispatchRoles();
+    return true;
   }
 
   /** Set the room timer (a signed SET_TIMER op every member applies). @param {number} ttlS */

@@ -190,9 +190,34 @@ export function createView() {
       state.className = 'member-state';
       state.textContent = linkText(m);
       if (m.path) li.dataset.path = m.path;
+      const role = m.peer === s.roles.owner ? 'owner' : s.roles.admins.includes(m.peer) && s.roles.owner !== null ? 'admin' : '';
+      if (role) state.append(el('span', `role role-${role}`, ` · ${role}`));
       info.append(name, state);
       li.append(avatar(shown, m.peer), info);
-      li.setAttribute('aria-label', `${shown} (${m.peer.slice(0, 8)}), ${linkText(m)}`);
+      // admin actions on others (the owner cannot be removed or demoted); the core re-checks every one
+      if (s.self && s.roles.admins.includes(s.self) && m.link !== 'self' && m.peer !== s.roles.owner) {
+        const acts = el('div', 'member-actions');
+        acts.setAttribute('role', 'group');
+        acts.setAttribute('aria-label', `Actions for ${shown}`);
+        if (s.roles.owner !== null) {
+          const admin = s.roles.admins.includes(m.peer);
+          acts.append(actionButton(admin ? 'unadmin' : 'admin', m.peer, admin ? 'Unadmin' : 'Make admin', `${admin ? 'Remove admin role of' : 'Make admin:'} ${shown}`));
+        }
+        acts.append(actionButton('remove', m.peer, 'Remove', `Remove ${shown} from the room`));
+        li.append(acts);
+      }
+      li.setAttribute('aria-label', `${shown} (${m.peer.slice(0, 8)}), ${linkText(m)}${role ? `, ${role}` : ''}`);
+      return li;
+    }));
+    const iAmAdmin = Boolean(s.self && s.roles.admins.includes(s.self));
+    $('announce-state').textContent = s.roles.announce ? 'Announcement mode: only admins post' : '';
+    const toggle = /** @type {HTMLButtonElement} */ ($('announce-toggle'));
+    toggle.hidden = !iAmAdmin;
+    toggle.textContent = s.roles.announce ? 'Let everyone post' : 'Only admins post';
+    toggle.dataset.action = s.roles.announce ? 'announce-off' : 'announce-on';
+    $('removed-list').replaceChildren(...(iAmAdmin ? s.roles.removed : []).map((peer) => {
+      const li = el('li', 'removed', `${nameOf(s, peer)} · removed `);
+      li.append(actionButton('readmit', peer, 'Readmit', `Readmit ${nameOf(s, peer)}`));
       return li;
     }));
     const online = members.filter((m) => m.link === 'open' || m.link === 'self').length;

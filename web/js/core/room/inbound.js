@@ -29,7 +29,7 @@ import { Timeline } from './timeline.js';
  * @typedef {import('../log.js').LogEntry} LogEntry
  * @typedef {import('../envelope.js').Envelope} Envelope
  * @typedef {import('./room.js').RoomEvent} RoomEvent
- * @typedef {{roomId: string, memberKey: Uint8Array, ttlS: number|null}} RoomInvite
+ * @typedef {{roomId: string, memberKey: Uint8Array, ttlS: number|null, owner?: string|null}} RoomInvite
  * @typedef {{keeper?: boolean, syncConfig?: object, rng?: import('../crypto.js').Rng, chainPolicy?: typeof DEFAULT_POLICY}} RoomOptions
  */
 
@@ -49,7 +49,7 @@ export class Inbound {
       // membership op other than an ADD (REMOVE, SET_TIMER); payload byte 1 is the op type
       eager: (entry) => entry.data[1] === Kind.TOMBSTONE || (entry.data[1] === Kind.MEMBERSHIP && entry.data[HEADER_LEN + 5] !== OpType.ADD),
     });
-    this.membersPart = new Members(this.roomId, invite.memberKey, this.peerId, publicBundle(identity));
+    this.membersPart = new Members(this.roomId, invite.memberKey, this.peerId, publicBundle(identity), invite.owner ?? null);
     this.links = new Links(identity, this.roomId, opts.rng);
     this.parking = new Parking();
     this.keys = new SenderKeys(identity, this.roomId, opts.chainPolicy ?? DEFAULT_POLICY, opts.rng);
@@ -260,6 +260,8 @@ export class Inbound {
     }
     this.knownNew.push(...change.joined, ...change.left);
     if (change.timer) events.push({ type: 'timer', ttlS: change.timer.ttlS });
+    const st = this.membersPart.state;
+    if (change.roles) events.push({ type: 'roles', owner: st.owner, admins: this.membersPart.admins(), announce: st.announceSince > 0 });
   }
 
   // ---------------------------------------------------------------- sender keys and chat
@@ -330,6 +332,7 @@ export class Inbound {
       this.fault(env.sender, e.code, now, events, false);
       return;
     }
+    if ((c.t === 'text' || c.t === 'edit') && !this.membersPart.mayPost(env.sender, env.lamport)) return; // announcement mode
     const meta = { sender: env.sender, seq: env.seq, lamport: env.lamport, sentAt: env.sentAt, expiresAt: env.expiresAt };
     const code = this.timeline.apply(meta, c, events);
     if (code !== null) this.fault(env.sender, code, now, events, false);

@@ -3,22 +3,25 @@
 // - State is recomputed from every MEMBERSHIP op held, in canonical order.
 // - A sender is known iff it is, or was, a member: knownSender() is the only place that decides it.
 // - A bundle learned from signaling only lets us link with a peer; it never makes it a known sender.
+// - Who may do what (roles, announcement mode) is decided by the membership state (owner from the
+//   invite): isAdmin(), mayPost().
 // - Persists nothing (ops are envelopes in the log).
 // - Placement: an envelope of S other than S's self-ADD needs a lamport above the lowest accepted ADD of S.
 
 import { ProtocolError } from '../errors.js';
-import { OpType, emptyState, stateFromOps } from '../membership.js';
+import { OpType, emptyState, isAdmin, mayPost, stateFromOps } from '../membership.js';
 
 /** @typedef {import('../identity.js').PublicBundle} PublicBundle */
 
 export class Members {
-  /** @param {string} roomId @param {Uint8Array} memberKey @param {string} selfId @param {PublicBundle} own */
-  constructor(roomId, memberKey, selfId, own) {
+  /** @param {string} roomId @param {Uint8Array} memberKey @param {string} selfId @param {PublicBundle} own @param {string|null} [owner] */
+  constructor(roomId, memberKey, selfId, own, owner = null) {
     this.roomId = roomId;
     this.memberKey = memberKey;
     this.selfId = selfId;
+    this.owner = owner;
     /** @type {ReturnType<typeof emptyState>} */
-    this.state = emptyState(roomId);
+    this.state = emptyState(roomId, owner);
     /** @type {Map<string, import('../membership.js').MembershipOp>} */
     this.ops = new Map();
     /** @type {Map<string, PublicBundle>} every member ever (ADD seen) */
@@ -75,6 +78,21 @@ export class Members {
     return this.state.removed.has(peer);
   }
 
+  /** @param {string} peer */
+  isAdmin(peer) {
+    return isAdmin(this.state, peer);
+  }
+
+  /** Announcement mode: a non-admin's chat envelope after the switch is not shown. @param {string} peer @param {number} lamport */
+  mayPost(peer, lamport) {
+    return mayPost(this.state, peer, lamport);
+  }
+
+  /** @returns {string[]} current admins (the owner included; every member in a legacy room) */
+  admins() {
+    return admins(this.state);
+  }
+
   others() {
     return [...this.state.members.keys()].filter((p) => p !== this.selfId).sort();
   }
@@ -93,10 +111,10 @@ export class Members {
     return this.ops.delete(key);
   }
 
-  /** @returns {Promise<{joined: string[], left: string[], timer: {ttlS: number, version: number, author: string}|null}>} */
+  /** @returns {Promise<{joined: string[], left: string[], timer: {ttlS: number, version: number, author: string}|null, roles: boolean}>} */
   async recompute() {
     const before = this.state;
-    const { state, rejected } = await stateFromOps(this.roomId, [...this.ops.values()], this.memberKey);
+    const { state, rejected } = await stateFromOps(this.roomId, [...this.ops.values()], this.memberKey, this.owner);
     this.state = state;
     const refused = new Set(rejected);
     /** @type {Map<string, number>} */
@@ -112,6 +130,11 @@ export class Members {
     const left = [...before.members.keys()].filter((p) => !state.members.has(p)).sort();
     const t = state.timer, b = before.timer;
     const changed = t && (!b || b.ttlS !== t.ttlS || b.version !== t.version || b.author !== t.author);
-    return { joined, left, timer: changed ? t : null };
+    const announceChanged = (before.announceSince > 0) !== (state.announceSince > 0);
+    const roles = state.owner === null ? announceChanged : announceChanged || admins(before).join() !== admins(state).join();
+    return { joined, left, timer: changed ? t : null, roles };
   }
 }
+
+/** @param {ReturnType<typeof emptyState>} s */
+const admins = (s) => [...s.members.keys()].filter((p) => isAdmin(s, p)).sort();

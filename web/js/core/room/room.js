@@ -9,7 +9,7 @@ import * as content from '../content.js';
 import { Kind, encodeTombstone, sealUnchainedEnvelope } from '../envelope.js';
 import { publicBundle } from '../identity.js';
 import { keyOf } from '../log.js';
-import { decodeOp, encodeOp, makeAdd, makeRemove, makeSetTimer } from '../membership.js';
+import { Role, decodeOp, encodeOp, makeAdd, makeReadmit, makeRemove, makeRole, makeSetTimer, makeSettings } from '../membership.js';
 import * as wire from '../wire.js';
 import { Inbound } from './inbound.js';
 import { restore } from './restore.js';
@@ -19,6 +19,15 @@ export { messageId, parseMessageId } from './timeline.js';
 export { ERROR_BUDGET } from './links.js';
 
 export const DEFAULT_TTL_S = 24 * 3600;
+
+/** A local action this member's role does not allow (mirrors Python's PermissionError). */
+export class PermissionError extends Error {
+  /** @param {string} message */
+  constructor(message) {
+    super(message);
+    this.name = 'PermissionError';
+  }
+}
 export const NEVER = 2 ** 52;
 
 /**
@@ -28,7 +37,8 @@ export const NEVER = 2 ** 52;
  *   | {type:'delivered', id: string, peer: string} | {type:'timer', ttlS: number} | {type:'profile', peer: string, name: string}
  *   | {type:'typing', peer: string, typing: boolean} | {type:'seen', id: string, by: string, count: number, of: number}
  *   | {type:'erased', id: string, by: string, count: number, of: number}
- *   | {type:'remote-error', peer: string, code: string, count: number, closed: boolean}} RoomEvent
+ *   | {type:'remote-error', peer: string, code: string, count: number, closed: boolean}
+ *   | {type:'roles', owner: string|null, admins: string[], announce: boolean}} RoomEvent
  * @typedef {import('./persist.js').PersistBatch} PersistBatch
  * @typedef {import('./persist.js').Snapshot} Snapshot
  * @typedef {import('./inbound.js').RoomInvite} RoomInvite
@@ -51,7 +61,7 @@ export class Room extends Inbound {
     if (!room.membersPart.isMember(room.peerId)) {
       const op = await makeAdd(identity, invite.memberKey, room.roomId, room.sync.tick(), publicBundle(identity), room.keys.prekey);
       await room.publishUnchained(Kind.MEMBERSHIP, encodeOp(op), now);
-      if (invite.ttlS && room.membersPart.timer === null) await room.doSetTimer(invite.ttlS, now, []);
+      if (invite.ttlS && room.membersPart.timer === null && room.membersPart.isAdmin(room.peerId)) await room.doSetTimer(invite.ttlS, now, []);
     }
     return room;
   }
@@ -219,21 +229,73 @@ export class Room extends Inbound {
 
   /** @param {number} ttlS @param {number} now @param {RoomEvent[]} events */
   async doSetTimer(ttlS, now, events) {
+    if (!this.membersPart.isAdmin(this.peerId)) throw new PermissionError('only an admin may change the room timer');
     const t = this.membersPart.timer;
     const op = await makeSetTimer(this.identity, this.invite.memberKey, this.roomId, this.sync.tick(), ttlS, t ? t.version + 1 : 1);
     await this.publishUnchained(Kind.MEMBERSHIP, encodeOp(op), now, NEVER, events);
   }
 
-  /** @param {string} peer @param {number} now @returns {Promise<RoomEvent[]>} */
+  /** Remove `peer` (admins only; never the owner) or leave, if it is us. @param {string} peer @param {number} now @returns {Promise<RoomEvent[]>} */
   removeMember(peer, now) {
     return this.run(async () => {
+      if (peer !== this.peerId && !this.membersPart.isAdmin(this.peerId)) throw new PermissionError('only an admin may remove another member');
       if (!this.membersPart.isMember(peer)) throw new Error('not a member');
+      if (peer !== this.peerId && peer === this.membersPart.state.owner) throw new PermissionError('the owner cannot be removed');
       const op = await makeRemove(this.identity, this.invite.memberKey, this.roomId, this.sync.tick(), peer);
-      /** @type {RoomEvent[]} */
-      const events = [];
-      await this.publishUnchained(Kind.MEMBERSHIP, encodeOp(op), now, NEVER, events);
-      return events;
+      return this.publishOp(encodeOp(op), now);
     });
+  }
+
+  /** Leave for good (only an admin can readmit us). @param {number} now */
+  leave(now) {
+    return this.removeMember(this.peerId, now);
+  }
+
+  /** Appoint or demote an admin (admins only; not in a legacy room; never the owner). @param {string} peer @param {boolean} admin @param {number} now @returns {Promise<RoomEvent[]>} */
+  setAdmin(peer, admin, now) {
+    return this.run(async () => {
+      if (this.membersPart.state.owner === null) throw new PermissionError('this room has no roles (its invite names no owner)');
+      if (!this.membersPart.isAdmin(this.peerId)) throw new PermissionError('only an admin may change roles');
+      if (!this.membersPart.isMember(peer) || peer === this.membersPart.state.owner) throw new Error('not a member whose role can change');
+      const op = await makeRole(this.identity, this.invite.memberKey, this.roomId, this.sync.tick(), peer, admin ? Role.ADMIN : Role.MEMBER);
+      return this.publishOp(encodeOp(op), now);
+    });
+  }
+
+  /** Let a removed member back in (admins only). @param {string} peer @param {number} now @returns {Promise<RoomEvent[]>} */
+  readmit(peer, now) {
+    return this.run(async () => {
+      if (!this.membersPart.isAdmin(this.peerId)) throw new PermissionError('only an admin may readmit');
+      if (!this.membersPart.isRemoved(peer)) throw new Error('not a removed member');
+      const op = await makeReadmit(this.identity, this.invite.memberKey, this.roomId, this.sync.tick(), peer);
+      return this.publishOp(encodeOp(op), now);
+    });
+  }
+
+  /** Announcement mode on/off (admins only). @param {boolean} on @param {number} now @returns {Promise<RoomEvent[]>} */
+  setAnnounce(on, now) {
+    return this.run(async () => {
+      if (!this.membersPart.isAdmin(this.peerId)) throw new PermissionError('only an admin may change room settings');
+      const op = await makeSettings(this.identity, this.invite.memberKey, this.roomId, this.sync.tick(), on);
+      return this.publishOp(encodeOp(op), now);
+    });
+  }
+
+  /** @param {string} peer */
+  isAdmin(peer) {
+    return this.membersPart.isAdmin(peer);
+  }
+
+  admins() {
+    return this.membersPart.admins();
+  }
+
+  /** @param {Uint8Array} op @param {number} now */
+  async publishOp(op, now) {
+    /** @type {RoomEvent[]} */
+    const events = [];
+    await this.publishUnchained(Kind.MEMBERSHIP, op, now, NEVER, events);
+    return events;
   }
 
   /** @param {boolean} typing @param {number} now */
@@ -341,6 +403,9 @@ export class Room extends Inbound {
   /** @param {import('../content.js').Content} c @param {number} now @param {number} expiresAt @param {RoomEvent[]} events @returns {Promise<string>} the log key */
   async sendContent(c, now, expiresAt, events) {
     if (this.keeper) throw new Error('a keeper does not send messages');
+    if ((c.t === 'text' || c.t === 'edit') && !this.membersPart.mayPost(this.peerId, this.sync.lamport + 1)) {
+      throw new PermissionError('announcement mode: only admins post');
+    }
     const plaintext = content.encodeContent(c);
     const rotated = await this.keys.rotateIfDue(now, this.membersPart.epoch, this.persist);
     if (rotated) for (const pid of this.membersPart.others()) await this.giveChain(pid, rotated, now);
