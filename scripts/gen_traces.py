@@ -235,6 +235,35 @@ def expiry_unsend() -> Trace:
     return t
 
 
+def edit_unsend() -> Trace:
+    """Erasure of what refers to a message (issue 13 items 2, 6): A edits its message, B reacts, A unsends
+    it: the TOMBSTONE names A's edit too and every member erases the edit and B's reaction (envelopes
+    and keys). A newer message of A's chain unsent while an older one lives: A's chain retires (its
+    stored initial state is deleted) and the next message starts a new chain."""
+    t = Trace("edit_unsend", edit_unsend.__doc__ or "", "expiry")
+    for p in ("A", "B"):
+        t.peer(p)
+    t.create("A", "B")
+    t.link("A", "B")
+    t.deliver()
+    t.advance(1000)
+    old = t.step("A", "send_text", text="stays an hour", ttl_s=3600)
+    msg = t.step("A", "send_text", text="meet at 10:00", ttl_s=3600)
+    t.deliver()
+    t.step("A", "edit", target=msg["id"], body="meet at 18:00")
+    t.step("B", "react", target=msg["id"], emoji="👍", on=True)
+    t.deliver()
+    t.step("A", "unsend", target=msg["id"])
+    t.deliver()
+    t.advance(1000)
+    t.step("A", "send_text", text="on a new chain", ttl_s=3600)
+    t.deliver()
+    t.step("B", "react", target=old["id"], emoji="🔥", on=True)
+    t.deliver()
+    t.advance(500)
+    return t
+
+
 def receipts_typing_seen() -> Trace:
     """Receipts, typing and seen: delivery per neighbour (ACK), typing on/off and its 6 s expiry, SEEN
     once per message to its sender only."""
@@ -453,6 +482,7 @@ SCENARIOS: list[Callable[[], Trace]] = [
     removal_rotation,
     governance,
     expiry_unsend,
+    edit_unsend,
     receipts_typing_seen,
     content_types,
     restart_restore,

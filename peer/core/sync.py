@@ -6,12 +6,18 @@ Rules (one session per neighbour; the adapter calls ``connect`` when a transport
   before the neighbour's HELLO are dropped with a ``no-hello`` protocol error.
 - A HELLO naming another room: ``wrong-room`` error, the session is ignored from then on (nothing is
   sent to it, nothing received is processed); the adapter should close the transport.
-- On every HELLO we WANT what the neighbour has (held or tombstoned) and we have not seen, at most
-  ``max_want_keys`` keys at a time, skipping keys already wanted from someone else and not yet timed
-  out. A key WANTed ``max_want_attempts`` times from one neighbour without result is not asked from it
-  again until its next HELLO. HELLO is re-sent every ``resync_ms`` (anti-entropy).
+- On every HELLO we WANT what the neighbour has (held or tombstoned) and we have not seen, skipping keys
+  already wanted from someone else and not yet timed out. At most ``max_want_keys`` keys are in flight
+  per neighbour, ever: a newer HELLO *replaces* what the older one claimed (wants for keys it no longer
+  claims are released), timed-out wants are released before new ones are made. A key WANTed
+  ``max_want_attempts`` times from one neighbour without result is not asked from it again until its
+  next HELLO. HELLO is re-sent every ``resync_ms`` (anti-entropy).
 - A WANT is served with ENVELOPES for held, unexpired entries and TOMBSTONES for tombstoned keys; never
-  an expired or tombstoned entry. At most ``max_serve_keys`` keys are looked at per WANT frame.
+  an expired or tombstoned entry. At most ``max_serve_keys`` keys are looked at per WANT frame. Serving
+  is paced per neighbour: a key already queued, or served less than ``want_timeout_ms / 2`` ago, is not
+  served again (so repeating a WANT amplifies nothing), and at most ``max_serve_keys_per_window`` keys /
+  ``max_serve_bytes_per_window`` bytes are served per ``want_timeout_ms`` window; the rest is served
+  when the neighbour asks again. Every output queue is keyed: a key is queued at most once per link.
 - Every envelope received goes through ``validate``; a ``ProtocolError`` drops that envelope only and
   yields ``EnvelopeRefused`` (with the envelope, so the room may park it); the session survives. A new entry is added, ACKed to the neighbour that
   sent it and relayed to every other neighbour not known to have it (flood with dedupe = gossip).
@@ -24,6 +30,14 @@ Rules (one session per neighbour; the adapter calls ``connect`` when a transport
   the skew bound). A tombstone with a proof (explicit unsend) is accepted only if the injected
   ``authorize_tombstone`` says so; without it, ``unauthorized-tombstone``. Accepted tombstones are
   relayed to neighbours that may hold the key.
+- Membership is the authority on senders: with ``known_sender`` injected, a tombstone naming a sender
+  it does not know is refused (``unknown-sender``). A tombstone for a key we never held only saves a
+  WANT, so at most ``max_foreign_tombstones_per_neighbour`` of them per neighbour and
+  ``max_foreign_tombstones`` in total are kept; the rest are dropped. Nothing a neighbour sends for a
+  key we never saw grows its session record (no ``mark`` and no ``unservable`` entry for keys it did
+  not claim in its HELLO).
+- Our HELLO lists senders we hold entries of first, and gives each sender at most a fair share of the
+  frame, so tombstone-only or fragmented senders can never crowd real senders out of it.
 - Equivocation: a duplicate key whose bytes differ from the held entry's is validated; if it is
   the sender's too, the key becomes void (``Log.void``: neither version is kept), ``EntryVoided`` is
   emitted and both envelopes are pushed to every neighbour, so each of them finds it too. On HELLO,
@@ -85,6 +99,12 @@ Validate = Callable[[bytes], LogEntry]
 PeekKey = Callable[[bytes], Key]
 #: ``(tombstone, held entry or None, now) -> accept?`` for tombstones that carry a proof.
 AuthorizeTombstone = Callable[[Tombstone, LogEntry | None, int], bool]
+#: ``sender -> is it (or was it) a member?``: the membership part's one rule
+KnownSender = Callable[[str], bool]
+#: what one (sender, ranges) block of a HELLO costs, and what the frame holds (see peer.core.wire)
+_HELLO_ROOM = wire.MAX_FRAME - 64
+_HELLO_SENDER = 18
+_HELLO_RANGE = 16
 
 
 class SyncEngine:
@@ -99,6 +119,7 @@ class SyncEngine:
         config: SyncConfig | None = None,
         authorize_tombstone: AuthorizeTombstone | None = None,
         peek_key: PeekKey | None = None,
+        known_sender: KnownSender | None = None,
         eager: Callable[[LogEntry], bool] | None = None,
     ) -> None:
         wire.id_to_bytes(self_id)
@@ -111,6 +132,11 @@ class SyncEngine:
         self._validate = validate
         self._authorize = authorize_tombstone
         self._peek = peek_key
+        self._known = known_sender
+        #: tombstones accepted for keys we never held -> the neighbour that sent them (bounded)
+        self._foreign: dict[Key, str] = {}
+        self._foreign_by: dict[str, int] = {}
+        self._foreign_stale = False  # the log pruned tombstones since the last sweep of ``_foreign``
         self._eager = eager  # entries always relayed at once, even when received from their author
         self._announce_at: int | None = None
         self._sessions: dict[str, _Session] = {}
@@ -228,7 +254,7 @@ class SyncEngine:
         tomb = self.log.get_tombstone(key)
         assert tomb is not None
         for s in self._live():
-            s.tombs.append(tomb)
+            s.tombs[key] = tomb
         return True
 
     def send_opaque(self, neighbour: str, ftype: wire.FrameType, body: bytes) -> None:
@@ -244,17 +270,18 @@ class SyncEngine:
         """Drain the outbox. Per neighbour: control frames, then envelope batches, tombstones, acks."""
         out: list[tuple[str, bytes]] = []
         for n, s in self._sessions.items():
-            if s.rejected or not (s.control or s.envs or s.tombs or s.acks):
+            if s.rejected or not (s.control or s.envs or s.voids or s.tombs or s.acks):
                 continue
             frames = s.control
-            if s.envs:
-                frames += wire.encode_envelopes(s.envs)
+            if s.envs or s.voids:
+                pairs = [data for pair in s.voids.values() for data in pair]
+                frames += wire.encode_envelopes(list(s.envs.values()) + pairs)
             if s.tombs:
-                frames += wire.encode_tombstones(s.tombs)
+                frames += wire.encode_tombstones(list(s.tombs.values()))
             if s.acks:
                 frames += wire.encode_ack({k: v.ranges() for k, v in s.acks.items()})
             out.extend((n, f) for f in frames)
-            s.control, s.envs, s.tombs, s.acks = [], [], [], {}
+            s.control, s.envs, s.voids, s.tombs, s.acks = [], {}, {}, {}, {}
         return out
 
     def next_timer(self) -> int | None:
@@ -275,13 +302,14 @@ class SyncEngine:
 
     def handle_timer(self, now: int) -> list[Event]:
         events: list[Event] = []
+        self._foreign_stale = True  # expire() may prune tombstones
         for key in self.log.expire(now):
             events.append(EntryExpired(key))
             tomb = self.log.get_tombstone(key)
             assert tomb is not None
             for s in self._live():
                 if s.has(key):
-                    s.tombs.append(tomb)
+                    s.tombs[key] = tomb
         c = self.config
         if self._announce_at is not None and now >= self._announce_at:
             self._announce_at = None
@@ -356,15 +384,18 @@ class SyncEngine:
         s.remote_have = {sender: RangeSet(rs) for sender, rs in frame.have.items()}
         s.attempts.clear()
         s.unservable.clear()
+        # the newer HELLO replaces the older one: wants for keys it no longer claims are released
+        for key in [k for k in s.inflight if not s.has(k)]:
+            self._release(s, key)
         if not s.ready:
             s.ready = True
             events.append(NeighbourReady(s.neighbour))
             # explicit deletions the neighbour may still hold
-            s.tombs.extend(t for t in self.log.tombstones() if t.proof and s.has(t.key))
+            s.tombs.update((t.key, t) for t in self.log.tombstones() if t.proof and s.has(t.key))
             # equivocations it may not have seen: both versions, so it voids the key too
             for key, first, second in self.log.void_pairs():
                 if s.has(key):
-                    s.envs += [first, second]
+                    s.voids[key] = (first, second)
         events += self._hello_acks(s)
         self._request(s, now)
         return events
@@ -411,7 +442,7 @@ class SyncEngine:
                     if seen_key in self.log:
                         s.acks.setdefault(seen_key[0], RangeSet()).add(seen_key[1])
                     elif (tomb := self.log.get_tombstone(seen_key)) is not None:
-                        s.tombs.append(tomb)  # a stale copy: answer with the tombstone
+                        s.tombs[seen_key] = tomb  # a stale copy: answer with the tombstone
                     continue
             try:
                 entry = self._validate(item)
@@ -449,7 +480,7 @@ class SyncEngine:
             else:
                 tomb = self.log.get_tombstone(key)
                 if tomb is not None:
-                    s.tombs.append(tomb)
+                    s.tombs[key] = tomb
         for r in refill:  # a finished pull: ask for the next chunk right away
             if r.ready and not r.inflight:
                 self._request(r, now)
@@ -471,29 +502,45 @@ class SyncEngine:
         if not self.log.void(held.key, held.data, other.data, until):
             return []
         for sess in self._live():
-            sess.envs += [held.data, other.data]
+            sess.voids[held.key] = (held.data, other.data)
             sess.mark(held.key)
         return [EntryVoided(held.key, s.neighbour)]
 
     def _on_want(self, s: _Session, frame: wire.Want, now: int) -> None:
-        budget = self.config.max_serve_keys
+        c = self.config
+        if now >= s.serve_window_end:  # a new pacing window
+            s.serve_window_end = now + c.want_timeout_ms
+            s.serve_keys = s.serve_bytes = 0
+            s.served = {k: t for k, t in s.served.items() if t > now}
+        again_at = now + c.want_timeout_ms // 2
+        budget = c.max_serve_keys
         for sender, ranges in frame.ranges.items():
             seen = self.log.seen_ranges(sender)
             for a, b in ranges:
                 for lo, hi in seen.intersect(a, b):
                     for seq in range(lo, hi + 1):
-                        if budget <= 0:
+                        if budget <= 0 or s.serve_keys >= c.max_serve_keys_per_window:
                             return
                         budget -= 1
-                        entry = self.log.get((sender, seq))
+                        key = (sender, seq)
+                        if key in s.envs or key in s.tombs or s.served.get(key, now) > now:
+                            continue  # already being served
+                        entry = self.log.get(key)
                         if entry is not None:
                             if entry.expires_at > now:
-                                s.envs.append(entry.data)
-                                s.mark(entry.key)
+                                if s.serve_bytes + len(entry.data) > c.max_serve_bytes_per_window:
+                                    return
+                                s.serve_bytes += len(entry.data)
+                                s.serve_keys += 1
+                                s.served[key] = again_at
+                                s.envs[key] = entry.data
+                                s.mark(key)
                             continue
-                        tomb = self.log.get_tombstone((sender, seq))
+                        tomb = self.log.get_tombstone(key)
                         if tomb is not None:
-                            s.tombs.append(tomb)
+                            s.serve_keys += 1
+                            s.served[key] = again_at
+                            s.tombs[key] = tomb
 
     def _on_ack(self, s: _Session, frame: wire.Ack) -> list[Event]:
         events: list[Event] = []
@@ -515,11 +562,18 @@ class SyncEngine:
     def _on_tombstones(self, s: _Session, frame: wire.Tombstones, now: int) -> list[Event]:
         events: list[Event] = []
         skew = self.config.skew_ms
+        unknown = False
         for tomb in frame.items:
             key = tomb.key
-            s.mark(key)
+            claimed = s.has(key)  # listed in its HELLO (or sent/served to us before)
             self._resolve(key)
             if self.log.get_tombstone(key) is not None:
+                s.mark(key)
+                continue
+            if self._known is not None and not self._known(tomb.sender):
+                unknown = True
+                if claimed and len(s.unservable) < 4 * self.config.max_want_keys:
+                    s.unservable.add(key)  # bounded: only the first 4*max_want_keys claimed keys are scanned
                 continue
             held = self.log.get(key)
             if tomb.proof:
@@ -530,9 +584,13 @@ class SyncEngine:
                 ok = held.expires_at <= now + skew
             else:
                 ok = tomb.until <= now + skew
+            if ok and held is None and not self.log.seen(key):
+                ok = self._take_foreign(s.neighbour, key)
             if not ok:
-                s.unservable.add(key)
+                if claimed and len(s.unservable) < 4 * self.config.max_want_keys:
+                    s.unservable.add(key)  # bounded: only the first 4*max_want_keys claimed keys are scanned
                 continue
+            s.mark(key)
             self.log.tombstone(key, tomb.until, tomb.proof)
             if held is not None:
                 events.append(EntryDeleted(key) if tomb.proof else EntryExpired(key))
@@ -540,8 +598,58 @@ class SyncEngine:
             assert stored is not None
             for other in self._live():
                 if other is not s and other.has(key):
-                    other.tombs.append(stored)
+                    other.tombs[key] = stored
+        if unknown:
+            events.append(self._error(s.neighbour, "unknown-sender"))
         return events
+
+    def _take_foreign(self, neighbour: str, key: Key) -> bool:
+        """Room for one more tombstone of a key we never held, from ``neighbour``? (bounded both ways)"""
+        c = self.config
+        if (
+            len(self._foreign) >= c.max_foreign_tombstones
+            or self._foreign_by.get(neighbour, 0) >= c.max_foreign_tombstones_per_neighbour
+        ):
+            if not self._foreign_stale:
+                return False
+            # forget the ones the log has pruned since: only when a bound is hit and the log has pruned
+            # since the last sweep (a neighbour at its bound cannot make every tombstone cost a sweep)
+            self._foreign_stale = False
+            for k, n in [(k, n) for k, n in self._foreign.items() if self.log.get_tombstone(k) is None]:
+                del self._foreign[k]
+                left = self._foreign_by[n] - 1
+                if left:
+                    self._foreign_by[n] = left
+                else:
+                    del self._foreign_by[n]
+            if (
+                len(self._foreign) >= c.max_foreign_tombstones
+                or self._foreign_by.get(neighbour, 0) >= c.max_foreign_tombstones_per_neighbour
+            ):
+                return False
+        self._foreign[key] = neighbour
+        self._foreign_by[neighbour] = self._foreign_by.get(neighbour, 0) + 1
+        return True
+
+    def budget_counts(self, neighbour: str) -> dict[str, int]:
+        """What ``neighbour`` currently makes us hold, per structure (for tests and monitoring)."""
+        s = self._sessions.get(neighbour)
+        if s is None:
+            return {"foreign_tombstones": self._foreign_by.get(neighbour, 0)}
+        return {
+            "inflight": len(s.inflight),
+            "pending": sum(1 for n, _ in self._pending.values() if n == neighbour),
+            "attempts": len(s.attempts),
+            "unservable": len(s.unservable),
+            "remote_have_ranges": sum(len(rs.ranges()) for rs in s.remote_have.values()),
+            "acked_ranges": sum(len(rs.ranges()) for rs in s.acked.values()),
+            "control": len(s.control),
+            "envs": len(s.envs),
+            "voids": len(s.voids),
+            "tombs": len(s.tombs),
+            "served": len(s.served),
+            "foreign_tombstones": self._foreign_by.get(neighbour, 0),
+        }
 
     # -- helpers --------------------------------------------------------------------------------------
 
@@ -549,11 +657,31 @@ class SyncEngine:
         return [s for s in self._sessions.values() if not s.rejected]
 
     def _hello(self) -> bytes:
-        return wire.encode_hello(self.room_id, self.log.have())
+        """Senders we hold entries of first (then tombstone-only ones), each with at most a fair share of
+        the frame: a HELLO may under-claim, and junk can never crowd real senders out of it."""
+        have = self.log.have()
+        if not have:
+            return wire.encode_hello(self.room_id, have)
+        share = max(1, (_HELLO_ROOM - _HELLO_SENDER * len(have)) // (_HELLO_RANGE * len(have)))
+        ranked = sorted(have, key=lambda p: (not self.log.entries_in_range(p, 0, wire.MAX_INT, 1), p))
+        chosen: dict[str, list[tuple[int, int]]] = {}
+        room = _HELLO_ROOM
+        for p in ranked:
+            rs = have[p][:share]
+            room -= _HELLO_SENDER + _HELLO_RANGE * len(rs)
+            if room < 0:
+                break
+            chosen[p] = rs
+        return wire.encode_hello(self.room_id, chosen)
 
     def _error(self, neighbour: str, code: str) -> ProtocolErrorEvent:
         self.protocol_errors += 1
         return ProtocolErrorEvent(neighbour, code)
+
+    def _release(self, s: _Session, key: Key) -> None:
+        s.inflight.discard(key)
+        if self._pending.get(key, ("", 0))[0] == s.neighbour:
+            del self._pending[key]
 
     def _drop_pending(self, s: _Session) -> None:
         for key in s.inflight:
@@ -575,13 +703,15 @@ class SyncEngine:
     def _relay(self, entry: LogEntry, exclude: str | None) -> None:
         for s in self._live():
             if s.neighbour != exclude and not s.has(entry.key):
-                s.envs.append(entry.data)
+                s.envs[entry.key] = entry.data
                 s.mark(entry.key)
 
     def _request(self, s: _Session, now: int) -> None:
         """WANT from ``s`` what it has and we have not seen (bounded; skipping keys pending elsewhere)."""
         c = self.config
-        budget = c.max_want_keys
+        for key in [k for k in s.inflight if self._pending.get(k, ("", 0))[1] <= now]:
+            self._release(s, key)  # timed out: may be asked again below (one more attempt)
+        budget = c.max_want_keys - len(s.inflight)
         scan = 4 * c.max_want_keys
         wants: dict[str, RangeSet] = {}
         deadline = now + c.want_timeout_ms

@@ -16,7 +16,15 @@ class SyncConfig:
     resync_ms: int = 5_000
     max_want_keys: int = 4_096
     max_want_attempts: int = 8
+    #: keys looked at per WANT frame (CPU bound per frame)
     max_serve_keys: int = 8_192
+    #: per neighbour and per ``want_timeout_ms`` window, at most this many keys / bytes are served (pacing);
+    #: what is not served now is served when the neighbour asks again after its own ``want_timeout_ms``
+    max_serve_keys_per_window: int = 16_384
+    max_serve_bytes_per_window: int = 8 * 1024 * 1024
+    #: tombstones for keys we never held (they only save a WANT), per neighbour and in total
+    max_foreign_tombstones_per_neighbour: int = 1_024
+    max_foreign_tombstones: int = 8_192
     skew_ms: int = DEFAULT_SKEW_MS
     #: An entry whose Lamport stamp is this far ahead of our clock is refused (clock exhaustion attack).
     max_lamport_jump: int = 2**32
@@ -121,9 +129,17 @@ class _Session:
     unservable: set[Key] = field(default_factory=set)
     inflight: set[Key] = field(default_factory=set)
     control: list[bytes] = field(default_factory=list)
-    envs: list[bytes] = field(default_factory=list)
-    tombs: list[Tombstone] = field(default_factory=list)
+    #: queued output, keyed so one key is queued at most once (dedupe of what is already being served)
+    envs: dict[Key, bytes] = field(default_factory=dict)
+    #: both signed versions of a voided (equivocated) key, so the neighbour voids it too
+    voids: dict[Key, tuple[bytes, bytes]] = field(default_factory=dict)
+    tombs: dict[Key, Tombstone] = field(default_factory=dict)
     acks: dict[str, RangeSet] = field(default_factory=dict)
+    #: serve pacing: key -> time before which a WANT for it is not served again; the current window
+    served: dict[Key, int] = field(default_factory=dict)
+    serve_window_end: int = 0
+    serve_keys: int = 0
+    serve_bytes: int = 0
 
     def has(self, key: Key) -> bool:
         rs = self.remote_have.get(key[0])

@@ -270,7 +270,9 @@ async def test_mutators_return_after_their_commit(signaling_url: str, tmp_path: 
         await room.set_timer(600)
         assert stored() == before + 5
         assert await room.unsend(msg.id)
-        assert stored() == before + 5  # the message went, its TOMBSTONE came: both committed
+        held = {(e.sender, e.seq) for e in peer.store.envelopes(room.room_id)}
+        assert (peer.peer_id, msg.seq) not in held  # the message (and what hung on it) went...
+        assert (peer.peer_id, msg.seq + 5) in held  # ...and its signed TOMBSTONE came: both committed
         assert (peer.peer_id, msg.seq) in {(s, q) for s, q, _ in peer.store.tombstones(room.room_id)}
 
 

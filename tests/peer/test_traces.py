@@ -32,6 +32,7 @@ def test_the_traces_cover_the_contract() -> None:
         "late_joiner",
         "removal_rotation",
         "expiry_unsend",
+        "edit_unsend",
         "receipts_typing_seen",
         "content_types",
         "restart_restore",

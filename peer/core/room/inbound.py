@@ -312,6 +312,10 @@ class Inbound:
         code = self.timeline.apply(meta, content, events)
         if code is not None:
             self._fault(env.sender, code, now, events, link=False)
+            return
+        target = self.timeline.target_key((env.sender, env.seq))
+        if target is not None and self.sync.tombstone_of(target) is not None:
+            self._erase_referring(target, events)  # it refers to a message already erased here
 
     # -- erasing --------------------------------------------------------------------------------------
 
@@ -320,7 +324,7 @@ class Inbound:
     ) -> None:
         """Apply a verified TOMBSTONE envelope: tombstone each named key with the envelope as proof."""
         until = self._unsend_until(expires_at)
-        for seq in seqs:
+        for seq in sorted(seqs, reverse=True):  # edits/reactions before the message they refer to
             key = (sender, seq)
             held = self.sync.entry(key)
             if held is not None and not self._deletable(held):
@@ -329,13 +333,28 @@ class Inbound:
                 self._erase(key, events, "unsent")
 
     def _erase(self, key: Key, events: list[RoomEvent], reason: str) -> None:
-        """Forget a message in every part: shown message, key, pending copy, chain keys, envelope row."""
+        """Forget a message in every part: shown message, key, pending copy, chain keys, envelope row;
+        and every edit or reaction that refers to it (whoever wrote them)."""
+        self._erase_referring(key, events)
         self.timeline.erase(key, reason, events)
         tomb = self.sync.tombstone_of(key)
         self._persist.erased.append((key[0], key[1], tomb.until if tomb is not None else 0))
         if self.keys.erase(key, self._persist):
             self.receipts.owe(*key)
         self.presence.forget(key)
+
+    def _erase_referring(self, key: Key, events: list[RoomEvent]) -> None:
+        """Erase, here, the edits and reactions that refer to the erased message ``key``: every member
+        applies the same rule, so none keeps an edit's text or key past its message. The local tombstone
+        (not relayed: others erase by the same rule) keeps sync from fetching them back."""
+        for aux in self.timeline.referring(key):
+            held = self.sync.entry(aux)
+            if held is not None:
+                self.sync.restore_tombstone(aux, held.expires_at + self.sync.skew_ms)
+            if held is not None or self.keys.is_chat(aux) or aux in self.keys.message_keys:
+                self._erase(aux, events, "unsent")
+            else:
+                self.timeline.erase(aux, "unsent", events)
 
     def _open_restored(self, env: Envelope, message_key: bytes) -> None:
         self.keys.restore_key((env.sender, env.seq), message_key)

@@ -1,7 +1,10 @@
 """Membership: the signed ops in the log, the state they give, and THE rule for "who is a known sender".
 
 Rules:
-- State is recomputed from every MEMBERSHIP op held, in canonical order, so every member agrees.
+- State is recomputed from every MEMBERSHIP op held, in canonical order, so every member agrees. The
+  common case (a new op sorting after every op applied) is applied on top of the current state; only an
+  op that sorts earlier, or a forgotten op, replays the whole set, and a replay re-checks no crypto
+  (``verified``): n ops cost O(n) signature checks in total, not O(n²).
 - A sender is *known* iff it is, or was, a member (its ADD is in our log): :meth:`Members.known_sender`
   is the only place that decides it. Validation, parking, receipts and sender keys all ask here.
 - Who may do what (roles, announcement mode) is decided by ``MembershipState`` (owner from the invite);
@@ -39,6 +42,11 @@ class Members:
         self.self_id = own.peer_id
         self.state = MembershipState(room_id, owner=owner)
         self._ops: dict[Key, MembershipOp] = {}
+        self._verified: set[bytes] = set()  # digests of ops whose MAC/signature/prekey passed
+        self._last: tuple[int, str, bytes] | None = None  # sort key of the last op applied
+        self._new: list[MembershipOp] = []  # added since the last recompute
+        self._replay = False
+        self._refused: set[int] = set()  # id() of held ops that the state refused
         self._bundles: dict[str, PublicBundle] = {own.peer_id: own}  # every member ever (ADD seen)
         self._learned: dict[str, PublicBundle] = {}  # from signaling: for links only
         self._admitted_at: dict[str, int] = {}  # member -> lowest lamport of an accepted ADD of it
@@ -105,19 +113,42 @@ class Members:
     # -- updates -----------------------------------------------------------------------------------
 
     def add_op(self, key: Key, op: MembershipOp) -> None:
+        if key in self._ops:
+            self._replay = True
         self._ops[key] = op
+        self._new.append(op)
 
     def forget_op(self, key: Key) -> bool:
         """Drop the op held under ``key``; True if there was one."""
-        return self._ops.pop(key, None) is not None
+        if self._ops.pop(key, None) is None:
+            return False
+        self._replay = True
+        return True
 
     def recompute(self) -> MembershipChange:
         before = self.state
-        state, rejected = MembershipState.from_ops(
-            self.room_id, list(self._ops.values()), self._member_key, self._owner
-        )
+        new = sorted(self._new, key=lambda o: o.sort_key)
+        self._new = []
+        if not self._replay and new and (self._last is None or new[0].sort_key > self._last):
+            state = before
+            for op in new:  # all sort after what was applied: the same result as a replay
+                try:
+                    state = state.apply(op, self._member_key, self._verified)
+                except ProtocolError:  # a refused op leaves the state as it was
+                    self._refused.add(id(op))
+            self._last = new[-1].sort_key
+        elif self._replay or new:
+            ops = list(self._ops.values())
+            state, rejected = MembershipState.from_ops(
+                self.room_id, ops, self._member_key, self._owner, self._verified
+            )
+            self._refused = {id(op) for op in rejected}
+            self._last = max((o.sort_key for o in ops), default=None)
+            self._replay = False
+        else:
+            state = before
         self.state = state
-        refused = {id(op) for op in rejected}
+        refused = self._refused
         admitted: dict[str, int] = {}
         for op in self._ops.values():
             if op.op == OpType.ADD and id(op) not in refused:

@@ -124,6 +124,7 @@ class Room(Inbound):
             config=sync_config,
             authorize_tombstone=self._authorize_tombstone,
             peek_key=envelope_key,
+            known_sender=lambda peer: self.members_part.known_sender(peer) is not None,
             eager=_room_state_change,
         )
         self.members_part = Members(self.room_id, invite.member_key, identity.public_bundle(), invite.owner)
@@ -268,11 +269,16 @@ class Room(Inbound):
         if entry is None:
             return []
         expires_at = max(entry.expires_at, now + 1)
+        # the unsend names our own edits and reactions of it too: they go everywhere with it, keepers
+        # included (members erase everyone's edits/reactions of an erased message by rule anyway)
+        seqs = [key[1]] + [
+            q for s, q in self.timeline.referring(key) if s == self.peer_id and self.sync.entry((s, q))
+        ]
         published = self._publish_unchained(
-            Kind.TOMBSTONE, encode_tombstone([key[1]]), now, expires_at=expires_at
+            Kind.TOMBSTONE, encode_tombstone(seqs), now, expires_at=expires_at
         )
         events: list[RoomEvent] = []
-        self._apply_unsend(self.peer_id, [key[1]], expires_at, published.data, now, events)
+        self._apply_unsend(self.peer_id, seqs, expires_at, published.data, now, events)
         return events
 
     def set_timer(self, ttl_s: int, now: int) -> list[RoomEvent]:

@@ -5,6 +5,10 @@ Rules:
   epoch changes (a removal): the removed member never receives the new chain.
 - A chain's *initial* state is what members get (pairwise if linked, sealed to their prekey in a
   SENDER_KEY envelope otherwise). It is advanced past erased messages, so it cannot re-derive their keys.
+  When an erased message sits *after* a live one of the same chain (mixed TTLs, or an unsend of a newer
+  message), no state that can still open the live one can skip the erased one: then the stored initial
+  state is destroyed and the chain retired (the next message starts a new chain). A member joining later
+  cannot read that retired chain's remaining messages; nothing stored can re-derive an erased key.
 - A CHAT envelope opens with its sender's receiver chain; one whose chain has not arrived waits in
   ``pending``. The per-message key is kept (and persisted) until the message is erased.
 - A removed member's receiver chains are dropped, in memory and on disk.
@@ -201,18 +205,29 @@ class SenderKeys:
         if pos is None:
             return False
         if key[0] == self.self_id:
-            self.advance_initial(batch)
+            self.advance_initial(batch, erased_index=pos[1] if pos[0] == self._chain_id() else None)
         else:
             self._drop_skipped_key(key[0], *pos, batch)
         return True
 
-    def advance_initial(self, batch: PersistBatch) -> None:
-        """Move our stored initial chain state up to the oldest message still held."""
+    def _chain_id(self) -> bytes | None:
+        return self._chain.chain_id if self._chain is not None else None
+
+    def advance_initial(self, batch: PersistBatch, erased_index: int | None = None) -> None:
+        """Move our stored initial chain state up to the oldest message still held; if a message at
+        ``erased_index`` was just erased and an older one of the chain is still live, retire the chain."""
         init, cur = self._initial, self._chain
         if init is None or cur is None or init.chain_id != cur.chain_id:
             return
         live = [i for (s, _), (cid, i) in self._chat_pos.items() if s == self.self_id and cid == cur.chain_id]
         target = min(live, default=cur.index)
+        if erased_index is not None and target < erased_index:
+            # the initial state (at or before ``target``) would re-derive the erased key: destroy it and
+            # retire the chain, so the next message rotates and nothing stored precedes an erased key
+            self._initial = self._chain = None
+            batch.delete("chain/initial")
+            batch.delete("chain/own")
+            return
         if target <= init.index:
             return
         while init.index < target:

@@ -6,6 +6,7 @@ Rules:
   ``(reactor, emoji)`` vote on any message (latest per vote wins). Edits and reactions may arrive before
   their target: they are applied when it arrives.
 - Erasing a message forgets it and everything about it; erasing an edit or reaction re-renders its target.
+  The room erases the edits and reactions that refer to an erased message too (``referring``).
 - Receipts: ``Delivered`` once per (own message, neighbour) that ACKed it; ``MessageSeen`` once per
   (own message, member) that said it showed it.
 - Rebuilt on restart from the envelopes and message keys kept by the other parts: it persists nothing.
@@ -150,6 +151,14 @@ class Timeline:
                 by_emoji.setdefault(emoji, []).append(peer)
         reactions = tuple((e, tuple(sorted(p))) for e, p in sorted(by_emoji.items()))
         self._messages[key] = replace(base, text=body, edited=edited, reactions=reactions)
+
+    def referring(self, key: Key) -> list[Key]:
+        """The edit and reaction envelopes that refer to ``key`` (held or waiting for it)."""
+        return sorted(self._aux_by_target.get(key, ()))
+
+    def target_key(self, key: Key) -> Key | None:
+        """The message an edit or reaction envelope refers to (None for anything else)."""
+        return self._aux_target.get(key)
 
     def erase(self, key: Key, reason: str, events: list[RoomEvent]) -> None:
         msg = self._messages.pop(key, None)

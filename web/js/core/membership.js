@@ -139,25 +139,41 @@ function compareOps(a, b) {
   return x < y ? -1 : x > y ? 1 : 0;
 }
 
+/** Ops whose MAC, signature and prekey passed, with the member key (hex) they passed under. An op's check
+ * does not depend on the state (a peer id is the hash of its key), so it is done once per op: recomputing
+ * n ops costs no crypto for the ops seen before (was O(n²) signature checks). @type {WeakMap<object, string>} */
+const verifiedOps = new WeakMap();
+
 /** The state after `op`; ProtocolError if not allowed. @param {MembershipState} s @param {MembershipOp} op @param {Uint8Array} memberKey @returns {Promise<MembershipState>} */
 export async function applyOp(s, op, memberKey) {
+  return step(s, op, memberKey, new Map(s.members));
+}
+
+/** applyOp onto `members`, a fresh copy of the state's members (changed only once the op is accepted).
+ * @param {MembershipState} s @param {MembershipOp} op @param {Uint8Array} memberKey @param {Map<string, Member>} members @returns {Promise<MembershipState>} */
+async function step(s, op, memberKey, members) {
   if (op.roomId !== s.roomId) throw new ProtocolError('wrong-room', 'op for another room');
-  if (!(await hmacSha256Verify(memberKey, concatBytes(LABEL_MAC, opPrefix(op)), op.mac))) throw new ProtocolError('bad-mac', 'authentication tag mismatch');
+  const keyHex = toHex(memberKey);
+  const checked = verifiedOps.get(op) === keyHex;
+  if (!checked && !(await hmacSha256Verify(memberKey, concatBytes(LABEL_MAC, opPrefix(op)), op.mac))) throw new ProtocolError('bad-mac', 'authentication tag mismatch');
   if (s.removed.has(op.author)) throw new ProtocolError('removed', 'author was removed from the room');
   const author = s.members.get(op.author);
   let authorKey;
   if (author) authorKey = author.bundle.ed25519;
   else if (op.op === OpType.ADD && op.target === op.author) authorKey = /** @type {PublicBundle} */ (op.bundle).ed25519;
   else throw new ProtocolError('not-member', 'author is not a member');
-  await ed25519VerifyOrThrow(authorKey, concatBytes(LABEL_SIG, opPrefix(op), op.mac), op.signature);
+  if (!checked) await ed25519VerifyOrThrow(authorKey, concatBytes(LABEL_SIG, opPrefix(op), op.mac), op.signature);
   if (op.op === OpType.ADD) {
     const target = /** @type {string} */ (op.target), bundle = /** @type {PublicBundle} */ (op.bundle), prekey = /** @type {SignedPrekey} */ (op.prekey);
     if (s.removed.has(target)) throw new ProtocolError('removed', 'target was removed from the room');
-    await verifyPrekey(prekey, bundle);
+    if (!checked) await verifyPrekey(prekey, bundle);
+    verifiedOps.set(op, keyHex);
     const cur = s.members.get(target);
     if (cur && cur.prekey.createdAt >= prekey.createdAt) return s;
-    return { ...s, members: new Map([...s.members, [target, { bundle, prekey }]]) };
+    members.set(target, { bundle, prekey });
+    return { ...s, members };
   }
+  verifiedOps.set(op, keyHex);
   if (op.op === OpType.REMOVE) {
     const target = /** @type {string} */ (op.target);
     if (!s.members.has(target)) throw new ProtocolError('not-member', 'target is not a member');
@@ -165,7 +181,6 @@ export async function applyOp(s, op, memberKey) {
       if (!isAdmin(s, op.author)) throw new ProtocolError('not-admin', 'only an admin may remove another member');
       if (target === s.owner) throw new ProtocolError('not-allowed', 'the owner cannot be removed by another member');
     }
-    const members = new Map(s.members);
     members.delete(target);
     const admins = new Set(s.admins);
     admins.delete(target);
@@ -229,7 +244,8 @@ function withTimer(s, t) {
   return { ...s, timer, timerHeld: held };
 }
 
-/** Apply ops in canonical order. @param {string} roomId @param {MembershipOp[]} ops @param {Uint8Array} memberKey @param {string|null} [owner] */
+/** Apply ops in canonical order (each op's crypto is checked once: see verifiedOps).
+ * @param {string} roomId @param {MembershipOp[]} ops @param {Uint8Array} memberKey @param {string|null} [owner] */
 export async function stateFromOps(roomId, ops, memberKey, owner = null) {
   let state = emptyState(roomId, owner);
   /** @type {MembershipOp[]} */

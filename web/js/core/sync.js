@@ -5,9 +5,14 @@
 // Rules (one session per neighbour):
 // - connect() queues HELLO first. ENVELOPES/WANT/ACK/TOMBSTONES before the neighbour's HELLO: no-hello.
 // - HELLO for another room: wrong-room, the session is ignored from then on.
-// - On every HELLO we WANT what the neighbour has and we have not seen (bounded, skipping keys pending
-//   elsewhere); HELLO is re-sent every resyncMs (anti-entropy).
-// - WANT is served with ENVELOPES for held unexpired entries and TOMBSTONES for tombstoned keys.
+// - On every HELLO we WANT what the neighbour has and we have not seen (skipping keys pending elsewhere);
+//   at most maxWantKeys in flight per neighbour, ever: a newer HELLO replaces the older one (wants for
+//   keys it no longer claims are released), timed-out wants are released first. HELLO is re-sent every
+//   resyncMs (anti-entropy).
+// - WANT is served with ENVELOPES for held unexpired entries and TOMBSTONES for tombstoned keys, paced per
+//   neighbour: a key queued or served less than wantTimeoutMs/2 ago is not served again, and at most
+//   maxServeKeysPerWindow keys / maxServeBytesPerWindow bytes per wantTimeoutMs window. Output queues are
+//   keyed: a key is queued once per link.
 // - A duplicate (peekKey says we have seen its key) is acked (or answered with its tombstone) without
 //   validation. Every other envelope goes through validate; a ProtocolError drops that envelope only
 //   and yields 'envelope-refused' (with the envelope, so the room may park it). A new entry is added,
@@ -18,7 +23,10 @@
 //   entries counts as an ACK of each (bounded by maxServeKeys per HELLO, once per session and key). A
 //   new entry received from someone other than its author is also ACKed to the author if linked.
 // - Proof-less tombstones: accepted for a held entry iff expires_at <= now + skew, for an unheld key
-//   iff until <= now + skew. Tombstones with a proof need authorizeTombstone.
+//   iff until <= now + skew. Tombstones with a proof need authorizeTombstone. With knownSender (the
+//   membership rule) a tombstone naming an unknown sender is refused (unknown-sender); tombstones for keys
+//   never held are bounded per neighbour and in total; keys a neighbour never claimed grow nothing.
+// - Our HELLO lists senders we hold entries of first, each with a fair share of the frame.
 // - An entry more than maxLamportJump ahead of our clock is refused (lamport-jump).
 // - PING every heartbeatMs; silence for deadAfterMs: neighbour-timed-out, session dropped.
 
@@ -36,6 +44,16 @@ import * as wire from './wire.js';
 
 export { DEFAULT_SYNC_CONFIG } from './sync_events.js';
 
+// what one (sender, ranges) block of a HELLO costs and what the frame holds (see wire.js)
+const HELLO_ROOM = 65536 - 64;
+const HELLO_SENDER = 18;
+const HELLO_RANGE = 16;
+
+/** @param {string} key @returns {[string, number]} the (sender, seq) of a keyOf() key */
+const splitKey = (key) => {
+  const i = key.lastIndexOf(':');
+  return [key.slice(0, i), Number(key.slice(i + 1))];
+};
 /** @param {Uint8Array} a @param {Uint8Array} b */
 const sameBytes = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
 
@@ -44,7 +62,8 @@ export class SyncEngine {
    * @param {string} selfId @param {string} roomId
    * @param {(data: Uint8Array) => Promise<LogEntry>} validate
    * @param {{config?: Partial<typeof DEFAULT_SYNC_CONFIG>, authorizeTombstone?: (t: Tombstone, held: LogEntry|null, now: number) => Promise<boolean>,
-   *   peekKey?: (data: Uint8Array) => [string, number], eager?: (entry: LogEntry) => boolean}} [opts]
+   *   peekKey?: (data: Uint8Array) => [string, number], eager?: (entry: LogEntry) => boolean,
+   *   knownSender?: (sender: string) => boolean}} [opts]
    */
   constructor(selfId, roomId, validate, opts = {}) {
     this.selfId = selfId;
@@ -55,6 +74,12 @@ export class SyncEngine {
     this.validate = validate;
     this.authorize = opts.authorizeTombstone ?? null;
     this.peek = opts.peekKey ?? null;
+    this.knownSender = opts.knownSender ?? null;
+    /** @type {Map<string, string>} tombstones of keys never held -> the neighbour that sent them */
+    this.foreign = new Map();
+    /** @type {Map<string, number>} */
+    this.foreignBy = new Map();
+    this.foreignStale = false; // the log pruned tombstones since the last sweep of `foreign`
     /** entries always relayed at once, even when received from their author (room state) */
     this.eager = opts.eager ?? null;
     /** @type {number|null} */
@@ -165,7 +190,7 @@ export class SyncEngine {
   delete(sender, seq, until, proof) {
     if (!this.log.tombstone(sender, seq, until, proof)) return false;
     const tomb = /** @type {Tombstone} */ (this.log.getTombstone(sender, seq));
-    for (const s of this.live()) s.tombs.push(tomb);
+    for (const s of this.live()) s.tombs.set(keyOf(sender, seq), tomb);
     return true;
   }
 
@@ -181,13 +206,13 @@ export class SyncEngine {
     /** @type {[string, Uint8Array][]} */
     const out = [];
     for (const [n, s] of this.sessions) {
-      if (s.rejected || !(s.control.length || s.envs.length || s.tombs.length || s.acks.size)) continue;
+      if (s.rejected || !(s.control.length || s.envs.size || s.voids.size || s.tombs.size || s.acks.size)) continue;
       const frames = s.control;
-      if (s.envs.length) frames.push(...wire.encodeEnvelopes(s.envs));
-      if (s.tombs.length) frames.push(...wire.encodeTombstones(s.tombs));
+      if (s.envs.size || s.voids.size) frames.push(...wire.encodeEnvelopes([...s.envs.values(), ...[...s.voids.values()].flat()]));
+      if (s.tombs.size) frames.push(...wire.encodeTombstones([...s.tombs.values()]));
       if (s.acks.size) frames.push(...wire.encodeAck(toRangeMap(s.acks)));
       for (const f of frames) out.push([n, f]);
-      s.control = []; s.envs = []; s.tombs = []; s.acks = new Map();
+      s.control = []; s.envs = new Map(); s.voids = new Map(); s.tombs = new Map(); s.acks = new Map();
     }
     return out;
   }
@@ -210,10 +235,11 @@ export class SyncEngine {
   handleTimer(now) {
     /** @type {SyncEvent[]} */
     const events = [];
+    this.foreignStale = true; // expire() may prune tombstones
     for (const [sender, seq] of this.log.expire(now)) {
       events.push({ type: 'entry-expired', sender, seq });
       const tomb = /** @type {Tombstone} */ (this.log.getTombstone(sender, seq));
-      for (const s of this.live()) if (s.has(sender, seq)) s.tombs.push(tomb);
+      for (const s of this.live()) if (s.has(sender, seq)) s.tombs.set(keyOf(sender, seq), tomb);
     }
     const c = this.config;
     if (this.announceAt !== null && now >= this.announceAt) {
@@ -292,12 +318,19 @@ export class SyncEngine {
     s.remoteHave = new Map([...frame.have].map(([k, v]) => [k, new RangeSet(v)]));
     s.attempts.clear();
     s.unservable.clear();
+    // the newer HELLO replaces the older one: wants for keys it no longer claims are released
+    for (const k of [...s.inflight]) {
+      const [sender, seq] = splitKey(k);
+      if (!s.has(sender, seq)) this.release(s, k);
+    }
     if (!s.ready) {
       s.ready = true;
       events.push({ type: 'neighbour-ready', neighbour: s.neighbour });
-      s.tombs.push(...this.log.tombstones().filter((t) => t.proof.length && s.has(t.sender, t.seq)));
+      for (const t of this.log.tombstones()) {
+        if (t.proof.length && s.has(t.sender, t.seq)) s.tombs.set(keyOf(t.sender, t.seq), t);
+      }
       // equivocations it may not have seen: both versions, so it voids the key too
-      for (const [sender, seq, first, second] of this.log.voidPairs.values()) if (s.has(sender, seq)) s.envs.push(first, second);
+      for (const [sender, seq, first, second] of this.log.voidPairs.values()) if (s.has(sender, seq)) s.voids.set(keyOf(sender, seq), [first, second]);
     }
     events.push(...this.helloAcks(s));
     this.request(s, now);
@@ -362,7 +395,7 @@ export class SyncEngine {
             rs.add(seq);
           } else {
             const tomb = this.log.getTombstone(sender, seq);
-            if (tomb) s.tombs.push(tomb); // a stale copy: answer with the tombstone
+            if (tomb) s.tombs.set(keyOf(sender, seq), tomb); // a stale copy: answer with the tombstone
           }
           continue;
         }
@@ -412,7 +445,7 @@ export class SyncEngine {
         rs.add(seq);
       } else {
         const tomb = this.log.getTombstone(sender, seq);
-        if (tomb) s.tombs.push(tomb);
+        if (tomb) s.tombs.set(keyOf(sender, seq), tomb);
       }
     }
     for (const r of refill) if (r.ready && !r.inflight.size) this.request(r, now);
@@ -421,21 +454,37 @@ export class SyncEngine {
 
   /** @param {Session} s @param {import('./log.js').RangeMap} ranges @param {number} now */
   onWant(s, ranges, now) {
-    let budget = this.config.maxServeKeys;
+    const c = this.config;
+    if (now >= s.serveWindowEnd) { // a new pacing window
+      s.serveWindowEnd = now + c.wantTimeoutMs;
+      s.serveKeys = 0; s.serveBytes = 0;
+      for (const [k, t] of [...s.served]) if (t <= now) s.served.delete(k);
+    }
+    const againAt = now + Math.floor(c.wantTimeoutMs / 2);
+    let budget = c.maxServeKeys;
     for (const [sender, rs] of ranges) {
       const seen = this.log.seenRanges(sender);
       for (const [a, b] of rs) {
         for (const [lo, hi] of seen.intersect(a, b)) {
           for (let seq = lo; seq <= hi; seq++) {
-            if (budget <= 0) return;
+            if (budget <= 0 || s.serveKeys >= c.maxServeKeysPerWindow) return;
             budget -= 1;
+            const key = keyOf(sender, seq);
+            if (s.envs.has(key) || s.tombs.has(key) || (s.served.get(key) ?? now) > now) continue;
             const entry = this.log.get(sender, seq);
             if (entry) {
-              if (entry.expiresAt > now) { s.envs.push(entry.data); s.mark(sender, seq); }
+              if (entry.expiresAt > now) {
+                if (s.serveBytes + entry.data.length > c.maxServeBytesPerWindow) return;
+                s.serveBytes += entry.data.length;
+                s.serveKeys += 1;
+                s.served.set(key, againAt);
+                s.envs.set(key, entry.data);
+                s.mark(sender, seq);
+              }
               continue;
             }
             const tomb = this.log.getTombstone(sender, seq);
-            if (tomb) s.tombs.push(tomb);
+            if (tomb) { s.serveKeys += 1; s.served.set(key, againAt); s.tombs.set(key, tomb); }
           }
         }
       }
@@ -472,11 +521,18 @@ export class SyncEngine {
     /** @type {SyncEvent[]} */
     const events = [];
     const skew = this.config.skewMs;
+    let unknown = false;
     for (const tomb of items) {
       const { sender, seq } = tomb;
-      s.mark(sender, seq);
-      this.resolve(keyOf(sender, seq));
-      if (this.log.getTombstone(sender, seq)) continue;
+      const key = keyOf(sender, seq);
+      const claimed = s.has(sender, seq); // listed in its HELLO (or sent/served to us before)
+      this.resolve(key);
+      if (this.log.getTombstone(sender, seq)) { s.mark(sender, seq); continue; }
+      if (this.knownSender !== null && !this.knownSender(sender)) {
+        unknown = true;
+        if (claimed && s.unservable.size < 4 * this.config.maxWantKeys) s.unservable.add(key);
+        continue;
+      }
       const held = this.log.get(sender, seq);
       let ok;
       if (tomb.proof.length) {
@@ -487,27 +543,91 @@ export class SyncEngine {
       } else {
         ok = tomb.until <= now + skew;
       }
-      if (!ok) { s.unservable.add(keyOf(sender, seq)); continue; }
+      if (ok && !held && !this.log.seen(sender, seq)) ok = this.takeForeign(s.neighbour, key);
+      if (!ok) { if (claimed && s.unservable.size < 4 * this.config.maxWantKeys) s.unservable.add(key); continue; }
+      s.mark(sender, seq);
       this.log.tombstone(sender, seq, tomb.until, tomb.proof);
       if (held) events.push({ type: tomb.proof.length ? 'entry-deleted' : 'entry-expired', sender, seq });
       const stored = /** @type {Tombstone} */ (this.log.getTombstone(sender, seq));
-      for (const other of this.live()) if (other !== s && other.has(sender, seq)) other.tombs.push(stored);
+      for (const other of this.live()) if (other !== s && other.has(sender, seq)) other.tombs.set(key, stored);
     }
+    if (unknown) events.push(this.error(s.neighbour, 'unknown-sender'));
     return events;
+  }
+
+  /** Room for one more tombstone of a key never held, from `neighbour`? @param {string} neighbour @param {string} key */
+  takeForeign(neighbour, key) {
+    const c = this.config;
+    const full = () => this.foreign.size >= c.maxForeignTombstones
+      || (this.foreignBy.get(neighbour) ?? 0) >= c.maxForeignTombstonesPerNeighbour;
+    if (full()) {
+      if (!this.foreignStale) return false; // swept since the log last pruned: nothing to free
+      this.foreignStale = false;
+      for (const [k, n] of [...this.foreign]) { // forget the ones the log has pruned (only at a bound)
+        const [sender, seq] = splitKey(k);
+        if (this.log.getTombstone(sender, seq)) continue;
+        this.foreign.delete(k);
+        const left = (this.foreignBy.get(n) ?? 1) - 1;
+        if (left) this.foreignBy.set(n, left); else this.foreignBy.delete(n);
+      }
+      if (full()) return false;
+    }
+    this.foreign.set(key, neighbour);
+    this.foreignBy.set(neighbour, (this.foreignBy.get(neighbour) ?? 0) + 1);
+    return true;
+  }
+
+  /** What `neighbour` makes us hold, per structure (tests, monitoring). @param {string} neighbour */
+  budgetCounts(neighbour) {
+    const s = this.sessions.get(neighbour);
+    const foreignTombstones = this.foreignBy.get(neighbour) ?? 0;
+    if (!s) return { foreignTombstones };
+    let pending = 0;
+    for (const [n] of this.pending.values()) if (n === neighbour) pending += 1;
+    let remoteHaveRanges = 0;
+    for (const rs of s.remoteHave.values()) remoteHaveRanges += rs.ranges().length;
+    return {
+      inflight: s.inflight.size, pending, attempts: s.attempts.size, unservable: s.unservable.size,
+      remoteHaveRanges, control: s.control.length, envs: s.envs.size, voids: s.voids.size, tombs: s.tombs.size,
+      served: s.served.size, foreignTombstones,
+    };
   }
 
   live() {
     return [...this.sessions.values()].filter((s) => !s.rejected);
   }
 
+  /** Senders we hold entries of first, each with at most a fair share of the frame (never crowded out). */
   hello() {
-    return wire.encodeHello(this.roomId, this.log.have());
+    const have = this.log.have();
+    if (!have.size) return wire.encodeHello(this.roomId, have);
+    const n = have.size;
+    const share = Math.max(1, Math.floor((HELLO_ROOM - HELLO_SENDER * n) / (HELLO_RANGE * n)));
+    const holding = new Set();
+    for (const e of this.log.entries.values()) holding.add(e.sender);
+    const ranked = [...have.keys()].filter((p) => holding.has(p)).concat([...have.keys()].filter((p) => !holding.has(p)));
+    /** @type {Map<string, [number, number][]>} */
+    const chosen = new Map();
+    let room = HELLO_ROOM;
+    for (const p of ranked) {
+      const rs = /** @type {[number, number][]} */ (have.get(p)).slice(0, share);
+      room -= HELLO_SENDER + HELLO_RANGE * rs.length;
+      if (room < 0) break;
+      chosen.set(p, rs);
+    }
+    return wire.encodeHello(this.roomId, chosen);
   }
 
   /** @param {string} neighbour @param {string} code @returns {SyncEvent} */
   error(neighbour, code) {
     this.protocolErrors += 1;
     return { type: 'protocol-error', neighbour, code };
+  }
+
+  /** @param {Session} s @param {string} key */
+  release(s, key) {
+    s.inflight.delete(key);
+    if (this.pending.get(key)?.[0] === s.neighbour) this.pending.delete(key);
   }
 
   /** @param {Session} s */
@@ -547,7 +667,7 @@ export class SyncEngine {
     const until = Math.min(Math.max(held.expiresAt, other.expiresAt) + this.log.skewMs, wire.MAX_INT);
     if (!this.log.void(held.sender, held.seq, held.data, other.data, until)) return [];
     for (const x of this.live()) {
-      x.envs.push(held.data, other.data);
+      x.voids.set(keyOf(held.sender, held.seq), [held.data, other.data]);
       x.mark(held.sender, held.seq);
     }
     return [{ type: 'entry-voided', sender: held.sender, seq: held.seq, neighbour: s.neighbour }];
@@ -557,7 +677,7 @@ export class SyncEngine {
   relay(entry, exclude) {
     for (const s of this.live()) {
       if (s.neighbour !== exclude && !s.has(entry.sender, entry.seq)) {
-        s.envs.push(entry.data);
+        s.envs.set(keyOf(entry.sender, entry.seq), entry.data);
         s.mark(entry.sender, entry.seq);
       }
     }
@@ -566,7 +686,8 @@ export class SyncEngine {
   /** @param {Session} s @param {number} now */
   request(s, now) {
     const c = this.config;
-    let budget = c.maxWantKeys;
+    for (const k of [...s.inflight]) if ((this.pending.get(k)?.[1] ?? 0) <= now) this.release(s, k); // timed out
+    let budget = c.maxWantKeys - s.inflight.size;
     let scan = 4 * c.maxWantKeys;
     /** @type {Map<string, RangeSet>} */
     const wants = new Map();

@@ -18,6 +18,8 @@ export const DEFAULT_SYNC_CONFIG = Object.freeze({
   heartbeatMs: 1000, deadAfterMs: 4000, wantTimeoutMs: 2000, resyncMs: 5000, maxWantKeys: 4096,
   maxWantAttempts: 8, maxServeKeys: 8192, skewMs: DEFAULT_SKEW_MS, maxLamportJump: 2 ** 32,
   announceDelayMs: 250,
+  maxServeKeysPerWindow: 16384, maxServeBytesPerWindow: 8 * 1024 * 1024,
+  maxForeignTombstonesPerNeighbour: 1024, maxForeignTombstones: 8192,
 });
 
 export class Session {
@@ -44,12 +46,19 @@ export class Session {
     this.inflight = new Set();
     /** @type {Uint8Array[]} */
     this.control = [];
-    /** @type {Uint8Array[]} */
-    this.envs = [];
-    /** @type {Tombstone[]} */
-    this.tombs = [];
+    /** @type {Map<string, Uint8Array>} keyed: one key queued once */
+    this.envs = new Map();
+    /** @type {Map<string, [Uint8Array, Uint8Array]>} both signed versions of a voided (equivocated) key */
+    this.voids = new Map();
+    /** @type {Map<string, Tombstone>} */
+    this.tombs = new Map();
     /** @type {Map<string, RangeSet>} */
     this.acks = new Map();
+    /** @type {Map<string, number>} serve pacing: key -> time before which it is not served again */
+    this.served = new Map();
+    this.serveWindowEnd = 0;
+    this.serveKeys = 0;
+    this.serveBytes = 0;
   }
 
   /** @param {string} sender @param {number} seq */

@@ -48,6 +48,8 @@ export class Inbound {
       // relayed at once even from its author (an equivocated version meets the other): an unsend, or a
       // membership op other than an ADD (REMOVE, SET_TIMER); payload byte 1 is the op type
       eager: (entry) => entry.data[1] === Kind.TOMBSTONE || (entry.data[1] === Kind.MEMBERSHIP && entry.data[HEADER_LEN + 5] !== OpType.ADD),
+      // membership is the authority on senders: tombstones naming anyone else are refused
+      knownSender: (peer) => this.membersPart.knownSender(peer) !== null,
     });
     this.membersPart = new Members(this.roomId, invite.memberKey, this.peerId, publicBundle(identity), invite.owner ?? null);
     this.links = new Links(identity, this.roomId, opts.rng);
@@ -319,11 +321,11 @@ export class Inbound {
       this.fault(env.sender, e.code, now, events, false);
       return;
     }
-    this.show(env, plaintext, now, events);
+    await this.show(env, plaintext, now, events);
   }
 
   /** @param {Envelope} env @param {Uint8Array} plaintext @param {number} now @param {RoomEvent[]} events */
-  show(env, plaintext, now, events) {
+  async show(env, plaintext, now, events) {
     let c;
     try {
       c = content.decodeContent(plaintext);
@@ -335,14 +337,19 @@ export class Inbound {
     if ((c.t === 'text' || c.t === 'edit') && !this.membersPart.mayPost(env.sender, env.lamport)) return; // announcement mode
     const meta = { sender: env.sender, seq: env.seq, lamport: env.lamport, sentAt: env.sentAt, expiresAt: env.expiresAt };
     const code = this.timeline.apply(meta, c, events);
-    if (code !== null) this.fault(env.sender, code, now, events, false);
+    if (code !== null) { this.fault(env.sender, code, now, events, false); return; }
+    const target = this.timeline.targetKey(keyOf(env.sender, env.seq));
+    if (target !== null) {
+      const [ts, tq] = splitKey(target);
+      if (this.sync.tombstoneOf(ts, tq)) await this.eraseReferring(target, events); // its message is gone here
+    }
   }
 
   /** @param {Envelope} env @param {Uint8Array} mk */
   async openRestored(env, mk) {
     this.keys.messageKeys.set(keyOf(env.sender, env.seq), mk);
     try {
-      this.show(env, await openWithKey(env, mk), 0, []);
+      await this.show(env, await openWithKey(env, mk), 0, []);
     } catch (e) {
       if (!(e instanceof ProtocolError)) throw e;
     }
@@ -353,7 +360,7 @@ export class Inbound {
   /** @param {string} sender @param {number[]} seqs @param {number} expiresAt @param {Uint8Array} proof @param {number} now @param {RoomEvent[]} events */
   async applyUnsend(sender, seqs, expiresAt, proof, now, events) {
     const until = this.unsendUntil(expiresAt);
-    for (const seq of seqs) {
+    for (const seq of [...seqs].sort((x, y) => y - x)) { // edits/reactions before the message they refer to
       const held = this.sync.entry(sender, seq);
       if (held && !this.deletable(held)) continue;
       if (this.sync.delete(sender, seq, until, proof) && held) await this.erase(sender, seq, events, 'unsent');
@@ -363,10 +370,30 @@ export class Inbound {
   /** Forget a message in every part. @param {string} sender @param {number} seq @param {RoomEvent[]} events @param {'expired'|'unsent'|'equivocation'} reason */
   async erase(sender, seq, events, reason) {
     const k = keyOf(sender, seq);
+    await this.eraseReferring(k, events); // and every edit or reaction that refers to it, whoever wrote it
     this.timeline.erase(k, reason, events);
     const tomb = this.sync.tombstoneOf(sender, seq);
     this.persist.erased.push([sender, seq, tomb ? tomb.until : 0]);
     if (await this.keys.erase(sender, seq, this.persist)) this.receipts.owe(sender, seq);
     this.presence.forget(k);
   }
+
+  /** Erase here the edits and reactions that refer to the erased message `k` (every member applies the
+   * same rule; the local tombstone, not relayed, keeps sync from fetching them back).
+   * @param {string} k @param {RoomEvent[]} events */
+  async eraseReferring(k, events) {
+    for (const aux of this.timeline.referring(k)) {
+      const [s, q] = splitKey(aux);
+      const held = this.sync.entry(s, q);
+      if (held) this.sync.restoreTombstone(s, q, held.expiresAt + this.sync.skewMs);
+      if (held || this.keys.isChat(aux) || this.keys.messageKeys.has(aux)) await this.erase(s, q, events, 'unsent');
+      else this.timeline.erase(aux, 'unsent', events);
+    }
+  }
+}
+
+/** @param {string} key @returns {[string, number]} the (sender, seq) of a keyOf() key */
+function splitKey(key) {
+  const i = key.lastIndexOf(':');
+  return [key.slice(0, i), Number(key.slice(i + 1))];
 }

@@ -209,10 +209,17 @@ export class Room extends Inbound {
       const entry = this.sync.entry(p.sender, p.seq);
       if (!entry) return [];
       const expiresAt = Math.max(entry.expiresAt, now + 1);
-      const published = await this.publishUnchained(Kind.TOMBSTONE, encodeTombstone([p.seq]), now, expiresAt);
+      // the unsend names our own edits and reactions of it too (members erase everyone's by rule anyway)
+      const seqs = [p.seq];
+      for (const aux of this.timeline.referring(p.key)) {
+        const i = aux.lastIndexOf(':');
+        const [s, q] = [aux.slice(0, i), Number(aux.slice(i + 1))];
+        if (s === this.peerId && this.sync.entry(s, q)) seqs.push(q);
+      }
+      const published = await this.publishUnchained(Kind.TOMBSTONE, encodeTombstone(seqs), now, expiresAt);
       /** @type {RoomEvent[]} */
       const events = [];
-      await this.applyUnsend(this.peerId, [p.seq], expiresAt, published.data, now, events);
+      await this.applyUnsend(this.peerId, seqs, expiresAt, published.data, now, events);
       return events;
     });
   }

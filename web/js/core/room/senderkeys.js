@@ -198,19 +198,29 @@ export class SenderKeys {
     const pos = this.chatPos.get(k);
     if (!pos) return false;
     this.chatPos.delete(k);
-    if (sender === this.selfId) await this.advanceInitial(batch);
-    else this.dropSkippedKey(sender, pos[0], pos[1], batch);
+    if (sender === this.selfId) {
+      const current = this.chain && toHex(this.chain.chainId) === pos[0];
+      await this.advanceInitial(batch, current ? pos[1] : null);
+    } else this.dropSkippedKey(sender, pos[0], pos[1], batch);
     return true;
   }
 
-  /** Keep our stored initial state at the oldest message still held. @param {PersistBatch} batch */
-  async advanceInitial(batch) {
+  /** Keep our stored initial state at the oldest message still held; if the message at `erasedIndex` was
+   * just erased while an older one of the chain lives, destroy the initial state and retire the chain
+   * (the next message rotates): nothing stored may re-derive an erased key.
+   * @param {PersistBatch} batch @param {number|null} [erasedIndex] */
+  async advanceInitial(batch, erasedIndex = null) {
     let init = this.initial;
     const cur = this.chain;
     if (!init || !cur || toHex(init.chainId) !== toHex(cur.chainId)) return;
     const cid = toHex(cur.chainId);
     const live = [...this.chatPos].filter(([k, [c]]) => k.startsWith(`${this.selfId}:`) && c === cid).map(([, [, i]]) => i);
     const target = live.length ? Math.min(...live) : cur.index;
+    if (erasedIndex !== null && target < erasedIndex) {
+      this.initial = null; this.chain = null;
+      batch.delete('chain/initial'); batch.delete('chain/own');
+      return;
+    }
     if (target <= init.index) return;
     while (init.index < target) [init] = await advance(init);
     this.initial = init;

@@ -123,6 +123,16 @@ export class Timeline {
     this.msgs.set(k, Object.freeze({ ...base, text, edited, reactions }));
   }
 
+  /** The edit and reaction envelopes that refer to `k` (held or waiting for it), sorted. @param {string} k */
+  referring(k) {
+    return [...(this.auxByTarget.get(k) ?? [])].sort();
+  }
+
+  /** The message an edit or reaction envelope refers to (null for anything else). @param {string} k */
+  targetKey(k) {
+    return this.aux.get(k)?.target ?? null;
+  }
+
   /** @param {string} k @param {'expired'|'unsent'|'equivocation'} reason @param {RoomEvent[]} events */
   erase(k, reason, events) {
     const msg = this.msgs.get(k);

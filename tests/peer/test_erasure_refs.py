@@ -1,0 +1,149 @@
+"""Erasing a message erases what refers to it (issue 13 item 2), and what could re-derive it (item 6).
+
+Before: after unsending an edited message, the edit's envelope and its message key stayed in every
+member's database until the original expiry (decrypting copies of the homes gave the edited text back),
+and a reaction to it likewise. Checked on real SQLite stores fed with every batch each room persisted.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from peer.core.chains import SenderChain
+from peer.core.identity import Identity
+from peer.core.invite import Invite
+from peer.core.room import Room
+from peer.store.sqlite import Store, apply_batch, snapshot
+from peer.testing import FakeClock
+from tests.peer.room_net import Net
+
+
+@pytest.fixture
+def net() -> Net:
+    return Net(Invite.new("http://127.0.0.1:1"), FakeClock())
+
+
+def _mesh(net: Net, *rooms: Room) -> None:
+    for i, x in enumerate(rooms):
+        for y in rooms[i + 1 :]:
+            net.link(x, y)
+    net.pump()
+    net.tick(1000)
+
+
+def _store_of(net: Net, room: Room) -> Store:
+    store = Store(":memory:")
+    for batch in net.persisted[room.peer_id] + [room.take_persist()]:
+        apply_batch(store, room.room_id, batch)
+    return store
+
+
+def _rows(store: Store, room: Room, keys: list[tuple[str, int]]) -> dict[tuple[str, int], tuple[bool, bool]]:
+    """Per key: (envelope row present, message key present)."""
+    held = {(e.sender, e.seq) for e in store.envelopes(room.room_id)}
+    return {k: (k in held, store.message_key(room.room_id, k[0], k[1]) is not None) for k in keys}
+
+
+def test_unsend_of_an_edited_message_erases_the_edit_and_reactions_everywhere(net: Net) -> None:
+    a, b, c = (net.add(Identity.generate()) for _ in range(3))
+    keeper = net.add(Identity.generate(), keeper=True)
+    _mesh(net, a, b, c, keeper)
+    msg = a.send_text("meet at 10:00", net.now(a), ttl_s=3600)
+    net.pump()
+    edited = a.edit(msg.id, "meet at 18:00 (secret)", net.now(a))
+    net.pump()
+    b.react(msg.id, "👍", net.now(b))
+    net.pump()
+    assert [m.text for m in c.messages()] == ["meet at 18:00 (secret)"]
+    assert edited.edited
+    refs = [(a.peer_id, msg.seq), *a.timeline.referring((a.peer_id, msg.seq))]
+    assert len(refs) == 3  # the message, a's edit, b's reaction
+    for room in (a, b, c):
+        rows = _rows(_store_of(net, room), room, refs)
+        assert all(env and key for env, key in rows.values()), rows  # all on disk before the unsend
+    a.unsend(msg.id, net.now(a))
+    net.pump()
+    net.tick(1_000)
+    for room in (a, b, c):
+        assert room.messages() == []
+        store = _store_of(net, room)
+        assert _rows(store, room, refs) == dict.fromkeys(refs, (False, False)), room.peer_id
+        store.close()
+    # a keeper opens nothing, so it cannot know what b's reaction refers to: it keeps that ciphertext
+    # (never a key) until its expiry; a's own edit was named in the unsend and is gone there too
+    store = _store_of(net, keeper)
+    rows = _rows(store, keeper, refs)
+    assert not any(key for _, key in rows.values())
+    assert [k for k, (env, _) in rows.items() if env] == [k for k in refs if k[0] == b.peer_id]
+    store.close()
+
+
+def test_an_edit_arriving_after_its_message_was_unsent_is_erased_on_arrival(net: Net) -> None:
+    a, b = net.add(Identity.generate()), net.add(Identity.generate())
+    _mesh(net, a, b)
+    msg = a.send_text("first", net.now(a), ttl_s=3600)
+    net.pump()
+    net.unlink(a, b)
+    a.edit(msg.id, "second", net.now(a))
+    # b reacts while cut off from a, a unsends; then they meet again
+    b.react(msg.id, "🔥", net.now(b))
+    a.unsend(msg.id, net.now(a))
+    net.link(a, b)
+    net.pump()
+    net.tick(2_000)
+    for room in (a, b):
+        assert room.messages() == []
+        refs = [k for k in room.keys.message_keys if k[0] in (a.peer_id, b.peer_id)]
+        assert refs == []
+        store = _store_of(net, room)
+        rows = {(e.sender, e.seq) for e in store.envelopes(room.room_id)}
+        assert (a.peer_id, msg.seq) not in rows
+        assert all(store.message_key(room.room_id, s, q) is None for s, q in rows)
+        store.close()
+
+
+# -- item 6: no stored chain state re-derives an erased key -------------------------------------------
+
+
+def _stored_chains(net: Net, room: Room) -> list[SenderChain]:
+    store = _store_of(net, room)
+    states = snapshot(store, room.room_id).states
+    store.close()
+    return [SenderChain.from_bytes(states[n]) for n in ("chain/initial", "chain/own") if n in states]
+
+
+def _derivable(chains: list[SenderChain], steps: int = 20) -> set[bytes]:
+    out: set[bytes] = set()
+    for chain in chains:
+        for _ in range(steps):
+            chain, mk = chain.advance()
+            out.add(mk.key)
+    return out
+
+
+@pytest.mark.parametrize("how", ["mixed-ttl", "unsend-newer"])
+def test_no_stored_chain_state_rederives_an_erased_key_while_an_older_one_lives(net: Net, how: str) -> None:
+    """Before: the stored initial state stopped at the oldest live message, so it re-derived every newer
+    erased message of the chain (THREAT_MODEL.md claimed it could not)."""
+    a, b = net.add(Identity.generate()), net.add(Identity.generate())
+    _mesh(net, a, b)
+    old = a.send_text("old, lives an hour", net.now(a), ttl_s=3600)
+    newer = [a.send_text(f"newer {i}", net.now(a), ttl_s=5) for i in range(3)]
+    erased = {a.keys.message_keys[(a.peer_id, m.seq)] for m in newer}
+    net.pump()
+    if how == "mixed-ttl":
+        net.tick(6_000)
+    else:
+        for m in newer:
+            a.unsend(m.id, net.now(a))
+        net.pump()
+    assert [m.id for m in a.messages()] == [old.id]
+    assert not erased & _derivable(_stored_chains(net, a))
+    # the room goes on: the next message starts a new chain that b (and a late joiner) can read
+    after = a.send_text("after", net.now(a), ttl_s=3600)
+    c = net.add(Identity.generate())
+    _mesh(net, a, b, c)
+    net.tick(1_000)
+    assert after.id in {m.id for m in b.messages()}
+    assert after.id in {m.id for m in c.messages()}
+    assert old.id in {m.id for m in b.messages()}

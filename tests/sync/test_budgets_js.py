@@ -1,0 +1,67 @@
+"""The JS sync engine keeps the same per-neighbour budgets as the Python one (issue 13 items 4 and 7).
+
+Runs ``tests/sync/js/budgets.mjs`` (the hostile-neighbour floods of test_budgets.py against
+web/js/core/sync.js) with node and checks what it measured.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "tests" / "sync" / "js" / "budgets.mjs"
+
+
+@pytest.fixture(scope="module")
+def measured() -> dict[str, Any]:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node not installed")
+    run = subprocess.run(
+        [node, "--no-warnings", str(SCRIPT)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    result: dict[str, Any] = json.loads(run.stdout)
+    return result
+
+
+def test_js_hello_flood_keeps_wants_bounded(measured: dict[str, Any]) -> None:
+    hello = measured["hello"]
+    assert hello["maxInflight"] <= hello["cap"]
+    assert hello["afterEmptyHello"] == 0
+
+
+def test_js_want_flood_serves_once_per_window(measured: dict[str, Any]) -> None:
+    assert measured["want"] == {"total": 500, "retry": 500}
+
+
+def test_js_tombstone_flood_is_refused_and_bounded(measured: dict[str, Any]) -> None:
+    tombs = measured["tombs"]
+    assert tombs["stored"] == tombs["cap"]  # only tombstones of the member's keys, and only up to the cap
+    assert tombs["foreign"] == tombs["cap"]
+    assert tombs["helloSenders"] == [tombs["real"]]
+    assert tombs["unservable"] == 0
+    assert tombs["remoteHaveRanges"] <= 1
+    assert tombs["newcomer"] == 5
+
+
+def test_js_membership_recompute_checks_each_op_once() -> None:
+    """web/js/core/membership.js: the room recomputes from every op on each new op; before, each
+    recompute checked every op's crypto again (20 ops: 420 WebCrypto verifies, O(n²))."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node not installed")
+    script = ROOT / "tests" / "sync" / "js" / "membership.mjs"
+    run = subprocess.run(
+        [node, "--no-warnings", str(script), "30"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    got = json.loads(run.stdout)
+    assert got["members"] == 30
+    assert got["verifies"] <= 2 * 30  # the signature and the prekey, once per op
