@@ -454,7 +454,21 @@ class RoomHandle:
         events = self.core.handle_timer(now_ms())
         self._pump(events)
 
+    async def drain(self, timeout: float = 2.0) -> bool:
+        """Wait (at most ``timeout``) until every linked member holds every entry of ours, including
+        sender keys sealed to members we learned of late; True if so. ``close`` calls it first, so a
+        short-lived ``ephemesh send`` does not leave with a chain key nobody else can hand on."""
+        if self._closed or not self.core.online():
+            return self.core.flushed()
+        try:
+            await self.wait_for(self.core.flushed, timeout)
+        except TimeoutError:
+            return False
+        return True
+
     async def close(self) -> None:
+        if not self._closed:
+            await self.drain()
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()

@@ -158,6 +158,17 @@ class SyncEngine:
         s = self._sessions.get(neighbour)
         return s is not None and s.ready and not s.rejected
 
+    def own_unacked(self, neighbour: str) -> int:
+        """How many of our own held entries ``neighbour`` has not acknowledged (by ACK or its HELLO) in
+        this session; 0 for a neighbour without a ready session. A local query: nothing is sent."""
+        s = self._sessions.get(neighbour)
+        if s is None or not s.ready or s.rejected:
+            return 0
+        me = self.self_id
+        held = self.log.seen_ranges(me)
+        acked = s.acked.get(me) or RangeSet()
+        return sum(1 for a, b in held.difference(acked) for seq in range(a, b + 1) if (me, seq) in self.log)
+
     def connect(self, neighbour: str, now: int) -> None:
         """Start (or restart) a session: queue HELLO. Any previous session with that neighbour is dropped."""
         if neighbour == self.self_id:
