@@ -25,6 +25,22 @@ async def _line_with(proc: asyncio.subprocess.Process, text: bytes) -> None:
             assert line, f"process ended before printing {text!r}"
 
 
+async def _knows(proc: asyncio.subprocess.Process, peer_prefix: str) -> None:
+    """Ask ``/who`` until the chat lists ``peer_prefix`` as a member (it learns members by sync)."""
+    assert proc.stdout is not None
+    marker = f"({peer_prefix})".encode()
+    async with asyncio.timeout(WAIT):
+        while True:
+            await _say(proc, "/who")
+            try:
+                async with asyncio.timeout(1.0):
+                    while marker not in (line := await proc.stdout.readline()):
+                        assert line, "process ended"
+                return
+            except TimeoutError:
+                continue
+
+
 async def _say(proc: asyncio.subprocess.Process, line: str) -> None:
     assert proc.stdin is not None
     proc.stdin.write(line.encode() + b"\n")
@@ -54,6 +70,7 @@ async def test_owner_governs_through_chat_and_a_member_is_refused(signaling_url:
         await c.wait_for(lambda: len(c.online_members()) == 2 and len(c.members()) == 3, WAIT)
         me = carol.peer_id[:8]
 
+        await _knows(mallory, me)  # else /remove says "no member matches", not the refusal
         await _say(mallory, f"/remove {me}")
         await _line_with(mallory, b"! only an admin may remove another member")
         await _say(owner, f"/admin {me}")
