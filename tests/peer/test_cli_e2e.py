@@ -59,7 +59,10 @@ async def test_send_listen_and_a_returning_member_is_served_by_the_keeper(
     listener = await start("listen", invite, "--json", home=tmp_path / "listener")
     try:
         await read_json_until(listener, lambda o: o["event"] == "ready")
-        await read_json_until(bob, lambda o: o["event"] == "joined")  # saw another member's ADD
+        bob_seen = await read_json_until(bob, lambda o: o["event"] == "joined")  # saw another member's ADD
+        bob_id = next(o["peer"] for o in bob_seen if o["event"] == "ready")
+        # ... and the room holds bob's ADD (a member whose ADD reached nobody is unknown to the sender)
+        await read_json_until(listener, lambda o: o["event"] == "joined" and o["peer"] == bob_id)
         await stop(bob)
 
         sender = await start(

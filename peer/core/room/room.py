@@ -189,6 +189,11 @@ class Room(Inbound):
         """Linked neighbours have all said what they hold and we have fetched what we lacked."""
         return self.sync.caught_up()
 
+    def flushed(self) -> bool:
+        """Caught up, and every linked neighbour acknowledged every entry of ours we hold (chat and the
+        sender keys sealed to members learned late alike): leaving now strands nothing of ours."""
+        return self.sync.caught_up() and all(self.sync.own_unacked(n) == 0 for n in self.online())
+
     def members(self) -> list[str]:
         return sorted(self.membership.members)
 
