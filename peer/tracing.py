@@ -391,6 +391,19 @@ def run_part(doc: dict[str, Any]) -> list[dict[str, Any]]:
             out["typing"] = pr.typing_members(op.get("now", 0))
             out["deadline"] = pr.next_deadline()
             outs.append(out)
+    elif doc["part"] == "admission":
+        from peer.core.room.admission import AddBudget
+
+        budget = AddBudget(params["per_window"], params["window_ms"])
+        for op in doc["ops"]:
+            out = {}
+            if op["op"] == "charge":
+                out["ok"] = budget.charge(op["neighbour"], op["now"])
+            elif op["op"] == "defaults":
+                fresh = AddBudget()
+                out["defaults"] = [fresh.per_window, fresh.window_ms]
+            out["tracked"] = len(budget)
+            outs.append(out)
     elif doc["part"] == "links":
         outs = _run_links(doc)
     else:

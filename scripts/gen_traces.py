@@ -467,7 +467,27 @@ def part_links() -> dict[str, Any]:
     return {"part": "links", "params": params, "ops": ops}
 
 
-PARTS: list[Callable[[], dict[str, Any]]] = [part_timeline, part_parking, part_presence, part_links]
+def part_admission() -> dict[str, Any]:
+    """Admission (new self-ADDs per neighbour per window): B gets 3 in its window, the 4th and 5th are
+    refused, C has its own budget meanwhile; B's window ends 1,000 ms after its first charge and a new
+    one starts; a clock that goes back starts a new window too."""
+    ops: list[dict[str, Any]] = [{"op": "defaults"}]  # the production budget: 256 per 10 s
+    for n, dt in [(B, 0), (B, 100), (B, 200), (B, 300), (C, 350), (B, 999), (B, 1000), (B, 1001), (C, 1300)]:
+        ops.append({"op": "charge", "neighbour": n, "now": T0 + dt})
+    ops += [
+        {"op": "charge", "neighbour": B, "now": T0 + 1100},
+        {"op": "charge", "neighbour": B, "now": T0 + 50},
+    ]
+    return {"part": "admission", "params": {"per_window": 3, "window_ms": 1000}, "ops": ops}
+
+
+PARTS: list[Callable[[], dict[str, Any]]] = [
+    part_timeline,
+    part_parking,
+    part_presence,
+    part_links,
+    part_admission,
+]
 
 
 def _c(content: Content) -> str:

@@ -67,6 +67,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
+from functools import cached_property
 from typing import Any
 
 from peer.core.crypto import (
@@ -135,7 +136,7 @@ class MembershipOp:
     def encode(self) -> bytes:
         return self._prefix() + self.mac + self.signature
 
-    @property
+    @cached_property  # parsed once per op (a replay reads it again for every op)
     def digest(self) -> bytes:
         return sha256(self.encode())
 
@@ -143,11 +144,11 @@ class MembershipOp:
     def sort_key(self) -> tuple[int, str, bytes]:
         return (self.lamport, self.author, self.digest)
 
-    @property
+    @cached_property  # parsed once per op (a replay reads it again for every op)
     def bundle(self) -> PublicBundle:
         return PublicBundle.from_bytes(self.body[:128])
 
-    @property
+    @cached_property  # parsed once per op (a replay reads it again for every op)
     def prekey(self) -> SignedPrekey:
         return SignedPrekey.from_bytes(self.body[128:])
 

@@ -40,6 +40,7 @@ def test_the_traces_cover_the_contract() -> None:
         "part_parking",
         "part_presence",
         "part_links",
+        "part_admission",
     }
 
 

@@ -42,6 +42,7 @@ from peer.core.sync import (
     SyncEngine,
 )
 
+from .admission import AddBudget
 from .links import Links
 from .members import Members
 from .parking import Parking
@@ -59,6 +60,8 @@ class Inbound:
     members_part: Members
     links: Links
     parking: Parking
+    admission: AddBudget
+    _inbound: tuple[str, int] | None  # (neighbour, now) of the frame being received, else None
     keys: SenderKeys
     timeline: Timeline
     receipts: Receipts
@@ -91,6 +94,10 @@ class Inbound:
             self_add = op.op == OpType.ADD and op.target == op.author
             if not self_add:
                 self.members_part.check_placement(env.sender, env.lamport)
+            elif self._inbound is not None and self.members_part.known_sender(op.author) is None:
+                neighbour, now = self._inbound  # a new identity: charged before any signature check
+                if not self.admission.charge(neighbour, now):
+                    raise ProtocolError("add-budget", "too many new members from this neighbour")
             key = op.bundle.ed25519 if self_add else self._known(env.sender).ed25519
         else:
             # an unsend travels as a tombstone proof too: bounded, and only earlier seqs of its own sender
@@ -133,7 +140,9 @@ class Inbound:
         """After a call: offer back what was parked for senders that just became known, once."""
         while self._known_new:
             for neighbour, data in self.parking.take(self._known_new.pop(0)):
+                self._inbound = (neighbour, now)
                 events += self._route(self.sync.offer(neighbour, data, now), now)
+        self._inbound = None
         self._fresh.clear()
         return events
 
@@ -164,6 +173,8 @@ class Inbound:
                 self._on_opaque(ev, now, events)
             elif isinstance(ev, EnvelopeRefused) and ev.code == "unknown-sender":
                 self.parking.park(ev.neighbour, envelope_key(ev.data)[0], ev.data, now)
+            elif isinstance(ev, EnvelopeRefused) and ev.code == "add-budget":  # paced, not blamed
+                self._fault(ev.neighbour, ev.code, now, events, link=False)
             elif isinstance(ev, EnvelopeRefused | ProtocolErrorEvent):
                 self._fault(ev.neighbour, ev.code, now, events)
                 if ev.code == "wrong-room":

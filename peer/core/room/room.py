@@ -74,6 +74,7 @@ from peer.core.sync import (
     SyncEngine,
 )
 
+from .admission import AddBudget
 from .inbound import Inbound
 from .links import Links, LinkState
 from .members import Members
@@ -137,6 +138,8 @@ class Room(Inbound):
         self._persist = PersistBatch()
         self._fresh: dict[Key, Envelope] = {}  # parsed by _validate, reused by _on_entry (one parse)
         self._known_new: list[str] = []  # senders that just became known: their parked envelopes go back
+        self.admission = AddBudget()
+        self._inbound = None
         self._errors: dict[str, dict[str, int]] = {}  # peer -> code -> count (peers: links and members)
         self.errors_total = 0
         states = snapshot.states if snapshot else {}
@@ -396,7 +399,12 @@ class Room(Inbound):
             return []
         if state is not LinkState.READY:
             return []
-        return self._settle(self._route(self.sync.receive(peer, data, now), now), now)
+        self._inbound = (peer, now)  # the admission budget charges new self-ADDs to ``peer``
+        try:
+            events = self._route(self.sync.receive(peer, data, now), now)
+        finally:
+            self._inbound = None
+        return self._settle(events, now)
 
     def data_to_send(self) -> list[tuple[str, bytes]]:
         known = {p for p in self.membership.members} | set(self.membership.removed)

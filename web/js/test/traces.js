@@ -200,6 +200,8 @@ export async function replayPartTrace(doc) {
   const tl = new Timeline(p.self_id ?? '');
   const pk = new Parking(p.per_neighbour, p.total, p.ttl_ms);
   const pr = new Presence();
+  const { AddBudget } = await import('../core/room/admission.js');
+  const budget = new AddBudget(p.per_window, p.window_ms);
   /** @type {Record<string, any>} */
   const ids = {};
   /** @type {Record<string, any>} */
@@ -276,6 +278,13 @@ export async function replayPartTrace(doc) {
       out.events = events.map(eventJson);
       out.typing = pr.typingMembers(op.now ?? 0);
       out.deadline = pr.nextDeadline();
+    } else if (doc.part === 'admission') {
+      if (op.op === 'charge') out.ok = budget.charge(op.neighbour, op.now);
+      else if (op.op === 'defaults') {
+        const d = new AddBudget();
+        out.defaults = [d.perWindow, d.windowMs];
+      }
+      out.tracked = budget.size;
     } else if (doc.part === 'links') {
       await linksOp(op, out);
     } else {

@@ -14,6 +14,7 @@ import { decodePresence } from '../presence.js';
 import { SyncEngine } from '../sync.js';
 import * as wire from '../wire.js';
 import { MAX_INT, MAX_PROOF } from '../wire.js';
+import { AddBudget } from './admission.js';
 import { Links } from './links.js';
 import { Members } from './members.js';
 import { Parking } from './parking.js';
@@ -54,6 +55,9 @@ export class Inbound {
     this.membersPart = new Members(this.roomId, invite.memberKey, this.peerId, publicBundle(identity), invite.owner ?? null);
     this.links = new Links(identity, this.roomId, opts.rng);
     this.parking = new Parking();
+    this.admission = new AddBudget();
+    /** @type {[string, number]|null} (neighbour, now) of the frame being received, else null */
+    this.inbound = null;
     this.keys = new SenderKeys(identity, this.roomId, opts.chainPolicy ?? DEFAULT_POLICY, opts.rng);
     this.timeline = new Timeline(this.peerId);
     this.receipts = new Receipts(identity, this.roomId);
@@ -101,6 +105,10 @@ export class Inbound {
       if (op.author !== env.sender) throw new ProtocolError('wrong-sender', 'op author differs from envelope sender');
       const selfAdd = op.op === OpType.ADD && op.target === op.author;
       if (!selfAdd) this.membersPart.checkPlacement(env.sender, env.lamport);
+      else if (this.inbound !== null && this.membersPart.knownSender(op.author) === null) {
+        const [neighbour, now] = this.inbound; // a new identity: charged before any signature check
+        if (!this.admission.charge(neighbour, now)) throw new ProtocolError('add-budget', 'too many new members from this neighbour');
+      }
       key = selfAdd ? /** @type {PublicBundle} */ (op.bundle).ed25519 : this.known(env.sender).ed25519;
     } else {
       // an unsend travels as a tombstone proof too: bounded, and only earlier seqs of its own sender
@@ -147,9 +155,11 @@ export class Inbound {
   async settle(events, now) {
     while (this.knownNew.length) {
       for (const [neighbour, data] of this.parking.take(/** @type {string} */ (this.knownNew.shift()))) {
+        this.inbound = /** @type {[string, number]} */ ([neighbour, now]);
         events.push(...await this.route(await this.sync.offer(neighbour, data, now), now));
       }
     }
+    this.inbound = null;
     this.fresh.clear();
     return events;
   }
@@ -179,6 +189,8 @@ export class Inbound {
         await this.onOpaque(ev.neighbour, ev.frameType, ev.body, now, events);
       } else if (ev.type === 'envelope-refused' && ev.code === 'unknown-sender') {
         this.parking.park(ev.neighbour, envelopeKey(ev.data)[0], ev.data, now);
+      } else if (ev.type === 'envelope-refused' && ev.code === 'add-budget') { // paced, not blamed
+        this.fault(ev.neighbour, ev.code, now, events, false);
       } else if (ev.type === 'envelope-refused' || ev.type === 'protocol-error') {
         this.fault(ev.neighbour, ev.code, now, events);
         if (ev.code === 'wrong-room') this.links.close(ev.neighbour);

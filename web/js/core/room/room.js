@@ -360,7 +360,14 @@ export class Room extends Inbound {
         return [];
       }
       if (state !== 'ready') return [];
-      return this.settle(await this.route(await this.sync.receive(peer, data, now), now), now);
+      this.inbound = /** @type {[string, number]} */ ([peer, now]); // the admission budget charges new self-ADDs to `peer`
+      let events;
+      try {
+        events = await this.route(await this.sync.receive(peer, data, now), now);
+      } finally {
+        this.inbound = null;
+      }
+      return this.settle(events, now);
     });
   }
 
