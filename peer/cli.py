@@ -11,42 +11,38 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
+import random
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from peer.core.errors import ProtocolError
+from peer.terminal import CHAT_HELP, parse_duration, render
+
+__all__ = ["CHAT_HELP", "CliError", "build_parser", "main", "parse_duration", "render"]
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+#: how long a command waits for a home in use to answer on its control socket (the owner may be starting)
+OWNER_WAIT_S = 15.0
 
 
 class CliError(Exception):
     """A failure to report as one line."""
 
 
-def parse_duration(text: str) -> int:
-    """``30s``, ``10m``, ``1h``, ``7d``, ``2w`` or plain seconds -> whole seconds (>= 1)."""
-    m = _DURATION.match(text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 30s, 10m, 1h, 7d)")
-    seconds = int(float(m.group(1)) * _UNITS[m.group(2)])
-    if seconds < 1:
-        raise argparse.ArgumentTypeError("a duration must be at least 1s")
-    if seconds > 365 * 86400:
-        raise argparse.ArgumentTypeError("a duration must be at most 365d")
-    return seconds
-
-
 def build_parser() -> argparse.ArgumentParser:
+    # --home and -v work before or after the command: the top-level parser sets the defaults, and the
+    # subcommands' copies only set what was given (SUPPRESS), so neither overwrites the other.
+    home_help = "home directory (identity and store); default $EPHEMESH_HOME"
+    verbose_help = "log protocol events to stderr"
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--home", help="home directory (identity and store); default $EPHEMESH_HOME")
-    common.add_argument("-v", "--verbose", action="store_true", help="log protocol events to stderr")
+    common.add_argument("--home", default=argparse.SUPPRESS, help=home_help)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help)
 
     parser = argparse.ArgumentParser(prog="ephemesh", description="Peer-to-peer encrypted group chat.")
+    parser.add_argument("--home", default=None, help=home_help)
+    parser.add_argument("-v", "--verbose", action="store_true", default=False, help=verbose_help)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("serve", parents=[common], help="run the signaling server and web client")
@@ -79,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text")
     p.add_argument("--ttl", type=parse_duration, help="lifetime of this message")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for delivery")
+    p.add_argument(
+        "--all", action="store_true", help="wait for (and require) every member, not only those online"
+    )
 
     p = sub.add_parser("listen", parents=[common, named], help="print messages and room events")
     p.add_argument("invite")
@@ -114,12 +113,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except Exception as exc:
         from peer.home import HomeError
+        from peer.net.signaling import SignalingError
         from peer.node import PeerError
 
         if isinstance(exc, HomeError | PeerError):
             print(f"ephemesh: {exc}", file=sys.stderr)
             return 1
-        raise
+        if isinstance(exc, SignalingError):
+            print(f"ephemesh: signaling server: {exc}", file=sys.stderr)
+            return 1
+        # a bug: still one line (the traceback with -v)
+        if args.verbose:
+            logging.getLogger("ephemesh").exception("internal error")
+        print(f"ephemesh: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 def _describe(exc: BaseException) -> str:
@@ -225,195 +232,207 @@ async def _serve_async(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run_async(args: argparse.Namespace, home: Any) -> int:
+class _Local:
+    """The room operations run in this process, which owns the home (same surface as ControlClient)."""
+
+    def __init__(self, peer: Any) -> None:
+        from peer.control import Controller
+
+        self.peer = peer
+        self._controller = Controller(peer)
+
+    async def call(self, op: str, **fields: Any) -> dict[str, Any]:
+        return await self._controller.call(op, fields)
+
+    def subscribe(self, room: str, *, history: bool) -> Any:
+        return self._controller.subscribe(room, history=history)
+
+    async def run_forever(self) -> None:
+        await self.peer.run_forever()
+
+
+class _OwnerGone(Exception):
+    """The process owning the home exited while we worked through it."""
+
+
+async def _run_async(args: argparse.Namespace, home: Path) -> int:
+    """Own the home, or do the command through the process that does (its control socket).
+
+    While the home is locked but nothing answers on its socket (the owner is starting, or has just died
+    and its lock is free again) retry, for up to ``OWNER_WAIT_S``.
+    """
+    from peer.control import ControlClient, ControlError, ControlUnavailable
+    from peer.home import HomeInUse
     from peer.node import Peer
 
-    async with Peer(home=home, name=getattr(args, "name", None)) as peer:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + OWNER_WAIT_S
+    delay = 0.02
+    state: dict[str, Any] = {}  # what a command has done so far, kept across a change of owner
+    while True:
+        try:
+            peer = Peer(home=home, name=getattr(args, "name", None))
+        except HomeInUse as exc:
+            try:
+                client = await ControlClient.connect(home)
+            except ControlUnavailable:
+                if loop.time() > deadline:
+                    raise CliError(f"{exc}, which does not answer on its control socket") from None
+                await asyncio.sleep(delay * (0.5 + random.random()))  # backoff between attempts
+                delay = min(delay * 2, 0.5)
+                continue
+            try:
+                return await _command(client, args, state)
+            except ControlError as err:
+                raise CliError(err.message) from None
+            except _OwnerGone:
+                if args.command == "chat":
+                    raise CliError(f"the process that owned {home} exited") from None
+                deadline = loop.time() + OWNER_WAIT_S
+                continue  # send resumes (nothing sent yet, or waiting for delivery); listen and keep take over
+            finally:
+                await client.close()
+        async with peer:
+            try:
+                return await _command(_Local(peer), args, state)
+            except ControlError as err:
+                raise CliError(err.message) from None
+
+
+async def _command(ops: Any, args: argparse.Namespace, state: dict[str, Any]) -> int:
+    from peer.control import ControlUnavailable
+
+    try:
         if args.command == "send":
-            return await _send(peer, args)
+            return await _send(ops, args, state)
         if args.command == "listen":
-            return await _listen(peer, args)
+            return await _listen(ops, args, state)
         if args.command == "chat":
-            return await _chat(peer, args)
+            return await _chat(ops, args)
         if args.command == "keep":
-            return await _keep(peer, args)
+            return await _keep(ops, args)
+    except ControlUnavailable:
+        raise _OwnerGone() from None
     raise CliError(f"unknown command {args.command}")
 
 
-async def _send(peer: Any, args: argparse.Namespace) -> int:
-    room = await peer.join(args.invite)
-    await room.wait_connected(timeout=min(args.timeout, 10.0))
-    msg = await room.send(args.text, ttl=args.ttl)
-    online = room.online_members()
-    if not online:
+async def _send(ops: Any, args: argparse.Namespace, state: dict[str, Any]) -> int:
+    """Send, then wait for delivery. Exit status (README, "Sending from scripts"): 0 when at least one
+    other member has the message and so does every member online (``--all``: every member); else 1.
+
+    Resumable: if the owner of the home exits under us, the command goes on with whoever owns the home
+    next (this process, or another). The send carries a random idempotency key that is committed with
+    the message, so a send whose reply was lost is never sent twice.
+    """
+    import secrets
+
+    loop = asyncio.get_running_loop()
+    info = await ops.call("join", invite=args.invite, name=args.name)
+    room = info["room"]
+    if "sent" not in state:
+        if "nonce" not in state:
+            state["nonce"] = secrets.token_hex(16)
+            state["deadline"] = loop.time() + args.timeout
+            await ops.call("wait_connected", room=room, timeout=min(args.timeout, 10.0))
+        reply = await ops.call("send", room=room, text=args.text, ttl=args.ttl, nonce=state["nonce"])
+        state["sent"] = reply["message"]
+    # from here on the message is stored in the home (the send returned after its commit)
+    remaining = max(0.0, state["deadline"] - loop.time())
+    res = await ops.call("wait_delivered", room=room, message=state["sent"], timeout=remaining, all=args.all)
+    n, m = len(res["delivered"]), len(res["members"])
+    if res["complete"]:
+        print(f"delivered to {n} of {m} members", file=sys.stderr)
+        return 0
+    if n == 0 and not res["online"]:
         raise CliError("no other member is online: the message is stored here but was not delivered")
-    delivered = await room.wait_delivered(msg.id, timeout=args.timeout)
-    missing = sorted(set(online) - set(delivered))
-    if missing:
-        raise CliError(
-            f"not delivered to {len(missing)} of {len(online)} online members within {args.timeout:g}s"
-        )
-    print(f"delivered to {len(delivered)} member(s)", file=sys.stderr)
+    missing = len(set(res["members"] if args.all else res["online"]) - set(res["delivered"]))
+    raise CliError(f"delivered to {n} of {m} members; {missing} not within {args.timeout:g}s")
+
+
+async def _listen(ops: Any, args: argparse.Namespace, state: dict[str, Any]) -> int:
+    """Print the room's events. If the owner of the home exits, take over (or follow the next owner)
+    and go on without printing a message twice."""
+    me = (await ops.call("hello"))["peer"]
+    info = await ops.call("join", invite=args.invite, name=args.name)
+    room = info["room"]
+    if "ready" not in state:
+        state["ready"] = True
+        ready = {"event": "ready", "room": room, "peer": me}
+        if args.json:
+            print(json.dumps(ready), flush=True)
+        else:
+            print(f"listening in room {room[:8]} as {me[:8]}", file=sys.stderr, flush=True)
+    printed: set[str] = state.setdefault("printed", set())
+    async for item in ops.subscribe(room, history=True):
+        ev = item["event"]
+        if ev.get("event") == "message" and isinstance(ev.get("id"), str):
+            if ev["id"] in printed:
+                continue  # shown before a change of owner
+            printed.add(ev["id"])
+        print(json.dumps(ev, ensure_ascii=False) if args.json else item["line"], flush=True)
+    if getattr(ops, "closed", False):
+        raise _OwnerGone()
     return 0
 
 
-def _event_json(ev: Any) -> dict[str, Any]:
-    to_json = getattr(ev, "to_json", None)
-    if callable(to_json):
-        result: dict[str, Any] = to_json()
-        return result
-    return {"event": type(ev).__name__}
-
-
-def render(room: Any, ev: Any) -> str:
-    """One line for a terminal: names instead of peer ids where members set one."""
-    from peer.node import MessageReceived, MessageUpdated
-
-    if isinstance(ev, MessageReceived | MessageUpdated):
-        m = ev.message
-        reply = " ↩" if m.reply_to else ""
-        marks = "  " + " ".join(f"{e}{len(p)}" for e, p in m.reactions) if m.reactions else ""
-        edited = " (edited)" if m.edited else ""
-        prefix = "* " if isinstance(ev, MessageUpdated) else ""
-        return f"{prefix}[{room.label(m.sender)}]{reply} {m.text}{edited}{marks}"
-    text = str(ev)
-    peer = getattr(ev, "peer", None)
-    if isinstance(peer, str):
-        text = text.replace(peer[:8], room.label(peer), 1)
-    return text
-
-
-def _json_line(room: Any, ev: Any) -> str:
-    obj = _event_json(ev)
-    message = getattr(ev, "message", None)
-    if message is not None:
-        obj["sender_name"] = room.display_name(message.sender)
-    return json.dumps(obj, ensure_ascii=False)
-
-
-async def _listen(peer: Any, args: argparse.Namespace) -> int:
-    room = await peer.join(args.invite)
-    ready = {"event": "ready", "room": room.room_id, "peer": peer.peer_id}
-    if args.json:
-        print(json.dumps(ready), flush=True)
-    else:
-        print(f"listening in room {room.room_id[:8]} as {peer.peer_id[:8]}", file=sys.stderr, flush=True)
-    async for ev in room.events(history=True):
-        print(_json_line(room, ev) if args.json else render(room, ev), flush=True)
-    return 0
-
-
-CHAT_HELP = """commands: /name NAME · /edit TEXT (your last message) · /react EMOJI (the last message)
-          /unsend (your last message) · /timer DURATION (room timer) · /who · /help · Ctrl-D quits
-          admins: /remove NAME · /readmit NAME · /admin NAME · /unadmin NAME · /announce on|off
-          anyone: /leave (for good: only an admin can readmit you)"""
-
-
-async def _chat(peer: Any, args: argparse.Namespace) -> int:
-    room = await peer.join(args.invite)
-    print(f"joined room {room.room_id[:8]} as {room.label(peer.peer_id)} — type a message and press Enter")
+async def _chat(ops: Any, args: argparse.Namespace) -> int:
+    me = (await ops.call("hello"))["peer"]
+    info = await ops.call("join", invite=args.invite, name=args.name)
+    room = info["room"]
+    names = (await ops.call("info", room=room))["names"]
+    label = names.get(me) or me[:8]
+    print(f"joined room {room[:8]} as {label} — type a message and press Enter")
     print(CHAT_HELP, flush=True)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    gone = asyncio.Event()
 
     async def show() -> None:
-        async for ev in room.events(history=True):
-            print(render(room, ev), flush=True)
-            message = getattr(ev, "message", None)
-            if message is not None and message.sender != peer.peer_id:
-                await room.mark_seen([message.id])
+        async for item in ops.subscribe(room, history=True):
+            print(item["line"], flush=True)
+            ev = item["event"]
+            if ev.get("event") == "message" and ev.get("sender") != me and isinstance(ev.get("id"), str):
+                await ops.call("mark_seen", room=room, ids=[ev["id"]])
+        gone.set()
 
     shower = asyncio.create_task(show())
     try:
         while True:
-            line = await reader.readline()
+            read = asyncio.ensure_future(reader.readline())
+            ended = asyncio.ensure_future(gone.wait())
+            await asyncio.wait({read, ended}, return_when=asyncio.FIRST_COMPLETED)
+            ended.cancel()
+            if not read.done():
+                read.cancel()
+                break
+            line = read.result()
             if not line:
                 break
             text = line.decode(errors="replace").rstrip("\n")
-            if text.startswith("/"):
-                if await _chat_command(peer, room, text) == "left":
-                    break
-            elif text.strip():
-                try:
-                    await room.send(text, ttl=args.ttl)
-                except PermissionError as exc:  # announcement mode
-                    print(f"! {exc}", flush=True)
+            reply = await ops.call("chat", room=room, line=text, ttl=args.ttl)
+            for out in reply.get("output", []):
+                print(out, flush=True)
+            if reply.get("left"):
+                break
     finally:
         shower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(BaseException):
             await shower
+    if gone.is_set() and getattr(ops, "closed", False):
+        raise _OwnerGone()
     return 0
 
 
-def _find_member(room: Any, name: str, candidates: list[str]) -> str:
-    """The one peer among ``candidates`` whose display name or peer id (prefix) is ``name``."""
-    hits = [p for p in candidates if name in (room.label(p), p) or (len(name) >= 4 and p.startswith(name))]
-    if len(hits) != 1:
-        raise ValueError(f"{'no' if not hits else 'more than one'} member matches {name!r}")
-    return hits[0]
-
-
-async def _chat_command(peer: Any, room: Any, line: str) -> str | None:
-    cmd, _, rest = line.partition(" ")
-    rest = rest.strip()
-    mine = [m for m in room.messages() if m.sender == peer.peer_id]
-    everyone = room.messages()
-    try:
-        if cmd == "/name" and rest:
-            await room.set_name(rest)
-        elif cmd == "/edit" and rest and mine:
-            await room.edit(mine[-1].id, rest)
-        elif cmd == "/react" and rest and everyone:
-            await room.react(everyone[-1].id, rest)
-        elif cmd == "/unsend" and mine:
-            await room.unsend(mine[-1].id)
-        elif cmd == "/timer" and rest:
-            await room.set_timer(parse_duration(rest))
-        elif cmd == "/who":
-            online = set(room.online_members())
-            links = room.links()
-            for member in room.members():
-                link = links.get(member)
-                if member == peer.peer_id:
-                    state = "you"
-                elif link is not None and (link.reachable or member not in online):
-                    state = link.describe()  # direct, relayed, connecting…, unreachable (reason)
-                else:
-                    state = "online" if member in online else "offline"
-                role = "owner" if member == room.owner else ("admin" if room.is_admin(member) else "")
-                print(f"  {room.label(member)} ({member[:8]}) {state} {role}".rstrip(), flush=True)
-            if room.announce:
-                print("  announcement mode: only admins post", flush=True)
-        elif cmd == "/remove" and rest:
-            await room.remove_member(_find_member(room, rest, room.members()))
-        elif cmd == "/readmit" and rest:
-            await room.readmit(_find_member(room, rest, room.removed_members()))
-        elif cmd in ("/admin", "/unadmin") and rest:
-            await room.set_admin(_find_member(room, rest, room.members()), cmd == "/admin")
-        elif cmd == "/announce" and rest in ("on", "off"):
-            await room.set_announce(rest == "on")
-        elif cmd == "/leave":
-            await room.leave()
-            print("you left the room", flush=True)
-            return "left"
-        else:
-            print(CHAT_HELP, flush=True)
-    except (
-        ValueError,
-        PermissionError,
-        ProtocolError,
-        argparse.ArgumentTypeError,
-    ) as exc:  # a refusal, never a traceback
-        print(f"! {exc}", flush=True)
-    return None
-
-
-async def _keep(peer: Any, args: argparse.Namespace) -> int:
-    rooms = [await peer.join(invite, keeper=True) for invite in args.invites]
-    print(f"keeping {len(rooms)} room(s) as {peer.peer_id[:8]}", file=sys.stderr, flush=True)
-    await peer.run_forever()
-    return 0
+async def _keep(ops: Any, args: argparse.Namespace) -> int:
+    me = (await ops.call("hello"))["peer"]
+    rooms = [await ops.call("join", invite=invite, keeper=True) for invite in args.invites]
+    print(f"keeping {len(rooms)} room(s) as {me[:8]}", file=sys.stderr, flush=True)
+    if isinstance(ops, _Local):
+        await ops.run_forever()
+        return 0
+    await ops.wait_closed()
+    raise _OwnerGone()
 
 
 if __name__ == "__main__":  # pragma: no cover

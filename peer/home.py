@@ -75,3 +75,73 @@ def _create(path: Path) -> Identity:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
     return identity
+
+
+LOCK_FILE = "lock"
+CONTROL_SOCKET = "control.sock"
+
+
+class HomeInUse(HomeError):
+    """Another process owns this home (it holds the lock); talk to it over its control socket."""
+
+    def __init__(self, home: Path, pid: int | None) -> None:
+        who = f"process {pid}" if pid else "another process"
+        super().__init__(f"home {home} is in use by {who}")
+        self.home = home
+        self.pid = pid
+
+
+class HomeLock:
+    """The one-writer lock of a home: an exclusive ``flock`` on ``<home>/lock``, held for the owner's
+    lifetime.
+
+    ``flock`` (not POSIX ``lockf``) because it conflicts between two opens in one process too, and the
+    kernel releases it when the last descriptor closes, i.e. on any exit of the owner, SIGKILL included.
+    The descriptor is close-on-exec, so programs the owner starts do not inherit the lock. The file holds
+    the owner's pid, for error messages only (the lock, not the pid, is the truth).
+    """
+
+    def __init__(self, home: Path, fd: int) -> None:
+        self.home = home
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, home: Path) -> HomeLock:
+        """Take the lock now or raise :class:`HomeInUse` (never waits)."""
+        import fcntl
+
+        path = home / LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise HomeError(f"cannot open lock file {path}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _read_pid(fd)
+            os.close(fd)
+            raise HomeInUse(home, pid) from None
+        except OSError as exc:
+            os.close(fd)
+            raise HomeError(f"cannot lock {path}: {exc.strerror}") from exc
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return cls(home, fd)
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        """Give the home up (idempotent). Closing the descriptor drops the lock."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None

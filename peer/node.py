@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import random
@@ -48,9 +49,9 @@ from peer.core.events import (
 )
 from peer.core.invite import Invite
 from peer.core.log import DEFAULT_SKEW_MS
-from peer.core.room import Room
+from peer.core.room import PersistBatch, Room
 from peer.core.signal import ReplayCache, open_signal, seal_signal
-from peer.home import STORE_FILE, load_or_create_identity, resolve_home
+from peer.home import STORE_FILE, HomeInUse, HomeLock, load_or_create_identity, resolve_home
 from peer.net.linkstate import Link, LinkChanged, LinkInfo, Reason
 from peer.net.mesh import RoomMesh
 from peer.net.rtc import RtcTransport, quiet_aiortc_teardown
@@ -63,11 +64,22 @@ from peer.net.signaling import (
     SignalingError,
     SignalReceived,
 )
-from peer.store.sqlite import Store, apply_batch, apply_batches, snapshot
+from peer.store.sqlite import Store, StoreConflict, apply_batch, apply_batches, snapshot
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Link", "LinkChanged", "LinkInfo", "Message", "Peer", "PeerError", "Reason", "RoomHandle"]
+__all__ = [
+    "DeliveryTimeout",
+    "HomeInUse",
+    "Link",
+    "LinkChanged",
+    "LinkInfo",
+    "Message",
+    "Peer",
+    "PeerError",
+    "Reason",
+    "RoomHandle",
+]
 
 
 def now_ms() -> int:
@@ -76,6 +88,19 @@ def now_ms() -> int:
 
 class PeerError(Exception):
     """A failure worth one line to a user: server unreachable, timed out, not a member..."""
+
+
+class DeliveryTimeout(TimeoutError):
+    """:meth:`RoomHandle.wait_delivered` ran out of time; ``delivered`` is who has the message so far."""
+
+    def __init__(self, message_id: str, delivered: set[str], waiting_for: set[str]) -> None:
+        super().__init__(
+            f"{message_id[:12]}… not delivered to {len(waiting_for)} member(s) in time"
+            f" (delivered to {len(delivered)})"
+        )
+        self.message_id = message_id
+        self.delivered = delivered
+        self.waiting_for = waiting_for
 
 
 class RoomHandle:
@@ -135,18 +160,31 @@ class RoomHandle:
     async def send(self, text: str, *, ttl: float | None = None, reply_to: str | None = None) -> Message:
         ttl_s = int(ttl) if ttl is not None else None
         msg = self.core.send_text(text, now_ms(), ttl_s=ttl_s, reply_to=reply_to)
-        self._pump([])
+        self._commit([MessageReceived(msg)])
         return msg
+
+    async def send_once(self, text: str, nonce: str, *, ttl: float | None = None) -> tuple[str, bool]:
+        """Send unless a message was already sent under ``nonce`` (a caller-chosen idempotency key);
+        ``(message id, sent now?)``. The key is committed with the message, so whoever owns the home
+        after a crash or a change of owner still knows it (the last ``NONCES_KEPT`` keys per room)."""
+        known = self._peer.sent_by_nonce(self.room_id, nonce)
+        if known is not None:
+            return known, False
+        ttl_s = int(ttl) if ttl is not None else None
+        msg = self.core.send_text(text, now_ms(), ttl_s=ttl_s)
+        self._peer.note_nonce(self.room_id, nonce, msg.id)
+        self._commit([MessageReceived(msg)])
+        return msg.id, True
 
     async def unsend(self, message_id: str) -> bool:
         """Delete one of our own messages for everyone (a signed TOMBSTONE); False if not ours/held."""
         events = self.core.unsend(message_id, now_ms())
-        self._pump(list(events))
+        self._commit(list(events))
         return bool(events)
 
     async def set_name(self, name: str) -> None:
         """Publish our display name in this room."""
-        self._pump(self.core.set_profile(name, now_ms()))
+        self._commit(self.core.set_profile(name, now_ms()))
 
     def display_name(self, peer: str) -> str | None:
         return self.core.display_name(peer)
@@ -158,18 +196,18 @@ class RoomHandle:
     async def edit(self, message_id: str, text: str) -> Message:
         """Edit one of our own messages for everyone."""
         msg = self.core.edit(message_id, text, now_ms())
-        self._pump([])
+        self._commit([MessageUpdated(msg)])
         return msg
 
     async def react(self, message_id: str, emoji: str, *, on: bool = True) -> Message:
         """Add (or remove) our reaction to a message."""
         msg = self.core.react(message_id, emoji, now_ms(), on=on)
-        self._pump([])
+        self._commit([MessageUpdated(msg)])
         return msg
 
     async def set_typing(self, typing: bool) -> None:
         self.core.set_typing(typing, now_ms())
-        self._pump([])
+        self._commit([])
 
     def typing_members(self) -> list[str]:
         return self.core.typing_members(now_ms())
@@ -177,35 +215,35 @@ class RoomHandle:
     async def mark_seen(self, message_ids: list[str]) -> None:
         """Tell senders we have shown their messages (read receipts)."""
         self.core.mark_seen(message_ids, now_ms())
-        self._pump([])
+        self._commit([])
 
     def seen_by(self, message_id: str) -> set[str]:
         return self.core.seen_by(message_id)
 
     async def set_timer(self, ttl_s: int) -> None:
         """Set the room's default message lifetime for everyone (0 = messages do not expire)."""
-        self._pump(self.core.set_timer(ttl_s, now_ms()))
+        self._commit(self.core.set_timer(ttl_s, now_ms()))
 
     async def remove_member(self, peer: str) -> None:
         """Remove a member (admins only; ``PermissionError`` otherwise); every sender rotates its chain so
         it reads nothing new. An admin can :meth:`readmit` it."""
-        self._pump(self.core.remove_member(peer, now_ms()))
+        self._commit(self.core.remove_member(peer, now_ms()))
 
     async def leave(self) -> None:
         """Leave the room (anyone may); only an admin can readmit us."""
-        self._pump(self.core.leave(now_ms()))
+        self._commit(self.core.leave(now_ms()))
 
     async def set_admin(self, peer: str, admin: bool = True) -> None:
         """Appoint (``admin=True``) or demote an admin; admins only, in a room whose invite names an owner."""
-        self._pump(self.core.set_admin(peer, admin, now_ms()))
+        self._commit(self.core.set_admin(peer, admin, now_ms()))
 
     async def readmit(self, peer: str) -> None:
         """Let a removed member back in (admins only)."""
-        self._pump(self.core.readmit(peer, now_ms()))
+        self._commit(self.core.readmit(peer, now_ms()))
 
     async def set_announce(self, on: bool) -> None:
         """Announcement mode (admins only): while on, only admins' messages are shown to anyone."""
-        self._pump(self.core.set_announce(on, now_ms()))
+        self._commit(self.core.set_announce(on, now_ms()))
 
     @property
     def owner(self) -> str | None:
@@ -231,40 +269,57 @@ class RoomHandle:
         """Current members (peer ids), online or not."""
         return self.core.members()
 
+    def others(self) -> list[str]:
+        """Current members other than us."""
+        return [m for m in self.core.members() if m != self.peer_id]
+
     def erased_on(self, message_id: str) -> set[str]:
         """Members whose signed receipt says they erased our message (see ``MessageErased`` events)."""
         return self.core.erased_on(message_id)
 
-    async def wait_delivered(self, message_id: str, timeout: float) -> set[str]:
-        """Wait until every online member acknowledged ``message_id`` (or the timeout); who did."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
+    def delivered_to(self, message_id: str) -> set[str]:
+        """Members known to hold our message ``message_id`` (acked it, or said so in a HELLO)."""
+        return self.core.delivered_to(message_id)
+
+    # The waits share one rule: they return when their condition holds and raise ``TimeoutError`` (a
+    # subclass carrying what is known so far, for ``wait_delivered``) when it does not within ``timeout``.
+
+    async def wait_delivered(self, message_id: str, timeout: float, *, everyone: bool = False) -> set[str]:
+        """Wait until our message ``message_id`` is delivered; return the members that have it.
+
+        Delivered means: at least one other member has it and so does every member online now
+        (``everyone=True``: every current member, online or not). Raises :class:`DeliveryTimeout`.
+        """
+
+        def missing() -> set[str] | None:
             acked = self.core.delivered_to(message_id)
-            online = self.core.online()
-            if online and online <= acked:
-                return acked
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return acked
-            await self._wait_change(remaining)
+            wanted = set(self.others()) if everyone else self.core.online()
+            if acked and wanted <= acked:
+                return None
+            return (wanted - acked) or set(self.others())
+
+        try:
+            await self.wait_for(lambda: missing() is None, timeout)
+        except TimeoutError:
+            raise DeliveryTimeout(
+                message_id, self.core.delivered_to(message_id), missing() or set()
+            ) from None
+        return self.core.delivered_to(message_id)
 
     async def wait_connected(self, timeout: float) -> set[str]:
-        """Wait until we are linked with every peer the server lists and have caught up with them."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
+        """Wait until we are linked with every peer the server lists and have caught up with them;
+        return who is online. Raises ``TimeoutError``."""
+
+        def done() -> bool:
             present = set(self.mesh.present) if self.mesh else set()
-            online = self.core.online()
-            if present <= online and self.core.sync.caught_up():
-                return online
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return online
-            await self._wait_change(remaining)
+            return present <= self.core.online() and self.core.sync.caught_up()
+
+        await self.wait_for(done, timeout)
+        return self.core.online()
 
     async def wait_for(self, predicate: Any, timeout: float) -> None:
-        """Wait until ``predicate()`` is true, re-checked after every change of room state."""
+        """Wait until ``predicate()`` is true, re-checked after every change of room state; raises
+        ``TimeoutError``."""
         async with asyncio.timeout(timeout):
             while not predicate():
                 await self._wait_change(timeout)
@@ -274,7 +329,11 @@ class RoomHandle:
             await asyncio.wait_for(self._changed.wait(), timeout)
 
     async def events(self, *, history: bool = False) -> AsyncIterator[RoomEvent | LinkChanged]:
-        """Room events as they happen (and ``LinkChanged``); ``history=True`` first replays the stored messages."""
+        """Room events as they happen (and ``LinkChanged``); ``history=True`` first replays the stored
+        messages.
+
+        Our own messages, edits and reactions are events too (whichever process asked for them through
+        the home's control socket), so every view of the room shows the same thing."""
         queue: asyncio.Queue[RoomEvent | LinkChanged | None] = asyncio.Queue()
         if history:
             for m in self.core.messages():
@@ -356,6 +415,12 @@ class RoomHandle:
                 q.put_nowait(ev)
         self._peer.schedule_flush(self)
 
+    def _commit(self, events: list[RoomEvent]) -> None:
+        """For the application's mutators: publish, then commit and transmit NOW, so a mutator returns
+        only after what it did is on disk (and raises if it could not be stored)."""
+        self._pump(events)
+        self._peer.flush()
+
     def _transmit(self) -> None:
         """After the flush committed: transmit, drop dead links, re-arm the timer, publish events."""
         mesh = self.mesh
@@ -404,8 +469,21 @@ class RoomHandle:
             q.put_nowait(None)
 
 
+#: a signaling connection that lived this long resets the reconnect backoff
+STABLE_S = 30.0
+MAX_BACKOFF_S = 30.0
+NONCE_STATE = "control/sent"
+NONCES_KEPT = 256
+
+
 class Peer:
-    """A member of any number of rooms, with one identity and one store per home directory."""
+    """A member of any number of rooms, with one identity and one store per home directory.
+
+    A Peer owns its home: it takes the home's lock when created (:class:`HomeInUse` if another process
+    or Peer has it) and, once started (``async with``, :meth:`start` or the first :meth:`join`), serves
+    the home's control socket so other commands can work through it (see :mod:`peer.control`).
+    ``control=False`` skips the socket (the lock is always taken).
+    """
 
     def __init__(
         self,
@@ -414,14 +492,27 @@ class Peer:
         store_path: str | None = None,
         connect_timeout: float = 20.0,
         reconnect_initial: float = 0.5,
+        replaced_backoff: float = 30.0,
         name: str | None = None,
+        control: bool = True,
     ) -> None:
         self.name = name
         self._reconnect_initial = reconnect_initial
+        self._replaced_backoff = replaced_backoff
         self.home: Path = resolve_home(home)
-        self.identity = load_or_create_identity(self.home)
-        self.peer_id = self.identity.peer_id
-        self.store = Store(store_path if store_path is not None else self.home / STORE_FILE)
+        self._lock = HomeLock.acquire(self.home)  # raises HomeInUse: never two writers of one home
+        try:
+            self.identity = load_or_create_identity(self.home)
+            self.peer_id = self.identity.peer_id
+            self.store = Store(store_path if store_path is not None else self.home / STORE_FILE)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._control_wanted = control
+        self._control: Any = None
+        self._joining: dict[str, asyncio.Future[RoomHandle]] = {}
+        self._nonces: dict[str, dict[str, str]] = {}  # room -> idempotency key -> message id
+        self._extra_states: dict[str, dict[str, bytes]] = {}  # committed with the room's next batch
         self.store.purge_expired(now_ms(), DEFAULT_SKEW_MS)  # nothing expired while we were down survives
         self.rooms: dict[str, RoomHandle] = {}
         self._signaling: dict[str, SignalingClient] = {}
@@ -431,10 +522,22 @@ class Peer:
         self._stopped = asyncio.Event()
         self._dirty: set[RoomHandle] = set()
         self._store_closed = False
+        self._broken = False
         self._flush_handle: asyncio.Handle | None = None
 
     async def __aenter__(self) -> Peer:
+        await self.start()
         return self
+
+    async def start(self) -> None:
+        """Serve the home's control socket (idempotent)."""
+        if self._control is not None or not self._control_wanted or self._store_closed:
+            return
+        from peer.control import Controller, ControlServer
+
+        server = ControlServer(Controller(self), self.home)
+        self._control = server
+        await server.start()
 
     def _quiet(self) -> None:
         quiet_aiortc_teardown(asyncio.get_running_loop())
@@ -457,15 +560,40 @@ class Peer:
     async def join(self, invite: str | Invite, *, keeper: bool = False) -> RoomHandle:
         """Join (or resume) a room and connect to its members through the invite's server."""
         inv = invite if isinstance(invite, Invite) else Invite.parse(invite)
+        if self._store_closed:
+            raise PeerError("this peer is closed")
         self._quiet()
+        await self.start()
+        joining = self._joining.get(inv.room_id)
+        if joining is not None:  # a join of this room is under way: its outcome is ours
+            return await asyncio.shield(joining)
         if inv.room_id in self.rooms:
             return self.rooms[inv.room_id]
+        future: asyncio.Future[RoomHandle] = asyncio.get_running_loop().create_future()
+        self._joining[inv.room_id] = future
+        try:
+            handle = await self._join(inv, keeper)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: nobody else may be waiting
+            raise
+        else:
+            future.set_result(handle)
+        finally:
+            del self._joining[inv.room_id]
+        return handle
+
+    async def _join(self, inv: Invite, keeper: bool) -> RoomHandle:
         now = now_ms()
         self.store.add_room(inv.room_id, inv.url(), now)
         core = Room(self.identity, inv, now, keeper=keeper, snapshot=snapshot(self.store, inv.room_id))
         handle = RoomHandle(self, inv, core, keeper)
         self.rooms[inv.room_id] = handle
-        client = await self._signaling_for(inv.server)
+        try:
+            client = await self._signaling_for(inv.server)
+        except BaseException:
+            del self.rooms[inv.room_id]  # nothing of it was stored or sent: the next join starts afresh
+            raise
         handle.mesh = RoomMesh(
             self.peer_id,
             handle.seal,
@@ -477,11 +605,16 @@ class Peer:
             connect_timeout=self._connect_timeout,
             on_link_state=handle.link_changed,
         )
-        present = await client.join(inv.room_id)
+        try:
+            present = await client.join(inv.room_id)
+        except SignalingError as exc:
+            del self.rooms[inv.room_id]
+            await handle.close()
+            raise PeerError(f"signaling server {inv.server}: cannot join the room ({exc.code})") from exc
         handle.mesh.set_present(present)
         if self.name and not keeper and core.display_name(self.peer_id) != self.name:
             core.set_profile(self.name, now_ms())
-        handle._pump([])
+        handle._commit([])  # joined: our ADD (and name) are on disk when join returns
         return handle
 
     async def _signaling_for(self, server: str) -> SignalingClient:
@@ -499,11 +632,19 @@ class Peer:
         return client
 
     async def _signaling_loop(self, server: str, client: SignalingClient) -> None:
-        """Dispatch signaling events; when the connection drops, reconnect with backoff and rejoin.
+        """Dispatch signaling events; when the connection drops, close it, reconnect with backoff and rejoin.
 
-        Existing WebRTC links do not need the server and stay up meanwhile.
+        Existing WebRTC links do not need the server and stay up meanwhile. Backoff: a connection that
+        lived ``STABLE_S`` resets it; quick drops keep doubling it (a server that welcomes and closes
+        cannot make us hammer it). Replaced because the same identity connected elsewhere: wait
+        ``replaced_backoff`` before trying again, and say so once, not at every round.
         """
+        loop = asyncio.get_running_loop()
+        delay = 0.0
+        said_elsewhere = False
         while True:
+            up_since = loop.time()
+            gone: Disconnected | None = None
             async for ev in client.events():
                 if isinstance(ev, PeerJoined | PeerLeft | SignalReceived):
                     handle = self.rooms.get(ev.room)
@@ -518,11 +659,28 @@ class Peer:
                 elif isinstance(ev, ServerError):
                     log.info("signaling server error: %s", ev.code)
                 elif isinstance(ev, Disconnected):
+                    gone = ev
                     break
+            await client.close()  # its tasks and HTTP session: never one leaked per reconnect
             if self._stopped.is_set():
                 return
-            log.warning("signaling connection to %s lost; reconnecting", server)
-            client = await self._reconnect(server)
+            stable = loop.time() - up_since >= STABLE_S
+            if stable:
+                delay, said_elsewhere = 0.0, False
+            if gone is not None and gone.replaced:
+                if not said_elsewhere:
+                    log.warning(
+                        "this identity is connected elsewhere (another process or device uses it);"
+                        " trying again every %.0fs",
+                        self._replaced_backoff,
+                    )
+                    said_elsewhere = True
+                delay = max(delay, self._replaced_backoff)
+            else:
+                if delay == 0.0:
+                    log.warning("signaling connection to %s lost; reconnecting", server)
+                delay = self._reconnect_initial if delay == 0.0 else min(delay * 2, MAX_BACKOFF_S)
+            client = await self._reconnect(server, delay)
             self._signaling[server] = client
             for handle in list(self.rooms.values()):
                 if handle.invite.server == server and handle.mesh is not None:
@@ -532,15 +690,16 @@ class Peer:
                     except (SignalingError, ConnectionError) as exc:
                         log.warning("rejoining room failed: %s", exc)
 
-    async def _reconnect(self, server: str) -> SignalingClient:
-        delay = self._reconnect_initial
+    async def _reconnect(self, server: str, delay: float) -> SignalingClient:
+        """Wait ``delay`` (jittered), then connect; on failure back off (doubling, up to MAX_BACKOFF_S)."""
+        delay = max(delay, 0.01)
         while True:
+            await asyncio.sleep(delay * (0.75 + random.random() / 2))  # a backoff timer
             try:
                 return await SignalingClient.connect(server, self.identity.public_key, self.identity.sign)
             except (SignalingError, OSError, TimeoutError) as exc:
                 log.info("reconnect to %s failed (%s); next try in %.1fs", server, type(exc).__name__, delay)
-            await asyncio.sleep(delay * (0.75 + random.random() / 2))
-            delay = min(delay * 2, 30.0)
+            delay = min(max(delay, self._reconnect_initial) * 2, MAX_BACKOFF_S)
 
     async def _send_signal(self, server: str, room_id: str, to: str, payload: str) -> None:
         client = self._signaling.get(server)
@@ -548,18 +707,45 @@ class Peer:
             raise ConnectionError("signaling server not connected")
         await client.signal(room_id, to, payload)
 
+    def sent_by_nonce(self, room_id: str, nonce: str) -> str | None:
+        return self._room_nonces(room_id).get(nonce)
+
+    def note_nonce(self, room_id: str, nonce: str, message_id: str) -> None:
+        nonces = self._room_nonces(room_id)
+        nonces[nonce] = message_id
+        while len(nonces) > NONCES_KEPT:
+            del nonces[next(iter(nonces))]
+        self._extra_states.setdefault(room_id, {})[NONCE_STATE] = json.dumps(list(nonces.items())).encode()
+
+    def _room_nonces(self, room_id: str) -> dict[str, str]:
+        nonces = self._nonces.get(room_id)
+        if nonces is None:
+            raw = self.store.get_state(room_id, NONCE_STATE)
+            nonces = {str(k): str(v) for k, v in json.loads(raw)} if raw else {}
+            self._nonces[room_id] = nonces
+        return nonces
+
+    def _take_persist(self, handle: RoomHandle) -> PersistBatch:
+        batch = handle.core.take_persist()
+        extra = self._extra_states.pop(handle.room_id, None)
+        if extra:
+            batch.states.update(extra)
+        return batch
+
     def persist(self, handle: RoomHandle) -> None:
-        apply_batch(self.store, handle.room_id, handle.core.take_persist())
+        apply_batch(self.store, handle.room_id, self._take_persist(handle), own=self.peer_id)
 
     def schedule_flush(self, handle: RoomHandle) -> None:
         self._dirty.add(handle)
-        if self._flush_handle is None and not self._store_closed:
+        if self._flush_handle is None and not self._store_closed and not self._broken:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
     def flush(self) -> None:
         """Commit now what is pending (normally committed at the end of this event-loop turn)."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
+        if self._broken:
+            raise PeerError("this peer stopped: its store refused a write")
         if not self._store_closed:
             self._flush()
 
@@ -568,7 +754,19 @@ class Peer:
         transmit what depends on it (a chain key is on disk before anything sealed with it leaves)."""
         self._flush_handle = None
         dirty, self._dirty = list(self._dirty), set()
-        apply_batches(self.store, [(h.room_id, h.core.take_persist()) for h in dirty])
+        try:
+            conflicts = apply_batches(
+                self.store, [(h.room_id, self._take_persist(h)) for h in dirty], own=self.peer_id
+            )
+        except StoreConflict as exc:
+            # Our own (sender, seq) already stored with other content: a second writer of this home.
+            # Nothing of this commit was stored and nothing depending on it leaves; stop for good.
+            log.error("%s", exc)
+            self._broken = True
+            self._stopped.set()
+            raise PeerError(str(exc)) from exc
+        for room_id, sender, seq in conflicts:
+            log.warning("room %s: a second envelope for %s:%d was refused", room_id[:8], sender[:8], seq)
         for handle in dirty:
             if not handle.closed:
                 handle._transmit()
@@ -577,16 +775,29 @@ class Peer:
         await self._stopped.wait()
 
     async def close(self) -> None:
-        """Close links, signaling and the store; safe to call more than once."""
+        """Close links, signaling and the store, then give up the home; safe to call more than once."""
         if self._store_closed:
             return
+        try:
+            await self._close()
+        finally:
+            self._store_closed = True
+            with contextlib.suppress(Exception):
+                self.store.close()
+            self._lock.release()
+
+    async def _close(self) -> None:
         self._stopped.set()
+        if self._control is not None:  # first: a send a client got accepted is committed and answered
+            await self._control.close()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
-        self._flush()  # commit what is pending before anything closes
+        with contextlib.suppress(PeerError):
+            self._flush()  # commit what is pending before anything closes
         for handle in list(self.rooms.values()):
             await handle.close()
-            self.persist(handle)
+            if not self._broken:
+                self.persist(handle)
         # stop the loops first (one may be reconnecting), then close every client they left
         for task in list(self._signaling_tasks.values()) + list(self._tasks):
             task.cancel()
@@ -594,8 +805,6 @@ class Peer:
                 await task
         for client in self._signaling.values():
             await client.close()
-        self._store_closed = True
-        self.store.close()
 
 
 __all__ += [

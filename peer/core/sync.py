@@ -21,6 +21,10 @@ Rules (one session per neighbour; the adapter calls ``connect`` when a transport
 - Every envelope received goes through ``validate``; a ``ProtocolError`` drops that envelope only and
   yields ``EnvelopeRefused`` (with the envelope, so the room may park it); the session survives. A new entry is added, ACKed to the neighbour that
   sent it and relayed to every other neighbour not known to have it (flood with dedupe = gossip).
+- Delivery (``Acked``): an ACK frame, and also a HELLO: what a neighbour's HELLO says it holds of OUR
+  own entries counts as an ACK of each of them, whoever it got them from (at most ``max_serve_keys``
+  new keys per HELLO, once per session and key). A new entry received from someone other than its
+  author is also ACKed to the author when the author is a ready neighbour.
 - Tombstones: a proof-less tombstone (expiry) is accepted for a held entry iff its ``expires_at <= now
   + skew``, and for an unheld key iff ``until <= now + skew`` (a forged one can hide a key for at most
   the skew bound). A tombstone with a proof (explicit unsend) is accepted only if the injected
@@ -392,7 +396,30 @@ class SyncEngine:
             for key, first, second in self.log.void_pairs():
                 if s.has(key):
                     s.voids[key] = (first, second)
+        events += self._hello_acks(s)
         self._request(s, now)
+        return events
+
+    def _hello_acks(self, s: _Session) -> list[Event]:
+        """Our own entries the neighbour's HELLO covers are delivered to it (whoever it got them from)."""
+        theirs = s.remote_have.get(self.self_id)
+        if not theirs:
+            return []
+        me = self.self_id
+        held = self.log.seen_ranges(me)
+        acked = s.acked.setdefault(me, RangeSet())
+        events: list[Event] = []
+        budget = self.config.max_serve_keys
+        for a, b in theirs.ranges():
+            for lo, hi in held.intersect(a, b):
+                for x, y in RangeSet([(lo, hi)]).difference(acked):
+                    for seq in range(x, y + 1):
+                        if budget <= 0:
+                            return events
+                        budget -= 1
+                        acked.add(seq)  # a tombstoned one too: never looked at again this session
+                        if (me, seq) in self.log:
+                            events.append(Acked(s.neighbour, me, seq))
         return events
 
     def _on_envelopes(self, s: _Session, items: Sequence[bytes], now: int) -> list[Event]:
@@ -444,6 +471,10 @@ class SyncEngine:
                         self._announce_at = now + self.config.announce_delay_ms
                 else:
                     self._relay(entry, exclude=s.neighbour)
+                    author = self._sessions.get(entry.sender)
+                    if author is not None and author.ready and not author.rejected:
+                        # it reached us through someone else: tell its author it is delivered here
+                        author.acks.setdefault(entry.sender, RangeSet()).add(entry.seq)
             if key in self.log:
                 s.acks.setdefault(key[0], RangeSet()).add(key[1])
             else:

@@ -13,7 +13,15 @@ Rules:
   reading eventually stops the reader (back-pressure) rather than growing memory. The last event is
   always :class:`Disconnected`, after which :meth:`next_event` keeps returning it.
 - Server frames are remote input: malformed ones end the connection (fail closed); unknown frame types
-  are ignored for forward compatibility.
+  are ignored for forward compatibility. What a server announces is clamped to sane ranges, so a
+  hostile or broken one cannot make us flood it or drop at once: ``heartbeat_s`` to
+  [``MIN_HEARTBEAT_S``, ``MAX_HEARTBEAT_S``] and at most half of ``idle_timeout_s``, itself clamped to
+  [``MIN_IDLE_S``, ``MAX_IDLE_S``]; ``welcome.turn`` is kept only if well-formed (bounded URLs and
+  strings, ``ttl_s`` clamped); ``welcome.limits`` keeps at most 32 numeric entries; a room's peer list
+  at most ``MAX_PEERS`` ids.
+- A connection closed because the same identity connected elsewhere ends with
+  ``Disconnected(replaced=True)``: the owner should back off, not reconnect at once (two processes or
+  devices with one identity would otherwise kick each other off forever).
 """
 
 from __future__ import annotations
@@ -41,6 +49,16 @@ log = logging.getLogger("ephemesh.net.signaling")
 AUTH_CONTEXT: Final = b"ephemesh-signaling-auth-v1\x00"
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _EVENT_QUEUE = 1024
+CLOSE_REPLACED: Final = 4001
+MIN_HEARTBEAT_S: Final = 1.0
+MAX_HEARTBEAT_S: Final = 300.0
+MIN_IDLE_S: Final = 5.0
+MAX_IDLE_S: Final = 3600.0
+MAX_PEERS: Final = 512
+_MAX_TURN_URLS: Final = 8
+_MAX_TURN_STR: Final = 512
+_MAX_LIMITS: Final = 32
+_MAX_ICE_SERVERS: Final = 16
 
 
 class SignalingError(Exception):
@@ -83,6 +101,8 @@ class ServerError:
 @dataclass(frozen=True, slots=True)
 class Disconnected:
     reason: str
+    #: the server closed us because the same identity connected again (elsewhere)
+    replaced: bool = False
 
 
 SignalingEvent = PeerJoined | PeerLeft | SignalReceived | ServerError | Disconnected
@@ -122,6 +142,56 @@ def _number(obj: dict[str, Any], name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 86400:
         raise ProtocolError("bad-frame", f"'{name}' is not a positive number")
     return float(value)
+
+
+def clamp_timing(heartbeat_s: float, idle_timeout_s: float) -> tuple[float, float]:
+    """The heartbeat and idle timeout we actually use for what a server announced."""
+    idle = min(max(idle_timeout_s, MIN_IDLE_S), MAX_IDLE_S)
+    heartbeat = min(max(heartbeat_s, MIN_HEARTBEAT_S), MAX_HEARTBEAT_S, idle / 2)
+    return heartbeat, idle
+
+
+def _clean_turn(turn: object) -> dict[str, Any] | None:
+    """``welcome.turn`` if well-formed, bounded, with ``ttl_s`` clamped; else None (no TURN)."""
+    if not isinstance(turn, dict):
+        return None
+    urls = turn.get("urls")
+    urls = [urls] if isinstance(urls, str) else urls
+    if (
+        not isinstance(urls, list)
+        or not 0 < len(urls) <= _MAX_TURN_URLS
+        or not all(isinstance(u, str) and 0 < len(u) <= _MAX_TURN_STR for u in urls)
+    ):
+        return None
+    out: dict[str, Any] = {"urls": list(urls)}
+    for name in ("username", "credential"):
+        value = turn.get(name)
+        if value is not None:
+            if not isinstance(value, str) or len(value) > _MAX_TURN_STR:
+                return None
+            out[name] = value
+    ttl = turn.get("ttl_s")
+    if isinstance(ttl, int | float) and not isinstance(ttl, bool):
+        out["ttl_s"] = min(max(float(ttl), 60.0), 7 * 86400.0)
+    policy = turn.get("policy")
+    if policy in ("relay", "all"):
+        out["policy"] = policy
+    return out
+
+
+def _clean_limits(limits: object) -> dict[str, Any]:
+    if not isinstance(limits, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in list(limits.items())[:_MAX_LIMITS]:
+        if (
+            isinstance(key, str)
+            and len(key) <= 64
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+        ):
+            out[key] = min(max(value, 0), 1 << 30)
+    return out
 
 
 def _decode(text: str) -> dict[str, Any]:
@@ -169,14 +239,14 @@ class SignalingClient:
         self._session = session
         self._own_session = own_session
         self._peer_id = peer_id
-        turn = welcome.get("turn")
-        self._turn: dict[str, Any] | None = turn if isinstance(turn, dict) else None
-        ice = welcome.get("ice_servers")
-        self._ice_servers: list[dict[str, Any]] | None = ice if isinstance(ice, list) else None
-        limits = welcome.get("limits")
-        self._limits: dict[str, Any] = limits if isinstance(limits, dict) else {}
-        self._heartbeat_s = heartbeat_s
-        self._idle_timeout_s = idle_timeout_s
+        self._turn: dict[str, Any] | None = _clean_turn(welcome.get("turn"))
+        ice = welcome.get("ice_servers")  # each entry is validated where it is used (peer/net/rtc.py)
+        self._ice_servers: list[dict[str, Any]] | None = (
+            [e for e in ice[:_MAX_ICE_SERVERS] if isinstance(e, dict)] if isinstance(ice, list) else None
+        )
+        self._limits: dict[str, Any] = _clean_limits(welcome.get("limits"))
+        self._heartbeat_s, self._idle_timeout_s = clamp_timing(heartbeat_s, idle_timeout_s)
+        self._replaced = False
         self._request_timeout_s = request_timeout_s
         self._events: asyncio.Queue[SignalingEvent] = asyncio.Queue(_EVENT_QUEUE)
         self._request_lock = asyncio.Lock()
@@ -298,8 +368,10 @@ class SignalingClient:
         peers = reply.get("peers")
         if not isinstance(peers, list) or not all(isinstance(p, str) and _HEX32.fullmatch(p) for p in peers):
             raise SignalingError("protocol", "bad joined frame")
+        if len(peers) > MAX_PEERS:
+            log.warning("signaling server listed %d peers in a room; keeping %d", len(peers), MAX_PEERS)
         self._rooms.add(room_id)
-        return list(peers)
+        return list(peers[:MAX_PEERS])
 
     async def leave(self, room_id: str) -> None:
         await self._request("leave", room_id, {"type": "leave", "room": room_id})
@@ -363,6 +435,7 @@ class SignalingClient:
                     return
                 if msg.type is not aiohttp.WSMsgType.TEXT:
                     reason = f"closed ({self._ws.close_code})" if self._ws.close_code else "closed"
+                    self._replaced = self._replaced or self._ws.close_code == CLOSE_REPLACED
                     return
                 try:
                     await self._on_frame(_decode(msg.data))
@@ -387,6 +460,8 @@ class SignalingClient:
             self._resolve("join" if kind == "joined" else "leave", frame)
         elif kind == "error":
             code, message = _str(frame, "code"), str(frame.get("message", ""))[:200]
+            if code == "replaced":
+                self._replaced = True
             ref = frame.get("ref")
             pending = self._pending
             if pending is not None and ref == pending[0] and not pending[2].done():
@@ -410,7 +485,7 @@ class SignalingClient:
     async def _finish(self, reason: str) -> None:
         if self._disconnected is not None:
             return
-        self._disconnected = Disconnected(reason)
+        self._disconnected = Disconnected(reason, replaced=self._replaced)
         pending = self._pending
         if pending is not None and not pending[2].done():
             pending[2].set_exception(SignalingError("closed", reason))

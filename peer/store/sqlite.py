@@ -72,6 +72,31 @@ CREATE TABLE IF NOT EXISTS state (
 """
 
 
+class StoreConflict(Exception):
+    """Our own ``(sender, seq)`` is already stored with other content: two writers of one home."""
+
+
+#: (room id, sender, seq) of an envelope refused because another one is stored under its key
+Conflict = tuple[str, str, int]
+
+_INSERT_ENVELOPE = (
+    "INSERT INTO envelopes (room_id, sender, seq, lamport, sent_at, expires_at, data)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (room_id, sender, seq) DO NOTHING"
+)
+
+
+def _insert_envelope(db: sqlite3.Connection, room_id: str, e: LogEntry) -> bool | None:
+    """True: stored; None: this very envelope was already stored; False: ANOTHER envelope is stored
+    under its key (never silently reported as a write)."""
+    cur = db.execute(_INSERT_ENVELOPE, (room_id, e.sender, e.seq, e.lamport, e.sent_at, e.expires_at, e.data))
+    if cur.rowcount == 1:
+        return True
+    row = db.execute(
+        "SELECT data FROM envelopes WHERE room_id = ? AND sender = ? AND seq = ?", (room_id, e.sender, e.seq)
+    ).fetchone()
+    return None if row is not None and bytes(row[0]) == e.data else False
+
+
 class Store:
     """One SQLite database. ``Store(":memory:")`` is the in-memory store for tests."""
 
@@ -132,21 +157,22 @@ class Store:
     # -- envelopes and tombstones ---------------------------------------------------------------------
 
     def put_envelope(self, room_id: str, env: LogEntry) -> bool:
+        """True if this call stored ``env``; False if it was already there. Raises :class:`StoreConflict`
+        if a different envelope is stored under its ``(sender, seq)``."""
         with self._tx() as db:
-            cur = db.execute(
-                "INSERT OR IGNORE INTO envelopes (room_id, sender, seq, lamport, sent_at, expires_at, data)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (room_id, env.sender, env.seq, env.lamport, env.sent_at, env.expires_at, env.data),
-            )
-            return cur.rowcount == 1
+            stored = _insert_envelope(db, room_id, env)
+            if stored is False:
+                raise StoreConflict(_conflict_text(room_id, env.sender, env.seq))
+            return bool(stored)
 
-    def put_envelopes(self, room_id: str, envs: list[LogEntry]) -> None:
+    def put_envelopes(self, room_id: str, envs: list[LogEntry]) -> list[Conflict]:
+        """Store what is new; returns the keys under which a different envelope was already stored."""
+        conflicts: list[Conflict] = []
         with self._tx() as db:
-            db.executemany(
-                "INSERT OR IGNORE INTO envelopes (room_id, sender, seq, lamport, sent_at, expires_at, data)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(room_id, e.sender, e.seq, e.lamport, e.sent_at, e.expires_at, e.data) for e in envs],
-            )
+            for e in envs:
+                if _insert_envelope(db, room_id, e) is False:
+                    conflicts.append((room_id, e.sender, e.seq))
+        return conflicts
 
     def envelopes(self, room_id: str) -> list[LogEntry]:
         rows = self._db.execute(
@@ -277,9 +303,9 @@ def _erase_row(db: sqlite3.Connection, room_id: str, sender: str, seq: int, unti
     )
 
 
-def apply_batch(store: Store, room_id: str, batch: PersistBatch) -> None:
+def apply_batch(store: Store, room_id: str, batch: PersistBatch, *, own: str | None = None) -> list[Conflict]:
     """Write what one room asked to persist, in one transaction."""
-    apply_batches(store, [(room_id, batch)])
+    return apply_batches(store, [(room_id, batch)], own=own)
 
 
 def _fits(*values: int) -> bool:
@@ -300,29 +326,44 @@ def _only_fitting(store: Store, batch: PersistBatch) -> PersistBatch:
         return batch
     store.rejected_rows += dropped
     log.warning("dropped %d row(s) with an integer outside 0..2**53-1", dropped)
-    return PersistBatch(envelopes=envelopes, erased=erased, message_keys=keys, states=batch.states)
+    return PersistBatch(
+        envelopes=envelopes, erased=erased, message_keys=keys, states=batch.states, deleted=batch.deleted
+    )
 
 
-def apply_batches(store: Store, batches: list[tuple[str, PersistBatch]]) -> None:
+def _conflict_text(room_id: str, sender: str, seq: int) -> str:
+    return (
+        f"room {room_id[:8]}: another envelope is already stored as {sender[:8]}:{seq}"
+        " (is a second process writing this home?)"
+    )
+
+
+def apply_batches(
+    store: Store, batches: list[tuple[str, PersistBatch]], *, own: str | None = None
+) -> list[Conflict]:
     """Write what several rooms asked to persist in ONE transaction (group commit); then, if anything
-    was erased, truncate the WAL. Rows that cannot be stored are dropped one by one first."""
+    was erased, truncate the WAL.
+
+    An envelope whose key already holds a DIFFERENT envelope is not stored and is returned as a
+    conflict (the store never reports a write it did not make); if its sender is ``own`` (us), nothing
+    of the batch is stored and :class:`StoreConflict` is raised: we never publish two envelopes under
+    one of our keys. Rows that cannot be stored (an integer out of range) are dropped one by one first.
+    """
     batches = [(r, _only_fitting(store, b)) for r, b in batches if b]
+    conflicts: list[Conflict] = []
     if not batches:
-        return
+        return conflicts
     # Only what WE published must survive a power cut before it leaves (our seq and chain state: reusing
     # them would collide); what we received can be fetched again, so it skips the fsync.
     durable = any("seq" in b.states for _, b in batches)
     store.set_durable(durable)
     with store._tx() as db:
         for room_id, batch in batches:
-            db.executemany(
-                "INSERT OR IGNORE INTO envelopes (room_id, sender, seq, lamport, sent_at, expires_at, data)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (room_id, e.sender, e.seq, e.lamport, e.sent_at, e.expires_at, e.data)
-                    for e in batch.envelopes
-                ],
-            )
+            for e in batch.envelopes:
+                if _insert_envelope(db, room_id, e) is False:
+                    if e.sender == own:
+                        raise StoreConflict(_conflict_text(room_id, e.sender, e.seq))
+                    conflicts.append((room_id, e.sender, e.seq))
             db.executemany(
                 "INSERT OR REPLACE INTO message_keys (room_id, sender, seq, expires_at, key) VALUES (?, ?, ?, ?, ?)",
                 [(room_id, s, q, x, k) for s, q, x, k in batch.message_keys],
@@ -339,3 +380,4 @@ def apply_batches(store: Store, batches: list[tuple[str, PersistBatch]]) -> None
                 _erase_row(db, room_id, sender, seq, until)
     if any(b.erased for _, b in batches):
         store.truncate_wal()
+    return conflicts

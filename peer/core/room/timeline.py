@@ -180,9 +180,13 @@ class Timeline:
         self._delivered[msg_id] = set()
 
     def on_ack(self, neighbour: str, sender: str, seq: int, events: list[RoomEvent]) -> None:
+        """Any of our messages still shown (sent by this process or restored): once per member."""
+        if sender != self.self_id or (sender, seq) not in self._messages:
+            return
         mid = message_id(sender, seq)
-        if sender == self.self_id and mid in self._delivered and neighbour not in self._delivered[mid]:
-            self._delivered[mid].add(neighbour)
+        got = self._delivered.setdefault(mid, set())
+        if neighbour not in got:
+            got.add(neighbour)
             events.append(Delivered(mid, neighbour))
 
     def on_seen(self, member: str, seqs: Iterable[int], of: int, events: list[RoomEvent]) -> None:

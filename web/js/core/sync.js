@@ -19,6 +19,9 @@
 //   ACKed to the neighbour and relayed to every other neighbour not known to have it, except an entry
 //   received from its author: the others got it from the author too, so a HELLO goes to them
 //   announceDelayMs later instead (lazy relay).
+// - Delivery ('acked'): an ACK frame, and also a HELLO: what a neighbour's HELLO says it holds of OUR own
+//   entries counts as an ACK of each (bounded by maxServeKeys per HELLO, once per session and key). A
+//   new entry received from someone other than its author is also ACKed to the author if linked.
 // - Proof-less tombstones: accepted for a held entry iff expires_at <= now + skew, for an unheld key
 //   iff until <= now + skew. Tombstones with a proof need authorizeTombstone. With knownSender (the
 //   membership rule) a tombstone naming an unknown sender is refused (unknown-sender); tombstones for keys
@@ -329,7 +332,36 @@ export class SyncEngine {
       // equivocations it may not have seen: both versions, so it voids the key too
       for (const [sender, seq, first, second] of this.log.voidPairs.values()) if (s.has(sender, seq)) s.voids.set(keyOf(sender, seq), [first, second]);
     }
+    events.push(...this.helloAcks(s));
     this.request(s, now);
+    return events;
+  }
+
+  /**
+   * Our own entries the neighbour's HELLO covers are delivered to it (whoever it got them from).
+   * @param {Session} s @returns {SyncEvent[]}
+   */
+  helloAcks(s) {
+    const me = this.selfId;
+    const theirs = s.remoteHave.get(me);
+    if (!theirs) return [];
+    const held = this.log.seenRanges(me);
+    let acked = s.acked.get(me);
+    if (!acked) s.acked.set(me, (acked = new RangeSet()));
+    /** @type {SyncEvent[]} */
+    const events = [];
+    let budget = this.config.maxServeKeys;
+    for (const [a, b] of theirs.ranges()) {
+      for (const [lo, hi] of held.intersect(a, b)) {
+        for (const [x, y] of new RangeSet([[lo, hi]]).difference(acked)) {
+          for (let seq = x; seq <= y; seq++) {
+            if (budget-- <= 0) return events;
+            acked.add(seq); // a tombstoned one too: never looked at again this session
+            if (this.log.holds(me, seq)) events.push({ type: 'acked', neighbour: s.neighbour, sender: me, seq });
+          }
+        }
+      }
+    }
     return events;
   }
 
@@ -398,6 +430,13 @@ export class SyncEngine {
           if (this.announceAt === null) this.announceAt = now + this.config.announceDelayMs;
         } else {
           this.relay(entry, s.neighbour);
+          const author = this.sessions.get(sender);
+          if (author && author.ready && !author.rejected) {
+            // it reached us through someone else: tell its author it is delivered here
+            let rs = author.acks.get(sender);
+            if (!rs) author.acks.set(sender, (rs = new RangeSet()));
+            rs.add(seq);
+          }
         }
       }
       if (this.log.holds(sender, seq)) {

@@ -287,3 +287,63 @@ test('two JS rooms: names, edits (own only), reactions, typing TTL, seen once, e
   const other = (/** @type {Room} */ r) => r.errorSummary().filter(([, c]) => c !== 'bad-edit');
   assertEqual(JSON.stringify([other(a), other(b)]), '[[],[]]');
 });
+
+test('delivery: a member that got our message from someone else is counted from its HELLO, once', async () => {
+  const keys = await deriveRoomKeys(newRoomSecret());
+  const inv = { roomId: keys.roomId, memberKey: keys.memberKey, ttlS: 3600 };
+  let now = 1_700_000_000_000;
+  const ids = [await generateIdentity(), await generateIdentity(), await generateIdentity()];
+  const [author, keeper, member] = await Promise.all(ids.map((id) => Room.create(id, inv, now)));
+  const rooms = [author, keeper, member];
+  for (const r of rooms) for (const id of ids) r.learnBundle(id.peerId, publicBundle(id));
+  const byId = new Map(rooms.map((r) => [r.peerId, r]));
+  /** @type {Map<string, any[]>} */
+  const events = new Map(rooms.map((r) => [r.peerId, []]));
+  /** @type {Set<string>} */
+  const links = new Set();
+  const link = async (/** @type {Room} */ a, /** @type {Room} */ b) => {
+    links.add([a.peerId, b.peerId].sort().join());
+    await a.linkUp(b.peerId, now);
+    await b.linkUp(a.peerId, now);
+  };
+  const ACK = 4;
+  const pump = async () => {
+    for (let i = 0; i < 50; i++) {
+      let moved = 0;
+      for (const r of rooms) {
+        r.takePersist();
+        for (const [to, data] of r.dataToSend()) {
+          if (!links.has([r.peerId, to].sort().join())) continue;
+          if (r === member && to === author.peerId && data[0] === ACK) continue; // only its HELLO speaks
+          moved++;
+          const evs = await /** @type {Room} */ (byId.get(to)).receive(r.peerId, data, now);
+          /** @type {any[]} */ (events.get(to)).push(...evs);
+        }
+      }
+      if (!moved) return;
+    }
+    throw new Error('pump did not settle');
+  };
+  const settle = async () => { // anti-entropy: HELLOs every resyncMs re-pull what was refused meanwhile
+    for (let i = 0; i < 7; i++) {
+      now += 1000;
+      for (const r of rooms) /** @type {any[]} */ (events.get(r.peerId)).push(...await r.handleTimer(now));
+      await pump();
+    }
+  };
+  const deliveredTo = (/** @type {string} */ id) => /** @type {any[]} */ (events.get(author.peerId))
+    .filter((e) => e.type === 'delivered' && e.id === id).map((e) => e.peer);
+  await link(author, keeper);
+  await pump();
+  const msg = await author.sendText('while the member was away', now);
+  await pump();
+  assertEqual(deliveredTo(msg.id).join(), keeper.peerId);
+  await link(keeper, member); // back from a restart: served by the keeper
+  await pump();
+  await settle(); // (the JS core does not park envelopes that overtake their author's ADD)
+  assert(member.sync.log.holds(author.peerId, msg.seq), 'the keeper served it');
+  await link(author, member);
+  await pump();
+  assertEqual(deliveredTo(msg.id).sort().join(), [keeper.peerId, member.peerId].sort().join());
+  assertEqual([...author.deliveredTo(msg.id)].sort().join(), [keeper.peerId, member.peerId].sort().join());
+});

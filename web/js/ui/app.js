@@ -15,6 +15,9 @@
 // - Signaling payloads are sealed for the room and signed (net/sealed-codec.js); a test may inject
 //   another codec factory. Verified sender bundles give the safety numbers.
 // - Signaling reconnects with exponential backoff (1 s .. 30 s); the mesh reports per-peer link state.
+//   With a hub (net/hub.js) every room of the page shares one signaling connection. Closed because this
+//   identity connected elsewhere ('replaced'): say so, and wait 30 s before trying again (no fight).
+// - A room that is not the one shown (`active` false) never sends seen receipts.
 // - Notifications are shown only when the tab is hidden, and never contain message text.
 // - Display name: per room (localStorage `ephemesh.name.<roomId>`, else the welcome name); published as a
 //   signed profile when it differs from the one the room holds for us.
@@ -43,10 +46,19 @@ export class App {
   /**
    * @param {{ store: ReturnType<typeof import('./state.js').createStore>,
    *   identity: import('../core/identity.js').Identity,
-   *   wsUrl: string, now?: () => number, roomStore?: RoomStore }} opts
+   *   wsUrl: string, now?: () => number, roomStore?: RoomStore,
+   *   hub?: import('../net/hub.js').SignalingHub, active?: boolean }} opts
    */
   constructor(opts) {
     this.store = opts.store;
+    /** @type {import('../net/hub.js').SignalingHub|null} */
+    this.hub = opts.hub ?? null;
+    /** @type {import('../net/hub.js').RoomSignaling|null} */
+    this.facade = null;
+    this.active = opts.active ?? true;
+    /** @type {string|null} the invite fragment of the room */
+    this.fragment = null;
+    this.closed = false;
     this.identity = opts.identity;
     this.wsUrl = opts.wsUrl;
     this.now = opts.now ?? Date.now;
@@ -61,7 +73,7 @@ export class App {
     this.present = new Set();
     /** @type {import('../net/mesh.js').SignalCodec|null} */
     this.codec = null;
-    /** @type {SignalingClient|null} */
+    /** @type {SignalingClient|import('../net/hub.js').RoomSignaling|null} */
     this.client = null;
     /** @type {Mesh|null} */
     this.mesh = null;
@@ -83,9 +95,10 @@ export class App {
 
   /**
    * Enter the room named by an invite fragment or URL. Invalid invites become a UI error.
-   * @param {string} fragOrUrl
+   * `background`: a room of the room list that is not shown (the URL stays as it is).
+   * @param {string} fragOrUrl @param {{background?: boolean}} [o]
    */
-  async openFragment(fragOrUrl) {
+  async openFragment(fragOrUrl, o = {}) {
     const frag = fragOrUrl.includes('#') ? fragOrUrl.slice(fragOrUrl.indexOf('#') + 1) : fragOrUrl;
     let invite;
     try {
@@ -95,7 +108,8 @@ export class App {
       this.store.dispatch({ type: 'error', code: 'invite-invalid', text: 'This invite link is not valid. Ask for a new one.' });
       return false;
     }
-    if (location.hash !== `#${frag}`) history.replaceState(null, '', `#${frag}`);
+    if (!o.background && location.hash !== `#${frag}`) history.replaceState(null, '', `#${frag}`);
+    this.fragment = frag;
     const keys = await deriveRoomKeys(invite.secret, invite.owner);
     this.roomId = keys.roomId;
     this.codec = createSealedCodec({
@@ -129,13 +143,22 @@ export class App {
     if (!this.roomId || !this.codec) return;
     const room = this.roomId;
     const codec = this.codec;
+    if (this.closed) return;
     this.store.dispatch({ type: 'connecting' });
-    const client = new SignalingClient({
-      url: this.wsUrl,
-      publicKey: this.identity.publicKey,
-      sign: (m) => ed25519Sign(this.identity.signingKey, m),
-      onEvent: (ev) => this.onSignaling(client, ev),
-    });
+    /** @type {SignalingClient|import('../net/hub.js').RoomSignaling} */
+    let client;
+    if (this.hub) {
+      const hub = this.hub;
+      client = this.facade ??= hub.forRoom((ev) => this.onSignaling(/** @type {any} */ (this.facade), ev));
+    } else {
+      const own = new SignalingClient({
+        url: this.wsUrl,
+        publicKey: this.identity.publicKey,
+        sign: (m) => ed25519Sign(this.identity.signingKey, m),
+        onEvent: (ev) => this.onSignaling(own, ev),
+      });
+      client = own;
+    }
     this.client = client;
     try {
       const { peer, turn, iceServers: offered } = await client.connect();
@@ -163,8 +186,11 @@ export class App {
     }
   }
 
-  scheduleReconnect() {
-    this.store.dispatch({ type: 'unreachable' });
+  /** @param {boolean} [elsewhere] closed because this identity connected elsewhere */
+  scheduleReconnect(elsewhere = false) {
+    if (this.closed) return;
+    if (elsewhere) this.backoffMs = Math.max(this.backoffMs, 30000);
+    this.store.dispatch({ type: elsewhere ? 'elsewhere' : 'unreachable' });
     if (this.retry !== null) return;
     this.retry = setTimeout(() => {
       this.retry = null;
@@ -173,14 +199,15 @@ export class App {
     this.backoffMs = Math.min(this.backoffMs * 2, 30000);
   }
 
-  /** @param {SignalingClient} client @param {import('../net/signaling.js').SignalingEvent} ev */
+  /** @param {SignalingClient|import('../net/hub.js').RoomSignaling} client @param {import('../net/signaling.js').SignalingEvent} ev */
   onSignaling(client, ev) {
     if (client !== this.client) return;
     const mesh = this.mesh;
     if (ev.type === 'closed') {
-      if (this.client === client && this.store.getState().connection === 'online') this.scheduleReconnect();
+      if (this.client === client && this.store.getState().connection === 'online') this.scheduleReconnect(ev.reason === 'replaced');
       return;
     }
+    if (ev.type === 'error' && ev.code === 'replaced') return; // the 'closed' that follows says it
     if (!mesh || !('room' in ev) || ev.room !== this.roomId) return;
     if (ev.type === 'peer-joined') {
       this.present.add(ev.peer);
@@ -373,10 +400,10 @@ export class App {
     await this.pump([]);
   }
 
-  /** Tell senders we have shown their messages (only while the page is visible). */
+  /** Tell senders we have shown their messages (only while the page is visible and the room shown). */
   async markSeen() {
     const room = this.room;
-    if (!room || document.visibilityState !== 'visible') return;
+    if (!room || !this.active || document.visibilityState !== 'visible') return;
     const ids = this.store.getState().messages.filter((m) => m.sender !== this.identity.peerId).map((m) => m.id);
     if (!ids.length) return;
     await room.markSeen(ids, this.now());
@@ -420,6 +447,21 @@ export class App {
     if (!room) return;
     await this.pump(await room.setTimer(ttlS, this.now()));
   }
+}
+
+/**
+ * Stop for good: the signaling share, the mesh, timers (another tab takes over, or the room is left).
+ * @param {App} app
+ */
+export function closeApp(app) {
+  app.closed = true;
+  for (const t of [app.retry, app.timer, app.typingStop]) if (t !== null) clearTimeout(t);
+  app.retry = app.timer = app.typingStop = null;
+  app.mesh?.close();
+  app.mesh = null;
+  if (app.client && 'detached' in app.client) app.client.close();
+  else app.client?.close();
+  app.client = null;
 }
 
 /** Browser notification when the tab is hidden; the body never contains message text. @param {string} sender */

@@ -39,7 +39,7 @@ export const TTL_CHOICES = [
  * @typedef {{ code: string, text: string }} UiError
  * @typedef {{
  *   screen: 'welcome'|'room', displayName: string,
- *   connection: 'offline'|'connecting'|'online'|'unreachable',
+ *   connection: 'offline'|'connecting'|'online'|'unreachable'|'elsewhere',
  *   roomId: string|null, inviteUrl: string|null, roomTtlS: number, ttlS: number,
  *   self: string|null, members: Record<string, Member>, messages: Message[],
  *   error: UiError|null, safetyOpen: boolean, safety: Record<string, string>, now: number,
@@ -84,6 +84,8 @@ export function reduce(s, a) {
       return { ...s, connection: 'connecting', error: null };
     case 'connected':
       return { ...s, connection: 'online', self: a.peer, members: { ...s.members, [a.peer]: { peer: a.peer, name: s.displayName || 'You', link: 'self' } } };
+    case 'elsewhere':
+      return { ...s, connection: 'elsewhere', error: { code: 'elsewhere', text: 'This identity is connected from another window or device. Trying again in 30 s.' } };
     case 'unreachable':
       return { ...s, connection: 'unreachable', error: { code: 'server-unreachable', text: 'The server cannot be reached. Retrying…' } };
     case 'enter-room':

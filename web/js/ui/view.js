@@ -35,7 +35,7 @@ export function linkText(m) {
 
 /** The header pill: never "connected" while no other member is reachable. @param {import('./state.js').AppState} s */
 export function connectionText(s) {
-  if (s.connection !== 'online') return { offline: 'offline', connecting: 'connecting…', online: 'connected', unreachable: 'server unreachable' }[s.connection];
+  if (s.connection !== 'online') return { offline: 'offline', connecting: 'connecting…', online: 'connected', unreachable: 'server unreachable', elsewhere: 'open elsewhere' }[s.connection];
   const others = Object.values(s.members).filter((m) => m.link !== 'self');
   if (others.some((m) => m.link === 'open')) return 'connected';
   if (others.some((m) => m.link === 'connecting')) return 'connecting to members…';

@@ -160,9 +160,12 @@ export class Timeline {
 
   /** @param {string} neighbour @param {string} sender @param {number} seq @param {RoomEvent[]} events */
   onAck(neighbour, sender, seq, events) {
+    // any of our messages still shown (sent by this page or restored): once per member
+    if (sender !== this.selfId || !this.msgs.has(keyOf(sender, seq))) return;
     const mid = messageId(sender, seq);
-    const set = this.delivered.get(mid);
-    if (sender === this.selfId && set && !set.has(neighbour)) {
+    let set = this.delivered.get(mid);
+    if (!set) this.delivered.set(mid, (set = new Set()));
+    if (!set.has(neighbour)) {
       set.add(neighbour);
       events.push({ type: 'delivered', id: mid, peer: neighbour });
     }
