@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import pytest
 
-from peer.core.chains import SenderChain
+from peer.core.chains import ReceiverChain, SenderChain, SenderKeyMessage
+from peer.core.envelope import Kind, parse_envelope
+from peer.core.handshake import PrekeyPrivate, SignedPrekey, open_from_prekey
 from peer.core.identity import Identity
 from peer.core.invite import Invite
 from peer.core.room import Room
+from peer.core.room.senderkeys import PREKEY_AAD
 from peer.store.sqlite import Store, apply_batch, snapshot
 from peer.testing import FakeClock
 from tests.peer.room_net import Net
@@ -147,3 +150,62 @@ def test_no_stored_chain_state_rederives_an_erased_key_while_an_older_one_lives(
     assert after.id in {m.id for m in b.messages()}
     assert after.id in {m.id for m in c.messages()}
     assert old.id in {m.id for m in b.messages()}
+
+
+# -- item 6, second half: no prekey + SENDER_KEY envelope pair re-derives an erased key ----------------
+
+
+def _prekey_pairs(net: Net, rooms: list[Room], erased: set[bytes]) -> int:
+    """Copies of every home: how many (member's stored prekey private key, stored SENDER_KEY envelope)
+    pairs open a chain that re-derives one of ``erased``."""
+    stores = {r.peer_id: _store_of(net, r) for r in rooms}
+    held = {e.key: e.data for s in stores.values() for e in s.envelopes(rooms[0].room_id)}
+    envelopes = [parse_envelope(data) for data in held.values()]
+    found = 0
+    for r in rooms:
+        raw = stores[r.peer_id].states(r.room_id).get("prekey")
+        if raw is None:
+            continue
+        prekey = PrekeyPrivate(raw[:32], SignedPrekey.from_bytes(raw[32:]))
+        for env in envelopes:
+            member = r.members_part.member(env.sender)
+            if (
+                env.kind != Kind.SENDER_KEY
+                or member is None
+                or env.payload[17:33] != bytes.fromhex(r.peer_id)
+            ):
+                continue
+            opened = open_from_prekey(r.identity, prekey, member.bundle, env.payload, PREKEY_AAD, net.now(r))
+            skm = SenderKeyMessage.decode(opened.plaintext)
+            rx = ReceiverChain.from_sender_key_message(skm, member.bundle.ed25519)
+            keys = {rx.message_key(i)[1] for i in range(skm.index, skm.index + 20)}
+            found += bool(keys & erased)
+    for s in stores.values():
+        s.close()
+    return found
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13 item 6 (second half) open: SENDER_KEY envelopes never expire and prekeys never rotate "
+    "(THREAT_MODEL.md, Still open)",
+)
+def test_no_prekey_and_sender_key_envelope_rederive_a_chain_after_its_messages_expired(net: Net) -> None:
+    """Open: SENDER_KEY envelopes never expire, so each member's stored prekey private key opens the chain's
+    initial state and re-derives every expired message of it (copies of the homes). Strict xfail: it
+    turns into a failure (XPASS) the day the fix lands, so the mark must go with it."""
+    a, b, c = (net.add(Identity.generate()) for _ in range(3))
+    keeper = net.add(Identity.generate(), keeper=True)
+    rooms = [a, b, c, keeper]
+    _mesh(net, *rooms)
+    sent = [a.send_text(f"secret {i}", net.now(a), ttl_s=60) for i in range(3)]
+    net.pump()
+    erased = {a.keys.message_keys[(a.peer_id, m.seq)] for m in sent}
+    assert _prekey_pairs(net, rooms, erased) == 3  # b's, c's and the keeper's open a's chain while it lives
+    net.tick(3_600_000 + 130_000)  # past the expiry, any window of an hour, and the skew bound
+    assert all(not r.messages() for r in (a, b, c))
+    assert _prekey_pairs(net, rooms, erased) == 0
+    # the room goes on: a message beyond the window starts a new chain everyone reads
+    after = a.send_text("after", net.now(a), ttl_s=60)
+    net.pump()
+    assert {m.id for m in b.messages()} == {after.id} == {m.id for m in c.messages()}
