@@ -12,7 +12,6 @@ import asyncio
 import os
 import random
 import signal
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,23 +21,11 @@ from peer.home import STORE_FILE
 from peer.node import Peer, RoomHandle
 from peer.store.sqlite import Store
 
+from .test_cli_e2e import start
+
 WAIT = 60.0
 SEED = int(os.environ.get("EPHEMESH_KILL_SEED", "1201"))
 SENDS = 8
-
-
-async def start(*args: str, home: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "peer.cli",
-        *args,
-        "--home",
-        str(home),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
 
 
 def own_entries(room: RoomHandle, sender: str) -> dict[int, bytes]:
