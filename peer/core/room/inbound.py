@@ -48,7 +48,7 @@ from .members import Members
 from .parking import Parking
 from .presence import Presence
 from .receipts import Receipts
-from .senderkeys import SenderKeys, open_with_key
+from .senderkeys import NEVER, SenderKeys, open_with_key
 from .timeline import Meta, Timeline
 
 
@@ -72,7 +72,9 @@ class Inbound:
     _known_new: list[str]
     _errors: dict[str, dict[str, int]]
 
-    def _publish_unchained(self, kind: Kind, payload: bytes, now: int) -> LogEntry:
+    def _publish_unchained(
+        self, kind: Kind, payload: bytes, now: int, *, expires_at: int = NEVER
+    ) -> LogEntry:
         raise NotImplementedError
 
     # -- validation (called by the sync engine for every new envelope) ---------------------------------
@@ -164,7 +166,7 @@ class Inbound:
                 self.timeline.on_ack(ev.neighbour, ev.sender, ev.seq, events)
             elif isinstance(ev, NeighbourReady):
                 events.append(MemberOnline(ev.neighbour, True))
-                self._give_current_chain(ev.neighbour, now)
+                self._give_live_chains(ev.neighbour, now)
             elif isinstance(ev, NeighbourTimedOut):
                 self.links.close(ev.neighbour)
                 self.parking.drop_neighbour(ev.neighbour)
@@ -243,7 +245,7 @@ class Inbound:
         change = self.members_part.recompute()
         for pid in change.joined:
             events.append(MemberJoined(pid))
-            self._give_current_chain(pid, now)
+            self._give_live_chains(pid, now)
         for pid in change.left:
             events.append(MemberLeft(pid))
             self.keys.forget_sender(pid, self._persist)
@@ -260,9 +262,9 @@ class Inbound:
 
     # -- sender keys and chat ------------------------------------------------------------------------
 
-    def _give_current_chain(self, peer: str, now: int) -> None:
-        init = self.keys.initial_for_late_joiner(self.members_part.epoch)
-        if init is not None:
+    def _give_live_chains(self, peer: str, now: int) -> None:
+        """Every live chain of ours (its messages are in the log) to a member we learned late."""
+        for init, _ in self.keys.initials_for_late_joiner(self.members_part.epoch, now):
             self._give_chain(peer, init, now)
 
     def _give_chain(self, peer: str, initial: SenderChain, now: int) -> None:
@@ -278,7 +280,8 @@ class Inbound:
         if member is None:
             return  # not a member yet: it gets the key when its ADD arrives
         sealed = self.keys.seal_for(member.bundle, member.prekey, skm, now)
-        self._publish_unchained(Kind.SENDER_KEY, sealed, now)
+        expires_at = self.keys.sender_key_expiry_of(initial.chain_id)  # erased with the chain's window
+        self._publish_unchained(Kind.SENDER_KEY, sealed, now, expires_at=expires_at)
         self.keys.mark_given(peer, initial.chain_id, self._persist)
 
     def _take_sender_key(self, env: Envelope, now: int, events: list[RoomEvent]) -> None:

@@ -36,11 +36,14 @@ def restore(room: Room, snap: Snapshot, now: int) -> None:
             sync.restore_tombstone((sender, seq), until)
             room.receipts.owe(sender, seq)  # erased (or never held) here: (re)report it, the sender dedupes
     restored: set[Key] = set()
+    erased_own: list[tuple[bytes, int]] = []  # our CHAT messages that expired while we were down
     for entry, env in parsed:
         if env.kind == Kind.CHAT and env.sender == room.peer_id:
             room.receipts.track(env.seq)
         if not sync.restore(entry, now):
             _erase_at_restore(room, entry, env, now)
+            if env.kind == Kind.CHAT and env.sender == room.peer_id:
+                erased_own.append((env.chain_id, env.chain_index))
             continue
         restored.add(entry.key)
         if env.kind == Kind.CHAT:
@@ -55,7 +58,7 @@ def restore(room: Room, snap: Snapshot, now: int) -> None:
     for sender, seq in sorted(snap.message_keys.keys() - restored):
         tomb = sync.tombstone_of((sender, seq))
         batch.erased.append((sender, seq, tomb.until if tomb is not None else 0))
-    room.keys.advance_initial(batch)
+    room.keys.advance_initial(batch, erased_own)
 
 
 def _erase_at_restore(room: Room, entry: LogEntry, env: Envelope, now: int) -> None:

@@ -16,8 +16,9 @@ Rules that span parts:
   sender: a self-ADD against the bundle it carries, anything else against the bundle of a *known
   sender* (``members``). An unknown sender's envelope is parked and offered back once its ADD arrives.
   An envelope is parsed once on the way in (``_validate``) and that parse is reused.
-- **Keys.** A new chain goes to every member; a member learned later gets the current chain's initial
-  state; a removal rotates the chain (see ``senderkeys``). A keeper never opens anything.
+- **Keys.** A new chain goes to every member; a member learned later gets the initial state of every
+  live chain of ours; a removal, or a message outside the chain's expiry window, rotates the chain (see
+  ``senderkeys``); SENDER_KEY envelopes expire with their chain's window. A keeper never opens anything.
 - **Expiry and unsend.** An expired or unsent entry is erased from every part (message, key, pending
   copy, envelope row), a tombstone stays; an unsend is a TOMBSTONE envelope (kind 4) whose bytes are the
   proof ``_authorize_tombstone`` checks. We owe the sender an erasure receipt for each CHAT we erase.
@@ -82,13 +83,10 @@ from .parking import Parking
 from .presence import Presence
 from .receipts import Receipts
 from .restore import restore
-from .senderkeys import SenderKeys
+from .senderkeys import NEVER, SenderKeys
 from .timeline import Meta, Timeline, parse_message_id
 
 DEFAULT_TTL_S = 24 * 3600
-#: expires_at of room-state envelopes and ttl-0 messages: far future (year ~144,000) yet small enough that
-#: ``NEVER + skew`` still fits the sync wire's integers (<= 2**53 - 1), so such a message can be unsent.
-NEVER = 2**52
 
 
 def _room_state_change(entry: LogEntry) -> bool:
@@ -465,7 +463,7 @@ class Room(Inbound):
         ):
             raise PermissionError("announcement mode: only admins post")
         plaintext = encode_content(content)
-        rotated = self.keys.rotate_if_due(now, self.members_part.epoch, self._persist)
+        rotated = self.keys.rotate_if_due(now, self.members_part.epoch, expires_at, self._persist)
         if rotated is not None:
             for pid in self.members_part.others():
                 self._give_chain(pid, rotated, now)

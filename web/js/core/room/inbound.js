@@ -73,8 +73,8 @@ export class Inbound {
     this.seq = 0;
   }
 
-  /** @param {number} _kind @param {Uint8Array} _payload @param {number} _now @returns {Promise<LogEntry>} */
-  async publishUnchained(_kind, _payload, _now) {
+  /** @param {number} _kind @param {Uint8Array} _payload @param {number} _now @param {number} [_expiresAt] @returns {Promise<LogEntry>} */
+  async publishUnchained(_kind, _payload, _now, _expiresAt) {
     throw new Error('implemented by Room');
   }
 
@@ -180,7 +180,7 @@ export class Inbound {
       else if (ev.type === 'acked') this.timeline.onAck(ev.neighbour, ev.sender, ev.seq, events);
       else if (ev.type === 'neighbour-ready') {
         events.push({ type: 'online', peer: ev.neighbour, online: true });
-        await this.giveCurrentChain(ev.neighbour, now);
+        await this.giveLiveChains(ev.neighbour, now);
       } else if (ev.type === 'neighbour-timed-out') {
         this.links.close(ev.neighbour);
         this.parking.dropNeighbour(ev.neighbour);
@@ -265,7 +265,7 @@ export class Inbound {
     const change = await this.membersPart.recompute();
     for (const pid of change.joined) {
       events.push({ type: 'joined', peer: pid });
-      await this.giveCurrentChain(pid, now);
+      await this.giveLiveChains(pid, now);
     }
     for (const pid of change.left) {
       events.push({ type: 'left', peer: pid });
@@ -280,10 +280,9 @@ export class Inbound {
 
   // ---------------------------------------------------------------- sender keys and chat
 
-  /** @param {string} peer @param {number} now */
-  async giveCurrentChain(peer, now) {
-    const init = this.keys.initialForLateJoiner(this.membersPart.epoch);
-    if (init) await this.giveChain(peer, init, now);
+  /** Every live chain of ours (its messages are in the log) to a member we learned late. @param {string} peer @param {number} now */
+  async giveLiveChains(peer, now) {
+    for (const [init] of this.keys.initialsForLateJoiner(this.membersPart.epoch, now)) await this.giveChain(peer, init, now);
   }
 
   /** @param {string} peer @param {import('../chains.js').SenderChain} initial @param {number} now */
@@ -297,7 +296,7 @@ export class Inbound {
     const member = this.membersPart.member(peer);
     if (!member) return; // not a member yet: it gets the key when its ADD arrives
     const sealed = await this.keys.sealFor(member.bundle, member.prekey, skm, now);
-    await this.publishUnchained(Kind.SENDER_KEY, sealed, now);
+    await this.publishUnchained(Kind.SENDER_KEY, sealed, now, this.keys.senderKeyExpiryOf(initial.chainId)); // erased with the chain's window
     this.keys.markGiven(peer, initial.chainId, this.persist);
   }
 

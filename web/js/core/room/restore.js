@@ -1,6 +1,7 @@
 // Restart: put a stored snapshot back into the parts (mirrors peer/core/room/restore.py). Anything
 // expired or deleted by now is erased (and reported to the store), never shown.
 
+import { toHex } from '../bytes.js';
 import { Kind, decodeTombstone, parseEnvelope } from '../envelope.js';
 import { keyOf } from '../log.js';
 import { decodeOp } from '../membership.js';
@@ -30,6 +31,8 @@ export async function restore(room, snap, now) {
     room.receipts.owe(sender, seq); // erased (or never held) here: (re)report it, the sender dedupes
   }
   const restored = new Set();
+  /** @type {[string, number][]} our CHAT messages that expired while we were down */
+  const erasedOwn = [];
   for (let i = 0; i < entries.length; i++) {
     const entry = entries[i], env = envs[i];
     const k = keyOf(entry.sender, entry.seq);
@@ -39,6 +42,7 @@ export async function restore(room, snap, now) {
       if (until > now) sync.restoreTombstone(entry.sender, entry.seq, until);
       batch.erased.push([entry.sender, entry.seq, sync.tombstoneOf(entry.sender, entry.seq)?.until ?? until]);
       if (env.kind === Kind.CHAT) room.receipts.owe(env.sender, env.seq);
+      if (env.kind === Kind.CHAT && env.sender === room.peerId) erasedOwn.push([toHex(env.chainId), env.chainIndex]);
       continue;
     }
     restored.add(k);
@@ -55,5 +59,5 @@ export async function restore(room, snap, now) {
   for (const [sender, seq] of gone.sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : x[1] - y[1]))) {
     batch.erased.push([sender, seq, sync.tombstoneOf(sender, seq)?.until ?? 0]);
   }
-  await room.keys.advanceInitial(batch);
+  await room.keys.advanceInitial(batch, erasedOwn);
 }

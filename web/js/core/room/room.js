@@ -13,6 +13,7 @@ import { Role, decodeOp, encodeOp, makeAdd, makeReadmit, makeRemove, makeRole, m
 import * as wire from '../wire.js';
 import { Inbound } from './inbound.js';
 import { restore } from './restore.js';
+import { NEVER } from './senderkeys.js';
 import { parseMessageId } from './timeline.js';
 
 export { messageId, parseMessageId } from './timeline.js';
@@ -28,7 +29,7 @@ export class PermissionError extends Error {
     this.name = 'PermissionError';
   }
 }
-export const NEVER = 2 ** 52;
+export { NEVER };
 
 /**
  * @typedef {import('./timeline.js').Message} Message
@@ -421,7 +422,7 @@ export class Room extends Inbound {
       throw new PermissionError('announcement mode: only admins post');
     }
     const plaintext = content.encodeContent(c);
-    const rotated = await this.keys.rotateIfDue(now, this.membersPart.epoch, this.persist);
+    const rotated = await this.keys.rotateIfDue(now, this.membersPart.epoch, expiresAt, this.persist);
     if (rotated) for (const pid of this.membersPart.others()) await this.giveChain(pid, rotated, now);
     this.seq += 1;
     const lamport = this.sync.tick();
