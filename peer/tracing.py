@@ -13,8 +13,8 @@ and keys, envelope nonces, prekey sealing); ``now`` is given in every step; Ed25
 deterministic. The JS core draws from its RNG in the same order, so replay is byte-exact.
 
 Canonical persisted state (what both languages compare): every state value as base64url of its Python
-bytes, except ``prekey``, of which only the public signed part (``bytes[32:]``) is compared (the browser
-keeps the private half as a non-extractable CryptoKey).
+bytes, except ``prekey`` and ``prekey/old/<hex>``, of which only what follows the private key
+(``bytes[32:]``) is compared (the browser keeps the private half as a non-extractable CryptoKey).
 
 Used by ``scripts/gen_traces.py`` (recording) and the test suites (replay).
 """
@@ -47,8 +47,9 @@ def _persist_json(room: Room, snapshot: Snapshot) -> dict[str, Any] | None:
     if not batch:
         return None
     doc = batch.to_json()
-    if "prekey" in batch.states:
-        doc["states"]["prekey"] = b64u_encode(batch.states["prekey"][32:])
+    for name, value in batch.states.items():  # a prekey's private half never leaves the browser's keys
+        if name == "prekey" or name.startswith("prekey/old/"):
+            doc["states"][name] = b64u_encode(value[32:])
     return doc
 
 

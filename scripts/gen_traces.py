@@ -349,6 +349,50 @@ def restart_restore() -> Trace:
     return t
 
 
+def chain_windows() -> Trace:
+    """Sender keys over time: A's chains carry one expiry window each (a NEVER profile, a 60 s text, a 2 h
+    text: three chains) and their SENDER_KEY envelopes expire with the window (NEVER for the profile
+    chain); C joining late gets every live chain and reads all three. Everyone is away past the 60 s
+    chain's window: its envelopes are erased everywhere and A retires that chain. Away a day: every
+    prekey is due, each member publishes a fresh self-ADD with a new one; relinked, A's next chain is
+    sealed to the new prekeys and read. Away another day: the old prekey private keys are erased (and
+    the prekeys rotate again)."""
+    t = Trace("chain_windows", chain_windows.__doc__ or "", "windows")
+    for p in ("A", "B", "C"):
+        t.peer(p)
+    t.create("A", "B")
+    t.link("A", "B")
+    t.deliver()
+    t.advance(1000)
+    t.step("A", "set_profile", name="alice")
+    t.step("A", "send_text", text="one minute", ttl_s=60)
+    t.step("A", "send_text", text="two hours", ttl_s=7200)
+    t.deliver()
+    t.advance(500)
+    t.create("C")
+    t.link("C", "A")
+    t.deliver()
+    t.advance(2000)
+    t.link("C", "B")
+    t.deliver()
+    t.advance(1000)
+    for x, y in (("A", "B"), ("A", "C"), ("B", "C")):
+        t.unlink(x, y)
+    t.advance(3_600_000 + 130_000, step=3_600_000 + 130_000)  # past the 60 s chain's window and skew
+    t.advance(86_400_000, step=86_400_000)  # a day: every prekey is due
+    for x, y in (("A", "B"), ("A", "C"), ("B", "C")):
+        t.link(x, y)
+    t.deliver()
+    t.advance(1000)
+    t.step("A", "send_text", text="after the rotation", ttl_s=60)
+    t.deliver()
+    t.advance(1000)
+    for x, y in (("A", "B"), ("A", "C"), ("B", "C")):
+        t.unlink(x, y)
+    t.advance(86_400_000, step=86_400_000)  # old prekeys erased
+    return t
+
+
 # -- part traces: one part driven through its API --------------------------------------------------------
 
 A, B, C = "a" * 32, "b" * 32, "c" * 32
@@ -506,6 +550,7 @@ SCENARIOS: list[Callable[[], Trace]] = [
     receipts_typing_seen,
     content_types,
     restart_restore,
+    chain_windows,
 ]
 
 

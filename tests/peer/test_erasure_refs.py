@@ -10,12 +10,12 @@ from __future__ import annotations
 import pytest
 
 from peer.core.chains import ReceiverChain, SenderChain, SenderKeyMessage
-from peer.core.envelope import Kind, parse_envelope
+from peer.core.envelope import Envelope, Kind, parse_envelope
 from peer.core.handshake import PrekeyPrivate, SignedPrekey, open_from_prekey
 from peer.core.identity import Identity
 from peer.core.invite import Invite
 from peer.core.room import Room
-from peer.core.room.senderkeys import PREKEY_AAD
+from peer.core.room.senderkeys import CHAIN_WINDOW_MS, NEVER, PREKEY_AAD, PREKEY_KEEP_MS, PREKEY_ROTATE_MS
 from peer.store.sqlite import Store, apply_batch, snapshot
 from peer.testing import FakeClock
 from tests.peer.room_net import Net
@@ -208,3 +208,137 @@ def test_no_prekey_and_sender_key_envelope_rederive_a_chain_after_its_messages_e
     after = a.send_text("after", net.now(a), ttl_s=60)
     net.pump()
     assert {m.id for m in b.messages()} == {after.id} == {m.id for m in c.messages()}
+
+
+# -- item 6, second half: prekeys rotate, so a home stolen later does not open an envelope recorded earlier
+
+
+def _away(net: Net, rooms: list[Room], ms: int) -> None:
+    """Everyone offline for ``ms`` (no heartbeats to run), then each room's timers once."""
+    for i, x in enumerate(rooms):
+        for y in rooms[i + 1 :]:
+            net.unlink(x, y)
+    net.clock.advance(ms)
+    for r in rooms:
+        net.events[r.peer_id] += r.handle_timer(net.now(r))
+    net.flush()
+
+
+def _stored_prekeys(net: Net, room: Room) -> list[PrekeyPrivate]:
+    store = _store_of(net, room)
+    states = store.states(room.room_id)
+    store.close()
+    raws = [v for n, v in states.items() if n == "prekey" or n.startswith("prekey/old/")]
+    return [PrekeyPrivate(raw[:32], SignedPrekey.from_bytes(raw[32:136])) for raw in raws]
+
+
+def test_a_home_stolen_after_prekey_rotation_does_not_open_a_sender_key_envelope_recorded_before(
+    net: Net,
+) -> None:
+    """Before: a member's prekey never rotated, so a copy of its home taken at any later time opened every
+    SENDER_KEY envelope ever sealed to it that someone had recorded (another home's copy), and with it the
+    chain's keys. Now the prekey rotates by a fresh self-ADD and the old private key is erased after
+    ``PREKEY_KEEP_MS``."""
+    a, b = net.add(Identity.generate()), net.add(Identity.generate())
+    _mesh(net, a, b)
+    a.send_text("secret", net.now(a), ttl_s=3600)
+    net.pump()
+    store = _store_of(net, a)  # the attacker's earlier copy (a's home, or any keeper's)
+    recorded = [
+        e
+        for e in (parse_envelope(x.data) for x in store.envelopes(a.room_id))
+        if e.kind == Kind.SENDER_KEY and e.payload[17:33] == bytes.fromhex(b.peer_id)
+    ]
+    store.close()
+    assert len(recorded) == 1
+    old = b.keys.prekey
+
+    def opens(prekeys: list[PrekeyPrivate]) -> bool:
+        for pk in prekeys:
+            if recorded[0].payload[33:65] == pk.signed.public:
+                opened = open_from_prekey(
+                    b.identity, pk, a.identity.public_bundle(), recorded[0].payload, PREKEY_AAD, net.now(b)
+                )
+                return SenderKeyMessage.decode(opened.plaintext).sender == a.peer_id
+        return False
+
+    assert opens(_stored_prekeys(net, b))  # the same copy of b's home taken now opens it
+    _away(net, [a, b], PREKEY_ROTATE_MS)  # b's prekey is due: a self-ADD carries a new one
+    assert b.keys.prekey.created_at > old.created_at
+    _mesh(net, a, b)
+    member = a.members_part.member(b.peer_id)
+    assert member is not None
+    assert member.prekey == b.keys.prekey  # a seals new chains to the new one
+    assert b.peer_id in a.members()
+    assert a.peer_id in b.members()
+    assert opens(_stored_prekeys(net, b))  # kept PREKEY_KEEP_MS for envelopes sealed before the re-ADD
+    later = a.send_text("after b rotated", net.now(a), ttl_s=3600)
+    net.pump()
+    assert later.id in {m.id for m in b.messages()}
+    _away(net, [a, b], PREKEY_KEEP_MS)
+    assert not opens(_stored_prekeys(net, b))  # a copy of b's home taken now does not
+    assert b.keys.prekey_deadline() == b.keys.prekey.created_at + PREKEY_ROTATE_MS
+    # the room goes on after b's next rotation too
+    _mesh(net, a, b)
+    last = a.send_text("still readable", net.now(a), ttl_s=60)
+    net.pump()
+    assert last.id in {m.id for m in b.messages()}
+
+
+# -- chains carry one expiry window; a late joiner gets every live chain --------------------------------
+
+
+def _sender_key_expiries(net: Net, room: Room, sender: Room) -> list[int]:
+    store = _store_of(net, room)
+    out = sorted(
+        e.expires_at
+        for e in (parse_envelope(x.data) for x in store.envelopes(room.room_id))
+        if e.kind == Kind.SENDER_KEY and e.sender == sender.peer_id
+    )
+    store.close()
+    return out
+
+
+def test_a_late_joiner_reads_every_live_chain_and_sender_keys_expire_with_their_window(net: Net) -> None:
+    """Before: a late joiner got only the sender's current chain, so with chains rotating by expiry window
+    it could not read a profile or message sent in an earlier chain (the e2e observer never learned the
+    chatter's name). Now every live chain's initial state goes to it, and each chain's SENDER_KEY
+    envelopes carry ``min(first + CHAIN_WINDOW_MS, NEVER)``."""
+    a, b = net.add(Identity.generate()), net.add(Identity.generate())
+    _mesh(net, a, b)
+    t0 = net.now(a)
+    a.set_profile("alice", t0)  # NEVER: its own chain
+    short = a.send_text("one minute", t0, ttl_s=60)  # a second chain, window [t0+60 s, t0+60 s+1 h]
+    same = a.send_text("within the window", t0, ttl_s=1800)  # the same chain
+    long = a.send_text("two hours", t0, ttl_s=7200)  # outside it: a third chain
+    net.pump()
+    assert len({e.chain_id for e in _own_chat(net, a)}) == 3
+    assert _sender_key_expiries(net, a, a) == [
+        t0 + 60_000 + CHAIN_WINDOW_MS,
+        t0 + 7_200_000 + CHAIN_WINDOW_MS,
+        NEVER,
+    ]
+    c = net.add(Identity.generate())
+    _mesh(net, a, b, c)
+    assert c.display_name(a.peer_id) == "alice"
+    assert {short.id, same.id, long.id} <= {m.id for m in c.messages()}
+    assert len(_sender_key_expiries(net, a, a)) == 6  # each chain sealed to b and to c
+    net.tick(1_900_000)  # "one minute" and "within the window" expired: their chain is retired at a
+    assert [m.id for m in a.messages()] == [long.id]
+    assert len(_stored_chains(net, a)) == 3  # profile + "two hours" initial states and the current chain
+    for r in (a, b, c):  # the envelopes of the retired chain outlive its messages by at most the window
+        assert len(_sender_key_expiries(net, r, a)) == 6
+    net.tick(CHAIN_WINDOW_MS - 1_800_000 + 65_000)
+    for r in (a, b, c):
+        assert _sender_key_expiries(net, r, a) == [t0 + 7_200_000 + CHAIN_WINDOW_MS] * 2 + [NEVER] * 2
+
+
+def _own_chat(net: Net, room: Room) -> list[Envelope]:
+    store = _store_of(net, room)
+    out = [
+        e
+        for e in (parse_envelope(x.data) for x in store.envelopes(room.room_id))
+        if e.kind == Kind.CHAT and e.sender == room.peer_id
+    ]
+    store.close()
+    return out

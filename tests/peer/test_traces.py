@@ -36,6 +36,7 @@ def test_the_traces_cover_the_contract() -> None:
         "receipts_typing_seen",
         "content_types",
         "restart_restore",
+        "chain_windows",
         "part_timeline",
         "part_parking",
         "part_presence",

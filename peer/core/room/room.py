@@ -411,14 +411,36 @@ class Room(Inbound):
         return self.links.take_outbox() + self.sync.data_to_send()
 
     def next_timer(self) -> int | None:
-        times = [self.sync.next_timer(), self.presence.next_deadline(), self.parking.next_deadline()]
+        times = [
+            self.sync.next_timer(),
+            self.presence.next_deadline(),
+            self.parking.next_deadline(),
+            self.keys.prekey_deadline(),
+        ]
         return min((t for t in times if t is not None), default=None)
 
     def handle_timer(self, now: int) -> list[RoomEvent]:
         events = self._route(self.sync.handle_timer(now), now)
         self.presence.expire(now, events)
         self.parking.expire(now)
+        self._rotate_prekey(now, events)
         return self._settle(events, now)
+
+    def _rotate_prekey(self, now: int, events: list[RoomEvent]) -> None:
+        """Our prekey is due: publish a fresh self-ADD carrying the new one (see ``senderkeys``)."""
+        member = self.members_part.is_member(self.peer_id)
+        signed = self.keys.rotate_prekey_if_due(now, self._persist, member=member)
+        if signed is None:
+            return
+        add = make_add(
+            self.identity,
+            self.invite.member_key,
+            self.room_id,
+            self.sync.tick(),
+            self.identity.public_bundle(),
+            signed,
+        )
+        self._publish_unchained(Kind.MEMBERSHIP, add.encode(), now, events=events)
 
     def take_persist(self) -> PersistBatch:
         batch, self._persist = self._persist, PersistBatch()

@@ -22,9 +22,16 @@ Rules:
 - A CHAT envelope opens with its sender's receiver chain; one whose chain has not arrived waits in
   ``pending``. The per-message key is kept (and persisted) until the message is erased.
 - A removed member's receiver chains are dropped, in memory and on disk.
+- Our prekey rotates: once it is ``PREKEY_ROTATE_MS`` old (``rotate_prekey_if_due``; the room then
+  publishes a fresh self-ADD carrying the new one, whose later ``created_at`` replaces it in every
+  member's state). The old private key is kept ``PREKEY_KEEP_MS`` more for SENDER_KEY envelopes sealed
+  to it before our re-ADD reached their sender, then erased: a home copied later cannot open an
+  envelope recorded earlier. A SENDER_KEY envelope sealed to a prekey of ours we no longer hold is
+  ignored (not a fault: it may predate our rotation).
 - Persists (state names it owns): ``chain/own``, ``chain/initial/<chain id>`` (57-byte chain state |
   ``first`` u64), ``chain/rx/<sender>/<chain id>``,
-  ``chain/given/<chain id>``, ``prekey``, ``prekey/seen``; plus message keys (``PersistBatch.message_keys``).
+  ``chain/given/<chain id>``, ``prekey``, ``prekey/old/<public hex>`` (private 32 | signed prekey 104 |
+  erase_at u64), ``prekey/seen``; plus message keys (``PersistBatch.message_keys``).
 """
 
 from __future__ import annotations
@@ -56,6 +63,11 @@ INITIAL = "chain/initial/"
 NEVER = 2**52
 #: A chain carries only messages whose expires_at lies in [first, first + CHAIN_WINDOW_MS].
 CHAIN_WINDOW_MS = 3600 * 1000
+#: Our prekey is replaced (a fresh self-ADD) once it is this old...
+PREKEY_ROTATE_MS = 24 * 3600 * 1000
+#: ...and its private key erased this long after that.
+PREKEY_KEEP_MS = 24 * 3600 * 1000
+OLD_PREKEY = "prekey/old/"
 
 
 def sender_key_expiry(first: int) -> int:
@@ -89,6 +101,7 @@ class SenderKeys:
         self._rx: dict[tuple[str, bytes], ReceiverChain] = {}
         self._given: dict[bytes, set[str]] = {}  # chain id -> members it was given to
         self._prekey: PrekeyPrivate | None = None
+        self._old_prekeys: dict[bytes, tuple[PrekeyPrivate, int]] = {}  # public -> (key, erase at)
         self._seen_prekey_msgs: set[bytes] = set()
         self.message_keys: dict[Key, bytes] = {}
         self._chat_pos: dict[Key, tuple[bytes, int]] = {}  # held CHAT key -> (chain id, index)
@@ -119,11 +132,40 @@ class SenderKeys:
         else:
             self._prekey = generate_prekey(self._identity, now, self._rng)
             batch.put("prekey", self._prekey.private + self._prekey.signed.to_bytes())
+        for name, value in states.items():
+            if name.startswith(OLD_PREKEY) and len(value) == 144:
+                kept = PrekeyPrivate(value[:32], SignedPrekey.from_bytes(value[32:136]))
+                self._old_prekeys[kept.signed.public] = (kept, int.from_bytes(value[136:], "big"))
         self._seen_prekey_msgs = {b64u_decode(x) for x in json.loads(states.get("prekey/seen", b"[]"))}
 
     @property
     def prekey(self) -> SignedPrekey:
         assert self._prekey is not None
+        return self._prekey.signed
+
+    def prekey_deadline(self) -> int:
+        """When our prekey is due to rotate or an old one to be erased."""
+        times = [self.prekey.created_at + PREKEY_ROTATE_MS] + [t for _, t in self._old_prekeys.values()]
+        return min(times)
+
+    def rotate_prekey_if_due(self, now: int, batch: PersistBatch, *, member: bool) -> SignedPrekey | None:
+        """Erase old prekeys past their time; if we are a ``member`` and ours is due, replace it and
+        return the new one (the room publishes it in a self-ADD)."""
+        for public, (_, erase_at) in sorted(self._old_prekeys.items()):
+            if erase_at <= now:
+                del self._old_prekeys[public]
+                batch.delete(f"{OLD_PREKEY}{public.hex()}")
+        cur = self._prekey
+        assert cur is not None
+        if not member or now - cur.signed.created_at < PREKEY_ROTATE_MS:
+            return None
+        erase_at = now + PREKEY_KEEP_MS
+        self._old_prekeys[cur.signed.public] = (cur, erase_at)
+        batch.put(
+            f"{OLD_PREKEY}{cur.signed.public.hex()}", cur.private + cur.signed.to_bytes() + u64(erase_at)
+        )
+        self._prekey = generate_prekey(self._identity, now, self._rng)
+        batch.put("prekey", self._prekey.private + self._prekey.signed.to_bytes())
         return self._prekey.signed
 
     # -- our chain -------------------------------------------------------------------------------------
@@ -208,8 +250,14 @@ class SenderKeys:
         payload = env.payload
         if len(payload) < 33 or payload[17:33] != bytes.fromhex(self.self_id):
             return None
-        assert self._prekey is not None
-        opened = open_from_prekey(self._identity, self._prekey, sender, payload, PREKEY_AAD, now)
+        prekey = self._prekey
+        assert prekey is not None
+        if len(payload) >= 65 and payload[33:65] != prekey.signed.public:
+            old = self._old_prekeys.get(payload[33:65])
+            if old is None:
+                return None  # sealed to a prekey of ours already erased (or never ours)
+            prekey = old[0]
+        opened = open_from_prekey(self._identity, prekey, sender, payload, PREKEY_AAD, now)
         if opened.msg_id in self._seen_prekey_msgs:
             return None
         self._seen_prekey_msgs.add(opened.msg_id)

@@ -238,7 +238,8 @@ export class SyncEngine {
     this.foreignStale = true; // expire() may prune tombstones
     for (const [sender, seq] of this.log.expire(now)) {
       events.push({ type: 'entry-expired', sender, seq });
-      const tomb = /** @type {Tombstone} */ (this.log.getTombstone(sender, seq));
+      const tomb = this.log.getTombstone(sender, seq);
+      if (!tomb) continue; // the clock jumped past expiresAt + skew: pruned in the same call
       for (const s of this.live()) if (s.has(sender, seq)) s.tombs.set(keyOf(sender, seq), tomb);
     }
     const c = this.config;

@@ -2,7 +2,8 @@
 // core) against the JS room core, step by step, byte for byte. Format: peer/tracing.py. Returns the
 // mismatches (empty = the two cores behaved identically).
 
-import { b64uDecode, b64uEncode, utf8 } from '../core/bytes.js';
+import { b64uDecode, b64uEncode, concatBytes, utf8 } from '../core/bytes.js';
+import { u64 } from '../core/codec.js';
 import { deterministicRng } from '../core/crypto.js';
 import { identityFromBytes, publicBundle } from '../core/identity.js';
 import { deriveRoomKeys, parseInvite } from '../core/invite.js';
@@ -52,6 +53,7 @@ export function eventJson(ev) {
 function stateBytes(name, value) {
   if (name === 'seq' || name === 'lamport') return utf8(String(value));
   if (name === 'prekey') return value.signed;
+  if (name.startsWith('prekey/old/')) return concatBytes(value.signed, u64(value.eraseAt));
   if (name === 'prekey/seen' || name.startsWith('chain/given/')) return utf8(pyList(value));
   return value;
 }

@@ -378,7 +378,7 @@ export class Room extends Inbound {
   }
 
   nextTimer() {
-    const times = [this.sync.nextTimer(), this.presence.nextDeadline(), this.parking.nextDeadline()].filter((t) => t !== null);
+    const times = [this.sync.nextTimer(), this.presence.nextDeadline(), this.parking.nextDeadline(), this.keys.prekeyDeadline()].filter((t) => t !== null);
     return times.length ? Math.min(.../** @type {number[]} */ (times)) : null;
   }
 
@@ -388,8 +388,17 @@ export class Room extends Inbound {
       const events = await this.route(this.sync.handleTimer(now), now);
       this.presence.expire(now, events);
       this.parking.expire(now);
+      await this.rotatePrekey(now, events);
       return this.settle(events, now);
     });
+  }
+
+  /** Our prekey is due: publish a fresh self-ADD carrying the new one (see senderkeys.js). @param {number} now @param {RoomEvent[]} events */
+  async rotatePrekey(now, events) {
+    const signed = await this.keys.rotatePrekeyIfDue(now, this.persist, this.membersPart.isMember(this.peerId));
+    if (!signed) return;
+    const op = await makeAdd(this.identity, this.invite.memberKey, this.roomId, this.sync.tick(), publicBundle(this.identity), signed);
+    await this.publishUnchained(Kind.MEMBERSHIP, encodeOp(op), now, NEVER, events);
   }
 
   // ---------------------------------------------------------------- publishing

@@ -5,8 +5,11 @@
 // chain's initial state goes to late joiners and is advanced past erased messages (retired when an erased
 // message follows a live one, or when a non-current chain has no message left); CHAT envelopes open with
 // the sender's receiver chain or wait in `pending`; a removed member's receiver chains are dropped in
-// memory and in the store. State names owned: chain/own, chain/initial/<chain id> (57-byte state | first
-// u64), chain/rx/<sender>/<chain id>, chain/given/<chain id>, prekey, prekey/seen; plus message keys.
+// memory and in the store. Our prekey rotates every PREKEY_ROTATE_MS (the room publishes a fresh
+// self-ADD); the old private key is kept PREKEY_KEEP_MS more, then erased; an envelope sealed to a prekey
+// of ours we no longer hold is ignored. State names owned: chain/own, chain/initial/<chain id> (57-byte
+// state | first u64), chain/rx/<sender>/<chain id>, chain/given/<chain id>, prekey, prekey/old/<public
+// hex> ({privateKey, signed, eraseAt}), prekey/seen; plus message keys.
 
 import { b64uEncode, concatBytes, equalBytes, fromHex, toHex, utf8 } from '../bytes.js';
 import { getU64, u64 } from '../codec.js';
@@ -26,6 +29,11 @@ const RX = 'chain/rx/', GIVEN = 'chain/given/', INITIAL = 'chain/initial/';
 export const NEVER = 2 ** 52;
 /** A chain carries only messages whose expiresAt lies in [first, first + CHAIN_WINDOW_MS]. */
 export const CHAIN_WINDOW_MS = 3600 * 1000;
+/** Our prekey is replaced (a fresh self-ADD) once it is this old... */
+export const PREKEY_ROTATE_MS = 24 * 3600 * 1000;
+/** ...and its private key erased this long after that. */
+export const PREKEY_KEEP_MS = 24 * 3600 * 1000;
+const OLD_PREKEY = 'prekey/old/';
 
 /** expiresAt of the SENDER_KEY envelopes of a chain whose first message expires at `first`. @param {number} first */
 export function senderKeyExpiry(first) {
@@ -72,6 +80,8 @@ export class SenderKeys {
     this.given = new Map();
     /** @type {import('../handshake.js').PrekeyPrivate|null} */
     this.prekeyPrivate = null;
+    /** @type {Map<string, [import('../handshake.js').PrekeyPrivate, number]>} public hex -> (key, erase at) */
+    this.oldPrekeys = new Map();
     /** @type {Set<string>} */
     this.seenPrekeyMsgs = new Set();
     /** @type {Map<string, Uint8Array>} */
@@ -109,7 +119,38 @@ export class SenderKeys {
       this.prekeyPrivate = await generatePrekey(this.identity, now, this.rng);
       batch.put('prekey', { privateKey: this.prekeyPrivate.privateKey, signed: prekeyToBytes(this.prekeyPrivate.signed) });
     }
+    for (const [name, value] of states) {
+      if (!name.startsWith(OLD_PREKEY)) continue;
+      const v = /** @type {{privateKey: CryptoKey, signed: Uint8Array, eraseAt: number}} */ (value);
+      const kept = { privateKey: v.privateKey, signed: prekeyFromBytes(v.signed) };
+      this.oldPrekeys.set(toHex(kept.signed.public), [kept, v.eraseAt]);
+    }
     this.seenPrekeyMsgs = new Set(/** @type {string[]} */ (states.get('prekey/seen') ?? []));
+  }
+
+  /** When our prekey is due to rotate or an old one to be erased. */
+  prekeyDeadline() {
+    return Math.min(this.prekey.createdAt + PREKEY_ROTATE_MS, ...[...this.oldPrekeys.values()].map(([, t]) => t));
+  }
+
+  /** Erase old prekeys past their time; if we are a `member` and ours is due, replace it and return the new
+   * one (the room publishes it in a self-ADD).
+   * @param {number} now @param {PersistBatch} batch @param {boolean} member */
+  async rotatePrekeyIfDue(now, batch, member) {
+    for (const pub of [...this.oldPrekeys.keys()].sort()) {
+      if (/** @type {[unknown, number]} */ (this.oldPrekeys.get(pub))[1] <= now) {
+        this.oldPrekeys.delete(pub);
+        batch.delete(`${OLD_PREKEY}${pub}`);
+      }
+    }
+    const cur = /** @type {import('../handshake.js').PrekeyPrivate} */ (this.prekeyPrivate);
+    if (!member || now - cur.signed.createdAt < PREKEY_ROTATE_MS) return null;
+    const eraseAt = now + PREKEY_KEEP_MS, pub = toHex(cur.signed.public);
+    this.oldPrekeys.set(pub, [cur, eraseAt]);
+    batch.put(`${OLD_PREKEY}${pub}`, { privateKey: cur.privateKey, signed: prekeyToBytes(cur.signed), eraseAt });
+    this.prekeyPrivate = await generatePrekey(this.identity, now, this.rng);
+    batch.put('prekey', { privateKey: this.prekeyPrivate.privateKey, signed: prekeyToBytes(this.prekeyPrivate.signed) });
+    return this.prekeyPrivate.signed;
   }
 
   get prekey() {
@@ -193,7 +234,13 @@ export class SenderKeys {
   async openSealed(env, sender, now, batch) {
     const payload = env.ciphertext;
     if (payload.length < 33 || !equalBytes(payload.subarray(17, 33), fromHex(this.selfId))) return null;
-    const opened = await openFromPrekey(this.identity, /** @type {import('../handshake.js').PrekeyPrivate} */ (this.prekeyPrivate), sender, payload, PREKEY_AAD, now);
+    let prekey = /** @type {import('../handshake.js').PrekeyPrivate} */ (this.prekeyPrivate);
+    if (payload.length >= 65 && !equalBytes(payload.subarray(33, 65), prekey.signed.public)) {
+      const old = this.oldPrekeys.get(toHex(payload.subarray(33, 65)));
+      if (!old) return null; // sealed to a prekey of ours already erased (or never ours)
+      prekey = old[0];
+    }
+    const opened = await openFromPrekey(this.identity, prekey, sender, payload, PREKEY_AAD, now);
     const mid = b64uEncode(opened.msgId);
     if (this.seenPrekeyMsgs.has(mid)) return null;
     this.seenPrekeyMsgs.add(mid);
