@@ -7,9 +7,12 @@ and a reaction to it likewise. Checked on real SQLite stores fed with every batc
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from peer.core.chains import ReceiverChain, SenderChain, SenderKeyMessage
+from peer.core.crypto import b64u_decode
 from peer.core.envelope import Envelope, Kind, parse_envelope
 from peer.core.handshake import PrekeyPrivate, SignedPrekey, open_from_prekey
 from peer.core.identity import Identity
@@ -277,6 +280,14 @@ def test_a_home_stolen_after_prekey_rotation_does_not_open_a_sender_key_envelope
     assert later.id in {m.id for m in b.messages()}
     _away(net, [a, b], PREKEY_KEEP_MS)
     assert not opens(_stored_prekeys(net, b))  # a copy of b's home taken now does not
+    # replay ids of the erased prekey go with it: ``prekey/seen`` stays bounded by the prekeys held
+    store = _store_of(net, b)
+    seen = [b64u_decode(x) for x in json.loads(store.states(b.room_id)["prekey/seen"])]
+    store.close()
+    held = {pk.signed.public[:8] for pk in _stored_prekeys(net, b)}
+    assert seen
+    assert {x[:8] for x in seen} <= held
+    assert old.public[:8] not in held
     assert b.keys.prekey_deadline() == b.keys.prekey.created_at + PREKEY_ROTATE_MS
     # the room goes on after b's next rotation too
     _mesh(net, a, b)

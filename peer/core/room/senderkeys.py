@@ -31,7 +31,7 @@ Rules:
 - Persists (state names it owns): ``chain/own``, ``chain/initial/<chain id>`` (57-byte chain state |
   ``first`` u64), ``chain/rx/<sender>/<chain id>``,
   ``chain/given/<chain id>``, ``prekey``, ``prekey/old/<public hex>`` (private 32 | signed prekey 104 |
-  erase_at u64), ``prekey/seen``; plus message keys (``PersistBatch.message_keys``).
+  erase_at u64), ``prekey/seen`` (prekey public[:8] | msg id, dropped with the prekey); plus message keys (``PersistBatch.message_keys``).
 """
 
 from __future__ import annotations
@@ -148,13 +148,22 @@ class SenderKeys:
         times = [self.prekey.created_at + PREKEY_ROTATE_MS] + [t for _, t in self._old_prekeys.values()]
         return min(times)
 
+    def _put_seen(self, batch: PersistBatch) -> None:
+        batch.put("prekey/seen", json.dumps(sorted(b64u_encode(x) for x in self._seen_prekey_msgs)).encode())
+
     def rotate_prekey_if_due(self, now: int, batch: PersistBatch, *, member: bool) -> SignedPrekey | None:
-        """Erase old prekeys past their time; if we are a ``member`` and ours is due, replace it and
-        return the new one (the room publishes it in a self-ADD)."""
+        """Erase old prekeys past their time (with the ids of the messages they opened: ``prekey/seen``
+        stays bounded); if we are a ``member`` and ours is due, replace it and return the new one (the
+        room publishes it in a self-ADD)."""
         for public, (_, erase_at) in sorted(self._old_prekeys.items()):
             if erase_at <= now:
                 del self._old_prekeys[public]
                 batch.delete(f"{OLD_PREKEY}{public.hex()}")
+                # ids are prekey public[:8] | msg id; 16-byte ones predate this rule (the first prekey's)
+                gone = {x for x in self._seen_prekey_msgs if len(x) == 16 or x[:8] == public[:8]}
+                if gone:
+                    self._seen_prekey_msgs -= gone
+                    self._put_seen(batch)
         cur = self._prekey
         assert cur is not None
         if not member or now - cur.signed.created_at < PREKEY_ROTATE_MS:
@@ -258,10 +267,11 @@ class SenderKeys:
                 return None  # sealed to a prekey of ours already erased (or never ours)
             prekey = old[0]
         opened = open_from_prekey(self._identity, prekey, sender, payload, PREKEY_AAD, now)
-        if opened.msg_id in self._seen_prekey_msgs:
+        seen_id = prekey.signed.public[:8] + opened.msg_id  # forgotten with the prekey (bounded)
+        if seen_id in self._seen_prekey_msgs or opened.msg_id in self._seen_prekey_msgs:
             return None
-        self._seen_prekey_msgs.add(opened.msg_id)
-        batch.put("prekey/seen", json.dumps(sorted(b64u_encode(x) for x in self._seen_prekey_msgs)).encode())
+        self._seen_prekey_msgs.add(seen_id)
+        self._put_seen(batch)
         return opened.plaintext
 
     def accept(self, skm: SenderKeyMessage, bundle: PublicBundle, batch: PersistBatch) -> list[Envelope]:

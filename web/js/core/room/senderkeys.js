@@ -11,7 +11,7 @@
 // state | first u64), chain/rx/<sender>/<chain id>, chain/given/<chain id>, prekey, prekey/old/<public
 // hex> ({privateKey, signed, eraseAt}), prekey/seen; plus message keys.
 
-import { b64uEncode, concatBytes, equalBytes, fromHex, toHex, utf8 } from '../bytes.js';
+import { b64uDecode, b64uEncode, concatBytes, equalBytes, fromHex, toHex, utf8 } from '../bytes.js';
 import { getU64, u64 } from '../codec.js';
 import { ProtocolError } from '../errors.js';
 import {
@@ -141,6 +141,10 @@ export class SenderKeys {
       if (/** @type {[unknown, number]} */ (this.oldPrekeys.get(pub))[1] <= now) {
         this.oldPrekeys.delete(pub);
         batch.delete(`${OLD_PREKEY}${pub}`);
+        // ids are prekey public[:8] | msg id; 16-byte ones predate this rule (the first prekey's)
+        const gone = [...this.seenPrekeyMsgs].filter((x) => { const b = b64uDecode(x); return b.length === 16 || toHex(b.subarray(0, 8)) === pub.slice(0, 16); });
+        for (const x of gone) this.seenPrekeyMsgs.delete(x);
+        if (gone.length) batch.put('prekey/seen', [...this.seenPrekeyMsgs].sort());
       }
     }
     const cur = /** @type {import('../handshake.js').PrekeyPrivate} */ (this.prekeyPrivate);
@@ -241,8 +245,8 @@ export class SenderKeys {
       prekey = old[0];
     }
     const opened = await openFromPrekey(this.identity, prekey, sender, payload, PREKEY_AAD, now);
-    const mid = b64uEncode(opened.msgId);
-    if (this.seenPrekeyMsgs.has(mid)) return null;
+    const mid = b64uEncode(concatBytes(prekey.signed.public.subarray(0, 8), opened.msgId)); // forgotten with the prekey
+    if (this.seenPrekeyMsgs.has(mid) || this.seenPrekeyMsgs.has(b64uEncode(opened.msgId))) return null;
     this.seenPrekeyMsgs.add(mid);
     batch.put('prekey/seen', [...this.seenPrekeyMsgs].sort());
     return opened.plaintext;
