@@ -356,12 +356,14 @@ def chain_windows() -> Trace:
     chain's window: its envelopes are erased everywhere and A retires that chain. Away a day: every
     prekey is due, each member publishes a fresh self-ADD with a new one; relinked, A's next chain is
     sealed to the new prekeys and read. Away another day: the old prekey private keys are erased (and
-    the prekeys rotate again)."""
+    the prekeys rotate again). K, a keeper, buffers everything and keeps no receiver chain."""
     t = Trace("chain_windows", chain_windows.__doc__ or "", "windows")
     for p in ("A", "B", "C"):
         t.peer(p)
-    t.create("A", "B")
+    t.peer("K", keeper=True)
+    t.create("A", "B", "K")
     t.link("A", "B")
+    t.link("A", "K")
     t.deliver()
     t.advance(1000)
     t.step("A", "set_profile", name="alice")
@@ -376,18 +378,18 @@ def chain_windows() -> Trace:
     t.link("C", "B")
     t.deliver()
     t.advance(1000)
-    for x, y in (("A", "B"), ("A", "C"), ("B", "C")):
+    for x, y in (("A", "B"), ("A", "C"), ("B", "C"), ("A", "K")):
         t.unlink(x, y)
     t.advance(3_600_000 + 130_000, step=3_600_000 + 130_000)  # past the 60 s chain's window and skew
     t.advance(86_400_000, step=86_400_000)  # a day: every prekey is due
-    for x, y in (("A", "B"), ("A", "C"), ("B", "C")):
+    for x, y in (("A", "B"), ("A", "C"), ("B", "C"), ("A", "K")):
         t.link(x, y)
     t.deliver()
     t.advance(1000)
     t.step("A", "send_text", text="after the rotation", ttl_s=60)
     t.deliver()
     t.advance(1000)
-    for x, y in (("A", "B"), ("A", "C"), ("B", "C")):
+    for x, y in (("A", "B"), ("A", "C"), ("B", "C"), ("A", "K")):
         t.unlink(x, y)
     t.advance(86_400_000, step=86_400_000)  # old prekeys erased
     return t

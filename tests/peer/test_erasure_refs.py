@@ -353,3 +353,28 @@ def _own_chat(net: Net, room: Room) -> list[Envelope]:
     ]
     store.close()
     return out
+
+
+def test_a_keeper_keeps_no_receiver_chain(net: Net) -> None:
+    """Before: a keeper (which never opens anything) accepted the PAIRWISE copy of every chain and stored
+    its receiver chain at the initial index, so a copy of a keeper's home re-derived every message key of
+    every chain, expired or not (``scripts/measure_stolen_home.py``: 30 of 30, 3 days later)."""
+    a, b = net.add(Identity.generate()), net.add(Identity.generate())
+    keeper = net.add(Identity.generate(), keeper=True)
+    _mesh(net, a, b, keeper)
+    a.send_text("kept as ciphertext only", net.now(a), ttl_s=60)
+    net.pump()
+    store = _store_of(net, keeper)
+    states, held = store.states(keeper.room_id), store.envelopes(keeper.room_id)
+    store.close()
+    assert any(parse_envelope(e.data).kind == Kind.CHAT for e in held)  # it buffers the ciphertext...
+    assert not [n for n in states if n.startswith("chain/rx/")]  # ...and no chain to open it
+    assert keeper.keys.receiver_chains() == []
+    assert [n for n in _store_states(net, b) if n.startswith("chain/rx/")]  # a member does
+
+
+def _store_states(net: Net, room: Room) -> dict[str, bytes]:
+    store = _store_of(net, room)
+    states = store.states(room.room_id)
+    store.close()
+    return states

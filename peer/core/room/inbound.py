@@ -213,8 +213,10 @@ class Inbound:
                     self.timeline.on_seen(peer, signal.seqs, self.members_part.count_others(), events)
             elif ev.type == wire.FrameType.PAIRWISE:
                 skm = SenderKeyMessage.decode(self.links.open(peer, ev.body))
-                if self.members_part.is_member(skm.sender):  # else its ADD is on its way: the copy
-                    self._accept_sender_key(skm, events)  # sealed to our prekey follows it in the log
+                # not a member yet: its ADD is on its way, the copy sealed to our prekey follows it in the
+                # log; a keeper never opens anything, so it keeps no receiver chain either
+                if self.members_part.is_member(skm.sender) and not self.keeper:
+                    self._accept_sender_key(skm, events)
             else:
                 raise ProtocolError("unexpected-frame", "frame type not expected here")
         except ProtocolError as exc:

@@ -229,7 +229,8 @@ export class Inbound {
       } else if (type === wire.FrameType.PAIRWISE) {
         const skm = decodeSenderKeyMessage(await this.links.open(peer, body));
         // not a member yet: its ADD is on its way, the copy sealed to our prekey follows it in the log
-        if (this.membersPart.isMember(skm.sender)) await this.acceptSenderKey(skm, events);
+        // a keeper never opens anything, so it keeps no receiver chain (a stolen keeper home re-derives nothing)
+        if (this.membersPart.isMember(skm.sender) && !this.keeper) await this.acceptSenderKey(skm, events);
       } else {
         throw new ProtocolError('unexpected-frame', 'frame type not expected here');
       }
