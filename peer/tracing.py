@@ -405,6 +405,27 @@ def run_part(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 out["defaults"] = [fresh.per_window, fresh.window_ms]
             out["tracked"] = len(budget)
             outs.append(out)
+    elif doc["part"] == "distribution":
+        from peer.core.room.distribution import Distribution
+
+        dist = Distribution(params["per_window"], params["window_ms"])
+        for op in doc["ops"]:
+            out = {}
+            if op["op"] == "offer":
+                out["serve"] = dist.offer(op["peer"], op["now"])
+            elif op["op"] == "shown_life":
+                dist.shown_life(op["peer"])
+            elif op["op"] == "enqueue":
+                dist.enqueue(op["peer"])
+            elif op["op"] == "due":
+                out["serve"] = dist.due(op["now"])
+            elif op["op"] == "drop":
+                dist.drop(op["peer"])
+            elif op["op"] == "defaults":
+                paced = Distribution()
+                out["defaults"] = [paced.per_window, paced.window_ms]
+            out["waiting"] = len(dist)
+            outs.append(out)
     elif doc["part"] == "links":
         outs = _run_links(doc)
     else:

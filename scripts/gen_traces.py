@@ -527,12 +527,39 @@ def part_admission() -> dict[str, Any]:
     return {"part": "admission", "params": {"per_window": 3, "window_ms": 1000}, "ops": ops}
 
 
+def part_distribution() -> dict[str, Any]:
+    """Distribution (members we have not linked with, served our chains paced): 2 per 1,000 ms window; B
+    and C are served at once, D, E (silent) and F wait; E shows life and moves ahead of D; F is dropped
+    (it linked); the next window serves E then D; G is enqueued (a restart) and served after; a member
+    already waiting is not queued twice."""
+    d, e, f, g = "d" * 32, "e" * 32, "f" * 32, "0" * 32
+    ops: list[dict[str, Any]] = [{"op": "defaults"}]  # the production pace: 32 per 60 s
+    ops += [
+        {"op": "offer", "peer": B, "now": T0},
+        {"op": "offer", "peer": C, "now": T0 + 10},
+        {"op": "offer", "peer": d, "now": T0 + 20},
+        {"op": "offer", "peer": e, "now": T0 + 30},
+        {"op": "offer", "peer": f, "now": T0 + 40},
+        {"op": "offer", "peer": d, "now": T0 + 50},
+        {"op": "shown_life", "peer": e},
+        {"op": "drop", "peer": f},
+        {"op": "due", "now": T0 + 999},
+        {"op": "enqueue", "peer": g},
+        {"op": "due", "now": T0 + 1000},
+        {"op": "due", "now": T0 + 1500},
+        {"op": "due", "now": T0 + 2000},
+        {"op": "offer", "peer": f, "now": T0 + 2100},
+    ]
+    return {"part": "distribution", "params": {"per_window": 2, "window_ms": 1000}, "ops": ops}
+
+
 PARTS: list[Callable[[], dict[str, Any]]] = [
     part_timeline,
     part_parking,
     part_presence,
     part_links,
     part_admission,
+    part_distribution,
 ]
 
 

@@ -43,6 +43,7 @@ from peer.core.sync import (
 )
 
 from .admission import AddBudget
+from .distribution import Distribution
 from .links import Links
 from .members import Members
 from .parking import Parking
@@ -61,6 +62,7 @@ class Inbound:
     links: Links
     parking: Parking
     admission: AddBudget
+    distribution: Distribution
     _inbound: tuple[str, int] | None  # (neighbour, now) of the frame being received, else None
     keys: SenderKeys
     timeline: Timeline
@@ -166,6 +168,7 @@ class Inbound:
                 self.timeline.on_ack(ev.neighbour, ev.sender, ev.seq, events)
             elif isinstance(ev, NeighbourReady):
                 events.append(MemberOnline(ev.neighbour, True))
+                self.distribution.drop(ev.neighbour)  # linked: served at once
                 self._give_live_chains(ev.neighbour, now)
             elif isinstance(ev, NeighbourTimedOut):
                 self.links.close(ev.neighbour)
@@ -234,22 +237,27 @@ class Inbound:
             else:
                 self.keys.wait(env)
         elif env.kind == Kind.MEMBERSHIP:
-            self.members_part.add_op(entry.key, MembershipOp.decode(env.payload))
+            op = MembershipOp.decode(env.payload)
+            self.members_part.add_op(entry.key, op)
             self._on_membership(events, now)
+            if op.op == OpType.ADD:
+                return  # an ADD alone does not show life (see ``distribution``)
         elif env.kind == Kind.SENDER_KEY:
             if not self.keeper:
                 self._take_sender_key(env, now, events)
         elif env.kind == Kind.TOMBSTONE:
             expires_at = env.expires_at
             self._apply_unsend(env.sender, decode_tombstone(env.payload), expires_at, entry.data, now, events)
+        self.distribution.shown_life(env.sender)
 
     def _on_membership(self, events: list[RoomEvent], now: int) -> None:
         change = self.members_part.recompute()
         for pid in change.joined:
             events.append(MemberJoined(pid))
-            self._give_live_chains(pid, now)
+            self._offer_chains(pid, now)
         for pid in change.left:
             events.append(MemberLeft(pid))
+            self.distribution.drop(pid)
             self.keys.forget_sender(pid, self._persist)
             if pid != self.peer_id and self.links.close(pid):
                 self.sync.disconnect(
@@ -263,6 +271,17 @@ class Inbound:
             events.append(RolesChanged(state.owner, self.members_part.admins(), state.announce))
 
     # -- sender keys and chat ------------------------------------------------------------------------
+
+    def _offer_chains(self, peer: str, now: int) -> None:
+        """``peer`` is owed our live chains: at once if linked, else paced (``distribution``)."""
+        if self.sync.is_ready(peer) or self.distribution.offer(peer, now):
+            self._give_live_chains(peer, now)
+
+    def _serve_waiting(self, now: int) -> None:
+        """Members whose chains waited for the distribution window (``handle_timer``)."""
+        for peer in self.distribution.due(now):
+            if self.members_part.is_member(peer) and not self.members_part.is_removed(peer):
+                self._give_live_chains(peer, now)
 
     def _give_live_chains(self, peer: str, now: int) -> None:
         """Every live chain of ours (its messages are in the log) to a member we learned late."""

@@ -76,6 +76,7 @@ from peer.core.sync import (
 )
 
 from .admission import AddBudget
+from .distribution import Distribution
 from .inbound import Inbound
 from .links import Links, LinkState
 from .members import Members
@@ -137,6 +138,7 @@ class Room(Inbound):
         self._fresh: dict[Key, Envelope] = {}  # parsed by _validate, reused by _on_entry (one parse)
         self._known_new: list[str] = []  # senders that just became known: their parked envelopes go back
         self.admission = AddBudget()
+        self.distribution = Distribution()
         self._inbound = None
         self._errors: dict[str, dict[str, int]] = {}  # peer -> code -> count (peers: links and members)
         self.errors_total = 0
@@ -423,6 +425,7 @@ class Room(Inbound):
         events = self._route(self.sync.handle_timer(now), now)
         self.presence.expire(now, events)
         self.parking.expire(now)
+        self._serve_waiting(now)
         self._rotate_prekey(now, events)
         return self._settle(events, now)
 
@@ -486,9 +489,10 @@ class Room(Inbound):
             raise PermissionError("announcement mode: only admins post")
         plaintext = encode_content(content)
         rotated = self.keys.rotate_if_due(now, self.members_part.epoch, expires_at, self._persist)
-        if rotated is not None:
+        if rotated is not None:  # to every member: at once if linked, else paced (``distribution``)
             for pid in self.members_part.others():
-                self._give_chain(pid, rotated, now)
+                if self.sync.is_ready(pid) or self.distribution.offer(pid, now):
+                    self._give_chain(pid, rotated, now)
         self._seq += 1
         lamport = self.sync.tick()
         data = self.keys.seal(self._seq, lamport, now, expires_at, plaintext, self._persist)

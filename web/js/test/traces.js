@@ -204,6 +204,8 @@ export async function replayPartTrace(doc) {
   const pr = new Presence();
   const { AddBudget } = await import('../core/room/admission.js');
   const budget = new AddBudget(p.per_window, p.window_ms);
+  const { Distribution } = await import('../core/room/distribution.js');
+  const dist = new Distribution(p.per_window, p.window_ms);
   /** @type {Record<string, any>} */
   const ids = {};
   /** @type {Record<string, any>} */
@@ -287,6 +289,17 @@ export async function replayPartTrace(doc) {
         out.defaults = [d.perWindow, d.windowMs];
       }
       out.tracked = budget.size;
+    } else if (doc.part === 'distribution') {
+      if (op.op === 'offer') out.serve = dist.offer(op.peer, op.now);
+      else if (op.op === 'shown_life') dist.shownLife(op.peer);
+      else if (op.op === 'enqueue') dist.enqueue(op.peer);
+      else if (op.op === 'due') out.serve = dist.due(op.now);
+      else if (op.op === 'drop') dist.drop(op.peer);
+      else if (op.op === 'defaults') {
+        const d = new Distribution();
+        out.defaults = [d.perWindow, d.windowMs];
+      }
+      out.waiting = dist.size;
     } else if (doc.part === 'links') {
       await linksOp(op, out);
     } else {

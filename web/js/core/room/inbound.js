@@ -15,6 +15,7 @@ import { SyncEngine } from '../sync.js';
 import * as wire from '../wire.js';
 import { MAX_INT, MAX_PROOF } from '../wire.js';
 import { AddBudget } from './admission.js';
+import { Distribution } from './distribution.js';
 import { Links } from './links.js';
 import { Members } from './members.js';
 import { Parking } from './parking.js';
@@ -56,6 +57,7 @@ export class Inbound {
     this.links = new Links(identity, this.roomId, opts.rng);
     this.parking = new Parking();
     this.admission = new AddBudget();
+    this.distribution = new Distribution();
     /** @type {[string, number]|null} (neighbour, now) of the frame being received, else null */
     this.inbound = null;
     this.keys = new SenderKeys(identity, this.roomId, opts.chainPolicy ?? DEFAULT_POLICY, opts.rng);
@@ -180,6 +182,7 @@ export class Inbound {
       else if (ev.type === 'acked') this.timeline.onAck(ev.neighbour, ev.sender, ev.seq, events);
       else if (ev.type === 'neighbour-ready') {
         events.push({ type: 'online', peer: ev.neighbour, online: true });
+        this.distribution.drop(ev.neighbour); // linked: served at once
         await this.giveLiveChains(ev.neighbour, now);
       } else if (ev.type === 'neighbour-timed-out') {
         this.links.close(ev.neighbour);
@@ -252,13 +255,16 @@ export class Inbound {
       if (this.keys.canOpen(env)) await this.openChat(env, now, events);
       else this.keys.wait(env);
     } else if (env.kind === Kind.MEMBERSHIP) {
-      this.membersPart.addOp(k, await decodeOp(env.ciphertext));
+      const op = await decodeOp(env.ciphertext);
+      this.membersPart.addOp(k, op);
       await this.onMembership(events, now);
+      if (op.op === OpType.ADD) return; // an ADD alone does not show life (distribution.js)
     } else if (env.kind === Kind.SENDER_KEY) {
       if (!this.keeper) await this.takeSenderKey(env, now, events);
     } else if (env.kind === Kind.TOMBSTONE) {
       await this.applyUnsend(env.sender, decodeTombstone(env.ciphertext), env.expiresAt, entry.data, now, events);
     }
+    this.distribution.shownLife(env.sender);
   }
 
   /** @param {RoomEvent[]} events @param {number} now */
@@ -266,10 +272,11 @@ export class Inbound {
     const change = await this.membersPart.recompute();
     for (const pid of change.joined) {
       events.push({ type: 'joined', peer: pid });
-      await this.giveLiveChains(pid, now);
+      await this.offerChains(pid, now);
     }
     for (const pid of change.left) {
       events.push({ type: 'left', peer: pid });
+      this.distribution.drop(pid);
       this.keys.forgetSender(pid, this.persist);
       if (pid !== this.peerId && this.links.close(pid)) this.sync.disconnect(pid, now); // nothing more, not even ciphertext
     }
@@ -280,6 +287,18 @@ export class Inbound {
   }
 
   // ---------------------------------------------------------------- sender keys and chat
+
+  /** `peer` is owed our live chains: at once if linked, else paced (distribution.js). @param {string} peer @param {number} now */
+  async offerChains(peer, now) {
+    if (this.sync.isReady(peer) || this.distribution.offer(peer, now)) await this.giveLiveChains(peer, now);
+  }
+
+  /** Members whose chains waited for the distribution window (handleTimer). @param {number} now */
+  async serveWaiting(now) {
+    for (const peer of this.distribution.due(now)) {
+      if (this.membersPart.isMember(peer) && !this.membersPart.isRemoved(peer)) await this.giveLiveChains(peer, now);
+    }
+  }
 
   /** Every live chain of ours (its messages are in the log) to a member we learned late. @param {string} peer @param {number} now */
   async giveLiveChains(peer, now) {

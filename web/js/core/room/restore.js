@@ -4,7 +4,7 @@
 import { toHex } from '../bytes.js';
 import { Kind, decodeTombstone, parseEnvelope } from '../envelope.js';
 import { keyOf } from '../log.js';
-import { decodeOp } from '../membership.js';
+import { OpType, decodeOp } from '../membership.js';
 import { MAX_INT } from '../wire.js';
 
 /** @param {import('./room.js').Room} room @param {import('./persist.js').Snapshot} snap @param {number} now */
@@ -12,8 +12,12 @@ export async function restore(room, snap, now) {
   const sync = room.sync, batch = room.persist;
   const entries = [...snap.envelopes].sort((a, b) => a.lamport - b.lamport || (a.sender < b.sender ? -1 : a.sender > b.sender ? 1 : a.seq - b.seq));
   const envs = entries.map((e) => parseEnvelope(e.data));
+  const adds = new Set();
   for (let i = 0; i < entries.length; i++) {
-    if (envs[i].kind === Kind.MEMBERSHIP) room.membersPart.addOp(keyOf(entries[i].sender, entries[i].seq), await decodeOp(envs[i].ciphertext));
+    if (envs[i].kind !== Kind.MEMBERSHIP) continue;
+    const op = await decodeOp(envs[i].ciphertext);
+    room.membersPart.addOp(keyOf(entries[i].sender, entries[i].seq), op);
+    if (op.op === OpType.ADD) adds.add(keyOf(entries[i].sender, entries[i].seq));
   }
   await room.membersPart.recompute();
   for (const pid of [...room.membership.removed].sort()) room.keys.forgetSender(pid, batch); // stores written before removal deleted them
@@ -46,6 +50,7 @@ export async function restore(room, snap, now) {
       continue;
     }
     restored.add(k);
+    if (!adds.has(k)) room.distribution.shownLife(env.sender);
     if (env.kind === Kind.CHAT) {
       room.keys.holdChat(env);
       const key = snap.messageKeys.get(k);
@@ -60,4 +65,8 @@ export async function restore(room, snap, now) {
     batch.erased.push([sender, seq, sync.tombstoneOf(sender, seq)?.until ?? 0]);
   }
   await room.keys.advanceInitial(batch, erasedOwn);
+  const live = room.keys.initialsForLateJoiner(room.membersPart.epoch, now);
+  for (const pid of room.membersPart.others()) { // owed a live chain when we stopped: served from the queue
+    if (live.some(([init]) => !room.keys.wasGiven(pid, init.chainId))) room.distribution.enqueue(pid);
+  }
 }

@@ -388,6 +388,7 @@ export class Room extends Inbound {
       const events = await this.route(this.sync.handleTimer(now), now);
       this.presence.expire(now, events);
       this.parking.expire(now);
+      await this.serveWaiting(now);
       await this.rotatePrekey(now, events);
       return this.settle(events, now);
     });
@@ -432,7 +433,11 @@ export class Room extends Inbound {
     }
     const plaintext = content.encodeContent(c);
     const rotated = await this.keys.rotateIfDue(now, this.membersPart.epoch, expiresAt, this.persist);
-    if (rotated) for (const pid of this.membersPart.others()) await this.giveChain(pid, rotated, now);
+    if (rotated) { // to every member: at once if linked, else paced (distribution.js)
+      for (const pid of this.membersPart.others()) {
+        if (this.sync.isReady(pid) || this.distribution.offer(pid, now)) await this.giveChain(pid, rotated, now);
+      }
+    }
     this.seq += 1;
     const lamport = this.sync.tick();
     const data = await this.keys.seal(this.seq, lamport, now, expiresAt, plaintext, this.persist);
