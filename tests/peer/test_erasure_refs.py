@@ -11,14 +11,22 @@ import json
 
 import pytest
 
-from peer.core.chains import ReceiverChain, SenderChain, SenderKeyMessage
+from peer.core.chains import ChainPolicy, ReceiverChain, SenderChain, SenderKeyMessage
 from peer.core.crypto import b64u_decode
 from peer.core.envelope import Envelope, Kind, parse_envelope
 from peer.core.handshake import PrekeyPrivate, SignedPrekey, open_from_prekey
 from peer.core.identity import Identity
 from peer.core.invite import Invite
+from peer.core.persist import PersistBatch
 from peer.core.room import Room
-from peer.core.room.senderkeys import CHAIN_WINDOW_MS, NEVER, PREKEY_AAD, PREKEY_KEEP_MS, PREKEY_ROTATE_MS
+from peer.core.room.senderkeys import (
+    CHAIN_WINDOW_MS,
+    NEVER,
+    PREKEY_AAD,
+    PREKEY_KEEP_MS,
+    PREKEY_ROTATE_MS,
+    SenderKeys,
+)
 from peer.store.sqlite import Store, apply_batch, snapshot
 from peer.testing import FakeClock
 from tests.peer.room_net import Net
@@ -288,7 +296,7 @@ def test_a_home_stolen_after_prekey_rotation_does_not_open_a_sender_key_envelope
     assert seen
     assert {x[:8] for x in seen} <= held
     assert old.public[:8] not in held
-    assert b.keys.prekey_deadline() == b.keys.prekey.created_at + PREKEY_ROTATE_MS
+    assert b.keys.prekey_deadline(member=True) == b.keys.prekey.created_at + PREKEY_ROTATE_MS
     # the room goes on after b's next rotation too
     _mesh(net, a, b)
     last = a.send_text("still readable", net.now(a), ttl_s=60)
@@ -378,3 +386,25 @@ def _store_states(net: Net, room: Room) -> dict[str, bytes]:
     states = store.states(room.room_id)
     store.close()
     return states
+
+
+def test_a_store_from_before_per_chain_initial_states_is_migrated() -> None:
+    """A store written before this change holds one ``chain/initial`` (57 bytes): it is read as a chain
+    whose SENDER_KEY envelopes never expire (as they were sealed), rewritten under the per-chain name and
+    still given to late joiners; the next message with a finite TTL starts a new chain."""
+    ident = Identity.generate()
+    chain = SenderChain.new(epoch=0, created_at=5)
+    keys = SenderKeys(ident, "ab" * 16, ChainPolicy())
+    batch = PersistBatch()
+    keys.load({"chain/own": chain.to_bytes(), "chain/initial": chain.to_bytes()}, 10, batch)
+    assert "chain/initial" in batch.deleted
+    assert batch.states[f"chain/initial/{chain.chain_id.hex()}"] == chain.to_bytes() + NEVER.to_bytes(
+        8, "big"
+    )
+    assert keys.initials_for_late_joiner(0, 10) == [(chain, NEVER)]
+    assert keys.prekey_deadline(member=True) == 10 + PREKEY_ROTATE_MS
+    assert keys.prekey_deadline(member=False) is None  # a removed member never rotates: no timer left due
+    assert keys.rotate_if_due(10, 0, NEVER, batch) is None  # a ttl-0 message still fits that chain
+    rotated = keys.rotate_if_due(10, 0, 10 + 60_000, batch)
+    assert rotated is not None
+    assert rotated.chain_id != chain.chain_id

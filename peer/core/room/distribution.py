@@ -11,7 +11,7 @@ chains) envelopes, replicated to everyone. Now:
   ended). One owed while the window is spent, or while others wait, waits in a queue with two tiers,
   FIFO within each: first members that have *shown life* (an envelope they authored other than an ADD
   op entered our log), then silent ones (only an ADD seen). ``Room.handle_timer`` serves the queue as the
-  window allows; a member that links with us is served at once. A rotation owes the new chain to every
+  window allows (``next_deadline`` is one of the room's timers); a member that links with us is served at once. A rotation owes the new chain to every
   member the same way.
 - So a flood of fake self-ADDs costs each member at most ``PER_WINDOW`` × (live chains) sealed envelopes
   per window (and those expire with their chain's window, see ``senderkeys``); honest joins below that
@@ -66,6 +66,14 @@ class Distribution:
                 del queue[peer]
                 out.append(peer)
         return out
+
+    def next_deadline(self) -> int | None:
+        """When waiting members can be served: None if none waits, 0 if the window has room now."""
+        if not any(self._queues):
+            return None
+        if self._window is None or self._window[1] < self.per_window:
+            return 0
+        return self._window[0] + self.window_ms
 
     def drop(self, peer: str) -> None:
         """``peer`` is served another way (a link) or left: it no longer waits."""

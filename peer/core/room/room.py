@@ -417,7 +417,8 @@ class Room(Inbound):
             self.sync.next_timer(),
             self.presence.next_deadline(),
             self.parking.next_deadline(),
-            self.keys.prekey_deadline(),
+            self.keys.prekey_deadline(member=self.members_part.is_member(self.peer_id)),
+            self.distribution.next_deadline(),
         ]
         return min((t for t in times if t is not None), default=None)
 

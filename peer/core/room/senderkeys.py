@@ -143,10 +143,12 @@ class SenderKeys:
         assert self._prekey is not None
         return self._prekey.signed
 
-    def prekey_deadline(self) -> int:
-        """When our prekey is due to rotate or an old one to be erased."""
-        times = [self.prekey.created_at + PREKEY_ROTATE_MS] + [t for _, t in self._old_prekeys.values()]
-        return min(times)
+    def prekey_deadline(self, *, member: bool) -> int | None:
+        """When our prekey is due to rotate (only while we are a ``member``) or an old one to be erased."""
+        times = [t for _, t in self._old_prekeys.values()]
+        if member:
+            times.append(self.prekey.created_at + PREKEY_ROTATE_MS)
+        return min(times, default=None)
 
     def _put_seen(self, batch: PersistBatch) -> None:
         batch.put("prekey/seen", json.dumps(sorted(b64u_encode(x) for x in self._seen_prekey_msgs)).encode())

@@ -3,7 +3,7 @@
 // served (sealed envelopes of every live chain) paced, at most PER_WINDOW members per WINDOW_MS (a fixed
 // window from the first serve after the previous one ended); one owed while the window is spent or others
 // wait is queued, FIFO in two tiers: members that showed life (authored an envelope other than an ADD op)
-// first, then silent ones. handleTimer serves the queue. Persists nothing (queued again at restore).
+// first, then silent ones. handleTimer serves the queue (nextDeadline is one of the room's timers). Persists nothing (queued again at restore).
 
 export const PER_WINDOW = 32;
 export const WINDOW_MS = 60_000;
@@ -52,6 +52,13 @@ export class Distribution {
       }
     }
     return out;
+  }
+
+  /** When waiting members can be served: null if none waits, 0 if the window has room now. @returns {number|null} */
+  nextDeadline() {
+    if (!this.size) return null;
+    if (!this.window || this.window[1] < this.perWindow) return 0;
+    return this.window[0] + this.windowMs;
   }
 
   /** `peer` is served another way (a link) or left. @param {string} peer */

@@ -378,7 +378,7 @@ export class Room extends Inbound {
   }
 
   nextTimer() {
-    const times = [this.sync.nextTimer(), this.presence.nextDeadline(), this.parking.nextDeadline(), this.keys.prekeyDeadline()].filter((t) => t !== null);
+    const times = [this.sync.nextTimer(), this.presence.nextDeadline(), this.parking.nextDeadline(), this.keys.prekeyDeadline(this.membersPart.isMember(this.peerId)), this.distribution.nextDeadline()].filter((t) => t !== null);
     return times.length ? Math.min(.../** @type {number[]} */ (times)) : null;
   }
 

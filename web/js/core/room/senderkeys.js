@@ -128,9 +128,12 @@ export class SenderKeys {
     this.seenPrekeyMsgs = new Set(/** @type {string[]} */ (states.get('prekey/seen') ?? []));
   }
 
-  /** When our prekey is due to rotate or an old one to be erased. */
-  prekeyDeadline() {
-    return Math.min(this.prekey.createdAt + PREKEY_ROTATE_MS, ...[...this.oldPrekeys.values()].map(([, t]) => t));
+  /** When our prekey is due to rotate (only while we are a `member`) or an old one to be erased.
+   * @param {boolean} member @returns {number|null} */
+  prekeyDeadline(member) {
+    const times = [...this.oldPrekeys.values()].map(([, t]) => t);
+    if (member) times.push(this.prekey.createdAt + PREKEY_ROTATE_MS);
+    return times.length ? Math.min(...times) : null;
   }
 
   /** Erase old prekeys past their time; if we are a `member` and ours is due, replace it and return the new
