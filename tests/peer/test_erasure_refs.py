@@ -408,3 +408,32 @@ def test_a_store_from_before_per_chain_initial_states_is_migrated() -> None:
     rotated = keys.rotate_if_due(10, 0, 10 + 60_000, batch)
     assert rotated is not None
     assert rotated.chain_id != chain.chain_id
+
+
+def test_a_receiver_chain_goes_with_its_sender_key_envelopes(net: Net) -> None:
+    """Before: a member's receiver chain stayed forever, so a copy of its home plus a recorded copy of a
+    message it never received (another home's) re-derived that message's key long after it expired. Now
+    the receiver chain goes when the SENDER_KEY envelope sealed to it expires; a NEVER chain's stays."""
+    a, b, c = (net.add(Identity.generate()) for _ in range(3))
+    _mesh(net, a, b, c)
+    a.set_profile("alice", net.now(a))
+    a.send_text("c reads this", net.now(a), ttl_s=60)
+    net.pump()
+    net.unlink(a, c)
+    net.unlink(b, c)
+    missed = a.send_text("c never gets this", net.now(a), ttl_s=60)
+    net.pump()
+    key = a.keys.message_keys[(a.peer_id, missed.seq)]
+
+    def derivable() -> bool:
+        rxs = [
+            ReceiverChain.from_bytes(v) for n, v in _store_states(net, c).items() if n.startswith("chain/rx/")
+        ]
+        return any(key in {rx.message_key(i)[1] for i in range(rx.index, rx.index + 5)} for rx in rxs)
+
+    assert derivable()  # c's chain state is ahead of what it received: it derives the missed key
+    net.tick(CHAIN_WINDOW_MS + 65_000)
+    assert not derivable()
+    chains = [n for n in _store_states(net, c) if n.startswith("chain/rx/")]
+    assert len(chains) == 1  # the NEVER profile chain stays (its message lives)
+    assert c.display_name(a.peer_id) == "alice"

@@ -310,9 +310,12 @@ class Inbound:
         if sender is None:
             return
         try:
-            skm = self.keys.open_sealed(env, sender, now, self._persist)
-            if skm is not None:
-                self._accept_sender_key(SenderKeyMessage.decode(skm), events)
+            opened = self.keys.open_sealed(env, sender, now, self._persist)
+            if opened is not None:
+                skm = SenderKeyMessage.decode(opened)
+                self._accept_sender_key(skm, events)
+                # the chain's receiver state goes when its SENDER_KEY envelopes do (its window ended)
+                self.keys.expire_rx_at(skm.sender, skm.chain_id, env.expires_at, self._persist)
         except ProtocolError as exc:
             self._fault(env.sender, exc.code, now, events, link=False)
 

@@ -419,6 +419,7 @@ class Room(Inbound):
             self.parking.next_deadline(),
             self.keys.prekey_deadline(member=self.members_part.is_member(self.peer_id)),
             self.distribution.next_deadline(),
+            self.keys.rx_deadline(),
         ]
         return min((t for t in times if t is not None), default=None)
 
@@ -427,6 +428,7 @@ class Room(Inbound):
         self.presence.expire(now, events)
         self.parking.expire(now)
         self._serve_waiting(now)
+        self.keys.expire_rx(now, self._persist)
         self._rotate_prekey(now, events)
         return self._settle(events, now)
 

@@ -21,7 +21,9 @@ Rules:
   of ours left is retired too (its initial state and its ``given`` record go).
 - A CHAT envelope opens with its sender's receiver chain; one whose chain has not arrived waits in
   ``pending``. The per-message key is kept (and persisted) until the message is erased.
-- A removed member's receiver chains are dropped, in memory and on disk.
+- A removed member's receiver chains are dropped, in memory and on disk. So is a receiver chain whose
+  SENDER_KEY envelope to us expires (``expire_rx_at``: every message of the chain has expired by then;
+  a NEVER one, or one we only got pairwise, stays).
 - Our prekey rotates: once it is ``PREKEY_ROTATE_MS`` old (``rotate_prekey_if_due``; the room then
   publishes a fresh self-ADD carrying the new one, whose later ``created_at`` replaces it in every
   member's state). The old private key is kept ``PREKEY_KEEP_MS`` more for SENDER_KEY envelopes sealed
@@ -30,7 +32,7 @@ Rules:
   ignored (not a fault: it may predate our rotation).
 - Persists (state names it owns): ``chain/own``, ``chain/initial/<chain id>`` (57-byte chain state |
   ``first`` u64), ``chain/rx/<sender>/<chain id>``,
-  ``chain/given/<chain id>``, ``prekey``, ``prekey/old/<public hex>`` (private 32 | signed prekey 104 |
+  ``chain/rxexp/<sender>/<chain id>`` (u64: when that receiver chain goes), ``chain/given/<chain id>``, ``prekey``, ``prekey/old/<public hex>`` (private 32 | signed prekey 104 |
   erase_at u64), ``prekey/seen`` (prekey public[:8] | msg id, dropped with the prekey); plus message keys (``PersistBatch.message_keys``).
 """
 
@@ -58,6 +60,7 @@ PREKEY_AAD = b"ephemesh-v1 prekey sender-key"
 RX = "chain/rx/"
 GIVEN = "chain/given/"
 INITIAL = "chain/initial/"
+RX_EXPIRY = "chain/rxexp/"
 #: expires_at of room-state envelopes and ttl-0 messages: far future (year ~144,000) yet small enough that
 #: ``NEVER + skew`` still fits the sync wire's integers (<= 2**53 - 1), so such a message can be unsent.
 NEVER = 2**52
@@ -99,6 +102,7 @@ class SenderKeys:
         self._chain: SenderChain | None = None
         self._initials: dict[bytes, tuple[SenderChain, int]] = {}  # chain id -> (initial state, first)
         self._rx: dict[tuple[str, bytes], ReceiverChain] = {}
+        self._rx_expiry: dict[tuple[str, bytes], int] = {}  # (sender, chain id) -> when its state goes
         self._given: dict[bytes, set[str]] = {}  # chain id -> members it was given to
         self._prekey: PrekeyPrivate | None = None
         self._old_prekeys: dict[bytes, tuple[PrekeyPrivate, int]] = {}  # public -> (key, erase at)
@@ -124,6 +128,9 @@ class SenderKeys:
             elif name.startswith(RX):
                 rx = ReceiverChain.from_bytes(value)
                 self._rx[(rx.sender, rx.chain_id)] = rx
+            elif name.startswith(RX_EXPIRY):
+                sender, cid = name[len(RX_EXPIRY) :].split("/")
+                self._rx_expiry[(sender, bytes.fromhex(cid))] = int.from_bytes(value, "big")
             elif name.startswith(GIVEN):
                 self._given[bytes.fromhex(name[len(GIVEN) :])] = set(json.loads(value))
         if "prekey" in states:
@@ -374,8 +381,31 @@ class SenderKeys:
     def forget_sender(self, sender: str, batch: PersistBatch) -> None:
         """A removed member: its receiver chains go, in memory and on disk."""
         for key in [k for k in self._rx if k[0] == sender]:
-            del self._rx[key]
-            batch.delete(f"{RX}{sender}/{key[1].hex()}")
+            self._drop_rx(key, batch)
+
+    def _drop_rx(self, key: tuple[str, bytes], batch: PersistBatch) -> None:
+        self._rx.pop(key, None)
+        batch.delete(f"{RX}{key[0]}/{key[1].hex()}")
+        if self._rx_expiry.pop(key, None) is not None:
+            batch.delete(f"{RX_EXPIRY}{key[0]}/{key[1].hex()}")
+        self._pending.pop(key, None)
+
+    def expire_rx_at(self, sender: str, chain_id: bytes, expires_at: int, batch: PersistBatch) -> None:
+        """The receiver chain ``(sender, chain_id)`` goes at ``expires_at`` (its SENDER_KEY envelope's)."""
+        key = (sender, chain_id)
+        if expires_at >= NEVER or key not in self._rx or self._rx_expiry.get(key) == expires_at:
+            return
+        self._rx_expiry[key] = expires_at
+        batch.put(f"{RX_EXPIRY}{sender}/{chain_id.hex()}", u64(expires_at))
+
+    def rx_deadline(self) -> int | None:
+        return min(self._rx_expiry.values(), default=None)
+
+    def expire_rx(self, now: int, batch: PersistBatch) -> None:
+        """Drop the receiver chains whose SENDER_KEY envelopes expired."""
+        for key, at in sorted(self._rx_expiry.items()):
+            if at <= now:
+                self._drop_rx(key, batch)
 
     def receiver_chains(self) -> list[tuple[str, bytes]]:
         return sorted(self._rx)

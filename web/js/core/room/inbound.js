@@ -325,8 +325,13 @@ export class Inbound {
     const sender = this.membersPart.knownSender(env.sender);
     if (!sender) return;
     try {
-      const skm = await this.keys.openSealed(env, sender, now, this.persist);
-      if (skm) await this.acceptSenderKey(decodeSenderKeyMessage(skm), events);
+      const opened = await this.keys.openSealed(env, sender, now, this.persist);
+      if (opened) {
+        const skm = decodeSenderKeyMessage(opened);
+        await this.acceptSenderKey(skm, events);
+        // the chain's receiver state goes when its SENDER_KEY envelopes do (its window ended)
+        this.keys.expireRxAt(skm.sender, skm.chainId, env.expiresAt, this.persist);
+      }
     } catch (e) {
       if (!(e instanceof ProtocolError)) throw e;
       this.fault(env.sender, e.code, now, events, false);

@@ -378,7 +378,7 @@ export class Room extends Inbound {
   }
 
   nextTimer() {
-    const times = [this.sync.nextTimer(), this.presence.nextDeadline(), this.parking.nextDeadline(), this.keys.prekeyDeadline(this.membersPart.isMember(this.peerId)), this.distribution.nextDeadline()].filter((t) => t !== null);
+    const times = [this.sync.nextTimer(), this.presence.nextDeadline(), this.parking.nextDeadline(), this.keys.prekeyDeadline(this.membersPart.isMember(this.peerId)), this.distribution.nextDeadline(), this.keys.rxDeadline()].filter((t) => t !== null);
     return times.length ? Math.min(.../** @type {number[]} */ (times)) : null;
   }
 
@@ -389,6 +389,7 @@ export class Room extends Inbound {
       this.presence.expire(now, events);
       this.parking.expire(now);
       await this.serveWaiting(now);
+      this.keys.expireRx(now, this.persist);
       await this.rotatePrekey(now, events);
       return this.settle(events, now);
     });

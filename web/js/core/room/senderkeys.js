@@ -5,7 +5,8 @@
 // chain's initial state goes to late joiners and is advanced past erased messages (retired when an erased
 // message follows a live one, or when a non-current chain has no message left); CHAT envelopes open with
 // the sender's receiver chain or wait in `pending`; a removed member's receiver chains are dropped in
-// memory and in the store. Our prekey rotates every PREKEY_ROTATE_MS (the room publishes a fresh
+// memory and in the store, and so is one whose SENDER_KEY envelope to us expires (chain/rxexp/<sender>/
+// <chain id>, u64; NEVER ones and pairwise-only ones stay). Our prekey rotates every PREKEY_ROTATE_MS (the room publishes a fresh
 // self-ADD); the old private key is kept PREKEY_KEEP_MS more, then erased; an envelope sealed to a prekey
 // of ours we no longer hold is ignored. State names owned: chain/own, chain/initial/<chain id> (57-byte
 // state | first u64), chain/rx/<sender>/<chain id>, chain/given/<chain id>, prekey, prekey/old/<public
@@ -24,7 +25,7 @@ import { generatePrekey, openFromPrekey, prekeyFromBytes, prekeyToBytes, sealToP
 import { keyOf } from '../log.js';
 
 export const PREKEY_AAD = utf8('ephemesh-v1 prekey sender-key');
-const RX = 'chain/rx/', GIVEN = 'chain/given/', INITIAL = 'chain/initial/';
+const RX = 'chain/rx/', GIVEN = 'chain/given/', INITIAL = 'chain/initial/', RX_EXPIRY = 'chain/rxexp/';
 /** expiresAt of room-state envelopes and ttl-0 messages (see peer/core/room/senderkeys.py). */
 export const NEVER = 2 ** 52;
 /** A chain carries only messages whose expiresAt lies in [first, first + CHAIN_WINDOW_MS]. */
@@ -76,6 +77,8 @@ export class SenderKeys {
     this.initials = new Map();
     /** @type {Map<string, import('../chains.js').ReceiverChain>} "<sender>/<chain id hex>" */
     this.rx = new Map();
+    /** @type {Map<string, number>} "<sender>/<chain id hex>" -> when that receiver chain goes */
+    this.rxExpiry = new Map();
     /** @type {Map<string, Set<string>>} chain id hex -> members given to */
     this.given = new Map();
     /** @type {import('../handshake.js').PrekeyPrivate|null} */
@@ -108,6 +111,8 @@ export class SenderKeys {
       } else if (name.startsWith(RX)) {
         const rx = await receiverFromBytes(/** @type {Uint8Array} */ (value));
         this.rx.set(`${rx.sender}/${toHex(rx.chainId)}`, rx);
+      } else if (name.startsWith(RX_EXPIRY)) {
+        this.rxExpiry.set(name.slice(RX_EXPIRY.length), getU64(/** @type {Uint8Array} */ (value), 0, 'bad-state'));
       } else if (name.startsWith(GIVEN)) {
         this.given.set(name.slice(GIVEN.length), new Set(/** @type {string[]} */ (value)));
       }
@@ -356,10 +361,35 @@ export class SenderKeys {
 
   /** A removed member: its receiver chains go, in memory and in the store. @param {string} sender @param {PersistBatch} batch */
   forgetSender(sender, batch) {
-    for (const k of [...this.rx.keys()].filter((k) => k.startsWith(`${sender}/`)).sort()) {
-      this.rx.delete(k);
-      batch.delete(`${RX}${k}`);
-    }
+    for (const k of [...this.rx.keys()].filter((k) => k.startsWith(`${sender}/`)).sort()) this.dropRx(k, batch);
+  }
+
+  /** @param {string} k "<sender>/<chain id hex>" @param {PersistBatch} batch */
+  dropRx(k, batch) {
+    this.rx.delete(k);
+    batch.delete(`${RX}${k}`);
+    if (this.rxExpiry.delete(k)) batch.delete(`${RX_EXPIRY}${k}`);
+    this.pending.delete(k);
+  }
+
+  /** The receiver chain (sender, chainId) goes at `expiresAt` (its SENDER_KEY envelope's).
+   * @param {string} sender @param {Uint8Array} chainId @param {number} expiresAt @param {PersistBatch} batch */
+  expireRxAt(sender, chainId, expiresAt, batch) {
+    const k = `${sender}/${toHex(chainId)}`;
+    if (expiresAt >= NEVER || !this.rx.has(k) || this.rxExpiry.get(k) === expiresAt) return;
+    this.rxExpiry.set(k, expiresAt);
+    batch.put(`${RX_EXPIRY}${k}`, u64(expiresAt));
+  }
+
+  /** @returns {number|null} */
+  rxDeadline() {
+    return this.rxExpiry.size ? Math.min(...this.rxExpiry.values()) : null;
+  }
+
+  /** Drop the receiver chains whose SENDER_KEY envelopes expired. @param {number} now @param {PersistBatch} batch */
+  expireRx(now, batch) {
+    const cmp = (/** @type {string} */ x, /** @type {string} */ y) => (x < y ? -1 : x > y ? 1 : 0);
+    for (const [k, at] of [...this.rxExpiry].sort(([x], [y]) => cmp(x, y))) if (at <= now) this.dropRx(k, batch);
   }
 
   /** @param {Envelope} env @param {Uint8Array} mk */
