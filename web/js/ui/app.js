@@ -282,7 +282,7 @@ export class App {
       this.timer = null;
       const room = this.room;
       if (room) void room.handleTimer(this.now()).then((events) => this.pump(events));
-    }, Math.max(0, when - this.now()));
+    }, Math.min(Math.max(0, when - this.now()), 2 ** 31 - 1)); // longer delays fire at once in browsers
   }
 
   /** @param {import('../core/room.js').RoomEvent} ev */
