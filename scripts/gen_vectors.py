@@ -338,7 +338,7 @@ def build_features(alice: Identity, bob: Identity) -> dict[str, Any]:
         {"body": encode_last_seen(False).hex(), "share": False},
         {"body": encode_last_seen(True).hex(), "share": True},
     ]
-    assert decode_presence(bytes.fromhex(lastseen[0]["body"])) == LastSeenSignal(False)
+    assert decode_presence(encode_last_seen(False)) == LastSeenSignal(False)
     bad_presence = [bytes([0x06, 0x02]).hex(), bytes([0x06]).hex(), bytes([0x06, 0x01, 0x00]).hex()]
     assert all(_error_code(decode_presence, bytes.fromhex(h)) == "bad-app-frame" for h in bad_presence)
     return {
@@ -679,6 +679,7 @@ def _content_fields(c: Content) -> dict[str, Any]:
         return {"t": "profile", "name": c.name}
     if isinstance(c, Edit):
         return {"t": "edit", "target": c.target, "body": c.body}
+    assert isinstance(c, Reaction)  # the issue-15 types are in build_features
     return {"t": "react", "target": c.target, "emoji": c.emoji, "on": c.on}
 
 

@@ -11,13 +11,15 @@ Rules (the web client's ``web/js/core/mentions.js`` is the same):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from peer.core.content import MAX_MENTIONS
 
 _BEFORE = " \t\n\r([{\"'"
 _AFTER_OK = set(" \t\n\r.,;:!?)]}\"'")
 
 
-def find_mentions(text: str, names: dict[str, str | None]) -> list[str]:
+def find_mentions(text: str, names: Mapping[str, str | None]) -> list[str]:
     """``names``: member peer id -> display name (or None). Returns the mentioned peer ids."""
     found: list[str] = []
     lowered = text.lower()
