@@ -107,11 +107,15 @@ def _scenario(tmp: Path) -> Any:
             await page.fill("#search-input", "FALAFEL")
             hits = page.locator("#search-results li.search-hit")
             await page.wait_for_function(
-                "() => document.querySelectorAll('#search-results li.search-hit').length === 2", timeout=WAIT_MS
+                "() => document.querySelectorAll('#search-results li.search-hit').length === 2",
+                timeout=WAIT_MS,
             )
-            secret_id = await page.evaluate(f"() => {STATE}.messages.find((m) => m.text === 'falafel secret').id")
+            secret_id = await page.evaluate(
+                f"() => {STATE}.messages.find((m) => m.text === 'falafel secret').id"
+            )
             await page.wait_for_function(
-                "() => document.querySelectorAll('#search-results li.search-hit').length === 1", timeout=WAIT_MS
+                "() => document.querySelectorAll('#search-results li.search-hit').length === 1",
+                timeout=WAIT_MS,
             )
             out["hits_after_expiry"] = await hits.all_text_contents()
             out["core_search_after"] = await page.evaluate(
@@ -164,7 +168,9 @@ def _scenario(tmp: Path) -> Any:
             out["quinn_state"] = await member.locator(".member-state").text_content()
             await page.uncheck("#lastseen-toggle")
             await page.wait_for_function(f"() => !{STATE}.shareLastSeen", timeout=WAIT_MS)
-            await member.locator(".member-state", has_text="last seen").wait_for(state="detached", timeout=WAIT_MS)
+            await member.locator(".member-state", has_text="last seen").wait_for(
+                state="detached", timeout=WAIT_MS
+            )
             out["quinn_state_opted_out"] = await member.locator(".member-state").text_content()
             return out
         finally:

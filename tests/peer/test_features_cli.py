@@ -162,3 +162,26 @@ async def test_chat_on_a_terminal(signaling_url: str, tmp_path: Path) -> None:
             mark = len(chat.output)
             await chat.type(b"/lastseen off\r")
             await chat.wait_for(b"last seen off", after=mark)
+
+
+@pytest.mark.timeout(120)
+async def test_listen_json_carries_the_mention_flag(signaling_url: str, tmp_path: Path) -> None:
+    from tests.peer.test_cli_e2e import read_json_until, start, stop
+
+    invite = Invite.new(signaling_url).url()
+    async with Peer(home=tmp_path / "obi", name="Obi") as obi:
+        room = await obi.join(invite)
+        listen = await start("listen", invite, "--json", "--name", "Lis", home=tmp_path / "lis")
+        try:
+            ready = await read_json_until(listen, lambda o: o.get("event") == "ready")
+            lis = ready[-1]["peer"]
+            await room.wait_for(lambda: room.display_name(lis) == "Lis", WAIT)
+            await room.send("nobody in particular")
+            await room.send("over to you @Lis")
+            seen = await read_json_until(listen, lambda o: o.get("text") == "over to you @Lis")
+            msgs = {o["text"]: o for o in seen if o.get("event") == "message"}
+            assert msgs["over to you @Lis"]["mentioned"] is True
+            assert msgs["over to you @Lis"]["mentions"] == [lis]
+            assert msgs["nobody in particular"]["mentioned"] is False
+        finally:
+            await stop(listen)
