@@ -328,8 +328,9 @@ def _apply_features(room: Room, do: str, a: dict[str, Any], now: int) -> tuple[A
         source = room.message(a["source"])
         if source is None:
             return {"refused": "gone"}, []
-        try:
-            return room.forward(source, a["from_name"], now, ttl_s=a.get("ttl_s")).to_json(), []
+        try:  # ``later_ms``: forward a copy of the source held until then (only ever refused)
+            when = now + a.get("later_ms", 0)
+            return room.forward(source, a["from_name"], when, ttl_s=a.get("ttl_s")).to_json(), []
         except ValueError:
             return {"refused": "expired"}, []
     if do == "search":

@@ -322,7 +322,7 @@ def features() -> Trace:
     text; a location; a 16,510-character text (over the old 16 KiB cap) arrives whole; B forwards A's text (marked forwarded, its
     expiry capped by the original's) and the location; search finds text and forwarded name, follows an
     edit and loses an unsent message at once; a message expires and is then refused for forwarding (gone)
-    and leaves the results; C opts out of last seen (LASTSEEN 0 on its links, and again after relinking),
+    and leaves the results (a copy held past its expiry is refused too); C opts out of last seen (LASTSEEN 0 on its links, and again after relinking),
     so when B and C go down A shows B's last seen only, and the room timer forgets it."""
     t = Trace("features", features.__doc__ or "", "features", ttl_s=60)
     for p in ("A", "B", "C"):
@@ -349,6 +349,7 @@ def features() -> Trace:
     t.step("C", "search", q="dinner")
     t.step("C", "share_last_seen", share=False)
     t.deliver()
+    t.step("B", "forward", source=short["id"], from_name="Alice", later_ms=6000)  # a held copy, past expiry
     t.advance(6000)  # the 5 s message expires everywhere
     t.step("B", "forward", source=short["id"], from_name="Alice")
     t.step("C", "search", q="gone")

@@ -48,7 +48,7 @@ async function featureStep(room, what, a, now, pid) {
     const source = room.message(a.source);
     if (!source) return { refused: 'gone' };
     try {
-      return messageJson(await room.forward(source, a.from_name, now, { ttlS: a.ttl_s ?? null }));
+      return messageJson(await room.forward(source, a.from_name, now + (a.later_ms ?? 0), { ttlS: a.ttl_s ?? null }));
     } catch {
       return { refused: 'expired' };
     }
