@@ -185,3 +185,17 @@ async def test_listen_json_carries_the_mention_flag(signaling_url: str, tmp_path
             assert msgs["nobody in particular"]["mentioned"] is False
         finally:
             await stop(listen)
+
+
+@pytest.mark.timeout(60)
+async def test_send_over_the_limit_is_one_clear_line_and_exit_1(signaling_url: str, tmp_path: Path) -> None:
+    from tests.peer.test_cli_e2e import start
+
+    invite = Invite.new(signaling_url).url()
+    proc = await start("send", invite, "x" * 70_000, "--timeout", "5", home=tmp_path / "s")
+    _, err = await asyncio.wait_for(proc.communicate(), WAIT)
+    assert proc.returncode == 1
+    assert err.decode().strip().splitlines() == [
+        "ephemesh: message too long: 70,038 bytes once encoded, at most 64,000 (about 64,000 characters"
+        " of plain text): nothing was sent"
+    ]

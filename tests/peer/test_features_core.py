@@ -10,7 +10,7 @@ from peer.core.identity import Identity
 from peer.core.invite import Invite
 from peer.core.room import Room
 from peer.testing import FakeClock
-from tests.peer.room_net import Net
+from tests.peer.room_net import Net, snapshot_of
 
 
 @pytest.fixture
@@ -131,7 +131,29 @@ def test_last_seen_opt_out_and_forgotten_after_room_timer(net: Net) -> None:
     assert c.last_seen(net.clock.now) == {}  # and C sees no one's
     net.tick(601_000, step=10_000)  # past the room timer (600 s)
     assert a.last_seen(net.clock.now) == {}
-    assert c.take_persist().states.get("presence/last_seen") in (None, b"off")
+
+
+def test_last_seen_opt_out_survives_a_restart(net: Net) -> None:
+    a, b, c = _three(net)
+    c.set_share_last_seen(False, net.clock.now)
+    net.pump()
+    ident = c.identity
+    net.remove(c)
+    net.pump()
+    assert c.peer_id not in a.last_seen(net.clock.now)  # hidden since it said so
+    c2 = net.add(ident, snapshot=snapshot_of(net.persisted[ident.peer_id]))
+    assert not c2.share_last_seen  # our preference is persisted (state presence/last_seen)
+    fresh = net.add(Identity.generate())
+    net.link(fresh, b)
+    net.link(fresh, c2)  # a member that never heard the preference: told on the new link
+    net.pump()
+    net.tick(2000)
+    net.unlink(fresh, c2)
+    net.unlink(fresh, b)
+    net.pump()
+    assert list(fresh.last_seen(net.clock.now)) == [b.peer_id]
+    c2.set_share_last_seen(True, net.clock.now)
+    assert "presence/last_seen" in c2.take_persist().deleted  # opting in again forgets the state
 
 
 def test_long_text_refused_not_cut(net: Net) -> None:
