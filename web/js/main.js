@@ -206,7 +206,7 @@ function renderRooms() {
     }
     const excerpt = document.createElement('span');
     excerpt.className = 'room-last';
-    excerpt.textContent = last ? last.text : 'No messages yet';
+    excerpt.textContent = last ? (last.location ? features.locationText(last.location) : last.text) : 'No messages yet';
     open.append(excerpt);
     open.setAttribute('aria-label', `Room ${roomId.slice(0, 6)}${n ? `, ${n} unread` : ''}`);
     const leave = document.createElement('button');
