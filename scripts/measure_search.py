@@ -15,10 +15,11 @@ from peer.core.search import SearchIndex
 def main(n: int) -> None:
     rng = random.Random(1)
     words = [f"w{i}" for i in range(5000)]
+    texts = [" ".join(rng.choice(words) for _ in range(20)) for _ in range(n)]
     index = SearchIndex()
     t0 = time.perf_counter()
-    for i in range(n):
-        index.put(("a" * 32, i), " ".join(rng.choice(words) for _ in range(20)))
+    for i, text in enumerate(texts):
+        index.put(("a" * 32, i), text)
     built = time.perf_counter() - t0
     t0 = time.perf_counter()
     for q in range(100):
