@@ -455,6 +455,11 @@ $('messages').addEventListener('keydown', (e) => {
 $('search-form').addEventListener('submit', (e) => e.preventDefault());
 $('search-input').addEventListener('input', (e) => features.search(app(), /** @type {HTMLInputElement} */ (e.target).value));
 $('share-location').addEventListener('click', () => void features.shareLocation(app()));
+$('search-results').addEventListener('click', (e) => { // a hit: show that message
+  const hit = /** @type {HTMLElement|null} */ (/** @type {HTMLElement} */ (e.target).closest('li[data-id]'));
+  const li = hit?.dataset.id ? document.querySelector(`#messages li[data-id="${CSS.escape(hit.dataset.id)}"]`) : null;
+  li?.scrollIntoView({ block: 'center' });
+});
 $('lastseen-toggle').addEventListener('change', (e) => void features.setShareLastSeen(app(), /** @type {HTMLInputElement} */ (e.target).checked));
 /** @type {string|null} */
 let forwarding = null;

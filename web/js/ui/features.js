@@ -31,7 +31,11 @@ export function mentionsIn(app, text) {
 /** Notify a mention (visible or hidden tab); never the text. @param {string} sender */
 export function notifyMention(sender) {
   if (typeof Notification === 'undefined' || Notification.permission !== 'granted') return false;
-  new Notification('ephemesh', { body: `${sender} mentioned you`, tag: 'ephemesh-mention' });
+  try {
+    new Notification('ephemesh', { body: `${sender} mentioned you`, tag: 'ephemesh-mention' });
+  } catch {
+    return false; // e.g. a browser that allows notifications from a service worker only
+  }
   return true;
 }
 
