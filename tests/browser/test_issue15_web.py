@@ -102,7 +102,7 @@ def _scenario(tmp: Path) -> Any:
 
             # Search: a short-lived match leaves the results at once when it expires.
             await room.send("falafel on the corner")
-            await room.send("falafel secret", ttl=4)
+            await room.send("falafel secret", ttl=10)
             await page.locator("#messages li.msg", has_text="falafel secret").wait_for(timeout=WAIT_MS)
             await page.fill("#search-input", "FALAFEL")
             hits = page.locator("#search-results li.search-hit")

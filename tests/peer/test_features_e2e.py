@@ -81,7 +81,7 @@ async def test_forward_to_another_room_and_an_expired_message_is_refused(
         ar2, br2 = await alice.join(two), await bob.join(two)
         for r in (ar2, br2):
             await r.wait_for(lambda r=r: len(r.online_members()) == 1, WAIT)
-        src = await ar.send("worth sharing", ttl=3)
+        src = await ar.send("worth sharing", ttl=8)
         await br.wait_for(lambda: br.core.message(src.id) is not None, WAIT)
         fwd = await br.forward(src.id, br2, ttl=3600)
         await ar2.wait_for(lambda: ar2.core.message(fwd.id) is not None, WAIT)
@@ -107,8 +107,21 @@ async def test_search_forgets_expired_and_unsent_and_follows_edits(
     signaling_url: str, tmp_path: Path
 ) -> None:
     async with pair(tmp_path, Invite.new(signaling_url).url()) as (_alice, _bob, ar, br):
+        expired = asyncio.Event()
+        brief_id: list[str] = []
+        events = br.events()
+
+        async def watch() -> None:  # subscribed before the short-lived message is sent: no race
+            async for ev in events:
+                if isinstance(ev, MessageExpired) and brief_id and ev.id == brief_id[0]:
+                    assert br.search("secret") == []  # gone from the results in the same step
+                    expired.set()
+                    return
+
+        task = asyncio.create_task(watch())
         keep = await ar.send("Picnic on Sunday")
-        brief = await ar.send("picnic secret, self-destructs", ttl=3)
+        brief = await ar.send("picnic secret, self-destructs", ttl=8)
+        brief_id.append(brief.id)
         regret = await ar.send("picnic gossip")
         await br.wait_for(lambda: len(br.messages()) == 3, WAIT)
         assert {m.id for m in br.search("PICNIC")} == {keep.id, brief.id, regret.id}
@@ -116,16 +129,6 @@ async def test_search_forgets_expired_and_unsent_and_follows_edits(
         await br.wait_for(lambda: regret.id not in {m.id for m in br.search("picnic")}, WAIT)
         await ar.edit(keep.id, "Barbecue on Sunday")
         await br.wait_for(lambda: [m.id for m in br.search("barbecue")] == [keep.id], WAIT)
-        expired = asyncio.Event()
-
-        async def watch() -> None:
-            async for ev in br.events():
-                if isinstance(ev, MessageExpired) and ev.id == brief.id:
-                    assert br.search("secret") == []  # gone from the results in the same step
-                    expired.set()
-                    return
-
-        task = asyncio.create_task(watch())
         async with asyncio.timeout(WAIT):
             await expired.wait()
         await task
