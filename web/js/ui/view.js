@@ -191,7 +191,8 @@ export function createView() {
       name.append(el('span', 'short-id', ` · ${m.peer.slice(0, 8)}`));
       const state = document.createElement('div');
       state.className = 'member-state';
-      const seenAt = s.lastSeen[m.peer];
+      const at = s.lastSeen[m.peer];
+      const seenAt = at !== undefined && (!s.roomTtlS || s.now - at <= s.roomTtlS * 1000) ? at : undefined; // forgotten past the room timer
       state.textContent = linkText(m);
       if (seenAt !== undefined && m.link !== 'open' && m.link !== 'self') state.textContent += ` · last seen ${ago(seenAt, s.now)}`;
       if (m.path) li.dataset.path = m.path;
