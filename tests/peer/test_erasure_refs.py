@@ -437,3 +437,19 @@ def test_a_receiver_chain_goes_with_its_sender_key_envelopes(net: Net) -> None:
     chains = [n for n in _store_states(net, c) if n.startswith("chain/rx/")]
     assert len(chains) == 1  # the NEVER profile chain stays (its message lives)
     assert c.display_name(a.peer_id) == "alice"
+
+
+def test_a_removed_member_does_not_rotate_its_prekey_and_its_timer_does_not_spin(net: Net) -> None:
+    """A member that left (or was removed) publishes no re-ADD (it would be refused) and its past-due
+    rotation deadline is not a timer: ``next_timer`` is never a time already handled."""
+    a, b = net.add(Identity.generate()), net.add(Identity.generate())
+    _mesh(net, a, b)
+    b.leave(net.now(b))
+    net.pump()
+    assert b.peer_id not in b.members()
+    before = b.keys.prekey
+    _away(net, [a, b], PREKEY_ROTATE_MS + 1)
+    assert b.keys.prekey == before
+    when = b.next_timer()
+    assert when is None or when > net.now(b)
+    assert a.keys.prekey.created_at == net.now(a)  # a, still a member, rotated meanwhile
