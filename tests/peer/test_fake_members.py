@@ -176,6 +176,11 @@ def test_fake_members_get_sealed_sender_keys_only_at_the_paced_rate(net: Net) ->
     assert len(a.members()) == 202
     assert _sender_keys_by(a) == 1 + SERVE_PER_WINDOW  # was 1 + 200
     assert len(a.distribution) == 200 - SERVE_PER_WINDOW
+    # a rotation reaches at once b (linked) and the members already served (they hold a live chain)
+    a.send_text("a new window", now, ttl_s=7300)
+    assert _sender_keys_by(a) == 1 + SERVE_PER_WINDOW + 1 + SERVE_PER_WINDOW
+    assert len(a.distribution) == 200 - SERVE_PER_WINDOW
+    base = _sender_keys_by(a)
     # an honest newcomer linked only to b, silent at first: queued behind the fakes at a
     c = net.add(Identity.generate())
     net.link(b, c)
@@ -188,7 +193,7 @@ def test_fake_members_get_sealed_sender_keys_only_at_the_paced_rate(net: Net) ->
     net.tick(SERVE_WINDOW_MS)
     assert not a.distribution.waiting(c.peer_id)
     assert msg.id in {m.id for m in c.messages()}
-    assert _sender_keys_by(a) == 1 + 2 * SERVE_PER_WINDOW
+    assert _sender_keys_by(a) == base + 2 * SERVE_PER_WINDOW  # 32 served, each gets both live chains
     # a link is served at once
     d = net.add(Identity.generate())
     net.link(b, d)

@@ -5,7 +5,9 @@ every live chain from every member at once, so N fake self-ADDs made each member
 chains) envelopes, replicated to everyone. Now:
 
 - A member whose link with us became ready gets our live chains at once, pairwise and sealed (as before;
-  links are bounded by the connection limits and each one is an authenticated handshake).
+  links are bounded by the connection limits and each one is an authenticated handshake). A rotation
+  reaches at once, too, every member that holds one of our live chains (it was served before): pacing
+  bounds how fast members *start* receiving our chains, it does not delay established ones.
 - Any other member is *served* (sealed envelopes of every live chain) paced: at most ``PER_WINDOW``
   members per ``WINDOW_MS`` (a fixed window that starts with the first serve after the previous one
   ended). One owed while the window is spent, or while others wait, waits in a queue with two tiers,

@@ -565,7 +565,11 @@ class Room(Inbound):
         rotated = self.keys.rotate_if_due(now, self.members_part.epoch, expires_at, self._persist)
         if rotated is not None:  # to every member: at once if linked, else paced (``distribution``)
             for pid in self.members_part.others():
-                if self.sync.is_ready(pid) or self.distribution.offer(pid, now):
+                if (
+                    self.sync.is_ready(pid)
+                    or self.keys.holds_live_chain(pid)
+                    or self.distribution.offer(pid, now)
+                ):
                     self._give_chain(pid, rotated, now)
         self._seq += 1
         lamport = self.sync.tick()

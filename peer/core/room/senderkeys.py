@@ -249,6 +249,10 @@ class SenderKeys:
     def was_given(self, peer: str, chain_id: bytes) -> bool:
         return peer in self._given.get(chain_id, set())
 
+    def holds_live_chain(self, peer: str) -> bool:
+        """``peer`` was given one of our live chains (a rotation then reaches it unpaced)."""
+        return any(peer in self._given.get(cid, ()) for cid in self._initials)
+
     def mark_given(self, peer: str, chain_id: bytes, batch: PersistBatch) -> None:
         given = self._given.setdefault(chain_id, set())
         given.add(peer)

@@ -1,6 +1,7 @@
 // JS sender-key distribution under a fake-member flood (issue 13 item 8): room A (with a chain) gets N fake
 // self-ADDs relayed by its neighbour B; A must seal its chain to at most distribution PER_WINDOW members
-// it has not linked with per window, the rest waiting. Prints JSON {members, sealed, waiting, sealedLater}.
+// it has not linked with per window, the rest waiting; a rotation reaches at once the members it served.
+// Prints JSON {members, sealed, waiting, atRotation, sealedLater}.
 
 import { generateIdentity, publicBundle } from '../../../web/js/core/identity.js';
 import { deriveRoomKeys } from '../../../web/js/core/invite.js';
@@ -58,5 +59,7 @@ for (let i = 0; i < n; i++) {
 for (const frame of encodeEnvelopes(adds)) await a.receive(ib.peerId, frame, now);
 const sealed = sealedBy(a) - before;
 const waiting = a.distribution.size;
+await a.sendText('a new window', now, { ttlS: 7300 }); // rotates: b and the served members at once
+const atRotation = sealedBy(a) - before - sealed;
 await tick(60_000);
-console.log(JSON.stringify({ members: a.members().length, sealed, waiting, sealedLater: sealedBy(a) - before }));
+console.log(JSON.stringify({ members: a.members().length, sealed, waiting, atRotation, sealedLater: sealedBy(a) - before }));

@@ -1,5 +1,6 @@
 // Distribution (part of the sender-key hand-over): when a member we have not linked with gets our chains.
-// Mirrors peer/core/room/distribution.py (rules there): a linked member is served at once; any other is
+// Mirrors peer/core/room/distribution.py (rules there): a linked member is served at once, and a rotation
+// reaches at once every member holding one of our live chains (room.js); any other is
 // served (sealed envelopes of every live chain) paced, at most PER_WINDOW members per WINDOW_MS (a fixed
 // window from the first serve after the previous one ended); one owed while the window is spent or others
 // wait is queued, FIFO in two tiers: members that showed life (authored an envelope other than an ADD op)

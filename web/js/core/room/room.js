@@ -498,7 +498,7 @@ export class Room extends Inbound {
     const rotated = await this.keys.rotateIfDue(now, this.membersPart.epoch, expiresAt, this.persist);
     if (rotated) { // to every member: at once if linked, else paced (distribution.js)
       for (const pid of this.membersPart.others()) {
-        if (this.sync.isReady(pid) || this.distribution.offer(pid, now)) await this.giveChain(pid, rotated, now);
+        if (this.sync.isReady(pid) || this.keys.holdsLiveChain(pid) || this.distribution.offer(pid, now)) await this.giveChain(pid, rotated, now);
       }
     }
     this.seq += 1;

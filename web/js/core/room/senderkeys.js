@@ -220,6 +220,11 @@ export class SenderKeys {
     return this.given.get(toHex(chainId))?.has(peer) ?? false;
   }
 
+  /** `peer` was given one of our live chains (a rotation then reaches it unpaced). @param {string} peer */
+  holdsLiveChain(peer) {
+    return [...this.initials.keys()].some((cid) => this.given.get(cid)?.has(peer) ?? false);
+  }
+
   /** @param {string} peer @param {Uint8Array} chainId @param {PersistBatch} batch */
   markGiven(peer, chainId, batch) {
     const cid = toHex(chainId);
