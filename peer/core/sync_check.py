@@ -1,0 +1,268 @@
+"""The equivocation check (a part of the sync engine): neighbours compare digests of what they hold, so
+two versions of one (sender, seq) meet even when nobody relays (issue 13, item 3; PROTOCOL.md "Sync",
+section "Equivocation check").
+
+An author may send version A of an envelope only to Alice and version B only to Bob. In a full mesh
+nobody relays (each got "a" version from the author) and their HELLOs claim the same ranges, so the
+ordinary sync never shows one version to the other member. This part closes that gap.
+
+Rules:
+- Hashes (all SHA-256, 32 bytes): ``fp = H(envelope bytes)`` per held entry; per block of
+  ``DIGEST_BLOCK`` (64) seqs of one sender holding at least one entry, ``block = H(concat over its held
+  seqs ascending of u64be(seq) || fp)``; per sender ``digest = H("ephemesh/sync-digest/v1" || concat over
+  its non-empty blocks ascending of u64be(block index) || block)``. Only *held* entries count: expired,
+  tombstoned and void keys are in no hash, so members that erased the same things agree.
+- After every HELLO from a neighbour we send one DIGESTS frame: for each sender the HELLO claims whose
+  highest claimed seq equals our highest seen seq of that sender and of which we hold an entry, (sender,
+  that high-water mark, our digest). At most one frame (1,170 senders).
+- On DIGESTS: for a sender whose high-water mark equals ours and whose digest differs from ours, a
+  *check* starts (at most ``max_checks_per_neighbour`` at once per neighbour): we ask the neighbour for
+  its block hashes (HASH_WANT level 1, blocks ``[0, hi // 64]``), compare them with ours, and for each
+  block that both hold and that differs ask for its seq hashes (HASH_WANT level 0). A seq both hold with
+  different hashes is WANTed from the neighbour (at most ``max_check_wants`` per page); its version then
+  reaches the existing equivocation path (``Log.void``), which voids the key and shows both versions to
+  every neighbour. Pages that stop short of the asked ``hi`` are continued from the page's ``hi + 1``.
+- A check answers only the request it made (same sender, level and ``lo``, ``hi`` not above the asked
+  one, before ``want_timeout_ms``); anything else is ignored. A check whose answer does not come in time
+  is dropped; the next DIGESTS starts it again.
+- Serving HASH_WANT: a page lists all our hashes with index in ``[lo, hi']`` for the ``hi' <= hi`` it
+  states, at most ``MAX_HASH_PAGE`` (1,024) items. Per neighbour and per ``want_timeout_ms`` window at
+  most ``max_hash_pages_per_window`` requests are answered (the rest are ignored) and at most
+  ``max_hash_items_per_window`` items sent; the same page budget bounds the requests we send it.
+- Cost: hashes are cached per block with the log's block version (``Log.held_blocks``), so a digest
+  re-hashes only the blocks that changed plus one 40-byte line per block; an entry is hashed once.
+
+Owns: the hash cache (per sender and block: the version, the block hash, and (seq, envelope, fp) of its
+held entries; per sender the digest with the log's sender version) and, per neighbour, the checks in
+progress and the window counters. Persists nothing (all of it is re-derived from the log).
+Interface with the engine: the engine's ``Log`` (public API only) and the session records (their claimed
+ranges and the ``control`` queue); the engine calls ``summary``, ``on_digests``, ``on_hash_want``,
+``on_hashes``, ``end`` and ``counts``.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from peer.core import wire
+from peer.core.crypto import sha256
+from peer.core.log import DIGEST_BLOCK, Log, RangeSet
+from peer.core.sync_events import Session, SyncConfig
+
+DIGEST_TAG = b"ephemesh/sync-digest/v1"
+_U64 = struct.Struct(">Q")
+_Page = tuple[int, int, int]  # (level, lo, hi)
+
+
+@dataclass(eq=False)
+class _Check:
+    level: int = wire.LEVEL_BLOCK
+    lo: int = 0
+    hi: int = 0
+    deadline: int = 0
+    todo: list[_Page] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class _Peer:
+    checks: dict[str, _Check] = field(default_factory=dict)
+    window_end: int = 0
+    pages_served: int = 0
+    items_served: int = 0
+    pages_asked: int = 0
+
+
+@dataclass(eq=False)
+class _Block:
+    version: int
+    hash: bytes
+    items: list[tuple[int, bytes, bytes]]  # (seq, envelope, fp)
+
+
+class Check:
+    """Digests of what we hold, compared with each neighbour's; paged hash exchange on a mismatch."""
+
+    def __init__(self, config: SyncConfig, log: Log) -> None:
+        self._config = config
+        self._log = log
+        self._peers: dict[str, _Peer] = {}
+        self._blocks: dict[str, dict[int, _Block]] = {}
+        self._digests: dict[str, tuple[int, bytes]] = {}
+
+    # -- the engine's calls ---------------------------------------------------------------------------
+
+    def end(self, neighbour: str) -> None:
+        self._peers.pop(neighbour, None)
+
+    def counts(self, neighbour: str) -> dict[str, int]:
+        p = self._peers.get(neighbour)
+        return {"checks": 0 if p is None else len(p.checks)}
+
+    def summary(self, s: Session) -> None:
+        """After a HELLO from ``s``: our digests of the senders whose high-water marks we share."""
+        for sender in [x for x in self._digests if not self._log.held_version(x)]:
+            self._forget(sender)
+        items: list[tuple[str, int, bytes]] = []
+        for sender, theirs in s.remote_have.items():
+            hi = _top(self._log.seen_ranges(sender))
+            if hi is None or _top(theirs) != hi:
+                continue
+            d = self.digest(sender)
+            if d is not None:
+                items.append((sender, hi, d))
+        s.control += wire.encode_digests(items)[:1]
+
+    def on_digests(self, s: Session, frame: wire.Digests, now: int) -> None:
+        c = self._config
+        p = self._peer(s.neighbour, now)
+        for sender in [k for k, ch in p.checks.items() if ch.deadline <= now]:
+            del p.checks[sender]
+        for sender, hi, theirs in frame.items:
+            if len(p.checks) >= c.max_checks_per_neighbour or p.pages_asked >= c.max_hash_pages_per_window:
+                return
+            if sender in p.checks or _top(self._log.seen_ranges(sender)) != hi:
+                continue
+            mine = self.digest(sender)
+            if mine is None or mine == theirs:
+                continue
+            ch = p.checks[sender] = _Check()
+            self._ask(s, p, sender, ch, (wire.LEVEL_BLOCK, 0, hi // DIGEST_BLOCK), now)
+
+    def on_hash_want(self, s: Session, frame: wire.HashWant, now: int) -> None:
+        c = self._config
+        p = self._peer(s.neighbour, now)
+        limit = min(wire.MAX_HASH_PAGE, c.max_hash_items_per_window - p.items_served)
+        if p.pages_served >= c.max_hash_pages_per_window or limit <= 0:
+            return  # over budget: ignored (the neighbour's check times out and starts again later)
+        p.pages_served += 1
+        items, hi = self.page(frame.sender, frame.level, frame.lo, frame.hi, limit)
+        p.items_served += len(items)
+        s.control.append(wire.encode_hashes(frame.sender, frame.level, frame.lo, hi, items))
+
+    def on_hashes(self, s: Session, frame: wire.Hashes, now: int) -> None:
+        c = self._config
+        p = self._peers.get(s.neighbour)
+        sender = frame.sender
+        ch = None if p is None else p.checks.get(sender)
+        if (
+            p is None
+            or ch is None
+            or (frame.level, frame.lo) != (ch.level, ch.lo)
+            or frame.hi > ch.hi
+            or ch.deadline <= now
+        ):
+            return  # not what we asked (or too late): ignored
+        blocks = self._log.held_blocks(sender)
+        if frame.level == wire.LEVEL_BLOCK:
+            for b, h in frame.items:
+                if (
+                    b in blocks
+                    and len(ch.todo) < wire.MAX_HASH_PAGE
+                    and self._block(sender, b, blocks[b]).hash != h
+                ):
+                    start = b * DIGEST_BLOCK
+                    ch.todo.append((wire.LEVEL_SEQ, start, start + DIGEST_BLOCK - 1))
+        else:
+            wants = RangeSet()
+            budget = c.max_check_wants
+            for q, h in frame.items:
+                b = q // DIGEST_BLOCK
+                if budget <= 0 or b not in blocks:
+                    continue
+                fp = next((x[2] for x in self._block(sender, b, blocks[b]).items if x[0] == q), None)
+                if fp is not None and fp != h:
+                    wants.add(q)
+                    budget -= 1
+            if wants:
+                s.control += wire.encode_want({sender: wants.ranges()})
+        if frame.hi < ch.hi:
+            ch.todo.insert(0, (frame.level, frame.hi + 1, ch.hi))
+        p = self._peer(s.neighbour, now)
+        if ch.todo and p.pages_asked < c.max_hash_pages_per_window:
+            self._ask(s, p, sender, ch, ch.todo.pop(0), now)
+        else:
+            del p.checks[sender]
+
+    # -- hashes ---------------------------------------------------------------------------------------
+
+    def digest(self, sender: str) -> bytes | None:
+        """Our digest of ``sender``'s held entries (None when we hold none)."""
+        version = self._log.held_version(sender)
+        if not version:
+            self._forget(sender)
+            return None
+        got = self._digests.get(sender)
+        if got is not None and got[0] == version:
+            return got[1]
+        blocks = self._log.held_blocks(sender)
+        parts = [DIGEST_TAG]
+        for b in sorted(blocks):
+            parts += (_U64.pack(b), self._block(sender, b, blocks[b]).hash)
+        cache = self._blocks.get(sender, {})
+        self._blocks[sender] = {b: cache[b] for b in blocks if b in cache}
+        d = sha256(b"".join(parts))
+        self._digests[sender] = (version, d)
+        return d
+
+    def _block(self, sender: str, b: int, version: int) -> _Block:
+        cache = self._blocks.setdefault(sender, {})
+        got = cache.get(b)
+        if got is not None and got.version == version:
+            return got
+        old = {} if got is None else {q: (data, fp) for q, data, fp in got.items}
+        items: list[tuple[int, bytes, bytes]] = []
+        start = b * DIGEST_BLOCK
+        for e in self._log.entries_in_range(sender, start, start + DIGEST_BLOCK - 1):
+            prev = old.get(e.seq)
+            fp = prev[1] if prev is not None and prev[0] == e.data else sha256(e.data)
+            items.append((e.seq, e.data, fp))
+        block = cache[b] = _Block(version, sha256(b"".join(_U64.pack(q) + fp for q, _, fp in items)), items)
+        return block
+
+    def page(
+        self, sender: str, level: int, lo: int, hi: int, limit: int
+    ) -> tuple[list[tuple[int, bytes]], int]:
+        """Our hashes at ``level`` with index in ``[lo, hi']``, at most ``limit``; returns them and ``hi'``."""
+        blocks = self._log.held_blocks(sender)
+        out: list[tuple[int, bytes]] = []
+        if level == wire.LEVEL_BLOCK:
+            for b in sorted(x for x in blocks if lo <= x <= hi):
+                if len(out) == limit:
+                    return out, out[-1][0]
+                out.append((b, self._block(sender, b, blocks[b]).hash))
+            return out, hi
+        for b in sorted(x for x in blocks if lo // DIGEST_BLOCK <= x <= hi // DIGEST_BLOCK):
+            for q, _, fp in self._block(sender, b, blocks[b]).items:
+                if lo <= q <= hi:
+                    if len(out) == limit:
+                        return out, out[-1][0]
+                    out.append((q, fp))
+        return out, hi
+
+    # -- helpers --------------------------------------------------------------------------------------
+
+    def _forget(self, sender: str) -> None:
+        self._digests.pop(sender, None)
+        self._blocks.pop(sender, None)
+
+    def _peer(self, neighbour: str, now: int) -> _Peer:
+        p = self._peers.get(neighbour)
+        if p is None:
+            p = self._peers[neighbour] = _Peer()
+        if now >= p.window_end:
+            p.window_end = now + self._config.want_timeout_ms
+            p.pages_served = p.items_served = p.pages_asked = 0
+        return p
+
+    def _ask(self, s: Session, p: _Peer, sender: str, ch: _Check, page: _Page, now: int) -> None:
+        ch.level, ch.lo, ch.hi = page
+        ch.deadline = now + self._config.want_timeout_ms
+        p.pages_asked += 1
+        s.control.append(wire.encode_hash_want(sender, *page))
+
+
+def _top(rs: RangeSet) -> int | None:
+    """The highest number in ``rs`` (None if empty)."""
+    ranges = rs.ranges()
+    return ranges[-1][1] if ranges else None
