@@ -469,19 +469,13 @@ class SyncEngine:
         if s is None:
             return {"foreign_tombstones": served["foreign_tombstones"]}
         return {
-            "inflight": served["inflight"],
-            "pending": served["pending"],
-            "attempts": served["attempts"],
-            "unservable": served["unservable"],
+            **served,
             "remote_have_ranges": sum(len(rs.ranges()) for rs in s.remote_have.values()),
-            "acked_ranges": served["acked_ranges"],
             "control": len(s.control),
             "envs": len(s.envs),
             "voids": len(s.voids),
             "tombs": len(s.tombs),
-            "served": served["served"],
-            "foreign_tombstones": served["foreign_tombstones"],
-            "checks": self._check.counts(neighbour)["checks"],
+            **self._check.counts(neighbour),
         }
 
     def hello(self) -> bytes:
