@@ -1031,12 +1031,13 @@ def build_check(alice: Identity, bob: Identity) -> dict[str, Any]:
     for name, data, code in bad:
         assert _error_code(wire.decode_frame, data) == code, name
     # a digest: envelopes are opaque bytes here ("envelope <seq>"); seqs span three blocks
-    seqs = [1, 2, 63, 64, 130]
+    seqs = [1, 2, 63, 64, 70, 130]
     log = Log()
     for q in seqs:
         log.add(LogEntry(a, q, q, NOW, NOW + 3_600_000, b"envelope %d" % q), NOW)
     check = Check(SyncConfig(), log)
-    digest = check.digest(a)
+    digest = check.digest(a, wire.MAX_INT)
+    prefixes = [(hi, check.digest(a, hi)) for hi in (0, 63, 64, 69, 200)]
     assert digest is not None
     page, _ = check.page(a, wire.LEVEL_BLOCK, 0, 10, 1024)
     seq_page, _ = check.page(a, wire.LEVEL_SEQ, 0, 200, 1024)
@@ -1047,13 +1048,16 @@ def build_check(alice: Identity, bob: Identity) -> dict[str, Any]:
         "frames": valid,
         "bad": [{"name": n, "hex": d.hex(), "code": c} for n, d, c in bad],
         "digest": {
-            "note": "sender alice holds (seq, envelope bytes) = (q, ASCII 'envelope <q>') for these seqs",
+            "note": "sender alice holds (seq, envelope bytes) = (q, ASCII 'envelope <q>') for these seqs; "
+            "digest is digest(2**53-1)",
             "sender": a,
             "seqs": seqs,
             "fps": [sha256(b"envelope %d" % q).hex() for q in seqs],
             "blocks": [[blk, h.hex()] for blk, h in page],
             "seq_hashes": [[q, h.hex()] for q, h in seq_page],
             "digest": digest.hex(),
+            "prefix_note": "digest(hi) for these marks (null: nothing held at or below hi)",
+            "prefixes": [[hi, None if d is None else d.hex()] for hi, d in prefixes],
         },
     }
 

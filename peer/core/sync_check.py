@@ -9,13 +9,15 @@ ordinary sync never shows one version to the other member. This part closes that
 Rules:
 - Hashes (all SHA-256, 32 bytes): ``fp = H(envelope bytes)`` per held entry; per block of
   ``DIGEST_BLOCK`` (64) seqs of one sender holding at least one entry, ``block = H(concat over its held
-  seqs ascending of u64be(seq) || fp)``; per sender ``digest = H("ephemesh/sync-digest/v1" || concat over
-  its non-empty blocks ascending of u64be(block index) || block)``. Only *held* entries count: expired,
-  tombstoned and void keys are in no hash, so members that erased the same things agree.
-- After every HELLO from a neighbour we send one DIGESTS frame: for each sender the HELLO claims whose
-  highest claimed seq equals our highest seen seq of that sender and of which we hold an entry, (sender,
-  that high-water mark, our digest). At most one frame (1,170 senders).
-- On DIGESTS: for a sender whose high-water mark equals ours and whose digest differs from ours, a
+  seqs ascending of u64be(seq) || fp)``; per sender and mark ``hi``, ``digest(hi) =
+  H("ephemesh/sync-digest/v1" || concat over its blocks holding a seq <= hi, ascending, of u64be(block
+  index) || block)``, where the block of ``hi`` itself counts only its seqs <= hi. Only *held* entries
+  count: expired, tombstoned and void keys are in no hash, so members that erased the same things agree.
+- After every HELLO from a neighbour we send one DIGESTS frame: for each sender both of us claim,
+  (sender, hi = the lower of the two highest seqs, our ``digest(hi)``) when we hold an entry <= hi. At
+  most one frame (1,170 senders). Comparing prefixes means an author that keeps sending new seqs to one
+  side cannot keep the marks apart to dodge the check.
+- On DIGESTS: for a sender whose ``hi`` we have seen up to and whose ``digest(hi)`` differs from ours, a
   *check* starts (at most ``max_checks_per_neighbour`` at once per neighbour): we ask the neighbour for
   its block hashes (HASH_WANT level 1, blocks ``[0, hi // 64]``), compare them with ours, and for each
   block that both hold and that differs ask for its seq hashes (HASH_WANT level 0). A seq both hold with
@@ -88,7 +90,7 @@ class Check:
         self._log = log
         self._peers: dict[str, _Peer] = {}
         self._blocks: dict[str, dict[int, _Block]] = {}
-        self._digests: dict[str, tuple[int, bytes]] = {}
+        self._digests: dict[str, tuple[int, int, bytes]] = {}  # sender -> (log version, hi, digest)
 
     # -- the engine's calls ---------------------------------------------------------------------------
 
@@ -100,15 +102,16 @@ class Check:
         return {"checks": 0 if p is None else len(p.checks)}
 
     def summary(self, s: Session) -> None:
-        """After a HELLO from ``s``: our digests of the senders whose high-water marks we share."""
+        """After a HELLO from ``s``: per sender both claim, our digest up to the lower high-water mark."""
         for sender in [x for x in self._digests if not self._log.held_version(x)]:
             self._forget(sender)
         items: list[tuple[str, int, bytes]] = []
         for sender, theirs in s.remote_have.items():
-            hi = _top(self._log.seen_ranges(sender))
-            if hi is None or _top(theirs) != hi:
+            mine, other = _top(self._log.seen_ranges(sender)), _top(theirs)
+            if mine is None or other is None:
                 continue
-            d = self.digest(sender)
+            hi = min(mine, other)
+            d = self.digest(sender, hi)
             if d is not None:
                 items.append((sender, hi, d))
         s.control += wire.encode_digests(items)[:1]
@@ -121,9 +124,10 @@ class Check:
         for sender, hi, theirs in frame.items:
             if len(p.checks) >= c.max_checks_per_neighbour or p.pages_asked >= c.max_hash_pages_per_window:
                 return
-            if sender in p.checks or _top(self._log.seen_ranges(sender)) != hi:
+            top = _top(self._log.seen_ranges(sender))
+            if sender in p.checks or top is None or top < hi:
                 continue
-            mine = self.digest(sender)
+            mine = self.digest(sender, hi)
             if mine is None or mine == theirs:
                 continue
             ch = p.checks[sender] = _Check()
@@ -186,23 +190,31 @@ class Check:
 
     # -- hashes ---------------------------------------------------------------------------------------
 
-    def digest(self, sender: str) -> bytes | None:
-        """Our digest of ``sender``'s held entries (None when we hold none)."""
+    def digest(self, sender: str, hi: int) -> bytes | None:
+        """Our digest of ``sender``'s held entries with seq <= ``hi`` (None when we hold none of them)."""
         version = self._log.held_version(sender)
         if not version:
             self._forget(sender)
             return None
         got = self._digests.get(sender)
-        if got is not None and got[0] == version:
-            return got[1]
+        if got is not None and got[:2] == (version, hi):
+            return got[2]
         blocks = self._log.held_blocks(sender)
         parts = [DIGEST_TAG]
-        for b in sorted(blocks):
-            parts += (_U64.pack(b), self._block(sender, b, blocks[b]).hash)
+        for b in sorted(x for x in blocks if x <= hi // DIGEST_BLOCK):
+            block = self._block(sender, b, blocks[b])
+            if block.items[-1][0] > hi:  # the block of ``hi``, cut after it
+                cut = [(q, fp) for q, _, fp in block.items if q <= hi]
+                if cut:
+                    parts += (_U64.pack(b), sha256(b"".join(_U64.pack(q) + fp for q, fp in cut)))
+            else:
+                parts += (_U64.pack(b), block.hash)
         cache = self._blocks.get(sender, {})
         self._blocks[sender] = {b: cache[b] for b in blocks if b in cache}
+        if len(parts) == 1:
+            return None
         d = sha256(b"".join(parts))
-        self._digests[sender] = (version, d)
+        self._digests[sender] = (version, hi, d)
         return d
 
     def _block(self, sender: str, b: int, version: int) -> _Block:

@@ -61,18 +61,33 @@ def test_digest_vector_follows_the_definition() -> None:
     envs = {q: b"envelope %d" % q for q in seqs}
     fps = {q: hashlib.sha256(envs[q]).digest() for q in seqs}
     assert [fps[q].hex() for q in seqs] == d["fps"]
-    blocks: dict[int, bytes] = {}
-    for b in sorted({q // block for q in seqs}):
-        line = b"".join(q.to_bytes(8, "big") + fps[q] for q in seqs if q // block == b)
-        blocks[b] = hashlib.sha256(line).digest()
-    assert [[b, h.hex()] for b, h in blocks.items()] == d["blocks"]
-    top = V["tag"].encode() + b"".join(b.to_bytes(8, "big") + h for b, h in blocks.items())
-    assert hashlib.sha256(top).hexdigest() == d["digest"]
+
+    def blocks_upto(hi: int) -> dict[int, bytes]:
+        out: dict[int, bytes] = {}
+        for b in sorted({q // block for q in seqs if q <= hi}):
+            line = b"".join(q.to_bytes(8, "big") + fps[q] for q in seqs if q // block == b and q <= hi)
+            out[b] = hashlib.sha256(line).digest()
+        return out
+
+    def digest(hi: int) -> str | None:
+        blocks = blocks_upto(hi)
+        if not blocks:
+            return None
+        return hashlib.sha256(
+            V["tag"].encode() + b"".join(b.to_bytes(8, "big") + h for b, h in blocks.items())
+        ).hexdigest()
+
+    assert [[b, h.hex()] for b, h in blocks_upto(wire.MAX_INT).items()] == d["blocks"]
+    assert digest(wire.MAX_INT) == d["digest"]
+    assert [[hi, digest(hi)] for hi, _ in d["prefixes"]] == d["prefixes"]
     log = Log()
     for q in seqs:
         log.add(LogEntry(sender, q, q, 0, 2**40, envs[q]), 0)
     check = Check(SyncConfig(), log)
-    got = check.digest(sender)
+    got = check.digest(sender, wire.MAX_INT)
     assert got is not None
     assert got.hex() == d["digest"]
+    for hi, want in d["prefixes"]:
+        at = check.digest(sender, hi)
+        assert (None if at is None else at.hex()) == want
     assert [[q, h.hex()] for q, h in check.page(sender, wire.LEVEL_SEQ, 0, 200, 1024)[0]] == d["seq_hashes"]

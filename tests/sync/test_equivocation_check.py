@@ -17,6 +17,7 @@ from peer.testing import FakeClock, dummy_validate, make_envelope, sim_id
 HOUR = 3_600_000
 ROOM = sim_id("room")
 A, B, M, HOSTILE = sim_id("alice"), sim_id("bob"), sim_id("mallory"), sim_id("hostile")
+TOP = wire.MAX_INT
 
 
 class Mesh:
@@ -87,7 +88,7 @@ def test_split_versions_in_a_full_mesh_are_found_and_voided_everywhere() -> None
         assert [ev.key for ev in mesh.events[n] if isinstance(ev, EntryVoided)] == [(M, 200)]
         assert all(e.entry((M, q)) is not None for q in range(1, 200))  # the agreed history stays
         assert e.budget_counts(A if n == B else B)["checks"] == 0  # the check finished
-    assert Check(a.config, a.log).digest(M) == Check(b.config, b.log).digest(M)
+    assert Check(a.config, a.log).digest(M, TOP) == Check(b.config, b.log).digest(M, TOP)
 
 
 def test_without_the_check_the_split_stays() -> None:
@@ -115,21 +116,21 @@ def test_digests_agree_after_the_same_erasures_and_move_with_the_held_set() -> N
         e.receive(M, wire.encode_hello(ROOM, {}), now)
         e.receive(M, wire.encode_envelopes(datas)[0], now)
     cx, cy = Check(x.config, x.log), Check(y.config, y.log)
-    before = cx.digest(M)
-    assert before == cy.digest(M)
+    before = cx.digest(M, TOP)
+    assert before == cy.digest(M, TOP)
     x.handle_timer(now + 1_000)  # every third one expires on x...
-    assert cx.digest(M) != before
-    assert cx.digest(M) != cy.digest(M)
+    assert cx.digest(M, TOP) != before
+    assert cx.digest(M, TOP) != cy.digest(M, TOP)
     y.delete((M, 3), now + HOUR, b"", now)  # ...y erases one of them by hand first, the rest by expiry
     y.handle_timer(now + 1_000)
-    assert cx.digest(M) == cy.digest(M)
+    assert cx.digest(M, TOP) == cy.digest(M, TOP)
     z = SyncEngine(HOSTILE, ROOM, dummy_validate)  # a member that only ever held the survivors agrees
     z.connect(M, now)
     z.receive(M, wire.encode_hello(ROOM, {}), now)
     z.receive(
         M, wire.encode_envelopes([d for q, d in zip(range(1, 300), datas, strict=True) if q % 3])[0], now
     )
-    assert Check(z.config, z.log).digest(M) == cx.digest(M)
+    assert Check(z.config, z.log).digest(M, TOP) == cx.digest(M, TOP)
 
 
 def _victim(entries: int) -> tuple[SyncEngine, FakeClock]:
@@ -289,3 +290,31 @@ def test_codec_round_trips_and_encoders_refuse_bad_values() -> None:
     ):
         with pytest.raises(ValueError):
             bad()
+
+
+def test_digests_compare_prefixes_so_marks_kept_apart_do_not_hide_a_split() -> None:
+    """An author that keeps sending a newer seq to one side keeps the two high-water marks apart; the
+    digest up to the lower mark is compared anyway."""
+    v, clock = _victim(300)
+    ours = Check(v.config, v.log).digest(M, 200)
+    assert ours is not None
+    other = SyncEngine(B, ROOM, dummy_validate)  # a log that differs at seq 150 only
+    other.connect(M, clock.now)
+    other.receive(M, wire.encode_hello(ROOM, {}), clock.now)
+    datas = [make_envelope(M, q, q, clock.now, clock.now + HOUR, b"v%d" % q) for q in range(1, 301)]
+    datas[149] = make_envelope(M, 150, 150, clock.now, clock.now + HOUR, b"the other version")
+    for f in wire.encode_envelopes(datas):
+        other.receive(M, f, clock.now)
+    theirs = Check(other.config, other.log).digest(M, 200)
+    assert theirs is not None
+    assert theirs != ours
+    v.receive(HOSTILE, wire.encode_digests([(M, 200, ours)])[0], clock.now)
+    assert _to(v, HOSTILE) == []  # equal up to 200: nothing to check
+    v.receive(HOSTILE, wire.encode_digests([(M, 400, theirs)])[0], clock.now)
+    assert _to(v, HOSTILE) == []  # a mark above ours: we cannot compare yet
+    v.receive(HOSTILE, wire.encode_digests([(M, 200, theirs)])[0], clock.now)
+    assert _to(v, HOSTILE) == [wire.HashWant(M, wire.LEVEL_BLOCK, 0, 200 // DIGEST_BLOCK)]
+    # and our own summary names the lower mark: a HELLO claiming up to 250 gets digest(250)
+    v.receive(HOSTILE, wire.encode_hello(ROOM, {M: [(1, 250)]}), clock.now)
+    (summary,) = [f for f in _to(v, HOSTILE) if isinstance(f, wire.Digests)]
+    assert summary.items == ((M, 250, Check(v.config, v.log).digest(M, 250)),)

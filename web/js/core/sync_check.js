@@ -4,10 +4,11 @@
 //
 // Rules:
 // - fp = SHA-256(envelope); block (64 seqs, block = seq // 64, only blocks holding an entry) =
-//   SHA-256(concat of u64be(seq) || fp over its held seqs ascending); digest = SHA-256("ephemesh/sync-digest/v1"
-//   || concat of u64be(block) || block hash over non-empty blocks ascending). Only held entries count.
-// - After each HELLO: one DIGESTS frame for the senders whose highest claimed seq equals our highest seen.
-// - DIGESTS with an equal mark and another digest starts a check (at most maxChecksPerNeighbour): block
+//   SHA-256(concat of u64be(seq) || fp over its held seqs ascending); digest(hi) = SHA-256("ephemesh/sync-digest/v1"
+//   || concat of u64be(block) || block hash over blocks holding a seq <= hi, ascending; the block of hi
+//   counts only its seqs <= hi). Only held entries count.
+// - After each HELLO: one DIGESTS frame, per sender both claim, hi = the lower of the two marks.
+// - DIGESTS whose hi we have seen up to, with another digest(hi), starts a check (at most maxChecksPerNeighbour): block
 //   hashes (level 1), then seq hashes (level 0) of differing blocks, then a WANT for each differing seq
 //   (at most maxCheckWants per page). Only answers to the request made, in time, are used.
 // - HASH_WANT is served with a complete page of at most MAX_HASH_PAGE hashes; per neighbour and window at
@@ -50,7 +51,7 @@ export class Check {
     this.peers = new Map();
     /** @type {Map<string, Map<number, Block>>} */
     this.blocks = new Map();
-    /** @type {Map<string, [number, Uint8Array]>} */
+    /** @type {Map<string, [number, number, Uint8Array]>} sender -> [log version, hi, digest] */
     this.digests = new Map();
   }
 
@@ -64,15 +65,16 @@ export class Check {
     return { checks: this.peers.get(neighbour)?.checks.size ?? 0 };
   }
 
-  /** After a HELLO from `s`: our digests of the senders whose high-water marks we share. @param {Session} s */
+  /** After a HELLO from `s`: per sender both claim, our digest up to the lower mark. @param {Session} s */
   async summary(s) {
     for (const x of [...this.digests.keys()]) if (!this.log.heldVersion(x)) this.forget(x);
     /** @type {[string, number, Uint8Array][]} */
     const items = [];
     for (const [sender, theirs] of s.remoteHave) {
-      const hi = top(this.log.seenRanges(sender));
-      if (hi === null || top(theirs) !== hi) continue;
-      const d = await this.digest(sender);
+      const mine = top(this.log.seenRanges(sender)), other = top(theirs);
+      if (mine === null || other === null) continue;
+      const hi = Math.min(mine, other);
+      const d = await this.digest(sender, hi);
       if (d !== null) items.push([sender, hi, d]);
     }
     s.control.push(...wire.encodeDigests(items).slice(0, 1));
@@ -85,8 +87,9 @@ export class Check {
     for (const [k, ch] of [...p.checks]) if (ch.deadline <= now) p.checks.delete(k);
     for (const [sender, hi, theirs] of items) {
       if (p.checks.size >= c.maxChecksPerNeighbour || p.pagesAsked >= c.maxHashPagesPerWindow) return;
-      if (p.checks.has(sender) || top(this.log.seenRanges(sender)) !== hi) continue;
-      const mine = await this.digest(sender);
+      const t = top(this.log.seenRanges(sender));
+      if (p.checks.has(sender) || t === null || t < hi) continue;
+      const mine = await this.digest(sender, hi);
       if (mine === null || equalBytes(mine, theirs)) continue;
       /** @type {CheckState} */
       const ch = { level: wire.LEVEL_BLOCK, lo: 0, hi: 0, deadline: 0, todo: [] };
@@ -140,19 +143,29 @@ export class Check {
     else p.checks.delete(sender);
   }
 
-  /** Our digest of `sender`'s held entries (null when none). @param {string} sender @returns {Promise<Uint8Array|null>} */
-  async digest(sender) {
+  /** Our digest of `sender`'s held entries with seq <= hi (null when none). @param {string} sender @param {number} hi @returns {Promise<Uint8Array|null>} */
+  async digest(sender, hi) {
     const version = this.log.heldVersion(sender);
     if (!version) { this.forget(sender); return null; }
     const got = this.digests.get(sender);
-    if (got && got[0] === version) return got[1];
+    if (got && got[0] === version && got[1] === hi) return got[2];
     const blocks = this.log.heldBlocks(sender);
     const parts = /** @type {Uint8Array[]} */ ([DIGEST_TAG]);
-    for (const b of [...blocks.keys()].sort((x, y) => x - y)) parts.push(u64(b), (await this.block(sender, b, /** @type {number} */ (blocks.get(b)))).hash);
+    const last = Math.floor(hi / DIGEST_BLOCK);
+    for (const b of [...blocks.keys()].filter((x) => x <= last).sort((x, y) => x - y)) {
+      const block = await this.block(sender, b, /** @type {number} */ (blocks.get(b)));
+      if (block.items[block.items.length - 1][0] > hi) { // the block of `hi`, cut after it
+        const cut = block.items.filter(([q]) => q <= hi);
+        if (cut.length) parts.push(u64(b), await sha256(concatBytes(...cut.flatMap(([q, , fp]) => [u64(q), fp]))));
+      } else {
+        parts.push(u64(b), block.hash);
+      }
+    }
     const cache = this.blocks.get(sender) ?? new Map();
     this.blocks.set(sender, new Map([...cache].filter(([b]) => blocks.has(b))));
+    if (parts.length === 1) return null;
     const d = await sha256(concatBytes(...parts));
-    this.digests.set(sender, [version, d]);
+    this.digests.set(sender, [version, hi, d]);
     return d;
   }
 

@@ -177,7 +177,11 @@ export const CODEC_CHECKS = {
       const log = new Log();
       for (const q of d.seqs) log.add({ sender: d.sender, seq: q, lamport: q, sentAt: 0, expiresAt: 2 ** 40, data: utf8(`envelope ${q}`) }, 0);
       const check = new SyncCheck(DEFAULT_SYNC_CONFIG, log);
-      assertEqual(toHex(/** @type {Uint8Array} */ (await check.digest(d.sender))), d.digest, 'digest');
+      assertEqual(toHex(/** @type {Uint8Array} */ (await check.digest(d.sender, 2 ** 53 - 1))), d.digest, 'digest');
+      for (const [hi, want] of d.prefixes) {
+        const at = await check.digest(d.sender, hi);
+        assertEqual(at === null ? null : toHex(at), want, `digest(${hi})`);
+      }
       const [blocks] = await check.page(d.sender, 1, 0, 10, 1024);
       assertSame('blocks', blocks.map(([b, h]) => [b, toHex(h)]), d.blocks);
       const [seqs] = await check.page(d.sender, 0, 0, 200, 1024);
