@@ -374,7 +374,7 @@ class SyncEngine:
             self._serve.show_erased(s)
         events += self._serve.hello_acks(s, self.self_id)
         self._serve.request(s, now)
-        self._check.summary(s)
+        self._check.summary(s, now)
         return events
 
     def _on_envelopes(self, s: Session, items: Sequence[bytes], now: int) -> list[Event]:

@@ -33,9 +33,12 @@ Rules:
   ``max_hash_items_per_window`` items sent; the same page budget bounds the requests we send it.
 - Cost: hashes are cached per block with the log's block version (``Log.held_blocks``), so a digest
   re-hashes only the blocks that changed plus one 40-byte line per block; an entry is hashed once.
+  Digests are cached per sender for up to ``DIGEST_MARKS`` marks of its current held set; one not in
+  the cache (for our summary or to compare a neighbour's) is computed at most
+  ``max_digests_per_window`` times per neighbour and window: a sender left out waits for the next HELLO.
 
 Owns: the hash cache (per sender and block: the version, the block hash, and (seq, envelope, fp) of its
-held entries; per sender the digest with the log's sender version) and, per neighbour, the checks in
+held entries; per sender its digests by mark, with the log's sender version) and, per neighbour, the checks in
 progress and the window counters. Persists nothing (all of it is re-derived from the log).
 Interface with the engine: the engine's ``Log`` (public API only) and the session records (their claimed
 ranges and the ``control`` queue); the engine calls ``summary``, ``on_digests``, ``on_hash_want``,
@@ -53,6 +56,8 @@ from peer.core.log import DIGEST_BLOCK, Log, RangeSet
 from peer.core.sync_events import Session, SyncConfig
 
 DIGEST_TAG = b"ephemesh/sync-digest/v1"
+#: digests remembered per sender for its current held set (one per mark asked, oldest dropped first)
+DIGEST_MARKS = 4
 _U64 = struct.Struct(">Q")
 _Page = tuple[int, int, int]  # (level, lo, hi)
 
@@ -73,6 +78,7 @@ class _Peer:
     pages_served: int = 0
     items_served: int = 0
     pages_asked: int = 0
+    digests: int = 0  # digests computed (not found in the cache) for this neighbour in this window
 
 
 @dataclass(eq=False)
@@ -90,7 +96,8 @@ class Check:
         self._log = log
         self._peers: dict[str, _Peer] = {}
         self._blocks: dict[str, dict[int, _Block]] = {}
-        self._digests: dict[str, tuple[int, int, bytes]] = {}  # sender -> (log version, hi, digest)
+        #: sender -> (log version of its held set, mark -> digest), at most DIGEST_MARKS marks
+        self._digests: dict[str, tuple[int, dict[int, bytes | None]]] = {}
 
     # -- the engine's calls ---------------------------------------------------------------------------
 
@@ -99,18 +106,21 @@ class Check:
 
     def counts(self, neighbour: str) -> dict[str, int]:
         p = self._peers.get(neighbour)
-        return {"checks": 0 if p is None else len(p.checks)}
+        return {"checks": 0 if p is None else len(p.checks), "digests": 0 if p is None else p.digests}
 
-    def summary(self, s: Session) -> None:
+    def summary(self, s: Session, now: int) -> None:
         """After a HELLO from ``s``: per sender both claim, our digest up to the lower high-water mark."""
         for sender in [x for x in self._digests if not self._log.held_version(x)]:
             self._forget(sender)
+        p = self._peer(s.neighbour, now)
         items: list[tuple[str, int, bytes]] = []
         for sender, theirs in s.remote_have.items():
             mine, other = _top(self._log.seen_ranges(sender)), _top(theirs)
             if mine is None or other is None:
                 continue
             hi = min(mine, other)
+            if not self._spend(p, sender, hi):
+                continue
             d = self.digest(sender, hi)
             if d is not None:
                 items.append((sender, hi, d))
@@ -125,7 +135,7 @@ class Check:
             if len(p.checks) >= c.max_checks_per_neighbour or p.pages_asked >= c.max_hash_pages_per_window:
                 return
             top = _top(self._log.seen_ranges(sender))
-            if sender in p.checks or top is None or top < hi:
+            if sender in p.checks or top is None or top < hi or not self._spend(p, sender, hi):
                 continue
             mine = self.digest(sender, hi)
             if mine is None or mine == theirs:
@@ -197,8 +207,17 @@ class Check:
             self._forget(sender)
             return None
         got = self._digests.get(sender)
-        if got is not None and got[:2] == (version, hi):
-            return got[2]
+        if got is None or got[0] != version:
+            got = self._digests[sender] = (version, {})
+        marks = got[1]
+        if hi in marks:
+            return marks[hi]
+        d = marks[hi] = self._compute(sender, hi)
+        while len(marks) > DIGEST_MARKS:
+            del marks[next(iter(marks))]
+        return d
+
+    def _compute(self, sender: str, hi: int) -> bytes | None:
         blocks = self._log.held_blocks(sender)
         parts = [DIGEST_TAG]
         for b in sorted(x for x in blocks if x <= hi // DIGEST_BLOCK):
@@ -211,11 +230,7 @@ class Check:
                 parts += (_U64.pack(b), block.hash)
         cache = self._blocks.get(sender, {})
         self._blocks[sender] = {b: cache[b] for b in blocks if b in cache}
-        if len(parts) == 1:
-            return None
-        d = sha256(b"".join(parts))
-        self._digests[sender] = (version, hi, d)
-        return d
+        return None if len(parts) == 1 else sha256(b"".join(parts))
 
     def _block(self, sender: str, b: int, version: int) -> _Block:
         cache = self._blocks.setdefault(sender, {})
@@ -258,13 +273,23 @@ class Check:
         self._digests.pop(sender, None)
         self._blocks.pop(sender, None)
 
+    def _spend(self, p: _Peer, sender: str, hi: int) -> bool:
+        """May we have ``digest(sender, hi)`` for this neighbour? Free when cached, else from its budget."""
+        got = self._digests.get(sender)
+        if got is not None and got[0] == self._log.held_version(sender) and hi in got[1]:
+            return True
+        if p.digests >= self._config.max_digests_per_window:
+            return False
+        p.digests += 1
+        return True
+
     def _peer(self, neighbour: str, now: int) -> _Peer:
         p = self._peers.get(neighbour)
         if p is None:
             p = self._peers[neighbour] = _Peer()
         if now >= p.window_end:
             p.window_end = now + self._config.want_timeout_ms
-            p.pages_served = p.items_served = p.pages_asked = 0
+            p.pages_served = p.items_served = p.pages_asked = p.digests = 0
         return p
 
     def _ask(self, s: Session, p: _Peer, sender: str, ch: _Check, page: _Page, now: int) -> None:

@@ -39,6 +39,8 @@ class SyncConfig:
     max_hash_pages_per_window: int = 32
     max_hash_items_per_window: int = 8_192
     max_check_wants: int = 256
+    #: digests not found in the cache, computed per neighbour and window (for our DIGESTS or to compare)
+    max_digests_per_window: int = 16
 
 
 # -- events ---------------------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ def test_js_check_floods_stay_bounded(measured: dict[str, Any]) -> None:
     assert check["maxChecks"] <= check["capChecks"]
     assert 0 < check["pages"] <= check["capPages"]
     assert check["items"] == check["capItems"]
+    assert check["computed"] == check["capDigests"]
 
 
 def test_js_membership_recompute_checks_each_op_once() -> None:

@@ -318,3 +318,33 @@ def test_digests_compare_prefixes_so_marks_kept_apart_do_not_hide_a_split() -> N
     v.receive(HOSTILE, wire.encode_hello(ROOM, {M: [(1, 250)]}), clock.now)
     (summary,) = [f for f in _to(v, HOSTILE) if isinstance(f, wire.Digests)]
     assert summary.items == ((M, 250, Check(v.config, v.log).digest(M, 250)),)
+
+
+def test_digests_a_neighbour_makes_us_compute_are_bounded_per_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A neighbour naming a new mark in every DIGESTS or HELLO would make us hash a digest each time:
+    at most ``max_digests_per_window`` uncached ones per window are computed for it."""
+    v, clock = _victim(3_000)
+    cap = v.config.max_digests_per_window
+    reference = Check(v.config, v.log)
+    right = {k: reference.digest(M, k) for k in range(1_000, 1_200)}  # the true digests: no check starts
+    computed = []
+    real = Check._compute
+
+    def counting(self: Check, sender: str, hi: int) -> bytes | None:
+        computed.append(hi)
+        return real(self, sender, hi)
+
+    monkeypatch.setattr(Check, "_compute", counting)
+    clock.advance(v.config.want_timeout_ms)  # a fresh window (linking spent one digest)
+    for k in range(1_000, 1_100):
+        d = right[k]
+        assert d is not None
+        v.receive(HOSTILE, wire.encode_digests([(M, k, d)])[0], clock.now)
+        v.receive(HOSTILE, wire.encode_hello(ROOM, {M: [(1, k + 100)]}), clock.now)
+    assert len(computed) == cap
+    assert v.budget_counts(HOSTILE)["digests"] == cap
+    assert not any(isinstance(f, wire.HashWant) for f in _to(v, HOSTILE))
+    clock.advance(v.config.want_timeout_ms)  # a new window
+    v.receive(HOSTILE, wire.encode_hello(ROOM, {M: [(1, 2_500)]}), clock.now)
+    (summary,) = [f for f in _to(v, HOSTILE) if isinstance(f, wire.Digests)]
+    assert summary.items == ((M, 2_500, reference.digest(M, 2_500)),)

@@ -111,8 +111,19 @@ const out = {};
       if (fr.type === wire.FrameType.HASHES) { pages += 1; items += fr.items.length; }
     }
   }
+  // new marks in every DIGESTS and HELLO: uncached digests computed per window are bounded
+  let computed = 0;
+  const compute = v.check.compute.bind(v.check);
+  v.check.compute = async (sender, hi) => { computed += 1; return compute(sender, hi); };
+  const fresh = later + v.config.wantTimeoutMs;
+  for (let k = 1000; k < 1100; k++) {
+    await v.receive(HOSTILE, wire.encodeDigests([[m, k, new Uint8Array(32)]])[0], fresh);
+    await v.receive(HOSTILE, wire.encodeHello(ROOM, new Map([[m, [[1, k + 100]]]])), fresh);
+  }
+  v.dataToSend();
   out.check = { asked, maxChecks, capChecks: v.config.maxChecksPerNeighbour, pages, items,
-    capPages: v.config.maxHashPagesPerWindow, capItems: v.config.maxHashItemsPerWindow };
+    capPages: v.config.maxHashPagesPerWindow, capItems: v.config.maxHashItemsPerWindow,
+    computed, capDigests: v.config.maxDigestsPerWindow };
 }
 
 console.log(JSON.stringify(out));

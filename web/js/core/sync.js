@@ -304,7 +304,7 @@ export class SyncEngine {
     }
     events.push(...this.serve.helloAcks(s, this.selfId));
     this.serve.request(s, now);
-    await this.check.summary(s);
+    await this.check.summary(s, now);
     return events;
   }
 
@@ -408,7 +408,7 @@ export class SyncEngine {
     return {
       inflight: c.inflight, pending: c.pending, attempts: c.attempts, unservable: c.unservable,
       remoteHaveRanges, control: s.control.length, envs: s.envs.size, voids: s.voids.size, tombs: s.tombs.size,
-      served: c.served, foreignTombstones: c.foreignTombstones, checks: this.check.counts(neighbour).checks,
+      served: c.served, foreignTombstones: c.foreignTombstones, ...this.check.counts(neighbour),
     };
   }
 

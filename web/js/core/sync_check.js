@@ -13,6 +13,8 @@
 //   (at most maxCheckWants per page). Only answers to the request made, in time, are used.
 // - HASH_WANT is served with a complete page of at most MAX_HASH_PAGE hashes; per neighbour and window at
 //   most maxHashPagesPerWindow pages (served, and asked) and maxHashItemsPerWindow items.
+// - Digests are cached per sender for DIGEST_MARKS marks; at most maxDigestsPerWindow uncached ones are
+//   computed per neighbour and window (for our DIGESTS or to compare); a sender left out waits.
 // Owns: the hash cache and, per neighbour, the checks in progress and window counters. Persists nothing.
 // Interface with the engine: its Log (public API) and the Session records (claimed ranges, control queue).
 
@@ -27,11 +29,13 @@ import * as wire from './wire.js';
  * @typedef {typeof import('./sync_events.js').DEFAULT_SYNC_CONFIG} SyncConfig
  * @typedef {[number, number, number]} Page (level, lo, hi)
  * @typedef {{level: number, lo: number, hi: number, deadline: number, todo: Page[]}} CheckState
- * @typedef {{checks: Map<string, CheckState>, windowEnd: number, pagesServed: number, itemsServed: number, pagesAsked: number}} Peer
+ * @typedef {{checks: Map<string, CheckState>, windowEnd: number, pagesServed: number, itemsServed: number, pagesAsked: number, digests: number}} Peer
  * @typedef {{version: number, hash: Uint8Array, items: [number, Uint8Array, Uint8Array][]}} Block
  */
 
 export const DIGEST_TAG = new TextEncoder().encode('ephemesh/sync-digest/v1');
+/** digests remembered per sender for its current held set (one per mark asked, oldest dropped first) */
+export const DIGEST_MARKS = 4;
 
 /** @param {number} v */
 function u64(v) { const o = new Uint8Array(8); new DataView(o.buffer).setBigUint64(0, BigInt(v)); return o; }
@@ -51,7 +55,7 @@ export class Check {
     this.peers = new Map();
     /** @type {Map<string, Map<number, Block>>} */
     this.blocks = new Map();
-    /** @type {Map<string, [number, number, Uint8Array]>} sender -> [log version, hi, digest] */
+    /** @type {Map<string, [number, Map<number, Uint8Array|null>]>} sender -> [log version, mark -> digest] */
     this.digests = new Map();
   }
 
@@ -62,18 +66,21 @@ export class Check {
 
   /** @param {string} neighbour */
   counts(neighbour) {
-    return { checks: this.peers.get(neighbour)?.checks.size ?? 0 };
+    const p = this.peers.get(neighbour);
+    return { checks: p?.checks.size ?? 0, digests: p?.digests ?? 0 };
   }
 
-  /** After a HELLO from `s`: per sender both claim, our digest up to the lower mark. @param {Session} s */
-  async summary(s) {
+  /** After a HELLO from `s`: per sender both claim, our digest up to the lower mark. @param {Session} s @param {number} now */
+  async summary(s, now) {
     for (const x of [...this.digests.keys()]) if (!this.log.heldVersion(x)) this.forget(x);
+    const p = this.peer(s.neighbour, now);
     /** @type {[string, number, Uint8Array][]} */
     const items = [];
     for (const [sender, theirs] of s.remoteHave) {
       const mine = top(this.log.seenRanges(sender)), other = top(theirs);
       if (mine === null || other === null) continue;
       const hi = Math.min(mine, other);
+      if (!this.spend(p, sender, hi)) continue;
       const d = await this.digest(sender, hi);
       if (d !== null) items.push([sender, hi, d]);
     }
@@ -88,7 +95,7 @@ export class Check {
     for (const [sender, hi, theirs] of items) {
       if (p.checks.size >= c.maxChecksPerNeighbour || p.pagesAsked >= c.maxHashPagesPerWindow) return;
       const t = top(this.log.seenRanges(sender));
-      if (p.checks.has(sender) || t === null || t < hi) continue;
+      if (p.checks.has(sender) || t === null || t < hi || !this.spend(p, sender, hi)) continue;
       const mine = await this.digest(sender, hi);
       if (mine === null || equalBytes(mine, theirs)) continue;
       /** @type {CheckState} */
@@ -147,8 +154,19 @@ export class Check {
   async digest(sender, hi) {
     const version = this.log.heldVersion(sender);
     if (!version) { this.forget(sender); return null; }
-    const got = this.digests.get(sender);
-    if (got && got[0] === version && got[1] === hi) return got[2];
+    let got = this.digests.get(sender);
+    if (!got || got[0] !== version) this.digests.set(sender, (got = [version, new Map()]));
+    const marks = got[1];
+    const known = marks.get(hi);
+    if (known !== undefined) return known;
+    const d = await this.compute(sender, hi);
+    marks.set(hi, d);
+    while (marks.size > DIGEST_MARKS) marks.delete(/** @type {number} */ (marks.keys().next().value));
+    return d;
+  }
+
+  /** @param {string} sender @param {number} hi @returns {Promise<Uint8Array|null>} */
+  async compute(sender, hi) {
     const blocks = this.log.heldBlocks(sender);
     const parts = /** @type {Uint8Array[]} */ ([DIGEST_TAG]);
     const last = Math.floor(hi / DIGEST_BLOCK);
@@ -163,10 +181,7 @@ export class Check {
     }
     const cache = this.blocks.get(sender) ?? new Map();
     this.blocks.set(sender, new Map([...cache].filter(([b]) => blocks.has(b))));
-    if (parts.length === 1) return null;
-    const d = await sha256(concatBytes(...parts));
-    this.digests.set(sender, [version, hi, d]);
-    return d;
+    return parts.length === 1 ? null : sha256(concatBytes(...parts));
   }
 
   /** @param {string} sender @param {number} b @param {number} version @returns {Promise<Block>} */
@@ -220,13 +235,22 @@ export class Check {
     this.blocks.delete(sender);
   }
 
+  /** May we have digest(sender, hi) for this neighbour? Free when cached, else from its budget. @param {Peer} p @param {string} sender @param {number} hi */
+  spend(p, sender, hi) {
+    const got = this.digests.get(sender);
+    if (got && got[0] === this.log.heldVersion(sender) && got[1].has(hi)) return true;
+    if (p.digests >= this.config.maxDigestsPerWindow) return false;
+    p.digests += 1;
+    return true;
+  }
+
   /** @param {string} neighbour @param {number} now @returns {Peer} */
   peer(neighbour, now) {
     let p = this.peers.get(neighbour);
-    if (!p) this.peers.set(neighbour, (p = { checks: new Map(), windowEnd: 0, pagesServed: 0, itemsServed: 0, pagesAsked: 0 }));
+    if (!p) this.peers.set(neighbour, (p = { checks: new Map(), windowEnd: 0, pagesServed: 0, itemsServed: 0, pagesAsked: 0, digests: 0 }));
     if (now >= p.windowEnd) {
       p.windowEnd = now + this.config.wantTimeoutMs;
-      p.pagesServed = 0; p.itemsServed = 0; p.pagesAsked = 0;
+      p.pagesServed = 0; p.itemsServed = 0; p.pagesAsked = 0; p.digests = 0;
     }
     return p;
   }
