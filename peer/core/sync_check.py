@@ -32,13 +32,13 @@ Rules:
   most ``max_hash_pages_per_window`` requests are answered (the rest are ignored) and at most
   ``max_hash_items_per_window`` items sent; the same page budget bounds the requests we send it.
 - Cost: hashes are cached per block with the log's block version (``Log.held_blocks``), so a digest
-  re-hashes only the blocks that changed plus one 40-byte line per block; an entry is hashed once.
+  re-hashes only the blocks that changed (at most 64 entries each) plus one 40-byte line per block.
   Digests are cached per sender for up to ``DIGEST_MARKS`` marks of its current held set; one not in
   the cache (for our summary or to compare a neighbour's) is computed at most
   ``max_digests_per_window`` times per neighbour and window: a sender left out waits for the next HELLO.
 
-Owns: the hash cache (per sender and block: the version, the block hash, and (seq, envelope, fp) of its
-held entries; per sender its digests by mark, with the log's sender version) and, per neighbour, the checks in
+Owns: the hash cache (per sender and block: the version, the block hash, and (seq, fp) of its held
+entries; no envelope bytes, so nothing erased lingers here; per sender its digests by mark, with the log's sender version) and, per neighbour, the checks in
 progress and the window counters. Persists nothing (all of it is re-derived from the log).
 Interface with the engine: the engine's ``Log`` (public API only) and the session records (their claimed
 ranges and the ``control`` queue); the engine calls ``summary``, ``on_digests``, ``on_hash_want``,
@@ -85,7 +85,7 @@ class _Peer:
 class _Block:
     version: int
     hash: bytes
-    items: list[tuple[int, bytes, bytes]]  # (seq, envelope, fp)
+    items: list[tuple[int, bytes]]  # (seq, fp) of its held entries
 
 
 class Check:
@@ -184,7 +184,7 @@ class Check:
                 b = q // DIGEST_BLOCK
                 if budget <= 0 or b not in blocks:
                     continue
-                fp = next((x[2] for x in self._block(sender, b, blocks[b]).items if x[0] == q), None)
+                fp = next((x[1] for x in self._block(sender, b, blocks[b]).items if x[0] == q), None)
                 if fp is not None and fp != h:
                     wants.add(q)
                     budget -= 1
@@ -223,7 +223,7 @@ class Check:
         for b in sorted(x for x in blocks if x <= hi // DIGEST_BLOCK):
             block = self._block(sender, b, blocks[b])
             if block.items[-1][0] > hi:  # the block of ``hi``, cut after it
-                cut = [(q, fp) for q, _, fp in block.items if q <= hi]
+                cut = [(q, fp) for q, fp in block.items if q <= hi]
                 if cut:
                     parts += (_U64.pack(b), sha256(b"".join(_U64.pack(q) + fp for q, fp in cut)))
             else:
@@ -237,14 +237,12 @@ class Check:
         got = cache.get(b)
         if got is not None and got.version == version:
             return got
-        old = {} if got is None else {q: (data, fp) for q, data, fp in got.items}
-        items: list[tuple[int, bytes, bytes]] = []
-        start = b * DIGEST_BLOCK
-        for e in self._log.entries_in_range(sender, start, start + DIGEST_BLOCK - 1):
-            prev = old.get(e.seq)
-            fp = prev[1] if prev is not None and prev[0] == e.data else sha256(e.data)
-            items.append((e.seq, e.data, fp))
-        block = cache[b] = _Block(version, sha256(b"".join(_U64.pack(q) + fp for q, _, fp in items)), items)
+        start = b * DIGEST_BLOCK  # a changed block is hashed again whole: no envelope is kept here
+        items = [
+            (e.seq, sha256(e.data))
+            for e in self._log.entries_in_range(sender, start, start + DIGEST_BLOCK - 1)
+        ]
+        block = cache[b] = _Block(version, sha256(b"".join(_U64.pack(q) + fp for q, fp in items)), items)
         return block
 
     def page(
@@ -260,7 +258,7 @@ class Check:
                 out.append((b, self._block(sender, b, blocks[b]).hash))
             return out, hi
         for b in sorted(x for x in blocks if lo // DIGEST_BLOCK <= x <= hi // DIGEST_BLOCK):
-            for q, _, fp in self._block(sender, b, blocks[b]).items:
+            for q, fp in self._block(sender, b, blocks[b]).items:
                 if lo <= q <= hi:
                     if len(out) == limit:
                         return out, out[-1][0]

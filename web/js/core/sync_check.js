@@ -15,7 +15,7 @@
 //   most maxHashPagesPerWindow pages (served, and asked) and maxHashItemsPerWindow items.
 // - Digests are cached per sender for DIGEST_MARKS marks; at most maxDigestsPerWindow uncached ones are
 //   computed per neighbour and window (for our DIGESTS or to compare); a sender left out waits.
-// Owns: the hash cache and, per neighbour, the checks in progress and window counters. Persists nothing.
+// Owns: the hash cache ((seq, fp) per block, no envelope bytes) and, per neighbour, the checks in progress and window counters. Persists nothing.
 // Interface with the engine: its Log (public API) and the Session records (claimed ranges, control queue).
 
 import { concatBytes, equalBytes } from './bytes.js';
@@ -30,7 +30,7 @@ import * as wire from './wire.js';
  * @typedef {[number, number, number]} Page (level, lo, hi)
  * @typedef {{level: number, lo: number, hi: number, deadline: number, todo: Page[]}} CheckState
  * @typedef {{checks: Map<string, CheckState>, windowEnd: number, pagesServed: number, itemsServed: number, pagesAsked: number, digests: number}} Peer
- * @typedef {{version: number, hash: Uint8Array, items: [number, Uint8Array, Uint8Array][]}} Block
+ * @typedef {{version: number, hash: Uint8Array, items: [number, Uint8Array][]}} Block
  */
 
 export const DIGEST_TAG = new TextEncoder().encode('ephemesh/sync-digest/v1');
@@ -138,7 +138,7 @@ export class Check {
         const b = Math.floor(q / DIGEST_BLOCK);
         const v = blocks.get(b);
         if (budget <= 0 || v === undefined) continue;
-        const fp = (await this.block(sender, b, v)).items.find((x) => x[0] === q)?.[2];
+        const fp = (await this.block(sender, b, v)).items.find((x) => x[0] === q)?.[1];
         if (fp !== undefined && !equalBytes(fp, h)) { wants.add(q); budget -= 1; }
       }
       if (wants.size) s.control.push(...wire.encodeWant(new Map([[sender, wants.ranges()]])));
@@ -174,7 +174,7 @@ export class Check {
       const block = await this.block(sender, b, /** @type {number} */ (blocks.get(b)));
       if (block.items[block.items.length - 1][0] > hi) { // the block of `hi`, cut after it
         const cut = block.items.filter(([q]) => q <= hi);
-        if (cut.length) parts.push(u64(b), await sha256(concatBytes(...cut.flatMap(([q, , fp]) => [u64(q), fp]))));
+        if (cut.length) parts.push(u64(b), await sha256(concatBytes(...cut.flatMap(([q, fp]) => [u64(q), fp]))));
       } else {
         parts.push(u64(b), block.hash);
       }
@@ -190,17 +190,13 @@ export class Check {
     if (!cache) this.blocks.set(sender, (cache = new Map()));
     const got = cache.get(b);
     if (got && got.version === version) return got;
-    const old = new Map((got?.items ?? []).map(([q, data, fp]) => [q, [data, fp]]));
-    /** @type {[number, Uint8Array, Uint8Array][]} */
+    /** @type {[number, Uint8Array][]} a changed block is hashed again whole: no envelope is kept here */
     const items = [];
     for (let q = b * DIGEST_BLOCK; q < (b + 1) * DIGEST_BLOCK; q++) {
       const e = this.log.get(sender, q);
-      if (!e) continue;
-      const prev = old.get(q);
-      const fp = prev && (prev[0] === e.data || equalBytes(prev[0], e.data)) ? prev[1] : await sha256(e.data);
-      items.push([q, e.data, fp]);
+      if (e) items.push([q, await sha256(e.data)]);
     }
-    const block = { version, hash: await sha256(concatBytes(...items.flatMap(([q, , fp]) => [u64(q), fp]))), items };
+    const block = { version, hash: await sha256(concatBytes(...items.flatMap(([q, fp]) => [u64(q), fp]))), items };
     cache.set(b, block);
     return block;
   }
@@ -220,7 +216,7 @@ export class Check {
     }
     const bl = Math.floor(lo / DIGEST_BLOCK), bh = Math.floor(hi / DIGEST_BLOCK);
     for (const b of sorted.filter((x) => x >= bl && x <= bh)) {
-      for (const [q, , fp] of (await this.block(sender, b, /** @type {number} */ (blocks.get(b)))).items) {
+      for (const [q, fp] of (await this.block(sender, b, /** @type {number} */ (blocks.get(b)))).items) {
         if (q < lo || q > hi) continue;
         if (out.length === limit) return [out, out[out.length - 1][0]];
         out.push([q, fp]);
