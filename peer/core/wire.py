@@ -276,10 +276,12 @@ def encode_digests(items: Iterable[tuple[str, int, bytes]]) -> list[bytes]:
     """DIGESTS frames (sorted by sender, split to fit; empty list if there is nothing)."""
     per_frame = (MAX_FRAME - 1 - _U16.size) // _DIGEST_ITEM.size
     recs: list[bytes] = []
+    prev = ""
     for sender, hi, digest in sorted(items):
         _check_int(hi)
-        if len(digest) != DIGEST_BYTES:
-            raise ValueError("digest must be 32 bytes")
+        if len(digest) != DIGEST_BYTES or sender == prev:
+            raise ValueError("one 32-byte digest per sender")
+        prev = sender
         recs.append(_DIGEST_ITEM.pack(id_to_bytes(sender), hi, digest))
     return [
         bytes([FrameType.DIGESTS])

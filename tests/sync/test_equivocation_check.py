@@ -287,6 +287,7 @@ def test_codec_round_trips_and_encoders_refuse_bad_values() -> None:
         lambda: wire.encode_hashes(M, 0, 0, 5, [(6, bytes(32))]),
         lambda: wire.encode_hashes(M, 0, 0, 5, [(1, bytes(31))]),
         lambda: wire.encode_digests([(M, 1, bytes(16))]),
+        lambda: wire.encode_digests([(M, 1, bytes(32)), (M, 2, bytes(32))]),
     ):
         with pytest.raises(ValueError):
             bad()

@@ -162,9 +162,10 @@ export function encodeTombstones(items) {
 /** DIGESTS frames, sorted by sender and split to fit. @param {[string, number, Uint8Array][]} items */
 export function encodeDigests(items) {
   const perFrame = Math.floor((MAX_FRAME - 3) / 56);
-  const recs = [...items].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([sender, hi, digest]) => {
+  const sorted = [...items].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  const recs = sorted.map(([sender, hi, digest], i) => {
     checkInt(hi);
-    if (digest.length !== DIGEST_BYTES) throw new RangeError('digest must be 32 bytes');
+    if (digest.length !== DIGEST_BYTES || (i > 0 && sorted[i - 1][0] === sender)) throw new RangeError('one 32-byte digest per sender');
     return concatBytes(idBytes(sender), u64(hi), digest);
   });
   /** @type {Uint8Array[]} */
