@@ -41,6 +41,7 @@ def test_the_traces_cover_the_contract() -> None:
         "part_presence",
         "part_links",
         "part_admission",
+        "relay_reach",
     }
 
 

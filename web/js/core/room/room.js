@@ -57,6 +57,7 @@ export class Room extends Inbound {
     room.seq = Number(states.get('seq') ?? 0);
     room.sync.observe(Number(states.get('lamport') ?? 0));
     await room.keys.load(states, now, room.persist);
+    room.relay.load(states);
     if (opts.snapshot) await restore(room, opts.snapshot, now);
     if (!room.membersPart.isMember(room.peerId)) {
       const op = await makeAdd(identity, invite.memberKey, room.roomId, room.sync.tick(), publicBundle(identity), room.keys.prekey);
@@ -100,9 +101,6 @@ export class Room extends Inbound {
     return this.timeline.messages(this.sync.log.effectiveLamports());
   }
 
-  online() {
-    return new Set(this.sync.neighbours.filter((n) => this.sync.isReady(n)));
-  }
 
   members() {
     return [...this.membership.members.keys()].sort();
@@ -324,6 +322,40 @@ export class Room extends Inbound {
     });
   }
 
+  // ---------------------------------------------------------------- signaling through the mesh (relay.js)
+
+  /** Announce our linked members and `hints` ([kind, url]) to linked members, now and when links change.
+   * @param {[string, string][]} hints @param {number} now */
+  enableReach(hints, now) {
+    return this.run(async () => this.relay.enable(hints, now));
+  }
+
+  /** Send a sealed signaling payload for `to` through linked members; false if there is none.
+   * @param {string} to @param {string} payload @param {number} now @returns {Promise<boolean>} */
+  relaySignal(to, payload, now) {
+    return this.run(async () => {
+      if (this.membersPart.isRemoved(to)) return false;
+      const out = await this.relay.originate(to, payload, this.online(), now);
+      this.sendApp(out);
+      return out.length > 0;
+    });
+  }
+
+  /** Signaling payloads relayed to us: [claimed sender, payload], to open like the server's. */
+  takeRelayed() {
+    return this.relay.takeRelayed();
+  }
+
+  /** Members that linked members announce (fresh) and that we are not linked with. @param {number} now */
+  reachable(now) {
+    return this.relay.reachable(this.online(), (p) => this.membersPart.isMember(p), now);
+  }
+
+  /** Signaling server URLs learned from members (persisted; newest first). */
+  reachHints() {
+    return this.relay.reachHints();
+  }
+
   // ---------------------------------------------------------------- links and pumping
 
   /** @param {string} peer @param {number} _now */
@@ -338,6 +370,8 @@ export class Room extends Inbound {
       const wasOnline = this.sync.isReady(peer);
       this.sync.disconnect(peer, now);
       this.parking.dropNeighbour(peer);
+      this.relay.dropNeighbour(peer);
+      this.sendApp(this.relay.onLinks(this.online(), now));
       return had && wasOnline ? [{ type: 'online', peer, online: false }] : [];
     });
   }
@@ -377,7 +411,7 @@ export class Room extends Inbound {
   }
 
   nextTimer() {
-    const times = [this.sync.nextTimer(), this.presence.nextDeadline(), this.parking.nextDeadline()].filter((t) => t !== null);
+    const times = [this.sync.nextTimer(), this.presence.nextDeadline(), this.parking.nextDeadline(), this.relay.nextDeadline()].filter((t) => t !== null);
     return times.length ? Math.min(.../** @type {number[]} */ (times)) : null;
   }
 
@@ -387,7 +421,9 @@ export class Room extends Inbound {
       const events = await this.route(this.sync.handleTimer(now), now);
       this.presence.expire(now, events);
       this.parking.expire(now);
-      return this.settle(events, now);
+      const out = await this.settle(events, now);
+      this.sendApp(await this.relay.tick(now));
+      return out;
     });
   }
 
