@@ -264,7 +264,7 @@ def build_relay(room: str, alice: Identity, bob: Identity) -> dict[str, Any]:
     from peer.core.room import relay as rl
 
     payload = "v1." + "A" * 40
-    relays = [
+    relays: list[dict[str, Any]] = [
         {"name": name, "hops": hops, "from": f, "to": t, "payload": pl}
         for name, hops, f, t, pl in (
             ("alice to bob, 3 hops", 3, alice.peer_id, bob.peer_id, payload),
@@ -289,7 +289,7 @@ def build_relay(room: str, alice: Identity, bob: Identity) -> dict[str, Any]:
     ]
     assert all(_error_code(rl.decode_relay, d) == "bad-relay" for _, d in bad_relay)
     ts = NOW
-    reaches = [
+    reaches: list[dict[str, Any]] = [
         {"name": name, "ts": ts, "ttl_s": ttl, "links": sorted(links), "hints": hints}
         for name, ttl, links, hints in (
             ("empty", 90, [], []),
