@@ -54,6 +54,7 @@ from peer.core.signal import ReplayCache, open_signal, seal_signal
 from peer.home import STORE_FILE, HomeInUse, HomeLock, load_or_create_identity, resolve_home
 from peer.net.linkstate import Link, LinkChanged, LinkInfo, Reason
 from peer.net.mesh import RoomMesh
+from peer.net.reach import without_server_stun
 from peer.net.rtc import RtcTransport, quiet_aiortc_teardown
 from peer.net.signaling import (
     Disconnected,
@@ -375,6 +376,11 @@ class RoomHandle:
             self._pump([])
         elif not via_server:
             raise ConnectionError("no signaling path: server down and no linked member to relay")
+
+    def wake(self) -> None:
+        """Wake every waiter (:meth:`wait_for`) to re-check its condition."""
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     def _relay_pump(self) -> None:
         """After a transmit: hand relayed payloads to the mesh; dial members that gossip says are up."""
@@ -724,6 +730,9 @@ class Peer:
             for handle in self.rooms.values():
                 if handle.invite.server == server:
                     handle.server_present.clear()  # signaling goes through linked members meanwhile
+                    if handle.mesh is not None:  # its embedded STUN is gone with it (peer/net/reach.py)
+                        handle.mesh.set_ice(without_server_stun(client.ice, server))
+                    handle.wake()
             if self._stopped.is_set():
                 return
             stable = loop.time() - up_since >= STABLE_S

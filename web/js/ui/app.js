@@ -237,6 +237,7 @@ export class App {
     const mesh = this.mesh;
     if (ev.type === 'closed') {
       this.present.clear(); // signaling goes through linked members meanwhile (relay.js)
+      if (mesh) mesh.opts.iceServers = withoutServerStun(mesh.opts.iceServers ?? [], location.hostname); // gone with it
       if (this.client === client && this.store.getState().connection === 'online') this.scheduleReconnect(ev.reason === 'replaced');
       return;
     }
@@ -502,4 +503,21 @@ export function closeApp(app) {
 export function notifyIfHidden(sender) {
   if (typeof Notification === 'undefined' || !document.hidden || Notification.permission !== 'granted') return;
   new Notification('ephemesh', { body: `New message from ${sender}`, tag: 'ephemesh' });
+}
+
+/** ICE servers minus the STUN URLs on the signaling server's host (its embedded responder is down with it;
+ * TURN stays). Mirrors peer/net/reach.py. @param {RTCIceServer[]} servers @param {string} host */
+export function withoutServerStun(servers, host) {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
+  /** @param {string} u */
+  const stunHost = (u) => {
+    if (!/^stuns?:/.test(u)) return null;
+    const rest = u.slice(u.indexOf(':') + 1).split('?')[0];
+    if (rest.startsWith('[')) return rest.includes(']') ? rest.slice(1, rest.indexOf(']')).toLowerCase() : null;
+    return (rest.split(':').length === 2 ? rest.slice(0, rest.lastIndexOf(':')) : rest).toLowerCase();
+  };
+  return servers.flatMap((s) => {
+    const urls = (Array.isArray(s.urls) ? s.urls : [s.urls]).filter((u) => stunHost(u) !== h);
+    return urls.length ? [{ ...s, urls }] : [];
+  });
 }
