@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from peer.net.reach import without_server_stun
 
 
 def test_server_stun_dropped_turn_and_other_stun_kept() -> None:
-    ice = [
+    ice: Any = [
         {"urls": ["stun:10.77.0.10:8080", "stun:stun.other.example:3478"]},
         {"urls": "stun:10.77.0.10:8080"},
         {"urls": ["turn:10.77.0.10:3478?transport=udp"], "username": "u", "credential": "c"},
