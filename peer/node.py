@@ -124,6 +124,7 @@ class RoomHandle:
         self.server_present: set[str] = set()  # peers the signaling server lists now
         self.signals_relayed = 0  # our payloads sent through linked members
         self.signals_received_relayed = 0  # payloads for us that arrived through linked members
+        self._reach_seen: tuple[int, frozenset[str]] | None = None
 
     # -- application API -----------------------------------------------------------------------
 
@@ -390,9 +391,19 @@ class RoomHandle:
         for sender, payload in self.core.take_relayed():
             self.signals_received_relayed += 1
             self._peer.spawn(mesh.handle_signal(sender, payload))
+        seen = (self.core.reach_changes, frozenset(self.core.online()))
+        if seen == self._reach_seen:
+            return  # nothing new to dial: no announcement changed and no link came or went
+        self._reach_seen = seen
         for peer in self.core.reachable(now_ms()):
             if peer not in mesh.present:
                 mesh.peer_joined(peer)
+
+    def set_reach_hints(self, hints: list[tuple[str, str]]) -> None:
+        """What we announce to linked members as ways to reach us (``("server", url)``, ...); replaces
+        the default (our invite's server). ``ValueError`` for a hint the REACH codec cannot carry."""
+        self.core.enable_reach(hints, now_ms())
+        self._pump([])
 
     # -- network side ----------------------------------------------------------------------------
 

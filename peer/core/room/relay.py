@@ -256,6 +256,7 @@ class Relay:
         self._servers: list[str] = []
         self._pending: OrderedDict[str, tuple[str, bytes]] = OrderedDict()  # announcer -> (from, body)
         self.dropped = 0  # frames dropped without blame (duplicates, hop limit spent, no route)
+        self.changes = 0  # bumped whenever the announcements held change (adapters recompute reachable)
 
     # -- state ---------------------------------------------------------------------------------------
 
@@ -296,7 +297,8 @@ class Relay:
 
     def forget(self, peer: str) -> None:
         """A member was removed: its announcement goes."""
-        self._table.pop(peer, None)
+        if self._table.pop(peer, None) is not None:
+            self.changes += 1
 
     # -- relay -----------------------------------------------------------------------------------------
 
@@ -395,6 +397,7 @@ class Relay:
         """Timers: drop expired announcements; send ours when due."""
         for announcer in [a for a, r in self._table.items() if _expires(r) <= now]:
             del self._table[announcer]
+            self.changes += 1
         if not self._enabled or self._due is None or now < self._due:
             return []
         return self._announce(now)
@@ -444,6 +447,7 @@ class Relay:
             oldest = min(self._table.values(), key=lambda r: (r.ts, r.announcer))
             del self._table[oldest.announcer]
         self._table[reach.announcer] = reach
+        self.changes += 1
         self._learn_servers(reach, persist)
         return [(n, body) for n in sorted(online - {neighbour, reach.announcer})], None
 

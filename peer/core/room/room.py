@@ -402,6 +402,11 @@ class Room(Inbound):
         """Signaling server URLs learned from members (persisted; newest first)."""
         return self.relay.reach_hints()
 
+    @property
+    def reach_changes(self) -> int:
+        """A counter that moves whenever the announcements held change (:meth:`reachable` may differ)."""
+        return self.relay.changes
+
     # -- public API: links and pumping -----------------------------------------------------------------
 
     def link_up(self, peer: str, now: int) -> None:

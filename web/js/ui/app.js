@@ -86,6 +86,7 @@ export class App {
     this.typingStop = null;
     this.signalsRelayed = 0; // our payloads sent through linked members
     this.signalsReceivedRelayed = 0; // payloads for us that arrived through linked members
+    this.reachSeen = '';
   }
 
   /** Create a fresh room: new secret in the fragment, then enter it. @param {number} ttlS */
@@ -210,6 +211,9 @@ export class App {
       this.signalsReceivedRelayed += 1;
       void mesh.handleSignal(from, payload);
     }
+    const online = [...room.online()].sort().join(',');
+    if (this.reachSeen === `${room.reachChanges}/${online}`) return; // no announcement changed, no link came or went
+    this.reachSeen = `${room.reachChanges}/${online}`;
     for (const peer of room.reachable(this.now())) if (!mesh.present.has(peer)) void mesh.addPeer(peer);
   }
 

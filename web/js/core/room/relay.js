@@ -206,6 +206,7 @@ export class Relay {
     /** @type {Map<string, [string, Uint8Array]>} announcer -> (from, body), held until it is known */
     this.pending = new Map();
     this.dropped = 0;
+    this.changes = 0; // bumped whenever the announcements held change (adapters recompute reachable)
   }
 
   /** @param {Map<string, unknown>} states */
@@ -262,7 +263,7 @@ export class Relay {
 
   /** @param {string} peer */
   forget(peer) {
-    this.table.delete(peer);
+    if (this.table.delete(peer)) this.changes += 1;
   }
 
   // ---------------------------------------------------------------- relay
@@ -366,7 +367,12 @@ export class Relay {
 
   /** @param {number} now @returns {Promise<Out>} */
   async tick(now) {
-    for (const [a, r] of [...this.table]) if (expires(r) <= now) this.table.delete(a);
+    for (const [a, r] of [...this.table]) {
+      if (expires(r) <= now) {
+        this.table.delete(a);
+        this.changes += 1;
+      }
+    }
     if (!this.enabled || this.due === null || now < this.due) return [];
     const ts = Math.max(now, this.lastTs + 1);
     this.lastTs = ts;
@@ -406,6 +412,7 @@ export class Relay {
       this.table.delete(oldest.announcer);
     }
     this.table.set(reach.announcer, reach);
+    this.changes += 1;
     this.learnServers(reach, persist);
     return [[...online].filter((n) => n !== neighbour && n !== reach.announcer).sort(cmp).map((n) => [n, body]), null];
   }

@@ -356,6 +356,11 @@ export class Room extends Inbound {
     return this.relay.reachHints();
   }
 
+  /** A counter that moves whenever the announcements held change (reachable() may differ). */
+  get reachChanges() {
+    return this.relay.changes;
+  }
+
   // ---------------------------------------------------------------- links and pumping
 
   /** @param {string} peer @param {number} _now */
