@@ -69,14 +69,19 @@ async def test_learned_servers_survive_a_restart_and_go_with_the_room(tmp_path: 
         a, b = Peer(home=tmp_path / "a"), Peer(home=tmp_path / "b")
         try:
             ra = await a.join(inv.url())
-            await b.join(inv.url())
+            rb = await b.join(inv.url())
             await ra.wait_for(lambda: ra.reach_hints() == [server], WAIT)
+            rb.set_reach_hints([("server", server), ("server", "https://backup.example:8443")])
+            await ra.wait_for(lambda: ra.reach_hints() == [server, "https://backup.example:8443"], WAIT)
+            with pytest.raises(ValueError):
+                rb.set_reach_hints([("server", "not a url with spaces")])
         finally:
             await b.close()
             await a.close()
         a = Peer(home=tmp_path / "a")
         try:
-            assert a.learned_servers(inv.room_id) == [server]  # before any join: e.g. the server is down
+            # before any join: e.g. the invite's server is down
+            assert a.learned_servers(inv.room_id) == [server, "https://backup.example:8443"]
             a.store.forget_room(inv.room_id)
             assert a.learned_servers(inv.room_id) == []
         finally:
