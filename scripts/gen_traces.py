@@ -419,6 +419,28 @@ def relay_reach() -> Trace:
     return t
 
 
+def relay_full_mesh() -> Trace:
+    """Reach gossip in a full mesh (A, B, C all linked): each announcement goes to the announcer's
+    neighbours only, nobody forwards one (every receiver is named by it); then C's link to A drops and B
+    forwards C's next announcement to A (A is no longer named); A's reachable goes from [] to [C]."""
+    t = Trace("relay_full_mesh", relay_full_mesh.__doc__ or "", "relay-mesh")
+    for p in ("A", "B", "C"):
+        t.peer(p)
+    t.create("A", "B", "C")
+    for x, y in (("A", "B"), ("B", "C"), ("A", "C")):
+        t.link(x, y)
+        t.deliver()
+        t.advance(500)
+    for p in ("A", "B", "C"):
+        t.step(p, "enable_reach", hints=[["server", "https://s.example"]])
+    t.advance(3000)
+    t.step("A", "relay_state")
+    t.unlink("A", "C")
+    t.advance(3000)
+    t.step("A", "relay_state")
+    return t
+
+
 def _meta(sender: str, seq: int, lamport: int, expires_at: int = T0 + 3_600_000) -> dict[str, int | str]:
     return {"sender": sender, "seq": seq, "lamport": lamport, "sent_at": T0 + seq, "expires_at": expires_at}
 
@@ -572,6 +594,7 @@ SCENARIOS: list[Callable[[], Trace]] = [
     content_types,
     restart_restore,
     relay_reach,
+    relay_full_mesh,
 ]
 
 

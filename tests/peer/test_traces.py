@@ -42,6 +42,7 @@ def test_the_traces_cover_the_contract() -> None:
         "part_links",
         "part_admission",
         "relay_reach",
+        "relay_full_mesh",
     }
 
 

@@ -31,7 +31,8 @@ Rules:
   when its ADD arrives (a newcomer hears of members before it has their ADDs); drops (not blamed) stale ones (``|now - ts| > MAX_SKEW_MS``) and any not
   newer than the one held for that announcer; counts ``reach-budget`` past a per-neighbour bucket;
   stores the newest per announcer (at most ``MAX_ANNOUNCERS``) until ``ts + ttl``; and forwards a new
-  one to its other linked neighbours. ``reachable()`` = members named by fresh announcements that we
+  one to its linked neighbours other than the sender, the announcer and the members the announcement
+  names (those had it first-hand: a full mesh forwards nothing). ``reachable()`` = members named by fresh announcements that we
   are not linked with (the adapter dials them through relayed signaling).
 - **Persists** ``reach/servers``: the ``server`` hint URLs learned from members (JSON list, newest
   first, at most ``MAX_SERVERS``), so a restarting member can try them; erased with the room.
@@ -449,7 +450,8 @@ class Relay:
         self._table[reach.announcer] = reach
         self.changes += 1
         self._learn_servers(reach, persist)
-        return [(n, body) for n in sorted(online - {neighbour, reach.announcer})], None
+        skip = {neighbour, reach.announcer, *reach.links}  # the announcer's own links got it first-hand
+        return [(n, body) for n in sorted(online - skip)], None
 
     def _learn_servers(self, reach: Reach, persist: PersistBatch) -> None:
         urls = [url for kind, url in reach.hints if kind == "server"]

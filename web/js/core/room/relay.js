@@ -414,7 +414,8 @@ export class Relay {
     this.table.set(reach.announcer, reach);
     this.changes += 1;
     this.learnServers(reach, persist);
-    return [[...online].filter((n) => n !== neighbour && n !== reach.announcer).sort(cmp).map((n) => [n, body]), null];
+    const skip = new Set([neighbour, reach.announcer, ...reach.links]); // the announcer's own links got it first-hand
+    return [[...online].filter((n) => !skip.has(n)).sort(cmp).map((n) => [n, body]), null];
   }
 
   /** @param {Reach} reach @param {import('./persist.js').PersistBatch} persist */
