@@ -31,6 +31,9 @@ async def test_link_rebuilt_through_b_after_the_server_stopped(tmp_path: Path) -
         for r in (a, b, c):
             await r.wait_for(lambda r=r: len(r.online_members()) == 2, WAIT)
         await a.wait_for(lambda: a.reach_hints() == [server], WAIT)  # learned from B's and C's gossip
+        # while the server works and lists everyone, nothing goes through members (they learn nothing)
+        assert [r.signals_relayed for r in (a, b, c)] == [0, 0, 0]
+        assert b.core.relay.dropped == 0
         await runner.cleanup()  # the server is gone
         for r in (a, b, c):
             await r.wait_for(lambda r=r: not r.server_present, WAIT)
