@@ -461,7 +461,8 @@ def relay_reach() -> Trace:
     C's answer comes back; a duplicate is dropped, a frame with a wrong id, hops 0, a forged "from us"
     and a REACH with a bad signature are blamed on the link; a relay flood is paced (relay-budget); a
     newcomer D linked to C only learns A and B (B's announcement, held until B's ADD arrived); after B-C
-    is cut, C's announcement expires; A restarts with the servers it learned."""
+    is cut, B's next announcement drops C; alone, A lets every announcement expire; A restarts with the
+    servers it learned."""
     from peer.core.crypto import DeterministicRng
     from peer.core.room import relay as rl
     from peer.core.signal import seal_signal
@@ -512,7 +513,9 @@ def relay_reach() -> Trace:
     t.unlink("B", "C")
     t.advance(3000)
     t.step("A", "relay_state")
-    t.advance(rl.TTL_S * 1000)
+    t.unlink("A", "B")  # alone, A only expires what it holds (and the trace stays small)
+    t.unlink("C", "D")
+    t.advance(rl.TTL_S * 1000, step=5000)
     t.step("A", "relay_state")
     t.restart("A")
     t.step("A", "relay_state")
