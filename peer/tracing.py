@@ -315,6 +315,14 @@ def _apply(
     if do == "seen":
         room.mark_seen(a["ids"], now)
         return None, []
+    if do == "enable_reach":
+        room.enable_reach([(k, u) for k, u in a["hints"]], now)
+        return None, []
+    if do == "relay_signal":
+        return room.relay_signal(pid(a["to"]), a["payload"], now), []
+    if do == "relay_state":
+        relayed = [[sender, payload] for sender, payload in room.take_relayed()]
+        return {"relayed": relayed, "reachable": room.reachable(now), "hints": room.reach_hints()}, []
     return _apply_features(room, do, a, now)
 
 

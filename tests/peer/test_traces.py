@@ -43,6 +43,8 @@ def test_the_traces_cover_the_contract() -> None:
         "part_links",
         "part_admission",
         "part_distribution",
+        "relay_reach",
+        "relay_full_mesh",
     }
 
 

@@ -49,6 +49,7 @@ from .members import Members
 from .parking import Parking
 from .presence import Presence
 from .receipts import Receipts
+from .relay import REACH_TAG, RELAY_TAG, Relay
 from .senderkeys import NEVER, SenderKeys, open_with_key
 from .timeline import Meta, Timeline
 
@@ -68,6 +69,7 @@ class Inbound:
     timeline: Timeline
     receipts: Receipts
     presence: Presence
+    relay: Relay
     errors_total: int
     _persist: PersistBatch
     _fresh: dict[Key, Envelope]
@@ -82,6 +84,9 @@ class Inbound:
     def _publish_unchained(
         self, kind: Kind, payload: bytes, now: int, *, expires_at: int = NEVER
     ) -> LogEntry:
+        raise NotImplementedError
+
+    def online(self) -> set[str]:
         raise NotImplementedError
 
     # -- validation (called by the sync engine for every new envelope) ---------------------------------
@@ -148,11 +153,16 @@ class Inbound:
     def _settle(self, events: list[RoomEvent], now: int) -> list[RoomEvent]:
         """After a call: offer back what was parked for senders that just became known, once."""
         while self._known_new:
-            for neighbour, data in self.parking.take(self._known_new.pop(0)):
+            known = self._known_new.pop(0)
+            for neighbour, data in self.parking.take(known):
                 self._inbound = (neighbour, now)
                 events += self._route(self.sync.offer(neighbour, data, now), now)
+            held = self.relay.take_pending(known)
+            if held is not None and self.links.is_ready(held[0]):
+                self._on_relay_frame(held[0], held[1], now, events)
         self._inbound = None
         self._fresh.clear()
+        self._send_app(self.relay.on_links(self.online(), now))
         return events
 
     def _route(self, sync_events: Iterable[object], now: int) -> list[RoomEvent]:
@@ -210,7 +220,9 @@ class Inbound:
         try:
             if not self.links.is_ready(peer):
                 raise ProtocolError("unexpected-frame", "no authenticated link")
-            if ev.type == wire.FrameType.APP and ev.body[:1] == bytes([RECEIPT_TAG]):
+            if ev.type == wire.FrameType.APP and ev.body[:1] in (bytes([RELAY_TAG]), bytes([REACH_TAG])):
+                self._on_relay_frame(peer, ev.body, now, events)
+            elif ev.type == wire.FrameType.APP and ev.body[:1] == bytes([RECEIPT_TAG]):
                 self.receipts.on_receipt(
                     ev.body, self.members_part.known_sender, self.members_part.count_others(), events
                 )
@@ -232,6 +244,25 @@ class Inbound:
                 raise ProtocolError("unexpected-frame", "frame type not expected here")
         except ProtocolError as exc:
             self._fault(peer, exc.code, now, events)
+
+    def _on_relay_frame(self, peer: str, body: bytes, now: int, events: list[RoomEvent]) -> None:
+        """RELAY / REACH (see :mod:`.relay`): blamed errors raise; paced refusals count unblamed."""
+        online = self.online()
+        if body[0] == RELAY_TAG:  # else REACH_TAG
+            out, refused = self.relay.on_relay(peer, body, online, self.members_part.is_removed, now)
+        else:
+            out, refused = self.relay.on_reach(peer, body, online, self._member_bundle, now, self._persist)
+        self._send_app(out)
+        if refused is not None:
+            self._fault(peer, refused, now, events, link=False)
+
+    def _member_bundle(self, peer: str) -> PublicBundle | None:
+        return self.members_part.known_sender(peer) if self.members_part.is_member(peer) else None
+
+    def _send_app(self, frames: list[tuple[str, bytes]]) -> None:
+        for neighbour, body in frames:
+            if self.sync.is_ready(neighbour):
+                self.sync.send_opaque(neighbour, wire.FrameType.APP, body)
 
     def _on_entry(self, entry: LogEntry, now: int, events: list[RoomEvent]) -> None:
         self._persist.envelopes.append(entry)
@@ -267,6 +298,7 @@ class Inbound:
             events.append(MemberLeft(pid))
             self.distribution.drop(pid)
             self.keys.forget_sender(pid, self._persist)
+            self.relay.forget(pid)
             if pid != self.peer_id and self.links.close(pid):
                 self.sync.disconnect(
                     pid, now

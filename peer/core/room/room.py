@@ -85,6 +85,7 @@ from .members import Members
 from .parking import Parking
 from .presence import Presence
 from .receipts import Receipts
+from .relay import Hint, Relay
 from .restore import restore
 from .senderkeys import NEVER, SenderKeys
 from .timeline import Meta, Timeline, parse_message_id
@@ -136,6 +137,7 @@ class Room(Inbound):
         self.timeline = Timeline(self.peer_id)
         self.receipts = Receipts(identity, self.room_id)
         self.presence = Presence()
+        self.relay = Relay(identity, self.room_id)
         self._persist = PersistBatch()
         self._fresh: dict[Key, Envelope] = {}  # parsed by _validate, reused by _on_entry (one parse)
         self._known_new: list[str] = []  # senders that just became known: their parked envelopes go back
@@ -148,6 +150,7 @@ class Room(Inbound):
         self._seq = int(states.get("seq", b"0"))
         self.sync.observe(int(states.get("lamport", b"0")))
         self.keys.load(states, now, self._persist)
+        self.relay.load(states)
         self.presence.load(states)
         if snapshot is not None:
             restore(self, snapshot, now)
@@ -441,6 +444,38 @@ class Room(Inbound):
         for peer, body in self.presence.seen(keys):
             self.sync.send_opaque(peer, wire.FrameType.APP, body)
 
+    # -- public API: signaling through the mesh (see .relay) -------------------------------------------
+
+    def enable_reach(self, hints: list[Hint], now: int) -> None:
+        """Announce our linked members and ``hints`` (``(kind, url)``, e.g. ``("server", url)``) to linked
+        members, now and whenever our links change; relaying works whether or not this is on."""
+        self.relay.enable(hints, now)
+
+    def relay_signal(self, to: str, payload: str, now: int) -> bool:
+        """Send a sealed signaling payload for ``to`` through linked members; False if there is none."""
+        if self.members_part.is_removed(to):
+            return False
+        out = self.relay.originate(to, payload, self.online(), now)
+        self._send_app(out)
+        return bool(out)
+
+    def take_relayed(self) -> list[tuple[str, str]]:
+        """Signaling payloads relayed to us: ``(claimed sender, payload)``, to open like the server's."""
+        return self.relay.take_relayed()
+
+    def reachable(self, now: int) -> list[str]:
+        """Members that linked members announce (fresh) and that we are not linked with."""
+        return self.relay.reachable(self.online(), self.members_part.is_member, now)
+
+    def reach_hints(self) -> list[str]:
+        """Signaling server URLs learned from members (persisted; newest first)."""
+        return self.relay.reach_hints()
+
+    @property
+    def reach_changes(self) -> int:
+        """A counter that moves whenever the announcements held change (:meth:`reachable` may differ)."""
+        return self.relay.changes
+
     # -- public API: links and pumping -----------------------------------------------------------------
 
     def link_up(self, peer: str, now: int) -> None:
@@ -453,6 +488,8 @@ class Room(Inbound):
             self.presence.on_offline(peer, now)
         self.sync.disconnect(peer, now)
         self.parking.drop_neighbour(peer)
+        self.relay.drop_neighbour(peer)
+        self._send_app(self.relay.on_links(self.online(), now))
         return [MemberOnline(peer, False)] if had and was_online else []
 
     def take_dead_links(self) -> list[str]:
@@ -491,6 +528,7 @@ class Room(Inbound):
             self.keys.prekey_deadline(member=self.members_part.is_member(self.peer_id)),
             self.distribution.next_deadline(),
             self.keys.rx_deadline(),
+            self.relay.next_deadline(),
         ]
         return min((t for t in times if t is not None), default=None)
 
@@ -501,7 +539,9 @@ class Room(Inbound):
         self._serve_waiting(now)
         self.keys.expire_rx(now, self._persist)
         self._rotate_prekey(now, events)
-        return self._settle(events, now)
+        events = self._settle(events, now)
+        self._send_app(self.relay.tick(now))
+        return events
 
     def _rotate_prekey(self, now: int, events: list[RoomEvent]) -> None:
         """Our prekey is due: publish a fresh self-ADD carrying the new one (see ``senderkeys``)."""

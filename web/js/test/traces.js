@@ -193,6 +193,9 @@ export async function replayTrace(doc, o = {}) {
       else if (what === 'leave') events = await room.leave(now);
       else if (what === 'typing') await room.setTyping(a.typing, now);
       else if (what === 'seen') await room.markSeen(a.ids, now);
+      else if (what === 'enable_reach') await room.enableReach(a.hints, now);
+      else if (what === 'relay_signal') result = await room.relaySignal(pid(a.to), a.payload, now);
+      else if (what === 'relay_state') result = { relayed: room.takeRelayed(), reachable: room.reachable(now), hints: room.reachHints() };
       else result = await featureStep(room, what, a, now, pid);
     }
     const room = /** @type {Room} */ (rooms.get(label));

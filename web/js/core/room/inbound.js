@@ -22,6 +22,7 @@ import { Parking } from './parking.js';
 import { emptyBatch } from './persist.js';
 import { Presence } from './presence.js';
 import { Receipts } from './receipts.js';
+import { REACH_TAG, RELAY_TAG, Relay } from './relay.js';
 import { SenderKeys } from './senderkeys.js';
 import { Timeline } from './timeline.js';
 
@@ -64,6 +65,7 @@ export class Inbound {
     this.timeline = new Timeline(this.peerId);
     this.receipts = new Receipts(identity, this.roomId);
     this.presence = new Presence();
+    this.relay = new Relay(identity, this.roomId);
     this.persist = emptyBatch();
     /** @type {Map<string, Envelope>} parsed by validate, reused by onEntry (one parse) */
     this.fresh = new Map();
@@ -78,6 +80,27 @@ export class Inbound {
   /** @param {number} _kind @param {Uint8Array} _payload @param {number} _now @param {number} [_expiresAt] @returns {Promise<LogEntry>} */
   async publishUnchained(_kind, _payload, _now, _expiresAt) {
     throw new Error('implemented by Room');
+  }
+
+  /** @returns {Set<string>} */
+  online() {
+    return new Set(this.sync.neighbours.filter((n) => this.sync.isReady(n)));
+  }
+
+  /** RELAY / REACH (see relay.js): blamed errors throw; paced refusals count unblamed.
+   * @param {string} peer @param {Uint8Array} body @param {number} now @param {RoomEvent[]} events */
+  async onRelayFrame(peer, body, now, events) {
+    const online = this.online();
+    const [out, refused] = body[0] === RELAY_TAG
+      ? await this.relay.onRelay(peer, body, online, (p) => this.membersPart.isRemoved(p), now)
+      : await this.relay.onReach(peer, body, online, (p) => (this.membersPart.isMember(p) ? this.membersPart.knownSender(p) : null), now, this.persist);
+    this.sendApp(out);
+    if (refused !== null) this.fault(peer, refused, now, events, false);
+  }
+
+  /** @param {[string, Uint8Array][]} frames */
+  sendApp(frames) {
+    for (const [neighbour, body] of frames) if (this.sync.isReady(neighbour)) this.sync.sendOpaque(neighbour, wire.FrameType.APP, body);
   }
 
   /** What to store before dataToSend() is transmitted (then a fresh delta starts). @returns {import('./persist.js').PersistBatch} */
@@ -156,13 +179,17 @@ export class Inbound {
   /** @param {RoomEvent[]} events @param {number} now */
   async settle(events, now) {
     while (this.knownNew.length) {
-      for (const [neighbour, data] of this.parking.take(/** @type {string} */ (this.knownNew.shift()))) {
+      const known = /** @type {string} */ (this.knownNew.shift());
+      for (const [neighbour, data] of this.parking.take(known)) {
         this.inbound = /** @type {[string, number]} */ ([neighbour, now]);
         events.push(...await this.route(await this.sync.offer(neighbour, data, now), now));
       }
+      const held = this.relay.takePending(known);
+      if (held !== null && this.links.isReady(held[0])) await this.onRelayFrame(held[0], held[1], now, events);
     }
     this.inbound = null;
     this.fresh.clear();
+    this.sendApp(this.relay.onLinks(this.online(), now));
     return events;
   }
 
@@ -224,7 +251,9 @@ export class Inbound {
   async onOpaque(peer, type, body, now, events) {
     try {
       if (!this.links.isReady(peer)) throw new ProtocolError('unexpected-frame', 'no authenticated link');
-      if (type === wire.FrameType.APP && body[0] === RECEIPT_TAG) {
+      if (type === wire.FrameType.APP && (body[0] === RELAY_TAG || body[0] === REACH_TAG)) {
+        await this.onRelayFrame(peer, body, now, events);
+      } else if (type === wire.FrameType.APP && body[0] === RECEIPT_TAG) {
         await this.receipts.onReceipt(body, (p) => this.membersPart.knownSender(p), this.membersPart.countOthers(), events);
       } else if (type === wire.FrameType.APP) {
         const signal = decodePresence(body);
@@ -280,6 +309,7 @@ export class Inbound {
       events.push({ type: 'left', peer: pid });
       this.distribution.drop(pid);
       this.keys.forgetSender(pid, this.persist);
+      this.relay.forget(pid);
       if (pid !== this.peerId && this.links.close(pid)) this.sync.disconnect(pid, now); // nothing more, not even ciphertext
     }
     this.knownNew.push(...change.joined, ...change.left);

@@ -58,6 +58,7 @@ export class Room extends Inbound {
     room.seq = Number(states.get('seq') ?? 0);
     room.sync.observe(Number(states.get('lamport') ?? 0));
     await room.keys.load(states, now, room.persist);
+    room.relay.load(states);
     room.presence.load(states);
     if (opts.snapshot) await restore(room, opts.snapshot, now);
     if (!room.membersPart.isMember(room.peerId)) {
@@ -102,9 +103,6 @@ export class Room extends Inbound {
     return this.timeline.messages(this.sync.log.effectiveLamports());
   }
 
-  online() {
-    return new Set(this.sync.neighbours.filter((n) => this.sync.isReady(n)));
-  }
 
   members() {
     return [...this.membership.members.keys()].sort();
@@ -386,6 +384,45 @@ export class Room extends Inbound {
     });
   }
 
+  // ---------------------------------------------------------------- signaling through the mesh (relay.js)
+
+  /** Announce our linked members and `hints` ([kind, url]) to linked members, now and when links change.
+   * @param {[string, string][]} hints @param {number} now */
+  enableReach(hints, now) {
+    return this.run(async () => this.relay.enable(hints, now));
+  }
+
+  /** Send a sealed signaling payload for `to` through linked members; false if there is none.
+   * @param {string} to @param {string} payload @param {number} now @returns {Promise<boolean>} */
+  relaySignal(to, payload, now) {
+    return this.run(async () => {
+      if (this.membersPart.isRemoved(to)) return false;
+      const out = await this.relay.originate(to, payload, this.online(), now);
+      this.sendApp(out);
+      return out.length > 0;
+    });
+  }
+
+  /** Signaling payloads relayed to us: [claimed sender, payload], to open like the server's. */
+  takeRelayed() {
+    return this.relay.takeRelayed();
+  }
+
+  /** Members that linked members announce (fresh) and that we are not linked with. @param {number} now */
+  reachable(now) {
+    return this.relay.reachable(this.online(), (p) => this.membersPart.isMember(p), now);
+  }
+
+  /** Signaling server URLs learned from members (persisted; newest first). */
+  reachHints() {
+    return this.relay.reachHints();
+  }
+
+  /** A counter that moves whenever the announcements held change (reachable() may differ). */
+  get reachChanges() {
+    return this.relay.changes;
+  }
+
   // ---------------------------------------------------------------- links and pumping
 
   /** @param {string} peer @param {number} _now */
@@ -401,6 +438,8 @@ export class Room extends Inbound {
       if (had && wasOnline) this.presence.onOffline(peer, now);
       this.sync.disconnect(peer, now);
       this.parking.dropNeighbour(peer);
+      this.relay.dropNeighbour(peer);
+      this.sendApp(this.relay.onLinks(this.online(), now));
       return had && wasOnline ? [{ type: 'online', peer, online: false }] : [];
     });
   }
@@ -440,7 +479,7 @@ export class Room extends Inbound {
   }
 
   nextTimer() {
-    const times = [this.sync.nextTimer(), this.presence.nextDeadline(), this.parking.nextDeadline(), this.keys.prekeyDeadline(this.membersPart.isMember(this.peerId)), this.distribution.nextDeadline(), this.keys.rxDeadline()].filter((t) => t !== null);
+    const times = [this.sync.nextTimer(), this.presence.nextDeadline(), this.parking.nextDeadline(), this.keys.prekeyDeadline(this.membersPart.isMember(this.peerId)), this.distribution.nextDeadline(), this.keys.rxDeadline(), this.relay.nextDeadline()].filter((t) => t !== null);
     return times.length ? Math.min(.../** @type {number[]} */ (times)) : null;
   }
 
@@ -453,7 +492,9 @@ export class Room extends Inbound {
       await this.serveWaiting(now);
       this.keys.expireRx(now, this.persist);
       await this.rotatePrekey(now, events);
-      return this.settle(events, now);
+      const out = await this.settle(events, now);
+      this.sendApp(await this.relay.tick(now));
+      return out;
     });
   }
 
