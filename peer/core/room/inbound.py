@@ -15,6 +15,7 @@ from peer.core.envelope import Envelope, Kind, decode_tombstone, envelope_key, p
 from peer.core.erasure import RECEIPT_TAG
 from peer.core.errors import ProtocolError
 from peer.core.events import (
+    AdmissionChanged,
     MemberJoined,
     MemberLeft,
     MemberOnline,
@@ -309,6 +310,9 @@ class Inbound:
         if change.roles:
             state = self.members_part.state
             events.append(RolesChanged(state.owner, self.members_part.admins(), state.announce))
+        if change.admission:
+            state = self.members_part.state
+            events.append(AdmissionChanged(state.closed, self.members_part.requests()))
 
     # -- sender keys and chat ------------------------------------------------------------------------
 
