@@ -316,6 +316,7 @@ export class Inbound {
     if (change.timer) events.push({ type: 'timer', ttlS: change.timer.ttlS });
     const st = this.membersPart.state;
     if (change.roles) events.push({ type: 'roles', owner: st.owner, admins: this.membersPart.admins(), announce: st.announceSince > 0 });
+    if (change.admission) events.push({ type: 'admission', closed: st.closed, requests: this.membersPart.requests() });
   }
 
   // ---------------------------------------------------------------- sender keys and chat
