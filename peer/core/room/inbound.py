@@ -336,6 +336,8 @@ class Inbound:
         """Hand ``peer`` our chain's initial state: pairwise if linked, and sealed to its prekey in the log."""
         if self.keys.was_given(peer, initial.chain_id) or self.members_part.is_removed(peer):
             return
+        if self.members_part.state.closed and not self.members_part.is_member(peer):
+            return  # a closed room: a linked non-member (a join request) gets nothing until admitted
         skm = self.keys.sender_key_message(initial)
         if self.sync.is_ready(peer):
             frame = self.links.seal(peer, skm)

@@ -341,6 +341,7 @@ export class Inbound {
   /** @param {string} peer @param {import('../chains.js').SenderChain} initial @param {number} now */
   async giveChain(peer, initial, now) {
     if (this.keys.wasGiven(peer, initial.chainId) || this.membersPart.isRemoved(peer)) return;
+    if (this.membersPart.state.closed && !this.membersPart.isMember(peer)) return; // closed room: a join request gets nothing until admitted
     const skm = await this.keys.senderKeyMessage(initial);
     if (this.sync.isReady(peer)) {
       const frame = await this.links.seal(peer, skm);
