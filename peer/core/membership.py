@@ -50,7 +50,8 @@ SETTINGS    author is an admin; the flags of the latest valid SETTINGS op in can
 ADMISSION   author is an admin; refused in a legacy room (no owner). *Close* (mode 1): the members
             become the listed ids that are members at that point, plus the author and the owner; the
             others leave the member set (not ``removed``: they become join requests an admin can
-            admit) and ``epoch`` increments if anyone left. Earlier names admitted (``allowed``) are
+            admit); ``epoch`` does not change (a late self-ADD sorts before the close: counting it
+            would rotate every sender at each join; REMOVE is what rotates). Earlier names admitted (``allowed``) are
             dropped: a later close replaces the list. *Open* (mode 0): open admission again; every
             pending join request becomes a member.
 (closed)    while closed, an ADD admits only a current member (prekey refresh), an id in ``allowed``,
@@ -482,7 +483,8 @@ class MembershipState:
         for pid in sorted(set(self.members) - set(keep)):
             if len(requests) < MAX_REQUESTS:
                 requests[pid] = self.members[pid]
-        left = len(keep) != len(self.members)
+        # no epoch change: a self-ADD sorting before the close (any late joiner's, at lamport 1) would
+        # otherwise make every sender rotate and cut admitted members off the live chains; REMOVE rotates
         return replace(
             self,
             members=keep,
@@ -490,7 +492,6 @@ class MembershipState:
             allowed=frozenset(),
             requests=requests,
             admins=self.admins & set(keep),
-            epoch=self.epoch + 1 if left else self.epoch,
         )
 
     def _readmit(self, op: MembershipOp) -> MembershipState:

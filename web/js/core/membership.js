@@ -23,7 +23,7 @@
 //   version (every lower version has an op), ties by highest (author, ttl); an op that skips versions is
 //   held until the gap fills (see peer/core/membership.py). Rejections throw ProtocolError, state unchanged.
 //   ADMISSION: admin author, not in a legacy room. Close: members = listed ids that are members, plus the
-//   author and the owner; the others become join requests (epoch += 1 if any left); `allowed` cleared.
+//   author and the owner; the others become join requests (epoch unchanged); `allowed` cleared.
 //   Open: every join request becomes a member. While closed an ADD admits only a member (prekey refresh),
 //   an id in `allowed`, or an admin's ADD of another identity; any other ADD is valid but only records
 //   a join request (at most MAX_REQUESTS). READMIT of a not-yet-member (admit): a join request becomes a
@@ -294,8 +294,8 @@ function admission(s, op) {
     if (requests.size < MAX_REQUESTS) requests.set(pid, /** @type {Member} */ (s.members.get(pid)));
   }
   const admins = new Set([...s.admins].filter((p) => keep.has(p)));
-  const left = keep.size !== s.members.size;
-  return { ...s, members: keep, closed: true, allowed: new Set(), requests, admins, epoch: left ? s.epoch + 1 : s.epoch };
+  // no epoch change (a late self-ADD sorts before the close; REMOVE is what rotates)
+  return { ...s, members: keep, closed: true, allowed: new Set(), requests, admins };
 }
 
 /** (author, ttl) of a is above b's. @param {Timer} a @param {Timer} b */
