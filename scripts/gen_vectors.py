@@ -1380,6 +1380,11 @@ def build_admission() -> dict[str, Any]:
             "lamport": 10,
             "hex": make_admission(alice, owned.member_key, owned.room_id, 10, None).encode().hex(),
         },
+        "max_close_op": make_admission(
+            alice, owned.member_key, owned.room_id, 11, [f"{i:032x}" for i in range(1024)]
+        )
+        .encode()
+        .hex(),
         "room_id": owned.room_id,
         "member_key": owned.member_key.hex(),
         "bad": [{"name": n, "hex": d.hex()} for n, d in bad],

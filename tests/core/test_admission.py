@@ -251,6 +251,11 @@ def test_admission_vectors_resolve_identically_in_any_order() -> None:
     assert list(close.admits) == v["close_op"]["ids"]
     assert close.closing
     assert not MembershipOp.decode(bytes.fromhex(v["open_op"]["hex"])).closing
+    biggest = bytes.fromhex(v["max_close_op"])
+    assert len(biggest) == 16_525
+    assert len(MembershipOp.decode(biggest).admits) == MAX_CLOSE_IDS
+    with pytest.raises(ProtocolError, match="bad-op"):  # one id more: over the size limit
+        MembershipOp.decode(biggest[:-96] + bytes(16) + biggest[-96:])
     for bad in v["bad"]:
         with pytest.raises(ProtocolError, match="bad-op"):
             MembershipOp.decode(bytes.fromhex(bad["hex"]))

@@ -132,3 +132,17 @@ def test_a_member_cannot_close_or_open(net: Net) -> None:
     net.pump()
     with pytest.raises(PermissionError, match="only an admin"):
         b.open_admission(net.now(b))
+
+
+def test_a_close_listing_1024_ids_travels_in_one_envelope(net: Net) -> None:
+    """The largest ADMISSION op (16,525 bytes) goes through the log and sync like any op."""
+    from peer.core.membership import MAX_CLOSE_IDS, make_admission
+
+    a, b = _ready_pair(net)
+    ids = {a.peer_id, b.peer_id} | {f"{i:032x}" for i in range(MAX_CLOSE_IDS - 2)}
+    op = make_admission(a.identity, net.invite.member_key, a.room_id, a.sync.tick(), sorted(ids))
+    assert len(op.encode()) == 42 + 3 + MAX_CLOSE_IDS * 16 + 96
+    a._publish_op(op, net.now(a))
+    net.pump()
+    assert b.membership.closed
+    assert sorted(b.members()) == sorted([a.peer_id, b.peer_id])

@@ -4,7 +4,7 @@
 // the same file against Python.
 
 import { assert, assertEqual, assertRejects } from './runner.js';
-import { fromHex, toHex } from '../core/bytes.js';
+import { concatBytes, fromHex, toHex } from '../core/bytes.js';
 import { ProtocolError } from '../core/errors.js';
 import { decodeOp, encodeOp, stateFromOps, stateToDict } from '../core/membership.js';
 
@@ -25,6 +25,11 @@ export const ADMISSION_CHECKS = {
       const open = await decodeOp(fromHex(v.open_op.hex));
       assertEqual(open.closing, false, 'open');
       assertEqual(JSON.stringify(open.admits), '[]', 'open lists none');
+      const max = await decodeOp(fromHex(v.max_close_op));
+      assertEqual(max.admits?.length, 1024, 'a close of 1,024 ids (16,525 bytes)');
+      assertEqual(toHex(encodeOp(max)), v.max_close_op, 'max round trip');
+      const over = fromHex(v.max_close_op);
+      await assertRejects(() => decodeOp(concatBytes(over.slice(0, over.length - 96), new Uint8Array(16), over.slice(over.length - 96))), isProto, 'one id more');
     } },
     ...v.bad.map((/** @type {any} */ b) => ({ name: `bad ADMISSION body refused: ${b.name}`, fn: async () => {
       await assertRejects(() => decodeOp(fromHex(b.hex)), isProto, b.name);
