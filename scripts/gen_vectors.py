@@ -44,6 +44,7 @@ from peer.core.envelope import (
 )
 from peer.core.erasure import ErasureReceipt
 from peer.core.errors import ProtocolError
+from peer.core.files import File, file_content_obj
 from peer.core.handshake import (
     Handshake,
     generate_prekey,
@@ -581,6 +582,8 @@ def _content_fields(c: Content) -> dict[str, Any]:
         return {"t": "profile", "name": c.name}
     if isinstance(c, Edit):
         return {"t": "edit", "target": c.target, "body": c.body}
+    if isinstance(c, File):
+        return file_content_obj(c)
     return {"t": "react", "target": c.target, "emoji": c.emoji, "on": c.on}
 
 

@@ -10,6 +10,8 @@ edit        ``{"t":"edit","target":msg_id,"body":str}`` — a new body for the s
             ``target``; the latest edit wins. Its expiry equals the target's (it vanishes with it).
 react       ``{"t":"react","target":msg_id,"emoji":str,"on":bool}`` — add/remove a reaction (1..16
             chars) to any message; per (reactor, emoji) the latest wins. Expiry = the target's.
+file        ``{"t":"file","name":str,"size":int,"mime":str,"manifest":b64u,"key":b64u}`` — an
+            attachment (a message): see :mod:`peer.core.files` and PROTOCOL.md "Attachments".
 ==========  ===================================================================================
 
 Unknown types are a ``ProtocolError("bad-content")`` (the envelope stays in the log and is served, so
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from peer.core.errors import ProtocolError
+from peer.core.files import File, decode_file_content, file_content_obj
 from peer.core.ids import check_id
 
 MAX_TEXT_BODY = 16 * 1024
@@ -55,7 +58,7 @@ class Reaction:
     on: bool = True
 
 
-Content = Text | Profile | Edit | Reaction
+Content = Text | Profile | Edit | Reaction | File
 
 
 def encode_content(content: Content) -> bytes:
@@ -66,6 +69,8 @@ def encode_content(content: Content) -> bytes:
         obj = {"t": "profile", "name": content.name}
     elif isinstance(content, Edit):
         obj = {"t": "edit", "target": content.target, "body": content.body}
+    elif isinstance(content, File):
+        obj = file_content_obj(content)
     else:
         obj = {"t": "react", "target": content.target, "emoji": content.emoji, "on": content.on}
     data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -121,4 +126,6 @@ def decode_content(plaintext: bytes) -> Content:
         if any(unicodedata.category(ch)[0] == "C" and ch != "\u200d" for ch in emoji):
             raise ProtocolError("bad-content", "bad reaction")
         return Reaction(_msg_id(obj.get("target")), emoji, on)
+    if kind == "file":
+        return decode_file_content(obj)
     raise ProtocolError("bad-content", "unknown content type")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from peer.core.files import File
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -19,8 +21,16 @@ class Message:
     edited: bool = False
     #: ((emoji, (peer ids who reacted, sorted)), ...) sorted by emoji; only emoji with at least one peer
     reactions: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: an attachment (``"file"`` content): name, size, mime, manifest id and key; None for a text
+    file: File | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
+        doc = self._json()
+        if self.file is not None:
+            doc["file"] = self.file.info_json()  # never the key
+        return doc
+
+    def _json(self) -> dict[str, Any]:
         return {
             "event": "message",
             "id": self.id,

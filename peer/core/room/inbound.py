@@ -23,6 +23,7 @@ from peer.core.events import (
     RoomEvent,
     TimerChanged,
 )
+from peer.core.files import File
 from peer.core.identity import PublicBundle
 from peer.core.log import Key, LogEntry, Tombstone
 from peer.core.membership import MembershipOp, OpType
@@ -317,7 +318,9 @@ class Inbound:
         except ProtocolError as exc:
             self._fault(env.sender, exc.code, now, events, link=False)
             return
-        if isinstance(content, Text | Edit) and not self.members_part.may_post(env.sender, env.lamport):
+        if isinstance(content, Text | Edit | File) and not self.members_part.may_post(
+            env.sender, env.lamport
+        ):
             return  # announcement mode: a non-admin's message after the switch is not shown
         meta = Meta(env.sender, env.seq, env.lamport, env.sent_at, env.expires_at)
         code = self.timeline.apply(meta, content, events)

@@ -53,6 +53,7 @@ from peer.core.events import (
     RemoteError,
     RoomEvent,
 )
+from peer.core.files import File
 from peer.core.identity import Identity, PublicBundle
 from peer.core.invite import Invite
 from peer.core.log import Key, LogEntry
@@ -242,6 +243,16 @@ class Room(Inbound):
         expires_at = NEVER if ttl == 0 else now + ttl * 1000
         key = self._send_content(Text(text, reply_to), now, expires_at)
         msg = self.timeline.shown(key)
+        assert msg is not None
+        self.timeline.track_delivery(msg.id)
+        return msg
+
+    def send_file(self, ref: File, now: int, *, ttl_s: int | None = None) -> Message:
+        """Send an attachment's content item (its blobs are sealed and stored by the caller first); it
+        rides the log like a text: order, expiry, unsend. See :mod:`peer.core.files`."""
+        ttl = ttl_s if ttl_s is not None else self.timer_s
+        expires_at = NEVER if ttl == 0 else now + ttl * 1000
+        msg = self.timeline.shown(self._send_content(ref, now, expires_at))
         assert msg is not None
         self.timeline.track_delivery(msg.id)
         return msg
@@ -460,7 +471,7 @@ class Room(Inbound):
     ) -> Key:
         if self.keeper:
             raise ValueError("a keeper does not send messages")
-        if isinstance(content, Text | Edit) and not self.members_part.may_post(
+        if isinstance(content, Text | Edit | File) and not self.members_part.may_post(
             self.peer_id, self.sync.lamport + 1
         ):
             raise PermissionError("announcement mode: only admins post")

@@ -1,7 +1,7 @@
 """Timeline: what the room shows. A pure projection of opened content; no crypto, no I/O, no persistence.
 
 Rules:
-- A ``text`` content is a message; ``profile`` sets its sender's display name (latest ``(lamport, seq)``
+- A ``text`` content is a message, and so is a ``file`` (its text empty, ``Message.file`` set); ``profile`` sets its sender's display name (latest ``(lamport, seq)``
   wins); ``edit`` replaces the body of its sender's OWN message (latest wins); ``react`` toggles a
   ``(reactor, emoji)`` vote on any message (latest per vote wins). Edits and reactions may arrive before
   their target: they are applied when it arrives.
@@ -28,6 +28,7 @@ from peer.core.events import (
     ProfileChanged,
     RoomEvent,
 )
+from peer.core.files import File
 from peer.core.ids import message_id
 from peer.core.log import Key
 
@@ -110,6 +111,20 @@ class Timeline:
                 meta.expires_at,
                 content.body,
                 content.reply_to,
+            )
+            self._render(key)
+            events.append(MessageReceived(self._messages[key]))
+            return None
+        if isinstance(content, File):
+            self._base[key] = Message(
+                message_id(meta.sender, meta.seq),
+                meta.sender,
+                meta.seq,
+                meta.lamport,
+                meta.sent_at,
+                meta.expires_at,
+                "",
+                file=content,
             )
             self._render(key)
             events.append(MessageReceived(self._messages[key]))
