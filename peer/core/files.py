@@ -255,7 +255,10 @@ def open_manifest(file_key: bytes, blob: bytes, ref: File | None = None) -> Mani
     """Open and validate a sealed manifest (against the message's ``ref`` when given); ProtocolError."""
     if len(blob) > MAX_MANIFEST:
         raise ProtocolError("bad-manifest", "manifest too large")
-    plaintext = aead_open(manifest_key(file_key), bytes(12), blob, MANIFEST_INFO)
+    try:
+        plaintext = aead_open(manifest_key(file_key), bytes(12), blob, MANIFEST_INFO)
+    except ProtocolError as exc:
+        raise ProtocolError("bad-manifest", "manifest does not open under the message's key") from exc
     try:
         obj: Any = json.loads(plaintext.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -370,7 +373,10 @@ class Sealer:
 def open_chunk(file_key: bytes, manifest: Manifest, i: int, blob: bytes) -> bytes:
     """Decrypt chunk ``i`` (AEAD-verified, position- and end-bound); ProtocolError."""
     last = i == manifest.chunks - 1
-    plaintext = aead_open(chunk_key(file_key), _chunk_nonce(i), blob, _chunk_aad(i, last))
+    try:
+        plaintext = aead_open(chunk_key(file_key), _chunk_nonce(i), blob, _chunk_aad(i, last))
+    except ProtocolError as exc:
+        raise ProtocolError("bad-chunk", "chunk does not open") from exc
     expected = manifest.size - i * manifest.chunk_size if last else manifest.chunk_size
     if len(plaintext) != expected:
         raise ProtocolError("bad-chunk", "chunk of the wrong length")

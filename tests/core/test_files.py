@@ -101,7 +101,7 @@ def test_manifest_must_match_the_message_and_its_own_counts() -> None:
         open_manifest(ref.key, blob)
     with pytest.raises(ProtocolError, match="bad-manifest"):
         open_manifest(ref.key, bytes(MAX_MANIFEST + 1))  # oversized: refused before decrypting
-    with pytest.raises(ProtocolError, match="bad-aead"):
+    with pytest.raises(ProtocolError, match="bad-manifest"):
         open_manifest(bytes(32), blobs[ref.manifest])
 
 
@@ -339,7 +339,7 @@ def test_a_bad_manifest_fails_the_download() -> None:
     net.handle("C", net.nodes["C"].fetch(forged, net.now))
     net.run()
     assert isinstance(net.events["C"][-1], FileFailed)
-    assert net.events["C"][-1].code == "bad-aead"
+    assert net.events["C"][-1].code == "bad-manifest"
     assert net.nodes["C"].downloading() == []
 
 

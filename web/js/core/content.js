@@ -10,6 +10,8 @@
 //            latest wins; expires with the target
 // - react    {"t":"react","target":msg_id,"emoji":str,"on":bool}  add/remove a reaction (1..16 code points,
 //            no control/format characters except ZWJ); per (reactor, emoji) latest wins; expires with target
+// - file     {"t":"file","name","size","mime","manifest":b64u,"key":b64u}  an attachment (a message); see
+//            files.js and PROTOCOL.md "Attachments"
 //
 // Rule: decodeContent returns a frozen content object or throws ProtocolError('bad-content'), never
 // anything else. Unknown types are 'bad-content' (the envelope stays in the log and is still served).
@@ -17,6 +19,7 @@
 
 import { ProtocolError } from './errors.js';
 import { fromUtf8, utf8 } from './bytes.js';
+import { decodeFileContent, fileContentObj } from './files.js';
 
 export const MAX_TEXT_BODY = 16 * 1024;
 export const MAX_NAME = 64;
@@ -27,7 +30,8 @@ export const MAX_EMOJI = 16;
  * @typedef {{t: 'profile', name: string}} ProfileContent
  * @typedef {{t: 'edit', target: string, body: string}} EditContent
  * @typedef {{t: 'react', target: string, emoji: string, on: boolean}} ReactContent
- * @typedef {TextContent|ProfileContent|EditContent|ReactContent} Content
+ * @typedef {import('./files.js').FileContent} FileContent
+ * @typedef {TextContent|ProfileContent|EditContent|ReactContent|FileContent} Content
  */
 
 const CONTROL = /\p{C}/u;
@@ -101,6 +105,7 @@ export function decodeContent(plaintext) {
     if (CONTROL.test(emoji.replaceAll('\u200d', ''))) throw new ProtocolError('bad-content', 'bad reaction');
     return react(msgId(obj.target), emoji, on);
   }
+  if (kind === 'file') return decodeFileContent(obj);
   throw new ProtocolError('bad-content', 'unknown content type');
 }
 
@@ -111,6 +116,7 @@ export function encodeContent(c) {
   if (c.t === 'text') obj = { t: 'text', body: c.body, reply_to: c.replyTo };
   else if (c.t === 'profile') obj = { t: 'profile', name: c.name };
   else if (c.t === 'edit') obj = { t: 'edit', target: c.target, body: c.body };
+  else if (c.t === 'file') obj = fileContentObj(c);
   else obj = { t: 'react', target: c.target, emoji: c.emoji, on: c.on };
   const data = utf8(JSON.stringify(obj));
   decodeContent(data);

@@ -171,6 +171,22 @@ export class Room extends Inbound {
     });
   }
 
+  /**
+   * Send an attachment's content item (its blobs sealed and stored by the caller first; see files.js);
+   * it rides the log like a text: order, expiry, unsend.
+   * @param {import('../files.js').FileContent} ref @param {number} now @param {{ttlS?: number|null}} [o] @returns {Promise<Message>}
+   */
+  sendFile(ref, now, o = {}) {
+    return this.run(async () => {
+      const ttl = o.ttlS ?? this.timerS;
+      const expiresAt = ttl === 0 ? NEVER : now + ttl * 1000;
+      const k = await this.sendContent(ref, now, expiresAt, []);
+      const msg = /** @type {Message} */ (this.timeline.msgs.get(k));
+      this.timeline.trackDelivery(msg.id);
+      return msg;
+    });
+  }
+
   /** @param {string} name @param {number} now @returns {Promise<RoomEvent[]>} */
   setProfile(name, now) {
     return this.run(async () => {
@@ -417,7 +433,7 @@ export class Room extends Inbound {
   /** @param {import('../content.js').Content} c @param {number} now @param {number} expiresAt @param {RoomEvent[]} events @returns {Promise<string>} the log key */
   async sendContent(c, now, expiresAt, events) {
     if (this.keeper) throw new Error('a keeper does not send messages');
-    if ((c.t === 'text' || c.t === 'edit') && !this.membersPart.mayPost(this.peerId, this.sync.lamport + 1)) {
+    if ((c.t === 'text' || c.t === 'edit' || c.t === 'file') && !this.membersPart.mayPost(this.peerId, this.sync.lamport + 1)) {
       throw new PermissionError('announcement mode: only admins post');
     }
     const plaintext = content.encodeContent(c);

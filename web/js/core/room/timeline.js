@@ -8,7 +8,7 @@ import { keyOf } from '../log.js';
 
 /**
  * @typedef {{id: string, sender: string, seq: number, lamport: number, sentAt: number, expiresAt: number, text: string,
- *   replyTo: string|null, edited: boolean, reactions: [string, string[]][]}} Message
+ *   replyTo: string|null, edited: boolean, reactions: [string, string[]][], file?: import('../files.js').FileContent}} Message
  * @typedef {{sender: string, seq: number, lamport: number, sentAt: number, expiresAt: number}} Meta
  * @typedef {import('./room.js').RoomEvent} RoomEvent
  */
@@ -69,6 +69,15 @@ export class Timeline {
       this.base.set(k, Object.freeze({
         id: messageId(m.sender, m.seq), sender: m.sender, seq: m.seq, lamport: m.lamport, sentAt: m.sentAt,
         expiresAt: m.expiresAt, text: c.body, replyTo: c.replyTo, edited: false, reactions: [],
+      }));
+      this.render(k);
+      events.push({ type: 'message', message: /** @type {Message} */ (this.msgs.get(k)) });
+      return null;
+    }
+    if (c.t === 'file') {
+      this.base.set(k, Object.freeze({
+        id: messageId(m.sender, m.seq), sender: m.sender, seq: m.seq, lamport: m.lamport, sentAt: m.sentAt,
+        expiresAt: m.expiresAt, text: '', replyTo: null, edited: false, reactions: [], file: c,
       }));
       this.render(k);
       events.push({ type: 'message', message: /** @type {Message} */ (this.msgs.get(k)) });
