@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from peer.core.events import Message, MessageExpired, MessageReceived, RoomEvent
 from peer.core.files import (
     CHUNK_SIZE,
+    IDS_PER_INDEX,
     BlobReceived,
     File,
     FileComplete,
@@ -70,9 +71,9 @@ def _file_size(p: Path) -> int:
     return p.stat().st_size
 
 
-def _read_chunks(p: Path) -> Iterator[bytes]:
+def _read_chunks(p: Path, size: int) -> Iterator[bytes]:
     with p.open("rb") as f:
-        while chunk := f.read(CHUNK_SIZE):
+        while chunk := f.read(size):
             yield chunk
 
 
@@ -260,7 +261,7 @@ class RoomFiles:
         digest = hashlib.sha256()
         batch: list[tuple[bytes, str, bytes]] = []
         try:
-            for i, plain in enumerate(_read_chunks(p)):
+            for i, plain in enumerate(_read_chunks(p, sealer.chunk_size)):
                 digest.update(plain)
                 blob_id, blob = sealer.seal(i, plain)
                 batch.append((blob_id, "chunk", blob))
@@ -353,7 +354,7 @@ class RoomFiles:
                     if index_blob is None:
                         raise AttachmentError("missing", "an index blob is missing")
                     for k, chunk_id in enumerate(parse_index(index_blob, pos, m)):
-                        i = pos * 2048 + k
+                        i = pos * IDS_PER_INDEX + k
                         blob = self.blobs.get(self.room_id, chunk_id)
                         if blob is None:
                             raise AttachmentError("missing", f"chunk {i} is missing")

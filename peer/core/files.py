@@ -3,7 +3,7 @@
 A file is sent in two parts (PROTOCOL.md "Attachments"):
 
 1. **The blobs.** The sender draws a fresh 32-byte file key ``K`` and splits the file into chunks of
-   ``chunk_size`` bytes (64 KiB). Chunk ``i`` is sealed with AES-256-GCM under
+   ``chunk_size`` bytes (16 KiB by default, at most 64 KiB). Chunk ``i`` is sealed with AES-256-GCM under
    ``HKDF(K, info="ephemesh/file/v1/chunk")``, nonce ``u32(0) || u64(i)``, AAD
    ``"ephemesh/file/v1/chunk" || u64(i) || u8(last)``. Every blob is addressed by the SHA-256 of its
    bytes (its *id*). The chunk ids, in order, fill *index* blobs (2,048 ids = 64 KiB each, raw bytes).
@@ -50,10 +50,11 @@ from peer.core.crypto import aead_open, aead_seal, b64u_decode, b64u_encode, hkd
 from peer.core.errors import ProtocolError
 
 FILE_VERSION = 1
-CHUNK_SIZE = 64 * 1024
+CHUNK_SIZE = 16 * 1024  # the default: small frames keep chat fast behind a transfer (aiortc has one FIFO)
+MAX_CHUNK = 64 * 1024
 MIN_CHUNK = 1024
 TAG = 16
-MAX_BLOB = CHUNK_SIZE + TAG  # a chunk's ciphertext; index and manifest blobs are smaller
+MAX_BLOB = MAX_CHUNK + TAG  # a chunk's ciphertext; index and manifest blobs are smaller
 IDS_PER_INDEX = 2048  # 64 KiB of ids per index blob
 MAX_MANIFEST = 48 * 1024  # sealed manifest bytes
 MAX_THUMB = 32 * 1024
@@ -268,7 +269,7 @@ def open_manifest(file_key: bytes, blob: bytes, ref: File | None = None) -> Mani
     try:
         name, mime = _name(obj.get("name")), _mime(obj.get("mime"))
         size = _size(obj.get("size"))
-        chunk = _size(obj.get("chunk"), CHUNK_SIZE)
+        chunk = _size(obj.get("chunk"), MAX_CHUNK)
         n = _size(obj.get("n"), MAX_FILE_SIZE_HARD)
         index_raw = obj.get("index")
         if chunk < MIN_CHUNK or n != chunk_count(size, chunk):
@@ -317,7 +318,7 @@ class Sealer:
     piece shorter), then :meth:`finish` with the plaintext's SHA-256."""
 
     def __init__(self, file_key: bytes, size: int, chunk_size: int = CHUNK_SIZE) -> None:
-        if len(file_key) != 32 or not MIN_CHUNK <= chunk_size <= CHUNK_SIZE:
+        if len(file_key) != 32 or not MIN_CHUNK <= chunk_size <= MAX_CHUNK:
             raise ValueError("bad file key or chunk size")
         self.file_key, self.size, self.chunk_size = file_key, size, chunk_size
         self.chunks = chunk_count(size, chunk_size)
@@ -828,6 +829,7 @@ __all__ = [
     "BLOB",
     "BUSY",
     "CHUNK_SIZE",
+    "MAX_CHUNK",
     "NONE",
     "WANT",
     "BlobReceived",

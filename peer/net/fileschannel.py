@@ -5,21 +5,25 @@ message queued behind megabytes of chunks waits for all of them (field notes: p5
 to 945 ms behind a 1 MiB buffered file). So this channel never queues more than one frame inside
 aiortc: :meth:`FilesLink.send` waits until the channel's ``bufferedAmount`` is back to 0 (aiortc
 moves a message from the channel queue to SCTP's outbound queue only once that queue is empty), and
-a chat message then waits for at most that frame and the one being transmitted (2 x 64 KiB). The
-downloader's request window (``FileLimits.window``) keeps enough frames in flight to fill the link.
+and while SCTP's outbound queue (every channel's, not yet on the wire) holds more than
+:data:`OUTBOUND_LIMIT` chunks, it waits too (polled every :data:`POLL_S`: aiortc has no event for it).
+A chat message then waits for about one 16 KiB frame, whatever the transfer's rate. The downloader's
+request window (``FileLimits.window``) keeps enough frames in flight to fill the link.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiortc import RTCDataChannel
 
 from peer.net.transport import TransportClosed
 
 FILES_LABEL = "ephemesh-files"
+OUTBOUND_LIMIT = 8  # SCTP chunks (~1,200 bytes each) queued ahead of the wire before we add a frame
+POLL_S = 0.001
 
 _CLOSED = object()
 
@@ -27,8 +31,9 @@ _CLOSED = object()
 class FilesLink:
     """Send and receive transfer frames on one ``ephemesh-files`` channel (paced, see the module doc)."""
 
-    def __init__(self, channel: RTCDataChannel) -> None:
+    def __init__(self, channel: RTCDataChannel, outbound: Callable[[], int] | None = None) -> None:
         self._channel = channel
+        self._outbound = outbound
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._open = asyncio.Event()
         self._closed = asyncio.Event()
@@ -72,9 +77,14 @@ class FilesLink:
     async def send(self, data: bytes) -> None:
         if self.closed or self._channel.readyState != "open":
             raise TransportClosed("files channel closed")
-        while self._channel.bufferedAmount > 0:
-            self._low.clear()
-            await self._low.wait()
+        while True:
+            if self._channel.bufferedAmount > 0:
+                self._low.clear()
+                await self._low.wait()
+            elif self._outbound is not None and self._outbound() > OUTBOUND_LIMIT:
+                await asyncio.sleep(POLL_S)  # a pacing timer: aiortc signals nothing when SCTP drains
+            else:
+                break
             if self.closed:
                 raise TransportClosed("files channel closed")
         self._channel.send(data)

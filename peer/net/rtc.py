@@ -262,8 +262,13 @@ class RtcTransport:
     def attach_files(self, channel: RTCDataChannel) -> None:
         """The ``ephemesh-files`` channel of this connection (created by the offerer with the chat one)."""
         if self.files is None and not self.closed:
-            self.files = FilesLink(channel)
+            self.files = FilesLink(channel, self._outbound_chunks)
             self.files_attached.set()
+
+    def _outbound_chunks(self) -> int:
+        """SCTP chunks of every channel waiting for the wire (aiortc internals, read defensively)."""
+        queue = getattr(self._pc.sctp, "_outbound_queue", None) if self._pc.sctp is not None else None
+        return len(queue) if queue is not None else 0
 
     async def send(self, data: bytes) -> None:
         if self.closed or self._channel.readyState != "open":

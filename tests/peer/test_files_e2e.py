@@ -174,3 +174,91 @@ async def test_resume_after_a_restart_fetches_only_what_is_missing(
 
 def alice_served(room: RoomHandle) -> int:
     return room.files.served
+
+
+@pytest.mark.timeout(300)
+async def test_50mb_sender_leaves_half_way_and_another_holder_completes(
+    signaling_url: str, tmp_path: Path
+) -> None:
+    """The one 50 MB transfer of the suite: bob fetches it from alice; carol fetches from alice and bob
+    at once; alice goes offline when carol holds half; carol completes from bob, verified."""
+    invite = Invite.new(signaling_url).url()
+    size = 50 * 1000 * 1000
+    src = tmp_path / "big.bin"
+    data = make_file(src, size)
+    digest = hashlib.sha256(data).digest()
+    del data
+    async with peers(tmp_path, ["bob", "carol"]) as (bob, carol):
+        broom, croom = await bob.join(invite), await carol.join(invite)
+        alice = Peer(home=tmp_path / "alice")
+        try:
+            aroom = await alice.join(invite)
+            await all_online([aroom, broom, croom])
+            msg = await aroom.send_file(src, ttl=3600)
+            await wait_file_message(broom, msg.id)
+            await broom.attachment(msg.id).fetch(timeout=WAIT * 2)
+            await wait_file_message(croom, msg.id)
+            half = asyncio.Event()
+            task = asyncio.ensure_future(
+                croom.attachment(msg.id).fetch(progress=lambda d, t: half.set() if d >= t // 2 else None)
+            )
+            await asyncio.wait_for(half.wait(), WAIT * 2)
+            from_alice = aroom.files.served
+        finally:
+            await alice.close()  # the sender goes offline half way
+        bob_before = broom.files.served
+        await asyncio.wait_for(task, WAIT * 2)
+        assert broom.files.served > bob_before  # bob served the rest
+        assert from_alice > 0
+        out = await croom.attachment(msg.id).save(tmp_path / "out.bin", timeout=WAIT)
+        assert out.stat().st_size == size
+        assert hashlib.sha256(out.read_bytes()).digest() == digest
+
+
+@pytest.mark.timeout(120)
+async def test_forensic_no_plaintext_chunk_and_no_file_key_after_expiry(
+    signaling_url: str, tmp_path: Path
+) -> None:
+    from peer.core.crypto import b64u_encode
+
+    invite = Invite.new(signaling_url).url()
+    names = ["alice", "bob", "carol"]
+    async with peers(tmp_path, names) as ps:
+        rooms = [await p.join(invite) for p in ps]
+        await all_online(rooms)
+        src = tmp_path / "ZEBRA-secret-plans.bin"
+        data = make_file(src, 6 * CHUNK_SIZE + 99, seed=b"forensic")
+        msg = await rooms[0].send_file(src, ttl=6)
+        assert msg.file is not None
+        key = msg.file.key
+        for r in rooms[1:]:
+            await wait_file_message(r, msg.id)
+            await r.attachment(msg.id).fetch(timeout=WAIT)
+        samples = [data[i * CHUNK_SIZE : i * CHUNK_SIZE + 48] for i in range(7)] + [data[-48:]]
+        needles = [*samples, key, b64u_encode(key).encode(), b"ZEBRA-secret-plans"]
+        for p in ps:
+            p.flush()
+        for n in names:
+            hits = scan(tmp_path / n, needles)
+            assert hits == [], (n, hits)  # ciphertext only, while the message lives too
+            assert len(ps[names.index(n)].blobs.held(rooms[0].room_id, msg.file.file_id)) == 9
+        for r in rooms:
+            await r.wait_for(lambda r=r: not r.messages(), WAIT)  # expired everywhere
+        for p, r in zip(ps, rooms, strict=True):
+            p.flush()
+            assert p.blobs.held(r.room_id, msg.file.file_id) == set()
+            assert p.blobs.room_bytes(r.room_id) == 0
+        for n in names:
+            assert scan(tmp_path / n, needles) == [], n
+    for n in names:
+        assert scan(tmp_path / n, needles) == [], n
+        assert not list((tmp_path / n).rglob("*-wal")), n
+
+
+def scan(home: Path, needles: list[bytes]) -> list[tuple[str, int]]:
+    hits: list[tuple[str, int]] = []
+    for path in sorted(home.rglob("*")):
+        if path.is_file():
+            blob = path.read_bytes()
+            hits += [(path.name, i) for i, n in enumerate(needles) if n in blob]
+    return hits

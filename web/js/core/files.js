@@ -13,10 +13,11 @@ import { aesGcmOpen, aesGcmSeal, hkdfSha256, sha256, u32, u64 } from './crypto.j
 import { ProtocolError } from './errors.js';
 
 export const FILE_VERSION = 1;
-export const CHUNK_SIZE = 64 * 1024;
+export const CHUNK_SIZE = 16 * 1024; // the default (small frames keep chat fast behind a transfer)
+export const MAX_CHUNK = 64 * 1024;
 export const MIN_CHUNK = 1024;
 export const TAG = 16;
-export const MAX_BLOB = CHUNK_SIZE + TAG;
+export const MAX_BLOB = MAX_CHUNK + TAG;
 export const IDS_PER_INDEX = 2048;
 export const MAX_MANIFEST = 48 * 1024;
 export const MAX_THUMB = 32 * 1024;
@@ -187,7 +188,7 @@ export async function openManifest(key, blob, ref = null) {
   /** @type {Manifest} */
   let m;
   try {
-    const name = fname(obj.name), mt = mime(obj.mime), sz = size(obj.size), chunk = size(obj.chunk, CHUNK_SIZE), n = size(obj.n);
+    const name = fname(obj.name), mt = mime(obj.mime), sz = size(obj.size), chunk = size(obj.chunk, MAX_CHUNK), n = size(obj.n);
     if (chunk < MIN_CHUNK || n !== chunkCount(sz, chunk)) throw new ProtocolError('bad-manifest', 'chunk count does not match the size');
     if (!Array.isArray(obj.index) || obj.index.length !== Math.ceil(n / IDS_PER_INDEX)) throw new ProtocolError('bad-manifest', 'index count does not match the chunks');
     const index = obj.index.map((/** @type {unknown} */ i) => bytesOf(i, ID_LEN));
@@ -221,7 +222,7 @@ export function parseIndex(blob, position, m) {
 export class Sealer {
   /** @param {Uint8Array} key @param {number} sz @param {number} [chunkSize] */
   constructor(key, sz, chunkSize = CHUNK_SIZE) {
-    if (key.length !== 32 || chunkSize < MIN_CHUNK || chunkSize > CHUNK_SIZE) throw new Error('bad file key or chunk size');
+    if (key.length !== 32 || chunkSize < MIN_CHUNK || chunkSize > MAX_CHUNK) throw new Error('bad file key or chunk size');
     this.key = key; this.size = sz; this.chunkSize = chunkSize; this.chunks = chunkCount(sz, chunkSize);
     /** @type {Uint8Array[]} */
     this.ids = [];
