@@ -107,6 +107,9 @@ class AttachmentProgress:
             "size": self.size,
         }
 
+    def __str__(self) -> str:
+        return f"* attachment of {self.message_id[:8]}…: {self.bytes * 100 // max(1, self.size)}%"
+
 
 @dataclass(frozen=True, slots=True)
 class AttachmentComplete:
@@ -117,6 +120,9 @@ class AttachmentComplete:
 
     def to_json(self) -> dict[str, Any]:
         return {"event": "attachment-complete", "id": self.message_id, "file": self.file_id}
+
+    def __str__(self) -> str:
+        return f"* attachment of {self.message_id[:8]}… is here (/save to write it out)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +135,9 @@ class AttachmentFailed:
 
     def to_json(self) -> dict[str, Any]:
         return {"event": "attachment-failed", "id": self.message_id, "file": self.file_id, "code": self.code}
+
+    def __str__(self) -> str:
+        return f"* attachment of {self.message_id[:8]}… cannot be fetched ({self.code})"
 
 
 AttachmentEvent = AttachmentProgress | AttachmentComplete | AttachmentFailed
@@ -185,7 +194,9 @@ class Attachment:
 
 
 class RoomFiles:
-    def __init__(self, handle: RoomHandle, blobs: BlobStore, limits: FileLimits | None = None) -> None:
+    def __init__(
+        self, handle: RoomHandle, blobs: BlobStore, limits: FileLimits | None = None, auto_fetch: int = 0
+    ) -> None:
         self._handle = handle
         self.room_id = handle.room_id
         self.blobs = blobs
@@ -200,6 +211,10 @@ class RoomFiles:
         self._closed = False
         self.errors: dict[str, int] = {}
         self.served = 0  # blobs served to other members
+        self.auto_fetch = auto_fetch  # fetch others' files up to this size as soon as they arrive
+        self._served_ids: dict[str, set[bytes]] = {}  # our own files: which of their blobs left at least once
+        self._own_blobs: dict[str, set[bytes]] = {}
+        self._auto: set[asyncio.Task[None]] = set()
         for msg in handle.core.messages():
             if msg.file is not None:
                 self._by_file[msg.file.file_id] = msg
@@ -213,8 +228,32 @@ class RoomFiles:
         for ev in events:
             if isinstance(ev, MessageReceived) and ev.message.file is not None:
                 self._by_file[ev.message.file.file_id] = ev.message
+                mine = ev.message.sender == self._handle.peer_id
+                if not mine and ev.message.file.size <= self.auto_fetch and not self._closed:
+                    task = asyncio.ensure_future(self._auto_fetch(ev.message))
+                    self._auto.add(task)
+                    task.add_done_callback(self._auto.discard)
             elif isinstance(ev, MessageExpired):
                 self._erase_message(ev.id)
+
+    async def _auto_fetch(self, msg: Message) -> None:
+        try:
+            await self.fetch(msg)
+        except (AttachmentError, FileLimitError) as exc:
+            log.info("auto-fetch of %s stopped: %s", msg.id[:12], exc)
+
+    async def wait_served(self, msg: Message, timeout: float) -> bool:
+        """Our own file: wait until every blob of it was served at least once (someone holds a whole
+        copy); False after ``timeout``."""
+        assert msg.file is not None
+        file_id = msg.file.file_id
+        try:
+            await self._handle.wait_for(
+                lambda: self._served_ids.get(file_id, set()) >= self._own_blobs.get(file_id, {b""}), timeout
+            )
+        except TimeoutError:
+            return False
+        return True
 
     def _erase_message(self, msg_id: str) -> None:
         for file_id, msg in list(self._by_file.items()):
@@ -277,6 +316,7 @@ class RoomFiles:
             batch += [(hashlib.sha256(b).digest(), "index", b) for b in sealed.index_blobs]
             self.blobs.put(self.room_id, tmp, batch)
             self.blobs.rename_file(self.room_id, tmp, ref.file_id)
+            self._own_blobs[ref.file_id] = {b[0] for b in batch} | set(sealed.chunk_ids)
         except BaseException:
             self.blobs.erase_file(self.room_id, tmp)
             raise
@@ -419,6 +459,10 @@ class RoomFiles:
             if isinstance(ev, ServeRequest):
                 data = self.blobs.get(self.room_id, ev.blob_id)
                 self.served += data is not None
+                if data is not None and self._own_blobs:
+                    for file_id, own in self._own_blobs.items():
+                        if ev.blob_id in own:
+                            self._served_ids.setdefault(file_id, set()).add(ev.blob_id)
                 self.engine.serve(ev.peer, ev.req, ev.blob_id, data)
             elif isinstance(ev, BlobReceived):
                 msg = self._by_file.get(ev.file)
@@ -462,6 +506,8 @@ class RoomFiles:
         self._arm()
         if published:
             self._handle.publish(published)
+        if events:
+            self._handle.wake()
 
     def _fail(self, file_id: str, exc: Exception) -> None:
         for fut in self._waiters.pop(file_id, []):
@@ -487,7 +533,7 @@ class RoomFiles:
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
-        tasks = list(self._tasks.values())
+        tasks = list(self._tasks.values()) + list(self._auto)
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -118,7 +118,7 @@ class RoomHandle:
         self.room_id = invite.room_id
         self.mesh: RoomMesh | None = None
         self._subscribers: list[asyncio.Queue[RoomEvent | LinkChanged | AttachmentEvent | None]] = []
-        self.files = RoomFiles(self, peer.blobs, peer.file_limits)
+        self.files = RoomFiles(self, peer.blobs, peer.file_limits, auto_fetch=peer.auto_fetch)
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._changed = asyncio.Event()
@@ -365,6 +365,11 @@ class RoomHandle:
             for q in self._subscribers:
                 q.put_nowait(ev)
 
+    def wake(self) -> None:
+        """Re-check every :meth:`wait_for` predicate (state outside the room core changed)."""
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
     async def events(
         self, *, history: bool = False
     ) -> AsyncIterator[RoomEvent | LinkChanged | AttachmentEvent]:
@@ -552,6 +557,7 @@ class Peer:
         name: str | None = None,
         control: bool = True,
         file_limits: FileLimits | None = None,
+        auto_fetch: int = 0,
     ) -> None:
         self.name = name
         self._reconnect_initial = reconnect_initial
@@ -574,6 +580,7 @@ class Peer:
         self.store.purge_expired(now_ms(), DEFAULT_SKEW_MS)  # nothing expired while we were down survives
         self.blobs.purge_expired(now_ms())  # nor any attachment of it
         self.file_limits = file_limits or FileLimits()
+        self.auto_fetch = auto_fetch  # fetch others' attachments up to this size as they arrive
         self.rooms: dict[str, RoomHandle] = {}
         self._signaling: dict[str, SignalingClient] = {}
         self._signaling_tasks: dict[str, asyncio.Task[None]] = {}
