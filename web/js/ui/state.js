@@ -33,7 +33,8 @@ export const TTL_CHOICES = [
  * @typedef {{ peer: string, name: string, link: 'self'|'connecting'|'open'|'failed'|'closed',
  *   path?: 'direct'|'relayed'|null, reason?: string|null }} Member
  * @typedef {{ id: string, sender: string, text: string, sentAt: number, expiresAt: number, lamport?: number, seq?: number,
- *   replyTo?: string|null, edited?: boolean, reactions?: [string, string[]][] }} Message
+ *   replyTo?: string|null, edited?: boolean, reactions?: [string, string[]][], file?: {name: string, size: number, mime: string} }} Message
+ * @typedef {import('../net/files.js').FileStatus} FileStatus
  * @typedef {{ seen: number, erased: number, of: number }} Receipts
  * @typedef {{ id: string, sender: string, sentAt: number, lamport?: number, seq?: number, goneAt: number, reason: string }} Ghost
  * @typedef {{ code: string, text: string }} UiError
@@ -46,6 +47,7 @@ export const TTL_CHOICES = [
  *   names: Record<string, string>, typing: string[], receipts: Record<string, Receipts>, delivered: Record<string, string[]>,
  *   replyTo: string|null, editing: string|null, picker: string|null, ghosts: Ghost[],
  *   roles: {owner: string|null, admins: string[], announce: boolean, removed: string[]},
+ *   attachments: Record<string, FileStatus>,
  * }} AppState
  */
 
@@ -56,6 +58,7 @@ export function initialState(now) {
     roomTtlS: 3600, ttlS: 3600, self: null, members: {}, messages: [], error: null,
     safetyOpen: false, safety: {}, now, names: {}, typing: [], receipts: {}, delivered: {}, replyTo: null, editing: null, picker: null, ghosts: [],
     roles: { owner: null, admins: [], announce: false, removed: [] },
+    attachments: {},
   };
 }
 
@@ -128,7 +131,9 @@ export function reduce(s, a) {
     }
     case 'message-gone': {
       const gone = s.messages.filter((m) => m.id === a.id);
-      return dropGone({ ...s, messages: s.messages.filter((m) => m.id !== a.id), ghosts: addGhosts(s, gone, s.now, a.reason ?? 'expired') });
+      const attachments = { ...s.attachments };
+      delete attachments[a.id];
+      return dropGone({ ...s, attachments, messages: s.messages.filter((m) => m.id !== a.id), ghosts: addGhosts(s, gone, s.now, a.reason ?? 'expired') });
     }
     case 'tick': {
       const gone = s.messages.filter((m) => m.expiresAt <= a.now);
@@ -159,6 +164,8 @@ export function reduce(s, a) {
       return { ...s, error: { code: a.code, text: a.text } };
     case 'dismiss-error':
       return { ...s, error: null };
+    case 'attachment': // a file's transfer status (net/files.js), keyed by its message id
+      return { ...s, attachments: { ...s.attachments, [a.status.messageId]: a.status } };
     case 'safety-open':
       return { ...s, safetyOpen: a.open };
     case 'safety-number':
