@@ -6,8 +6,9 @@ Two processes (alice here, bob a child: ``python -m bench.transfer --child ...``
 server (a third) on loopback. Chat latency is the round trip of a real ephemesh message: alice sends
 ``ping i``, bob answers ``pong i`` when it shows it; measured first with no transfer, then in the same
 run while bob downloads a ``--size-mb`` file from alice (alice keeps pinging every ``--interval-ms``).
-Throughput is the file's size over bob's fetch time (every chunk verified, stored encrypted). Writes
-``bench/results/transfer.json``.
+Throughput is the file's size over bob's fetch time (every chunk verified, stored encrypted); the CPU
+seconds both processes spent meanwhile give MB per CPU-second (what one free core carries, whatever
+the machine's load, which is recorded too). Writes ``bench/results/transfer.json``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import os
 import sys
 import tempfile
 import time
@@ -45,10 +47,10 @@ async def _child(invite: str, home: str) -> None:
 
         async def fetch(msg_id: str) -> None:
             att = room.attachment(msg_id)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             await att.fetch(timeout=600)
-            dt = time.perf_counter() - t0
-            await room.send(f"done {dt:.6f} {att.size}")
+            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+            await room.send(f"done {dt:.6f} {att.size} {cpu:.6f}")
 
         print("READY", flush=True)
         async for ev in room.events():
@@ -79,7 +81,7 @@ async def _run(args: argparse.Namespace, url: str, tmp: Path) -> dict[str, Any]:
             room = await alice.join(invite)
             await room.wait_for(lambda: len(room.online_members()) == 1, 60)
             pongs: dict[int, asyncio.Future[float]] = {}
-            done: asyncio.Future[tuple[float, int]] = asyncio.get_running_loop().create_future()
+            done: asyncio.Future[tuple[float, int, float]] = asyncio.get_running_loop().create_future()
 
             async def listen() -> None:
                 async for ev in room.events():
@@ -90,8 +92,8 @@ async def _run(args: argparse.Namespace, url: str, tmp: Path) -> dict[str, Any]:
                             if fut is not None and not fut.done():
                                 fut.set_result(time.perf_counter())
                         elif text.startswith("done ") and not done.done():
-                            _, secs, size = text.split()
-                            done.set_result((float(secs), int(size)))
+                            _, secs, size, cpu = text.split()
+                            done.set_result((float(secs), int(size), float(cpu)))
 
             listener = asyncio.ensure_future(listen())
             seq = 0
@@ -121,11 +123,13 @@ async def _run(args: argparse.Namespace, url: str, tmp: Path) -> dict[str, Any]:
             msg = await room.send_file(src, ttl=3600)
             seal_s = time.perf_counter() - t0
             await room.send(f"fetch {msg.id}")
+            c0 = time.process_time()
             busy = []
             while not done.done():
                 busy.append(await ping())
                 await asyncio.sleep(args.interval_ms / 1000)
-            fetch_s, got = done.result()
+            fetch_s, got, bob_cpu = done.result()
+            alice_cpu = time.process_time() - c0
             await room.send("bye")
             listener.cancel()
     finally:
@@ -139,6 +143,11 @@ async def _run(args: argparse.Namespace, url: str, tmp: Path) -> dict[str, Any]:
         "seal_s": round(seal_s, 3),
         "fetch_s": round(fetch_s, 3),
         "throughput_MBps": round(got / fetch_s / 1e6, 2),
+        # CPU seconds each process spent meanwhile: MB per CPU-second is what one free core would carry
+        "receiver_cpu_s": round(bob_cpu, 3),
+        "sender_cpu_s": round(alice_cpu, 3),
+        "MB_per_cpu_s": round(got / 1e6 / max(bob_cpu, alice_cpu, 1e-9), 2),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "chat_rtt_idle": summary_ms(idle),
         "chat_rtt_during_transfer": summary_ms(busy),
         "params": {"size_mb": args.size_mb, "pings": args.pings, "interval_ms": args.interval_ms},

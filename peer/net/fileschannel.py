@@ -22,7 +22,7 @@ from aiortc import RTCDataChannel
 from peer.net.transport import TransportClosed
 
 FILES_LABEL = "ephemesh-files"
-OUTBOUND_LIMIT = 8  # SCTP chunks (~1,200 bytes each) queued ahead of the wire before we add a frame
+OUTBOUND_LIMIT = 16  # SCTP chunks (~1,200 bytes each) queued ahead of the wire before we add a frame
 POLL_S = 0.001
 
 _CLOSED = object()
