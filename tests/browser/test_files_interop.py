@@ -85,6 +85,29 @@ def _scenario(tmp: Path) -> Any:
             out = await room.attachment(msg_id).save(tmp / "saved.bin", timeout=WAIT_S)
             assert hashlib.sha256(out.read_bytes()).hexdigest() == digest
 
+            # a file over page B's auto-fetch size waits for its download button, which shows progress
+            await b.evaluate("window.ephemesh.app.files.autoFetch = 100000")
+            big = tmp / "big.bin"
+            big_data = b"".join(hashlib.sha256(b"big" + i.to_bytes(4, "big")).digest() for i in range(60_000))
+            big.write_bytes(big_data)
+            await room.send_file(big)
+            button = b.locator("#messages button[data-action='fetch-file']", has_text="Download")
+            await button.wait_for(timeout=WAIT_MS)
+            assert not await b.evaluate(FILE_DONE_JS, "big.bin")  # nothing fetched before the click
+            await b.evaluate(
+                """() => { window.__progress = []; window.ephemesh.store.subscribe((s) => {
+                  const a = Object.values(s.attachments).find((x) => x.name === 'big.bin');
+                  const bar = document.querySelector('#messages progress.attachment-progress');
+                  if (a) window.__progress.push([a.bytes, bar ? bar.value : null]); }); }"""
+            )
+            await button.click()
+            await b.wait_for_function(FILE_DONE_JS, arg="big.bin", timeout=WAIT_MS)
+            progress = await b.evaluate("window.__progress")
+            assert any(0 < n < len(big_data) for n, _ in progress)  # the bar moved through the download
+            assert any(v is not None and 0 < v < 100 for _, v in progress)
+            assert await b.evaluate(DIGEST_JS, "big.bin") == hashlib.sha256(big_data).hexdigest()
+            assert await b.locator("#messages a.attachment-save", has_text="Save").count() >= 1
+
             # a pasted image on page A shows inline on page B
             await a.evaluate(PASTE_IMAGE_JS)
             await b.wait_for_function(

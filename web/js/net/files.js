@@ -48,6 +48,8 @@ export class FileTransfers {
     this.waiters = new Map();
     this.served = 0;
     this.closed = false;
+    /** fetch others' files up to this size as they arrive (larger ones wait for the download button) */
+    this.autoFetch = AUTO_FETCH;
   }
 
   // ---------------------------------------------------------------- links
@@ -183,7 +185,7 @@ export class FileTransfers {
       this.files.set(id, { message, status });
       this.onStatus({ ...status });
     }
-    if (ref.size <= AUTO_FETCH || mine) void this.fetch(message.id);
+    if (ref.size <= this.autoFetch || mine) void this.fetch(message.id);
   }
 
   /** @param {string} messageId */
