@@ -86,8 +86,8 @@ class FileLimitError(ValueError):
 class FileLimits:
     max_file: int = 100 * 1000 * 1000  # 100 MB per file
     room_quota: int = 1000 * 1000 * 1000  # 1 GB of attachments held per room
-    window: int = 8  # open requests per neighbour per downloader
-    serve_window: int = 16  # open requests a neighbour may have with us
+    window: int = 16  # open requests per neighbour per downloader
+    serve_window: int = 32  # open requests a neighbour may have with us
     request_timeout_ms: int = 10_000
     retry_ms: int = 2_000
     error_budget: int = 64

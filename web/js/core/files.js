@@ -52,7 +52,7 @@ const fmt = (/** @type {number} */ n) => n.toLocaleString('en-US');
 /** @param {Partial<FileLimits>} [o] @returns {FileLimits} */
 export function fileLimits(o = {}) {
   return {
-    maxFile: 100 * 1000 * 1000, roomQuota: 1000 * 1000 * 1000, window: 8, serveWindow: 16, requestTimeoutMs: 10_000,
+    maxFile: 100 * 1000 * 1000, roomQuota: 1000 * 1000 * 1000, window: 16, serveWindow: 32, requestTimeoutMs: 10_000,
     retryMs: 2_000, errorBudget: 64, maxDownloads: 64, ...o,
   };
 }
