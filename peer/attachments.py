@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from peer.core.events import Message, MessageExpired, MessageReceived, RoomEvent
 from peer.core.files import (
+    BLOB,
     CHUNK_SIZE,
     IDS_PER_INDEX,
     BlobReceived,
@@ -450,6 +451,18 @@ class RoomFiles:
                 return
             except ValueError as exc:
                 log.warning("transfer frame dropped: %s", exc)
+            else:
+                self._sent(frame)
+
+    def _sent(self, frame: bytes) -> None:
+        """A BLOB frame of one of our own files went to the transport (which drains it on close)."""
+        if frame[:1] != bytes([BLOB]) or not self._own_blobs:
+            return
+        blob_id = frame[5:37]
+        for file_id, own in self._own_blobs.items():
+            if blob_id in own:
+                self._served_ids.setdefault(file_id, set()).add(blob_id)
+                self._handle.wake()
 
     # -- the pump --------------------------------------------------------------------------------------
 
@@ -459,10 +472,6 @@ class RoomFiles:
             if isinstance(ev, ServeRequest):
                 data = self.blobs.get(self.room_id, ev.blob_id)
                 self.served += data is not None
-                if data is not None and self._own_blobs:
-                    for file_id, own in self._own_blobs.items():
-                        if ev.blob_id in own:
-                            self._served_ids.setdefault(file_id, set()).add(ev.blob_id)
                 self.engine.serve(ev.peer, ev.req, ev.blob_id, data)
             elif isinstance(ev, BlobReceived):
                 msg = self._by_file.get(ev.file)
