@@ -24,6 +24,7 @@ import mimetypes
 import os
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,6 +195,15 @@ class Attachment:
         return await self._files.write(self.message, Path(path), progress=progress)
 
 
+class _Outbox:
+    """One neighbour's frames to send and its serve requests not answered yet (see ``RoomFiles._write``)."""
+
+    def __init__(self) -> None:
+        self.frames: deque[bytes] = deque()
+        self.serve: deque[ServeRequest] = deque()
+        self.wake = asyncio.Event()
+
+
 class RoomFiles:
     def __init__(
         self, handle: RoomHandle, blobs: BlobStore, limits: FileLimits | None = None, auto_fetch: int = 0
@@ -206,7 +216,7 @@ class RoomFiles:
         self._by_file: dict[str, Message] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._progress: dict[str, list[Progress]] = {}
-        self._queues: dict[str, asyncio.Queue[bytes | None]] = {}
+        self._queues: dict[str, _Outbox] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
@@ -429,7 +439,7 @@ class RoomFiles:
         link = transport.files
         if link is None or not await link.wait_open():
             return
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        queue = _Outbox()
         self._queues[peer] = queue
         writer = asyncio.create_task(self._write(link, queue), name=f"files-w-{peer[:8]}")
         try:
@@ -443,16 +453,31 @@ class RoomFiles:
             if not self._closed:
                 self._pump(self.engine.link_down(peer, now_ms()))
 
-    async def _write(self, link: FilesLink, queue: asyncio.Queue[bytes | None]) -> None:
-        while (frame := await queue.get()) is not None:
-            try:
-                await link.send(frame)
-            except (TransportClosed, ConnectionError):
-                return
-            except ValueError as exc:
-                log.warning("transfer frame dropped: %s", exc)
+    async def _write(self, link: FilesLink, queue: _Outbox) -> None:
+        """Send one link's frames; answer its serve requests one at a time, only once everything before
+        them has gone to the transport: a request stays open (counted against ``serve_window``, past
+        which the engine answers BUSY) until its blob is being sent, so a WANT flood can make us hold
+        at most one blob for that neighbour, never a queue of them."""
+        while True:
+            if queue.frames:
+                frame = queue.frames.popleft()
+                try:
+                    await link.send(frame)
+                except (TransportClosed, ConnectionError):
+                    return
+                except ValueError as exc:
+                    log.warning("transfer frame dropped: %s", exc)
+                else:
+                    self._sent(frame)
+            elif queue.serve:
+                ev = queue.serve.popleft()
+                data = self.blobs.get(self.room_id, ev.blob_id)
+                self.served += data is not None
+                self.engine.serve(ev.peer, ev.req, ev.blob_id, data)
+                self._route()
             else:
-                self._sent(frame)
+                queue.wake.clear()
+                await queue.wake.wait()
 
     def _sent(self, frame: bytes) -> None:
         """A BLOB frame of one of our own files went to the transport (which drains it on close)."""
@@ -470,9 +495,12 @@ class RoomFiles:
         published: list[AttachmentEvent] = []
         for ev in events:
             if isinstance(ev, ServeRequest):
-                data = self.blobs.get(self.room_id, ev.blob_id)
-                self.served += data is not None
-                self.engine.serve(ev.peer, ev.req, ev.blob_id, data)
+                outbox = self._queues.get(ev.peer)
+                if outbox is not None:
+                    outbox.serve.append(ev)
+                    outbox.wake.set()
+                else:  # no writer (its link is going down): answer now, the frame goes nowhere
+                    self.engine.serve(ev.peer, ev.req, ev.blob_id, None)
             elif isinstance(ev, BlobReceived):
                 msg = self._by_file.get(ev.file)
                 if msg is not None:
@@ -508,15 +536,20 @@ class RoomFiles:
                     ev.count,
                     " closed" if ev.closed else "",
                 )
-        for peer, frame in self.engine.data_to_send():
-            queue = self._queues.get(peer)
-            if queue is not None:
-                queue.put_nowait(frame)
+        self._route()
         self._arm()
         if published:
             self._handle.publish(published)
         if events:
             self._handle.wake()
+
+    def _route(self) -> None:
+        """The engine's frames to each neighbour's outbox (frames to a neighbour without one are dropped)."""
+        for peer, frame in self.engine.data_to_send():
+            outbox = self._queues.get(peer)
+            if outbox is not None:
+                outbox.frames.append(frame)
+                outbox.wake.set()
 
     def _fail(self, file_id: str, exc: Exception) -> None:
         for fut in self._waiters.pop(file_id, []):

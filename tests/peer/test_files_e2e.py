@@ -262,3 +262,49 @@ def scan(home: Path, needles: list[bytes]) -> list[tuple[str, int]]:
             blob = path.read_bytes()
             hits += [(path.name, i) for i, n in enumerate(needles) if n in blob]
     return hits
+
+
+@pytest.mark.timeout(90)
+async def test_hostile_member_floods_are_bounded_on_real_links(signaling_url: str, tmp_path: Path) -> None:
+    """Over a real files channel: unasked BLOBs are dropped and counted, never stored; a WANT flood gets
+    at most serve_window lookups (the rest BUSY); a file name is searchable; a file cannot be forwarded
+    (a clear refusal, not an empty message)."""
+    from peer.core.crypto import sha256
+    from peer.core.files import BLOB, WANT, encode_frame
+
+    invite = Invite.new(signaling_url).url()
+    limits = FileLimits(serve_window=4, error_budget=1000)
+    async with peers(tmp_path, ["alice", "bob"], file_limits=limits) as (alice, bob):
+        aroom, broom = await alice.join(invite), await bob.join(invite)
+        await all_online([aroom, broom])
+        src = tmp_path / "quarterly-report.bin"
+        make_file(src, 2 * CHUNK_SIZE)
+        msg = await aroom.send_file(src, ttl=3600)
+        await wait_file_message(broom, msg.id)
+        assert [m.id for m in broom.search("quarterly")] == [msg.id]
+        with pytest.raises(ValueError, match="cannot forward an attachment"):
+            await broom.forward(msg.id, broom)
+        # alice turns hostile: raw frames on her files channel to bob
+        await aroom.wait_for(lambda: bob.peer_id in aroom.files._queues, WAIT)
+        out = aroom.files._queues[bob.peer_id]
+
+        def inject(frame: bytes) -> None:
+            out.frames.append(frame)
+            out.wake.set()
+
+        junk = [bytes([i]) * 1000 for i in range(50)]
+        for i, blob in enumerate(junk):
+            inject(encode_frame(BLOB, 10_000 + i, sha256(blob), blob))
+        await broom.wait_for(lambda: broom.files.errors.get("unsolicited", 0) == 50, WAIT)
+        assert bob.blobs.room_bytes(broom.room_id) == 0  # nothing unasked was stored
+        lookups_before = broom.files.served
+        answered_before = aroom.files.errors.get("unsolicited", 0)
+        assert msg.file is not None
+        for i in range(40):
+            inject(encode_frame(WANT, 20_000 + i, msg.file.manifest))
+        # every request is answered exactly once (NONE, or BUSY past serve_window): alice's engine sees
+        # the answers to requests it never made as unsolicited
+        await aroom.wait_for(lambda: aroom.files.errors.get("unsolicited", 0) - answered_before == 40, WAIT)
+        assert broom.files.served == lookups_before  # bob holds nothing of it: NONE, never a blob
+        box = broom.files._queues[alice.peer_id]
+        assert len(box.serve) <= 4  # never more open lookups than serve_window

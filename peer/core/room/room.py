@@ -289,6 +289,8 @@ class Room(Inbound):
         source has expired (or is not a forwardable message)."""
         if source.expires_at <= now:
             raise ValueError("cannot forward: that message has expired")
+        if source.file is not None:  # its blobs are keyed to this room's message: re-send the file instead
+            raise ValueError("cannot forward an attachment (yet): save it and send it again")
         name = source.forwarded_from if source.forwarded_from is not None else clean_name(from_name)
         fwd = Forwarded(name)
         content: Text | Location

@@ -196,6 +196,7 @@ export class Room extends Inbound {
   forward(source, fromName, now, o = {}) {
     return this.run(async () => {
       if (source.expiresAt <= now) throw new Error('cannot forward: that message has expired');
+      if (source.file) throw new Error('cannot forward an attachment (yet): save it and send it again');
       const fwd = Object.freeze({ fromName: source.forwardedFrom ?? content.cleanName(fromName) });
       const c = source.location ? content.location(source.location[0], source.location[1], source.location[2], fwd) : content.text(source.text, null, [], fwd);
       return this.sendMessage(c, now, Math.min(source.expiresAt, this.expiry(now, o.ttlS ?? null)));
