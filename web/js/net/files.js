@@ -40,6 +40,8 @@ export class FileTransfers {
     this.channels = new Map();
     /** @type {Map<string, Uint8Array[]>} */
     this.queues = new Map();
+    /** @type {Map<string, {req: number, id: Uint8Array}[]>} serve requests not answered yet, per neighbour */
+    this.serving = new Map();
     /** @type {ReturnType<typeof setTimeout>|null} */
     this.timer = null;
     /** @type {Promise<unknown>} */
@@ -61,6 +63,7 @@ export class FileTransfers {
     const up = () => {
       this.channels.set(peer, ch);
       this.queues.set(peer, []);
+      this.serving.set(peer, []);
       this.run(() => this.engine.linkUp(peer, this.now()));
     };
     if (ch.readyState === 'open') up();
@@ -75,17 +78,34 @@ export class FileTransfers {
       if (this.channels.get(peer) !== ch) return;
       this.channels.delete(peer);
       this.queues.delete(peer);
+      this.serving.delete(peer);
       this.run(() => this.engine.linkDown(peer, this.now()));
     });
   }
 
-  /** @param {string} peer */
+  /**
+   * Send what fits: queued frames first; a serve request is answered (its blob looked up) only when
+   * nothing is queued and the channel is idle, so it stays open in the engine (BUSY past serveWindow)
+   * and a WANT flood holds at most one blob per neighbour.
+   * @param {string} peer
+   */
   drain(peer) {
-    const ch = this.channels.get(peer), q = this.queues.get(peer);
-    if (!ch || !q) return;
-    while (q.length && ch.readyState === 'open' && ch.bufferedAmount === 0) {
-      ch.send(/** @type {Uint8Array<ArrayBuffer>} */ (q.shift()));
+    const ch = this.channels.get(peer), q = this.queues.get(peer), pending = this.serving.get(peer);
+    if (!ch || !q || !pending) return;
+    while (ch.readyState === 'open' && ch.bufferedAmount === 0) {
+      if (q.length) ch.send(/** @type {Uint8Array<ArrayBuffer>} */ (q.shift()));
+      else if (pending.length) {
+        const r = /** @type {{req: number, id: Uint8Array}} */ (pending.shift());
+        const blob = this.blobs.get(b64uEncode(r.id));
+        if (blob) this.served++;
+        this.engine.serve(peer, r.req, r.id, blob ? blob.data : null);
+        this.route();
+      } else break;
     }
+  }
+
+  route() {
+    for (const [peer, frame] of this.engine.dataToSend()) this.queues.get(peer)?.push(frame);
   }
 
   // ---------------------------------------------------------------- the pump
@@ -105,9 +125,9 @@ export class FileTransfers {
   async handle(events) {
     for (const ev of events) {
       if (ev.type === 'serve') {
-        const blob = this.blobs.get(b64uEncode(ev.id));
-        if (blob) this.served++;
-        this.engine.serve(ev.peer, ev.req, ev.id, blob ? blob.data : null);
+        const pending = this.serving.get(ev.peer);
+        if (pending) pending.push({ req: ev.req, id: ev.id });
+        else this.engine.serve(ev.peer, ev.req, ev.id, null); // its link is going down
       } else if (ev.type === 'blob') {
         if (this.files.has(ev.file)) this.blobs.set(b64uEncode(ev.id), { file: ev.file, data: ev.data });
       } else if (ev.type === 'manifest') {
@@ -150,10 +170,7 @@ export class FileTransfers {
         this.waiters.delete(ev.file);
       }
     }
-    for (const [peer, frame] of this.engine.dataToSend()) {
-      const q = this.queues.get(peer);
-      if (q) q.push(frame);
-    }
+    this.route();
     for (const peer of this.queues.keys()) this.drain(peer);
     this.arm();
   }
