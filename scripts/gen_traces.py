@@ -121,6 +121,56 @@ def parking() -> Trace:
     return t
 
 
+def equivocation_split() -> Trace:
+    """Equivocation check: M gives A "meet at 10:00" and B "meet at 18:00" under one (sender, seq), both
+    sealed with its current chain and sent straight from the author, in a full mesh (nobody relays, the
+    HELLO marks agree). After the next HELLOs the DIGESTS differ; A and B exchange block hashes, then seq
+    hashes (HASH_WANT / HASHES), WANT the differing envelope, find both versions and void the key: neither
+    text is shown, each reports M's equivocation. A bogus DIGESTS and an unsolicited HASHES from M are
+    ignored; a HASH_WANT from M is served from the window budget."""
+    from peer.core.content import Text
+    from peer.core.crypto import DeterministicRng
+    from peer.core.envelope import Kind, seal_chained
+
+    t = Trace("equivocation_split", equivocation_split.__doc__ or "", "equivocation")
+    for p in ("A", "B", "M"):
+        t.peer(p)
+    t.create("A", "B", "M")
+    t.link("A", "B")
+    t.link("A", "M")
+    t.link("B", "M")
+    t.deliver()
+    t.advance(1000)
+    t.step("M", "send_text", text="hello", ttl_s=3600)
+    t.deliver()
+    t.advance(1000)
+    m = t.room("M")
+    chain = m.keys._chain  # the hostile client seals two texts at one chain position and one seq
+    assert chain is not None
+    seq = max(q for s, q in (e.key for e in m.sync.log.ordered()) if s == m.peer_id) + 1
+    lamport = max(t.room(p).sync.lamport for p in ("A", "B", "M")) + 1
+    rng = DeterministicRng(b"equivocation/nonces")
+    versions = [
+        seal_chained(
+            m.identity, m.room_id, chain, Kind.CHAT, seq, lamport, t.now, t.now + 3_600_000,
+            encode_content(Text(text)), rng,
+        )[0]
+        for text in ("meet at 10:00", "meet at 18:00")
+    ]  # fmt: skip
+    t.step("A", "receive", **{"from": "M", "frame": _b64(wire.encode_envelopes([versions[0]])[0])})
+    t.step("B", "receive", **{"from": "M", "frame": _b64(wire.encode_envelopes([versions[1]])[0])})
+    t.deliver()
+    # hostile frames from M: a bogus digest (its mark is not A's), unsolicited hashes, a hash request
+    t.step(
+        "A", "receive", **{"from": "M", "frame": _b64(wire.encode_digests([(t.id("B"), 9, bytes(32))])[0])}
+    )
+    t.step("A", "receive", **{"from": "M", "frame": _b64(wire.encode_hashes(t.id("M"), 0, 0, 9, []))})
+    t.step("A", "receive", **{"from": "M", "frame": _b64(wire.encode_hash_want(t.id("M"), 1, 0, 10))})
+    t.deliver()
+    t.advance(6000)  # the next HELLOs: digests, hashes, WANT, void
+    return t
+
+
 def late_joiner() -> Trace:
     """A member joining late: C links after A and B chatted; it pulls the history (HELLO/WANT/ENVELOPES),
     gets every current chain (pairwise and sealed to its prekey) and reads everything."""
@@ -702,6 +752,7 @@ SCENARIOS: list[Callable[[], Trace]] = [
     content_types,
     restart_restore,
     features,
+    equivocation_split,
 ]
 
 

@@ -51,6 +51,17 @@ def test_js_tombstone_flood_is_refused_and_bounded(measured: dict[str, Any]) -> 
     assert tombs["newcomer"] == 5
 
 
+def test_js_check_floods_stay_bounded(measured: dict[str, Any]) -> None:
+    """As tests/sync/test_equivocation_check.py: bogus digests start one check at most per sender and
+    window, hash requests are served within the page and item budgets."""
+    check = measured["check"]
+    assert check["asked"] == 1
+    assert check["maxChecks"] <= check["capChecks"]
+    assert 0 < check["pages"] <= check["capPages"]
+    assert check["items"] == check["capItems"]
+    assert check["computed"] == check["capDigests"]
+
+
 def test_js_membership_recompute_checks_each_op_once() -> None:
     """web/js/core/membership.js: the room recomputes from every op on each new op; before, each
     recompute checked every op's crypto again (20 ops: 420 WebCrypto verifies, O(n²))."""
