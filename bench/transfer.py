@@ -38,6 +38,12 @@ def _make_file(path: Path, size: int) -> None:
             n += 1
 
 
+def _no_pacing() -> None:
+    import peer.net.fileschannel as fc
+
+    fc.PACING = False
+
+
 async def _child(invite: str, home: str) -> None:
     from peer.node import MessageReceived, Peer
 
@@ -72,7 +78,8 @@ async def _run(args: argparse.Namespace, url: str, tmp: Path) -> dict[str, Any]:
 
     invite = Invite.new(url).url()
     child = await asyncio.create_subprocess_exec(
-        *[PY, "-m", "bench.transfer", "--child", "--invite", invite, "--home", str(tmp / "bob")],
+        *[PY, "-m", "bench.transfer", "--child", "--invite", invite, "--home", str(tmp / "bob")]
+        + (["--no-pacing"] if args.no_pacing else []),
         cwd=ROOT,
         stdout=asyncio.subprocess.DEVNULL,
     )
@@ -150,7 +157,12 @@ async def _run(args: argparse.Namespace, url: str, tmp: Path) -> dict[str, Any]:
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "chat_rtt_idle": summary_ms(idle),
         "chat_rtt_during_transfer": summary_ms(busy),
-        "params": {"size_mb": args.size_mb, "pings": args.pings, "interval_ms": args.interval_ms},
+        "params": {
+            "size_mb": args.size_mb,
+            "pings": args.pings,
+            "interval_ms": args.interval_ms,
+            "pacing": not args.no_pacing,
+        },
     }
 
 
@@ -160,16 +172,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     ap.add_argument("--pings", type=int, default=200)
     ap.add_argument("--interval-ms", type=float, default=20.0)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--no-pacing", action="store_true", help="send file frames as fast as aiortc takes them")
+    ap.add_argument("--name", default="transfer", help="result file name")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--invite", help=argparse.SUPPRESS)
     ap.add_argument("--home", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.no_pacing:
+        _no_pacing()
     if args.child:
         asyncio.run(_child(args.invite, args.home))
         return None
     with spawn_server([PY, "-m", "bench.sigserver"]) as sig, tempfile.TemporaryDirectory() as tmp:
         result = asyncio.run(_run(args, f"http://127.0.0.1:{sig.port}", Path(tmp)))
-    path = write_result("transfer", result, args.out)
+    path = write_result(args.name, result, args.out)
     print(path.read_text())
     return result
 

@@ -24,6 +24,7 @@ from peer.net.transport import TransportClosed
 FILES_LABEL = "ephemesh-files"
 OUTBOUND_LIMIT = 16  # SCTP chunks (~1,200 bytes each) queued ahead of the wire before we add a frame
 POLL_S = 0.001
+PACING = True  # bench/transfer.py --no-pacing turns it off to measure what it buys
 
 _CLOSED = object()
 
@@ -77,7 +78,7 @@ class FilesLink:
     async def send(self, data: bytes) -> None:
         if self.closed or self._channel.readyState != "open":
             raise TransportClosed("files channel closed")
-        while True:
+        while PACING:
             if self._channel.bufferedAmount > 0:
                 self._low.clear()
                 await self._low.wait()
