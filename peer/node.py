@@ -57,6 +57,7 @@ from peer.features import FeaturesMixin
 from peer.home import STORE_FILE, HomeInUse, HomeLock, load_or_create_identity, resolve_home
 from peer.net.linkstate import Link, LinkChanged, LinkInfo, Reason
 from peer.net.mesh import RoomMesh
+from peer.net.reach import without_server_stun
 from peer.net.rtc import RtcTransport, quiet_aiortc_teardown
 from peer.net.signaling import (
     Disconnected,
@@ -126,6 +127,10 @@ class RoomHandle(FeaturesMixin):
         self._replay = ReplayCache()
         self._closed = False
         self._outgoing: dict[str, asyncio.Queue[bytes | None]] = {}
+        self.server_present: set[str] = set()  # peers the signaling server lists now
+        self.signals_relayed = 0  # our payloads sent through linked members
+        self.signals_received_relayed = 0  # payloads for us that arrived through linked members
+        self._reach_seen: tuple[int, frozenset[str]] | None = None
 
     # -- application API -----------------------------------------------------------------------
 
@@ -376,11 +381,6 @@ class RoomHandle(FeaturesMixin):
             for q in self._subscribers:
                 q.put_nowait(ev)
 
-    def wake(self) -> None:
-        """Re-check every :meth:`wait_for` predicate (state outside the room core changed)."""
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
-
     async def events(
         self, *, history: bool = False
     ) -> AsyncIterator[RoomEvent | LinkChanged | AttachmentEvent]:
@@ -403,6 +403,57 @@ class RoomHandle(FeaturesMixin):
         finally:
             with contextlib.suppress(ValueError):
                 self._subscribers.remove(queue)
+
+    # -- signaling through the mesh (see peer/core/room/relay.py) ---------------------------------
+
+    def reach_hints(self) -> list[str]:
+        """Signaling server URLs learned from members' signed announcements (persisted, newest first):
+        what a restarting member can try when its invite's server is down."""
+        return self.core.reach_hints()
+
+    async def send_signal(self, to: str, payload: str) -> None:
+        """Send a sealed payload through the server when connected, and through linked members when the
+        server is down or does not list ``to``; ``ConnectionError`` if neither path exists."""
+        via_server = False
+        try:
+            await self._peer._send_signal(self.invite.server, self.room_id, to, payload)
+            via_server = True
+        except (ConnectionError, SignalingError, OSError) as exc:
+            log.debug("signal to %s not sent via the server: %s", to[:8], type(exc).__name__)
+        if via_server and to in self.server_present:
+            return
+        if self.core.relay_signal(to, payload, now_ms()):
+            self.signals_relayed += 1
+            self._pump([])
+        elif not via_server:
+            raise ConnectionError("no signaling path: server down and no linked member to relay")
+
+    def wake(self) -> None:
+        """Wake every waiter (:meth:`wait_for`) to re-check its condition."""
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def _relay_pump(self) -> None:
+        """After a transmit: hand relayed payloads to the mesh; dial members that gossip says are up."""
+        mesh = self.mesh
+        if mesh is None:
+            return
+        for sender, payload in self.core.take_relayed():
+            self.signals_received_relayed += 1
+            self._peer.spawn(mesh.handle_signal(sender, payload))
+        seen = (self.core.reach_changes, frozenset(self.core.online()))
+        if seen == self._reach_seen:
+            return  # nothing new to dial: no announcement changed and no link came or went
+        self._reach_seen = seen
+        for peer in self.core.reachable(now_ms()):
+            if peer not in mesh.present:
+                mesh.peer_joined(peer)
+
+    def set_reach_hints(self, hints: list[tuple[str, str]]) -> None:
+        """What we announce to linked members as ways to reach us (``("server", url)``, ...); replaces
+        the default (our invite's server). ``ValueError`` for a hint the REACH codec cannot carry."""
+        self.core.enable_reach(hints, now_ms())
+        self._pump([])
 
     # -- network side ----------------------------------------------------------------------------
 
@@ -490,6 +541,7 @@ class RoomHandle(FeaturesMixin):
                 if dead in self.core.membership.removed:
                     mesh.peer_left(dead)  # do not redial a removed member
                 mesh.drop_link(dead)
+        self._relay_pump()
         self._arm_timer()
         # wake every waiter: set this generation's event and start a new one
         changed, self._changed = self._changed, asyncio.Event()
@@ -676,7 +728,7 @@ class Peer:
             self.peer_id,
             handle.seal,
             handle.open,
-            lambda to, payload: self._send_signal(inv.server, inv.room_id, to, payload),
+            handle.send_signal,
             handle.link_up,
             handle.link_down,
             ice=client.ice,
@@ -690,6 +742,9 @@ class Peer:
             await handle.close()
             raise PeerError(f"signaling server {inv.server}: cannot join the room ({exc.code})") from exc
         handle.mesh.set_present(present)
+        handle.server_present = set(present)
+        with contextlib.suppress(ValueError):  # a server URL the reach codec cannot carry: not announced
+            core.enable_reach([("server", inv.server)], now_ms())
         if self.name and not keeper and core.display_name(self.peer_id) != self.name:
             core.set_profile(self.name, now_ms())
         handle._commit([])  # joined: our ADD (and name) are on disk when join returns
@@ -729,8 +784,10 @@ class Peer:
                     if handle is None or handle.mesh is None:
                         continue
                     if isinstance(ev, PeerJoined):
+                        handle.server_present.add(ev.peer)
                         handle.mesh.peer_joined(ev.peer)
                     elif isinstance(ev, PeerLeft):
+                        handle.server_present.discard(ev.peer)
                         handle.mesh.peer_left(ev.peer)
                     else:
                         self.spawn(handle.mesh.handle_signal(ev.sender, ev.payload))
@@ -740,6 +797,12 @@ class Peer:
                     gone = ev
                     break
             await client.close()  # its tasks and HTTP session: never one leaked per reconnect
+            for handle in self.rooms.values():
+                if handle.invite.server == server:
+                    handle.server_present.clear()  # signaling goes through linked members meanwhile
+                    if handle.mesh is not None:  # its embedded STUN is gone with it (peer/net/reach.py)
+                        handle.mesh.set_ice(without_server_stun(client.ice, server))
+                    handle.wake()
             if self._stopped.is_set():
                 return
             stable = loop.time() - up_since >= STABLE_S
@@ -764,7 +827,9 @@ class Peer:
                 if handle.invite.server == server and handle.mesh is not None:
                     handle.mesh.set_ice(client.ice)  # fresh TURN credentials
                     try:
-                        handle.mesh.set_present(await client.join(handle.room_id))
+                        listed = await client.join(handle.room_id)
+                        handle.server_present = set(listed)
+                        handle.mesh.set_present(listed)
                     except (SignalingError, ConnectionError) as exc:
                         log.warning("rejoining room failed: %s", exc)
 
@@ -784,6 +849,15 @@ class Peer:
         if client is None or client.closed:
             raise ConnectionError("signaling server not connected")
         await client.signal(room_id, to, payload)
+
+    def learned_servers(self, room_id: str) -> list[str]:
+        """Signaling server URLs members of ``room_id`` announced (stored; empty if none), newest first;
+        readable before joining, e.g. when the invite's server is down."""
+        from peer.core.room.relay import SERVERS_STATE
+
+        raw = self.store.get_state(room_id, SERVERS_STATE)
+        urls = json.loads(raw) if raw else []
+        return [u for u in urls if isinstance(u, str)]
 
     def sent_by_nonce(self, room_id: str, nonce: str) -> str | None:
         return self._room_nonces(room_id).get(nonce)

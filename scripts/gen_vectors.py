@@ -255,8 +255,86 @@ def build() -> dict[str, dict[str, Any]]:
     out["check"] = build_check(alice, bob)
     out["governance"] = build_governance()
     out["files"] = build_files()
+    out["relay"] = build_relay(room, alice, bob)
     out["features"] = build_features(alice, bob)
     return out
+
+
+# -- signaling through the mesh: RELAY (0x20) and REACH (0x21) APP bodies (peer/core/room/relay.py) --------
+
+
+def build_relay(room: str, alice: Identity, bob: Identity) -> dict[str, Any]:
+    from peer.core.room import relay as rl
+
+    payload = "v1." + "A" * 40
+    relays: list[dict[str, Any]] = [
+        {"name": name, "hops": hops, "from": f, "to": t, "payload": pl}
+        for name, hops, f, t, pl in (
+            ("alice to bob, 3 hops", 3, alice.peer_id, bob.peer_id, payload),
+            ("bob to alice, last hop", 1, bob.peer_id, alice.peer_id, "v1.x"),
+        )
+    ]
+    for r in relays:
+        body = rl.encode_relay(r["hops"], r["from"], r["to"], r["payload"])
+        r["body"] = body.hex()
+        r["id"] = rl.relay_id(r["from"], r["to"], r["payload"]).hex()
+        r["app_frame"] = wire.encode_opaque(wire.FrameType.APP, body).hex()
+    good = bytes.fromhex(relays[0]["body"])
+    bad_relay = [
+        ("truncated", good[:50]),
+        ("hops 0", good[:1] + b"\x00" + good[2:]),
+        ("hops 5", good[:1] + b"\x05" + good[2:]),
+        ("id not the hash", good[:2] + bytes(16) + good[18:]),
+        ("payload not ASCII", good[:-1] + b"\x80"),
+        ("from equals to", good[:34] + good[18:34] + good[50:]),
+        ("oversized", good + b"A" * rl.MAX_RELAY_PAYLOAD),
+        ("wrong tag", b"\x21" + good[1:]),
+    ]
+    assert all(_error_code(rl.decode_relay, d) == "bad-relay" for _, d in bad_relay)
+    ts = NOW
+    reaches: list[dict[str, Any]] = [
+        {"name": name, "ts": ts, "ttl_s": ttl, "links": sorted(links), "hints": hints}
+        for name, ttl, links, hints in (
+            ("empty", 90, [], []),
+            (
+                "two links, two hints",
+                600,
+                [bob.peer_id, "00" * 16],
+                [["server", "https://chat.example"], ["lan", "udp://10.0.0.2:4100"]],
+            ),
+        )
+    ]
+    for r in reaches:
+        body = rl.encode_reach(alice, room, r["ts"], r["ttl_s"], r["links"], [tuple(h) for h in r["hints"]])
+        r["body"] = body.hex()
+        r["signed"] = rl.reach_signed(room, body).hex()
+    full = bytes.fromhex(reaches[1]["body"])
+    bad_reach = [
+        ("truncated", full[:40]),
+        ("ttl 0", full[:25] + b"\x00\x00" + full[27:]),
+        ("ttl 601", full[:25] + (601).to_bytes(2, "big") + full[27:]),
+        ("ts above 2^53-1", full[:17] + b"\x00\x20" + full[19:]),
+        ("link count past the end", full[:27] + b"\x20" + full[28:]),
+        ("links not increasing", full[:28] + full[44:60] + full[28:44] + full[60:]),
+        ("trailing byte", full[:-64] + b"\x00" + full[-64:]),
+        ("hint kind upper case", full.replace(b"server", b"Server")),
+        ("hint url with a space", full.replace(b"chat.example", b"chat example")),
+    ]
+    assert all(_error_code(rl.decode_reach, d) == "bad-reach" for _, d in bad_reach)
+    urls = ["https://b.example", "https://a.example"]
+    return {
+        "room_id": room,
+        "announcer": alice.peer_id,
+        "relay": relays,
+        "relay_bad": [{"name": n, "body": b.hex(), "code": "bad-relay"} for n, b in bad_relay],
+        "reach": reaches,
+        "reach_bad": [{"name": n, "body": b.hex(), "code": "bad-reach"} for n, b in bad_reach],
+        "servers_state": {
+            "name": rl.SERVERS_STATE,
+            "urls": urls,
+            "value": json.dumps(urls, separators=(",", ":")).encode().hex(),
+        },
+    }
 
 
 # -- issue 15: mentions, forward, location, long text, search, last seen --------------------------------

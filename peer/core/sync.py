@@ -286,7 +286,8 @@ class SyncEngine:
         self._serve.log_pruned()  # expire() may prune tombstones
         for key in self.log.expire(now):
             events.append(EntryExpired(key))
-            self._serve.tell_tombstone(key, claimed_only=True)
+            if self.log.get_tombstone(key) is not None:  # None: the clock jumped past expires_at + skew
+                self._serve.tell_tombstone(key, claimed_only=True)  # and it was pruned in the same call
         c = self.config
         if self._announce_at is not None and now >= self._announce_at:
             self._announce_at = None

@@ -216,7 +216,8 @@ export class SyncEngine {
     this.serve.logPruned(); // expire() may prune tombstones
     for (const [sender, seq] of this.log.expire(now)) {
       events.push({ type: 'entry-expired', sender, seq });
-      this.serve.tellTombstone(sender, seq, true);
+      // no tombstone: the clock jumped past expiresAt + skew and it was pruned in the same call
+      if (this.log.getTombstone(sender, seq)) this.serve.tellTombstone(sender, seq, true);
     }
     const c = this.config;
     if (this.announceAt !== null && now >= this.announceAt) {

@@ -26,6 +26,8 @@ import {
 import { Handshake, generatePrekey, openFromPrekey, openPairwise, prekeyToBytes, sealPairwise, sealToPrekey } from '../core/handshake.js';
 import { createSenderKeyMessage, decodeSenderKeyMessage, encodeSenderKeyMessage, newSenderChain, receiverFromSenderKey } from '../core/chains.js';
 import { decodeOp, encodeOp, makeAdd, makeRemove, makeSetTimer, stateFromOps, stateToDict } from '../core/membership.js';
+import * as relay from '../core/room/relay.js';
+import { ed25519VerifyOrThrow } from '../core/crypto.js';
 
 /** @typedef {{name: string, fn: () => Promise<void>}} Check */
 /** @typedef {Map<string, [number, number][]>} RangeMap */
@@ -129,6 +131,33 @@ async function people(all) {
 
 /** @type {Record<string, (v: any, all: any) => Check[]>} */
 export const CODEC_CHECKS = {
+  relay: (v, all) => [
+    { name: 'RELAY bodies byte for byte, both ways; bad ones refused', fn: async () => {
+      for (const c of v.relay) {
+        assertEqual(toHex(await relay.encodeRelay(c.hops, c.from, c.to, c.payload)), c.body, c.name);
+        const f = await relay.decodeRelay(fromHex(c.body));
+        assertSame(c.name, { hops: f.hops, from: f.sender, to: f.to, payload: f.payload, id: toHex(f.id) }, { hops: c.hops, from: c.from, to: c.to, payload: c.payload, id: c.id });
+        assertEqual(toHex(encodeOpaque(FrameType.APP, fromHex(c.body))), c.app_frame, `${c.name} APP frame`);
+      }
+      for (const c of v.relay_bad) await refused(() => relay.decodeRelay(fromHex(c.body)), c.code, c.name);
+    } },
+    { name: 'REACH bodies byte for byte, signed by the announcer; bad ones refused', fn: async () => {
+      const { alice } = await people(all);
+      for (const c of v.reach) {
+        const body = await relay.encodeReach(alice, v.room_id, c.ts, c.ttl_s, c.links, c.hints);
+        assertEqual(toHex(body), c.body, c.name);
+        const r = relay.decodeReach(body);
+        assertSame(c.name, { announcer: r.announcer, ts: r.ts, ttl_s: r.ttlS, links: r.links, hints: r.hints }, { announcer: v.announcer, ts: c.ts, ttl_s: c.ttl_s, links: c.links, hints: c.hints });
+        assertEqual(toHex(relay.reachSigned(v.room_id, body)), c.signed, `${c.name} signed bytes`);
+        await ed25519VerifyOrThrow(alice.publicKey, fromHex(c.signed), r.sig);
+      }
+      for (const c of v.reach_bad) await refused(async () => relay.decodeReach(fromHex(c.body)), c.code, c.name);
+      const st = v.servers_state;
+      const part = new relay.Relay(alice, v.room_id);
+      part.load(new Map([[st.name, fromHex(st.value)]]));
+      assertSame('servers state', part.reachHints(), st.urls);
+    } },
+  ],
   frames: (v) => [
     ...v.frames.map((/** @type {any} */ c) => ({ name: `frame ${c.name}: decode and encode`, fn: async () => {
       const data = fromHex(c.hex);
