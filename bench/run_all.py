@@ -34,12 +34,14 @@ FULL: list[list[str]] = [
     ["cost", "--peers", "8"],
     ["sigcap", "--connections", "10000", "--pairs", "200", "--seconds", "5"],
     ["wan", "--peers", "4", "--messages", "100"],
+    ["transfer", "--size-mb", "50", "--pings", "200", "--interval-ms", "20"],
 ]
 QUICK: list[list[str]] = [
     ["fanout", "--sizes", "2", "--messages", "5", "--rate-peers", "2", "--rate-messages", "10"],
     ["mesh", "--sizes", "2", "--backlog", "5", "--repeat", "1"],
     ["cost", "--peers", "2"],
     ["sigcap", "--connections", "20", "--pairs", "2", "--seconds", "0.5", "--no-netns"],
+    ["transfer", "--size-mb", "0.2", "--pings", "3", "--interval-ms", "1"],
 ]
 
 

@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("send", parents=[common, named], help="send one message and exit once delivered")
     p.add_argument("invite")
-    p.add_argument("text")
+    p.add_argument("text", nargs="?", help="the message (or --file)")
+    p.add_argument("--file", type=Path, metavar="PATH", help="send this file (an attachment) instead of text")
     p.add_argument("--ttl", type=parse_duration, help="lifetime of this message")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for delivery")
     p.add_argument(
@@ -83,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("listen", parents=[common, named], help="print messages and room events")
     p.add_argument("invite")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    p = sub.add_parser("fetch", parents=[common, named], help="save a received attachment (progress bar)")
+    p.add_argument("invite")
+    p.add_argument("path", type=Path, help="where to write it (a directory: the file's own name in it)")
+    p.add_argument("--message", metavar="ID", help="the file message's id (default: the latest file)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the whole file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("chat", parents=[common, named], help="interactive terminal chat")
     p.add_argument("invite")
@@ -272,7 +280,7 @@ async def _run_async(args: argparse.Namespace, home: Path) -> int:
     state: dict[str, Any] = {}  # what a command has done so far, kept across a change of owner
     while True:
         try:
-            peer = Peer(home=home, name=getattr(args, "name", None))
+            peer = Peer(home=home, name=getattr(args, "name", None), auto_fetch=_auto_fetch(args))
         except HomeInUse as exc:
             try:
                 client = await ControlClient.connect(home)
@@ -300,12 +308,30 @@ async def _run_async(args: argparse.Namespace, home: Path) -> int:
                 raise CliError(err.message) from None
 
 
+#: ``listen`` and ``chat`` fetch attachments up to this size as they arrive (then serve them on)
+AUTO_FETCH_BYTES = 25 * 1000 * 1000
+
+
+def _auto_fetch(args: argparse.Namespace) -> int:
+    return AUTO_FETCH_BYTES if args.command in ("listen", "chat") else 0
+
+
 async def _command(ops: Any, args: argparse.Namespace, state: dict[str, Any]) -> int:
     from peer.control import ControlUnavailable
 
     try:
+        if args.command == "send" and args.file is not None:
+            from peer.cli_files import send_file
+
+            return await send_file(ops, args, state)
         if args.command == "send":
+            if args.text is None:
+                raise CliError("nothing to send: give a text or --file PATH")
             return await _send(ops, args, state)
+        if args.command == "fetch":
+            from peer.cli_files import fetch
+
+            return await fetch(ops, args)
         if args.command == "listen":
             return await _listen(ops, args, state)
         if args.command == "chat":
@@ -366,6 +392,8 @@ async def _listen(ops: Any, args: argparse.Namespace, state: dict[str, Any]) -> 
     printed: set[str] = state.setdefault("printed", set())
     async for item in ops.subscribe(room, history=True):
         ev = item["event"]
+        if not args.json and ev.get("event") == "attachment-progress":
+            continue  # a line per chunk is for --json readers (and `ephemesh fetch`'s bar)
         if ev.get("event") == "message" and isinstance(ev.get("id"), str):
             if ev["id"] in printed:
                 continue  # shown before a change of owner
@@ -442,6 +470,12 @@ async def _chat_loop(ops: Any, args: argparse.Namespace, me: str, room: str, int
                     print(f"! line too long ({item.size:,} bytes): not sent", flush=True)
                     continue
                 text = item.decode(errors="replace")
+                if text.startswith("/save"):
+                    from peer.cli_files import save_command
+
+                    for out in await save_command(ops, room, text):
+                        print(out, flush=True)
+                    continue
                 try:
                     reply = await ops.call("chat", room=room, line=text, ttl=args.ttl)
                 except ControlError as exc:  # refused (e.g. too long): say so and go on

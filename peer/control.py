@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from peer import control_files as _control_files
 from peer.core.content import MAX_CONTENT, ContentTooLong
 from peer.core.errors import ProtocolError
 from peer.home import CONTROL_SOCKET
@@ -285,11 +286,19 @@ _OPS: dict[str, Callable[[Controller, Mapping[str, Any]], Any]] = {
     "chat": Controller._chat,
     "mark_seen": Controller._mark_seen,
 }
+_OPS.update(_control_files.OPS)
 
 
 def describe(exc: BaseException) -> tuple[str, str]:
     """``(code, one-line message)`` for an operation failure."""
+    from peer.attachments import AttachmentError
+    from peer.core.files import FileLimitError
     from peer.node import PeerError
+
+    if isinstance(exc, AttachmentError | FileLimitError):
+        return exc.code, str(exc)
+    if isinstance(exc, TimeoutError):
+        return "timeout", "timed out"
 
     if isinstance(exc, ControlError):
         return exc.code, exc.message

@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from peer.attachments import Attachment, AttachmentEvent, RoomFiles
 from peer.core.errors import ProtocolError
 from peer.core.events import (
     AdmissionChanged,
@@ -48,6 +49,7 @@ from peer.core.events import (
     TimerChanged,
     Typing,
 )
+from peer.core.files import FileLimits
 from peer.core.invite import Invite
 from peer.core.log import DEFAULT_SKEW_MS
 from peer.core.room import PersistBatch, Room
@@ -67,11 +69,13 @@ from peer.net.signaling import (
     SignalingError,
     SignalReceived,
 )
+from peer.store.blobs import BLOBS_FILE, BlobStore
 from peer.store.sqlite import Store, StoreConflict, apply_batch, apply_batches, snapshot
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "Attachment",
     "DeliveryTimeout",
     "HomeInUse",
     "Link",
@@ -116,7 +120,8 @@ class RoomHandle(FeaturesMixin):
         self.keeper = keeper
         self.room_id = invite.room_id
         self.mesh: RoomMesh | None = None
-        self._subscribers: list[asyncio.Queue[RoomEvent | LinkChanged | None]] = []
+        self._subscribers: list[asyncio.Queue[RoomEvent | LinkChanged | AttachmentEvent | None]] = []
+        self.files = RoomFiles(self, peer.blobs, peer.file_limits, auto_fetch=peer.auto_fetch)
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._changed = asyncio.Event()
@@ -370,13 +375,47 @@ class RoomHandle(FeaturesMixin):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout)
 
-    async def events(self, *, history: bool = False) -> AsyncIterator[RoomEvent | LinkChanged]:
+    # -- attachments (peer/attachments.py) ----------------------------------------------------------
+
+    async def send_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        ttl: float | None = None,
+        name: str | None = None,
+        mime: str | None = None,
+        thumb: bytes | None = None,
+        thumb_mime: str | None = None,
+        duration_ms: int | None = None,
+    ) -> Message:
+        """Send a file: sealed in chunks with a fresh key (ciphertext in the home's blob store), announced
+        by a ``"file"`` message that rides order, expiry and unsend; members fetch it from whoever holds
+        it. Raises :class:`peer.core.files.FileLimitError` over a limit (file size, room quota)."""
+        return await self.files.send_file(
+            path, ttl=ttl, name=name, mime=mime, thumb=thumb, thumb_mime=thumb_mime, duration_ms=duration_ms
+        )
+
+    def attachment(self, message_id: str) -> Attachment:
+        """The attachment of a file message (``KeyError`` if there is none): ``await .save(path)``."""
+        return self.files.attachment(message_id)
+
+    def attachments(self) -> list[Attachment]:
+        return self.files.attachments()
+
+    def publish(self, events: list[AttachmentEvent]) -> None:
+        for ev in events:
+            for q in self._subscribers:
+                q.put_nowait(ev)
+
+    async def events(
+        self, *, history: bool = False
+    ) -> AsyncIterator[RoomEvent | LinkChanged | AttachmentEvent]:
         """Room events as they happen (and ``LinkChanged``); ``history=True`` first replays the stored
         messages.
 
         Our own messages, edits and reactions are events too (whichever process asked for them through
         the home's control socket), so every view of the room shows the same thing."""
-        queue: asyncio.Queue[RoomEvent | LinkChanged | None] = asyncio.Queue()
+        queue: asyncio.Queue[RoomEvent | LinkChanged | AttachmentEvent | None] = asyncio.Queue()
         if history:
             for m in self.core.messages():
                 queue.put_nowait(MessageReceived(m))
@@ -460,6 +499,7 @@ class RoomHandle(FeaturesMixin):
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._outgoing[peer] = queue
         self._readers[peer] = asyncio.create_task(self._read(peer, link, queue), name=f"read-{peer[:8]}")
+        self.files.link_up(peer, link)
 
     def link_down(self, peer: str) -> None:
         pass  # the reader notices the end of the link and tells the core
@@ -499,6 +539,7 @@ class RoomHandle(FeaturesMixin):
         Events go out before the commit: what they show is re-fetched from other members if we crash
         before it is on disk. What we *send* (acks, our own envelopes) waits for the commit.
         """
+        self.files.on_events(events)
         for ev in events:
             if isinstance(ev, MemberOnline) and ev.online and self.mesh is not None:
                 self.mesh.link_ready(ev.peer)  # handshake done: the link is direct or relayed now
@@ -571,6 +612,7 @@ class RoomHandle(FeaturesMixin):
         for task in self._readers.values():
             with contextlib.suppress(BaseException):
                 await task
+        await self.files.close()
         if self.mesh is not None:
             await self.mesh.close()
         for q in self._subscribers:
@@ -603,6 +645,8 @@ class Peer:
         replaced_backoff: float = 30.0,
         name: str | None = None,
         control: bool = True,
+        file_limits: FileLimits | None = None,
+        auto_fetch: int = 0,
     ) -> None:
         self.name = name
         self._reconnect_initial = reconnect_initial
@@ -613,6 +657,7 @@ class Peer:
             self.identity = load_or_create_identity(self.home)
             self.peer_id = self.identity.peer_id
             self.store = Store(store_path if store_path is not None else self.home / STORE_FILE)
+            self.blobs = BlobStore(":memory:" if store_path == ":memory:" else self.home / BLOBS_FILE)
         except BaseException:
             self._lock.release()
             raise
@@ -622,6 +667,9 @@ class Peer:
         self._nonces: dict[str, dict[str, str]] = {}  # room -> idempotency key -> message id
         self._extra_states: dict[str, dict[str, bytes]] = {}  # committed with the room's next batch
         self.store.purge_expired(now_ms(), DEFAULT_SKEW_MS)  # nothing expired while we were down survives
+        self.blobs.purge_expired(now_ms())  # nor any attachment of it
+        self.file_limits = file_limits or FileLimits()
+        self.auto_fetch = auto_fetch  # fetch others' attachments up to this size as they arrive
         self.rooms: dict[str, RoomHandle] = {}
         self._signaling: dict[str, SignalingClient] = {}
         self._signaling_tasks: dict[str, asyncio.Task[None]] = {}
@@ -914,6 +962,8 @@ class Peer:
             self._store_closed = True
             with contextlib.suppress(Exception):
                 self.store.close()
+            with contextlib.suppress(Exception):
+                self.blobs.close()
             self._lock.release()
 
     async def _close(self) -> None:

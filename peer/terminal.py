@@ -17,6 +17,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 CHAT_HELP = """commands: /name NAME · /edit TEXT (your last message) · /react EMOJI (the last message)
+          /save [PATH] (the latest attachment, with progress)
           /unsend (your last message) · /timer DURATION (room timer) · /who · /help · Ctrl-D quits
           admins: /remove NAME · /readmit NAME · /admin NAME · /unadmin NAME · /announce on|off
           admins: /close (new members need approval) · /open · /requests · /admit PREFIX (a request)
@@ -57,12 +58,28 @@ def render(room: Any, ev: Any) -> str:
         marks = "  " + " ".join(f"{e}{len(p)}" for e, p in m.reactions) if m.reactions else ""
         edited = " (edited)" if m.edited else ""
         prefix = "* " if isinstance(ev, MessageUpdated) else ""
-        return f"{prefix}[{room.label(m.sender)}]{reply} {message_text(m)}{edited}{marks}"
+        body = message_text(m) if m.file is None else file_label(m.file, message_text(m))
+        return f"{prefix}[{room.label(m.sender)}]{reply} {body}{edited}{marks}"
     text = str(ev)
     peer = getattr(ev, "peer", None)
     if isinstance(peer, str):
         text = text.replace(peer[:8], room.label(peer), 1)
     return text
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
+
+
+def file_label(file: Any, caption: str = "") -> str:
+    """How an attachment shows in a terminal: ``📎 name (size, mime)`` and its caption."""
+    label = f"📎 {file.name} ({human_size(file.size)}, {file.mime})"
+    return f"{label} {caption}" if caption else label
 
 
 def json_obj(room: Any, ev: Any) -> dict[str, Any]:

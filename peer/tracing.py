@@ -382,6 +382,10 @@ def run_part(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
     params = doc["params"]
     outs: list[dict[str, Any]] = []
+    if doc["part"] == "files":
+        from peer.tracing_files import run_files_part
+
+        return run_files_part(doc)
     if doc["part"] == "timeline":
         tl = Timeline(params["self_id"])
         for op in doc["ops"]:

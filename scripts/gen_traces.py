@@ -771,6 +771,149 @@ def part_admission() -> dict[str, Any]:
     return {"part": "admission", "params": {"per_window": 3, "window_ms": 1000}, "ops": ops}
 
 
+def part_timeline_files() -> dict[str, Any]:
+    """Timeline with attachments: a file message (text empty, its file info shown, never its key), a
+    caption by edit, a reaction, an announcement-free reply to it, then its erasure."""
+    from peer.core.files import File
+
+    ref = File("photo.jpg", 123_456, "image/jpeg", bytes(range(32)), bytes(range(32, 64)))
+    t = [
+        {"op": "apply", "meta": _meta(A, 1, 5), "content": _c(ref)},
+        {"op": "track", "id": f"{A}:1"},
+        {"op": "apply", "meta": _meta(A, 2, 6), "content": _c(Edit(f"{A}:1", "a caption"))},
+        {"op": "apply", "meta": _meta(B, 1, 7), "content": _c(Reaction(f"{A}:1", "👍"))},
+        {"op": "apply", "meta": _meta(B, 2, 8), "content": _c(Text("nice", f"{A}:1"))},
+        {"op": "erase", "sender": A, "seq": 1, "reason": "expired"},
+    ]
+    return {"part": "timeline", "params": {"self_id": A}, "ops": t}
+
+
+def part_files() -> dict[str, Any]:
+    """Attachments (files engine): A seals a 5-chunk image with a thumbnail; B fetches it from A; C fetches
+    from A and B at once and A leaves half way (B completes it); M holds nothing (NONE, then a retry
+    after retry_ms), X serves damaged blobs (bad-hash, fetched elsewhere), a request timeout moves a
+    blob to another holder; bad input: an unasked BLOB (chunk flood), a malformed frame, a WANT flood
+    past serve_window (BUSY), a file over max_file refused."""
+    from peer.core.crypto import sha256
+    from peer.core.files import BLOB, WANT, encode_frame
+
+    limits = {
+        "max_file": 1_000_000,
+        "window": 2,
+        "serve_window": 3,
+        "request_timeout_ms": 1000,
+        "retry_ms": 500,
+        "error_budget": 6,
+    }
+    thumb = _b64(bytes(range(40)))
+    ops: list[dict[str, Any]] = [
+        {
+            "op": "seal",
+            "at": "A",
+            "label": "img",
+            "name": "cat.png",
+            "mime": "image/png",
+            "size": 4500,
+            "chunk": 1024,
+            "seed": "files/img",
+            "thumb": thumb,
+            "thumb_mime": "image/jpeg",
+        },
+        {
+            "op": "seal",
+            "at": "A",
+            "label": "voice",
+            "name": "note.webm",
+            "mime": "audio/webm",
+            "size": 1500,
+            "chunk": 1024,
+            "seed": "files/voice",
+            "duration_ms": 2500,
+        },
+        {
+            "op": "seal",
+            "at": "A",
+            "label": "empty",
+            "name": "empty.txt",
+            "mime": "text/plain",
+            "size": 0,
+            "chunk": 1024,
+            "seed": "files/empty",
+        },
+        {"op": "link", "a": "B", "b": "A"},
+        {"op": "fetch", "at": "B", "label": "img"},
+        {"op": "run"},
+        {"op": "open", "at": "B", "label": "img"},
+        {"op": "link", "a": "C", "b": "A"},
+        {"op": "link", "a": "C", "b": "B"},
+        {"op": "fetch", "at": "C", "label": "img"},
+        {"op": "run", "frames": 6},
+        {"op": "unlink", "a": "C", "b": "A"},
+        {"op": "run"},
+        {"op": "open", "at": "C", "label": "img"},
+        {"op": "fetch", "at": "C", "label": "empty"},
+        {"op": "run"},
+        # M holds nothing: NONE, then everyone lacks it -> retry timer
+        {"op": "unlink", "a": "C", "b": "B"},
+        {"op": "link", "a": "C", "b": "M"},
+        {"op": "fetch", "at": "C", "label": "voice"},
+        {"op": "run"},
+        {"op": "timer", "now": T0 + 500},
+        {"op": "run"},
+        # X holds damaged copies; A (relinked) the real ones
+        {"op": "link", "a": "X", "b": "A"},
+        {"op": "fetch", "at": "X", "label": "voice"},
+        {"op": "run"},
+        {"op": "link", "a": "C", "b": "X"},
+        {"op": "run"},
+        {"op": "link", "a": "C", "b": "A"},
+        {"op": "run"},
+        {"op": "open", "at": "C", "label": "voice"},
+        # a request nobody answers times out and goes elsewhere: N swallows every frame
+        {"op": "link", "a": "D", "b": "N"},
+        {"op": "link", "a": "D", "b": "A"},
+        {"op": "fetch", "at": "D", "label": "img"},
+        {"op": "run"},
+        {"op": "timer", "now": T0 + 1000},
+        {"op": "run"},
+        {"op": "timer", "now": T0 + 2000},
+        {"op": "run"},
+        {"op": "timer", "now": T0 + 3000},
+        {"op": "run"},
+        {"op": "timer", "now": T0 + 4000},
+        {"op": "run"},
+        {"op": "open", "at": "D", "label": "img"},
+        # bad input at C
+        {
+            "op": "inject",
+            "at": "C",
+            "from": "Z",
+            "frame": _b64(encode_frame(BLOB, 9, sha256(b"junk"), b"junk")),
+        },
+        {"op": "inject", "at": "C", "from": "Z", "frame": _b64(b"\x07" + bytes(40))},
+    ]
+    ops += [
+        {
+            "op": "inject",
+            "at": "A",
+            "from": "Z",
+            "frame": _b64(encode_frame(WANT, i, sha256(bytes([i])))),
+            "serve": False,
+        }
+        for i in range(5)
+    ]
+    ops += [{"op": "inject", "at": "C", "from": "Z", "frame": _b64(b"\x01")} for _ in range(5)]
+    ops += [{"op": "inject", "at": "C", "from": "Z", "frame": _b64(b"\x01")}]
+    params = {
+        "nodes": ["A", "B", "C", "D", "M", "N", "X"],
+        "corrupt": ["X"],
+        "mute": ["N"],
+        "limits": limits,
+        "t0": T0,
+    }
+    return {"part": "files", "params": params, "ops": ops}
+
+
 def part_distribution() -> dict[str, Any]:
     """Distribution (members we have not linked with, served our chains paced): 2 per 1,000 ms window; B
     and C are served at once, D, E (silent) and F wait; E shows life and moves ahead of D; F is dropped
@@ -803,6 +946,8 @@ PARTS: list[Callable[[], dict[str, Any]]] = [
     part_presence,
     part_links,
     part_admission,
+    part_files,
+    part_timeline_files,
     part_distribution,
 ]
 

@@ -254,6 +254,7 @@ def build() -> dict[str, dict[str, Any]]:
     out["ranges"] = _int_range_cases(alice, member_key, room)
     out["check"] = build_check(alice, bob)
     out["governance"] = build_governance()
+    out["files"] = build_files()
     out["relay"] = build_relay(room, alice, bob)
     out["features"] = build_features(alice, bob)
     out["admission"] = build_admission()
@@ -1389,6 +1390,141 @@ def build_admission() -> dict[str, Any]:
         "member_key": owned.member_key.hex(),
         "bad": [{"name": n, "hex": d.hex()} for n, d in bad],
         "scenarios": scenarios,
+    }
+
+
+def build_files() -> dict[str, Any]:
+    """Attachments (peer/core/files.py): a sealed 2,500-byte file in 1 KiB chunks with a thumbnail and a
+    duration, its index and manifest blobs and content item; the transfer frames; bad manifests, content
+    items and frames with their codes (``zero_fill_to``: the bytes padded with zeros to that length)."""
+    import hashlib
+    import json as _json
+
+    from peer.core.crypto import aead_seal
+    from peer.core.files import (
+        BLOB,
+        BUSY,
+        MANIFEST_INFO,
+        NONE,
+        WANT,
+        Sealer,
+        encode_frame,
+        manifest_key,
+    )
+
+    key = DeterministicRng(b"files/key")(32)
+    plain = DeterministicRng(b"files/plaintext")(2500)
+    s = Sealer(key, len(plain), 1024)
+    chunks = [s.seal(i, plain[i * 1024 : (i + 1) * 1024]) for i in range(s.chunks)]
+    sealed = s.finish(
+        "café.png",
+        "image/png",
+        hashlib.sha256(plain).digest(),
+        thumb=b"\x89thumb",
+        thumb_mime="image/jpeg",
+        duration_ms=1500,
+    )
+    good = sealed.manifest.to_obj()
+
+    def reseal(obj: dict[str, Any]) -> str:
+        data = _json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+        return aead_seal(manifest_key(key), bytes(12), data, MANIFEST_INFO).hex()
+
+    content_obj = _json.loads(encode_content(sealed.content))
+    bid = sha256(b"blob")
+    return {
+        "key": key.hex(),
+        "plaintext": plain.hex(),
+        "chunk_size": 1024,
+        "chunks": [{"id": i.hex(), "blob": b.hex()} for i, b in chunks],
+        "index": sealed.index_blobs[0].hex(),
+        "manifest": {"blob": sealed.manifest_blob.hex(), "id": sealed.content.manifest.hex(), "fields": good},
+        "content": {"plaintext": encode_content(sealed.content).hex(), "fields": content_obj},
+        "frames": [
+            {
+                "name": "want",
+                "kind": WANT,
+                "req": 7,
+                "id": bid.hex(),
+                "data": "",
+                "hex": encode_frame(WANT, 7, bid).hex(),
+            },
+            {
+                "name": "blob",
+                "kind": BLOB,
+                "req": 2**32 - 1,
+                "id": bid.hex(),
+                "data": b"blob".hex(),
+                "hex": encode_frame(BLOB, 2**32 - 1, bid, b"blob").hex(),
+            },
+            {
+                "name": "none",
+                "kind": NONE,
+                "req": 0,
+                "id": bid.hex(),
+                "data": "",
+                "hex": encode_frame(NONE, 0, bid).hex(),
+            },
+            {
+                "name": "busy",
+                "kind": BUSY,
+                "req": 1,
+                "id": bid.hex(),
+                "data": "",
+                "hex": encode_frame(BUSY, 1, bid).hex(),
+            },
+        ],
+        "bad_frames": [
+            {"name": "empty", "hex": "", "code": "bad-frame"},
+            {"name": "short", "hex": "01" + "00" * 10, "code": "bad-frame"},
+            {"name": "unknown type", "hex": "09" + "00" * 36, "code": "bad-frame"},
+            {
+                "name": "want with payload",
+                "hex": encode_frame(WANT, 1, bid).hex() + "00",
+                "code": "bad-frame",
+            },
+            {
+                "name": "blob over 64 KiB + tag",
+                "hex": "02",
+                "zero_fill_to": 37 + 65536 + 17,
+                "code": "bad-frame",
+            },
+        ],
+        "bad_manifests": [
+            {
+                "name": "chunk count does not match the size",
+                "blob": reseal({**good, "n": 9}),
+                "code": "bad-manifest",
+            },
+            {"name": "index count", "blob": reseal({**good, "index": []}), "code": "bad-manifest"},
+            {"name": "unknown version", "blob": reseal({**good, "v": 2}), "code": "bad-manifest"},
+            {"name": "path in the name", "blob": reseal({**good, "name": "../x"}), "code": "bad-manifest"},
+            {
+                "name": "chunk below 1 KiB",
+                "blob": reseal({**good, "chunk": 512, "n": 5}),
+                "code": "bad-manifest",
+            },
+            {
+                "name": "thumbnail without its mime",
+                "blob": reseal({**good, "thumb_mime": None}),
+                "code": "bad-manifest",
+            },
+            {"name": "not sealed under the key", "blob": "00" * 64, "code": "bad-manifest"},
+            {"name": "over 48 KiB", "blob": "", "zero_fill_to": 48 * 1024 + 1, "code": "bad-manifest"},
+        ],
+        "mismatch": {"name": "other.png", "code": "bad-manifest"},
+        "bad_content": [
+            {"name": n, "plaintext": _json.dumps({**content_obj, f: v}).encode().hex(), "code": "bad-content"}
+            for n, f, v in [
+                ("name with a slash", "name", "a/b"),
+                ("empty name", "name", ""),
+                ("negative size", "size", -1),
+                ("size not an int", "size", 1.5),
+                ("mime without a slash", "mime", "png"),
+                ("short key", "key", "AAAA"),
+                ("manifest not base64url", "manifest", "!!"),
+            ]
+        ],
     }
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import cost, fanout, mesh, report, sigcap, wan
+from bench import cost, fanout, mesh, report, sigcap, transfer, wan
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +79,15 @@ def test_wan_runs(results: Path) -> None:
     wan.main(["--peers", "2", "--messages", "4", "--interval", "0.01", "--out", str(results)])
     data = read(results, "wan")
     assert "ephemesh" in data or "skipped" in data
+
+
+def test_transfer_runs(results: Path) -> None:
+    transfer.main(["--size-mb", "0.2", "--pings", "3", "--interval-ms", "1", "--out", str(results)])
+    data = read(results, "transfer")
+    assert data["size_bytes"] == 200_000
+    assert data["chat_rtt_idle"]["n"] == 3  # type: ignore[index]
+    assert data["chat_rtt_during_transfer"]["n"] >= 1  # type: ignore[index]
+    assert data["throughput_MBps"] > 0  # type: ignore[operator]
 
 
 def test_report_renders(results: Path, tmp_path: Path) -> None:

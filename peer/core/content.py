@@ -15,6 +15,8 @@ react       ``{"t":"react","target":msg_id,"emoji":str,"on":bool}`` — add/remo
 location    ``{"t":"location","lat_e6":int,"lon_e6":int,"acc_m":int|null}`` — a shared position in
             millionths of a degree (|lat| <= 90e6, |lon| <= 180e6), accuracy in metres (0..10^6);
             optional ``"fwd"`` as for text.
+file        ``{"t":"file","name":str,"size":int,"mime":str,"manifest":b64u,"key":b64u}`` — an
+            attachment (a message): see :mod:`peer.core.files` and PROTOCOL.md "Attachments".
 ==========  ===================================================================================
 
 Unknown types are a ``ProtocolError("bad-content")`` (the envelope stays in the log and is served, so
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from peer.core.errors import ProtocolError
+from peer.core.files import File, decode_file_content, file_content_obj
 from peer.core.ids import check_id
 
 #: a text body, in code points (the byte bound ``MAX_CONTENT`` on the encoded content is the binding one)
@@ -88,7 +91,7 @@ class Location:
         return self.lon_e6 / 1e6
 
 
-Content = Text | Profile | Edit | Reaction | Location
+Content = Text | Profile | Edit | Reaction | Location | File
 
 
 def encode_content(content: Content) -> bytes:
@@ -103,6 +106,8 @@ def encode_content(content: Content) -> bytes:
         obj = {"t": "profile", "name": content.name}
     elif isinstance(content, Edit):
         obj = {"t": "edit", "target": content.target, "body": content.body}
+    elif isinstance(content, File):
+        obj = file_content_obj(content)
     else:
         obj = {"t": "react", "target": content.target, "emoji": content.emoji, "on": content.on}
     data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -169,6 +174,8 @@ def decode_content(plaintext: bytes) -> Content:
         if any(unicodedata.category(ch)[0] == "C" and ch != "\u200d" for ch in emoji):
             raise ProtocolError("bad-content", "bad reaction")
         return Reaction(_msg_id(obj.get("target")), emoji, on)
+    if kind == "file":
+        return decode_file_content(obj)
     raise ProtocolError("bad-content", "unknown content type")
 
 

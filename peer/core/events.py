@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from peer.core.files import File
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -26,6 +28,8 @@ class Message:
     forwarded_from: str | None = None
     #: a shared location: (lat_e6, lon_e6, acc_m or None); ``text`` is then ""
     location: tuple[int, int, int | None] | None = None
+    #: an attachment (``"file"`` content): name, size, mime, manifest id and key; None for a text
+    file: File | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         obj = self._base_json()
@@ -38,6 +42,8 @@ class Message:
         if self.location is not None:
             lat, lon, acc = self.location
             obj["location"] = {"lat_e6": lat, "lon_e6": lon, "acc_m": acc}
+        if self.file is not None:
+            obj["file"] = self.file.info_json()  # never the key
         return obj
 
     def _base_json(self) -> dict[str, Any]:

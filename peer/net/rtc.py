@@ -29,6 +29,7 @@ from aiortc import (
 )
 from aiortc.sdp import candidate_from_sdp
 
+from peer.net.fileschannel import FILES_LABEL, FilesLink
 from peer.net.transport import TransportClosed
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,9 @@ class RtcTransport:
         self._low = asyncio.Event()
         self._low.set()
         channel.bufferedAmountLowThreshold = LOW_WATER
+        #: the attachment transfer channel on the same connection (peer/net/fileschannel.py), once known
+        self.files: FilesLink | None = None
+        self.files_attached = asyncio.Event()
 
         @channel.on("message")
         def _on_message(message: bytes | str) -> None:
@@ -251,6 +255,20 @@ class RtcTransport:
         if not self._closed.is_set():
             self._closed.set()
             self._queue.put_nowait(_CLOSED)
+            if self.files is not None:
+                self.files.mark_closed()
+            self.files_attached.set()
+
+    def attach_files(self, channel: RTCDataChannel) -> None:
+        """The ``ephemesh-files`` channel of this connection (created by the offerer with the chat one)."""
+        if self.files is None and not self.closed:
+            self.files = FilesLink(channel, self._outbound_chunks)
+            self.files_attached.set()
+
+    def _outbound_chunks(self) -> int:
+        """SCTP chunks of every channel waiting for the wire (aiortc internals, read defensively)."""
+        queue = getattr(self._pc.sctp, "_outbound_queue", None) if self._pc.sctp is not None else None
+        return len(queue) if queue is not None else 0
 
     async def send(self, data: bytes) -> None:
         if self.closed or self._channel.readyState != "open":
@@ -312,6 +330,8 @@ async def rtc_pair(a_id: str, b_id: str) -> tuple[RtcTransport, RtcTransport]:
     pc_b = RTCPeerConnection(rtc_configuration([]))
     ch_a = pc_a.createDataChannel(CHANNEL_LABEL, ordered=True)
     t_a = RtcTransport(a_id, b_id, pc_a, ch_a)
+    t_a.attach_files(pc_a.createDataChannel(FILES_LABEL, ordered=True))
+    files_b: list[RTCDataChannel] = []
     loop = asyncio.get_running_loop()
     opened: asyncio.Future[None] = loop.create_future()
     got: asyncio.Future[RtcTransport] = loop.create_future()
@@ -321,8 +341,16 @@ async def rtc_pair(a_id: str, b_id: str) -> tuple[RtcTransport, RtcTransport]:
             opened.set_result(None)
 
     def on_channel(ch: RTCDataChannel) -> None:
-        if not got.done():
-            got.set_result(RtcTransport(b_id, a_id, pc_b, ch))
+        if ch.label == FILES_LABEL:
+            if got.done():
+                got.result().attach_files(ch)
+            else:
+                files_b.append(ch)
+        elif not got.done():
+            t = RtcTransport(b_id, a_id, pc_b, ch)
+            for f in files_b:
+                t.attach_files(f)
+            got.set_result(t)
 
     ch_a.on("open", on_open)
     pc_b.on("datachannel", on_channel)
@@ -349,6 +377,8 @@ class _Pending:
     pc: RTCPeerConnection
     offerer: bool
     holdoff: asyncio.Task[None] | None = None
+    transport: RtcTransport | None = None
+    files: RTCDataChannel | None = None
     channel_ready: asyncio.Future[RtcTransport] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -485,9 +515,18 @@ class RtcConnector:
 
         @pc.on("datachannel")
         def _on_channel(channel: RTCDataChannel) -> None:
-            if channel.label == CHANNEL_LABEL and not pending.channel_ready.done():
+            if channel.label == FILES_LABEL:
+                if pending.transport is not None:
+                    pending.transport.attach_files(channel)
+                else:
+                    pending.files = channel
+            elif channel.label == CHANNEL_LABEL and not pending.channel_ready.done():
                 # wrap at once: frames the offerer sends right after "open" must not be lost
-                pending.channel_ready.set_result(RtcTransport(self.local_id, remote, pc, channel))
+                transport = RtcTransport(self.local_id, remote, pc, channel)
+                pending.transport = transport
+                if pending.files is not None:
+                    transport.attach_files(pending.files)
+                pending.channel_ready.set_result(transport)
 
         @pc.on("connectionstatechange")
         async def _on_state() -> None:
@@ -504,6 +543,7 @@ class RtcConnector:
         pc = pending.pc
         channel = pc.createDataChannel(CHANNEL_LABEL, ordered=True)
         transport = RtcTransport(self.local_id, remote, pc, channel)
+        transport.attach_files(pc.createDataChannel(FILES_LABEL, ordered=True))
 
         @channel.on("open")
         def _on_open() -> None:

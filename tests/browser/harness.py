@@ -39,6 +39,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--disable-features=WebRtcHideLocalIpsWithMdns",
+    # a fake microphone/camera and no permission prompt (voice notes); used only by getUserMedia callers
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
 ]
 
 

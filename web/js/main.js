@@ -15,6 +15,8 @@
 import { createStore, initialState } from './ui/state.js';
 import { createView, fillTtlSelect } from './ui/view.js';
 import { App, closeApp } from './ui/app.js';
+import { wireAttachments } from './ui/attachments.js';
+import { makeThumbnail } from './net/files.js';
 import { loadOrCreateIdentity } from './store/identity.js';
 import { SignalingHub } from './net/hub.js';
 import { ed25519Sign } from './core/crypto.js';
@@ -449,6 +451,13 @@ $('messages').addEventListener('click', (e) => {
     store().dispatch({ type: 'picker', id: open ? null : id });
     if (!open) /** @type {HTMLElement|null} */ (document.querySelector(`#messages li[data-id="${CSS.escape(id)}"] .picker button`))?.focus();
   } else if (action === 'react' && btn.dataset.emoji) void app().react(id, btn.dataset.emoji);
+  else if (action === 'fetch-file') void app().fetchFile(id);
+});
+// Attachments: attach button, drag and drop, paste an image, voice notes (ui/attachments.js).
+wireAttachments({
+  send: (blob, name, mime, o) => app().sendFile(blob, name, mime, o),
+  thumbnail: makeThumbnail,
+  error: (text) => store().dispatch({ type: 'error', code: 'attachment', text }),
 });
 $('messages').addEventListener('keydown', (e) => {
   if (e.key === 'Escape' && store().getState().picker) store().dispatch({ type: 'picker', id: null });

@@ -24,6 +24,7 @@ from peer.core.events import (
     RoomEvent,
     TimerChanged,
 )
+from peer.core.files import File
 from peer.core.identity import PublicBundle
 from peer.core.log import Key, LogEntry, Tombstone
 from peer.core.membership import MembershipOp, OpType
@@ -390,7 +391,7 @@ class Inbound:
         except ProtocolError as exc:
             self._fault(env.sender, exc.code, now, events, link=False)
             return
-        if isinstance(content, Text | Edit | Location) and not self.members_part.may_post(
+        if isinstance(content, Text | Edit | Location | File) and not self.members_part.may_post(
             env.sender, env.lamport
         ):
             return  # announcement mode: a non-admin's message after the switch is not shown

@@ -56,6 +56,7 @@ from peer.core.events import (
     RemoteError,
     RoomEvent,
 )
+from peer.core.files import File
 from peer.core.identity import Identity, PublicBundle
 from peer.core.invite import Invite
 from peer.core.log import Key, LogEntry
@@ -269,6 +270,16 @@ class Room(Inbound):
         self.timeline.track_delivery(msg.id)
         return msg
 
+    def send_file(self, ref: File, now: int, *, ttl_s: int | None = None) -> Message:
+        """Send an attachment's content item (its blobs are sealed and stored by the caller first); it
+        rides the log like a text: order, expiry, unsend. See :mod:`peer.core.files`."""
+        ttl = ttl_s if ttl_s is not None else self.timer_s
+        expires_at = NEVER if ttl == 0 else now + ttl * 1000
+        msg = self.timeline.shown(self._send_content(ref, now, expires_at))
+        assert msg is not None
+        self.timeline.track_delivery(msg.id)
+        return msg
+
     # -- issue 15: location, forward, search, last seen ------------------------------------------------
 
     def send_location(self, where: Location, now: int, *, ttl_s: int | None = None) -> Message:
@@ -283,6 +294,8 @@ class Room(Inbound):
         source has expired (or is not a forwardable message)."""
         if source.expires_at <= now:
             raise ValueError("cannot forward: that message has expired")
+        if source.file is not None:  # its blobs are keyed to this room's message: re-send the file instead
+            raise ValueError("cannot forward an attachment (yet): save it and send it again")
         name = source.forwarded_from if source.forwarded_from is not None else clean_name(from_name)
         fwd = Forwarded(name)
         content: Text | Location
@@ -636,7 +649,7 @@ class Room(Inbound):
     ) -> Key:
         if self.keeper:
             raise ValueError("a keeper does not send messages")
-        if isinstance(content, Text | Edit | Location) and not self.members_part.may_post(
+        if isinstance(content, Text | Edit | Location | File) and not self.members_part.may_post(
             self.peer_id, self.sync.lamport + 1
         ):
             raise PermissionError("announcement mode: only admins post")

@@ -1,7 +1,7 @@
 """Timeline: what the room shows. A pure projection of opened content; no crypto, no I/O, no persistence.
 
 Rules:
-- A ``text`` content is a message; ``profile`` sets its sender's display name (latest ``(lamport, seq)``
+- A ``text`` content is a message, and so is a ``file`` (its text empty, ``Message.file`` set); ``profile`` sets its sender's display name (latest ``(lamport, seq)``
   wins); ``edit`` replaces the body of its sender's OWN message (latest wins); ``react`` toggles a
   ``(reactor, emoji)`` vote on any message (latest per vote wins). Edits and reactions may arrive before
   their target: they are applied when it arrives.
@@ -31,6 +31,7 @@ from peer.core.events import (
     ProfileChanged,
     RoomEvent,
 )
+from peer.core.files import File
 from peer.core.ids import message_id
 from peer.core.log import Key
 from peer.core.search import SearchIndex
@@ -127,6 +128,20 @@ class Timeline:
             self._render(key)
             events.append(MessageReceived(self._messages[key]))
             return None
+        if isinstance(content, File):
+            self._base[key] = Message(
+                message_id(meta.sender, meta.seq),
+                meta.sender,
+                meta.seq,
+                meta.lamport,
+                meta.sent_at,
+                meta.expires_at,
+                "",
+                file=content,
+            )
+            self._render(key)
+            events.append(MessageReceived(self._messages[key]))
+            return None
         if isinstance(content, Profile):
             current = self._profiles.get(meta.sender)
             if current is None or (meta.lamport, meta.seq) > current[:2]:
@@ -167,7 +182,10 @@ class Timeline:
         shown = self._content.get(key)
         if isinstance(shown, Text) and edited:
             shown = replace(shown, body=body)
-        self.search.put(key, searchable_text(shown) if shown is not None else "")
+        if base.file is not None:  # an attachment is found by its file name (and its caption)
+            self.search.put(key, f"{base.file.name} {body}".strip())
+        else:
+            self.search.put(key, searchable_text(shown) if shown is not None else "")
 
     def referring(self, key: Key) -> list[Key]:
         """The edit and reaction envelopes that refer to ``key`` (held or waiting for it)."""

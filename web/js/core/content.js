@@ -13,6 +13,8 @@
 // - location {"t":"location","lat_e6":int,"lon_e6":int,"acc_m":int|null}  a shared position (issue 15)
 // Text (and location) may carry "mentions":[peer_id,...] (text only, 1..32 distinct) and
 // "fwd":{"from_name":str}; the whole encoded content is at most MAX_CONTENT (64,000) bytes.
+// - file     {"t":"file","name","size","mime","manifest":b64u,"key":b64u}  an attachment (a message); see
+//            files.js and PROTOCOL.md "Attachments"
 //
 // Rule: decodeContent returns a frozen content object or throws ProtocolError('bad-content'), never
 // anything else. Unknown types are 'bad-content' (the envelope stays in the log and is still served).
@@ -20,6 +22,7 @@
 
 import { ProtocolError } from './errors.js';
 import { fromUtf8, utf8 } from './bytes.js';
+import { decodeFileContent, fileContentObj } from './files.js';
 
 export const MAX_TEXT_BODY = 64_000;
 export const MAX_NAME = 64;
@@ -32,7 +35,8 @@ export const MAX_EMOJI = 16;
  * @typedef {{t: 'profile', name: string}} ProfileContent
  * @typedef {{t: 'edit', target: string, body: string}} EditContent
  * @typedef {{t: 'react', target: string, emoji: string, on: boolean}} ReactContent
- * @typedef {TextContent|ProfileContent|EditContent|ReactContent|LocationContent} Content
+ * @typedef {import('./files.js').FileContent} FileContent
+ * @typedef {TextContent|ProfileContent|EditContent|ReactContent|LocationContent|FileContent} Content
  */
 
 const CONTROL = /\p{C}/u;
@@ -108,6 +112,7 @@ export function decodeContent(plaintext) {
     if (CONTROL.test(emoji.replaceAll('\u200d', ''))) throw new ProtocolError('bad-content', 'bad reaction');
     return react(msgId(obj.target), emoji, on);
   }
+  if (kind === 'file') return decodeFileContent(obj);
   throw new ProtocolError('bad-content', 'unknown content type');
 }
 
@@ -125,6 +130,7 @@ export function encodeContent(c) {
   }
   else if (c.t === 'profile') obj = { t: 'profile', name: c.name };
   else if (c.t === 'edit') obj = { t: 'edit', target: c.target, body: c.body };
+  else if (c.t === 'file') obj = fileContentObj(c);
   else obj = { t: 'react', target: c.target, emoji: c.emoji, on: c.on };
   const data = utf8(JSON.stringify(obj));
   if (data.length > MAX_CONTENT) throw new ContentTooLong(data.length);

@@ -26,6 +26,7 @@ import { ProtocolError } from '../core/errors.js';
 import { isId } from '../core/ids.js';
 
 export const CHANNEL_LABEL = 'ephemesh';
+export const FILES_LABEL = 'ephemesh-files';
 export const MAX_FRAME_BYTES = 64 * 1024;
 export const MAX_SIGNAL_CHARS = 60000;
 
@@ -102,6 +103,7 @@ export const PLAIN_CODEC = /** @type {SignalCodec} */ ({
  * @property {(peer: string, frame: Uint8Array) => void} [onFrame]
  * @property {(peer: string, state: LinkState) => void} [onLinkState]
  * @property {(info: LinkInfo) => void} [onLinkInfo]
+ * @property {(peer: string, channel: RTCDataChannel) => void} [onFilesChannel] the link's attachment channel (net/files.js)
  * @property {number} [connectTimeoutMs]
  * @property {typeof REDIAL} [redial]
  */
@@ -242,6 +244,7 @@ export class Mesh {
       const link = this.createLink(peer);
       const channel = link.pc.createDataChannel(CHANNEL_LABEL, { ordered: true });
       this.attachChannel(link, channel);
+      this.opts.onFilesChannel?.(peer, link.pc.createDataChannel(FILES_LABEL, { ordered: true }));
       this.offersSent += 1;
       await link.pc.setLocalDescription(await link.pc.createOffer());
       await this.sendDescription(link, 'offer');
@@ -428,6 +431,7 @@ export class Mesh {
     this.links.set(peer, link);
     pc.ondatachannel = (ev) => {
       if (ev.channel.label === CHANNEL_LABEL && !link.channel) this.attachChannel(link, ev.channel);
+      else if (ev.channel.label === FILES_LABEL) this.opts.onFilesChannel?.(peer, ev.channel);
     };
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === 'failed') {

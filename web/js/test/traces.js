@@ -8,6 +8,8 @@ import { deterministicRng } from '../core/crypto.js';
 import { identityFromBytes, publicBundle } from '../core/identity.js';
 import { deriveRoomKeys, parseInvite } from '../core/invite.js';
 import { Room } from '../core/room.js';
+import { fileInfoJson } from '../core/files.js';
+import { replayFilesPart } from './files-trace.js';
 
 /** Python's json.dumps of a list of strings. @param {string[]} xs */
 const pyList = (xs) => `[${xs.map((x) => JSON.stringify(x)).join(', ')}]`;
@@ -24,11 +26,14 @@ export function canonical(v) {
 
 /** @param {import('../core/room/timeline.js').Message} m @param {string} [event] */
 function messageJson(m, event = 'message') {
-  return {
+  /** @type {Record<string, unknown>} */
+  const doc = {
     event, id: m.id, sender: m.sender, lamport: m.lamport, seq: m.seq, sent_at: m.sentAt, expires_at: m.expiresAt,
     text: m.text, reply_to: m.replyTo, edited: m.edited, reactions: Object.fromEntries(m.reactions),
     ...featureJson(m),
   };
+  if (m.file) doc.file = fileInfoJson(m.file);
+  return doc;
 }
 
 /** The issue-15 fields of Message.to_json(), present only when set. @param {import('../core/room/timeline.js').Message} m */
@@ -231,6 +236,7 @@ export async function replayTrace(doc, o = {}) {
  * @param {any} doc @returns {Promise<{steps: number, problems: string[]}>}
  */
 export async function replayPartTrace(doc) {
+  if (doc.part === 'files') return replayFilesPart(doc);
   const { Timeline } = await import('../core/room/timeline.js');
   const { Parking } = await import('../core/room/parking.js');
   const { Presence } = await import('../core/room/presence.js');

@@ -37,6 +37,7 @@ import { applyBatch as storeBatch, loadSnapshot as storeSnapshot } from '../stor
 import { Mesh } from '../net/mesh.js';
 import * as features from './features.js';
 import { createSealedCodec } from '../net/sealed-codec.js';
+import { FileTransfers } from '../net/files.js';
 
 /**
  * @typedef {{ applyBatch: (roomId: string, b: import('../core/room.js').PersistBatch) => Promise<void>,
@@ -85,6 +86,8 @@ export class App {
     this.retry = null;
     /** @type {ReturnType<typeof setTimeout>|null} */
     this.typingStop = null;
+    /** attachments: transfers on each link's files channel (net/files.js) */
+    this.files = new FileTransfers({ now: this.now, onStatus: (status) => this.store.dispatch({ type: 'attachment', status }) });
     this.signalsRelayed = 0; // our payloads sent through linked members
     this.signalsReceivedRelayed = 0; // payloads for us that arrived through linked members
     this.reachSeen = '';
@@ -132,7 +135,10 @@ export class App {
     this.room = await Room.create(this.identity, { roomId: keys.roomId, memberKey: keys.memberKey, ttlS: invite.ttlS, owner: invite.owner }, now, { snapshot });
     await this.room.enableReach([['server', location.origin]], now).catch(() => undefined); // an origin the codec cannot carry: not announced
     this.dispatchRoles();
-    for (const message of this.room.messages()) this.store.dispatch({ type: 'message', message });
+    for (const message of this.room.messages()) {
+      this.store.dispatch({ type: 'message', message });
+      this.files.onMessage(message, message.sender === this.identity.peerId);
+    }
     for (const [peer, [, , name]] of this.room.profiles) this.store.dispatch({ type: 'profile', peer, name });
     const wanted = localStorage.getItem(`ephemesh.name.${keys.roomId}`) ?? this.store.getState().displayName;
     if (wanted && wanted !== this.room.displayName(this.identity.peerId)) await this.setDisplayName(wanted);
@@ -178,6 +184,7 @@ export class App {
         onFrame: (from, frame) => void this.onFrame(from, frame),
         onLinkState: (p, link) => this.onLinkState(p, link),
         onLinkInfo: (info) => this.store.dispatch({ type: 'link-info', info }),
+        onFilesChannel: (p, ch) => this.files.attach(p, ch),
       });
       const present = await client.join(room);
       this.backoffMs = 1000;
@@ -330,6 +337,7 @@ export class App {
     const d = this.store.dispatch;
     if (ev.type === 'message') {
       d({ type: 'message', message: ev.message });
+      if (ev.message.file) this.files.onMessage(ev.message, ev.message.sender === this.identity.peerId);
       if (ev.message.sender !== this.identity.peerId) {
         const from = this.store.getState().names[ev.message.sender] ?? 'someone';
         if (!(ev.message.mentioned && features.notifyMention(from))) notifyIfHidden(from);
@@ -339,7 +347,10 @@ export class App {
       d({ type: 'message-updated', message: ev.message });
       features.refreshSearch(this);
     }
-    else if (ev.type === 'expired') d({ type: 'message-gone', id: ev.id, reason: ev.reason });
+    else if (ev.type === 'expired') {
+      this.files.forget(ev.id);
+      d({ type: 'message-gone', id: ev.id, reason: ev.reason });
+    }
     else if (ev.type === 'profile') d({ type: 'profile', peer: ev.peer, name: ev.name });
     else if (ev.type === 'typing') d({ type: 'typing', peers: this.room?.typingMembers(this.now()) ?? [] });
     else if (ev.type === 'seen') d({ type: 'receipt', id: ev.id, seen: ev.count, of: ev.of });
@@ -390,6 +401,45 @@ export class App {
     this.store.dispatch({ type: 'message', message });
     await this.typed(false);
     return true;
+  }
+
+  /**
+   * Send a file (attach button, drop, paste, voice note): sealed here in chunks with a fresh key, announced
+   * by a "file" message; members fetch it from whoever holds it. Fails closed without room keys.
+   * @param {Blob} blob @param {string} name @param {string} mime
+   * @param {{thumb?: Uint8Array|null, thumbMime?: string|null, durationMs?: number|null}} [o]
+   */
+  async sendFile(blob, name, mime, o = {}) {
+    const room = this.room;
+    if (!room || !this.mesh) {
+      this.store.dispatch({ type: 'error', code: 'not-encrypted', text: 'File not sent: end-to-end encryption is not ready yet.' });
+      return null;
+    }
+    let content;
+    try {
+      content = await this.files.seal(blob, name, mime, o);
+    } catch (err) {
+      this.store.dispatch({ type: 'error', code: 'file-refused', text: `File not sent: ${err instanceof Error ? err.message : 'refused'}` });
+      return null;
+    }
+    const { ttlS } = this.store.getState();
+    let message;
+    try {
+      message = await room.sendFile(content, this.now(), { ttlS });
+    } catch (err) {
+      if (!(err instanceof PermissionError)) throw err;
+      this.store.dispatch({ type: 'error', code: 'not-allowed', text: 'Announcement mode: only admins post in this room.' });
+      return null;
+    }
+    this.store.dispatch({ type: 'message', message });
+    this.files.onMessage(message, true);
+    await this.pump([]);
+    return message;
+  }
+
+  /** Fetch an attachment (download button). @param {string} messageId */
+  fetchFile(messageId) {
+    return this.files.fetch(messageId);
   }
 
   /** Publish our display name in this room (and remember it for this room). @param {string} name */
@@ -511,6 +561,7 @@ export function closeApp(app) {
   for (const t of [app.retry, app.timer, app.typingStop]) if (t !== null) clearTimeout(t);
   app.retry = app.timer = app.typingStop = null;
   app.mesh?.close();
+  app.files.close();
   app.mesh = null;
   if (app.client && 'detached' in app.client) app.client.close();
   else app.client?.close();

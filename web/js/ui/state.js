@@ -36,7 +36,9 @@ export const TTL_CHOICES = [
  *   path?: 'direct'|'relayed'|null, reason?: string|null }} Member
  * @typedef {{ id: string, sender: string, text: string, sentAt: number, expiresAt: number, lamport?: number, seq?: number,
  *   replyTo?: string|null, edited?: boolean, reactions?: [string, string[]][], mentions?: string[], mentioned?: boolean,
- *   forwardedFrom?: string|null, location?: [number, number, number|null]|null }} Message
+ *   forwardedFrom?: string|null, location?: [number, number, number|null]|null,
+ *   file?: {name: string, size: number, mime: string} }} Message
+ * @typedef {import('../net/files.js').FileStatus} FileStatus
  * @typedef {{ seen: number, erased: number, of: number }} Receipts
  * @typedef {{ id: string, sender: string, sentAt: number, lamport?: number, seq?: number, goneAt: number, reason: string }} Ghost
  * @typedef {{ code: string, text: string }} UiError
@@ -50,6 +52,7 @@ export const TTL_CHOICES = [
  *   replyTo: string|null, editing: string|null, picker: string|null, ghosts: Ghost[],
  *   roles: {owner: string|null, admins: string[], announce: boolean, removed: string[], closed: boolean, requests: string[]},
  *   search: {q: string, ids: string[]}|null, lastSeen: Record<string, number>, shareLastSeen: boolean,
+ *   attachments: Record<string, FileStatus>,
  * }} AppState
  */
 
@@ -61,6 +64,7 @@ export function initialState(now) {
     safetyOpen: false, safety: {}, now, names: {}, typing: [], receipts: {}, delivered: {}, replyTo: null, editing: null, picker: null, ghosts: [],
     roles: { owner: null, admins: [], announce: false, removed: [], closed: false, requests: [] },
     search: null, lastSeen: {}, shareLastSeen: true, // issue 15 (features-state.js)
+    attachments: {},
   };
 }
 
@@ -133,7 +137,9 @@ export function reduce(s, a) {
     }
     case 'message-gone': {
       const gone = s.messages.filter((m) => m.id === a.id);
-      return dropGone({ ...s, messages: s.messages.filter((m) => m.id !== a.id), ghosts: addGhosts(s, gone, s.now, a.reason ?? 'expired') });
+      const attachments = { ...s.attachments };
+      delete attachments[a.id];
+      return dropGone({ ...s, attachments, messages: s.messages.filter((m) => m.id !== a.id), ghosts: addGhosts(s, gone, s.now, a.reason ?? 'expired') });
     }
     case 'tick': {
       const gone = s.messages.filter((m) => m.expiresAt <= a.now);
@@ -164,6 +170,8 @@ export function reduce(s, a) {
       return { ...s, error: { code: a.code, text: a.text } };
     case 'dismiss-error':
       return { ...s, error: null };
+    case 'attachment': // a file's transfer status (net/files.js), keyed by its message id
+      return { ...s, attachments: { ...s.attachments, [a.status.messageId]: a.status } };
     case 'safety-open':
       return { ...s, safetyOpen: a.open };
     case 'safety-number':

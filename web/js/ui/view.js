@@ -3,6 +3,7 @@
 // Every message action is a real <button> (keyboard reachable, labelled); main.js handles them by
 // delegation on #messages through their data-action / data-id / data-emoji attributes.
 
+import { attachmentView } from './attachments.js';
 import { REACTIONS, TTL_CHOICES, formatRemaining, nameOf, ttlLabel } from './state.js';
 import { ago, messageBody, renderSearch } from './features.js';
 
@@ -98,8 +99,9 @@ function fillMessage(li, s, m) {
   const target = m.replyTo ? s.messages.find((x) => x.id === m.replyTo) : undefined;
   const r = s.receipts[m.id];
   const reactions = m.reactions ?? [];
+  const att = s.attachments?.[m.id];
   const sig = JSON.stringify([from, m.text, m.edited, reactions, m.replyTo, target?.text, target && nameOf(s, target.sender), mine, r, s.delivered[m.id]?.length ?? 0,
-    s.picker === m.id, s.replyTo === m.id, s.editing === m.id, s.self]);
+    s.picker === m.id, s.replyTo === m.id, s.editing === m.id, s.self, m.file ?? null, att ?? null]);
   if (li.dataset.sig === sig) return;
   li.dataset.sig = sig;
   li.classList.toggle('mine', mine);
@@ -112,7 +114,11 @@ function fillMessage(li, s, m) {
     q.setAttribute('aria-label', target ? `In reply to ${nameOf(s, target.sender)}: ${excerpt(target.text)}` : 'In reply to a message that is gone');
     parts.push(q);
   }
-  parts.push(...messageBody(m));
+  if (m.file) parts.push(attachmentView(m, att));
+  if (m.file && !m.text) {
+    const fwd = messageBody(m).filter((e) => e.className === 'forwarded');
+    parts.push(...fwd);
+  } else parts.push(...messageBody(m));
   li.classList.toggle('mentioned', Boolean(m.mentioned));
   if (reactions.length) {
     const row = el('div', 'reactions');

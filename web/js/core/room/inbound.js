@@ -404,7 +404,7 @@ export class Inbound {
       this.fault(env.sender, e.code, now, events, false);
       return;
     }
-    if ((c.t === 'text' || c.t === 'edit' || c.t === 'location') && !this.membersPart.mayPost(env.sender, env.lamport)) return; // announcement mode
+    if ((c.t === 'text' || c.t === 'edit' || c.t === 'location' || c.t === 'file') && !this.membersPart.mayPost(env.sender, env.lamport)) return; // announcement mode
     const meta = { sender: env.sender, seq: env.seq, lamport: env.lamport, sentAt: env.sentAt, expiresAt: env.expiresAt };
     const code = this.timeline.apply(meta, c, events);
     if (code !== null) { this.fault(env.sender, code, now, events, false); return; }

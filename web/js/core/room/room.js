@@ -196,6 +196,7 @@ export class Room extends Inbound {
   forward(source, fromName, now, o = {}) {
     return this.run(async () => {
       if (source.expiresAt <= now) throw new Error('cannot forward: that message has expired');
+      if (source.file) throw new Error('cannot forward an attachment (yet): save it and send it again');
       const fwd = Object.freeze({ fromName: source.forwardedFrom ?? content.cleanName(fromName) });
       const c = source.location ? content.location(source.location[0], source.location[1], source.location[2], fwd) : content.text(source.text, null, [], fwd);
       return this.sendMessage(c, now, Math.min(source.expiresAt, this.expiry(now, o.ttlS ?? null)));
@@ -229,6 +230,22 @@ export class Room extends Inbound {
   setShareLastSeen(share, now) {
     return this.run(async () => {
       for (const [peer, body] of this.presence.setShare(share, this.online(), this.persist)) this.sync.sendOpaque(peer, wire.FrameType.APP, body);
+    });
+  }
+
+  /**
+   * Send an attachment's content item (its blobs sealed and stored by the caller first; see files.js);
+   * it rides the log like a text: order, expiry, unsend.
+   * @param {import('../files.js').FileContent} ref @param {number} now @param {{ttlS?: number|null}} [o] @returns {Promise<Message>}
+   */
+  sendFile(ref, now, o = {}) {
+    return this.run(async () => {
+      const ttl = o.ttlS ?? this.timerS;
+      const expiresAt = ttl === 0 ? NEVER : now + ttl * 1000;
+      const k = await this.sendContent(ref, now, expiresAt, []);
+      const msg = /** @type {Message} */ (this.timeline.msgs.get(k));
+      this.timeline.trackDelivery(msg.id);
+      return msg;
     });
   }
 
@@ -572,7 +589,7 @@ export class Room extends Inbound {
   /** @param {import('../content.js').Content} c @param {number} now @param {number} expiresAt @param {RoomEvent[]} events @returns {Promise<string>} the log key */
   async sendContent(c, now, expiresAt, events) {
     if (this.keeper) throw new Error('a keeper does not send messages');
-    if ((c.t === 'text' || c.t === 'edit' || c.t === 'location') && !this.membersPart.mayPost(this.peerId, this.sync.lamport + 1)) {
+    if ((c.t === 'text' || c.t === 'edit' || c.t === 'location' || c.t === 'file') && !this.membersPart.mayPost(this.peerId, this.sync.lamport + 1)) {
       throw new PermissionError('announcement mode: only admins post');
     }
     const plaintext = content.encodeContent(c);

@@ -11,7 +11,8 @@ import { SearchIndex } from '../search.js';
 /**
  * @typedef {{id: string, sender: string, seq: number, lamport: number, sentAt: number, expiresAt: number, text: string,
  *   replyTo: string|null, edited: boolean, reactions: [string, string[]][], mentions: string[], mentioned: boolean,
- *   forwardedFrom: string|null, location: [number, number, number|null]|null}} Message
+ *   forwardedFrom: string|null, location: [number, number, number|null]|null,
+ *   file?: import('../files.js').FileContent}} Message
  * @typedef {{sender: string, seq: number, lamport: number, sentAt: number, expiresAt: number}} Meta
  * @typedef {import('./room.js').RoomEvent} RoomEvent
  */
@@ -84,6 +85,16 @@ export class Timeline {
       events.push({ type: 'message', message: /** @type {Message} */ (this.msgs.get(k)) });
       return null;
     }
+    if (c.t === 'file') {
+      this.base.set(k, Object.freeze({
+        id: messageId(m.sender, m.seq), sender: m.sender, seq: m.seq, lamport: m.lamport, sentAt: m.sentAt,
+        expiresAt: m.expiresAt, text: '', replyTo: null, edited: false, reactions: [], mentions: [], mentioned: false,
+        forwardedFrom: null, location: null, file: c,
+      }));
+      this.render(k);
+      events.push({ type: 'message', message: /** @type {Message} */ (this.msgs.get(k)) });
+      return null;
+    }
     if (c.t === 'profile') {
       const cur = this.profiles.get(m.sender);
       if (!cur || m.lamport > cur[0] || (m.lamport === cur[0] && m.seq > cur[1])) {
@@ -132,7 +143,8 @@ export class Timeline {
     const reactions = [...byEmoji].map(([e, peers]) => /** @type {[string, string[]]} */ ([e, peers.sort()])).sort((x, y) => cpCompare(x[0], y[0]));
     this.msgs.set(k, Object.freeze({ ...base, text, edited, reactions }));
     const shown = this.content.get(k);
-    this.search.put(k, shown ? searchableText(shown.t === 'text' && edited ? { ...shown, body: text } : shown) : '');
+    if (base.file) this.search.put(k, `${base.file.name} ${text}`.trim()); // an attachment: by its file name (and caption)
+    else this.search.put(k, shown ? searchableText(shown.t === 'text' && edited ? { ...shown, body: text } : shown) : '');
   }
 
   /** The content a message was sent with (for forwarding). @param {string} k */

@@ -1,0 +1,194 @@
+"""Attachment transfer: throughput and chat latency during a transfer, Python <-> Python on loopback.
+
+    python -m bench.transfer --size-mb 50 --pings 200 --interval-ms 20
+
+Two processes (alice here, bob a child: ``python -m bench.transfer --child ...``) and the signaling
+server (a third) on loopback. Chat latency is the round trip of a real ephemesh message: alice sends
+``ping i``, bob answers ``pong i`` when it shows it; measured first with no transfer, then in the same
+run while bob downloads a ``--size-mb`` file from alice (alice keeps pinging every ``--interval-ms``).
+Throughput is the file's size over bob's fetch time (every chunk verified, stored encrypted); the CPU
+seconds both processes spent meanwhile give MB per CPU-second (what one free core carries, whatever
+the machine's load, which is recorded too). Writes ``bench/results/transfer.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import PY, ROOT, spawn_server, summary_ms, write_result
+
+
+def _make_file(path: Path, size: int) -> None:
+    with path.open("wb") as f:
+        block = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(2048))  # 64 KiB
+        left = size
+        n = 0
+        while left > 0:
+            piece = hashlib.sha256(n.to_bytes(8, "big")).digest() + block[32:]
+            f.write(piece[: min(left, len(piece))])
+            left -= len(piece)
+            n += 1
+
+
+def _no_pacing() -> None:
+    import peer.net.fileschannel as fc
+
+    fc.PACING = False
+
+
+async def _child(invite: str, home: str) -> None:
+    from peer.node import MessageReceived, Peer
+
+    async with Peer(home=home, control=False) as bob:
+        room = await bob.join(invite)
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def fetch(msg_id: str) -> None:
+            att = room.attachment(msg_id)
+            t0, c0 = time.perf_counter(), time.process_time()
+            await att.fetch(timeout=600)
+            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+            await room.send(f"done {dt:.6f} {att.size} {cpu:.6f}")
+
+        print("READY", flush=True)
+        async for ev in room.events():
+            if not isinstance(ev, MessageReceived) or ev.message.sender == bob.peer_id:
+                continue
+            text = ev.message.text
+            if text.startswith("ping "):
+                await room.send("pong " + text[5:])
+            elif text.startswith("fetch "):
+                task = asyncio.ensure_future(fetch(text[6:]))
+                tasks.add(task)
+            elif text == "bye":
+                return
+
+
+async def _run(args: argparse.Namespace, url: str, tmp: Path) -> dict[str, Any]:
+    from peer.core.invite import Invite
+    from peer.node import MessageReceived, Peer
+
+    invite = Invite.new(url).url()
+    child = await asyncio.create_subprocess_exec(
+        *[PY, "-m", "bench.transfer", "--child", "--invite", invite, "--home", str(tmp / "bob")]
+        + (["--no-pacing"] if args.no_pacing else []),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with Peer(home=tmp / "alice", control=False) as alice:
+            room = await alice.join(invite)
+            await room.wait_for(lambda: len(room.online_members()) == 1, 60)
+            pongs: dict[int, asyncio.Future[float]] = {}
+            done: asyncio.Future[tuple[float, int, float]] = asyncio.get_running_loop().create_future()
+
+            async def listen() -> None:
+                async for ev in room.events():
+                    if isinstance(ev, MessageReceived) and ev.message.sender != alice.peer_id:
+                        text = ev.message.text
+                        if text.startswith("pong "):
+                            fut = pongs.get(int(text[5:]))
+                            if fut is not None and not fut.done():
+                                fut.set_result(time.perf_counter())
+                        elif text.startswith("done ") and not done.done():
+                            _, secs, size, cpu = text.split()
+                            done.set_result((float(secs), int(size), float(cpu)))
+
+            listener = asyncio.ensure_future(listen())
+            seq = 0
+
+            async def ping() -> float:
+                nonlocal seq
+                seq += 1
+                fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+                pongs[seq] = fut
+                t0 = time.perf_counter()
+                await room.send(f"ping {seq}")
+                t1 = await asyncio.wait_for(fut, 30)
+                del pongs[seq]
+                return t1 - t0
+
+            for _ in range(5):  # warm-up
+                await ping()
+            idle = []
+            for _ in range(args.pings):
+                idle.append(await ping())
+                await asyncio.sleep(args.interval_ms / 1000)  # the pacing of the pings (not a sync)
+
+            src = tmp / "file.bin"
+            size = int(args.size_mb * 1000 * 1000)
+            _make_file(src, size)
+            t0 = time.perf_counter()
+            msg = await room.send_file(src, ttl=3600)
+            seal_s = time.perf_counter() - t0
+            await room.send(f"fetch {msg.id}")
+            c0 = time.process_time()
+            busy = []
+            while not done.done():
+                busy.append(await ping())
+                await asyncio.sleep(args.interval_ms / 1000)
+            fetch_s, got, bob_cpu = done.result()
+            alice_cpu = time.process_time() - c0
+            await room.send("bye")
+            listener.cancel()
+    finally:
+        try:
+            await asyncio.wait_for(child.wait(), 30)
+        except TimeoutError:
+            child.kill()
+            await child.wait()
+    return {
+        "size_bytes": got,
+        "seal_s": round(seal_s, 3),
+        "fetch_s": round(fetch_s, 3),
+        "throughput_MBps": round(got / fetch_s / 1e6, 2),
+        # CPU seconds each process spent meanwhile: MB per CPU-second is what one free core would carry
+        "receiver_cpu_s": round(bob_cpu, 3),
+        "sender_cpu_s": round(alice_cpu, 3),
+        "MB_per_cpu_s": round(got / 1e6 / max(bob_cpu, alice_cpu, 1e-9), 2),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "chat_rtt_idle": summary_ms(idle),
+        "chat_rtt_during_transfer": summary_ms(busy),
+        "params": {
+            "size_mb": args.size_mb,
+            "pings": args.pings,
+            "interval_ms": args.interval_ms,
+            "pacing": not args.no_pacing,
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size-mb", type=float, default=50.0)
+    ap.add_argument("--pings", type=int, default=200)
+    ap.add_argument("--interval-ms", type=float, default=20.0)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--no-pacing", action="store_true", help="send file frames as fast as aiortc takes them")
+    ap.add_argument("--name", default="transfer", help="result file name")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--invite", help=argparse.SUPPRESS)
+    ap.add_argument("--home", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.no_pacing:
+        _no_pacing()
+    if args.child:
+        asyncio.run(_child(args.invite, args.home))
+        return None
+    with spawn_server([PY, "-m", "bench.sigserver"]) as sig, tempfile.TemporaryDirectory() as tmp:
+        result = asyncio.run(_run(args, f"http://127.0.0.1:{sig.port}", Path(tmp)))
+    path = write_result(args.name, result, args.out)
+    print(path.read_text())
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() is not None or "--child" in sys.argv else 1)

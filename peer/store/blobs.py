@@ -1,0 +1,146 @@
+"""Attachment blobs: sealed chunks, index and manifest blobs, in their own SQLite file next to the store.
+
+Only ciphertext lives here: every chunk and manifest is AES-256-GCM under a file key that is carried only
+inside the (sealed) CHAT envelope of its message; index blobs hold ciphertext hashes. A blob row names the
+file (manifest id), the message it belongs to and that message's expiry, so it is erased with the message
+(expiry or unsend: :meth:`BlobStore.erase_message`), at start-up when the message is gone
+(:meth:`purge_expired`, :meth:`erase_except`), and never outlives it. ``secure_delete`` is on and every
+erasure is followed by ``wal_checkpoint(TRUNCATE)``, as in :mod:`peer.store.sqlite`.
+
+What we hold of a file IS the download state: a restarted peer resumes by asking for what is missing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+BLOBS_FILE = "blobs.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS blobs (
+    room_id TEXT NOT NULL,
+    id BLOB NOT NULL,
+    file TEXT NOT NULL,
+    role TEXT NOT NULL,
+    msg_id TEXT,
+    expires_at INTEGER,
+    data BLOB NOT NULL,
+    PRIMARY KEY (room_id, id)
+);
+CREATE INDEX IF NOT EXISTS blobs_file ON blobs (room_id, file);
+CREATE INDEX IF NOT EXISTS blobs_msg ON blobs (room_id, msg_id);
+CREATE INDEX IF NOT EXISTS blobs_expiry ON blobs (expires_at);
+"""
+
+
+class BlobStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA secure_delete = ON")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = OFF")  # no fsync: a blob lost in a power cut is fetched again
+        self._db.executescript(_SCHEMA)
+        self._closed = False
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.close()
+
+    def put(
+        self,
+        room_id: str,
+        file: str,
+        items: Iterable[tuple[bytes, str, bytes]],
+        msg_id: str | None = None,
+        expires_at: int | None = None,
+    ) -> None:
+        """Store ``(id, role, data)`` blobs of ``file`` in one transaction (a blob already held is kept)."""
+        self._db.execute("BEGIN")
+        try:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO blobs (room_id, id, file, role, msg_id, expires_at, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(room_id, i, file, role, msg_id, expires_at, data) for i, role, data in items],
+            )
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def rename_file(self, room_id: str, old: str, new: str) -> None:
+        self._db.execute("UPDATE blobs SET file = ? WHERE room_id = ? AND file = ?", (new, room_id, old))
+
+    def bind(self, room_id: str, file: str, msg_id: str, expires_at: int) -> None:
+        """Tie a file's blobs to the message that carries its key (sender side, after sending)."""
+        self._db.execute(
+            "UPDATE blobs SET msg_id = ?, expires_at = ? WHERE room_id = ? AND file = ?",
+            (msg_id, expires_at, room_id, file),
+        )
+
+    def get(self, room_id: str, blob_id: bytes) -> bytes | None:
+        row = self._db.execute(
+            "SELECT data FROM blobs WHERE room_id = ? AND id = ?", (room_id, blob_id)
+        ).fetchone()
+        return bytes(row[0]) if row else None
+
+    def held(self, room_id: str, file: str) -> set[bytes]:
+        rows = self._db.execute("SELECT id FROM blobs WHERE room_id = ? AND file = ?", (room_id, file))
+        return {bytes(r[0]) for r in rows}
+
+    def meta(self, room_id: str, file: str) -> dict[bytes, bytes]:
+        """The manifest and index blobs held of ``file``."""
+        rows = self._db.execute(
+            "SELECT id, data FROM blobs WHERE room_id = ? AND file = ? AND role != 'chunk'", (room_id, file)
+        )
+        return {bytes(i): bytes(d) for i, d in rows}
+
+    def room_bytes(self, room_id: str) -> int:
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(LENGTH(data)), 0) FROM blobs WHERE room_id = ?", (room_id,)
+        )
+        return int(row.fetchone()[0])
+
+    def file_bytes(self, room_id: str, file: str) -> int:
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(LENGTH(data)), 0) FROM blobs WHERE room_id = ? AND file = ?", (room_id, file)
+        )
+        return int(row.fetchone()[0])
+
+    def files(self, room_id: str) -> dict[str, str | None]:
+        """file id -> message id, for every file we hold blobs of."""
+        rows = self._db.execute("SELECT DISTINCT file, msg_id FROM blobs WHERE room_id = ?", (room_id,))
+        return {str(f): (None if m is None else str(m)) for f, m in rows}
+
+    def _erased(self, cur: sqlite3.Cursor) -> int:
+        n = cur.rowcount
+        if n:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return n
+
+    def erase_message(self, room_id: str, msg_id: str) -> int:
+        return self._erased(
+            self._db.execute("DELETE FROM blobs WHERE room_id = ? AND msg_id = ?", (room_id, msg_id))
+        )
+
+    def erase_file(self, room_id: str, file: str) -> int:
+        return self._erased(
+            self._db.execute("DELETE FROM blobs WHERE room_id = ? AND file = ?", (room_id, file))
+        )
+
+    def erase_except(self, room_id: str, alive: set[str]) -> int:
+        """Erase the blobs of every file of this room whose message is not in ``alive`` (file ids)."""
+        gone = [f for f in self.files(room_id) if f not in alive]
+        return sum(self.erase_file(room_id, f) for f in gone)
+
+    def erase_room(self, room_id: str) -> int:
+        return self._erased(self._db.execute("DELETE FROM blobs WHERE room_id = ?", (room_id,)))
+
+    def purge_expired(self, now: int) -> int:
+        return self._erased(
+            self._db.execute("DELETE FROM blobs WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
+        )
