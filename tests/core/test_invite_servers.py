@@ -27,7 +27,8 @@ def test_vector_good_invites_keep_the_room() -> None:
         assert list(inv.servers) == case["servers"]
         assert inv.server == case["server"]
         assert inv.room_id == case["room_id"] == v["room_id"]
-        assert inv.secret.hex() == v["secret"] and inv.owner == v["owner"]
+        assert inv.secret.hex() == v["secret"]
+        assert inv.owner == v["owner"]
         assert inv.url() == case["url"]
 
 
@@ -41,8 +42,10 @@ def test_vector_bad_invites_are_refused(url: str) -> None:
 def test_old_invites_parse_as_before() -> None:
     v = _load("invite")
     inv = Invite.parse(v["url"])
-    assert inv.servers == (v["server"],) and inv.extra_servers == ()
-    assert inv.url() == v["url"] and inv.room_id == v["room_id"]
+    assert inv.servers == (v["server"],)
+    assert inv.extra_servers == ()
+    assert inv.url() == v["url"]
+    assert inv.room_id == v["room_id"]
 
 
 def test_with_servers_dedupes_and_bounds() -> None:
@@ -67,7 +70,9 @@ def test_lan_vector_and_matcher() -> None:
     assert name == lan["instance"]
     m = LanMatcher(inv)
     now = lan["now_ms"]
-    assert m.matches(name, now) and m.matches(name, now + EPOCH_MS) and m.matches(name, now - EPOCH_MS)
+    assert m.matches(name, now)
+    assert m.matches(name, now + EPOCH_MS)
+    assert m.matches(name, now - EPOCH_MS)
     assert not m.matches(name, now + 2 * EPOCH_MS)
     other = Invite.new("https://chat.example", rng=DeterministicRng(b"other"))
     assert not LanMatcher(other).matches(name, now)
