@@ -1,0 +1,173 @@
+"""LAN discovery with no signaling server anywhere: real ``ephemesh`` processes on hosts (network
+namespaces) joined by bridges, mDNS on the wire, WebRTC between them.
+
+Topology (``tests/net/lan_topology.py``): hosts h1, h2, h3 on one bridge (10.77.0.0/24); h9 alone on
+another bridge (10.78.0.0/24). A capture process on h3 and one on h9 read every mDNS packet, like a
+passive stranger on each network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from zeroconf import DNSIncoming
+
+from peer.core.invite import Invite
+from peer.core.lan import SERVICE_TYPE, LanMatcher
+from tests.net.conftest import Proc
+from tests.net.lan_topology import Lans, build_lans
+from tests.net.topology import missing_tools
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+WAIT = 40.0
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def lans() -> Iterator[Lans]:
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    if "ip" in missing_tools():
+        pytest.skip("missing ip (Debian package iproute2)")
+    with build_lans({"1": [1, 2, 3], "2": [9]}) as topo:
+        yield topo
+
+
+class Procs:
+    """Processes of one test, stopped at its end (also on failure)."""
+
+    def __init__(self, lans: Lans, tmp: Path) -> None:
+        self.lans = lans
+        self.tmp = tmp
+        self.all: list[Proc] = []
+
+    def start(self, host: str, name: str, args: list[str], *, merge_stderr: bool = False) -> Proc:
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        env.pop("EPHEMESH_PUBLIC_URL", None)
+        err = subprocess.STDOUT if merge_stderr else (self.tmp / f"{name}.err").open("w")
+        popen = self.lans.popen(
+            host,
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=env,
+            cwd=REPO,
+        )
+        proc = Proc(popen, name)
+        self.all.append(proc)
+        return proc
+
+    def ephemesh(self, host: str, name: str, *args: str, merge_stderr: bool = False) -> Proc:
+        home = str(self.tmp / f"home-{name}")
+        return self.start(
+            host, name, [str(BIN / "ephemesh"), "--home", home, *args], merge_stderr=merge_stderr
+        )
+
+    def capture(self, host: str) -> Proc:
+        proc = self.start(
+            host,
+            f"capture-{host}",
+            [str(BIN / "python"), "-m", "tests.net.mdns_capture", self.lans.hosts[host]],
+        )
+        proc.expect(lambda line: '"ready"' in line, 20)
+        return proc
+
+    def stop(self) -> None:
+        for proc in reversed(self.all):
+            proc.stop()
+
+
+@pytest.fixture
+def procs(lans: Lans, tmp_path: Path) -> Iterator[Procs]:
+    p = Procs(lans, tmp_path)
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+def event(proc: Proc, pred: Any, timeout: float = WAIT) -> dict[str, Any]:
+    line = proc.expect(lambda s: s.startswith("{") and pred(json.loads(s)), timeout)
+    out: dict[str, Any] = json.loads(line)
+    return out
+
+
+def drain(proc: Proc) -> list[str]:
+    out = []
+    while not proc.lines.empty():
+        out.append(proc.lines.get_nowait())
+    return out
+
+
+def packets(capture: Proc) -> list[tuple[str, bytes]]:
+    out = []
+    for line in drain(capture):
+        obj = json.loads(line)
+        if "hex" in obj:
+            out.append((obj["src"], bytes.fromhex(obj["hex"])))
+    return out
+
+
+def instance_labels(data: bytes) -> set[str]:
+    """Service instance labels named in an mDNS packet (questions and records)."""
+    msg = DNSIncoming(data)
+    names = {q.name for q in msg.questions} | {r.name for r in msg.answers()}
+    names |= {str(getattr(r, "alias", "")) for r in msg.answers()}
+    return {n[: -len(SERVICE_TYPE) - 1] for n in names if n.endswith("." + SERVICE_TYPE)}
+
+
+def test_lan_peers_find_each_other_and_chat_with_no_server(lans: Lans, procs: Procs) -> None:
+    invite = Invite.new(None)
+    url = invite.url()
+    assert url.startswith("ephemesh:#")
+    cap3, cap9 = procs.capture("h3"), procs.capture("h9")
+    alice = procs.ephemesh("h1", "alice", "listen", url, "--lan", "--json", "--name", "alice-lan")
+    bob = procs.ephemesh("h2", "bob", "listen", url, "--lan", "--json", "--name", "bob-lan")
+    zed = procs.ephemesh("h9", "zed", "listen", url, "--lan", "--json", "--name", "zed-other-lan")
+    ids = {p.name: event(p, lambda e: e["event"] == "ready")["peer"] for p in (alice, bob, zed)}
+    # alice and bob find each other by mDNS alone and link
+    event(alice, lambda e: e["event"] == "online" and e["peer"] == ids["bob"])
+    event(bob, lambda e: e["event"] == "online" and e["peer"] == ids["alice"])
+
+    t0 = time.monotonic()
+    carol = procs.ephemesh("h3", "carol", "send", url, "hello over the LAN", "--lan", "--name", "carol-lan")
+    event(alice, lambda e: e["event"] == "message" and e["text"] == "hello over the LAN")
+    first_message = time.monotonic() - t0
+    event(bob, lambda e: e["event"] == "message" and e["text"] == "hello over the LAN")
+    assert carol.popen.wait(timeout=WAIT) == 0
+    print(f"\nLAN, no server: time to first message (send process start -> received) {first_message:.2f} s")
+
+    # zed, same room on the other bridge, never learnt of anyone (and no announcement crossed)
+    zed_events = [json.loads(s) for s in drain(zed) if s.startswith("{")]
+    assert not [e for e in zed_events if e["event"] in ("online", "message")], zed_events
+
+    seen3, seen9 = packets(cap3), packets(cap9)
+    matcher = LanMatcher(invite)
+    now = int(time.time() * 1000)
+    ours3 = {lab for _, data in seen3 for lab in instance_labels(data) if matcher.matches(lab, now)}
+    assert len(ours3) >= 3, "the capture saw the announcements of alice, bob and carol"
+    secret_forms = [invite.room_id, invite.fragment().split(".")[1], *ids.values()]
+    forbidden = [s.encode() for s in secret_forms] + [
+        bytes.fromhex(h) for h in [invite.room_id, *ids.values()]
+    ]
+    forbidden += [b"alice-lan", b"bob-lan", b"carol-lan", b"zed-other-lan", socket.gethostname().encode()]
+    for _, data in seen3 + seen9:
+        for bad in forbidden:
+            assert bad not in data, f"an mDNS packet carries {bad!r}"
+    assert [src for src, _ in seen9 if src.startswith("10.77.")] == []
+    assert {lab for _, data in seen9 for lab in instance_labels(data)} & ours3 == set()
+    # the capture on h9 works: it saw zed's own announcement
+    assert any(matcher.matches(lab, now) for _, data in seen9 for lab in instance_labels(data))
