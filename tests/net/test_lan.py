@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from zeroconf import DNSIncoming
+from zeroconf._protocol.incoming import DNSIncoming
 
 from peer.core.invite import Invite
 from peer.core.lan import SERVICE_TYPE, LanMatcher
