@@ -843,6 +843,11 @@ class Peer:
             await client.close()  # its tasks and HTTP session: never one leaked per reconnect
             if self._signaling.get(url) is client:
                 del self._signaling[url]
+            for handle in self._rooms_on(url):  # what it listed is unknown now; others may still list it
+                _new, left = handle.bootstraps.listing(url, [])
+                for peer in left:
+                    if handle.mesh is not None:
+                        handle.mesh.peer_left(peer)
             if self._stopped.is_set():
                 return
             if loop.time() - up_since >= STABLE_S:

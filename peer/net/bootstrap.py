@@ -11,7 +11,9 @@ Rules:
   makes any common server enough. Each server gets its own connection and reconnect loop with
   backoff; a server that is down costs one connection attempt per backoff period.
 - Presence is kept per server: a peer is *present* (the mesh dials it) while at least one server lists
-  it; ``peer-left`` on one server does not drop a peer another server still lists.
+  it; ``peer-left`` on one server does not drop a peer another server still lists. A server whose
+  connection drops lists nobody until we are back in the room there (its ``joined`` list), so a member
+  that left while that server was down is not dialled for ever.
 - A signaling payload to a peer goes through ONE connected server that lists it (first in list
   order), else through any connected server of the room (a hello may precede the listing).
 """

@@ -91,6 +91,17 @@ class Lans:
             subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
 
 
+def skip_reason() -> str | None:
+    import os
+    import shutil
+
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    if shutil.which("ip") is None:
+        return "missing ip (Debian package iproute2)"
+    return None
+
+
 @contextlib.contextmanager
 def build_lans(lans: dict[str, list[int]]) -> Iterator[Lans]:
     topo = Lans(new_tag())
