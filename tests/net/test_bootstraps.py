@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from peer.core.invite import Invite
+from tests.net.conftest import Proc
 from tests.net.lan_topology import Lans, build_lans, skip_reason
 from tests.net.test_lan import BIN, Procs, event
 
@@ -40,6 +41,10 @@ def procs(lans: Lans, tmp_path: Path) -> Iterator[Procs]:
         p.stop()
 
 
+def _has(text: str) -> Callable[[str], bool]:
+    return lambda line: text in line
+
+
 def cli(*args: str, home: Path) -> str:
     out = subprocess.run(
         [str(BIN / "ephemesh"), "--home", str(home), *args], capture_output=True, text=True, check=True
@@ -51,7 +56,7 @@ def test_server_killed_members_rejoin_through_other_bootstraps(
     lans: Lans, procs: Procs, tmp_path: Path
 ) -> None:
     s1_url, s2_url = f"http://{lans.hosts['h5']}:8080", f"http://{lans.hosts['h4']}:8080"
-    servers = {}
+    servers: dict[str, Proc] = {}
     for host, url in (("h5", s1_url), ("h4", s2_url)):
         servers[host] = procs.start(
             host,
@@ -59,7 +64,7 @@ def test_server_killed_members_rejoin_through_other_bootstraps(
             [str(BIN / "ephemesh"), "serve", "--host", lans.hosts[host], "--port", "8080", "--no-invite"],
             merge_stderr=True,
         )
-        servers[host].expect(lambda s, url=url: url in s, 30)
+        servers[host].expect(_has(url), 30)
     invite0 = cli("room", "new", "--server", s1_url, "--server", s2_url, home=tmp_path / "home-owner")
     assert Invite.parse(invite0).servers == (s1_url, s2_url)
 
@@ -81,7 +86,7 @@ def test_server_killed_members_rejoin_through_other_bootstraps(
     send.popen.wait(timeout=60)
     event(alice, lambda e: e["event"] == "message" and e["text"] == "before the outage")
 
-    figures = {}
+    figures: dict[str, float] = {}
     for killed, label in (("h5", "second bootstrap in the invite"), ("h4", "keeper's --serve endpoint")):
         servers[killed].stop()  # the invite's first (then also its second) server is gone
         alice.stop()
