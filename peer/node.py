@@ -585,7 +585,11 @@ class Peer:
         self._flush_handle: asyncio.Handle | None = None
 
     async def __aenter__(self) -> Peer:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()  # the home's lock and store: a failed start holds neither
+            raise
         return self
 
     async def start(self) -> None:
@@ -629,11 +633,13 @@ class Peer:
         from peer.net.lan import LanDiscovery
 
         if self._lan is None:
-            lan = LanDiscovery(self._lan_found, host=self._lan_host, on_lost=self._lan_lost)
+            lan: LanDiscovery | None = None
             try:
+                lan = LanDiscovery(self._lan_found, host=self._lan_host, on_lost=self._lan_lost)
                 await lan.start()
             except OSError as exc:
-                await lan.close()
+                if lan is not None:
+                    await lan.close()
                 raise PeerError(f"LAN discovery: {exc.strerror or exc}") from exc
             self._lan = lan
         handle.bootstraps.add([self._lan.url])
