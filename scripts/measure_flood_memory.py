@@ -84,7 +84,7 @@ def measure(flood: Callable[[SyncEngine, bool], int], drain: bool) -> tuple[floa
     sent = flood(v, drain)
     held = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(base, "filename"))
     tracemalloc.stop()
-    pending = len(v._pending)
+    pending = v.pending_wants()
     return held / 1e6, pending, sent
 
 

@@ -2,42 +2,18 @@
 
 Rules (one session per neighbour; the adapter calls ``connect`` when a transport opens):
 - ``connect`` queues HELLO(room id, have-ranges) first; the transport keeps order, so HELLO is the
-  first frame a neighbour sees from us. Frames other than HELLO, PING, PONG and opaque ones received
-  before the neighbour's HELLO are dropped with a ``no-hello`` protocol error.
+  first frame a neighbour sees from us. HELLO is re-sent every ``resync_ms`` (anti-entropy). Frames
+  other than HELLO, PING, PONG and opaque ones received before the neighbour's HELLO are dropped with
+  a ``no-hello`` protocol error.
 - A HELLO naming another room: ``wrong-room`` error, the session is ignored from then on (nothing is
   sent to it, nothing received is processed); the adapter should close the transport.
-- On every HELLO we WANT what the neighbour has (held or tombstoned) and we have not seen, skipping keys
-  already wanted from someone else and not yet timed out. At most ``max_want_keys`` keys are in flight
-  per neighbour, ever: a newer HELLO *replaces* what the older one claimed (wants for keys it no longer
-  claims are released), timed-out wants are released before new ones are made. A key WANTed
-  ``max_want_attempts`` times from one neighbour without result is not asked from it again until its
-  next HELLO. HELLO is re-sent every ``resync_ms`` (anti-entropy).
-- A WANT is served with ENVELOPES for held, unexpired entries and TOMBSTONES for tombstoned keys; never
-  an expired or tombstoned entry. At most ``max_serve_keys`` keys are looked at per WANT frame. Serving
-  is paced per neighbour: a key already queued, or served less than ``want_timeout_ms / 2`` ago, is not
-  served again (so repeating a WANT amplifies nothing), and at most ``max_serve_keys_per_window`` keys /
-  ``max_serve_bytes_per_window`` bytes are served per ``want_timeout_ms`` window; the rest is served
-  when the neighbour asks again. Every output queue is keyed: a key is queued at most once per link.
+- The serving part (:mod:`peer.core.sync_serve`, whose header states its rules) builds our HELLO,
+  makes the WANTs after each HELLO, answers WANT, ACK and TOMBSTONES frames and keeps every
+  per-neighbour budget (wants in flight, serve pacing, foreign tombstones, acknowledged ranges). Every
+  output queue is keyed: a key is queued at most once per link.
 - Every envelope received goes through ``validate``; a ``ProtocolError`` drops that envelope only and
-  yields ``EnvelopeRefused`` (with the envelope, so the room may park it); the session survives. A new entry is added, ACKed to the neighbour that
-  sent it and relayed to every other neighbour not known to have it (flood with dedupe = gossip).
-- Delivery (``Acked``): an ACK frame, and also a HELLO: what a neighbour's HELLO says it holds of OUR
-  own entries counts as an ACK of each of them, whoever it got them from (at most ``max_serve_keys``
-  new keys per HELLO, once per session and key). A new entry received from someone other than its
-  author is also ACKed to the author when the author is a ready neighbour.
-- Tombstones: a proof-less tombstone (expiry) is accepted for a held entry iff its ``expires_at <= now
-  + skew``, and for an unheld key iff ``until <= now + skew`` (a forged one can hide a key for at most
-  the skew bound). A tombstone with a proof (explicit unsend) is accepted only if the injected
-  ``authorize_tombstone`` says so; without it, ``unauthorized-tombstone``. Accepted tombstones are
-  relayed to neighbours that may hold the key.
-- Membership is the authority on senders: with ``known_sender`` injected, a tombstone naming a sender
-  it does not know is refused (``unknown-sender``). A tombstone for a key we never held only saves a
-  WANT, so at most ``max_foreign_tombstones_per_neighbour`` of them per neighbour and
-  ``max_foreign_tombstones`` in total are kept; the rest are dropped. Nothing a neighbour sends for a
-  key we never saw grows its session record (no ``mark`` and no ``unservable`` entry for keys it did
-  not claim in its HELLO).
-- Our HELLO lists senders we hold entries of first, and gives each sender at most a fair share of the
-  frame, so tombstone-only or fragmented senders can never crowd real senders out of it.
+  yields ``EnvelopeRefused`` (with the envelope, so the room may park it); the session survives. A new
+  entry is added, ACKed to the neighbour that sent it and relayed to every other neighbour not known to have it (flood with dedupe = gossip).
 - Equivocation: a duplicate key whose bytes differ from the held entry's is validated; if it is
   the sender's too, the key becomes void (``Log.void``: neither version is kept), ``EntryVoided`` is
   emitted and both envelopes are pushed to every neighbour, so each of them finds it too. On HELLO,
@@ -71,9 +47,10 @@ from peer.core.sync_events import (
     NeighbourTimedOut,
     OpaqueFrame,
     ProtocolErrorEvent,
+    Session,
     SyncConfig,
-    _Session,
 )
+from peer.core.sync_serve import AuthorizeTombstone, KnownSender, Serve
 
 __all__ = [
     "Acked",
@@ -97,14 +74,6 @@ __all__ = [
 Validate = Callable[[bytes], LogEntry]
 #: ``data -> (sender, seq)`` without verifying anything: lets duplicates skip the (costly) ``validate``
 PeekKey = Callable[[bytes], Key]
-#: ``(tombstone, held entry or None, now) -> accept?`` for tombstones that carry a proof.
-AuthorizeTombstone = Callable[[Tombstone, LogEntry | None, int], bool]
-#: ``sender -> is it (or was it) a member?``: the membership part's one rule
-KnownSender = Callable[[str], bool]
-#: what one (sender, ranges) block of a HELLO costs, and what the frame holds (see peer.core.wire)
-_HELLO_ROOM = wire.MAX_FRAME - 64
-_HELLO_SENDER = 18
-_HELLO_RANGE = 16
 
 
 class SyncEngine:
@@ -130,18 +99,19 @@ class SyncEngine:
         self.log = log if log is not None else Log(self.config.skew_ms)
         self.clock = LamportClock()
         self._validate = validate
-        self._authorize = authorize_tombstone
         self._peek = peek_key
-        self._known = known_sender
-        #: tombstones accepted for keys we never held -> the neighbour that sent them (bounded)
-        self._foreign: dict[Key, str] = {}
-        self._foreign_by: dict[str, int] = {}
-        self._foreign_stale = False  # the log pruned tombstones since the last sweep of ``_foreign``
         self._eager = eager  # entries always relayed at once, even when received from their author
         self._announce_at: int | None = None
-        self._sessions: dict[str, _Session] = {}
-        self._pending: dict[Key, tuple[str, int]] = {}
+        self._sessions: dict[str, Session] = {}
         self.protocol_errors = 0
+        self._serve = Serve(
+            self.config,
+            self.log,
+            live=self._live,
+            error=self._error,
+            authorize_tombstone=authorize_tombstone,
+            known_sender=known_sender,
+        )
 
     # -- sessions -------------------------------------------------------------------------------------
 
@@ -152,7 +122,7 @@ class SyncEngine:
 
     def caught_up(self) -> bool:
         """True when every live session has exchanged HELLO and nothing we asked for is outstanding."""
-        return not self._pending and all(s.ready for s in self._sessions.values() if not s.rejected)
+        return not self._serve.pending() and all(s.ready for s in self._sessions.values() if not s.rejected)
 
     def is_ready(self, neighbour: str) -> bool:
         s = self._sessions.get(neighbour)
@@ -164,10 +134,7 @@ class SyncEngine:
         s = self._sessions.get(neighbour)
         if s is None or not s.ready or s.rejected:
             return 0
-        me = self.self_id
-        held = self.log.seen_ranges(me)
-        acked = s.acked.get(me) or RangeSet()
-        return sum(1 for a, b in held.difference(acked) for seq in range(a, b + 1) if (me, seq) in self.log)
+        return self._serve.unacked(neighbour, self.self_id)
 
     def connect(self, neighbour: str, now: int) -> None:
         """Start (or restart) a session: queue HELLO. Any previous session with that neighbour is dropped."""
@@ -175,8 +142,8 @@ class SyncEngine:
             raise ValueError("cannot connect to self")
         self._drop(neighbour)
         c = self.config
-        s = _Session(neighbour, last_heard=now, next_ping=now + c.heartbeat_ms, next_hello=now + c.resync_ms)
-        s.control.append(self._hello())
+        s = Session(neighbour, last_heard=now, next_ping=now + c.heartbeat_ms, next_hello=now + c.resync_ms)
+        s.control.append(self.hello())
         self._sessions[neighbour] = s
 
     def disconnect(self, neighbour: str, now: int) -> None:
@@ -188,13 +155,13 @@ class SyncEngine:
         s = self._sessions.pop(neighbour, None)
         if s is None:
             return False
-        self._drop_pending(s)
+        self._serve.end(neighbour)
         return True
 
     def _rerequest(self, now: int) -> None:
         for s in self._sessions.values():
             if s.ready and not s.rejected:
-                self._request(s, now)
+                self._serve.request(s, now)
 
     # -- hooks for the room (so nothing reaches into the log or the clock) ---------------------------
 
@@ -262,10 +229,7 @@ class SyncEngine:
         """
         if not self.log.tombstone(key, until, proof):
             return False
-        tomb = self.log.get_tombstone(key)
-        assert tomb is not None
-        for s in self._live():
-            s.tombs[key] = tomb
+        self._serve.tell_tombstone(key, claimed_only=False)
         return True
 
     def send_opaque(self, neighbour: str, ftype: wire.FrameType, body: bytes) -> None:
@@ -313,18 +277,14 @@ class SyncEngine:
 
     def handle_timer(self, now: int) -> list[Event]:
         events: list[Event] = []
-        self._foreign_stale = True  # expire() may prune tombstones
+        self._serve.log_pruned()  # expire() may prune tombstones
         for key in self.log.expire(now):
             events.append(EntryExpired(key))
-            tomb = self.log.get_tombstone(key)
-            assert tomb is not None
-            for s in self._live():
-                if s.has(key):
-                    s.tombs[key] = tomb
+            self._serve.tell_tombstone(key, claimed_only=True)
         c = self.config
         if self._announce_at is not None and now >= self._announce_at:
             self._announce_at = None
-            hello = self._hello()
+            hello = self.hello()
             for s in self._live():
                 if s.ready:
                     s.control.append(hello)
@@ -343,12 +303,12 @@ class SyncEngine:
                 s.control.append(wire.encode_ping(s.ping_nonce))
                 s.next_ping = now + c.heartbeat_ms
             if now >= s.next_hello:
-                s.control.append(self._hello())
+                s.control.append(self.hello())
                 s.next_hello = now + c.resync_ms
             if s.retry_at is not None and now >= s.retry_at:
                 s.retry_at = None
                 if s.ready:
-                    self._request(s, now)
+                    self._serve.request(s, now)
         if dropped:
             self._rerequest(now)
         return events
@@ -380,62 +340,31 @@ class SyncEngine:
         if isinstance(frame, wire.Envelopes):
             return self._on_envelopes(s, frame.items, now)
         if isinstance(frame, wire.Want):
-            self._on_want(s, frame, now)
+            self._serve.on_want(s, frame, now)
             return []
         if isinstance(frame, wire.Ack):
-            return self._on_ack(s, frame)
-        return self._on_tombstones(s, frame, now)
+            return self._serve.on_ack(s, frame)
+        return self._serve.on_tombstones(s, frame, now)
 
-    def _on_hello(self, s: _Session, frame: wire.Hello, now: int) -> list[Event]:
+    def _on_hello(self, s: Session, frame: wire.Hello, now: int) -> list[Event]:
         if frame.room_id != self.room_id:
             s.rejected = True
-            self._drop_pending(s)
+            self._serve.release_all(s.neighbour)
             return [self._error(s.neighbour, "wrong-room")]
         events: list[Event] = []
         s.remote_have = {sender: RangeSet(rs) for sender, rs in frame.have.items()}
-        s.attempts.clear()
-        s.unservable.clear()
-        # the newer HELLO replaces the older one: wants for keys it no longer claims are released
-        for key in [k for k in s.inflight if not s.has(k)]:
-            self._release(s, key)
+        self._serve.on_hello(s)  # the newer HELLO replaces the older one
         if not s.ready:
             s.ready = True
             events.append(NeighbourReady(s.neighbour))
-            # explicit deletions the neighbour may still hold
-            s.tombs.update((t.key, t) for t in self.log.tombstones() if t.proof and s.has(t.key))
-            # equivocations it may not have seen: both versions, so it voids the key too
-            for key, first, second in self.log.void_pairs():
-                if s.has(key):
-                    s.voids[key] = (first, second)
-        events += self._hello_acks(s)
-        self._request(s, now)
+            self._serve.show_erased(s)
+        events += self._serve.hello_acks(s, self.self_id)
+        self._serve.request(s, now)
         return events
 
-    def _hello_acks(self, s: _Session) -> list[Event]:
-        """Our own entries the neighbour's HELLO covers are delivered to it (whoever it got them from)."""
-        theirs = s.remote_have.get(self.self_id)
-        if not theirs:
-            return []
-        me = self.self_id
-        held = self.log.seen_ranges(me)
-        acked = s.acked.setdefault(me, RangeSet())
+    def _on_envelopes(self, s: Session, items: Sequence[bytes], now: int) -> list[Event]:
         events: list[Event] = []
-        budget = self.config.max_serve_keys
-        for a, b in theirs.ranges():
-            for lo, hi in held.intersect(a, b):
-                for x, y in RangeSet([(lo, hi)]).difference(acked):
-                    for seq in range(x, y + 1):
-                        if budget <= 0:
-                            return events
-                        budget -= 1
-                        acked.add(seq)  # a tombstoned one too: never looked at again this session
-                        if (me, seq) in self.log:
-                            events.append(Acked(s.neighbour, me, seq))
-        return events
-
-    def _on_envelopes(self, s: _Session, items: Sequence[bytes], now: int) -> list[Event]:
-        events: list[Event] = []
-        refill: list[_Session] = []
+        refill: list[str] = []
         for item in items:
             if self._peek is not None:
                 try:
@@ -449,7 +378,7 @@ class SyncEngine:
                     continue
                 if self.log.seen(seen_key):  # a duplicate: no need to verify it again
                     s.mark(seen_key)
-                    self._resolve(seen_key)
+                    self._serve.resolve(seen_key)
                     if seen_key in self.log:
                         s.acks.setdefault(seen_key[0], RangeSet()).add(seen_key[1])
                     elif (tomb := self.log.get_tombstone(seen_key)) is not None:
@@ -469,7 +398,7 @@ class SyncEngine:
             if held is not None and held.data != entry.data:
                 events += self._equivocation(s, held, item, now, entry)
                 continue
-            drained = self._resolve(key)
+            drained = self._serve.resolve(key)
             if drained is not None:
                 refill.append(drained)
             s.mark(key)
@@ -492,17 +421,18 @@ class SyncEngine:
                 tomb = self.log.get_tombstone(key)
                 if tomb is not None:
                     s.tombs[key] = tomb
-        for r in refill:  # a finished pull: ask for the next chunk right away
-            if r.ready and not r.inflight:
-                self._request(r, now)
+        for n in refill:  # a finished pull: ask for the next chunk right away
+            r = self._sessions.get(n)
+            if r is not None and r.ready and self._serve.idle(n):
+                self._serve.request(r, now)
         return events
 
     def _equivocation(
-        self, s: _Session, held: LogEntry, item: bytes, now: int, other: LogEntry | None = None
+        self, s: Session, held: LogEntry, item: bytes, now: int, other: LogEntry | None = None
     ) -> list[Event]:
         """``item`` claims ``held``'s key with other bytes: void the key if the sender signed both."""
         s.mark(held.key)
-        self._resolve(held.key)
+        self._serve.resolve(held.key)
         if other is None:
             try:
                 other = self._validate(item)
@@ -517,240 +447,46 @@ class SyncEngine:
             sess.mark(held.key)
         return [EntryVoided(held.key, s.neighbour)]
 
-    def _on_want(self, s: _Session, frame: wire.Want, now: int) -> None:
-        c = self.config
-        if now >= s.serve_window_end:  # a new pacing window
-            s.serve_window_end = now + c.want_timeout_ms
-            s.serve_keys = s.serve_bytes = 0
-            s.served = {k: t for k, t in s.served.items() if t > now}
-        again_at = now + c.want_timeout_ms // 2
-        budget = c.max_serve_keys
-        for sender, ranges in frame.ranges.items():
-            seen = self.log.seen_ranges(sender)
-            for a, b in ranges:
-                for lo, hi in seen.intersect(a, b):
-                    for seq in range(lo, hi + 1):
-                        if budget <= 0 or s.serve_keys >= c.max_serve_keys_per_window:
-                            return
-                        budget -= 1
-                        key = (sender, seq)
-                        if key in s.envs or key in s.tombs or s.served.get(key, now) > now:
-                            continue  # already being served
-                        entry = self.log.get(key)
-                        if entry is not None:
-                            if entry.expires_at > now:
-                                if s.serve_bytes + len(entry.data) > c.max_serve_bytes_per_window:
-                                    return
-                                s.serve_bytes += len(entry.data)
-                                s.serve_keys += 1
-                                s.served[key] = again_at
-                                s.envs[key] = entry.data
-                                s.mark(key)
-                            continue
-                        tomb = self.log.get_tombstone(key)
-                        if tomb is not None:
-                            s.serve_keys += 1
-                            s.served[key] = again_at
-                            s.tombs[key] = tomb
-
-    def _on_ack(self, s: _Session, frame: wire.Ack) -> list[Event]:
-        events: list[Event] = []
-        budget = self.config.max_serve_keys
-        for sender, ranges in frame.ranges.items():
-            acked = s.acked.setdefault(sender, RangeSet())
-            for a, b in ranges:
-                for lo, hi in self.log.seen_ranges(sender).intersect(a, b):
-                    for seq in range(lo, hi + 1):
-                        if budget <= 0:
-                            return events
-                        budget -= 1
-                        s.mark((sender, seq))
-                        if seq not in acked and (sender, seq) in self.log:
-                            acked.add(seq)
-                            events.append(Acked(s.neighbour, sender, seq))
-        return events
-
-    def _on_tombstones(self, s: _Session, frame: wire.Tombstones, now: int) -> list[Event]:
-        events: list[Event] = []
-        skew = self.config.skew_ms
-        unknown = False
-        for tomb in frame.items:
-            key = tomb.key
-            claimed = s.has(key)  # listed in its HELLO (or sent/served to us before)
-            self._resolve(key)
-            if self.log.get_tombstone(key) is not None:
-                s.mark(key)
-                continue
-            if self._known is not None and not self._known(tomb.sender):
-                unknown = True
-                if claimed and len(s.unservable) < 4 * self.config.max_want_keys:
-                    s.unservable.add(key)  # bounded: only the first 4*max_want_keys claimed keys are scanned
-                continue
-            held = self.log.get(key)
-            if tomb.proof:
-                ok = self._authorize is not None and self._authorize(tomb, held, now)
-                if not ok:
-                    events.append(self._error(s.neighbour, "unauthorized-tombstone"))
-            elif held is not None:
-                ok = held.expires_at <= now + skew
-            else:
-                ok = tomb.until <= now + skew
-            if ok and held is None and not self.log.seen(key):
-                ok = self._take_foreign(s.neighbour, key)
-            if not ok:
-                if claimed and len(s.unservable) < 4 * self.config.max_want_keys:
-                    s.unservable.add(key)  # bounded: only the first 4*max_want_keys claimed keys are scanned
-                continue
-            s.mark(key)
-            self.log.tombstone(key, tomb.until, tomb.proof)
-            if held is not None:
-                events.append(EntryDeleted(key) if tomb.proof else EntryExpired(key))
-            stored = self.log.get_tombstone(key)
-            assert stored is not None
-            for other in self._live():
-                if other is not s and other.has(key):
-                    other.tombs[key] = stored
-        if unknown:
-            events.append(self._error(s.neighbour, "unknown-sender"))
-        return events
-
-    def _take_foreign(self, neighbour: str, key: Key) -> bool:
-        """Room for one more tombstone of a key we never held, from ``neighbour``? (bounded both ways)"""
-        c = self.config
-        if (
-            len(self._foreign) >= c.max_foreign_tombstones
-            or self._foreign_by.get(neighbour, 0) >= c.max_foreign_tombstones_per_neighbour
-        ):
-            if not self._foreign_stale:
-                return False
-            # forget the ones the log has pruned since: only when a bound is hit and the log has pruned
-            # since the last sweep (a neighbour at its bound cannot make every tombstone cost a sweep)
-            self._foreign_stale = False
-            for k, n in [(k, n) for k, n in self._foreign.items() if self.log.get_tombstone(k) is None]:
-                del self._foreign[k]
-                left = self._foreign_by[n] - 1
-                if left:
-                    self._foreign_by[n] = left
-                else:
-                    del self._foreign_by[n]
-            if (
-                len(self._foreign) >= c.max_foreign_tombstones
-                or self._foreign_by.get(neighbour, 0) >= c.max_foreign_tombstones_per_neighbour
-            ):
-                return False
-        self._foreign[key] = neighbour
-        self._foreign_by[neighbour] = self._foreign_by.get(neighbour, 0) + 1
-        return True
-
     def budget_counts(self, neighbour: str) -> dict[str, int]:
         """What ``neighbour`` currently makes us hold, per structure (for tests and monitoring)."""
+        served = self._serve.counts(neighbour)
         s = self._sessions.get(neighbour)
         if s is None:
-            return {"foreign_tombstones": self._foreign_by.get(neighbour, 0)}
+            return {"foreign_tombstones": served["foreign_tombstones"]}
         return {
-            "inflight": len(s.inflight),
-            "pending": sum(1 for n, _ in self._pending.values() if n == neighbour),
-            "attempts": len(s.attempts),
-            "unservable": len(s.unservable),
+            "inflight": served["inflight"],
+            "pending": served["pending"],
+            "attempts": served["attempts"],
+            "unservable": served["unservable"],
             "remote_have_ranges": sum(len(rs.ranges()) for rs in s.remote_have.values()),
-            "acked_ranges": sum(len(rs.ranges()) for rs in s.acked.values()),
+            "acked_ranges": served["acked_ranges"],
             "control": len(s.control),
             "envs": len(s.envs),
             "voids": len(s.voids),
             "tombs": len(s.tombs),
-            "served": len(s.served),
-            "foreign_tombstones": self._foreign_by.get(neighbour, 0),
+            "served": served["served"],
+            "foreign_tombstones": served["foreign_tombstones"],
         }
+
+    def hello(self) -> bytes:
+        """Our HELLO as it would be sent now (a local query: nothing is queued)."""
+        return self._serve.hello(self.room_id)
+
+    def pending_wants(self) -> int:
+        """How many keys are wanted from some neighbour and not settled yet (all neighbours together)."""
+        return self._serve.pending()
 
     # -- helpers --------------------------------------------------------------------------------------
 
-    def _live(self) -> list[_Session]:
+    def _live(self) -> list[Session]:
         return [s for s in self._sessions.values() if not s.rejected]
-
-    def _hello(self) -> bytes:
-        """Senders we hold entries of first (then tombstone-only ones), each with at most a fair share of
-        the frame: a HELLO may under-claim, and junk can never crowd real senders out of it."""
-        have = self.log.have()
-        if not have:
-            return wire.encode_hello(self.room_id, have)
-        share = max(1, (_HELLO_ROOM - _HELLO_SENDER * len(have)) // (_HELLO_RANGE * len(have)))
-        ranked = sorted(have, key=lambda p: (not self.log.entries_in_range(p, 0, wire.MAX_INT, 1), p))
-        chosen: dict[str, list[tuple[int, int]]] = {}
-        room = _HELLO_ROOM
-        for p in ranked:
-            rs = have[p][:share]
-            room -= _HELLO_SENDER + _HELLO_RANGE * len(rs)
-            if room < 0:
-                break
-            chosen[p] = rs
-        return wire.encode_hello(self.room_id, chosen)
 
     def _error(self, neighbour: str, code: str) -> ProtocolErrorEvent:
         self.protocol_errors += 1
         return ProtocolErrorEvent(neighbour, code)
-
-    def _release(self, s: _Session, key: Key) -> None:
-        s.inflight.discard(key)
-        if self._pending.get(key, ("", 0))[0] == s.neighbour:
-            del self._pending[key]
-
-    def _drop_pending(self, s: _Session) -> None:
-        for key in s.inflight:
-            if self._pending.get(key, ("", 0))[0] == s.neighbour:
-                del self._pending[key]
-        s.inflight.clear()
-
-    def _resolve(self, key: Key) -> _Session | None:
-        """A wanted key arrived or was settled; returns the session whose in-flight set became empty."""
-        p = self._pending.pop(key, None)
-        if p is None:
-            return None
-        owner = self._sessions.get(p[0])
-        if owner is None:
-            return None
-        owner.inflight.discard(key)
-        return owner if not owner.inflight else None
 
     def _relay(self, entry: LogEntry, exclude: str | None) -> None:
         for s in self._live():
             if s.neighbour != exclude and not s.has(entry.key):
                 s.envs[entry.key] = entry.data
                 s.mark(entry.key)
-
-    def _request(self, s: _Session, now: int) -> None:
-        """WANT from ``s`` what it has and we have not seen (bounded; skipping keys pending elsewhere)."""
-        c = self.config
-        for key in [k for k in s.inflight if self._pending.get(k, ("", 0))[1] <= now]:
-            self._release(s, key)  # timed out: may be asked again below (one more attempt)
-        budget = c.max_want_keys - len(s.inflight)
-        scan = 4 * c.max_want_keys
-        wants: dict[str, RangeSet] = {}
-        deadline = now + c.want_timeout_ms
-        for sender, theirs in s.remote_have.items():
-            for a, b in theirs.difference(self.log.seen_ranges(sender)):
-                for seq in range(a, b + 1):
-                    if budget <= 0 or scan <= 0:
-                        break
-                    scan -= 1
-                    key = (sender, seq)
-                    if key in s.unservable:
-                        continue
-                    p = self._pending.get(key)
-                    if p is not None:
-                        if p[1] > now:
-                            continue
-                        prev = self._sessions.get(p[0])
-                        if prev is not None:
-                            prev.inflight.discard(key)
-                    tries = s.attempts.get(key, 0) + 1
-                    if tries > c.max_want_attempts:
-                        s.unservable.add(key)
-                        continue
-                    s.attempts[key] = tries
-                    self._pending[key] = (s.neighbour, deadline)
-                    s.inflight.add(key)
-                    wants.setdefault(sender, RangeSet()).add(seq)
-                    budget -= 1
-        if wants:
-            s.control += wire.encode_want({k: v.ranges() for k, v in wants.items()})
-            s.retry_at = deadline

@@ -1,4 +1,5 @@
-"""The sync engine's configuration, events and per-neighbour session record (see :mod:`peer.core.sync`)."""
+"""The sync engine's configuration, events and per-neighbour session record (see :mod:`peer.core.sync`;
+the session record is shared by the engine and its serving part, :mod:`peer.core.sync_serve`)."""
 
 from __future__ import annotations
 
@@ -114,7 +115,7 @@ Event = (
 
 
 @dataclass(eq=False)
-class _Session:
+class Session:
     neighbour: str
     last_heard: int
     next_ping: int
@@ -124,10 +125,6 @@ class _Session:
     retry_at: int | None = None
     ping_nonce: int = 0
     remote_have: dict[str, RangeSet] = field(default_factory=dict)
-    acked: dict[str, RangeSet] = field(default_factory=dict)
-    attempts: dict[Key, int] = field(default_factory=dict)
-    unservable: set[Key] = field(default_factory=set)
-    inflight: set[Key] = field(default_factory=set)
     control: list[bytes] = field(default_factory=list)
     #: queued output, keyed so one key is queued at most once (dedupe of what is already being served)
     envs: dict[Key, bytes] = field(default_factory=dict)
@@ -135,11 +132,6 @@ class _Session:
     voids: dict[Key, tuple[bytes, bytes]] = field(default_factory=dict)
     tombs: dict[Key, Tombstone] = field(default_factory=dict)
     acks: dict[str, RangeSet] = field(default_factory=dict)
-    #: serve pacing: key -> time before which a WANT for it is not served again; the current window
-    served: dict[Key, int] = field(default_factory=dict)
-    serve_window_end: int = 0
-    serve_keys: int = 0
-    serve_bytes: int = 0
 
     def has(self, key: Key) -> bool:
         rs = self.remote_have.get(key[0])

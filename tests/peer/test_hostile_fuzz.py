@@ -186,7 +186,7 @@ class World:
         assert got.get("served", 0) <= 2 * c.max_serve_keys_per_window
         assert got["foreign_tombstones"] <= c.max_foreign_tombstones_per_neighbour
         assert got.get("remote_have_ranges", 0) <= wire.MAX_FRAME // 16 + held
-        assert len(self.a.sync._pending) <= 2 * c.max_want_keys  # two live neighbours
+        assert self.a.sync.pending_wants() <= 2 * c.max_want_keys  # two live neighbours
 
     def converge(self) -> None:
         self.net.remove(self.h)

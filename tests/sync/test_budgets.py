@@ -177,7 +177,7 @@ def test_tombstones_for_unknown_senders_are_refused() -> None:
     assert v.log.tombstones() == []
     assert v.budget_counts(HOSTILE)["remote_have_ranges"] == 0
     assert v.budget_counts(HOSTILE)["unservable"] == 0
-    hello = wire.decode_frame(v._hello())
+    hello = wire.decode_frame(v.hello())
     assert isinstance(hello, wire.Hello)
     assert list(hello.have) == [real]
     # a newcomer linking to the victim gets the whole history
@@ -255,7 +255,7 @@ def test_hello_gives_real_senders_priority_over_tombstone_only_ones() -> None:
         v.publish(make_envelope(real, seq, seq + 1, clock.now, clock.now + HOUR), clock.now)
     for i in range(5_000):
         v.restore_tombstone((sim_id(f"t{i}"), 0), clock.now + HOUR)
-    hello = wire.decode_frame(v._hello())
+    hello = wire.decode_frame(v.hello())
     assert isinstance(hello, wire.Hello)
     assert real in hello.have
     assert len(wire.encode_hello(ROOM, hello.have)) <= wire.MAX_FRAME

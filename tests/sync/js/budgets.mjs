@@ -36,7 +36,7 @@ const out = {};
   let maxInflight = 0;
   for (let i = 0; i < 300; i++) {
     await v.receive(HOSTILE, wire.encodeHello(ROOM, new Map([[hex(1000 + i), [[0, 1_000_000]]]])), now);
-    maxInflight = Math.max(maxInflight, v.budgetCounts(HOSTILE).inflight, v.pending.size);
+    maxInflight = Math.max(maxInflight, v.budgetCounts(HOSTILE).inflight, v.pendingWants());
   }
   await v.receive(HOSTILE, wire.encodeHello(ROOM, new Map()), now);
   out.hello = { maxInflight, cap: v.config.maxWantKeys, afterEmptyHello: v.budgetCounts(HOSTILE).inflight };

@@ -5,28 +5,15 @@
 // Rules (one session per neighbour):
 // - connect() queues HELLO first. ENVELOPES/WANT/ACK/TOMBSTONES before the neighbour's HELLO: no-hello.
 // - HELLO for another room: wrong-room, the session is ignored from then on.
-// - On every HELLO we WANT what the neighbour has and we have not seen (skipping keys pending elsewhere);
-//   at most maxWantKeys in flight per neighbour, ever: a newer HELLO replaces the older one (wants for
-//   keys it no longer claims are released), timed-out wants are released first. HELLO is re-sent every
-//   resyncMs (anti-entropy).
-// - WANT is served with ENVELOPES for held unexpired entries and TOMBSTONES for tombstoned keys, paced per
-//   neighbour: a key queued or served less than wantTimeoutMs/2 ago is not served again, and at most
-//   maxServeKeysPerWindow keys / maxServeBytesPerWindow bytes per wantTimeoutMs window. Output queues are
-//   keyed: a key is queued once per link.
+// - HELLO is re-sent every resyncMs (anti-entropy). The serving part (sync_serve.js, whose header states
+//   its rules) builds our HELLO, makes the WANTs after each HELLO, answers WANT, ACK and TOMBSTONES and
+//   keeps every per-neighbour budget. Output queues are keyed: a key is queued once per link.
 // - A duplicate (peekKey says we have seen its key) is acked (or answered with its tombstone) without
 //   validation. Every other envelope goes through validate; a ProtocolError drops that envelope only
 //   and yields 'envelope-refused' (with the envelope, so the room may park it). A new entry is added,
 //   ACKed to the neighbour and relayed to every other neighbour not known to have it, except an entry
 //   received from its author: the others got it from the author too, so a HELLO goes to them
 //   announceDelayMs later instead (lazy relay).
-// - Delivery ('acked'): an ACK frame, and also a HELLO: what a neighbour's HELLO says it holds of OUR own
-//   entries counts as an ACK of each (bounded by maxServeKeys per HELLO, once per session and key). A
-//   new entry received from someone other than its author is also ACKed to the author if linked.
-// - Proof-less tombstones: accepted for a held entry iff expires_at <= now + skew, for an unheld key
-//   iff until <= now + skew. Tombstones with a proof need authorizeTombstone. With knownSender (the
-//   membership rule) a tombstone naming an unknown sender is refused (unknown-sender); tombstones for keys
-//   never held are bounded per neighbour and in total; keys a neighbour never claimed grow nothing.
-// - Our HELLO lists senders we hold entries of first, each with a fair share of the frame.
 // - An entry more than maxLamportJump ahead of our clock is refused (lamport-jump).
 // - PING every heartbeatMs; silence for deadAfterMs: neighbour-timed-out, session dropped.
 
@@ -34,6 +21,7 @@ import { ProtocolError } from './errors.js';
 import { LamportClock } from './clock.js';
 import { Log, RangeSet, keyOf } from './log.js';
 import { DEFAULT_SYNC_CONFIG, Session, toRangeMap } from './sync_events.js';
+import { Serve } from './sync_serve.js';
 import * as wire from './wire.js';
 
 /**
@@ -44,16 +32,6 @@ import * as wire from './wire.js';
 
 export { DEFAULT_SYNC_CONFIG } from './sync_events.js';
 
-// what one (sender, ranges) block of a HELLO costs and what the frame holds (see wire.js)
-const HELLO_ROOM = 65536 - 64;
-const HELLO_SENDER = 18;
-const HELLO_RANGE = 16;
-
-/** @param {string} key @returns {[string, number]} the (sender, seq) of a keyOf() key */
-const splitKey = (key) => {
-  const i = key.lastIndexOf(':');
-  return [key.slice(0, i), Number(key.slice(i + 1))];
-};
 /** @param {Uint8Array} a @param {Uint8Array} b */
 const sameBytes = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
 
@@ -72,23 +50,18 @@ export class SyncEngine {
     this.log = new Log(this.config.skewMs);
     this.clock = new LamportClock();
     this.validate = validate;
-    this.authorize = opts.authorizeTombstone ?? null;
     this.peek = opts.peekKey ?? null;
-    this.knownSender = opts.knownSender ?? null;
-    /** @type {Map<string, string>} tombstones of keys never held -> the neighbour that sent them */
-    this.foreign = new Map();
-    /** @type {Map<string, number>} */
-    this.foreignBy = new Map();
-    this.foreignStale = false; // the log pruned tombstones since the last sweep of `foreign`
     /** entries always relayed at once, even when received from their author (room state) */
     this.eager = opts.eager ?? null;
     /** @type {number|null} */
     this.announceAt = null;
     /** @type {Map<string, Session>} */
     this.sessions = new Map();
-    /** @type {Map<string, [string, number]>} */
-    this.pending = new Map();
     this.protocolErrors = 0;
+    this.serve = new Serve(this.config, this.log, {
+      live: () => this.live(), error: (n, code) => this.error(n, code),
+      authorizeTombstone: opts.authorizeTombstone ?? null, knownSender: opts.knownSender ?? null,
+    });
   }
 
   get neighbours() {
@@ -120,13 +93,13 @@ export class SyncEngine {
     const s = this.sessions.get(neighbour);
     if (!s) return false;
     this.sessions.delete(neighbour);
-    this.dropPending(s);
+    this.serve.end(neighbour);
     return true;
   }
 
   /** @param {number} now */
   rerequest(now) {
-    for (const s of this.sessions.values()) if (s.ready && !s.rejected) this.request(s, now);
+    for (const s of this.sessions.values()) if (s.ready && !s.rejected) this.serve.request(s, now);
   }
 
   // -------------------------------------------------- hooks for the room (nothing reaches into log/clock)
@@ -189,8 +162,7 @@ export class SyncEngine {
   /** Explicit local deletion. @param {string} sender @param {number} seq @param {number} until @param {Uint8Array} proof */
   delete(sender, seq, until, proof) {
     if (!this.log.tombstone(sender, seq, until, proof)) return false;
-    const tomb = /** @type {Tombstone} */ (this.log.getTombstone(sender, seq));
-    for (const s of this.live()) s.tombs.set(keyOf(sender, seq), tomb);
+    this.serve.tellTombstone(sender, seq, false);
     return true;
   }
 
@@ -235,11 +207,10 @@ export class SyncEngine {
   handleTimer(now) {
     /** @type {SyncEvent[]} */
     const events = [];
-    this.foreignStale = true; // expire() may prune tombstones
+    this.serve.logPruned(); // expire() may prune tombstones
     for (const [sender, seq] of this.log.expire(now)) {
       events.push({ type: 'entry-expired', sender, seq });
-      const tomb = /** @type {Tombstone} */ (this.log.getTombstone(sender, seq));
-      for (const s of this.live()) if (s.has(sender, seq)) s.tombs.set(keyOf(sender, seq), tomb);
+      this.serve.tellTombstone(sender, seq, true);
     }
     const c = this.config;
     if (this.announceAt !== null && now >= this.announceAt) {
@@ -271,7 +242,7 @@ export class SyncEngine {
       }
       if (s.retryAt !== null && now >= s.retryAt) {
         s.retryAt = null;
-        if (s.ready) this.request(s, now);
+        if (s.ready) this.serve.request(s, now);
       }
     }
     if (dropped) this.rerequest(now);
@@ -301,67 +272,29 @@ export class SyncEngine {
     }
     if (!s.ready) return [this.error(neighbour, 'no-hello')];
     if (frame.type === wire.FrameType.ENVELOPES) return this.onEnvelopes(s, frame.items, now);
-    if (frame.type === wire.FrameType.WANT) { this.onWant(s, frame.ranges, now); return []; }
-    if (frame.type === wire.FrameType.ACK) return this.onAck(s, frame.ranges);
-    return this.onTombstones(s, /** @type {{items: Tombstone[]}} */ (frame).items, now);
+    if (frame.type === wire.FrameType.WANT) { this.serve.onWant(s, frame.ranges, now); return []; }
+    if (frame.type === wire.FrameType.ACK) return this.serve.onAck(s, frame.ranges);
+    return this.serve.onTombstones(s, /** @type {{items: Tombstone[]}} */ (frame).items, now);
   }
 
   /** @param {Session} s @param {{roomId: string, have: import('./log.js').RangeMap}} frame @param {number} now */
   onHello(s, frame, now) {
     if (frame.roomId !== this.roomId) {
       s.rejected = true;
-      this.dropPending(s);
+      this.serve.releaseAll(s.neighbour);
       return [this.error(s.neighbour, 'wrong-room')];
     }
     /** @type {SyncEvent[]} */
     const events = [];
     s.remoteHave = new Map([...frame.have].map(([k, v]) => [k, new RangeSet(v)]));
-    s.attempts.clear();
-    s.unservable.clear();
-    // the newer HELLO replaces the older one: wants for keys it no longer claims are released
-    for (const k of [...s.inflight]) {
-      const [sender, seq] = splitKey(k);
-      if (!s.has(sender, seq)) this.release(s, k);
-    }
+    this.serve.onHello(s); // the newer HELLO replaces the older one
     if (!s.ready) {
       s.ready = true;
       events.push({ type: 'neighbour-ready', neighbour: s.neighbour });
-      for (const t of this.log.tombstones()) {
-        if (t.proof.length && s.has(t.sender, t.seq)) s.tombs.set(keyOf(t.sender, t.seq), t);
-      }
-      // equivocations it may not have seen: both versions, so it voids the key too
-      for (const [sender, seq, first, second] of this.log.voidPairs.values()) if (s.has(sender, seq)) s.voids.set(keyOf(sender, seq), [first, second]);
+      this.serve.showErased(s);
     }
-    events.push(...this.helloAcks(s));
-    this.request(s, now);
-    return events;
-  }
-
-  /**
-   * Our own entries the neighbour's HELLO covers are delivered to it (whoever it got them from).
-   * @param {Session} s @returns {SyncEvent[]}
-   */
-  helloAcks(s) {
-    const me = this.selfId;
-    const theirs = s.remoteHave.get(me);
-    if (!theirs) return [];
-    const held = this.log.seenRanges(me);
-    let acked = s.acked.get(me);
-    if (!acked) s.acked.set(me, (acked = new RangeSet()));
-    /** @type {SyncEvent[]} */
-    const events = [];
-    let budget = this.config.maxServeKeys;
-    for (const [a, b] of theirs.ranges()) {
-      for (const [lo, hi] of held.intersect(a, b)) {
-        for (const [x, y] of new RangeSet([[lo, hi]]).difference(acked)) {
-          for (let seq = x; seq <= y; seq++) {
-            if (budget-- <= 0) return events;
-            acked.add(seq); // a tombstoned one too: never looked at again this session
-            if (this.log.holds(me, seq)) events.push({ type: 'acked', neighbour: s.neighbour, sender: me, seq });
-          }
-        }
-      }
-    }
+    events.push(...this.serve.helloAcks(s, this.selfId));
+    this.serve.request(s, now);
     return events;
   }
 
@@ -369,7 +302,7 @@ export class SyncEngine {
   async onEnvelopes(s, items, now) {
     /** @type {SyncEvent[]} */
     const events = [];
-    /** @type {Session[]} */
+    /** @type {string[]} */
     const refill = [];
     for (const item of items) {
       if (this.peek) {
@@ -388,7 +321,7 @@ export class SyncEngine {
         }
         if (this.log.seen(sender, seq)) { // a duplicate: no need to verify it again
           s.mark(sender, seq);
-          this.resolve(keyOf(sender, seq));
+          this.serve.resolve(keyOf(sender, seq));
           if (this.log.holds(sender, seq)) {
             let rs = s.acks.get(sender);
             if (!rs) s.acks.set(sender, (rs = new RangeSet()));
@@ -419,7 +352,7 @@ export class SyncEngine {
         events.push(...(await this.equivocation(s, held, item, now, entry)));
         continue;
       }
-      const drained = this.resolve(keyOf(sender, seq));
+      const drained = this.serve.resolve(keyOf(sender, seq));
       if (drained) refill.push(drained);
       s.mark(sender, seq);
       if (this.log.add(entry, now)) {
@@ -448,203 +381,45 @@ export class SyncEngine {
         if (tomb) s.tombs.set(keyOf(sender, seq), tomb);
       }
     }
-    for (const r of refill) if (r.ready && !r.inflight.size) this.request(r, now);
-    return events;
-  }
-
-  /** @param {Session} s @param {import('./log.js').RangeMap} ranges @param {number} now */
-  onWant(s, ranges, now) {
-    const c = this.config;
-    if (now >= s.serveWindowEnd) { // a new pacing window
-      s.serveWindowEnd = now + c.wantTimeoutMs;
-      s.serveKeys = 0; s.serveBytes = 0;
-      for (const [k, t] of [...s.served]) if (t <= now) s.served.delete(k);
-    }
-    const againAt = now + Math.floor(c.wantTimeoutMs / 2);
-    let budget = c.maxServeKeys;
-    for (const [sender, rs] of ranges) {
-      const seen = this.log.seenRanges(sender);
-      for (const [a, b] of rs) {
-        for (const [lo, hi] of seen.intersect(a, b)) {
-          for (let seq = lo; seq <= hi; seq++) {
-            if (budget <= 0 || s.serveKeys >= c.maxServeKeysPerWindow) return;
-            budget -= 1;
-            const key = keyOf(sender, seq);
-            if (s.envs.has(key) || s.tombs.has(key) || (s.served.get(key) ?? now) > now) continue;
-            const entry = this.log.get(sender, seq);
-            if (entry) {
-              if (entry.expiresAt > now) {
-                if (s.serveBytes + entry.data.length > c.maxServeBytesPerWindow) return;
-                s.serveBytes += entry.data.length;
-                s.serveKeys += 1;
-                s.served.set(key, againAt);
-                s.envs.set(key, entry.data);
-                s.mark(sender, seq);
-              }
-              continue;
-            }
-            const tomb = this.log.getTombstone(sender, seq);
-            if (tomb) { s.serveKeys += 1; s.served.set(key, againAt); s.tombs.set(key, tomb); }
-          }
-        }
-      }
-    }
-  }
-
-  /** @param {Session} s @param {import('./log.js').RangeMap} ranges */
-  onAck(s, ranges) {
-    /** @type {SyncEvent[]} */
-    const events = [];
-    let budget = this.config.maxServeKeys;
-    for (const [sender, rs] of ranges) {
-      let acked = s.acked.get(sender);
-      if (!acked) s.acked.set(sender, (acked = new RangeSet()));
-      for (const [a, b] of rs) {
-        for (const [lo, hi] of this.log.seenRanges(sender).intersect(a, b)) {
-          for (let seq = lo; seq <= hi; seq++) {
-            if (budget <= 0) return events;
-            budget -= 1;
-            s.mark(sender, seq);
-            if (!acked.has(seq) && this.log.holds(sender, seq)) {
-              acked.add(seq);
-              events.push({ type: 'acked', neighbour: s.neighbour, sender, seq });
-            }
-          }
-        }
-      }
+    for (const n of refill) { // a finished pull: ask for the next chunk right away
+      const r = this.sessions.get(n);
+      if (r && r.ready && this.serve.idle(n)) this.serve.request(r, now);
     }
     return events;
-  }
-
-  /** @param {Session} s @param {Tombstone[]} items @param {number} now */
-  async onTombstones(s, items, now) {
-    /** @type {SyncEvent[]} */
-    const events = [];
-    const skew = this.config.skewMs;
-    let unknown = false;
-    for (const tomb of items) {
-      const { sender, seq } = tomb;
-      const key = keyOf(sender, seq);
-      const claimed = s.has(sender, seq); // listed in its HELLO (or sent/served to us before)
-      this.resolve(key);
-      if (this.log.getTombstone(sender, seq)) { s.mark(sender, seq); continue; }
-      if (this.knownSender !== null && !this.knownSender(sender)) {
-        unknown = true;
-        if (claimed && s.unservable.size < 4 * this.config.maxWantKeys) s.unservable.add(key);
-        continue;
-      }
-      const held = this.log.get(sender, seq);
-      let ok;
-      if (tomb.proof.length) {
-        ok = this.authorize !== null && await this.authorize(tomb, held, now);
-        if (!ok) events.push(this.error(s.neighbour, 'unauthorized-tombstone'));
-      } else if (held) {
-        ok = held.expiresAt <= now + skew;
-      } else {
-        ok = tomb.until <= now + skew;
-      }
-      if (ok && !held && !this.log.seen(sender, seq)) ok = this.takeForeign(s.neighbour, key);
-      if (!ok) { if (claimed && s.unservable.size < 4 * this.config.maxWantKeys) s.unservable.add(key); continue; }
-      s.mark(sender, seq);
-      this.log.tombstone(sender, seq, tomb.until, tomb.proof);
-      if (held) events.push({ type: tomb.proof.length ? 'entry-deleted' : 'entry-expired', sender, seq });
-      const stored = /** @type {Tombstone} */ (this.log.getTombstone(sender, seq));
-      for (const other of this.live()) if (other !== s && other.has(sender, seq)) other.tombs.set(key, stored);
-    }
-    if (unknown) events.push(this.error(s.neighbour, 'unknown-sender'));
-    return events;
-  }
-
-  /** Room for one more tombstone of a key never held, from `neighbour`? @param {string} neighbour @param {string} key */
-  takeForeign(neighbour, key) {
-    const c = this.config;
-    const full = () => this.foreign.size >= c.maxForeignTombstones
-      || (this.foreignBy.get(neighbour) ?? 0) >= c.maxForeignTombstonesPerNeighbour;
-    if (full()) {
-      if (!this.foreignStale) return false; // swept since the log last pruned: nothing to free
-      this.foreignStale = false;
-      for (const [k, n] of [...this.foreign]) { // forget the ones the log has pruned (only at a bound)
-        const [sender, seq] = splitKey(k);
-        if (this.log.getTombstone(sender, seq)) continue;
-        this.foreign.delete(k);
-        const left = (this.foreignBy.get(n) ?? 1) - 1;
-        if (left) this.foreignBy.set(n, left); else this.foreignBy.delete(n);
-      }
-      if (full()) return false;
-    }
-    this.foreign.set(key, neighbour);
-    this.foreignBy.set(neighbour, (this.foreignBy.get(neighbour) ?? 0) + 1);
-    return true;
   }
 
   /** What `neighbour` makes us hold, per structure (tests, monitoring). @param {string} neighbour */
   budgetCounts(neighbour) {
     const s = this.sessions.get(neighbour);
-    const foreignTombstones = this.foreignBy.get(neighbour) ?? 0;
-    if (!s) return { foreignTombstones };
-    let pending = 0;
-    for (const [n] of this.pending.values()) if (n === neighbour) pending += 1;
+    const c = this.serve.counts(neighbour);
+    if (!s) return { foreignTombstones: c.foreignTombstones };
     let remoteHaveRanges = 0;
     for (const rs of s.remoteHave.values()) remoteHaveRanges += rs.ranges().length;
     return {
-      inflight: s.inflight.size, pending, attempts: s.attempts.size, unservable: s.unservable.size,
+      inflight: c.inflight, pending: c.pending, attempts: c.attempts, unservable: c.unservable,
       remoteHaveRanges, control: s.control.length, envs: s.envs.size, voids: s.voids.size, tombs: s.tombs.size,
-      served: s.served.size, foreignTombstones,
+      served: c.served, foreignTombstones: c.foreignTombstones,
     };
+  }
+
+  /** How many keys are wanted from some neighbour and not settled yet. */
+  pendingWants() {
+    return this.serve.pending();
   }
 
   live() {
     return [...this.sessions.values()].filter((s) => !s.rejected);
   }
 
-  /** Senders we hold entries of first, each with at most a fair share of the frame (never crowded out). */
+  /** Our HELLO as it would be sent now (nothing is queued). */
   hello() {
-    const have = this.log.have();
-    if (!have.size) return wire.encodeHello(this.roomId, have);
-    const n = have.size;
-    const share = Math.max(1, Math.floor((HELLO_ROOM - HELLO_SENDER * n) / (HELLO_RANGE * n)));
-    const holding = new Set();
-    for (const e of this.log.entries.values()) holding.add(e.sender);
-    const ranked = [...have.keys()].filter((p) => holding.has(p)).concat([...have.keys()].filter((p) => !holding.has(p)));
-    /** @type {Map<string, [number, number][]>} */
-    const chosen = new Map();
-    let room = HELLO_ROOM;
-    for (const p of ranked) {
-      const rs = /** @type {[number, number][]} */ (have.get(p)).slice(0, share);
-      room -= HELLO_SENDER + HELLO_RANGE * rs.length;
-      if (room < 0) break;
-      chosen.set(p, rs);
-    }
-    return wire.encodeHello(this.roomId, chosen);
+    return this.serve.hello(this.roomId);
   }
 
   /** @param {string} neighbour @param {string} code @returns {SyncEvent} */
   error(neighbour, code) {
     this.protocolErrors += 1;
     return { type: 'protocol-error', neighbour, code };
-  }
-
-  /** @param {Session} s @param {string} key */
-  release(s, key) {
-    s.inflight.delete(key);
-    if (this.pending.get(key)?.[0] === s.neighbour) this.pending.delete(key);
-  }
-
-  /** @param {Session} s */
-  dropPending(s) {
-    for (const k of s.inflight) if (this.pending.get(k)?.[0] === s.neighbour) this.pending.delete(k);
-    s.inflight.clear();
-  }
-
-  /** @param {string} key @returns {Session|null} */
-  resolve(key) {
-    const p = this.pending.get(key);
-    if (!p) return null;
-    this.pending.delete(key);
-    const owner = this.sessions.get(p[0]);
-    if (!owner) return null;
-    owner.inflight.delete(key);
-    return owner.inflight.size ? null : owner;
   }
 
   /**
@@ -654,7 +429,7 @@ export class SyncEngine {
    */
   async equivocation(s, held, item, _now, other) {
     s.mark(held.sender, held.seq);
-    this.resolve(keyOf(held.sender, held.seq));
+    this.serve.resolve(keyOf(held.sender, held.seq));
     if (other === null) {
       try {
         other = await this.validate(item);
@@ -680,45 +455,6 @@ export class SyncEngine {
         s.envs.set(keyOf(entry.sender, entry.seq), entry.data);
         s.mark(entry.sender, entry.seq);
       }
-    }
-  }
-
-  /** @param {Session} s @param {number} now */
-  request(s, now) {
-    const c = this.config;
-    for (const k of [...s.inflight]) if ((this.pending.get(k)?.[1] ?? 0) <= now) this.release(s, k); // timed out
-    let budget = c.maxWantKeys - s.inflight.size;
-    let scan = 4 * c.maxWantKeys;
-    /** @type {Map<string, RangeSet>} */
-    const wants = new Map();
-    const deadline = now + c.wantTimeoutMs;
-    for (const [sender, theirs] of s.remoteHave) {
-      for (const [a, b] of theirs.difference(this.log.seenRanges(sender))) {
-        for (let seq = a; seq <= b; seq++) {
-          if (budget <= 0 || scan <= 0) break;
-          scan -= 1;
-          const key = keyOf(sender, seq);
-          if (s.unservable.has(key)) continue;
-          const p = this.pending.get(key);
-          if (p) {
-            if (p[1] > now) continue;
-            this.sessions.get(p[0])?.inflight.delete(key);
-          }
-          const tries = (s.attempts.get(key) ?? 0) + 1;
-          if (tries > c.maxWantAttempts) { s.unservable.add(key); continue; }
-          s.attempts.set(key, tries);
-          this.pending.set(key, [s.neighbour, deadline]);
-          s.inflight.add(key);
-          let rs = wants.get(sender);
-          if (!rs) wants.set(sender, (rs = new RangeSet()));
-          rs.add(seq);
-          budget -= 1;
-        }
-      }
-    }
-    if (wants.size) {
-      s.control.push(...wire.encodeWant(toRangeMap(wants)));
-      s.retryAt = deadline;
     }
   }
 }

@@ -1,5 +1,5 @@
 // The sync engine's configuration, events and per-neighbour session record (mirrors
-// peer/core/sync_events.py; the engine is sync.js).
+// peer/core/sync_events.py; the engine is sync.js, its serving part sync_serve.js).
 
 import { DEFAULT_SKEW_MS, RangeSet } from './log.js';
 
@@ -36,14 +36,6 @@ export class Session {
     this.pingNonce = 0;
     /** @type {Map<string, RangeSet>} */
     this.remoteHave = new Map();
-    /** @type {Map<string, RangeSet>} */
-    this.acked = new Map();
-    /** @type {Map<string, number>} */
-    this.attempts = new Map();
-    /** @type {Set<string>} */
-    this.unservable = new Set();
-    /** @type {Set<string>} */
-    this.inflight = new Set();
     /** @type {Uint8Array[]} */
     this.control = [];
     /** @type {Map<string, Uint8Array>} keyed: one key queued once */
@@ -54,11 +46,6 @@ export class Session {
     this.tombs = new Map();
     /** @type {Map<string, RangeSet>} */
     this.acks = new Map();
-    /** @type {Map<string, number>} serve pacing: key -> time before which it is not served again */
-    this.served = new Map();
-    this.serveWindowEnd = 0;
-    this.serveKeys = 0;
-    this.serveBytes = 0;
   }
 
   /** @param {string} sender @param {number} seq */
