@@ -117,7 +117,8 @@ class LanDiscovery:
             return
         room = _Room(invite, LanMatcher(invite))
         self._rooms[invite.room_id] = room
-        await self._announce(room)
+        # announcing probes the name first (~1 s): do it in the background, browsing does not wait for it
+        self._spawn(self._announce_quietly(room))
         assert self._zc is not None
         # instances seen before this room was added: check them now
         for record in list(self._zc.zeroconf.cache.entries_with_name(SERVICE_TYPE)):
@@ -144,16 +145,24 @@ class LanDiscovery:
         await (await self._zc.async_register_service(info))
         self.announced += 1
 
+    async def _announce_quietly(self, room: _Room) -> None:
+        try:
+            await self._announce(room)
+        except Exception as exc:  # the network went away: the next epoch tries again
+            log.info("LAN announcement failed: %s", type(exc).__name__)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _rotate(self) -> None:
         """Rename every announcement just after each epoch change."""
         while True:
             now = self._now_ms()
             await asyncio.sleep(((epoch_of(now) + 1) * EPOCH_MS - now) / 1000 + 0.05)  # the epoch timer
             for room in list(self._rooms.values()):
-                try:
-                    await self._announce(room)
-                except Exception as exc:  # the network went away: the next epoch tries again
-                    log.info("LAN re-announcement failed: %s", type(exc).__name__)
+                await self._announce_quietly(room)
 
     def _on_change(
         self, zeroconf: Any, service_type: str, name: str, state_change: ServiceStateChange
@@ -177,9 +186,7 @@ class LanDiscovery:
         if not rooms or self._resolving >= MAX_RESOLVES:
             return
         self._resolving += 1
-        task = asyncio.get_running_loop().create_task(self._resolve(name, rooms))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._resolve(name, rooms))
 
     async def _resolve(self, name: str, rooms: list[_Room]) -> None:
         try:
