@@ -52,7 +52,7 @@ from peer.core.log import DEFAULT_SKEW_MS
 from peer.core.room import PersistBatch, Room
 from peer.core.signal import ReplayCache, open_signal, seal_signal
 from peer.home import STORE_FILE, HomeInUse, HomeLock, load_or_create_identity, resolve_home
-from peer.net.bootstrap import RoomServers
+from peer.net.bootstrap import RoomServers, without_stun
 from peer.net.linkstate import Link, LinkChanged, LinkInfo, Reason
 from peer.net.mesh import RoomMesh
 from peer.net.rtc import RtcTransport, quiet_aiortc_teardown
@@ -124,6 +124,7 @@ class RoomHandle:
         self.bootstraps = RoomServers(invite.servers)
         self.lan = False
         self.ice_from: str | None = None  # the server whose ICE servers (STUN/TURN) the mesh uses
+        self.ice: Any = None
         self._server_first: dict[str, asyncio.Future[None]] = {}
 
     # -- bootstraps (peer/net/bootstrap.py) ------------------------------------------------------
@@ -810,7 +811,7 @@ class Peer:
             handle.server_outcome(url, exc)
             return
         if handle.ice_from is None or url == handle.bootstraps.servers[0]:
-            handle.ice_from = url
+            handle.ice_from, handle.ice = url, client.ice
             mesh.set_ice(client.ice)  # fresh TURN credentials too
         _new, gone = handle.bootstraps.listing(url, present)
         mesh.set_present(present)
@@ -854,6 +855,8 @@ class Peer:
                 for peer in left:
                     if handle.mesh is not None:
                         handle.mesh.peer_left(peer)
+                if handle.ice_from == url:
+                    self._reselect_ice(handle)
             if self._stopped.is_set():
                 return
             if loop.time() - up_since >= STABLE_S:
@@ -872,6 +875,19 @@ class Peer:
                     log.warning("signaling connection to %s lost; reconnecting", url)
                 delay = self._reconnect_initial if delay == 0.0 else min(delay * 2, MAX_BACKOFF_S)
             await asyncio.sleep(max(delay, 0.01) * (0.75 + random.random() / 2))  # a backoff timer
+
+    def _reselect_ice(self, handle: RoomHandle) -> None:
+        """The server our ICE servers came from is gone: take another connected server's, else keep
+        only TURN (its STUN is likely dead with it; see :mod:`peer.net.bootstrap`)."""
+        for url in handle.bootstraps.servers:
+            client = self._signaling.get(url)
+            if client is not None and not client.closed and handle.room_id in client.rooms:
+                handle.ice_from, handle.ice = url, client.ice
+                break
+        else:
+            handle.ice_from, handle.ice = None, without_stun(handle.ice)
+        if handle.mesh is not None:
+            handle.mesh.set_ice(handle.ice)
 
     def _rooms_on(self, url: str) -> list[RoomHandle]:
         return [h for h in self.rooms.values() if url in h.bootstraps.servers and not h.closed]
