@@ -51,7 +51,7 @@ HELLO_RATE = 5.0  # hellos per second for the whole room (the server allows 50 f
 HELLO_BURST = 10  # ...after a burst of this many; a hello without a token is skipped, not queued
 #: a hello (sent only by a peer with no link to us) from a peer we hold a link to that has been ready this
 #: long means that peer restarted: our link is dead. Younger links may simply have crossed a late hello.
-HELLO_STALE_S = 3.0
+HELLO_STALE_S = 1.0
 
 
 @dataclass
