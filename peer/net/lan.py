@@ -182,7 +182,7 @@ class LanDiscovery:
         if label in self._own:
             return
         now = self._now_ms()
-        rooms = [r for r in self._rooms.values() if r.matcher.matches(label, now)]
+        rooms = [r for r in self._rooms.values() if name not in r.found and r.matcher.matches(label, now)]
         if not rooms or self._resolving >= MAX_RESOLVES:
             return
         self._resolving += 1
