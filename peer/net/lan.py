@@ -88,6 +88,7 @@ class LanDiscovery:
         self._resolving = 0
         self._rotator: asyncio.Task[None] | None = None
         self.announced = 0
+        self._announcement = asyncio.Event()
 
     @property
     def url(self) -> str:
@@ -144,6 +145,13 @@ class LanDiscovery:
             self._own.discard(old.name[: -len(SERVICE_TYPE) - 1])
         await (await self._zc.async_register_service(info))
         self.announced += 1
+        self._announcement.set()
+
+    async def wait_announced(self, count: int) -> None:
+        """Wait until ``count`` announcements (first ones and renames) have been made."""
+        while self.announced < count:
+            self._announcement.clear()
+            await self._announcement.wait()
 
     async def _announce_quietly(self, room: _Room) -> None:
         try:

@@ -201,3 +201,29 @@ def test_lan_peers_find_each_other_and_chat_with_no_server(lans: Lans, procs: Pr
     assert {lab for _, data in seen9 for lab in instance_labels(data)} & ours3 == set()
     # the capture on h9 works: it saw zed's own announcement
     assert any(matcher.matches(lab, now) for _, data in seen9 for lab in instance_labels(data))
+
+
+def test_the_announcement_is_renamed_at_each_epoch(lans: Lans, procs: Procs) -> None:
+    from peer.core.lan import EPOCH_MS, instance_name
+
+    invite = Invite.new(None)
+    cap = procs.capture("h3")
+    rotor = procs.start(
+        "h1", "rotor", [str(BIN / "python"), "-m", "tests.net.lan_rotor", invite.url(), lans.hosts["h1"]]
+    )
+    offset_ms = json.loads(rotor.expect(lambda s: "offset_ms" in s, 30))["offset_ms"]
+    rotor.expect(lambda s: "renamed" in s, 30)
+    assert rotor.popen.wait(timeout=30) == 0
+    labels: list[str] = []
+    for src, data in packets(cap):
+        if src == lans.hosts["h1"]:
+            labels += [lab for lab in sorted(instance_labels(data)) if lab not in labels]
+    assert len(labels) == 2, labels
+    epoch = int((time.time() * 1000 + offset_ms) // EPOCH_MS)  # the epoch after the change
+
+    def of_epoch(e: int) -> list[str]:
+        return [lab for lab in labels if instance_name(invite, e * EPOCH_MS, bytes.fromhex(lab)[:8]) == lab]
+
+    assert len(of_epoch(epoch - 1)) == 1  # one name before the change...
+    assert len(of_epoch(epoch)) == 1  # ...another after it, with nothing in common
+    assert of_epoch(epoch - 1) != of_epoch(epoch)
