@@ -50,7 +50,9 @@ class _Room:
     invite: Invite
     matcher: LanMatcher
     info: ServiceInfo | None = None
+    epoch: int | None = None  # of the name announced now
     found: dict[str, str] = field(default_factory=dict)  # instance name -> endpoint handed on
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one (re)announcement at a time
 
 
 def lan_address() -> str:
@@ -128,8 +130,15 @@ class LanDiscovery:
                 self._consider(alias)
 
     async def _announce(self, room: _Room) -> None:
+        async with room.lock:
+            now = self._now_ms()
+            if room.epoch == epoch_of(now):
+                return  # named for this epoch already (a rename raced the first announcement)
+            await self._register(room, instance_name(room.invite, now, os.urandom(NONCE_LEN)))
+            room.epoch = epoch_of(now)
+
+    async def _register(self, room: _Room, label: str) -> None:
         assert self._zc is not None
-        label = instance_name(room.invite, self._now_ms(), os.urandom(NONCE_LEN))
         info = ServiceInfo(
             SERVICE_TYPE,
             f"{label}.{SERVICE_TYPE}",

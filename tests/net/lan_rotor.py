@@ -1,4 +1,4 @@
-"""Run one room's LAN announcement with a clock set ~1.5 s before an epoch change, until it has been
+"""Run one room's LAN announcement with a clock set ~4 s before an epoch change, until it has been
 renamed once; print the clock offset (JSON). Used by ``tests/net/test_lan.py`` inside a namespace:
 ``python -m tests.net.lan_rotor INVITE LAN_ADDRESS``."""
 
@@ -16,7 +16,7 @@ from peer.net.lan import LanDiscovery
 
 async def main(invite: str, host: str) -> None:
     now_ms = time.time() * 1000
-    offset_ms = (EPOCH_MS - now_ms % EPOCH_MS) - 1500  # our clock: 1.5 s before the next epoch
+    offset_ms = (EPOCH_MS - now_ms % EPOCH_MS) - 4000  # our clock: 4 s before the next epoch
     lan = LanDiscovery(lambda room, url: None, host=host, clock=lambda: time.time() + offset_ms / 1000)
     try:
         await lan.add_room(Invite.parse(invite))
