@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from peer.core.errors import ProtocolError
+from peer.lineinput import raw_terminal
 from peer.terminal import CHAT_HELP, parse_duration, render
 
 __all__ = ["CHAT_HELP", "CliError", "build_parser", "main", "parse_duration", "render"]
@@ -437,40 +438,76 @@ async def _chat(ops: Any, args: argparse.Namespace) -> int:
     room = info["room"]
     names = (await ops.call("info", room=room))["names"]
     label = names.get(me) or me[:8]
-    print(f"joined room {room[:8]} as {label} — type a message and press Enter")
-    print(CHAT_HELP, flush=True)
+    with raw_terminal(sys.stdin.fileno()) as interactive:  # before the banner: typing may start after it
+        print(f"joined room {room[:8]} as {label} — type a message and press Enter")
+        print(CHAT_HELP, flush=True)
+        return await _chat_loop(ops, args, me, room, interactive)
+
+
+def _mention_line(line: str, tty: bool) -> str:
+    """A message that mentions us: a bell, and the line highlighted (reverse video on a terminal)."""
+    return f"\a\x1b[7m{line}\x1b[0m" if tty else f"\a{line}"
+
+
+async def _chat_loop(ops: Any, args: argparse.Namespace, me: str, room: str, interactive: bool) -> int:
+    from peer.control import MAX_REQUEST_TEXT, ControlError
+    from peer.lineinput import LineEditor, TooLong
+
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     gone = asyncio.Event()
+    out = sys.stdout
+
+    def echo(data: bytes) -> None:
+        out.buffer.write(data)
+        out.flush()
+
+    editor = LineEditor(
+        interactive=interactive, max_bytes=MAX_REQUEST_TEXT, echo=echo if interactive else None
+    )
+    tty = out.isatty()
 
     async def show() -> None:
         async for item in ops.subscribe(room, history=True):
-            print(item["line"], flush=True)
             ev = item["event"]
+            mention = ev.get("event") == "message" and ev.get("mentioned") is True
+            print(_mention_line(item["line"], tty) if mention else item["line"], flush=True)
             if ev.get("event") == "message" and ev.get("sender") != me and isinstance(ev.get("id"), str):
                 await ops.call("mark_seen", room=room, ids=[ev["id"]])
         gone.set()
 
     shower = asyncio.create_task(show())
     try:
-        while True:
-            read = asyncio.ensure_future(reader.readline())
+        done = False
+        while not done:
+            read = asyncio.ensure_future(reader.read(65536))
             ended = asyncio.ensure_future(gone.wait())
             await asyncio.wait({read, ended}, return_when=asyncio.FIRST_COMPLETED)
             ended.cancel()
             if not read.done():
                 read.cancel()
                 break
-            line = read.result()
-            if not line:
-                break
-            text = line.decode(errors="replace").rstrip("\n")
-            reply = await ops.call("chat", room=room, line=text, ttl=args.ttl)
-            for out in reply.get("output", []):
-                print(out, flush=True)
-            if reply.get("left"):
-                break
+            data = read.result()
+            items = editor.feed(data) if data else editor.end()
+            for item in items:
+                if item is None:
+                    done = True
+                    break
+                if isinstance(item, TooLong):
+                    print(f"! line too long ({item.size:,} bytes): not sent", flush=True)
+                    continue
+                text = item.decode(errors="replace")
+                try:
+                    reply = await ops.call("chat", room=room, line=text, ttl=args.ttl)
+                except ControlError as exc:  # refused (e.g. too long): say so and go on
+                    print(f"! {exc.message}", flush=True)
+                    continue
+                for line in reply.get("output", []):
+                    print(line, flush=True)
+                if reply.get("left"):
+                    done = True
+                    break
     finally:
         shower.cancel()
         with contextlib.suppress(BaseException):

@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from peer.core.content import MAX_CONTENT, ContentTooLong
 from peer.core.errors import ProtocolError
 from peer.home import CONTROL_SOCKET
 
@@ -38,11 +39,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 VERSION: Final = 1
-MAX_LINE: Final = 64 * 1024
+#: a message is at most 64,000 bytes of content; an event line carries its text twice (event and line)
+MAX_LINE: Final = 512 * 1024
 MAX_CLIENTS: Final = 16
 MAX_INFLIGHT: Final = 8  # concurrent requests per connection
 MAX_SUBSCRIPTIONS: Final = 4  # per connection
-MAX_BUFFERED: Final = 1 << 20  # bytes queued to a client that does not read: past this it is dropped
+#: a text in a request: longer than any message may be, so the refusal is the clear "message too long"
+MAX_REQUEST_TEXT: Final = 4 * MAX_CONTENT
+MAX_BUFFERED: Final = 4 << 20  # bytes queued to a client that does not read: past this it is dropped
 MAX_TIMEOUT_S: Final = 3600.0
 MAX_IDS: Final = 1024
 #: when the owner closes, requests that change something get this long to finish (waits are cut at once:
@@ -200,17 +204,20 @@ class Controller:
 
     async def _send(self, req: Mapping[str, Any]) -> dict[str, Any]:
         handle = self._room(req)
-        text = _req_str(req, "text", max_len=64 * 1024)
+        text = _req_str(req, "text", max_len=MAX_REQUEST_TEXT)
         ttl = _opt_int(req, "ttl", lo=0, hi=10 * 365 * 86400)
         reply_to = _str(req, "reply_to", max_len=128, optional=True)
         nonce = _str(req, "nonce", max_len=64, optional=True)
         if handle.keeper:
             raise ControlError("keeper", "the process owning this home keeps this room and cannot send in it")
         new = True
-        if nonce is not None and reply_to is None:  # both return after the commit
-            message_id, new = await handle.send_once(text, nonce, ttl=ttl)
-        else:
-            message_id = (await handle.send(text, ttl=ttl, reply_to=reply_to)).id
+        try:
+            if nonce is not None and reply_to is None:  # both return after the commit
+                message_id, new = await handle.send_once(text, nonce, ttl=ttl)
+            else:
+                message_id = (await handle.send(text, ttl=ttl, reply_to=reply_to)).id
+        except ContentTooLong as exc:
+            raise ControlError("too-long", str(exc)) from None
         return {
             "message": message_id,
             "new": new,
@@ -241,7 +248,7 @@ class Controller:
         from peer.terminal import chat_command
 
         handle = self._room(req)
-        line = _req_str(req, "line", max_len=64 * 1024)
+        line = _req_str(req, "line", max_len=MAX_REQUEST_TEXT)
         ttl = _opt_int(req, "ttl", lo=0, hi=10 * 365 * 86400)
         if handle.keeper:
             raise ControlError("keeper", "the process owning this home keeps this room and cannot chat in it")
@@ -251,7 +258,7 @@ class Controller:
         if line.strip():
             try:
                 msg = await handle.send(line, ttl=ttl)
-            except PermissionError as exc:  # announcement mode: only admins post
+            except (PermissionError, ContentTooLong) as exc:  # announcement mode; a text over the limit
                 return {"output": [f"! {exc}"]}
             return {"output": [], "message": msg.id}
         return {"output": []}

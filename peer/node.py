@@ -51,6 +51,7 @@ from peer.core.invite import Invite
 from peer.core.log import DEFAULT_SKEW_MS
 from peer.core.room import PersistBatch, Room
 from peer.core.signal import ReplayCache, open_signal, seal_signal
+from peer.features import FeaturesMixin
 from peer.home import STORE_FILE, HomeInUse, HomeLock, load_or_create_identity, resolve_home
 from peer.net.bootstrap import RoomServers, without_stun
 from peer.net.linkstate import Link, LinkChanged, LinkInfo, Reason
@@ -104,7 +105,7 @@ class DeliveryTimeout(TimeoutError):
         self.waiting_for = waiting_for
 
 
-class RoomHandle:
+class RoomHandle(FeaturesMixin):
     """One joined room, as seen by an application."""
 
     def __init__(self, peer: Peer, invite: Invite, core: Room, keeper: bool) -> None:
@@ -191,9 +192,19 @@ class RoomHandle:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
-    async def send(self, text: str, *, ttl: float | None = None, reply_to: str | None = None) -> Message:
+    async def send(
+        self,
+        text: str,
+        *,
+        ttl: float | None = None,
+        reply_to: str | None = None,
+        mentions: list[str] | None = None,
+    ) -> Message:
+        """Send a text; ``mentions`` (member ids) default to the ``@name``s in it. A text that does not
+        fit one envelope raises :class:`peer.core.content.ContentTooLong` (nothing is sent or cut)."""
         ttl_s = int(ttl) if ttl is not None else None
-        msg = self.core.send_text(text, now_ms(), ttl_s=ttl_s, reply_to=reply_to)
+        wanted = self.mentions_in(text) if mentions is None else mentions
+        msg = self.core.send_text(text, now_ms(), ttl_s=ttl_s, reply_to=reply_to, mentions=wanted)
         self._commit([MessageReceived(msg)])
         return msg
 
@@ -205,7 +216,7 @@ class RoomHandle:
         if known is not None:
             return known, False
         ttl_s = int(ttl) if ttl is not None else None
-        msg = self.core.send_text(text, now_ms(), ttl_s=ttl_s)
+        msg = self.core.send_text(text, now_ms(), ttl_s=ttl_s, mentions=self.mentions_in(text))
         self._peer.note_nonce(self.room_id, nonce, msg.id)
         self._commit([MessageReceived(msg)])
         return msg.id, True

@@ -19,7 +19,10 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 CHAT_HELP = """commands: /name NAME · /edit TEXT (your last message) · /react EMOJI (the last message)
           /unsend (your last message) · /timer DURATION (room timer) · /who · /help · Ctrl-D quits
           admins: /remove NAME · /readmit NAME · /admin NAME · /unadmin NAME · /announce on|off
-          anyone: /leave (for good: only an admin can readmit you)"""
+          anyone: /leave (for good: only an admin can readmit you)
+          /search WORDS · /forward [N] ROOM (the Nth last message, 1 = last; ROOM: id prefix or invite)
+          /location LAT LON [ACCURACY_M] · /lastseen on|off (show others when you were last online)
+          @name in a message mentions a member (they get a bell)"""
 
 
 def parse_duration(text: str) -> int:
@@ -53,7 +56,7 @@ def render(room: Any, ev: Any) -> str:
         marks = "  " + " ".join(f"{e}{len(p)}" for e, p in m.reactions) if m.reactions else ""
         edited = " (edited)" if m.edited else ""
         prefix = "* " if isinstance(ev, MessageUpdated) else ""
-        return f"{prefix}[{room.label(m.sender)}]{reply} {m.text}{edited}{marks}"
+        return f"{prefix}[{room.label(m.sender)}]{reply} {message_text(m)}{edited}{marks}"
     text = str(ev)
     peer = getattr(ev, "peer", None)
     if isinstance(peer, str):
@@ -66,6 +69,7 @@ def json_obj(room: Any, ev: Any) -> dict[str, Any]:
     message = getattr(ev, "message", None)
     if message is not None:
         obj["sender_name"] = room.display_name(message.sender)
+        obj["mentioned"] = bool(getattr(message, "mentioned", False))  # the mention flag, always present
     return obj
 
 
@@ -103,6 +107,7 @@ async def chat_command(room: Any, line: str) -> tuple[list[str], bool]:
         elif cmd == "/who":
             online = set(room.online_members())
             links = room.links()
+            seen = room.last_seen()
             for member in room.members():
                 link = links.get(member)
                 if member == me:
@@ -111,10 +116,14 @@ async def chat_command(room: Any, line: str) -> tuple[list[str], bool]:
                     state = link.describe()  # direct, relayed, connecting…, unreachable (reason)
                 else:
                     state = "online" if member in online else "offline"
+                if member in seen and member not in online:
+                    state += f", last seen {ago(seen[member])}"
                 role = "owner" if member == room.owner else ("admin" if room.is_admin(member) else "")
                 out.append(f"  {room.label(member)} ({member[:8]}) {state} {role}".rstrip())
             if room.announce:
                 out.append("  announcement mode: only admins post")
+            if not room.share_last_seen:
+                out.append("  last seen: off (you hide yours and see no one's; /lastseen on)")
         elif cmd == "/remove" and rest:
             await room.remove_member(find_member(room, rest, room.members()))
         elif cmd == "/readmit" and rest:
@@ -123,6 +132,8 @@ async def chat_command(room: Any, line: str) -> tuple[list[str], bool]:
             await room.set_admin(find_member(room, rest, room.members()), cmd == "/admin")
         elif cmd == "/announce" and rest in ("on", "off"):
             await room.set_announce(rest == "on")
+        elif cmd in _FEATURE_COMMANDS:
+            out += await _FEATURE_COMMANDS[cmd](room, rest)
         elif cmd == "/leave":
             await room.leave()
             out.append("you left the room")
@@ -132,3 +143,132 @@ async def chat_command(room: Any, line: str) -> tuple[list[str], bool]:
     except (ValueError, PermissionError, ProtocolError, argparse.ArgumentTypeError) as exc:  # a refusal
         out.append(f"! {exc}")
     return out, False
+
+
+# -- issue 15: how mentions, forwards and locations look; /search, /forward, /location, /lastseen -------
+
+SEARCH_SHOWN = 20
+
+
+def geo_uri(location: tuple[int, int, int | None]) -> str:
+    """RFC 5870 ``geo:`` URI of a location (no map tiles: any app the user has can open it)."""
+    lat, lon, acc = location
+    uri = f"geo:{lat / 1e6:.6f},{lon / 1e6:.6f}"
+    return uri if acc is None else f"{uri};u={acc}"
+
+
+def message_text(m: Any) -> str:
+    """The text of a message as a terminal shows it: a location as coordinates and a geo: link, a
+    forwarded message marked with who it was forwarded from."""
+    if m.location is not None:
+        lat, lon, acc = m.location
+        body = f"📍 {lat / 1e6:.6f}, {lon / 1e6:.6f}" + (f" (±{acc} m)" if acc is not None else "")
+        body += f" {geo_uri(m.location)}"
+    else:
+        body = m.text
+    if m.forwarded_from is not None:
+        body = f"[forwarded from {m.forwarded_from}] {body}"
+    return str(body)
+
+
+def ago(ms: int) -> str:
+    import time
+
+    s = max(0, int(time.time() - ms / 1000))
+    if s < 60:
+        return "just now" if s < 5 else f"{s}s ago"
+    if s < 3600:
+        return f"{s // 60}m ago"
+    if s < 86400:
+        return f"{s // 3600}h ago"
+    return f"{s // 86400}d ago"
+
+
+def _numbered(room: Any) -> list[tuple[int, Any]]:
+    """Messages with their chat number: 1 is the last one, 2 the one before..."""
+    msgs = room.messages()
+    return [(len(msgs) - i, m) for i, m in enumerate(msgs)]
+
+
+async def _search(room: Any, rest: str) -> list[str]:
+    if not rest:
+        return ["usage: /search WORDS"]
+    hits = {m.id for m in room.search(rest)}
+    found = [(n, m) for n, m in _numbered(room) if m.id in hits]
+    if not found:
+        return [f"no message matches {rest!r}"]
+    out = [f"{len(found)} message(s) match {rest!r} (forward one with /forward N ROOM):"]
+    for n, m in found[-SEARCH_SHOWN:]:
+        text = message_text(m)
+        out.append(f"  #{n} [{room.label(m.sender)}] {text[:200]}{'…' if len(text) > 200 else ''}")
+    return out
+
+
+async def _forward(room: Any, rest: str) -> list[str]:
+    parts = rest.split()
+    if not parts or len(parts) > 2 or (len(parts) == 2 and not parts[0].isdigit()):
+        return [
+            "usage: /forward [N] ROOM (N: the Nth last message, 1 = last; ROOM: a room id prefix or invite)"
+        ]
+    n = int(parts[0]) if len(parts) == 2 else 1
+    where = parts[-1]
+    numbered = dict(_numbered(room))
+    if n not in numbered:
+        raise ValueError(f"no message #{n} here")
+    peer = room._peer
+    if "#" in where and "://" in where:
+        target = await peer.join(where)
+    else:
+        hits = [
+            h for rid, h in peer.rooms.items() if rid.startswith(where) and len(where) >= 4 and not h.closed
+        ]
+        if len(hits) != 1:
+            rooms = ", ".join(r[:8] for r in peer.rooms if r != room.room_id) or "none"
+            raise ValueError(
+                f"{'no' if not hits else 'more than one'} room matches {where!r} (rooms: {rooms})"
+            )
+        target = hits[0]
+    if target.room_id == room.room_id:
+        raise ValueError("that is this room")
+    msg = await room.forward(numbered[n].id, target)
+    return [
+        f"forwarded #{n} to room {target.room_id[:8]} (expires with the original at the latest: {msg.id[:8]}…)"
+    ]
+
+
+async def _location(room: Any, rest: str) -> list[str]:
+    parts = rest.replace(",", " ").split()
+    if len(parts) not in (2, 3):
+        return ["usage: /location LAT LON [ACCURACY_M] (degrees, e.g. /location 52.52 13.405 25)"]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise ValueError("latitude, longitude and accuracy must be numbers") from None
+    await room.send_location(values[0], values[1], values[2] if len(values) == 3 else None)
+    return []
+
+
+async def _lastseen(room: Any, rest: str) -> list[str]:
+    if rest not in ("on", "off"):
+        return [f"last seen is {'on' if room.share_last_seen else 'off'} here; usage: /lastseen on|off"]
+    await room.set_share_last_seen(rest == "on")
+    if rest == "on":
+        return ["last seen on: members may see when you were last online (and you see theirs)"]
+    return ["last seen off: members are asked not to show yours (and you see no one's)"]
+
+
+async def _rooms(room: Any, rest: str) -> list[str]:
+    return [
+        f"  {rid[:8]}{' (this room)' if rid == room.room_id else ''}"
+        for rid, h in room._peer.rooms.items()
+        if not h.closed
+    ]
+
+
+_FEATURE_COMMANDS: dict[str, Any] = {
+    "/search": _search,
+    "/forward": _forward,
+    "/location": _location,
+    "/lastseen": _lastseen,
+    "/rooms": _rooms,
+}

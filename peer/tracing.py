@@ -283,7 +283,11 @@ def _apply(
     if do == "timer":
         return None, room.handle_timer(now)
     if do == "send_text":
-        return room.send_text(a["text"], now, ttl_s=a.get("ttl_s"), reply_to=a.get("reply_to")).to_json(), []
+        mentions = [pid(m) for m in a.get("mentions", [])]
+        msg = room.send_text(
+            a["text"], now, ttl_s=a.get("ttl_s"), reply_to=a.get("reply_to"), mentions=mentions
+        )
+        return msg.to_json(), []
     if do == "set_profile":
         return None, room.set_profile(a["name"], now)
     if do == "edit":
@@ -309,6 +313,32 @@ def _apply(
         return None, []
     if do == "seen":
         room.mark_seen(a["ids"], now)
+        return None, []
+    return _apply_features(room, do, a, now)
+
+
+def _apply_features(room: Room, do: str, a: dict[str, Any], now: int) -> tuple[Any, list[RoomEvent]]:
+    """Issue-15 steps: location, forward (from a message of this room), search, last seen."""
+    from peer.core.content import Location
+
+    if do == "send_location":
+        where = Location(a["lat_e6"], a["lon_e6"], a.get("acc_m"))
+        return room.send_location(where, now, ttl_s=a.get("ttl_s")).to_json(), []
+    if do == "forward":
+        source = room.message(a["source"])
+        if source is None:
+            return {"refused": "gone"}, []
+        try:  # ``later_ms``: forward a copy of the source held until then (only ever refused)
+            when = now + a.get("later_ms", 0)
+            return room.forward(source, a["from_name"], when, ttl_s=a.get("ttl_s")).to_json(), []
+        except ValueError:
+            return {"refused": "expired"}, []
+    if do == "search":
+        return [m.id for m in room.search(a["q"])], []
+    if do == "last_seen":
+        return room.last_seen(now), []
+    if do == "share_last_seen":
+        room.set_share_last_seen(a["share"], now)
         return None, []
     raise ValueError(f"unknown step {do!r}")
 

@@ -317,6 +317,56 @@ def content_types() -> Trace:
     return t
 
 
+def features() -> Trace:
+    """Issue 15 (mentions, location, forward, search, last seen, long text): A mentions B (and C) in a
+    text; a location; a 16,510-character text (over the old 16 KiB cap) arrives whole; B forwards A's text (marked forwarded, its
+    expiry capped by the original's) and the location; search finds text and forwarded name, follows an
+    edit and loses an unsent message at once; a message expires and is then refused for forwarding (gone)
+    and leaves the results (a copy held past its expiry is refused too); C opts out of last seen (LASTSEEN 0 on its links, and again after relinking),
+    so when B and C go down A shows B's last seen only, and the room timer forgets it."""
+    t = Trace("features", features.__doc__ or "", "features", ttl_s=60)
+    for p in ("A", "B", "C"):
+        t.peer(p)
+    t.create("A", "B", "C")
+    for x, y in (("A", "B"), ("B", "C"), ("A", "C")):
+        t.link(x, y)
+    t.deliver()
+    t.advance(1000)
+    t.step("A", "set_profile", name="Alice")
+    hello = t.step("A", "send_text", text="hi @Bob and @Carol, lunch?", ttl_s=3600, mentions=["B", "C"])
+    t.step("A", "send_location", lat_e6=52_520_008, lon_e6=-13_404_954, acc_m=25, ttl_s=3600)
+    t.step("A", "send_text", text="x" * 16_500 + " long tail", ttl_s=3600)
+    short = t.step("A", "send_text", text="soon gone lunch", ttl_s=5)
+    t.deliver()
+    t.step("B", "forward", source=hello["id"], from_name="Alice", ttl_s=7200)
+    t.step("B", "forward", source=f"{t.id('A')}:{hello['seq'] + 1}", from_name="Alice")
+    t.deliver()
+    t.step("C", "search", q="LUNCH")
+    t.step("C", "search", q="alice lunch")
+    t.step("A", "edit", target=hello["id"], body="hi all, dinner instead?")
+    t.deliver()
+    t.step("C", "search", q="lunch")
+    t.step("C", "search", q="dinner")
+    t.step("C", "share_last_seen", share=False)
+    t.deliver()
+    t.step("B", "forward", source=short["id"], from_name="Alice", later_ms=6000)  # a held copy, past expiry
+    t.advance(6000)  # the 5 s message expires everywhere
+    t.step("B", "forward", source=short["id"], from_name="Alice")
+    t.step("C", "search", q="gone")
+    t.step("A", "unsend", target=hello["id"])
+    t.deliver()
+    t.step("C", "search", q="dinner")
+    t.unlink("A", "C")
+    t.link("A", "C")  # C says again that it opts out
+    t.deliver()
+    t.unlink("A", "B")
+    t.unlink("A", "C")
+    t.step("A", "last_seen")
+    t.advance(61_000, step=5000)  # past the room timer (60 s): forgotten
+    t.step("A", "last_seen")
+    return t
+
+
 def restart_restore() -> Trace:
     """Restart from the store: B goes offline after C was removed; while B is away a 5 s message expires.
     B restarts from what it persisted (its own batches, deletions included): C's receiver chains are not
@@ -506,6 +556,7 @@ SCENARIOS: list[Callable[[], Trace]] = [
     receipts_typing_seen,
     content_types,
     restart_restore,
+    features,
 ]
 
 

@@ -254,6 +254,7 @@ def build() -> dict[str, dict[str, Any]]:
     out["ranges"] = _int_range_cases(alice, member_key, room)
     out["governance"] = build_governance()
     out["invite_servers"] = build_invite_servers()
+    out["features"] = build_features(alice, bob)
     return out
 
 
@@ -310,6 +311,103 @@ def build_invite_servers() -> dict[str, Any]:
             "nonce": "0001020304050607",
             "instance": instance_name(base, lan_now, bytes(range(8))),
         },
+    }
+
+
+# -- issue 15: mentions, forward, location, long text, search, last seen --------------------------------
+
+
+def _text_with(extra: str) -> str:
+    return '{"t":"text","body":"x","reply_to":null,' + extra + "}"
+
+
+def build_features(alice: Identity, bob: Identity) -> dict[str, Any]:
+    """Content fields of issue 15 (encode/decode and refusals), @mention composing, search matching and
+    the LASTSEEN APP body."""
+    from peer.core.content import Forwarded, Location, searchable_text
+    from peer.core.mentions import find_mentions
+    from peer.core.presence import LastSeenSignal, encode_last_seen
+    from peer.core.search import SearchIndex
+
+    a, b = alice.peer_id, bob.peer_id
+    cases: list[tuple[str, Content]] = [
+        ("text with mentions", Text("hi @Bob and @Alice", None, (b, a))),
+        ("text forwarded", Text("fwd body", None, (), Forwarded("Alice Liddell"))),
+        ("location", Location(52_520_008, -13_404_954, 25)),
+        ("location no accuracy, forwarded", Location(-90_000_000, 180_000_000, None, Forwarded("Bob"))),
+    ]
+
+    def fields(c: Content) -> dict[str, Any]:
+        import json as _json
+
+        obj: dict[str, Any] = _json.loads(encode_content(c))
+        return obj
+
+    valid = [
+        {"name": n, "content": fields(c), "plaintext": encode_content(c).hex(), "search": searchable_text(c)}
+        for n, c in cases
+    ]
+    # a 20,000-character text (over the old 16 KiB cap): by the SHA-256 of its encoding, to keep this small
+    long_text = Text("\u00e9" * 20_000)
+    long = {
+        "char": "\u00e9",
+        "count": 20_000,
+        "sha256": hashlib.sha256(encode_content(long_text)).hexdigest(),
+    }
+    loc = '{"t":"location","lat_e6":%s,"lon_e6":0,"acc_m":null}'
+    bad_json = [
+        ("mentions empty", '{"t":"text","body":"x","reply_to":null,"mentions":[]}'),
+        ("mentions null", '{"t":"text","body":"x","reply_to":null,"mentions":null}'),
+        ("mentions duplicate", _text_with(f'"mentions":["{a}","{a}"]')),
+        ("mentions not an id", _text_with(f'"mentions":["{a.upper()}"]')),
+        ("mentions over 32", _text_with('"mentions":[' + ",".join(f'"{i:032x}"' for i in range(33)) + "]")),
+        ("fwd not an object", '{"t":"text","body":"x","reply_to":null,"fwd":"Alice"}'),
+        ("fwd extra field", '{"t":"text","body":"x","reply_to":null,"fwd":{"from_name":"A","id":1}}'),
+        ("fwd name unclean", '{"t":"text","body":"x","reply_to":null,"fwd":{"from_name":" A"}}'),
+        ("location lat over 90", loc % "90000001"),
+        ("location lat a float", loc % "52.5"),
+        ("location lat a bool", loc % "true"),
+        ("location lon over 180", '{"t":"location","lat_e6":0,"lon_e6":-180000001,"acc_m":null}'),
+        ("location accuracy negative", '{"t":"location","lat_e6":0,"lon_e6":0,"acc_m":-1}'),
+        ("location without lat", '{"t":"location","lon_e6":0,"acc_m":null}'),
+    ]
+    bad = [
+        {"name": n, "plaintext": d.encode().hex(), "code": _error_code(decode_content, d.encode())}
+        for n, d in bad_json
+    ]
+    names = {a: "Alice", b: "Ann Lee", "c" * 32: "Ann", "d" * 32: None}
+    mention_texts = [
+        "hi @Alice",
+        "@ann lee, and @Ann: lunch?",
+        "mail alice@Alice.example (no mention), (@alice) yes",
+        "@cccc by id, @dddd too, @ddd too short, @Nobody",
+        "@Alicea is not Alice, @Alice. is",
+        "twice @Alice @alice",
+    ]
+    mentions = [{"text": t, "want": find_mentions(t, names)} for t in mention_texts]
+    docs = ["Lunch at NOON", "ﬁne ＬＵＮＣＨ", "dinner", ""]
+    index = SearchIndex()
+    for i, d in enumerate(docs):
+        index.put((a, i), d)
+    queries = ["lunch", "LUNCH noon", "fine", "  ", "din ner", "e"]
+    search = [{"q": q, "want": sorted(k[1] for k in index.query(q))} for q in queries]
+    lastseen = [
+        {"body": encode_last_seen(False).hex(), "share": False},
+        {"body": encode_last_seen(True).hex(), "share": True},
+    ]
+    assert decode_presence(encode_last_seen(False)) == LastSeenSignal(False)
+    bad_presence = [bytes([0x06, 0x02]).hex(), bytes([0x06]).hex(), bytes([0x06, 0x01, 0x00]).hex()]
+    assert all(_error_code(decode_presence, bytes.fromhex(h)) == "bad-app-frame" for h in bad_presence)
+    return {
+        "names": names,
+        "valid": valid,
+        "bad": bad,
+        "mentions": mentions,
+        "search": {"docs": docs, "queries": search},
+        "lastseen": lastseen,
+        "lastseen_bad": bad_presence,
+        "limits": {"max_content": 64_000, "max_mentions": 32},
+        "long": long,
     }
 
 
@@ -638,6 +736,7 @@ def _content_fields(c: Content) -> dict[str, Any]:
         return {"t": "profile", "name": c.name}
     if isinstance(c, Edit):
         return {"t": "edit", "target": c.target, "body": c.body}
+    assert isinstance(c, Reaction)  # the issue-15 types are in build_features
     return {"t": "react", "target": c.target, "emoji": c.emoji, "on": c.on}
 
 
@@ -654,7 +753,7 @@ def build_content(alice: Identity) -> dict[str, Any]:
         ("unknown type", b'{"t":"poll","body":"?"}'),
         ("no type", b'{"body":"hello"}'),
         ("text body not a string", b'{"t":"text","body":5,"reply_to":null}'),
-        ("text body over 16 KiB", b'{"t":"text","body":"' + b"a" * (16 * 1024 + 1) + b'","reply_to":null}'),
+        ("text content over 64,000 bytes", b'{"t":"text","body":"' + b"a" * 64_000 + b'","reply_to":null}'),
         ("reply_to not a message id", b'{"t":"text","body":"x","reply_to":"nope"}'),
         (
             "reply_to seq not decimal",

@@ -19,8 +19,28 @@ class Message:
     edited: bool = False
     #: ((emoji, (peer ids who reacted, sorted)), ...) sorted by emoji; only emoji with at least one peer
     reactions: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: members this message mentions (peer ids) and whether we are one of them (never for our own)
+    mentions: tuple[str, ...] = ()
+    mentioned: bool = False
+    #: forwarded from another room: its original author's name as the forwarder saw it
+    forwarded_from: str | None = None
+    #: a shared location: (lat_e6, lon_e6, acc_m or None); ``text`` is then ""
+    location: tuple[int, int, int | None] | None = None
 
     def to_json(self) -> dict[str, Any]:
+        obj = self._base_json()
+        # issue-15 fields appear only when set, so older events (and recorded traces) stay as they were
+        if self.mentions:
+            obj["mentions"] = list(self.mentions)
+            obj["mentioned"] = self.mentioned
+        if self.forwarded_from is not None:
+            obj["forwarded_from"] = self.forwarded_from
+        if self.location is not None:
+            lat, lon, acc = self.location
+            obj["location"] = {"lat_e6": lat, "lon_e6": lon, "acc_m": acc}
+        return obj
+
+    def _base_json(self) -> dict[str, Any]:
         return {
             "event": "message",
             "id": self.id,

@@ -20,6 +20,7 @@ import { SignalingHub } from './net/hub.js';
 import { wsUrlOf } from './net/bootstraps.js';
 import { ed25519Sign } from './core/crypto.js';
 import { deriveRoomKeys, parseFragment } from './core/invite.js';
+import * as features from './ui/features.js';
 
 const LOCK = 'ephemesh-identity';
 const ROOMS_KEY = 'ephemesh.rooms';
@@ -220,7 +221,7 @@ function renderRooms() {
     }
     const excerpt = document.createElement('span');
     excerpt.className = 'room-last';
-    excerpt.textContent = last ? last.text : 'No messages yet';
+    excerpt.textContent = last ? (last.location ? features.locationText(last.location) : last.text) : 'No messages yet';
     open.append(excerpt);
     open.setAttribute('aria-label', `Room ${roomId.slice(0, 6)}${n ? `, ${n} unread` : ''}`);
     const leave = document.createElement('button');
@@ -414,6 +415,7 @@ $('safety').addEventListener('close', () => store().dispatch({ type: 'safety-ope
 
 const input = /** @type {HTMLTextAreaElement} */ ($('composer-input'));
 async function send() {
+  askNotifications(); // a user gesture: mentions of us can notify
   const text = input.value;
   input.value = '';
   if (!(await app().sendText(text)) && !input.value) input.value = text;
@@ -451,6 +453,7 @@ $('messages').addEventListener('click', (e) => {
   if (!btn || !id) return;
   const action = btn.dataset.action;
   if (action === 'reply') { store().dispatch({ type: 'reply', id }); input.focus(); }
+  else if (action === 'forward') openForward(id);
   else if (action === 'edit') {
     store().dispatch({ type: 'edit', id });
     input.value = store().getState().messages.find((m) => m.id === id)?.text ?? '';
@@ -464,6 +467,41 @@ $('messages').addEventListener('click', (e) => {
 });
 $('messages').addEventListener('keydown', (e) => {
   if (e.key === 'Escape' && store().getState().picker) store().dispatch({ type: 'picker', id: null });
+});
+// Issue 15: search, location, forward, last seen (ui/features.js does the work).
+$('search-form').addEventListener('submit', (e) => e.preventDefault());
+$('search-input').addEventListener('input', (e) => features.search(app(), /** @type {HTMLInputElement} */ (e.target).value));
+$('share-location').addEventListener('click', () => void features.shareLocation(app()));
+$('search-results').addEventListener('click', (e) => { // a hit: show that message
+  const hit = /** @type {HTMLElement|null} */ (/** @type {HTMLElement} */ (e.target).closest('li[data-id]'));
+  const li = hit?.dataset.id ? document.querySelector(`#messages li[data-id="${CSS.escape(hit.dataset.id)}"]`) : null;
+  li?.scrollIntoView({ block: 'center' });
+});
+$('lastseen-toggle').addEventListener('change', (e) => void features.setShareLastSeen(app(), /** @type {HTMLInputElement} */ (e.target).checked));
+/** @type {string|null} */
+let forwarding = null;
+/** Pick the room to forward message `id` to (the other rooms of this page). @param {string} id */
+function openForward(id) {
+  forwarding = id;
+  const others = [...rooms.entries()].filter(([, c]) => c !== current);
+  $('forward-list').replaceChildren(...(others.length ? others.map(([roomId]) => {
+    const li = document.createElement('li');
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'secondary';
+    b.dataset.forwardRoom = roomId;
+    b.textContent = `Room ${roomId.slice(0, 6)}`;
+    li.append(b);
+    return li;
+  }) : [Object.assign(document.createElement('li'), { textContent: 'Join or create another room first (＋).' })]));
+  /** @type {HTMLDialogElement} */ ($('forward')).showModal();
+}
+$('forward-list').addEventListener('click', (e) => {
+  const b = /** @type {HTMLElement|null} */ (/** @type {HTMLElement} */ (e.target).closest('button[data-forward-room]'));
+  const target = b?.dataset.forwardRoom ? rooms.get(b.dataset.forwardRoom) : undefined;
+  /** @type {HTMLDialogElement} */ ($('forward')).close();
+  if (target && forwarding) void features.forward(app(), target.app, forwarding);
+  forwarding = null;
 });
 document.addEventListener('visibilitychange', () => {
   if (current && document.visibilityState === 'visible') {

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from peer.core import wire
 from peer.core.chains import SenderChain, SenderKeyMessage
-from peer.core.content import Edit, Text, decode_content
+from peer.core.content import Edit, Location, Text, decode_content
 from peer.core.envelope import Envelope, Kind, decode_tombstone, envelope_key, parse_envelope, verify_envelope
 from peer.core.erasure import RECEIPT_TAG
 from peer.core.errors import ProtocolError
@@ -27,7 +27,7 @@ from peer.core.identity import PublicBundle
 from peer.core.log import Key, LogEntry, Tombstone
 from peer.core.membership import MembershipOp, OpType
 from peer.core.persist import PersistBatch
-from peer.core.presence import TypingSignal, decode_presence
+from peer.core.presence import LastSeenSignal, TypingSignal, decode_presence
 from peer.core.sync import (
     Acked,
     EntryAdded,
@@ -71,6 +71,11 @@ class Inbound:
     _fresh: dict[Key, Envelope]
     _known_new: list[str]
     _errors: dict[str, dict[str, int]]
+
+    def _on_presence_online(self, peer: str, now: int) -> None:
+        """A link became ready: our last-seen preference goes on it (only while we opt out)."""
+        for to, body in self.presence.on_online(peer):
+            self.sync.send_opaque(to, wire.FrameType.APP, body)
 
     def _publish_unchained(self, kind: Kind, payload: bytes, now: int) -> LogEntry:
         raise NotImplementedError
@@ -165,6 +170,7 @@ class Inbound:
             elif isinstance(ev, NeighbourReady):
                 events.append(MemberOnline(ev.neighbour, True))
                 self._give_current_chain(ev.neighbour, now)
+                self._on_presence_online(ev.neighbour, now)
             elif isinstance(ev, NeighbourTimedOut):
                 self.links.close(ev.neighbour)
                 self.parking.drop_neighbour(ev.neighbour)
@@ -207,6 +213,8 @@ class Inbound:
                 signal = decode_presence(ev.body)
                 if isinstance(signal, TypingSignal):
                     self.presence.on_typing(peer, signal.typing, now, events)
+                elif isinstance(signal, LastSeenSignal):
+                    self.presence.on_share(peer, signal.share)
                 else:
                     self.timeline.on_seen(peer, signal.seqs, self.members_part.count_others(), events)
             elif ev.type == wire.FrameType.PAIRWISE:
@@ -317,7 +325,9 @@ class Inbound:
         except ProtocolError as exc:
             self._fault(env.sender, exc.code, now, events, link=False)
             return
-        if isinstance(content, Text | Edit) and not self.members_part.may_post(env.sender, env.lamport):
+        if isinstance(content, Text | Edit | Location) and not self.members_part.may_post(
+            env.sender, env.lamport
+        ):
             return  # announcement mode: a non-admin's message after the switch is not shown
         meta = Meta(env.sender, env.seq, env.lamport, env.sent_at, env.expires_at)
         code = self.timeline.apply(meta, content, events)

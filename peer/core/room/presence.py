@@ -5,14 +5,21 @@ Rules:
   A member's indicator lasts ``TYPING_TTL_MS`` unless renewed; its end is a ``Typing(peer, False)``.
 - ``mark_seen`` tells each linked sender, once per message, that we showed it (the timeline counts
   what others tell us).
-- Persists nothing.
+- Last seen (issue 15): when a member's link goes down we note the time; ``last_seen`` reports it for
+  members not online now, only within ``horizon_ms`` (the room timer) and never for a member that asked
+  not to be shown (LASTSEEN share=0, sent on every link that becomes ready while we opt out). A member
+  that opts out sees no one's last seen either. Kept in memory only.
+- Persists only our own last-seen preference (state ``presence/last_seen`` = ``off``, deleted when on).
 """
 
 from __future__ import annotations
 
 from peer.core.events import RoomEvent, Typing
 from peer.core.log import Key
-from peer.core.presence import TYPING_RENEW_MS, TYPING_TTL_MS, encode_seen, encode_typing
+from peer.core.persist import PersistBatch
+from peer.core.presence import TYPING_RENEW_MS, TYPING_TTL_MS, encode_last_seen, encode_seen, encode_typing
+
+LAST_SEEN_STATE = "presence/last_seen"
 
 
 class Presence:
@@ -20,6 +27,54 @@ class Presence:
         self._typing: dict[str, int] = {}  # peer -> typing indicator valid until
         self._typing_sent: tuple[bool, int] = (False, 0)
         self._seen_sent: set[Key] = set()
+        self._last_seen: dict[str, int] = {}  # member -> when its link last went down (memory only)
+        self._hidden: set[str] = set()  # members that asked us not to show their last seen
+        self.share_last_seen = True
+
+    # -- last seen (issue 15) --------------------------------------------------------------------------
+
+    def load(self, states: dict[str, bytes]) -> None:
+        self.share_last_seen = states.get(LAST_SEEN_STATE) != b"off"
+
+    def set_share(self, share: bool, online: set[str], persist: PersistBatch) -> list[tuple[str, bytes]]:
+        """Change our preference; tell the members online now (the others hear it when they link)."""
+        if share == self.share_last_seen:
+            return []
+        self.share_last_seen = share
+        if share:
+            persist.delete(LAST_SEEN_STATE)
+        else:
+            persist.put(LAST_SEEN_STATE, b"off")
+        body = encode_last_seen(share)
+        return [(peer, body) for peer in sorted(online)]
+
+    def on_online(self, peer: str) -> list[tuple[str, bytes]]:
+        """A link became ready: while we opt out, say so on it."""
+        self._last_seen.pop(peer, None)
+        return [] if self.share_last_seen else [(peer, encode_last_seen(False))]
+
+    def on_offline(self, peer: str, now: int) -> None:
+        self._last_seen[peer] = now
+
+    def on_share(self, peer: str, share: bool) -> None:
+        if share:
+            self._hidden.discard(peer)
+        else:
+            self._hidden.add(peer)
+
+    def last_seen(self, now: int, online: set[str], horizon_ms: int | None) -> dict[str, int]:
+        """Member -> when we last saw it online (ms), for members offline now; forgets what is older
+        than ``horizon_ms`` (None: keep)."""
+        if horizon_ms is not None:
+            for peer in [p for p, t in self._last_seen.items() if now - t > horizon_ms]:
+                del self._last_seen[peer]
+        if not self.share_last_seen:
+            return {}
+        return {p: t for p, t in sorted(self._last_seen.items()) if p not in online and p not in self._hidden}
+
+    def forget_member(self, peer: str) -> None:
+        self._last_seen.pop(peer, None)
+        self._hidden.discard(peer)
 
     def set_typing(self, typing: bool, now: int, online: set[str]) -> list[tuple[str, bytes]]:
         last = self._typing_sent

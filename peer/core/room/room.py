@@ -32,6 +32,8 @@ from peer.core.chains import ChainPolicy
 from peer.core.content import (
     Content,
     Edit,
+    Forwarded,
+    Location,
     Profile,
     Reaction,
     Text,
@@ -146,6 +148,7 @@ class Room(Inbound):
         self._seq = int(states.get("seq", b"0"))
         self.sync.observe(int(states.get("lamport", b"0")))
         self.keys.load(states, now, self._persist)
+        self.presence.load(states)
         if snapshot is not None:
             restore(self, snapshot, now)
         if not self.members_part.is_member(self.peer_id):
@@ -235,16 +238,82 @@ class Room(Inbound):
     # -- public API: sending -----------------------------------------------------------------------
 
     def send_text(
-        self, text: str, now: int, *, ttl_s: int | None = None, reply_to: str | None = None
+        self,
+        text: str,
+        now: int,
+        *,
+        ttl_s: int | None = None,
+        reply_to: str | None = None,
+        mentions: list[str] | tuple[str, ...] = (),
     ) -> Message:
-        """Seal, sign, log and broadcast a chat message. Its expiry is fixed here and signed."""
+        """Seal, sign, log and broadcast a chat message. Its expiry is fixed here and signed.
+        ``mentions``: members it mentions (peer ids of current members; duplicates dropped)."""
+        wanted = tuple(dict.fromkeys(mentions))
+        if any(not self.members_part.is_member(p) for p in wanted):
+            raise ValueError("can only mention current members")
+        return self._send_message(Text(text, reply_to, wanted), now, self._expiry(now, ttl_s))
+
+    def _expiry(self, now: int, ttl_s: int | None) -> int:
         ttl = ttl_s if ttl_s is not None else self.timer_s
-        expires_at = NEVER if ttl == 0 else now + ttl * 1000
-        key = self._send_content(Text(text, reply_to), now, expires_at)
+        return NEVER if ttl == 0 else now + ttl * 1000
+
+    def _send_message(self, content: Text | Location, now: int, expires_at: int) -> Message:
+        key = self._send_content(content, now, expires_at)
         msg = self.timeline.shown(key)
         assert msg is not None
         self.timeline.track_delivery(msg.id)
         return msg
+
+    # -- issue 15: location, forward, search, last seen ------------------------------------------------
+
+    def send_location(self, where: Location, now: int, *, ttl_s: int | None = None) -> Message:
+        """Share a position (a ``location`` content) as a message."""
+        return self._send_message(
+            Location(where.lat_e6, where.lon_e6, where.acc_m), now, self._expiry(now, ttl_s)
+        )
+
+    def forward(self, source: Message, from_name: str, now: int, *, ttl_s: int | None = None) -> Message:
+        """Send ``source`` (a message shown in another room, or this one) here as a new message of ours
+        marked forwarded: new keys, and an expiry no later than the source's. ``ValueError`` if the
+        source has expired (or is not a forwardable message)."""
+        if source.expires_at <= now:
+            raise ValueError("cannot forward: that message has expired")
+        name = source.forwarded_from if source.forwarded_from is not None else clean_name(from_name)
+        fwd = Forwarded(name)
+        content: Text | Location
+        if source.location is not None:
+            content = Location(*source.location, fwd=fwd)
+        else:
+            content = Text(source.text, fwd=fwd)
+        return self._send_message(content, now, min(source.expires_at, self._expiry(now, ttl_s)))
+
+    def message(self, msg_id: str) -> Message | None:
+        """A message as shown here now (None once it expired, was unsent, or never arrived)."""
+        key = parse_message_id(msg_id)
+        return self.timeline.shown(key) if key is not None else None
+
+    def search(self, query: str) -> list[Message]:
+        """The messages shown here whose text matches every word of ``query``, in room order (memory only;
+        an erased message is gone from the results at once). ``ValueError`` past the query bounds."""
+        keys = self.timeline.search_keys(query)
+        return [m for m in self.messages() if (m.sender, m.seq) in keys]
+
+    def last_seen(self, now: int) -> dict[str, int]:
+        """Member -> when we last saw it online (ms), for members offline now, within the room timer;
+        empty while we opt out (see :meth:`set_share_last_seen`)."""
+        horizon = self.timer_s * 1000 if self.timer_s else None
+        members = self.membership.members
+        seen = self.presence.last_seen(now, self.online(), horizon)
+        return {p: t for p, t in seen.items() if p in members}
+
+    @property
+    def share_last_seen(self) -> bool:
+        return self.presence.share_last_seen
+
+    def set_share_last_seen(self, share: bool, now: int) -> None:
+        """Opt in or out (this room only) of members showing when they last saw us."""
+        for peer, body in self.presence.set_share(share, self.online(), self._persist):
+            self.sync.send_opaque(peer, wire.FrameType.APP, body)
 
     def set_profile(self, name: str, now: int) -> list[RoomEvent]:
         """Publish our display name in this room (room state: it does not expire)."""
@@ -255,8 +324,8 @@ class Room(Inbound):
     def edit(self, msg_id: str, body: str, now: int) -> Message:
         """Replace the body of one of our own messages, for everyone; the edit expires with it."""
         target = self.timeline.base(parse_message_id(msg_id) or ("", -1))
-        if target is None or target.sender != self.peer_id:
-            raise ValueError("can only edit our own messages that are still here")
+        if target is None or target.sender != self.peer_id or target.location is not None:
+            raise ValueError("can only edit our own text messages that are still here")
         return self.timeline.target_of(self._send_content(Edit(msg_id, body), now, target.expires_at))
 
     def react(self, msg_id: str, emoji: str, now: int, *, on: bool = True) -> Message:
@@ -380,6 +449,8 @@ class Room(Inbound):
     def link_down(self, peer: str, now: int) -> list[RoomEvent]:
         had = self.links.down(peer)
         was_online = self.sync.is_ready(peer)
+        if had and was_online:
+            self.presence.on_offline(peer, now)
         self.sync.disconnect(peer, now)
         self.parking.drop_neighbour(peer)
         return [MemberOnline(peer, False)] if had and was_online else []
@@ -460,7 +531,7 @@ class Room(Inbound):
     ) -> Key:
         if self.keeper:
             raise ValueError("a keeper does not send messages")
-        if isinstance(content, Text | Edit) and not self.members_part.may_post(
+        if isinstance(content, Text | Edit | Location) and not self.members_part.may_post(
             self.peer_id, self.sync.lamport + 1
         ):
             raise PermissionError("announcement mode: only admins post")

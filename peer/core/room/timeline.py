@@ -10,6 +10,9 @@ Rules:
 - Receipts: ``Delivered`` once per (own message, neighbour) that ACKed it; ``MessageSeen`` once per
   (own message, member) that said it showed it.
 - Rebuilt on restart from the envelopes and message keys kept by the other parts: it persists nothing.
+- Search (issue 15): every message shown is in an in-memory :class:`SearchIndex` under the
+  ``searchable_text`` of its content as shown; re-indexed on edit, dropped in ``erase``. A ``location``
+  content is a message too (``text`` "", ``location`` set); ``mentioned`` is set when a text mentions us.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
-from peer.core.content import Content, Edit, Profile, Reaction, Text
+from peer.core.content import Content, Edit, Location, Profile, Reaction, Text, searchable_text
 from peer.core.events import (
     Delivered,
     Message,
@@ -30,6 +33,7 @@ from peer.core.events import (
 )
 from peer.core.ids import message_id
 from peer.core.log import Key
+from peer.core.search import SearchIndex
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,8 @@ class Timeline:
         self._profiles: dict[str, tuple[int, int, str]] = {}  # peer -> (lamport, seq, name)
         self._delivered: dict[str, set[str]] = {}
         self._seen_by: dict[int, set[str]] = {}
+        self._content: dict[Key, Text | Location] = {}  # the content of each message, as first sent
+        self.search = SearchIndex()
 
     # -- queries ---------------------------------------------------------------------------------------
 
@@ -100,7 +106,11 @@ class Timeline:
     def apply(self, meta: Meta, content: Content, events: list[RoomEvent]) -> str | None:
         """Show one opened content; returns an error code if it is malformed for its type."""
         key = (meta.sender, meta.seq)
+        if isinstance(content, Location):
+            self._apply_location(key, meta, content, events)
+            return None
         if isinstance(content, Text):
+            self._content[key] = content
             self._base[key] = Message(
                 message_id(meta.sender, meta.seq),
                 meta.sender,
@@ -110,6 +120,9 @@ class Timeline:
                 meta.expires_at,
                 content.body,
                 content.reply_to,
+                mentions=content.mentions,
+                mentioned=self.self_id in content.mentions and meta.sender != self.self_id,
+                forwarded_from=content.fwd.from_name if content.fwd else None,
             )
             self._render(key)
             events.append(MessageReceived(self._messages[key]))
@@ -151,6 +164,10 @@ class Timeline:
                 by_emoji.setdefault(emoji, []).append(peer)
         reactions = tuple((e, tuple(sorted(p))) for e, p in sorted(by_emoji.items()))
         self._messages[key] = replace(base, text=body, edited=edited, reactions=reactions)
+        shown = self._content.get(key)
+        if isinstance(shown, Text) and edited:
+            shown = replace(shown, body=body)
+        self.search.put(key, searchable_text(shown) if shown is not None else "")
 
     def referring(self, key: Key) -> list[Key]:
         """The edit and reaction envelopes that refer to ``key`` (held or waiting for it)."""
@@ -163,6 +180,8 @@ class Timeline:
     def erase(self, key: Key, reason: str, events: list[RoomEvent]) -> None:
         msg = self._messages.pop(key, None)
         self._base.pop(key, None)
+        self._content.pop(key, None)
+        self.search.drop(key)
         target = self._aux_target.pop(key, None)
         if target is not None:  # an edit or reaction went: show the target without it
             self._aux.pop(key, None)
@@ -173,6 +192,29 @@ class Timeline:
         if msg is not None:
             self._delivered.pop(msg.id, None)
             events.append(MessageExpired(msg.id, reason))
+
+    def _apply_location(self, key: Key, meta: Meta, content: Location, events: list[RoomEvent]) -> None:
+        self._content[key] = content
+        self._base[key] = Message(
+            message_id(meta.sender, meta.seq),
+            meta.sender,
+            meta.seq,
+            meta.lamport,
+            meta.sent_at,
+            meta.expires_at,
+            "",
+            forwarded_from=content.fwd.from_name if content.fwd else None,
+            location=(content.lat_e6, content.lon_e6, content.acc_m),
+        )
+        self._render(key)
+        events.append(MessageReceived(self._messages[key]))
+
+    def content_of(self, key: Key) -> Text | Location | None:
+        """The content a message was sent with (for forwarding)."""
+        return self._content.get(key)
+
+    def search_keys(self, query: str) -> set[Key]:
+        return self.search.query(query)
 
     # -- receipts --------------------------------------------------------------------------------------
 

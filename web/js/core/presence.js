@@ -18,8 +18,12 @@ export const SEEN_TAG = 0x03;
 export const TYPING_TTL_MS = 6000;
 export const TYPING_RENEW_MS = 3000;
 export const MAX_SEEN = 1024;
+export const LAST_SEEN_TAG = 0x06;
 
-/** @typedef {{type: 'typing', typing: boolean} | {type: 'seen', seqs: number[]}} PresenceSignal */
+/** LASTSEEN 0x06 | share u8: "(do not) show when you last saw me" (issue 15). @param {boolean} share */
+export const encodeLastSeen = (share) => new Uint8Array([LAST_SEEN_TAG, share ? 1 : 0]);
+
+/** @typedef {{type: 'typing', typing: boolean} | {type: 'seen', seqs: number[]} | {type: 'lastseen', share: boolean}} PresenceSignal */
 
 /** @param {boolean} typing */
 export const encodeTyping = (typing) => new Uint8Array([TYPING_TAG, typing ? 1 : 0]);
@@ -34,6 +38,7 @@ export function encodeSeen(seqs) {
 /** Parse a TYPING or SEEN APP body. @param {Uint8Array} body @returns {PresenceSignal} */
 export function decodePresence(body) {
   if (body.length === 2 && body[0] === TYPING_TAG && (body[1] === 0 || body[1] === 1)) return Object.freeze({ type: 'typing', typing: body[1] === 1 });
+  if (body.length === 2 && body[0] === LAST_SEEN_TAG && (body[1] === 0 || body[1] === 1)) return Object.freeze({ type: 'lastseen', share: body[1] === 1 });
   if (body.length >= 3 && body[0] === SEEN_TAG) {
     const n = getU16(body, 1);
     if (n >= 1 && n <= MAX_SEEN && body.length === 3 + 8 * n) {

@@ -106,6 +106,7 @@ function contentFields(c) {
   if (c.t === 'text') return { t: 'text', body: c.body, reply_to: c.replyTo };
   if (c.t === 'profile') return { t: 'profile', name: c.name };
   if (c.t === 'edit') return { t: 'edit', target: c.target, body: c.body };
+  if (c.t === 'location') return { t: 'location', lat_e6: c.latE6, lon_e6: c.lonE6, acc_m: c.accM };
   return { t: 'react', target: c.target, emoji: c.emoji, on: c.on };
 }
 

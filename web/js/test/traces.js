@@ -26,7 +26,37 @@ function messageJson(m, event = 'message') {
   return {
     event, id: m.id, sender: m.sender, lamport: m.lamport, seq: m.seq, sent_at: m.sentAt, expires_at: m.expiresAt,
     text: m.text, reply_to: m.replyTo, edited: m.edited, reactions: Object.fromEntries(m.reactions),
+    ...featureJson(m),
   };
+}
+
+/** The issue-15 fields of Message.to_json(), present only when set. @param {import('../core/room/timeline.js').Message} m */
+function featureJson(m) {
+  /** @type {Record<string, unknown>} */
+  const o = {};
+  if (m.mentions?.length) { o.mentions = [...m.mentions]; o.mentioned = m.mentioned; }
+  if (m.forwardedFrom !== null && m.forwardedFrom !== undefined) o.forwarded_from = m.forwardedFrom;
+  if (m.location) o.location = { lat_e6: m.location[0], lon_e6: m.location[1], acc_m: m.location[2] };
+  return o;
+}
+
+/** Issue-15 steps (peer/tracing.py _apply_features). @param {Room} room @param {string} what @param {any} a @param {number} now @param {(label: string) => string} pid */
+async function featureStep(room, what, a, now, pid) {
+  if (what === 'send_text') return messageJson(await room.sendText(a.text, now, { ttlS: a.ttl_s ?? null, replyTo: a.reply_to ?? null, mentions: (a.mentions ?? []).map(pid) }));
+  if (what === 'send_location') return messageJson(await room.sendLocation({ t: 'location', latE6: a.lat_e6, lonE6: a.lon_e6, accM: a.acc_m ?? null }, now, { ttlS: a.ttl_s ?? null }));
+  if (what === 'forward') {
+    const source = room.message(a.source);
+    if (!source) return { refused: 'gone' };
+    try {
+      return messageJson(await room.forward(source, a.from_name, now + (a.later_ms ?? 0), { ttlS: a.ttl_s ?? null }));
+    } catch {
+      return { refused: 'expired' };
+    }
+  }
+  if (what === 'search') return room.search(a.q).map((m) => m.id);
+  if (what === 'last_seen') return Object.fromEntries(room.lastSeen(now));
+  if (what === 'share_last_seen') { await room.setShareLastSeen(a.share, now); return null; }
+  throw new Error(`unknown step ${what}`);
 }
 
 /** The Python `to_json()` of a JS room event. @param {any} ev */
@@ -148,7 +178,7 @@ export async function replayTrace(doc, o = {}) {
       else if (what === 'link_down') events = await room.linkDown(pid(a.with), now);
       else if (what === 'receive') events = await room.receive(pid(a.from), b64uDecode(a.frame), now);
       else if (what === 'timer') events = await room.handleTimer(now);
-      else if (what === 'send_text') result = messageJson(await room.sendText(a.text, now, { ttlS: a.ttl_s ?? null, replyTo: a.reply_to ?? null }));
+
       else if (what === 'set_profile') events = await room.setProfile(a.name, now);
       else if (what === 'edit') result = messageJson(await room.edit(a.target, a.body, now));
       else if (what === 'react') result = messageJson(await room.react(a.target, a.emoji, now, a.on));
@@ -161,7 +191,7 @@ export async function replayTrace(doc, o = {}) {
       else if (what === 'leave') events = await room.leave(now);
       else if (what === 'typing') await room.setTyping(a.typing, now);
       else if (what === 'seen') await room.markSeen(a.ids, now);
-      else throw new Error(`unknown step ${what}`);
+      else result = await featureStep(room, what, a, now, pid);
     }
     const room = /** @type {Room} */ (rooms.get(label));
     const batch = room.takePersist();

@@ -36,6 +36,7 @@ import { MultiRoomSignaling, wsUrlOf } from '../net/bootstraps.js';
 import { PermissionError, Room } from '../core/room.js';
 import { applyBatch as storeBatch, loadSnapshot as storeSnapshot } from '../store/room.js';
 import { Mesh } from '../net/mesh.js';
+import * as features from './features.js';
 import { createSealedCodec } from '../net/sealed-codec.js';
 
 /**
@@ -301,10 +302,14 @@ export class App {
     if (ev.type === 'message') {
       d({ type: 'message', message: ev.message });
       if (ev.message.sender !== this.identity.peerId) {
-        notifyIfHidden(this.store.getState().names[ev.message.sender] ?? 'someone');
+        const from = this.store.getState().names[ev.message.sender] ?? 'someone';
+        if (!(ev.message.mentioned && features.notifyMention(from))) notifyIfHidden(from);
         void this.markSeen();
       }
-    } else if (ev.type === 'updated') d({ type: 'message-updated', message: ev.message });
+    } else if (ev.type === 'updated') {
+      d({ type: 'message-updated', message: ev.message });
+      features.refreshSearch(this);
+    }
     else if (ev.type === 'expired') d({ type: 'message-gone', id: ev.id, reason: ev.reason });
     else if (ev.type === 'profile') d({ type: 'profile', peer: ev.peer, name: ev.name });
     else if (ev.type === 'typing') d({ type: 'typing', peers: this.room?.typingMembers(this.now()) ?? [] });
@@ -312,6 +317,7 @@ export class App {
     else if (ev.type === 'erased') d({ type: 'receipt', id: ev.id, erased: ev.count, of: ev.of });
     else if (ev.type === 'online') {
       d({ type: 'member', peer: ev.peer, link: ev.online ? 'open' : 'closed' });
+      features.refreshLastSeen(this);
       if (ev.online) {
         void this.mesh?.markReady(ev.peer);
         void this.markSeen();
@@ -341,8 +347,13 @@ export class App {
     if (editing) return this.edit(editing, body);
     let message;
     try {
-      message = await room.sendText(body, this.now(), { ttlS, replyTo });
+      message = await room.sendText(body, this.now(), { ttlS, replyTo, mentions: features.mentionsIn(this, body) });
     } catch (err) {
+      const refused = features.sendRefusal(err);
+      if (refused) {
+        this.store.dispatch({ type: 'error', ...refused });
+        return false;
+      }
       if (!(err instanceof PermissionError)) throw err;
       this.store.dispatch({ type: 'error', code: 'not-allowed', text: 'Announcement mode: only admins post in this room.' });
       return false;

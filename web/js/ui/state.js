@@ -17,6 +17,8 @@
 //   (receipts arrive after expiry) stays visible; ghosts never hold plaintext.
 // - The composer is in one mode at a time: plain, replying to `replyTo`, or editing `editing`.
 
+import { reduceFeatures } from './features-state.js';
+
 export const GHOST_MS = 60_000;
 export const REACTIONS = ['👍', '❤️', '😂', '🎉', '😮', '😢'];
 
@@ -33,7 +35,8 @@ export const TTL_CHOICES = [
  * @typedef {{ peer: string, name: string, link: 'self'|'connecting'|'open'|'failed'|'closed',
  *   path?: 'direct'|'relayed'|null, reason?: string|null }} Member
  * @typedef {{ id: string, sender: string, text: string, sentAt: number, expiresAt: number, lamport?: number, seq?: number,
- *   replyTo?: string|null, edited?: boolean, reactions?: [string, string[]][] }} Message
+ *   replyTo?: string|null, edited?: boolean, reactions?: [string, string[]][], mentions?: string[], mentioned?: boolean,
+ *   forwardedFrom?: string|null, location?: [number, number, number|null]|null }} Message
  * @typedef {{ seen: number, erased: number, of: number }} Receipts
  * @typedef {{ id: string, sender: string, sentAt: number, lamport?: number, seq?: number, goneAt: number, reason: string }} Ghost
  * @typedef {{ code: string, text: string }} UiError
@@ -46,6 +49,7 @@ export const TTL_CHOICES = [
  *   names: Record<string, string>, typing: string[], receipts: Record<string, Receipts>, delivered: Record<string, string[]>,
  *   replyTo: string|null, editing: string|null, picker: string|null, ghosts: Ghost[],
  *   roles: {owner: string|null, admins: string[], announce: boolean, removed: string[]},
+ *   search: {q: string, ids: string[]}|null, lastSeen: Record<string, number>, shareLastSeen: boolean,
  * }} AppState
  */
 
@@ -56,6 +60,7 @@ export function initialState(now) {
     roomTtlS: 3600, ttlS: 3600, self: null, members: {}, messages: [], error: null,
     safetyOpen: false, safety: {}, now, names: {}, typing: [], receipts: {}, delivered: {}, replyTo: null, editing: null, picker: null, ghosts: [],
     roles: { owner: null, admins: [], announce: false, removed: [] },
+    search: null, lastSeen: {}, shareLastSeen: true, // issue 15 (features-state.js)
   };
 }
 
@@ -164,7 +169,7 @@ export function reduce(s, a) {
     case 'safety-number':
       return { ...s, safety: { ...s.safety, [a.peer]: a.number } };
     default:
-      return s;
+      return reduceFeatures(s, a);
   }
 }
 

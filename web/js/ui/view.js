@@ -4,6 +4,7 @@
 // delegation on #messages through their data-action / data-id / data-emoji attributes.
 
 import { REACTIONS, TTL_CHOICES, formatRemaining, nameOf, ttlLabel } from './state.js';
+import { ago, messageBody, renderSearch } from './features.js';
 
 /** @param {string} id */
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
@@ -96,7 +97,8 @@ function fillMessage(li, s, m) {
     q.setAttribute('aria-label', target ? `In reply to ${nameOf(s, target.sender)}: ${excerpt(target.text)}` : 'In reply to a message that is gone');
     parts.push(q);
   }
-  parts.push(el('p', 'text', m.text));
+  parts.push(...messageBody(m));
+  li.classList.toggle('mentioned', Boolean(m.mentioned));
   if (reactions.length) {
     const row = el('div', 'reactions');
     row.setAttribute('role', 'group');
@@ -125,6 +127,7 @@ function fillMessage(li, s, m) {
   actions.setAttribute('role', 'group');
   actions.setAttribute('aria-label', 'Message actions');
   actions.append(actionButton('reply', m.id, 'Reply', `Reply to ${from}`));
+  actions.append(actionButton('forward', m.id, 'Forward', `Forward ${from}'s message to another room`));
   const open = s.picker === m.id;
   const pick = actionButton('picker', m.id, 'React', 'Add a reaction');
   pick.setAttribute('aria-expanded', String(open));
@@ -188,7 +191,10 @@ export function createView() {
       name.append(el('span', 'short-id', ` · ${m.peer.slice(0, 8)}`));
       const state = document.createElement('div');
       state.className = 'member-state';
+      const at = s.lastSeen[m.peer];
+      const seenAt = at !== undefined && (!s.roomTtlS || s.now - at <= s.roomTtlS * 1000) ? at : undefined; // forgotten past the room timer
       state.textContent = linkText(m);
+      if (seenAt !== undefined && m.link !== 'open' && m.link !== 'self') state.textContent += ` · last seen ${ago(seenAt, s.now)}`;
       if (m.path) li.dataset.path = m.path;
       const role = m.peer === s.roles.owner ? 'owner' : s.roles.admins.includes(m.peer) && s.roles.owner !== null ? 'admin' : '';
       if (role) state.append(el('span', `role role-${role}`, ` · ${role}`));
@@ -206,7 +212,8 @@ export function createView() {
         acts.append(actionButton('remove', m.peer, 'Remove', `Remove ${shown} from the room`));
         li.append(acts);
       }
-      li.setAttribute('aria-label', `${shown} (${m.peer.slice(0, 8)}), ${linkText(m)}${role ? `, ${role}` : ''}`);
+      const seenText = seenAt !== undefined && m.link !== 'open' && m.link !== 'self' ? `, last seen ${ago(seenAt, s.now)}` : '';
+      li.setAttribute('aria-label', `${shown} (${m.peer.slice(0, 8)}), ${linkText(m)}${seenText}${role ? `, ${role}` : ''}`);
       return li;
     }));
     const iAmAdmin = Boolean(s.self && s.roles.admins.includes(s.self));
@@ -256,6 +263,9 @@ export function createView() {
       }
       before = li;
     }
+    renderSearch(s, (peer) => nameOf(s, peer));
+    const share = /** @type {HTMLInputElement|null} */ (document.getElementById('lastseen-toggle'));
+    if (share) share.checked = s.shareLastSeen;
     const typing = s.typing.filter((p) => p !== s.self).map((p) => nameOf(s, p));
     $('typing').textContent = typing.length === 0 ? '' : typing.length === 1 ? `${typing[0]} is typing…` : `${typing.join(', ')} are typing…`;
     const ctx = s.editing ?? s.replyTo;

@@ -181,6 +181,7 @@ export class Inbound {
       else if (ev.type === 'neighbour-ready') {
         events.push({ type: 'online', peer: ev.neighbour, online: true });
         await this.giveCurrentChain(ev.neighbour, now);
+        for (const [to, body] of this.presence.onOnline(ev.neighbour)) this.sync.sendOpaque(to, wire.FrameType.APP, body); // last seen opt-out
       } else if (ev.type === 'neighbour-timed-out') {
         this.links.close(ev.neighbour);
         this.parking.dropNeighbour(ev.neighbour);
@@ -225,6 +226,7 @@ export class Inbound {
       } else if (type === wire.FrameType.APP) {
         const signal = decodePresence(body);
         if (signal.type === 'typing') this.presence.onTyping(peer, signal.typing, now, events);
+        else if (signal.type === 'lastseen') this.presence.onShare(peer, signal.share);
         else this.timeline.onSeen(peer, signal.seqs, this.membersPart.countOthers(), events);
       } else if (type === wire.FrameType.PAIRWISE) {
         const skm = decodeSenderKeyMessage(await this.links.open(peer, body));
@@ -346,7 +348,7 @@ export class Inbound {
       this.fault(env.sender, e.code, now, events, false);
       return;
     }
-    if ((c.t === 'text' || c.t === 'edit') && !this.membersPart.mayPost(env.sender, env.lamport)) return; // announcement mode
+    if ((c.t === 'text' || c.t === 'edit' || c.t === 'location') && !this.membersPart.mayPost(env.sender, env.lamport)) return; // announcement mode
     const meta = { sender: env.sender, seq: env.seq, lamport: env.lamport, sentAt: env.sentAt, expiresAt: env.expiresAt };
     const code = this.timeline.apply(meta, c, events);
     if (code !== null) { this.fault(env.sender, code, now, events, false); return; }

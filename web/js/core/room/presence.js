@@ -2,7 +2,14 @@
 // linked members (a repeated "typing" at most every TYPING_RENEW_MS); an indicator lasts TYPING_TTL_MS
 // unless renewed; markSeen tells each linked sender once per message. Persists nothing.
 
-import { TYPING_RENEW_MS, TYPING_TTL_MS, encodeSeen, encodeTyping } from '../presence.js';
+// Last seen (issue 15): a member's time of link-down, shown for members offline now, within the room timer,
+// never for a member that sent LASTSEEN share=0; a member that opts out sees no one's. Memory only; our own
+// preference persists as state 'presence/last_seen' = 'off'.
+
+import { TYPING_RENEW_MS, TYPING_TTL_MS, encodeLastSeen, encodeSeen, encodeTyping } from '../presence.js';
+import { utf8 } from '../bytes.js';
+
+export const LAST_SEEN_STATE = 'presence/last_seen';
 
 export class Presence {
   constructor() {
@@ -12,6 +19,51 @@ export class Presence {
     this.typingSent = [false, 0];
     /** @type {Set<string>} */
     this.seenSent = new Set();
+    /** @type {Map<string, number>} member -> when its link last went down (memory only) */
+    this.lastSeenAt = new Map();
+    /** @type {Set<string>} members that asked not to be shown */
+    this.hidden = new Set();
+    this.shareLastSeen = true;
+  }
+
+  /** @param {Map<string, unknown>} states */
+  load(states) {
+    const v = states.get(LAST_SEEN_STATE);
+    this.shareLastSeen = !(v instanceof Uint8Array && new TextDecoder().decode(v) === 'off');
+  }
+
+  /** @param {boolean} share @param {Set<string>} online @param {import('./persist.js').PersistBatch} persist @returns {[string, Uint8Array][]} */
+  setShare(share, online, persist) {
+    if (share === this.shareLastSeen) return [];
+    this.shareLastSeen = share;
+    if (share) persist.delete(LAST_SEEN_STATE);
+    else persist.put(LAST_SEEN_STATE, utf8('off'));
+    const body = encodeLastSeen(share);
+    return [...online].sort().map((p) => /** @type {[string, Uint8Array]} */ ([p, body]));
+  }
+
+  /** @param {string} peer @returns {[string, Uint8Array][]} */
+  onOnline(peer) {
+    this.lastSeenAt.delete(peer);
+    return this.shareLastSeen ? [] : [[peer, encodeLastSeen(false)]];
+  }
+
+  /** @param {string} peer @param {number} now */
+  onOffline(peer, now) {
+    this.lastSeenAt.set(peer, now);
+  }
+
+  /** @param {string} peer @param {boolean} share */
+  onShare(peer, share) {
+    if (share) this.hidden.delete(peer);
+    else this.hidden.add(peer);
+  }
+
+  /** @param {number} now @param {Set<string>} online @param {number|null} horizonMs @returns {Map<string, number>} */
+  lastSeen(now, online, horizonMs) {
+    if (horizonMs !== null) for (const [p, t] of [...this.lastSeenAt]) if (now - t > horizonMs) this.lastSeenAt.delete(p);
+    if (!this.shareLastSeen) return new Map();
+    return new Map([...this.lastSeenAt].filter(([p]) => !online.has(p) && !this.hidden.has(p)).sort(([a], [b]) => (a < b ? -1 : 1)));
   }
 
   /** @param {boolean} typing @param {number} now @param {Set<string>} online @returns {[string, Uint8Array][]} */

@@ -57,6 +57,7 @@ export class Room extends Inbound {
     room.seq = Number(states.get('seq') ?? 0);
     room.sync.observe(Number(states.get('lamport') ?? 0));
     await room.keys.load(states, now, room.persist);
+    room.presence.load(states);
     if (opts.snapshot) await restore(room, opts.snapshot, now);
     if (!room.membersPart.isMember(room.peerId)) {
       const op = await makeAdd(identity, invite.memberKey, room.roomId, room.sync.tick(), publicBundle(identity), room.keys.prekey);
@@ -159,15 +160,75 @@ export class Room extends Inbound {
 
   // ---------------------------------------------------------------- sending
 
-  /** @param {string} text @param {number} now @param {{ttlS?: number|null, replyTo?: string|null}} [o] @returns {Promise<Message>} */
+  /** @param {string} text @param {number} now @param {{ttlS?: number|null, replyTo?: string|null, mentions?: string[]}} [o] @returns {Promise<Message>} */
   sendText(text, now, o = {}) {
     return this.run(async () => {
-      const ttl = o.ttlS ?? this.timerS;
-      const expiresAt = ttl === 0 ? NEVER : now + ttl * 1000;
-      const k = await this.sendContent(content.text(text, o.replyTo ?? null), now, expiresAt, []);
-      const msg = /** @type {Message} */ (this.timeline.msgs.get(k));
-      this.timeline.trackDelivery(msg.id);
-      return msg;
+      const wanted = [...new Set(o.mentions ?? [])];
+      if (wanted.some((p) => !this.membersPart.isMember(p))) throw new Error('can only mention current members');
+      return this.sendMessage(content.text(text, o.replyTo ?? null, wanted), now, this.expiry(now, o.ttlS ?? null));
+    });
+  }
+
+  /** @param {number} now @param {number|null} ttlS */
+  expiry(now, ttlS) {
+    const ttl = ttlS ?? this.timerS;
+    return ttl === 0 ? NEVER : now + ttl * 1000;
+  }
+
+  /** @param {import('../content.js').TextContent|import('../content.js').LocationContent} c @param {number} now @param {number} expiresAt */
+  async sendMessage(c, now, expiresAt) {
+    const k = await this.sendContent(c, now, expiresAt, []);
+    const msg = /** @type {Message} */ (this.timeline.msgs.get(k));
+    this.timeline.trackDelivery(msg.id);
+    return msg;
+  }
+
+  // ---------------------------------------------------------------- issue 15: location, forward, search, last seen
+
+  /** Share a position. @param {import('../content.js').LocationContent} where @param {number} now @param {{ttlS?: number|null}} [o] @returns {Promise<Message>} */
+  sendLocation(where, now, o = {}) {
+    return this.run(() => this.sendMessage(content.location(where.latE6, where.lonE6, where.accM), now, this.expiry(now, o.ttlS ?? null)));
+  }
+
+  /** Send `source` (a message shown in another room, or this one) here as a new message of ours marked
+   * forwarded: new keys, expiry no later than the source's. Throws if the source has expired.
+   * @param {Message} source @param {string} fromName @param {number} now @param {{ttlS?: number|null}} [o] @returns {Promise<Message>} */
+  forward(source, fromName, now, o = {}) {
+    return this.run(async () => {
+      if (source.expiresAt <= now) throw new Error('cannot forward: that message has expired');
+      const fwd = Object.freeze({ fromName: source.forwardedFrom ?? content.cleanName(fromName) });
+      const c = source.location ? content.location(source.location[0], source.location[1], source.location[2], fwd) : content.text(source.text, null, [], fwd);
+      return this.sendMessage(c, now, Math.min(source.expiresAt, this.expiry(now, o.ttlS ?? null)));
+    });
+  }
+
+  /** A message as shown now (null once expired, unsent or never arrived). @param {string} msgId @returns {Message|null} */
+  message(msgId) {
+    const p = parseMessageId(msgId);
+    return (p && this.timeline.msgs.get(p.key)) ?? null;
+  }
+
+  /** Messages shown here matching every word of `query`, in room order (memory only). @param {string} query @returns {Message[]} */
+  search(query) {
+    const keys = this.timeline.search.query(query);
+    return this.messages().filter((m) => keys.has(keyOf(m.sender, m.seq)));
+  }
+
+  /** Member -> when we last saw it online (ms), for members offline now, within the room timer; empty while we opt out. @param {number} now @returns {Map<string, number>} */
+  lastSeen(now) {
+    const horizon = this.timerS ? this.timerS * 1000 : null;
+    const seen = this.presence.lastSeen(now, this.online(), horizon);
+    return new Map([...seen].filter(([p]) => this.membership.members.has(p)));
+  }
+
+  get shareLastSeen() {
+    return this.presence.shareLastSeen;
+  }
+
+  /** Opt in or out (this room only) of members showing when they last saw us. @param {boolean} share @param {number} now */
+  setShareLastSeen(share, now) {
+    return this.run(async () => {
+      for (const [peer, body] of this.presence.setShare(share, this.online(), this.persist)) this.sync.sendOpaque(peer, wire.FrameType.APP, body);
     });
   }
 
@@ -185,7 +246,7 @@ export class Room extends Inbound {
   edit(msgId, body, now) {
     return this.run(async () => {
       const target = this.timeline.base.get(parseMessageId(msgId)?.key ?? '');
-      if (!target || target.sender !== this.peerId) throw new Error('can only edit our own messages that are still here');
+      if (!target || target.sender !== this.peerId || target.location) throw new Error('can only edit our own text messages that are still here');
       await this.sendContent(content.edit(msgId, body), now, target.expiresAt, []);
       return /** @type {Message} */ (this.timeline.msgs.get(keyOf(target.sender, target.seq)));
     });
@@ -336,6 +397,7 @@ export class Room extends Inbound {
     return this.run(async () => {
       const had = this.links.down(peer);
       const wasOnline = this.sync.isReady(peer);
+      if (had && wasOnline) this.presence.onOffline(peer, now);
       this.sync.disconnect(peer, now);
       this.parking.dropNeighbour(peer);
       return had && wasOnline ? [{ type: 'online', peer, online: false }] : [];
@@ -417,7 +479,7 @@ export class Room extends Inbound {
   /** @param {import('../content.js').Content} c @param {number} now @param {number} expiresAt @param {RoomEvent[]} events @returns {Promise<string>} the log key */
   async sendContent(c, now, expiresAt, events) {
     if (this.keeper) throw new Error('a keeper does not send messages');
-    if ((c.t === 'text' || c.t === 'edit') && !this.membersPart.mayPost(this.peerId, this.sync.lamport + 1)) {
+    if ((c.t === 'text' || c.t === 'edit' || c.t === 'location') && !this.membersPart.mayPost(this.peerId, this.sync.lamport + 1)) {
       throw new PermissionError('announcement mode: only admins post');
     }
     const plaintext = content.encodeContent(c);

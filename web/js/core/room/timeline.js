@@ -5,10 +5,13 @@
 // neighbour that ACKed), 'seen' once per (own message, member that showed it).
 
 import { keyOf } from '../log.js';
+import { searchableText } from '../content.js';
+import { SearchIndex } from '../search.js';
 
 /**
  * @typedef {{id: string, sender: string, seq: number, lamport: number, sentAt: number, expiresAt: number, text: string,
- *   replyTo: string|null, edited: boolean, reactions: [string, string[]][]}} Message
+ *   replyTo: string|null, edited: boolean, reactions: [string, string[]][], mentions: string[], mentioned: boolean,
+ *   forwardedFrom: string|null, location: [number, number, number|null]|null}} Message
  * @typedef {{sender: string, seq: number, lamport: number, sentAt: number, expiresAt: number}} Meta
  * @typedef {import('./room.js').RoomEvent} RoomEvent
  */
@@ -48,6 +51,9 @@ export class Timeline {
     this.delivered = new Map();
     /** @type {Map<number, Set<string>>} */
     this.seenBy = new Map();
+    /** @type {Map<string, import('../content.js').TextContent|import('../content.js').LocationContent>} content of each message as sent */
+    this.content = new Map();
+    this.search = new SearchIndex();
   }
 
   /** Sorted by the log's effective lamports when given (an author cannot place a message before its own
@@ -65,10 +71,14 @@ export class Timeline {
   /** Show one opened content; returns an error code if it is malformed for its type. @param {Meta} m @param {import('../content.js').Content} c @param {RoomEvent[]} events @returns {string|null} */
   apply(m, c, events) {
     const k = keyOf(m.sender, m.seq);
-    if (c.t === 'text') {
+    if (c.t === 'text' || c.t === 'location') {
+      this.content.set(k, c);
+      const mentions = c.t === 'text' ? [...(c.mentions ?? [])] : [];
       this.base.set(k, Object.freeze({
         id: messageId(m.sender, m.seq), sender: m.sender, seq: m.seq, lamport: m.lamport, sentAt: m.sentAt,
-        expiresAt: m.expiresAt, text: c.body, replyTo: c.replyTo, edited: false, reactions: [],
+        expiresAt: m.expiresAt, text: c.t === 'text' ? c.body : '', replyTo: c.t === 'text' ? c.replyTo : null, edited: false, reactions: [],
+        mentions, mentioned: mentions.includes(this.selfId) && m.sender !== this.selfId, forwardedFrom: c.fwd?.fromName ?? null,
+        location: c.t === 'location' ? /** @type {[number, number, number|null]} */ ([c.latE6, c.lonE6, c.accM]) : null,
       }));
       this.render(k);
       events.push({ type: 'message', message: /** @type {Message} */ (this.msgs.get(k)) });
@@ -121,6 +131,13 @@ export class Timeline {
     /** @type {[string, string[]][]} */
     const reactions = [...byEmoji].map(([e, peers]) => /** @type {[string, string[]]} */ ([e, peers.sort()])).sort((x, y) => cpCompare(x[0], y[0]));
     this.msgs.set(k, Object.freeze({ ...base, text, edited, reactions }));
+    const shown = this.content.get(k);
+    this.search.put(k, shown ? searchableText(shown.t === 'text' && edited ? { ...shown, body: text } : shown) : '');
+  }
+
+  /** The content a message was sent with (for forwarding). @param {string} k */
+  contentOf(k) {
+    return this.content.get(k) ?? null;
   }
 
   /** The edit and reaction envelopes that refer to `k` (held or waiting for it), sorted. @param {string} k */
@@ -138,6 +155,8 @@ export class Timeline {
     const msg = this.msgs.get(k);
     this.msgs.delete(k);
     this.base.delete(k);
+    this.content.delete(k);
+    this.search.drop(k);
     const aux = this.aux.get(k);
     if (aux) {
       this.aux.delete(k);
