@@ -654,7 +654,10 @@ class Peer:
                     await lan.close()
                 raise PeerError(f"LAN discovery: {exc.strerror or exc}") from exc
             self._lan = lan
-        handle.bootstraps.add([self._lan.url])
+        if handle.room_id in self.rooms and handle.mesh is not None and handle._server_first:
+            self.add_room_servers(handle, [self._lan.url])  # a room joined before: connect there now
+        else:
+            handle.bootstraps.add([self._lan.url])  # a room being joined: its loops start next
         await self._lan.add_room(handle.invite)
 
     @property
