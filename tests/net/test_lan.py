@@ -227,3 +227,28 @@ def test_the_announcement_is_renamed_at_each_epoch(lans: Lans, procs: Procs) -> 
     assert len(of_epoch(epoch - 1)) == 1  # one name before the change...
     assert len(of_epoch(epoch)) == 1  # ...another after it, with nothing in common
     assert of_epoch(epoch - 1) != of_epoch(epoch)
+
+
+def test_a_room_joined_through_a_server_opts_in_to_the_lan_later(lans: Lans, procs: Procs) -> None:
+    """alice joined through a server (no --lan); bob only has the no-server invite of the same room and
+    --lan. A later ``send --lan`` through alice's control socket turns LAN discovery on for her room:
+    bob finds her and gets the message."""
+    server = procs.start(
+        "h3",
+        "serve",
+        [str(BIN / "ephemesh"), "serve", "--host", lans.hosts["h3"], "--port", "8080", "--no-invite"],
+        merge_stderr=True,
+    )
+    server.expect(lambda s: "web client on" in s, 30)
+    invite = Invite.new(f"http://{lans.hosts['h3']}:8080")
+    lan_only = invite.with_servers([])
+    assert lan_only.room_id == invite.room_id
+    alice = procs.ephemesh("h1", "alice", "listen", invite.url(), "--json")
+    bob = procs.ephemesh("h2", "bob", "listen", lan_only.url(), "--lan", "--json")
+    ids = {p.name: event(p, lambda e: e["event"] == "ready")["peer"] for p in (alice, bob)}
+    send = procs.ephemesh(
+        "h1", "alice-send", "send", invite.url(), "now on the LAN too", "--lan", home="alice"
+    )
+    assert send.popen.wait(timeout=WAIT) == 0
+    got = event(bob, lambda e: e["event"] == "message" and e["text"] == "now on the LAN too")
+    assert got["sender"] == ids["alice"]
