@@ -809,10 +809,15 @@ class Peer:
         """Stop the loops of servers no room uses any more."""
         used = {u for h in self.rooms.values() for u in h.bootstraps.servers}
         for url in [u for u in self._signaling_tasks if u not in used]:
-            self._signaling_tasks.pop(url).cancel()
-            client = self._signaling.pop(url, None)
-            if client is not None:
-                self.spawn(client.close())
+            self.spawn(self._stop_server(url, self._signaling_tasks.pop(url)))
+
+    async def _stop_server(self, url: str, task: asyncio.Task[None]) -> None:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        client = self._signaling.pop(url, None) if url not in self._signaling_tasks else None
+        if client is not None:  # (a loop started again for ``url`` meanwhile owns what is there now)
+            await client.close()
 
     async def _join_on(self, url: str, client: SignalingClient, handle: RoomHandle) -> None:
         mesh = handle.mesh
