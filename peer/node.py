@@ -53,9 +53,10 @@ from peer.core.room import PersistBatch, Room
 from peer.core.signal import ReplayCache, open_signal, seal_signal
 from peer.features import FeaturesMixin
 from peer.home import STORE_FILE, HomeInUse, HomeLock, load_or_create_identity, resolve_home
-from peer.net.bootstrap import RoomServers, without_stun
+from peer.net.bootstrap import RoomServers
 from peer.net.linkstate import Link, LinkChanged, LinkInfo, Reason
 from peer.net.mesh import RoomMesh
+from peer.net.reach import without_server_stun
 from peer.net.rtc import RtcTransport, quiet_aiortc_teardown
 from peer.net.signaling import (
     Disconnected,
@@ -127,6 +128,10 @@ class RoomHandle(FeaturesMixin):
         self.ice_from: str | None = None  # the server whose ICE servers (STUN/TURN) the mesh uses
         self.ice: Any = None
         self._server_first: dict[str, asyncio.Future[None]] = {}
+        self.signals_relayed = 0  # our payloads sent through linked members
+        self.signals_received_relayed = 0  # payloads for us that arrived through linked members
+        self._reach_seen: tuple[int, frozenset[str]] | None = None
+        self._announced: list[str] | None = None  # the server URLs we announce now (reach gossip)
 
     # -- bootstraps (peer/net/bootstrap.py) ------------------------------------------------------
 
@@ -155,6 +160,28 @@ class RoomHandle(FeaturesMixin):
         else:
             fut.set_exception(error)
             fut.exception()  # retrieved: a join that already succeeded elsewhere does not wait for it
+
+    @property
+    def server_present(self) -> set[str]:
+        """Peers some signaling server of the room lists now (empty while every server is down)."""
+        return self.bootstraps.present()
+
+    def announce_servers(self) -> None:
+        """Announce the servers we are in the room on (reach gossip) when that set changed."""
+        urls = self.servers_in_use()
+        if urls == self._announced or self.closed:
+            return
+        self._announced = urls
+        hints = []
+        for url in urls:
+            try:  # a URL the reach codec cannot carry is not announced
+                self.core.enable_reach([("server", url)], now_ms())
+            except ValueError:
+                continue
+            hints.append(("server", url))
+        with contextlib.suppress(ValueError):
+            self.core.enable_reach(hints, now_ms())
+        self._pump([])
 
     # -- application API -----------------------------------------------------------------------
 
@@ -394,6 +421,58 @@ class RoomHandle(FeaturesMixin):
             with contextlib.suppress(ValueError):
                 self._subscribers.remove(queue)
 
+    # -- signaling through the mesh (see peer/core/room/relay.py) ---------------------------------
+
+    def reach_hints(self) -> list[str]:
+        """Signaling server URLs learned from members' signed announcements (persisted, newest first):
+        what a restarting member can try when its invite's server is down."""
+        return self.core.reach_hints()
+
+    async def send_signal(self, to: str, payload: str) -> None:
+        """Send a sealed payload through the server when connected, and through linked members when the
+        server is down or does not list ``to``; ``ConnectionError`` if neither path exists."""
+        via_server = False
+        try:
+            await self._peer._send_signal(self, to, payload)
+            via_server = True
+        except (ConnectionError, SignalingError, OSError) as exc:
+            log.debug("signal to %s not sent via the server: %s", to[:8], type(exc).__name__)
+        if via_server and to in self.server_present:
+            return
+        if self.core.relay_signal(to, payload, now_ms()):
+            self.signals_relayed += 1
+            self._pump([])
+        elif not via_server:
+            raise ConnectionError("no signaling path: server down and no linked member to relay")
+
+    def wake(self) -> None:
+        """Wake every waiter (:meth:`wait_for`) to re-check its condition."""
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def _relay_pump(self) -> None:
+        """After a transmit: hand relayed payloads to the mesh; dial members that gossip says are up."""
+        mesh = self.mesh
+        if mesh is None:
+            return
+        for sender, payload in self.core.take_relayed():
+            self.signals_received_relayed += 1
+            self._peer.spawn(mesh.handle_signal(sender, payload))
+        seen = (self.core.reach_changes, frozenset(self.core.online()))
+        if seen == self._reach_seen:
+            return  # nothing new to dial: no announcement changed and no link came or went
+        self._reach_seen = seen
+        self._peer.add_room_servers(self, self.core.reach_hints())  # learned servers (bounded list)
+        for peer in self.core.reachable(now_ms()):
+            if peer not in mesh.present:
+                mesh.peer_joined(peer)
+
+    def set_reach_hints(self, hints: list[tuple[str, str]]) -> None:
+        """What we announce to linked members as ways to reach us (``("server", url)``, ...); replaces
+        the default (our invite's server). ``ValueError`` for a hint the REACH codec cannot carry."""
+        self.core.enable_reach(hints, now_ms())
+        self._pump([])
+
     # -- network side ----------------------------------------------------------------------------
 
     def seal(self, to: str, kind: str, body: dict[str, Any]) -> str:
@@ -478,6 +557,7 @@ class RoomHandle(FeaturesMixin):
                 if dead in self.core.membership.removed:
                     mesh.peer_left(dead)  # do not redial a removed member
                 mesh.drop_link(dead)
+        self._relay_pump()
         self._arm_timer()
         # wake every waiter: set this generation's event and start a new one
         changed, self._changed = self._changed, asyncio.Event()
@@ -746,7 +826,7 @@ class Peer:
             self.peer_id,
             handle.seal,
             handle.open,
-            lambda to, payload: self._send_signal(handle, to, payload),
+            handle.send_signal,
             handle.link_up,
             handle.link_down,
             ice=None,
@@ -785,8 +865,10 @@ class Peer:
 
     def _announced_servers(self, room_id: str) -> list[str]:
         """Server URLs other members announced for ``room_id`` (peer exchange; wired at merge time to the
-        gossip of reachability). Bounded by the room's server list either way."""
-        return list(self.announced_servers(room_id)) if self.announced_servers is not None else []
+        gossip of reachability: :meth:`learned_servers`, stored) and those of the ``announced_servers``
+        hook. Bounded by the room's server list either way."""
+        hooked = list(self.announced_servers(room_id)) if self.announced_servers is not None else []
+        return self.learned_servers(room_id) + hooked
 
     def add_room_servers(self, handle: RoomHandle, urls: list[str]) -> list[str]:
         """Use more servers for ``handle``'s room (LAN discovery, announcements); returns the new ones."""
@@ -837,6 +919,7 @@ class Peer:
         for peer in gone:
             mesh.peer_left(peer)
         handle.server_outcome(url, None)
+        handle.announce_servers()
 
     async def _server_loop(self, url: str) -> None:
         """Connect to ``url``, join every room that lists it, dispatch its events; when the connection
@@ -875,7 +958,11 @@ class Peer:
                     if handle.mesh is not None:
                         handle.mesh.peer_left(peer)
                 if handle.ice_from == url:
-                    self._reselect_ice(handle)
+                    self._reselect_ice(handle, url)
+                handle._reach_seen = None  # dial again whom reach gossip says is up (peer/core/room/relay.py)
+                handle.announce_servers()
+                handle._pump([])
+                handle.wake()
             if self._stopped.is_set():
                 return
             if loop.time() - up_since >= STABLE_S:
@@ -895,16 +982,16 @@ class Peer:
                 delay = self._reconnect_initial if delay == 0.0 else min(delay * 2, MAX_BACKOFF_S)
             await asyncio.sleep(max(delay, 0.01) * (0.75 + random.random() / 2))  # a backoff timer
 
-    def _reselect_ice(self, handle: RoomHandle) -> None:
-        """The server our ICE servers came from is gone: take another connected server's, else keep
-        only TURN (its STUN is likely dead with it; see :mod:`peer.net.bootstrap`)."""
+    def _reselect_ice(self, handle: RoomHandle, dead: str) -> None:
+        """The server our ICE servers came from (``dead``) is gone: take another connected server's,
+        else drop the STUN URLs on its host (its embedded STUN is likely gone with it; TURN stays)."""
         for url in handle.bootstraps.servers:
             client = self._signaling.get(url)
             if client is not None and not client.closed and handle.room_id in client.rooms:
                 handle.ice_from, handle.ice = url, client.ice
                 break
         else:
-            handle.ice_from, handle.ice = None, without_stun(handle.ice)
+            handle.ice_from, handle.ice = None, without_server_stun(handle.ice, dead)
         if handle.mesh is not None:
             handle.mesh.set_ice(handle.ice)
 
@@ -944,6 +1031,15 @@ class Peer:
             except SignalingError:
                 continue
         raise ConnectionError("no signaling server connected")
+
+    def learned_servers(self, room_id: str) -> list[str]:
+        """Signaling server URLs members of ``room_id`` announced (stored; empty if none), newest first;
+        readable before joining, e.g. when the invite's server is down."""
+        from peer.core.room.relay import SERVERS_STATE
+
+        raw = self.store.get_state(room_id, SERVERS_STATE)
+        urls = json.loads(raw) if raw else []
+        return [u for u in urls if isinstance(u, str)]
 
     def sent_by_nonce(self, room_id: str, nonce: str) -> str | None:
         return self._room_nonces(room_id).get(nonce)

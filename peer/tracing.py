@@ -13,8 +13,8 @@ and keys, envelope nonces, prekey sealing); ``now`` is given in every step; Ed25
 deterministic. The JS core draws from its RNG in the same order, so replay is byte-exact.
 
 Canonical persisted state (what both languages compare): every state value as base64url of its Python
-bytes, except ``prekey``, of which only the public signed part (``bytes[32:]``) is compared (the browser
-keeps the private half as a non-extractable CryptoKey).
+bytes, except ``prekey`` and ``prekey/old/<hex>``, of which only what follows the private key
+(``bytes[32:]``) is compared (the browser keeps the private half as a non-extractable CryptoKey).
 
 Used by ``scripts/gen_traces.py`` (recording) and the test suites (replay).
 """
@@ -47,8 +47,9 @@ def _persist_json(room: Room, snapshot: Snapshot) -> dict[str, Any] | None:
     if not batch:
         return None
     doc = batch.to_json()
-    if "prekey" in batch.states:
-        doc["states"]["prekey"] = b64u_encode(batch.states["prekey"][32:])
+    for name, value in batch.states.items():  # a prekey's private half never leaves the browser's keys
+        if name == "prekey" or name.startswith("prekey/old/"):
+            doc["states"][name] = b64u_encode(value[32:])
     return doc
 
 
@@ -314,6 +315,14 @@ def _apply(
     if do == "seen":
         room.mark_seen(a["ids"], now)
         return None, []
+    if do == "enable_reach":
+        room.enable_reach([(k, u) for k, u in a["hints"]], now)
+        return None, []
+    if do == "relay_signal":
+        return room.relay_signal(pid(a["to"]), a["payload"], now), []
+    if do == "relay_state":
+        relayed = [[sender, payload] for sender, payload in room.take_relayed()]
+        return {"relayed": relayed, "reachable": room.reachable(now), "hints": room.reach_hints()}, []
     return _apply_features(room, do, a, now)
 
 
@@ -433,6 +442,27 @@ def run_part(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 fresh = AddBudget()
                 out["defaults"] = [fresh.per_window, fresh.window_ms]
             out["tracked"] = len(budget)
+            outs.append(out)
+    elif doc["part"] == "distribution":
+        from peer.core.room.distribution import Distribution
+
+        dist = Distribution(params["per_window"], params["window_ms"])
+        for op in doc["ops"]:
+            out = {}
+            if op["op"] == "offer":
+                out["serve"] = dist.offer(op["peer"], op["now"])
+            elif op["op"] == "shown_life":
+                dist.shown_life(op["peer"])
+            elif op["op"] == "enqueue":
+                dist.enqueue(op["peer"])
+            elif op["op"] == "due":
+                out["serve"] = dist.due(op["now"])
+            elif op["op"] == "drop":
+                dist.drop(op["peer"])
+            elif op["op"] == "defaults":
+                paced = Distribution()
+                out["defaults"] = [paced.per_window, paced.window_ms]
+            out["waiting"] = len(dist)
             outs.append(out)
     elif doc["part"] == "links":
         outs = _run_links(doc)

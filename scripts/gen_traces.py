@@ -121,6 +121,56 @@ def parking() -> Trace:
     return t
 
 
+def equivocation_split() -> Trace:
+    """Equivocation check: M gives A "meet at 10:00" and B "meet at 18:00" under one (sender, seq), both
+    sealed with its current chain and sent straight from the author, in a full mesh (nobody relays, the
+    HELLO marks agree). After the next HELLOs the DIGESTS differ; A and B exchange block hashes, then seq
+    hashes (HASH_WANT / HASHES), WANT the differing envelope, find both versions and void the key: neither
+    text is shown, each reports M's equivocation. A bogus DIGESTS and an unsolicited HASHES from M are
+    ignored; a HASH_WANT from M is served from the window budget."""
+    from peer.core.content import Text
+    from peer.core.crypto import DeterministicRng
+    from peer.core.envelope import Kind, seal_chained
+
+    t = Trace("equivocation_split", equivocation_split.__doc__ or "", "equivocation")
+    for p in ("A", "B", "M"):
+        t.peer(p)
+    t.create("A", "B", "M")
+    t.link("A", "B")
+    t.link("A", "M")
+    t.link("B", "M")
+    t.deliver()
+    t.advance(1000)
+    t.step("M", "send_text", text="hello", ttl_s=3600)
+    t.deliver()
+    t.advance(1000)
+    m = t.room("M")
+    chain = m.keys._chain  # the hostile client seals two texts at one chain position and one seq
+    assert chain is not None
+    seq = max(q for s, q in (e.key for e in m.sync.log.ordered()) if s == m.peer_id) + 1
+    lamport = max(t.room(p).sync.lamport for p in ("A", "B", "M")) + 1
+    rng = DeterministicRng(b"equivocation/nonces")
+    versions = [
+        seal_chained(
+            m.identity, m.room_id, chain, Kind.CHAT, seq, lamport, t.now, t.now + 3_600_000,
+            encode_content(Text(text)), rng,
+        )[0]
+        for text in ("meet at 10:00", "meet at 18:00")
+    ]  # fmt: skip
+    t.step("A", "receive", **{"from": "M", "frame": _b64(wire.encode_envelopes([versions[0]])[0])})
+    t.step("B", "receive", **{"from": "M", "frame": _b64(wire.encode_envelopes([versions[1]])[0])})
+    t.deliver()
+    # hostile frames from M: a bogus digest (its mark is not A's), unsolicited hashes, a hash request
+    t.step(
+        "A", "receive", **{"from": "M", "frame": _b64(wire.encode_digests([(t.id("B"), 9, bytes(32))])[0])}
+    )
+    t.step("A", "receive", **{"from": "M", "frame": _b64(wire.encode_hashes(t.id("M"), 0, 0, 9, []))})
+    t.step("A", "receive", **{"from": "M", "frame": _b64(wire.encode_hash_want(t.id("M"), 1, 0, 10))})
+    t.deliver()
+    t.advance(6000)  # the next HELLOs: digests, hashes, WANT, void
+    return t
+
+
 def late_joiner() -> Trace:
     """A member joining late: C links after A and B chatted; it pulls the history (HELLO/WANT/ENVELOPES),
     gets every current chain (pairwise and sealed to its prekey) and reads everything."""
@@ -399,9 +449,145 @@ def restart_restore() -> Trace:
     return t
 
 
+def chain_windows() -> Trace:
+    """Sender keys over time: A's chains carry one expiry window each (a NEVER profile, a 60 s text, a 2 h
+    text: three chains) and their SENDER_KEY envelopes expire with the window (NEVER for the profile
+    chain); C joining late gets every live chain and reads all three. Everyone is away past the 60 s
+    chain's window: its envelopes are erased everywhere and A retires that chain. Away a day: every
+    prekey is due, each member publishes a fresh self-ADD with a new one; relinked, A's next chain is
+    sealed to the new prekeys and read. Away another day: the old prekey private keys are erased (and
+    the prekeys rotate again). K, a keeper, buffers everything and keeps no receiver chain."""
+    t = Trace("chain_windows", chain_windows.__doc__ or "", "windows")
+    for p in ("A", "B", "C"):
+        t.peer(p)
+    t.peer("K", keeper=True)
+    t.create("A", "B", "K")
+    t.link("A", "B")
+    t.link("A", "K")
+    t.deliver()
+    t.advance(1000)
+    t.step("A", "set_profile", name="alice")
+    t.step("A", "send_text", text="one minute", ttl_s=60)
+    t.step("A", "send_text", text="two hours", ttl_s=7200)
+    t.deliver()
+    t.advance(500)
+    t.create("C")
+    t.link("C", "A")
+    t.deliver()
+    t.advance(2000)
+    t.link("C", "B")
+    t.deliver()
+    t.advance(1000)
+    for x, y in (("A", "B"), ("A", "C"), ("B", "C"), ("A", "K")):
+        t.unlink(x, y)
+    t.advance(3_600_000 + 130_000, step=3_600_000 + 130_000)  # past the 60 s chain's window and skew
+    t.advance(86_400_000, step=86_400_000)  # a day: every prekey is due
+    for x, y in (("A", "B"), ("A", "C"), ("B", "C"), ("A", "K")):
+        t.link(x, y)
+    t.deliver()
+    t.advance(1000)
+    t.step("A", "send_text", text="after the rotation", ttl_s=60)
+    t.deliver()
+    t.advance(1000)
+    for x, y in (("A", "B"), ("A", "C"), ("B", "C"), ("A", "K")):
+        t.unlink(x, y)
+    t.advance(86_400_000, step=86_400_000)  # old prekeys erased
+    return t
+
+
 # -- part traces: one part driven through its API --------------------------------------------------------
 
 A, B, C = "a" * 32, "b" * 32, "c" * 32
+
+
+def relay_reach() -> Trace:
+    """Signaling through the mesh and reach gossip (issue 14): A - B - C linked in a chain announce their
+    links and server hints (signed REACH 0x21); A learns C is reachable and the servers B and C use
+    (persisted: reach/servers); A's sealed offer goes to C through B (RELAY 0x20, hop limit 3 -> 2) and
+    C's answer comes back; a duplicate is dropped, a frame with a wrong id, hops 0, a forged "from us"
+    and a REACH with a bad signature are blamed on the link; a relay flood is paced (relay-budget); a
+    newcomer D linked to C only learns A and B (B's announcement, held until B's ADD arrived); after B-C
+    is cut, B's next announcement drops C; alone, A lets every announcement expire; A restarts with the
+    servers it learned."""
+    from peer.core.crypto import DeterministicRng
+    from peer.core.room import relay as rl
+    from peer.core.signal import seal_signal
+
+    t = Trace("relay_reach", relay_reach.__doc__ or "", "relay")
+    for p in ("A", "B", "C", "D"):
+        t.peer(p)
+    t.create("A", "B", "C", "D")
+    t.link("A", "B")
+    t.deliver()
+    t.advance(1000)
+    t.link("B", "C")
+    t.deliver()
+    t.advance(1000)
+    for p in ("A", "B", "C"):
+        t.step(p, "enable_reach", hints=[["server", f"https://{p.lower()}.example:8443"]])
+    t.advance(3000)
+    t.step("A", "relay_state")
+    rng = DeterministicRng(b"relay/payloads")
+    ident = {p: t.peers[p].identity for p in t.peers}
+    offer = seal_signal(ident["A"], t.invite, t.id("C"), "offer", {"sdp": "v=0"}, t.now, rng)
+    t.step("A", "relay_signal", to="C", payload=offer)
+    t.deliver()
+    t.step("C", "relay_state")
+    answer = seal_signal(ident["C"], t.invite, t.id("A"), "answer", {"sdp": "v=0"}, t.now, rng)
+    t.step("C", "relay_signal", to="A", payload=answer)
+    t.deliver()
+    t.step("A", "relay_state")
+    # hostile or broken frames from B at C
+    dup = rl.encode_relay(2, t.id("A"), t.id("C"), offer)
+    bad_id = dup[:2] + bytes(16) + dup[18:]
+    hops0 = bytes([rl.RELAY_TAG, 0]) + dup[2:]
+    mine = rl.encode_relay(2, t.id("C"), t.id("A"), "v1.never-sent")
+    for body in (dup, bad_id, hops0, mine):
+        t.step("C", "receive", **{"from": "B", "frame": _b64(wire.encode_opaque(wire.FrameType.APP, body))})
+    good = rl.encode_reach(ident["A"], t.invite.room_id, t.now + 1, 60, [t.id("B")], [])
+    forged = good[:-64] + bytes(63) + b"\x01"
+    t.step("C", "receive", **{"from": "B", "frame": _b64(wire.encode_opaque(wire.FrameType.APP, forged))})
+    for i in range(rl.RELAY_BURST + 2):
+        body = rl.encode_relay(2, t.id("A"), t.id("C"), f"v1.flood-{i}")
+        t.step("C", "receive", **{"from": "B", "frame": _b64(wire.encode_opaque(wire.FrameType.APP, body))})
+    t.step("C", "relay_state")
+    t.step("D", "enable_reach", hints=[["server", "https://d.example"]])
+    t.link("C", "D")
+    t.deliver()
+    t.advance(3000)
+    t.step("D", "relay_state")
+    t.unlink("B", "C")
+    t.advance(3000)
+    t.step("A", "relay_state")
+    t.unlink("A", "B")  # alone, A only expires what it holds (and the trace stays small)
+    t.unlink("C", "D")
+    t.advance(rl.TTL_S * 1000, step=5000)
+    t.step("A", "relay_state")
+    t.restart("A")
+    t.step("A", "relay_state")
+    return t
+
+
+def relay_full_mesh() -> Trace:
+    """Reach gossip in a full mesh (A, B, C all linked): each announcement goes to the announcer's
+    neighbours only, nobody forwards one (every receiver is named by it); then C's link to A drops and B
+    forwards C's next announcement to A (A is no longer named); A's reachable goes from [] to [C]."""
+    t = Trace("relay_full_mesh", relay_full_mesh.__doc__ or "", "relay-mesh")
+    for p in ("A", "B", "C"):
+        t.peer(p)
+    t.create("A", "B", "C")
+    for x, y in (("A", "B"), ("B", "C"), ("A", "C")):
+        t.link(x, y)
+        t.deliver()
+        t.advance(500)
+    for p in ("A", "B", "C"):
+        t.step(p, "enable_reach", hints=[["server", "https://s.example"]])
+    t.advance(3000)
+    t.step("A", "relay_state")
+    t.unlink("A", "C")
+    t.advance(3000)
+    t.step("A", "relay_state")
+    return t
 
 
 def _meta(sender: str, seq: int, lamport: int, expires_at: int = T0 + 3_600_000) -> dict[str, int | str]:
@@ -531,12 +717,39 @@ def part_admission() -> dict[str, Any]:
     return {"part": "admission", "params": {"per_window": 3, "window_ms": 1000}, "ops": ops}
 
 
+def part_distribution() -> dict[str, Any]:
+    """Distribution (members we have not linked with, served our chains paced): 2 per 1,000 ms window; B
+    and C are served at once, D, E (silent) and F wait; E shows life and moves ahead of D; F is dropped
+    (it linked); the next window serves E then D; G is enqueued (a restart) and served after; a member
+    already waiting is not queued twice."""
+    d, e, f, g = "d" * 32, "e" * 32, "f" * 32, "0" * 32
+    ops: list[dict[str, Any]] = [{"op": "defaults"}]  # the production pace: 32 per 60 s
+    ops += [
+        {"op": "offer", "peer": B, "now": T0},
+        {"op": "offer", "peer": C, "now": T0 + 10},
+        {"op": "offer", "peer": d, "now": T0 + 20},
+        {"op": "offer", "peer": e, "now": T0 + 30},
+        {"op": "offer", "peer": f, "now": T0 + 40},
+        {"op": "offer", "peer": d, "now": T0 + 50},
+        {"op": "shown_life", "peer": e},
+        {"op": "drop", "peer": f},
+        {"op": "due", "now": T0 + 999},
+        {"op": "enqueue", "peer": g},
+        {"op": "due", "now": T0 + 1000},
+        {"op": "due", "now": T0 + 1500},
+        {"op": "due", "now": T0 + 2000},
+        {"op": "offer", "peer": f, "now": T0 + 2100},
+    ]
+    return {"part": "distribution", "params": {"per_window": 2, "window_ms": 1000}, "ops": ops}
+
+
 PARTS: list[Callable[[], dict[str, Any]]] = [
     part_timeline,
     part_parking,
     part_presence,
     part_links,
     part_admission,
+    part_distribution,
 ]
 
 
@@ -556,7 +769,11 @@ SCENARIOS: list[Callable[[], Trace]] = [
     receipts_typing_seen,
     content_types,
     restart_restore,
+    chain_windows,
+    relay_reach,
+    relay_full_mesh,
     features,
+    equivocation_split,
 ]
 
 

@@ -252,8 +252,10 @@ def build() -> dict[str, dict[str, Any]]:
     out["rng"] = build_rng()
     out["auth"] = build_auth(alice)
     out["ranges"] = _int_range_cases(alice, member_key, room)
+    out["check"] = build_check(alice, bob)
     out["governance"] = build_governance()
     out["invite_servers"] = build_invite_servers()
+    out["relay"] = build_relay(room, alice, bob)
     out["features"] = build_features(alice, bob)
     return out
 
@@ -310,6 +312,83 @@ def build_invite_servers() -> dict[str, Any]:
             "epoch": lan_now // 600_000,
             "nonce": "0001020304050607",
             "instance": instance_name(base, lan_now, bytes(range(8))),
+        },
+    }
+
+
+# -- signaling through the mesh: RELAY (0x20) and REACH (0x21) APP bodies (peer/core/room/relay.py) --------
+
+
+def build_relay(room: str, alice: Identity, bob: Identity) -> dict[str, Any]:
+    from peer.core.room import relay as rl
+
+    payload = "v1." + "A" * 40
+    relays: list[dict[str, Any]] = [
+        {"name": name, "hops": hops, "from": f, "to": t, "payload": pl}
+        for name, hops, f, t, pl in (
+            ("alice to bob, 3 hops", 3, alice.peer_id, bob.peer_id, payload),
+            ("bob to alice, last hop", 1, bob.peer_id, alice.peer_id, "v1.x"),
+        )
+    ]
+    for r in relays:
+        body = rl.encode_relay(r["hops"], r["from"], r["to"], r["payload"])
+        r["body"] = body.hex()
+        r["id"] = rl.relay_id(r["from"], r["to"], r["payload"]).hex()
+        r["app_frame"] = wire.encode_opaque(wire.FrameType.APP, body).hex()
+    good = bytes.fromhex(relays[0]["body"])
+    bad_relay = [
+        ("truncated", good[:50]),
+        ("hops 0", good[:1] + b"\x00" + good[2:]),
+        ("hops 5", good[:1] + b"\x05" + good[2:]),
+        ("id not the hash", good[:2] + bytes(16) + good[18:]),
+        ("payload not ASCII", good[:-1] + b"\x80"),
+        ("from equals to", good[:34] + good[18:34] + good[50:]),
+        ("oversized", good + b"A" * rl.MAX_RELAY_PAYLOAD),
+        ("wrong tag", b"\x21" + good[1:]),
+    ]
+    assert all(_error_code(rl.decode_relay, d) == "bad-relay" for _, d in bad_relay)
+    ts = NOW
+    reaches: list[dict[str, Any]] = [
+        {"name": name, "ts": ts, "ttl_s": ttl, "links": sorted(links), "hints": hints}
+        for name, ttl, links, hints in (
+            ("empty", 90, [], []),
+            (
+                "two links, two hints",
+                600,
+                [bob.peer_id, "00" * 16],
+                [["server", "https://chat.example"], ["lan", "udp://10.0.0.2:4100"]],
+            ),
+        )
+    ]
+    for r in reaches:
+        body = rl.encode_reach(alice, room, r["ts"], r["ttl_s"], r["links"], [tuple(h) for h in r["hints"]])
+        r["body"] = body.hex()
+        r["signed"] = rl.reach_signed(room, body).hex()
+    full = bytes.fromhex(reaches[1]["body"])
+    bad_reach = [
+        ("truncated", full[:40]),
+        ("ttl 0", full[:25] + b"\x00\x00" + full[27:]),
+        ("ttl 601", full[:25] + (601).to_bytes(2, "big") + full[27:]),
+        ("ts above 2^53-1", full[:17] + b"\x00\x20" + full[19:]),
+        ("link count past the end", full[:27] + b"\x20" + full[28:]),
+        ("links not increasing", full[:28] + full[44:60] + full[28:44] + full[60:]),
+        ("trailing byte", full[:-64] + b"\x00" + full[-64:]),
+        ("hint kind upper case", full.replace(b"server", b"Server")),
+        ("hint url with a space", full.replace(b"chat.example", b"chat example")),
+    ]
+    assert all(_error_code(rl.decode_reach, d) == "bad-reach" for _, d in bad_reach)
+    urls = ["https://b.example", "https://a.example"]
+    return {
+        "room_id": room,
+        "announcer": alice.peer_id,
+        "relay": relays,
+        "relay_bad": [{"name": n, "body": b.hex(), "code": "bad-relay"} for n, b in bad_relay],
+        "reach": reaches,
+        "reach_bad": [{"name": n, "body": b.hex(), "code": "bad-reach"} for n, b in bad_reach],
+        "servers_state": {
+            "name": rl.SERVERS_STATE,
+            "urls": urls,
+            "value": json.dumps(urls, separators=(",", ":")).encode().hex(),
         },
     }
 
@@ -588,6 +667,7 @@ def _frame_fields(frame: wire.Frame) -> dict[str, Any]:
                 for t in frame.items
             ]
         }
+    assert isinstance(frame, wire.Opaque)
     return {"body": frame.body.hex()}
 
 
@@ -636,7 +716,7 @@ def build_frames(
     sender_a = bytes.fromhex(a)
     bad = [
         ("empty", b"", "bad-frame"),
-        ("unknown type 0x08", b"\x08", "unknown-type"),
+        ("unknown type 0x0b", b"\x0b", "unknown-type"),
         ("unknown type 0xff", b"\xff\x00", "unknown-type"),
         ("hello version 2", b"\x01\x02" + bytes.fromhex(room) + b"\x00\x00", "bad-version"),
         ("hello truncated", wire.encode_hello(room, have)[:-1], "truncated"),
@@ -1126,6 +1206,109 @@ def _int_range_cases(alice: Identity, member_key: bytes, room: str) -> dict[str,
     seen = bytes([SEEN_TAG]) + (1).to_bytes(2, "big") + over.to_bytes(8, "big")
     cases.append({"name": "seen seq 2**53", "what": "seen", "hex": seen.hex(), "code": "bad-app-frame"})
     return {"max_int": top, "cases": cases}
+
+
+def build_check(alice: Identity, bob: Identity) -> dict[str, Any]:
+    """The equivocation check: DIGESTS / HASH_WANT / HASHES frames, bad ones, and the digest of a log."""
+    from peer.core.log import DIGEST_BLOCK, Log, LogEntry
+    from peer.core.sync_check import DIGEST_TAG, Check
+    from peer.core.sync_events import SyncConfig
+
+    a, b = alice.peer_id, bob.peer_id
+    h1, h2 = sha256(b"digest one"), sha256(b"digest two")
+    frames: list[tuple[str, bytes]] = [
+        ("digests", _one(wire.encode_digests([(b, 7, h2), (a, 2**53 - 1, h1)]))),
+        ("hash_want-seq", wire.encode_hash_want(a, wire.LEVEL_SEQ, 64, 127)),
+        ("hash_want-block", wire.encode_hash_want(a, wire.LEVEL_BLOCK, 0, 2**53 - 1)),
+        ("hashes-seq", wire.encode_hashes(a, wire.LEVEL_SEQ, 64, 127, [(64, h1), (100, h2)])),
+        ("hashes-block", wire.encode_hashes(b, wire.LEVEL_BLOCK, 0, 3, [(0, h2), (3, h1)])),
+        ("hashes-empty", wire.encode_hashes(b, wire.LEVEL_SEQ, 5, 9, [])),
+    ]
+    valid = []
+    for name, data in frames:
+        frame = wire.decode_frame(data)
+        valid.append({"name": name, "type": data[0], "fields": _check_fields(frame), "hex": data.hex()})
+    sa = bytes.fromhex(a)
+
+    def u64(v: int) -> bytes:
+        return v.to_bytes(8, "big")
+
+    bad = [
+        ("digests count 0", b"\x08\x00\x00", "empty"),
+        ("digests truncated digest", b"\x08\x00\x01" + sa + u64(1) + bytes(31), "truncated"),
+        ("digests senders not ascending", b"\x08\x00\x02" + (sa + u64(1) + h1) * 2, "bad-digests"),
+        ("digests hi 2^53", b"\x08\x00\x01" + sa + u64(2**53) + h1, "bad-integer"),
+        ("hash_want level 2", b"\x09" + sa + b"\x02" + u64(0) + u64(1), "bad-level"),
+        ("hash_want lo > hi", b"\x09" + sa + b"\x00" + u64(5) + u64(4), "bad-range"),
+        ("hash_want trailing byte", b"\x09" + sa + b"\x00" + u64(0) + u64(1) + b"\x00", "trailing-bytes"),
+        (
+            "hashes over 1024 items",
+            b"\x0a" + sa + b"\x00" + u64(0) + u64(9) + (1025).to_bytes(2, "big"),
+            "too-large",
+        ),
+        (
+            "hashes index above hi",
+            b"\x0a" + sa + b"\x00" + u64(0) + u64(9) + b"\x00\x01" + u64(10) + h1,
+            "bad-hashes",
+        ),
+        (
+            "hashes index repeated",
+            b"\x0a" + sa + b"\x01" + u64(0) + u64(9) + b"\x00\x02" + (u64(3) + h1) * 2,
+            "bad-hashes",
+        ),
+        (
+            "hashes truncated item",
+            b"\x0a" + sa + b"\x00" + u64(0) + u64(9) + b"\x00\x01" + u64(1),
+            "truncated",
+        ),
+    ]
+    for name, data, code in bad:
+        assert _error_code(wire.decode_frame, data) == code, name
+    # a digest: envelopes are opaque bytes here ("envelope <seq>"); seqs span three blocks
+    seqs = [1, 2, 63, 64, 70, 130]
+    log = Log()
+    for q in seqs:
+        log.add(LogEntry(a, q, q, NOW, NOW + 3_600_000, b"envelope %d" % q), NOW)
+    check = Check(SyncConfig(), log)
+    digest = check.digest(a, wire.MAX_INT)
+    prefixes = [(hi, check.digest(a, hi)) for hi in (0, 63, 64, 69, 200)]
+    assert digest is not None
+    page, _ = check.page(a, wire.LEVEL_BLOCK, 0, 10, 1024)
+    seq_page, _ = check.page(a, wire.LEVEL_SEQ, 0, 200, 1024)
+    return {
+        "block": DIGEST_BLOCK,
+        "tag": DIGEST_TAG.decode(),
+        "max_hash_page": wire.MAX_HASH_PAGE,
+        "frames": valid,
+        "bad": [{"name": n, "hex": d.hex(), "code": c} for n, d, c in bad],
+        "digest": {
+            "note": "sender alice holds (seq, envelope bytes) = (q, ASCII 'envelope <q>') for these seqs; "
+            "digest is digest(2**53-1)",
+            "sender": a,
+            "seqs": seqs,
+            "fps": [sha256(b"envelope %d" % q).hex() for q in seqs],
+            "blocks": [[blk, h.hex()] for blk, h in page],
+            "seq_hashes": [[q, h.hex()] for q, h in seq_page],
+            "digest": digest.hex(),
+            "prefix_note": "digest(hi) for these marks (null: nothing held at or below hi)",
+            "prefixes": [[hi, None if d is None else d.hex()] for hi, d in prefixes],
+        },
+    }
+
+
+def _check_fields(frame: wire.Frame) -> dict[str, Any]:
+    if isinstance(frame, wire.Digests):
+        return {"items": [[s, hi, d.hex()] for s, hi, d in frame.items]}
+    if isinstance(frame, wire.HashWant):
+        return {"sender": frame.sender, "level": frame.level, "lo": frame.lo, "hi": frame.hi}
+    assert isinstance(frame, wire.Hashes)
+    return {
+        "sender": frame.sender,
+        "level": frame.level,
+        "lo": frame.lo,
+        "hi": frame.hi,
+        "items": [[i, h.hex()] for i, h in frame.items],
+    }
 
 
 def render(doc: dict[str, Any]) -> str:

@@ -19,6 +19,11 @@ Rules:
   without a tombstone (nothing to announce, nothing to serve), until ``until``. Every member that sees
   both versions voids the key, so all converge on "neither"; the pair is kept (bounded: the newest
   ``MAX_VOID_PAIRS``) so it can be shown to neighbours that still hold one version.
+- For the equivocation check (``peer.core.sync_check``) the held seqs of each sender are grouped in
+  blocks of ``DIGEST_BLOCK`` (block = seq // 64); ``held_blocks(sender)`` maps each block holding at
+  least one entry to a version that changes whenever that block's held set changes (a global counter,
+  so a block emptied and refilled never shows an old version), ``held_version(sender)`` likewise for
+  the sender as a whole (0 when nothing is held).
 - ``have()`` is a compact version vector: per sender, the sorted, disjoint, non-adjacent inclusive
   ranges of seqs held *or* tombstoned.
 """
@@ -39,6 +44,8 @@ RangeMap = dict[str, list[Range]]
 DEFAULT_SKEW_MS = 60_000
 #: Void keys whose two conflicting envelopes are kept to show neighbours (older pairs keep the mark only).
 MAX_VOID_PAIRS = 256
+#: Seqs per block of the equivocation check's digests (see peer.core.sync_check).
+DIGEST_BLOCK = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +203,9 @@ class Log:
         self._void_pairs: dict[Key, tuple[bytes, bytes]] = {}  # insertion-ordered, bounded
         self._expiry_heap: list[tuple[int, str, int]] = []
         self._prune_heap: list[tuple[int, str, int]] = []
+        self._change = 0  # bumped on every change of a held set
+        self._blocks: dict[str, dict[int, list[int]]] = {}  # sender -> block -> [held count, version]
+        self._sender_version: dict[str, int] = {}
 
     # -- queries ---------------------------------------------------------------------------------------
 
@@ -278,6 +288,14 @@ class Log:
             j = min(j, i + limit)
         return [self._entries[(sender, q)] for q in seqs[i:j]]
 
+    def held_blocks(self, sender: str) -> dict[int, int]:
+        """Block -> version, for the blocks of ``sender`` holding at least one entry (a fresh dict)."""
+        return {b: v[1] for b, v in self._blocks.get(sender, {}).items()}
+
+    def held_version(self, sender: str) -> int:
+        """Changes whenever the held set of ``sender`` changes; 0 when nothing of it is held."""
+        return self._sender_version.get(sender, 0)
+
     def next_deadline(self) -> int | None:
         """Earliest time at which ``expire`` has work to do (lazy heaps: may be early, never late)."""
         times = [h[0][0] for h in (self._expiry_heap, self._prune_heap) if h]
@@ -294,7 +312,22 @@ class Log:
         self._prefix_max.pop(entry.sender, None)
         self._seen.setdefault(entry.sender, RangeSet()).add(entry.seq)
         heapq.heappush(self._expiry_heap, (entry.expires_at, entry.sender, entry.seq))
+        self._touch(entry.sender, entry.seq, 1)
         return True
+
+    def _touch(self, sender: str, seq: int, delta: int) -> None:
+        self._change += 1
+        blocks = self._blocks.setdefault(sender, {})
+        cur = blocks.setdefault(seq // DIGEST_BLOCK, [0, 0])
+        cur[0] += delta
+        cur[1] = self._change
+        if not cur[0]:
+            del blocks[seq // DIGEST_BLOCK]
+        if blocks:
+            self._sender_version[sender] = self._change
+        else:
+            del self._blocks[sender]
+            self._sender_version.pop(sender, None)
 
     def void(self, key: Key, first: bytes, second: bytes, until: int) -> bool:
         """Make ``key`` void (equivocation): drop the held entry, refuse the key until ``until``, keep the
@@ -363,3 +396,4 @@ class Log:
         del seqs[bisect_left(seqs, entry.seq)]
         if not seqs:
             del self._held[entry.sender]
+        self._touch(entry.sender, entry.seq, -1)

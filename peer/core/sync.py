@@ -1,4 +1,4 @@
-"""Sans-IO sync engine: keeps one room's log in sync with every neighbour (see docs/sync.md).
+"""Sans-IO sync engine: keeps one room's log in sync with every neighbour (PROTOCOL.md, "Sync").
 
 Rules (one session per neighbour; the adapter calls ``connect`` when a transport opens):
 - ``connect`` queues HELLO(room id, have-ranges) first; the transport keeps order, so HELLO is the
@@ -11,6 +11,9 @@ Rules (one session per neighbour; the adapter calls ``connect`` when a transport
   makes the WANTs after each HELLO, answers WANT, ACK and TOMBSTONES frames and keeps every
   per-neighbour budget (wants in flight, serve pacing, foreign tombstones, acknowledged ranges). Every
   output queue is keyed: a key is queued at most once per link.
+- The equivocation check (:mod:`peer.core.sync_check`): after each HELLO we send DIGESTS of the senders
+  whose high-water marks we share; DIGESTS, HASH_WANT and HASHES frames go to it, and a differing
+  envelope it finds is WANTed, so it reaches the equivocation rule below even when nobody relays.
 - Every envelope received goes through ``validate``; a ``ProtocolError`` drops that envelope only and
   yields ``EnvelopeRefused`` (with the envelope, so the room may park it); the session survives. A new
   entry is added, ACKed to the neighbour that sent it and relayed to every other neighbour not known to have it (flood with dedupe = gossip).
@@ -35,6 +38,7 @@ from peer.core import wire
 from peer.core.clock import LamportClock
 from peer.core.errors import ProtocolError
 from peer.core.log import Key, Log, LogEntry, RangeSet, Tombstone
+from peer.core.sync_check import Check
 from peer.core.sync_events import (
     Acked,
     EntryAdded,
@@ -112,6 +116,7 @@ class SyncEngine:
             authorize_tombstone=authorize_tombstone,
             known_sender=known_sender,
         )
+        self._check = Check(self.config, self.log)
 
     # -- sessions -------------------------------------------------------------------------------------
 
@@ -156,6 +161,7 @@ class SyncEngine:
         if s is None:
             return False
         self._serve.end(neighbour)
+        self._check.end(neighbour)
         return True
 
     def _rerequest(self, now: int) -> None:
@@ -280,7 +286,8 @@ class SyncEngine:
         self._serve.log_pruned()  # expire() may prune tombstones
         for key in self.log.expire(now):
             events.append(EntryExpired(key))
-            self._serve.tell_tombstone(key, claimed_only=True)
+            if self.log.get_tombstone(key) is not None:  # None: the clock jumped past expires_at + skew
+                self._serve.tell_tombstone(key, claimed_only=True)  # and it was pruned in the same call
         c = self.config
         if self._announce_at is not None and now >= self._announce_at:
             self._announce_at = None
@@ -344,7 +351,15 @@ class SyncEngine:
             return []
         if isinstance(frame, wire.Ack):
             return self._serve.on_ack(s, frame)
-        return self._serve.on_tombstones(s, frame, now)
+        if isinstance(frame, wire.Digests):
+            self._check.on_digests(s, frame, now)
+        elif isinstance(frame, wire.HashWant):
+            self._check.on_hash_want(s, frame, now)
+        elif isinstance(frame, wire.Hashes):
+            self._check.on_hashes(s, frame, now)
+        else:
+            return self._serve.on_tombstones(s, frame, now)
+        return []
 
     def _on_hello(self, s: Session, frame: wire.Hello, now: int) -> list[Event]:
         if frame.room_id != self.room_id:
@@ -360,6 +375,7 @@ class SyncEngine:
             self._serve.show_erased(s)
         events += self._serve.hello_acks(s, self.self_id)
         self._serve.request(s, now)
+        self._check.summary(s, now)
         return events
 
     def _on_envelopes(self, s: Session, items: Sequence[bytes], now: int) -> list[Event]:
@@ -454,18 +470,13 @@ class SyncEngine:
         if s is None:
             return {"foreign_tombstones": served["foreign_tombstones"]}
         return {
-            "inflight": served["inflight"],
-            "pending": served["pending"],
-            "attempts": served["attempts"],
-            "unservable": served["unservable"],
+            **served,
             "remote_have_ranges": sum(len(rs.ranges()) for rs in s.remote_have.values()),
-            "acked_ranges": served["acked_ranges"],
             "control": len(s.control),
             "envs": len(s.envs),
             "voids": len(s.voids),
             "tombs": len(s.tombs),
-            "served": served["served"],
-            "foreign_tombstones": served["foreign_tombstones"],
+            **self._check.counts(neighbour),
         }
 
     def hello(self) -> bytes:

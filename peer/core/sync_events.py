@@ -32,6 +32,15 @@ class SyncConfig:
     #: an entry received straight from its author is not pushed on to other neighbours (in a full mesh
     #: they got it from the author too); instead a HELLO goes to them this long after (lazy relay)
     announce_delay_ms: int = 250
+    #: the equivocation check (peer.core.sync_check): checks in progress per neighbour, HASH_WANT pages
+    #: answered (and asked) and hash items served per neighbour and ``want_timeout_ms`` window, keys
+    #: WANTed per page of differing hashes
+    max_checks_per_neighbour: int = 4
+    max_hash_pages_per_window: int = 32
+    max_hash_items_per_window: int = 8_192
+    max_check_wants: int = 256
+    #: digests not found in the cache, computed per neighbour and window (for our DIGESTS or to compare)
+    max_digests_per_window: int = 16
 
 
 # -- events ---------------------------------------------------------------------------------------------

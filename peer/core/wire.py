@@ -1,4 +1,4 @@
-"""Data-channel frame codec (binary, big-endian). See docs/sync.md for the normative layout.
+"""Data-channel frame codec (binary, big-endian). See PROTOCOL.md, "Sync", for the normative layout.
 
 Rules:
 - A frame is ``u8 type`` followed by a type-specific body; a whole frame is at most ``MAX_FRAME``
@@ -8,6 +8,10 @@ Rules:
   non-canonical ids and integers above 2**53-1 are all refused (fail closed).
 - Peer and room ids travel as 16 raw bytes and decode to 32 lowercase hex characters.
 - HANDSHAKE, PAIRWISE and APP bodies are opaque bytes handed to the room layer.
+- DIGESTS, HASH_WANT and HASHES carry the equivocation check (see :mod:`peer.core.sync_check`): digests
+  and hashes are exactly ``DIGEST_BYTES`` (32) bytes, levels are 0 (seqs) or 1 (blocks of
+  ``log.DIGEST_BLOCK`` seqs), ``lo <= hi``, a HASHES page lists at most ``MAX_HASH_PAGE`` strictly
+  ascending indices within ``[lo, hi]`` (possibly none), DIGESTS senders are strictly ascending.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ VERSION = 1
 MAX_INT = ints.MAX_INT
 MAX_PROOF = 1_024
 ID_BYTES = 16
+DIGEST_BYTES = 32
+MAX_HASH_PAGE = 1_024
+LEVEL_SEQ = 0
+LEVEL_BLOCK = 1
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -33,6 +41,9 @@ _U64 = struct.Struct(">Q")
 _RANGE = struct.Struct(">QQ")
 _TOMB_HEAD = struct.Struct(">16sQQH")
 _SENDER_HEAD = struct.Struct(">16sH")
+_DIGEST_ITEM = struct.Struct(">16sQ32s")
+_HASH_HEAD = struct.Struct(">16sBQQ")
+_HASH_ITEM = struct.Struct(">Q32s")
 
 
 class FrameType(IntEnum):
@@ -43,6 +54,9 @@ class FrameType(IntEnum):
     PING = 0x05
     PONG = 0x06
     TOMBSTONES = 0x07
+    DIGESTS = 0x08
+    HASH_WANT = 0x09
+    HASHES = 0x0A
     HANDSHAKE = 0x10
     PAIRWISE = 0x11
     APP = 0x12
@@ -89,12 +103,38 @@ class Tombstones:
 
 
 @dataclass(frozen=True, slots=True)
+class Digests:
+    """Per sender: our highest seen seq and the digest of what we hold of it (see sync_check)."""
+
+    items: tuple[tuple[str, int, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HashWant:
+    sender: str
+    level: int
+    lo: int
+    hi: int
+
+
+@dataclass(frozen=True, slots=True)
+class Hashes:
+    """All our hashes of ``sender`` at ``level`` with index in ``[lo, hi]`` (a complete page)."""
+
+    sender: str
+    level: int
+    lo: int
+    hi: int
+    items: tuple[tuple[int, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Opaque:
     type: FrameType
     body: bytes
 
 
-Frame = Hello | Envelopes | Want | Ack | Ping | Pong | Tombstones | Opaque
+Frame = Hello | Envelopes | Want | Ack | Ping | Pong | Tombstones | Digests | HashWant | Hashes | Opaque
 
 
 # -- ids ------------------------------------------------------------------------------------------------
@@ -232,6 +272,55 @@ def encode_tombstones(items: Iterable[Tombstone]) -> list[bytes]:
     return frames
 
 
+def encode_digests(items: Iterable[tuple[str, int, bytes]]) -> list[bytes]:
+    """DIGESTS frames (sorted by sender, split to fit; empty list if there is nothing)."""
+    per_frame = (MAX_FRAME - 1 - _U16.size) // _DIGEST_ITEM.size
+    recs: list[bytes] = []
+    prev = ""
+    for sender, hi, digest in sorted(items):
+        _check_int(hi)
+        if len(digest) != DIGEST_BYTES or sender == prev:
+            raise ValueError("one 32-byte digest per sender")
+        prev = sender
+        recs.append(_DIGEST_ITEM.pack(id_to_bytes(sender), hi, digest))
+    return [
+        bytes([FrameType.DIGESTS])
+        + _U16.pack(len(recs[i : i + per_frame]))
+        + b"".join(recs[i : i + per_frame])
+        for i in range(0, len(recs), per_frame)
+    ]
+
+
+def _check_page(level: int, lo: int, hi: int) -> None:
+    _check_int(lo)
+    _check_int(hi)
+    if level not in (LEVEL_SEQ, LEVEL_BLOCK) or lo > hi:
+        raise ValueError("bad level or range")
+
+
+def encode_hash_want(sender: str, level: int, lo: int, hi: int) -> bytes:
+    _check_page(level, lo, hi)
+    return bytes([FrameType.HASH_WANT]) + _HASH_HEAD.pack(id_to_bytes(sender), level, lo, hi)
+
+
+def encode_hashes(sender: str, level: int, lo: int, hi: int, items: Sequence[tuple[int, bytes]]) -> bytes:
+    _check_page(level, lo, hi)
+    if len(items) > MAX_HASH_PAGE:
+        raise ValueError("hash page too large")
+    parts = [
+        bytes([FrameType.HASHES]),
+        _HASH_HEAD.pack(id_to_bytes(sender), level, lo, hi),
+        _U16.pack(len(items)),
+    ]
+    prev = -1
+    for index, h in items:
+        if not lo <= index <= hi or index <= prev or len(h) != DIGEST_BYTES:
+            raise ValueError("hash items must ascend within [lo, hi] and be 32 bytes")
+        prev = index
+        parts.append(_HASH_ITEM.pack(index, h))
+    return b"".join(parts)
+
+
 def encode_ping(nonce: int) -> bytes:
     _check_int(nonce)
     return bytes([FrameType.PING]) + _U64.pack(nonce)
@@ -359,6 +448,42 @@ def decode_frame(data: bytes) -> Frame:
         frame = Ping(r.u64())
     elif ftype is FrameType.PONG:
         frame = Pong(r.u64())
+    elif ftype is FrameType.DIGESTS:
+        n = r.u16()
+        if n == 0:
+            raise ProtocolError("empty", "no digests")
+        digests = []
+        prev_sender = ""
+        for _ in range(n):
+            sender = r.ident()
+            if sender <= prev_sender:
+                raise ProtocolError("bad-digests", "senders not strictly ascending")
+            prev_sender = sender
+            digests.append((sender, r.u64(), r.take(DIGEST_BYTES)))
+        frame = Digests(tuple(digests))
+    elif ftype is FrameType.HASH_WANT or ftype is FrameType.HASHES:
+        sender = r.ident()
+        level = r.take(1)[0]
+        lo, hi = r.u64(), r.u64()
+        if level not in (LEVEL_SEQ, LEVEL_BLOCK):
+            raise ProtocolError("bad-level", "unknown hash level")
+        if lo > hi:
+            raise ProtocolError("bad-range", "lo above hi")
+        if ftype is FrameType.HASH_WANT:
+            frame = HashWant(sender, level, lo, hi)
+        else:
+            n = r.u16()
+            if n > MAX_HASH_PAGE:
+                raise ProtocolError("too-large", "hash page above 1,024 items")
+            hashes = []
+            prev = -1
+            for _ in range(n):
+                index = r.u64()
+                if not lo <= index <= hi or index <= prev:
+                    raise ProtocolError("bad-hashes", "indices not ascending within [lo, hi]")
+                prev = index
+                hashes.append((index, r.take(DIGEST_BYTES)))
+            frame = Hashes(sender, level, lo, hi, tuple(hashes))
     else:  # TOMBSTONES
         n = r.u16()
         if n == 0:

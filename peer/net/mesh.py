@@ -252,6 +252,8 @@ class RoomMesh:
             if sender in self.present and (nb.failures == 0 or now >= nb.not_before):
                 nb.not_before = min(nb.not_before, now)
                 self._kick(sender)
+            elif sender in self.present:  # in backoff: dial when it ends (a hello may be all we hear of
+                self._ensure_dialer(sender)  # it, e.g. through the mesh with no server listing it)
         elif kind == "offer" and sender < self.local_id:
             nb = self._neighbour(sender)
             accept_at = nb.failed_at + self.policy.nominal(nb.failures) * self.policy.accept_factor

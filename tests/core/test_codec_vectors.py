@@ -112,6 +112,7 @@ def _fields(frame: wire.Frame) -> dict[str, Any]:
             {"sender": t.sender, "seq": t.seq, "until": t.until, "proof": t.proof.hex()} for t in frame.items
         ]
         return {"items": items}
+    assert isinstance(frame, wire.Opaque)
     return {"body": frame.body.hex()}
 
 

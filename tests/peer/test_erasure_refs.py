@@ -7,15 +7,26 @@ and a reaction to it likewise. Checked on real SQLite stores fed with every batc
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from peer.core.chains import ReceiverChain, SenderChain, SenderKeyMessage
-from peer.core.envelope import Kind, parse_envelope
+from peer.core.chains import ChainPolicy, ReceiverChain, SenderChain, SenderKeyMessage
+from peer.core.crypto import b64u_decode
+from peer.core.envelope import Envelope, Kind, parse_envelope
 from peer.core.handshake import PrekeyPrivate, SignedPrekey, open_from_prekey
 from peer.core.identity import Identity
 from peer.core.invite import Invite
+from peer.core.persist import PersistBatch
 from peer.core.room import Room
-from peer.core.room.senderkeys import PREKEY_AAD
+from peer.core.room.senderkeys import (
+    CHAIN_WINDOW_MS,
+    NEVER,
+    PREKEY_AAD,
+    PREKEY_KEEP_MS,
+    PREKEY_ROTATE_MS,
+    SenderKeys,
+)
 from peer.store.sqlite import Store, apply_batch, snapshot
 from peer.testing import FakeClock
 from tests.peer.room_net import Net
@@ -112,7 +123,11 @@ def _stored_chains(net: Net, room: Room) -> list[SenderChain]:
     store = _store_of(net, room)
     states = snapshot(store, room.room_id).states
     store.close()
-    return [SenderChain.from_bytes(states[n]) for n in ("chain/initial", "chain/own") if n in states]
+    return [
+        SenderChain.from_bytes(v[:57])
+        for n, v in states.items()
+        if n.startswith(("chain/initial/", "chain/own"))
+    ]
 
 
 def _derivable(chains: list[SenderChain], steps: int = 20) -> set[bytes]:
@@ -185,11 +200,6 @@ def _prekey_pairs(net: Net, rooms: list[Room], erased: set[bytes]) -> int:
     return found
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 item 6 (second half) open: SENDER_KEY envelopes never expire and prekeys never rotate "
-    "(THREAT_MODEL.md, Still open)",
-)
 def test_no_prekey_and_sender_key_envelope_rederive_a_chain_after_its_messages_expired(net: Net) -> None:
     """Open: SENDER_KEY envelopes never expire, so each member's stored prekey private key opens the chain's
     initial state and re-derives every expired message of it (copies of the homes). Strict xfail: it
@@ -209,3 +219,237 @@ def test_no_prekey_and_sender_key_envelope_rederive_a_chain_after_its_messages_e
     after = a.send_text("after", net.now(a), ttl_s=60)
     net.pump()
     assert {m.id for m in b.messages()} == {after.id} == {m.id for m in c.messages()}
+
+
+# -- item 6, second half: prekeys rotate, so a home stolen later does not open an envelope recorded earlier
+
+
+def _away(net: Net, rooms: list[Room], ms: int) -> None:
+    """Everyone offline for ``ms`` (no heartbeats to run), then each room's timers once."""
+    for i, x in enumerate(rooms):
+        for y in rooms[i + 1 :]:
+            net.unlink(x, y)
+    net.clock.advance(ms)
+    for r in rooms:
+        net.events[r.peer_id] += r.handle_timer(net.now(r))
+    net.flush()
+
+
+def _stored_prekeys(net: Net, room: Room) -> list[PrekeyPrivate]:
+    store = _store_of(net, room)
+    states = store.states(room.room_id)
+    store.close()
+    raws = [v for n, v in states.items() if n == "prekey" or n.startswith("prekey/old/")]
+    return [PrekeyPrivate(raw[:32], SignedPrekey.from_bytes(raw[32:136])) for raw in raws]
+
+
+def test_a_home_stolen_after_prekey_rotation_does_not_open_a_sender_key_envelope_recorded_before(
+    net: Net,
+) -> None:
+    """Before: a member's prekey never rotated, so a copy of its home taken at any later time opened every
+    SENDER_KEY envelope ever sealed to it that someone had recorded (another home's copy), and with it the
+    chain's keys. Now the prekey rotates by a fresh self-ADD and the old private key is erased after
+    ``PREKEY_KEEP_MS``."""
+    a, b = net.add(Identity.generate()), net.add(Identity.generate())
+    _mesh(net, a, b)
+    a.send_text("secret", net.now(a), ttl_s=3600)
+    net.pump()
+    store = _store_of(net, a)  # the attacker's earlier copy (a's home, or any keeper's)
+    recorded = [
+        e
+        for e in (parse_envelope(x.data) for x in store.envelopes(a.room_id))
+        if e.kind == Kind.SENDER_KEY and e.payload[17:33] == bytes.fromhex(b.peer_id)
+    ]
+    store.close()
+    assert len(recorded) == 1
+    old = b.keys.prekey
+
+    def opens(prekeys: list[PrekeyPrivate]) -> bool:
+        for pk in prekeys:
+            if recorded[0].payload[33:65] == pk.signed.public:
+                opened = open_from_prekey(
+                    b.identity, pk, a.identity.public_bundle(), recorded[0].payload, PREKEY_AAD, net.now(b)
+                )
+                return SenderKeyMessage.decode(opened.plaintext).sender == a.peer_id
+        return False
+
+    assert opens(_stored_prekeys(net, b))  # the same copy of b's home taken now opens it
+    _away(net, [a, b], PREKEY_ROTATE_MS)  # b's prekey is due: a self-ADD carries a new one
+    assert b.keys.prekey.created_at > old.created_at
+    _mesh(net, a, b)
+    member = a.members_part.member(b.peer_id)
+    assert member is not None
+    assert member.prekey == b.keys.prekey  # a seals new chains to the new one
+    assert b.peer_id in a.members()
+    assert a.peer_id in b.members()
+    assert opens(_stored_prekeys(net, b))  # kept PREKEY_KEEP_MS for envelopes sealed before the re-ADD
+    later = a.send_text("after b rotated", net.now(a), ttl_s=3600)
+    net.pump()
+    assert later.id in {m.id for m in b.messages()}
+    _away(net, [a, b], PREKEY_KEEP_MS)
+    assert not opens(_stored_prekeys(net, b))  # a copy of b's home taken now does not
+    # replay ids of the erased prekey go with it: ``prekey/seen`` stays bounded by the prekeys held
+    store = _store_of(net, b)
+    seen = [b64u_decode(x) for x in json.loads(store.states(b.room_id)["prekey/seen"])]
+    store.close()
+    held = {pk.signed.public[:8] for pk in _stored_prekeys(net, b)}
+    assert seen
+    assert {x[:8] for x in seen} <= held
+    assert old.public[:8] not in held
+    assert b.keys.prekey_deadline(member=True) == b.keys.prekey.created_at + PREKEY_ROTATE_MS
+    # the room goes on after b's next rotation too
+    _mesh(net, a, b)
+    last = a.send_text("still readable", net.now(a), ttl_s=60)
+    net.pump()
+    assert last.id in {m.id for m in b.messages()}
+
+
+# -- chains carry one expiry window; a late joiner gets every live chain --------------------------------
+
+
+def _sender_key_expiries(net: Net, room: Room, sender: Room) -> list[int]:
+    store = _store_of(net, room)
+    out = sorted(
+        e.expires_at
+        for e in (parse_envelope(x.data) for x in store.envelopes(room.room_id))
+        if e.kind == Kind.SENDER_KEY and e.sender == sender.peer_id
+    )
+    store.close()
+    return out
+
+
+def test_a_late_joiner_reads_every_live_chain_and_sender_keys_expire_with_their_window(net: Net) -> None:
+    """Before: a late joiner got only the sender's current chain, so with chains rotating by expiry window
+    it could not read a profile or message sent in an earlier chain (the e2e observer never learned the
+    chatter's name). Now every live chain's initial state goes to it, and each chain's SENDER_KEY
+    envelopes carry ``min(first + CHAIN_WINDOW_MS, NEVER)``."""
+    a, b = net.add(Identity.generate()), net.add(Identity.generate())
+    _mesh(net, a, b)
+    t0 = net.now(a)
+    a.set_profile("alice", t0)  # NEVER: its own chain
+    short = a.send_text("one minute", t0, ttl_s=60)  # a second chain, window [t0+60 s, t0+60 s+1 h]
+    same = a.send_text("within the window", t0, ttl_s=1800)  # the same chain
+    long = a.send_text("two hours", t0, ttl_s=7200)  # outside it: a third chain
+    net.pump()
+    assert len({e.chain_id for e in _own_chat(net, a)}) == 3
+    assert _sender_key_expiries(net, a, a) == [
+        t0 + 60_000 + CHAIN_WINDOW_MS,
+        t0 + 7_200_000 + CHAIN_WINDOW_MS,
+        NEVER,
+    ]
+    c = net.add(Identity.generate())
+    _mesh(net, a, b, c)
+    assert c.display_name(a.peer_id) == "alice"
+    assert {short.id, same.id, long.id} <= {m.id for m in c.messages()}
+    assert len(_sender_key_expiries(net, a, a)) == 6  # each chain sealed to b and to c
+    net.tick(1_900_000)  # "one minute" and "within the window" expired: their chain is retired at a
+    assert [m.id for m in a.messages()] == [long.id]
+    assert len(_stored_chains(net, a)) == 3  # profile + "two hours" initial states and the current chain
+    for r in (a, b, c):  # the envelopes of the retired chain outlive its messages by at most the window
+        assert len(_sender_key_expiries(net, r, a)) == 6
+    net.tick(CHAIN_WINDOW_MS - 1_800_000 + 65_000)
+    for r in (a, b, c):
+        assert _sender_key_expiries(net, r, a) == [t0 + 7_200_000 + CHAIN_WINDOW_MS] * 2 + [NEVER] * 2
+
+
+def _own_chat(net: Net, room: Room) -> list[Envelope]:
+    store = _store_of(net, room)
+    out = [
+        e
+        for e in (parse_envelope(x.data) for x in store.envelopes(room.room_id))
+        if e.kind == Kind.CHAT and e.sender == room.peer_id
+    ]
+    store.close()
+    return out
+
+
+def test_a_keeper_keeps_no_receiver_chain(net: Net) -> None:
+    """Before: a keeper (which never opens anything) accepted the PAIRWISE copy of every chain and stored
+    its receiver chain at the initial index, so a copy of a keeper's home re-derived every message key of
+    every chain, expired or not (``scripts/measure_stolen_home.py``: 30 of 30, 3 days later)."""
+    a, b = net.add(Identity.generate()), net.add(Identity.generate())
+    keeper = net.add(Identity.generate(), keeper=True)
+    _mesh(net, a, b, keeper)
+    a.send_text("kept as ciphertext only", net.now(a), ttl_s=60)
+    net.pump()
+    store = _store_of(net, keeper)
+    states, held = store.states(keeper.room_id), store.envelopes(keeper.room_id)
+    store.close()
+    assert any(parse_envelope(e.data).kind == Kind.CHAT for e in held)  # it buffers the ciphertext...
+    assert not [n for n in states if n.startswith("chain/rx/")]  # ...and no chain to open it
+    assert keeper.keys.receiver_chains() == []
+    assert [n for n in _store_states(net, b) if n.startswith("chain/rx/")]  # a member does
+
+
+def _store_states(net: Net, room: Room) -> dict[str, bytes]:
+    store = _store_of(net, room)
+    states = store.states(room.room_id)
+    store.close()
+    return states
+
+
+def test_a_store_from_before_per_chain_initial_states_is_migrated() -> None:
+    """A store written before this change holds one ``chain/initial`` (57 bytes): it is read as a chain
+    whose SENDER_KEY envelopes never expire (as they were sealed), rewritten under the per-chain name and
+    still given to late joiners; the next message with a finite TTL starts a new chain."""
+    ident = Identity.generate()
+    chain = SenderChain.new(epoch=0, created_at=5)
+    keys = SenderKeys(ident, "ab" * 16, ChainPolicy())
+    batch = PersistBatch()
+    keys.load({"chain/own": chain.to_bytes(), "chain/initial": chain.to_bytes()}, 10, batch)
+    assert "chain/initial" in batch.deleted
+    assert batch.states[f"chain/initial/{chain.chain_id.hex()}"] == chain.to_bytes() + NEVER.to_bytes(
+        8, "big"
+    )
+    assert keys.initials_for_late_joiner(0, 10) == [(chain, NEVER)]
+    assert keys.prekey_deadline(member=True) == 10 + PREKEY_ROTATE_MS
+    assert keys.prekey_deadline(member=False) is None  # a removed member never rotates: no timer left due
+    assert keys.rotate_if_due(10, 0, NEVER, batch) is None  # a ttl-0 message still fits that chain
+    rotated = keys.rotate_if_due(10, 0, 10 + 60_000, batch)
+    assert rotated is not None
+    assert rotated.chain_id != chain.chain_id
+
+
+def test_a_receiver_chain_goes_with_its_sender_key_envelopes(net: Net) -> None:
+    """Before: a member's receiver chain stayed forever, so a copy of its home plus a recorded copy of a
+    message it never received (another home's) re-derived that message's key long after it expired. Now
+    the receiver chain goes when the SENDER_KEY envelope sealed to it expires; a NEVER chain's stays."""
+    a, b, c = (net.add(Identity.generate()) for _ in range(3))
+    _mesh(net, a, b, c)
+    a.set_profile("alice", net.now(a))
+    a.send_text("c reads this", net.now(a), ttl_s=60)
+    net.pump()
+    net.unlink(a, c)
+    net.unlink(b, c)
+    missed = a.send_text("c never gets this", net.now(a), ttl_s=60)
+    net.pump()
+    key = a.keys.message_keys[(a.peer_id, missed.seq)]
+
+    def derivable() -> bool:
+        rxs = [
+            ReceiverChain.from_bytes(v) for n, v in _store_states(net, c).items() if n.startswith("chain/rx/")
+        ]
+        return any(key in {rx.message_key(i)[1] for i in range(rx.index, rx.index + 5)} for rx in rxs)
+
+    assert derivable()  # c's chain state is ahead of what it received: it derives the missed key
+    net.tick(CHAIN_WINDOW_MS + 65_000)
+    assert not derivable()
+    chains = [n for n in _store_states(net, c) if n.startswith("chain/rx/")]
+    assert len(chains) == 1  # the NEVER profile chain stays (its message lives)
+    assert c.display_name(a.peer_id) == "alice"
+
+
+def test_a_removed_member_does_not_rotate_its_prekey_and_its_timer_does_not_spin(net: Net) -> None:
+    """A member that left (or was removed) publishes no re-ADD (it would be refused) and its past-due
+    rotation deadline is not a timer: ``next_timer`` is never a time already handled."""
+    a, b = net.add(Identity.generate()), net.add(Identity.generate())
+    _mesh(net, a, b)
+    b.leave(net.now(b))
+    net.pump()
+    assert b.peer_id not in b.members()
+    before = b.keys.prekey
+    _away(net, [a, b], PREKEY_ROTATE_MS + 1)
+    assert b.keys.prekey == before
+    when = b.next_timer()
+    assert when is None or when > net.now(b)
+    assert a.keys.prekey.created_at == net.now(a)  # a, still a member, rotated meanwhile

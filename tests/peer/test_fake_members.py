@@ -13,12 +13,16 @@ from collections.abc import Callable
 import pytest
 
 from peer.core import membership, wire
+from peer.core.envelope import Kind
 from peer.core.identity import Identity, PublicBundle
 from peer.core.invite import Invite
 from peer.core.room import RemoteError, Room
 from peer.core.room.admission import PER_WINDOW, WINDOW_MS, AddBudget
+from peer.core.room.distribution import PER_WINDOW as SERVE_PER_WINDOW
+from peer.core.room.distribution import WINDOW_MS as SERVE_WINDOW_MS
+from peer.core.room.distribution import Distribution
 from peer.testing import FakeClock
-from tests.peer.room_net import Net
+from tests.peer.room_net import Net, snapshot_of
 
 
 @pytest.fixture
@@ -149,3 +153,71 @@ def test_known_members_and_our_own_publishing_are_not_charged(net: Net) -> None:
     assert [e.code for e in events if isinstance(e, RemoteError)] == ["add-budget", "add-budget"]
     assert a.admission.charge(b.peer_id, now) is False  # b's window is spent; our own peer id never was
     assert len(a.admission) == 1
+
+
+def _sender_keys_by(room: Room) -> int:
+    return sum(
+        1 for e in room.sync.log.ordered() if e.sender == room.peer_id and e.data[1] == Kind.SENDER_KEY
+    )
+
+
+def test_fake_members_get_sealed_sender_keys_only_at_the_paced_rate(net: Net) -> None:
+    """Before: every admitted fake member got a sealed SENDER_KEY of every live chain from every member at
+    once (200 fakes: 200 envelopes from A, replicated to everyone). Now a member we have not linked with is
+    served paced, ``distribution.PER_WINDOW`` per window, members that showed life (an envelope other than
+    an ADD) before silent ones; a linked member at once."""
+    a, b = _ready_pair(net)
+    msg = a.send_text("history", net.now(a), ttl_s=3600)
+    net.pump()
+    assert _sender_keys_by(a) == 1  # to b
+    now = net.clock.now
+    for frame in wire.encode_envelopes(_self_adds(net, 200)):
+        a.receive(b.peer_id, frame, now)
+    assert len(a.members()) == 202
+    assert _sender_keys_by(a) == 1 + SERVE_PER_WINDOW  # was 1 + 200
+    assert len(a.distribution) == 200 - SERVE_PER_WINDOW
+    # a rotation reaches at once b (linked) and the members already served (they hold a live chain)
+    a.send_text("a new window", now, ttl_s=7300)
+    assert _sender_keys_by(a) == 1 + SERVE_PER_WINDOW + 1 + SERVE_PER_WINDOW
+    assert len(a.distribution) == 200 - SERVE_PER_WINDOW
+    base = _sender_keys_by(a)
+    # an honest newcomer linked only to b, silent at first: queued behind the fakes at a
+    c = net.add(Identity.generate())
+    net.link(b, c)
+    net.pump()
+    net.tick(1000)
+    assert c.peer_id in a.members()
+    assert a.distribution.waiting(c.peer_id)
+    c.send_text("hi, I am real", net.now(c), ttl_s=3600)  # shows life: first in a's queue
+    net.pump()
+    net.tick(SERVE_WINDOW_MS)
+    assert not a.distribution.waiting(c.peer_id)
+    assert msg.id in {m.id for m in c.messages()}
+    assert _sender_keys_by(a) == base + 2 * SERVE_PER_WINDOW  # 32 served, each gets both live chains
+    # a link is served at once
+    d = net.add(Identity.generate())
+    net.link(b, d)
+    net.pump()
+    net.tick(1000)
+    assert d.peer_id in a.members()
+    assert a.distribution.waiting(d.peer_id)
+    net.link(a, d)
+    net.pump()
+    assert not a.distribution.waiting(d.peer_id)
+    assert msg.id in {m.id for m in d.messages()}
+
+
+def test_members_still_owed_chains_are_queued_again_after_a_restart(net: Net) -> None:
+    """The queue is not persisted: a restart queues again exactly the members still missing a live chain."""
+    a, b = _ready_pair(net)
+    a.distribution = Distribution(per_window=1)
+    a.send_text("history", net.now(a), ttl_s=3600)
+    net.pump()
+    for frame in wire.encode_envelopes(_self_adds(net, 3)):
+        a.receive(b.peer_id, frame, net.clock.now)
+    assert len(a.distribution) == 2  # one served in this window
+    waiting = [p for p in a.members() if a.distribution.waiting(p)]
+    net.remove(a)
+    again = net.add(a.identity, snapshot=snapshot_of(net.persisted[a.peer_id]))
+    assert [p for p in again.members() if again.distribution.waiting(p)] == waiting
+    assert not again.distribution.waiting(b.peer_id)  # b and the first fake got their chain before

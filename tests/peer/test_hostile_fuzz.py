@@ -2,8 +2,9 @@
 
 Three real sans-IO rooms: ``a`` and ``b`` are honest, ``h`` is a member holding the invite whose link to
 ``a`` is authenticated; hypothesis then sends, as ``h``, any mix of HELLO / WANT / ACK / TOMBSTONES /
-ENVELOPES (real ones replayed, mutated or random), raw bytes and PINGs, interleaved with honest sends and
-time passing. After every step:
+ENVELOPES (real ones replayed, mutated or random), the equivocation check's DIGESTS / HASH_WANT / HASHES
+(bogus digests, any ranges, bogus hashes), raw bytes and PINGs, interleaved with honest sends and time
+passing. After every step:
 
 - no exception escapes the room (``receive``, ``handle_timer``, ``data_to_send``);
 - what ``h`` makes ``a`` hold is bounded, structure by structure (``SyncEngine.budget_counts``);
@@ -59,6 +60,15 @@ class Envs:
 
 
 @dataclass(frozen=True)
+class Check:
+    """DIGESTS (who, hi), then HASH_WANT and HASHES (who, level, lo, span) with made-up hashes."""
+
+    digests: list[tuple[int, int]]
+    want: tuple[int, int, int, int]
+    hashes: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
 class Raw:
     data: bytes
 
@@ -93,6 +103,12 @@ actions = st.one_of(
     ),
     st.builds(
         Envs, st.lists(st.tuples(st.integers(0, 50), st.integers(-1, 300), st.integers(1, 20)), max_size=8)
+    ),
+    st.builds(
+        Check,
+        st.lists(st.tuples(st.integers(0, SENDERS - 1), seqs), max_size=8),
+        st.tuples(st.integers(0, SENDERS - 1), st.integers(0, 1), seqs, st.integers(0, 10_000)),
+        st.tuples(st.integers(0, SENDERS - 1), st.integers(0, 1), seqs, st.integers(0, 2_000)),
     ),
     st.builds(Raw, st.binary(max_size=200)),
     st.builds(Tick, st.integers(0, 6_000)),
@@ -163,6 +179,16 @@ class World:
                 items += [bytes(data)] * copies
             if items:
                 self.hostile(wire.encode_envelopes(items))
+        elif isinstance(action, Check):
+            digests = {self.ids[w]: (self.ids[w], hi, bytes([w]) * 32) for w, hi in action.digests}
+            frames = wire.encode_digests(digests.values())
+            w, level, lo, span = action.want
+            frames.append(wire.encode_hash_want(self.ids[w], level, lo, min(lo + span, wire.MAX_INT)))
+            w, level, lo, span = action.hashes
+            hi = min(lo + span, wire.MAX_INT)
+            page = [(i, bytes([i % 256]) * 32) for i in range(lo, min(hi, lo + 1_023) + 1)]
+            frames.append(wire.encode_hashes(self.ids[w], level, lo, hi, page))
+            self.hostile(frames)
         elif isinstance(action, Raw):
             self.hostile([action.data] if action.data else [])
         elif isinstance(action, Tick):
@@ -187,6 +213,8 @@ class World:
         assert got["foreign_tombstones"] <= c.max_foreign_tombstones_per_neighbour
         assert got.get("remote_have_ranges", 0) <= wire.MAX_FRAME // 16 + held
         assert self.a.sync.pending_wants() <= 2 * c.max_want_keys  # two live neighbours
+        assert got.get("checks", 0) <= c.max_checks_per_neighbour
+        assert got.get("digests", 0) <= c.max_digests_per_window
 
     def converge(self) -> None:
         self.net.remove(self.h)

@@ -36,11 +36,15 @@ def test_the_traces_cover_the_contract() -> None:
         "receipts_typing_seen",
         "content_types",
         "restart_restore",
+        "chain_windows",
         "part_timeline",
         "part_parking",
         "part_presence",
         "part_links",
         "part_admission",
+        "part_distribution",
+        "relay_reach",
+        "relay_full_mesh",
     }
 
 

@@ -51,6 +51,17 @@ def test_js_tombstone_flood_is_refused_and_bounded(measured: dict[str, Any]) -> 
     assert tombs["newcomer"] == 5
 
 
+def test_js_check_floods_stay_bounded(measured: dict[str, Any]) -> None:
+    """As tests/sync/test_equivocation_check.py: bogus digests start one check at most per sender and
+    window, hash requests are served within the page and item budgets."""
+    check = measured["check"]
+    assert check["asked"] == 1
+    assert check["maxChecks"] <= check["capChecks"]
+    assert 0 < check["pages"] <= check["capPages"]
+    assert check["items"] == check["capItems"]
+    assert check["computed"] == check["capDigests"]
+
+
 def test_js_membership_recompute_checks_each_op_once() -> None:
     """web/js/core/membership.js: the room recomputes from every op on each new op; before, each
     recompute checked every op's crypto again (20 ops: 420 WebCrypto verifies, O(n²))."""
@@ -65,3 +76,20 @@ def test_js_membership_recompute_checks_each_op_once() -> None:
     got = json.loads(run.stdout)
     assert got["members"] == 30
     assert got["verifies"] <= 2 * 30  # the signature and the prekey, once per op
+
+
+def test_js_fake_members_get_sender_keys_paced() -> None:
+    """web/js/core/room/distribution.js: 40 fake self-ADDs relayed by A's neighbour: A seals its chain to
+    ``PER_WINDOW`` (32) of them at once (was all 40), the other 8 in the next window; a rotation reaches
+    the served ones at once."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node not installed")
+    script = ROOT / "tests" / "sync" / "js" / "fake_members.mjs"
+    run = subprocess.run(
+        [node, "--no-warnings", str(script), "40"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    got = json.loads(run.stdout)
+    # then a rotation: b and the 32 served at once; the next window: the 8 others, each both chains
+    assert got == {"members": 42, "sealed": 32, "waiting": 8, "atRotation": 33, "sealedLater": 32 + 33 + 16}

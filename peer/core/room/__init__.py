@@ -20,7 +20,8 @@ from peer.core.events import (
 from peer.core.persist import PersistBatch, Snapshot
 
 from .links import ERROR_BUDGET, LinkState
-from .room import DEFAULT_TTL_S, NEVER, Room
+from .room import DEFAULT_TTL_S, Room
+from .senderkeys import NEVER
 
 __all__ = [
     "DEFAULT_TTL_S",

@@ -43,12 +43,14 @@ from peer.core.sync import (
 )
 
 from .admission import AddBudget
+from .distribution import Distribution
 from .links import Links
 from .members import Members
 from .parking import Parking
 from .presence import Presence
 from .receipts import Receipts
-from .senderkeys import SenderKeys, open_with_key
+from .relay import REACH_TAG, RELAY_TAG, Relay
+from .senderkeys import NEVER, SenderKeys, open_with_key
 from .timeline import Meta, Timeline
 
 
@@ -61,11 +63,13 @@ class Inbound:
     links: Links
     parking: Parking
     admission: AddBudget
+    distribution: Distribution
     _inbound: tuple[str, int] | None  # (neighbour, now) of the frame being received, else None
     keys: SenderKeys
     timeline: Timeline
     receipts: Receipts
     presence: Presence
+    relay: Relay
     errors_total: int
     _persist: PersistBatch
     _fresh: dict[Key, Envelope]
@@ -77,7 +81,12 @@ class Inbound:
         for to, body in self.presence.on_online(peer):
             self.sync.send_opaque(to, wire.FrameType.APP, body)
 
-    def _publish_unchained(self, kind: Kind, payload: bytes, now: int) -> LogEntry:
+    def _publish_unchained(
+        self, kind: Kind, payload: bytes, now: int, *, expires_at: int = NEVER
+    ) -> LogEntry:
+        raise NotImplementedError
+
+    def online(self) -> set[str]:
         raise NotImplementedError
 
     # -- validation (called by the sync engine for every new envelope) ---------------------------------
@@ -144,11 +153,16 @@ class Inbound:
     def _settle(self, events: list[RoomEvent], now: int) -> list[RoomEvent]:
         """After a call: offer back what was parked for senders that just became known, once."""
         while self._known_new:
-            for neighbour, data in self.parking.take(self._known_new.pop(0)):
+            known = self._known_new.pop(0)
+            for neighbour, data in self.parking.take(known):
                 self._inbound = (neighbour, now)
                 events += self._route(self.sync.offer(neighbour, data, now), now)
+            held = self.relay.take_pending(known)
+            if held is not None and self.links.is_ready(held[0]):
+                self._on_relay_frame(held[0], held[1], now, events)
         self._inbound = None
         self._fresh.clear()
+        self._send_app(self.relay.on_links(self.online(), now))
         return events
 
     def _route(self, sync_events: Iterable[object], now: int) -> list[RoomEvent]:
@@ -169,7 +183,8 @@ class Inbound:
                 self.timeline.on_ack(ev.neighbour, ev.sender, ev.seq, events)
             elif isinstance(ev, NeighbourReady):
                 events.append(MemberOnline(ev.neighbour, True))
-                self._give_current_chain(ev.neighbour, now)
+                self.distribution.drop(ev.neighbour)  # linked: served at once
+                self._give_live_chains(ev.neighbour, now)
                 self._on_presence_online(ev.neighbour, now)
             elif isinstance(ev, NeighbourTimedOut):
                 self.links.close(ev.neighbour)
@@ -205,7 +220,9 @@ class Inbound:
         try:
             if not self.links.is_ready(peer):
                 raise ProtocolError("unexpected-frame", "no authenticated link")
-            if ev.type == wire.FrameType.APP and ev.body[:1] == bytes([RECEIPT_TAG]):
+            if ev.type == wire.FrameType.APP and ev.body[:1] in (bytes([RELAY_TAG]), bytes([REACH_TAG])):
+                self._on_relay_frame(peer, ev.body, now, events)
+            elif ev.type == wire.FrameType.APP and ev.body[:1] == bytes([RECEIPT_TAG]):
                 self.receipts.on_receipt(
                     ev.body, self.members_part.known_sender, self.members_part.count_others(), events
                 )
@@ -219,12 +236,33 @@ class Inbound:
                     self.timeline.on_seen(peer, signal.seqs, self.members_part.count_others(), events)
             elif ev.type == wire.FrameType.PAIRWISE:
                 skm = SenderKeyMessage.decode(self.links.open(peer, ev.body))
-                if self.members_part.is_member(skm.sender):  # else its ADD is on its way: the copy
-                    self._accept_sender_key(skm, events)  # sealed to our prekey follows it in the log
+                # not a member yet: its ADD is on its way, the copy sealed to our prekey follows it in the
+                # log; a keeper never opens anything, so it keeps no receiver chain either
+                if self.members_part.is_member(skm.sender) and not self.keeper:
+                    self._accept_sender_key(skm, events)
             else:
                 raise ProtocolError("unexpected-frame", "frame type not expected here")
         except ProtocolError as exc:
             self._fault(peer, exc.code, now, events)
+
+    def _on_relay_frame(self, peer: str, body: bytes, now: int, events: list[RoomEvent]) -> None:
+        """RELAY / REACH (see :mod:`.relay`): blamed errors raise; paced refusals count unblamed."""
+        online = self.online()
+        if body[0] == RELAY_TAG:  # else REACH_TAG
+            out, refused = self.relay.on_relay(peer, body, online, self.members_part.is_removed, now)
+        else:
+            out, refused = self.relay.on_reach(peer, body, online, self._member_bundle, now, self._persist)
+        self._send_app(out)
+        if refused is not None:
+            self._fault(peer, refused, now, events, link=False)
+
+    def _member_bundle(self, peer: str) -> PublicBundle | None:
+        return self.members_part.known_sender(peer) if self.members_part.is_member(peer) else None
+
+    def _send_app(self, frames: list[tuple[str, bytes]]) -> None:
+        for neighbour, body in frames:
+            if self.sync.is_ready(neighbour):
+                self.sync.send_opaque(neighbour, wire.FrameType.APP, body)
 
     def _on_entry(self, entry: LogEntry, now: int, events: list[RoomEvent]) -> None:
         self._persist.envelopes.append(entry)
@@ -238,23 +276,29 @@ class Inbound:
             else:
                 self.keys.wait(env)
         elif env.kind == Kind.MEMBERSHIP:
-            self.members_part.add_op(entry.key, MembershipOp.decode(env.payload))
+            op = MembershipOp.decode(env.payload)
+            self.members_part.add_op(entry.key, op)
             self._on_membership(events, now)
+            if op.op == OpType.ADD:
+                return  # an ADD alone does not show life (see ``distribution``)
         elif env.kind == Kind.SENDER_KEY:
             if not self.keeper:
                 self._take_sender_key(env, now, events)
         elif env.kind == Kind.TOMBSTONE:
             expires_at = env.expires_at
             self._apply_unsend(env.sender, decode_tombstone(env.payload), expires_at, entry.data, now, events)
+        self.distribution.shown_life(env.sender)
 
     def _on_membership(self, events: list[RoomEvent], now: int) -> None:
         change = self.members_part.recompute()
         for pid in change.joined:
             events.append(MemberJoined(pid))
-            self._give_current_chain(pid, now)
+            self._offer_chains(pid, now)
         for pid in change.left:
             events.append(MemberLeft(pid))
+            self.distribution.drop(pid)
             self.keys.forget_sender(pid, self._persist)
+            self.relay.forget(pid)
             if pid != self.peer_id and self.links.close(pid):
                 self.sync.disconnect(
                     pid, now
@@ -268,9 +312,20 @@ class Inbound:
 
     # -- sender keys and chat ------------------------------------------------------------------------
 
-    def _give_current_chain(self, peer: str, now: int) -> None:
-        init = self.keys.initial_for_late_joiner(self.members_part.epoch)
-        if init is not None:
+    def _offer_chains(self, peer: str, now: int) -> None:
+        """``peer`` is owed our live chains: at once if linked, else paced (``distribution``)."""
+        if self.sync.is_ready(peer) or self.distribution.offer(peer, now):
+            self._give_live_chains(peer, now)
+
+    def _serve_waiting(self, now: int) -> None:
+        """Members whose chains waited for the distribution window (``handle_timer``)."""
+        for peer in self.distribution.due(now):
+            if self.members_part.is_member(peer) and not self.members_part.is_removed(peer):
+                self._give_live_chains(peer, now)
+
+    def _give_live_chains(self, peer: str, now: int) -> None:
+        """Every live chain of ours (its messages are in the log) to a member we learned late."""
+        for init, _ in self.keys.initials_for_late_joiner(self.members_part.epoch, now):
             self._give_chain(peer, init, now)
 
     def _give_chain(self, peer: str, initial: SenderChain, now: int) -> None:
@@ -286,7 +341,8 @@ class Inbound:
         if member is None:
             return  # not a member yet: it gets the key when its ADD arrives
         sealed = self.keys.seal_for(member.bundle, member.prekey, skm, now)
-        self._publish_unchained(Kind.SENDER_KEY, sealed, now)
+        expires_at = self.keys.sender_key_expiry_of(initial.chain_id)  # erased with the chain's window
+        self._publish_unchained(Kind.SENDER_KEY, sealed, now, expires_at=expires_at)
         self.keys.mark_given(peer, initial.chain_id, self._persist)
 
     def _take_sender_key(self, env: Envelope, now: int, events: list[RoomEvent]) -> None:
@@ -294,9 +350,12 @@ class Inbound:
         if sender is None:
             return
         try:
-            skm = self.keys.open_sealed(env, sender, now, self._persist)
-            if skm is not None:
-                self._accept_sender_key(SenderKeyMessage.decode(skm), events)
+            opened = self.keys.open_sealed(env, sender, now, self._persist)
+            if opened is not None:
+                skm = SenderKeyMessage.decode(opened)
+                self._accept_sender_key(skm, events)
+                # the chain's receiver state goes when its SENDER_KEY envelopes do (its window ended)
+                self.keys.expire_rx_at(skm.sender, skm.chain_id, env.expires_at, self._persist)
         except ProtocolError as exc:
             self._fault(env.sender, exc.code, now, events, link=False)
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from peer.core import wire
 from peer.core.envelope import Envelope, Kind, decode_tombstone, parse_envelope
 from peer.core.log import Key, LogEntry
-from peer.core.membership import MembershipOp
+from peer.core.membership import MembershipOp, OpType
 from peer.core.persist import Snapshot
 
 if TYPE_CHECKING:
@@ -18,9 +18,13 @@ if TYPE_CHECKING:
 def restore(room: Room, snap: Snapshot, now: int) -> None:
     sync, batch = room.sync, room._persist
     parsed = [(e, parse_envelope(e.data)) for e in sorted(snap.envelopes, key=lambda e: e.order_key)]
+    adds: set[Key] = set()
     for entry, env in parsed:
         if env.kind == Kind.MEMBERSHIP:
-            room.members_part.add_op(entry.key, MembershipOp.decode(env.payload))
+            op = MembershipOp.decode(env.payload)
+            room.members_part.add_op(entry.key, op)
+            if op.op == OpType.ADD:
+                adds.add(entry.key)
     room.members_part.recompute()
     for pid in sorted(room.membership.removed):  # stores written before removal deleted them still hold these
         room.keys.forget_sender(pid, batch)
@@ -36,13 +40,18 @@ def restore(room: Room, snap: Snapshot, now: int) -> None:
             sync.restore_tombstone((sender, seq), until)
             room.receipts.owe(sender, seq)  # erased (or never held) here: (re)report it, the sender dedupes
     restored: set[Key] = set()
+    erased_own: list[tuple[bytes, int]] = []  # our CHAT messages that expired while we were down
     for entry, env in parsed:
         if env.kind == Kind.CHAT and env.sender == room.peer_id:
             room.receipts.track(env.seq)
         if not sync.restore(entry, now):
             _erase_at_restore(room, entry, env, now)
+            if env.kind == Kind.CHAT and env.sender == room.peer_id:
+                erased_own.append((env.chain_id, env.chain_index))
             continue
         restored.add(entry.key)
+        if entry.key not in adds:
+            room.distribution.shown_life(env.sender)
         if env.kind == Kind.CHAT:
             room.keys.hold_chat(env)
             key = snap.message_keys.get(entry.key)
@@ -55,7 +64,11 @@ def restore(room: Room, snap: Snapshot, now: int) -> None:
     for sender, seq in sorted(snap.message_keys.keys() - restored):
         tomb = sync.tombstone_of((sender, seq))
         batch.erased.append((sender, seq, tomb.until if tomb is not None else 0))
-    room.keys.advance_initial(batch)
+    room.keys.advance_initial(batch, erased_own)
+    live = room.keys.initials_for_late_joiner(room.members_part.epoch, now)
+    for pid in room.members_part.others():  # owed a live chain when we stopped: served from the queue
+        if any(not room.keys.was_given(pid, init.chain_id) for init, _ in live):
+            room.distribution.enqueue(pid)
 
 
 def _erase_at_restore(room: Room, entry: LogEntry, env: Envelope, now: int) -> None:

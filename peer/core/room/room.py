@@ -16,8 +16,9 @@ Rules that span parts:
   sender: a self-ADD against the bundle it carries, anything else against the bundle of a *known
   sender* (``members``). An unknown sender's envelope is parked and offered back once its ADD arrives.
   An envelope is parsed once on the way in (``_validate``) and that parse is reused.
-- **Keys.** A new chain goes to every member; a member learned later gets the current chain's initial
-  state; a removal rotates the chain (see ``senderkeys``). A keeper never opens anything.
+- **Keys.** A new chain goes to every member; a member learned later gets the initial state of every
+  live chain of ours; a removal, or a message outside the chain's expiry window, rotates the chain (see
+  ``senderkeys``); SENDER_KEY envelopes expire with their chain's window. A keeper never opens anything.
 - **Expiry and unsend.** An expired or unsent entry is erased from every part (message, key, pending
   copy, envelope row), a tombstone stays; an unsend is a TOMBSTONE envelope (kind 4) whose bytes are the
   proof ``_authorize_tombstone`` checks. We owe the sender an erasure receipt for each CHAT we erase.
@@ -77,20 +78,19 @@ from peer.core.sync import (
 )
 
 from .admission import AddBudget
+from .distribution import Distribution
 from .inbound import Inbound
 from .links import Links, LinkState
 from .members import Members
 from .parking import Parking
 from .presence import Presence
 from .receipts import Receipts
+from .relay import Hint, Relay
 from .restore import restore
-from .senderkeys import SenderKeys
+from .senderkeys import NEVER, SenderKeys
 from .timeline import Meta, Timeline, parse_message_id
 
 DEFAULT_TTL_S = 24 * 3600
-#: expires_at of room-state envelopes and ttl-0 messages: far future (year ~144,000) yet small enough that
-#: ``NEVER + skew`` still fits the sync wire's integers (<= 2**53 - 1), so such a message can be unsent.
-NEVER = 2**52
 
 
 def _room_state_change(entry: LogEntry) -> bool:
@@ -137,10 +137,12 @@ class Room(Inbound):
         self.timeline = Timeline(self.peer_id)
         self.receipts = Receipts(identity, self.room_id)
         self.presence = Presence()
+        self.relay = Relay(identity, self.room_id)
         self._persist = PersistBatch()
         self._fresh: dict[Key, Envelope] = {}  # parsed by _validate, reused by _on_entry (one parse)
         self._known_new: list[str] = []  # senders that just became known: their parked envelopes go back
         self.admission = AddBudget()
+        self.distribution = Distribution()
         self._inbound = None
         self._errors: dict[str, dict[str, int]] = {}  # peer -> code -> count (peers: links and members)
         self.errors_total = 0
@@ -148,6 +150,7 @@ class Room(Inbound):
         self._seq = int(states.get("seq", b"0"))
         self.sync.observe(int(states.get("lamport", b"0")))
         self.keys.load(states, now, self._persist)
+        self.relay.load(states)
         self.presence.load(states)
         if snapshot is not None:
             restore(self, snapshot, now)
@@ -441,6 +444,38 @@ class Room(Inbound):
         for peer, body in self.presence.seen(keys):
             self.sync.send_opaque(peer, wire.FrameType.APP, body)
 
+    # -- public API: signaling through the mesh (see .relay) -------------------------------------------
+
+    def enable_reach(self, hints: list[Hint], now: int) -> None:
+        """Announce our linked members and ``hints`` (``(kind, url)``, e.g. ``("server", url)``) to linked
+        members, now and whenever our links change; relaying works whether or not this is on."""
+        self.relay.enable(hints, now)
+
+    def relay_signal(self, to: str, payload: str, now: int) -> bool:
+        """Send a sealed signaling payload for ``to`` through linked members; False if there is none."""
+        if self.members_part.is_removed(to):
+            return False
+        out = self.relay.originate(to, payload, self.online(), now)
+        self._send_app(out)
+        return bool(out)
+
+    def take_relayed(self) -> list[tuple[str, str]]:
+        """Signaling payloads relayed to us: ``(claimed sender, payload)``, to open like the server's."""
+        return self.relay.take_relayed()
+
+    def reachable(self, now: int) -> list[str]:
+        """Members that linked members announce (fresh) and that we are not linked with."""
+        return self.relay.reachable(self.online(), self.members_part.is_member, now)
+
+    def reach_hints(self) -> list[str]:
+        """Signaling server URLs learned from members (persisted; newest first)."""
+        return self.relay.reach_hints()
+
+    @property
+    def reach_changes(self) -> int:
+        """A counter that moves whenever the announcements held change (:meth:`reachable` may differ)."""
+        return self.relay.changes
+
     # -- public API: links and pumping -----------------------------------------------------------------
 
     def link_up(self, peer: str, now: int) -> None:
@@ -453,6 +488,8 @@ class Room(Inbound):
             self.presence.on_offline(peer, now)
         self.sync.disconnect(peer, now)
         self.parking.drop_neighbour(peer)
+        self.relay.drop_neighbour(peer)
+        self._send_app(self.relay.on_links(self.online(), now))
         return [MemberOnline(peer, False)] if had and was_online else []
 
     def take_dead_links(self) -> list[str]:
@@ -484,14 +521,43 @@ class Room(Inbound):
         return self.links.take_outbox() + self.sync.data_to_send()
 
     def next_timer(self) -> int | None:
-        times = [self.sync.next_timer(), self.presence.next_deadline(), self.parking.next_deadline()]
+        times = [
+            self.sync.next_timer(),
+            self.presence.next_deadline(),
+            self.parking.next_deadline(),
+            self.keys.prekey_deadline(member=self.members_part.is_member(self.peer_id)),
+            self.distribution.next_deadline(),
+            self.keys.rx_deadline(),
+            self.relay.next_deadline(),
+        ]
         return min((t for t in times if t is not None), default=None)
 
     def handle_timer(self, now: int) -> list[RoomEvent]:
         events = self._route(self.sync.handle_timer(now), now)
         self.presence.expire(now, events)
         self.parking.expire(now)
-        return self._settle(events, now)
+        self._serve_waiting(now)
+        self.keys.expire_rx(now, self._persist)
+        self._rotate_prekey(now, events)
+        events = self._settle(events, now)
+        self._send_app(self.relay.tick(now))
+        return events
+
+    def _rotate_prekey(self, now: int, events: list[RoomEvent]) -> None:
+        """Our prekey is due: publish a fresh self-ADD carrying the new one (see ``senderkeys``)."""
+        member = self.members_part.is_member(self.peer_id)
+        signed = self.keys.rotate_prekey_if_due(now, self._persist, member=member)
+        if signed is None:
+            return
+        add = make_add(
+            self.identity,
+            self.invite.member_key,
+            self.room_id,
+            self.sync.tick(),
+            self.identity.public_bundle(),
+            signed,
+        )
+        self._publish_unchained(Kind.MEMBERSHIP, add.encode(), now, events=events)
 
     def take_persist(self) -> PersistBatch:
         batch, self._persist = self._persist, PersistBatch()
@@ -536,10 +602,15 @@ class Room(Inbound):
         ):
             raise PermissionError("announcement mode: only admins post")
         plaintext = encode_content(content)
-        rotated = self.keys.rotate_if_due(now, self.members_part.epoch, self._persist)
-        if rotated is not None:
+        rotated = self.keys.rotate_if_due(now, self.members_part.epoch, expires_at, self._persist)
+        if rotated is not None:  # to every member: at once if linked, else paced (``distribution``)
             for pid in self.members_part.others():
-                self._give_chain(pid, rotated, now)
+                if (
+                    self.sync.is_ready(pid)
+                    or self.keys.holds_live_chain(pid)
+                    or self.distribution.offer(pid, now)
+                ):
+                    self._give_chain(pid, rotated, now)
         self._seq += 1
         lamport = self.sync.tick()
         data = self.keys.seal(self._seq, lamport, now, expires_at, plaintext, self._persist)

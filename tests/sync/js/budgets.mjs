@@ -85,4 +85,45 @@ const out = {};
     foreign: counts.foreignTombstones, cap: v.config.maxForeignTombstonesPerNeighbour, newcomer: n.log.length };
 }
 
+// equivocation check floods: bogus DIGESTS for 2,001 senders (50 times), then hash requests (500)
+{
+  const v = engine(hex(1));
+  const m = hex(0x77);
+  v.connect(m, now);
+  await v.receive(m, wire.encodeHello(ROOM, new Map()), now);
+  for (const f of wire.encodeEnvelopes(Array.from({ length: 3000 }, (_, i) => envelope(m, i + 1, i + 1, now, HOUR, 20)))) await v.receive(m, f, now);
+  await link(v, new Map([[m, [[1, 3000]]]]));
+  const senders = [m, ...Array.from({ length: 2000 }, (_, i) => hex(9000 + i))];
+  let asked = 0, maxChecks = 0;
+  for (let i = 0; i < 50; i++) {
+    for (const f of wire.encodeDigests(senders.map((x) => [x, 3000, new Uint8Array(32).fill(1)]))) await v.receive(HOSTILE, f, now);
+    asked += v.dataToSend().filter(([n, f]) => n === HOSTILE && f[0] === wire.FrameType.HASH_WANT).length;
+    maxChecks = Math.max(maxChecks, v.budgetCounts(HOSTILE).checks);
+  }
+  let pages = 0, items = 0;
+  const later = now + v.config.wantTimeoutMs;
+  for (let i = 0; i < 500; i++) {
+    const level = i % 2;
+    await v.receive(HOSTILE, wire.encodeHashWant(m, level, 0, level ? Math.floor(wire.MAX_INT / 64) : wire.MAX_INT), later);
+    for (const [n, f] of v.dataToSend()) {
+      if (n !== HOSTILE) continue;
+      const fr = wire.decodeFrame(f);
+      if (fr.type === wire.FrameType.HASHES) { pages += 1; items += fr.items.length; }
+    }
+  }
+  // new marks in every DIGESTS and HELLO: uncached digests computed per window are bounded
+  let computed = 0;
+  const compute = v.check.compute.bind(v.check);
+  v.check.compute = async (sender, hi) => { computed += 1; return compute(sender, hi); };
+  const fresh = later + v.config.wantTimeoutMs;
+  for (let k = 1000; k < 1100; k++) {
+    await v.receive(HOSTILE, wire.encodeDigests([[m, k, new Uint8Array(32)]])[0], fresh);
+    await v.receive(HOSTILE, wire.encodeHello(ROOM, new Map([[m, [[1, k + 100]]]])), fresh);
+  }
+  v.dataToSend();
+  out.check = { asked, maxChecks, capChecks: v.config.maxChecksPerNeighbour, pages, items,
+    capPages: v.config.maxHashPagesPerWindow, capItems: v.config.maxHashItemsPerWindow,
+    computed, capDigests: v.config.maxDigestsPerWindow };
+}
+
 console.log(JSON.stringify(out));

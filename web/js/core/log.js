@@ -13,10 +13,15 @@
 //   drops the held entry and marks the key seen, without a tombstone, until `until`; the newest
 //   MAX_VOID_PAIRS pairs are kept to show neighbours that still hold one version.
 // - have(): per sender, sorted disjoint non-adjacent inclusive ranges of seqs held or tombstoned.
+// - For the equivocation check (sync_check.js) held seqs are grouped in blocks of DIGEST_BLOCK (64):
+//   heldBlocks(sender) maps each block holding an entry to a version that changes whenever its held set
+//   changes (a global counter), heldVersion(sender) likewise for the sender (0 when nothing is held).
 
 export const DEFAULT_SKEW_MS = 60_000;
 /** Void keys whose two conflicting envelopes are kept to show neighbours (older pairs keep the mark only). */
 export const MAX_VOID_PAIRS = 256;
+/** Seqs per block of the equivocation check's digests (sync_check.js). */
+export const DIGEST_BLOCK = 64;
 
 /**
  * @typedef {{ sender: string, seq: number, lamport: number, sentAt: number, expiresAt: number, data: Uint8Array }} LogEntry
@@ -144,6 +149,36 @@ export class Log {
     this.voids = new Map();
     /** @type {Map<string, [string, number, Uint8Array, Uint8Array]>} insertion-ordered, bounded */
     this.voidPairs = new Map();
+    this.change = 0; // bumped on every change of a held set
+    /** @type {Map<string, Map<number, [number, number]>>} sender -> block -> [held count, version] */
+    this.blocks = new Map();
+    /** @type {Map<string, number>} */
+    this.senderVersion = new Map();
+  }
+
+  /** Block -> version for the blocks of `sender` holding an entry (a fresh map). @param {string} sender @returns {Map<number, number>} */
+  heldBlocks(sender) {
+    return new Map([...(this.blocks.get(sender) ?? [])].map(([b, v]) => [b, v[1]]));
+  }
+
+  /** Changes whenever the held set of `sender` changes; 0 when nothing is held. @param {string} sender */
+  heldVersion(sender) {
+    return this.senderVersion.get(sender) ?? 0;
+  }
+
+  /** @param {string} sender @param {number} seq @param {number} delta */
+  touch(sender, seq, delta) {
+    this.change += 1;
+    let blocks = this.blocks.get(sender);
+    if (!blocks) this.blocks.set(sender, (blocks = new Map()));
+    const b = Math.floor(seq / DIGEST_BLOCK);
+    let cur = blocks.get(b);
+    if (!cur) blocks.set(b, (cur = [0, 0]));
+    cur[0] += delta;
+    cur[1] = this.change;
+    if (!cur[0]) blocks.delete(b);
+    if (blocks.size) this.senderVersion.set(sender, this.change);
+    else { this.blocks.delete(sender); this.senderVersion.delete(sender); }
   }
 
   /** @param {string} sender @param {number} seq */
@@ -155,7 +190,7 @@ export class Log {
   void(sender, seq, first, second, until) {
     const k = keyOf(sender, seq);
     if (this.voids.has(k)) return false;
-    this.entries.delete(k);
+    if (this.entries.delete(k)) this.touch(sender, seq, -1);
     this.tombs.delete(k);
     this.voids.set(k, until);
     this.voidPairs.set(k, [sender, seq, first, second]);
@@ -257,6 +292,7 @@ export class Log {
     if (entry.expiresAt <= now || this.seen(entry.sender, entry.seq)) return false;
     this.entries.set(keyOf(entry.sender, entry.seq), entry);
     this.mark(entry.sender, entry.seq);
+    this.touch(entry.sender, entry.seq, 1);
     return true;
   }
 
@@ -279,6 +315,7 @@ export class Log {
     if (entry) {
       until = Math.max(until, entry.expiresAt + this.skewMs);
       this.entries.delete(k);
+      this.touch(sender, seq, -1);
     }
     this.tombs.set(k, { sender, seq, until, proof });
     this.mark(sender, seq);

@@ -8,6 +8,9 @@
 // - HELLO is re-sent every resyncMs (anti-entropy). The serving part (sync_serve.js, whose header states
 //   its rules) builds our HELLO, makes the WANTs after each HELLO, answers WANT, ACK and TOMBSTONES and
 //   keeps every per-neighbour budget. Output queues are keyed: a key is queued once per link.
+// - The equivocation check (sync_check.js): after each HELLO we send DIGESTS of the senders whose marks
+//   we share; DIGESTS/HASH_WANT/HASHES go to it; a differing envelope it finds is WANTed, so it meets the
+//   equivocation rule (both versions: the key is void) even when nobody relays.
 // - A duplicate (peekKey says we have seen its key) is acked (or answered with its tombstone) without
 //   validation. Every other envelope goes through validate; a ProtocolError drops that envelope only
 //   and yields 'envelope-refused' (with the envelope, so the room may park it). A new entry is added,
@@ -22,6 +25,7 @@ import { LamportClock } from './clock.js';
 import { Log, RangeSet, keyOf } from './log.js';
 import { DEFAULT_SYNC_CONFIG, Session, toRangeMap } from './sync_events.js';
 import { Serve } from './sync_serve.js';
+import { Check } from './sync_check.js';
 import * as wire from './wire.js';
 
 /**
@@ -62,6 +66,7 @@ export class SyncEngine {
       live: () => this.live(), error: (n, code) => this.error(n, code),
       authorizeTombstone: opts.authorizeTombstone ?? null, knownSender: opts.knownSender ?? null,
     });
+    this.check = new Check(this.config, this.log);
   }
 
   get neighbours() {
@@ -94,6 +99,7 @@ export class SyncEngine {
     if (!s) return false;
     this.sessions.delete(neighbour);
     this.serve.end(neighbour);
+    this.check.end(neighbour);
     return true;
   }
 
@@ -210,7 +216,8 @@ export class SyncEngine {
     this.serve.logPruned(); // expire() may prune tombstones
     for (const [sender, seq] of this.log.expire(now)) {
       events.push({ type: 'entry-expired', sender, seq });
-      this.serve.tellTombstone(sender, seq, true);
+      // no tombstone: the clock jumped past expiresAt + skew and it was pruned in the same call
+      if (this.log.getTombstone(sender, seq)) this.serve.tellTombstone(sender, seq, true);
     }
     const c = this.config;
     if (this.announceAt !== null && now >= this.announceAt) {
@@ -274,11 +281,14 @@ export class SyncEngine {
     if (frame.type === wire.FrameType.ENVELOPES) return this.onEnvelopes(s, frame.items, now);
     if (frame.type === wire.FrameType.WANT) { this.serve.onWant(s, frame.ranges, now); return []; }
     if (frame.type === wire.FrameType.ACK) return this.serve.onAck(s, frame.ranges);
+    if (frame.type === wire.FrameType.DIGESTS) { await this.check.onDigests(s, frame.items, now); return []; }
+    if (frame.type === wire.FrameType.HASH_WANT) { await this.check.onHashWant(s, frame, now); return []; }
+    if (frame.type === wire.FrameType.HASHES) { await this.check.onHashes(s, frame, now); return []; }
     return this.serve.onTombstones(s, /** @type {{items: Tombstone[]}} */ (frame).items, now);
   }
 
-  /** @param {Session} s @param {{roomId: string, have: import('./log.js').RangeMap}} frame @param {number} now */
-  onHello(s, frame, now) {
+  /** @param {Session} s @param {{roomId: string, have: import('./log.js').RangeMap}} frame @param {number} now @returns {Promise<SyncEvent[]>} */
+  async onHello(s, frame, now) {
     if (frame.roomId !== this.roomId) {
       s.rejected = true;
       this.serve.releaseAll(s.neighbour);
@@ -295,6 +305,7 @@ export class SyncEngine {
     }
     events.push(...this.serve.helloAcks(s, this.selfId));
     this.serve.request(s, now);
+    await this.check.summary(s, now);
     return events;
   }
 
@@ -398,7 +409,7 @@ export class SyncEngine {
     return {
       inflight: c.inflight, pending: c.pending, attempts: c.attempts, unservable: c.unservable,
       remoteHaveRanges, control: s.control.length, envs: s.envs.size, voids: s.voids.size, tombs: s.tombs.size,
-      served: c.served, foreignTombstones: c.foreignTombstones,
+      served: c.served, foreignTombstones: c.foreignTombstones, ...this.check.counts(neighbour),
     };
   }
 

@@ -20,6 +20,8 @@ export const DEFAULT_SYNC_CONFIG = Object.freeze({
   announceDelayMs: 250,
   maxServeKeysPerWindow: 16384, maxServeBytesPerWindow: 8 * 1024 * 1024,
   maxForeignTombstonesPerNeighbour: 1024, maxForeignTombstones: 8192,
+  maxChecksPerNeighbour: 4, maxHashPagesPerWindow: 32, maxHashItemsPerWindow: 8192, maxCheckWants: 256,
+  maxDigestsPerWindow: 16,
 });
 
 export class Session {

@@ -7,6 +7,9 @@
 //   refused (fail closed).
 // - Ids travel as 16 raw bytes and decode to 32 lowercase hex chars.
 // - HANDSHAKE, PAIRWISE and APP bodies are opaque bytes for the room layer.
+// - DIGESTS, HASH_WANT and HASHES carry the equivocation check (sync_check.js): digests and hashes are
+//   32 bytes, levels 0 (seqs) or 1 (blocks of DIGEST_BLOCK seqs), lo <= hi, a HASHES page lists at most
+//   MAX_HASH_PAGE strictly ascending indices within [lo, hi], DIGESTS senders strictly ascending.
 
 import { ProtocolError } from './errors.js';
 import { concatBytes, fromHex, toHex } from './bytes.js';
@@ -15,10 +18,14 @@ export const MAX_FRAME = 65_536;
 export const VERSION = 1;
 export const MAX_INT = Number.MAX_SAFE_INTEGER;
 export const MAX_PROOF = 1024;
+export const DIGEST_BYTES = 32;
+export const MAX_HASH_PAGE = 1024;
+export const LEVEL_SEQ = 0;
+export const LEVEL_BLOCK = 1;
 
 export const FrameType = Object.freeze({
   HELLO: 0x01, ENVELOPES: 0x02, WANT: 0x03, ACK: 0x04, PING: 0x05, PONG: 0x06, TOMBSTONES: 0x07,
-  HANDSHAKE: 0x10, PAIRWISE: 0x11, APP: 0x12,
+  DIGESTS: 0x08, HASH_WANT: 0x09, HASHES: 0x0a, HANDSHAKE: 0x10, PAIRWISE: 0x11, APP: 0x12,
 });
 /** @type {Set<number>} */
 const KNOWN = new Set(Object.values(FrameType));
@@ -32,6 +39,8 @@ export const OPAQUE_TYPES = new Set([FrameType.HANDSHAKE, FrameType.PAIRWISE, Fr
  * @typedef {{type: 1, roomId: string, have: RangeMap, version: number}
  *   | {type: 2, items: Uint8Array[]} | {type: 3, ranges: RangeMap} | {type: 4, ranges: RangeMap}
  *   | {type: 5, nonce: number} | {type: 6, nonce: number} | {type: 7, items: Tombstone[]}
+ *   | {type: 8, items: [string, number, Uint8Array][]} | {type: 9, sender: string, level: number, lo: number, hi: number}
+ *   | {type: 10, sender: string, level: number, lo: number, hi: number, items: [number, Uint8Array][]}
  *   | {type: 16|17|18, body: Uint8Array}} Frame
  */
 
@@ -150,6 +159,50 @@ export function encodeTombstones(items) {
   return frames;
 }
 
+/** DIGESTS frames, sorted by sender and split to fit. @param {[string, number, Uint8Array][]} items */
+export function encodeDigests(items) {
+  const perFrame = Math.floor((MAX_FRAME - 3) / 56);
+  const sorted = [...items].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  const recs = sorted.map(([sender, hi, digest], i) => {
+    checkInt(hi);
+    if (digest.length !== DIGEST_BYTES || (i > 0 && sorted[i - 1][0] === sender)) throw new RangeError('one 32-byte digest per sender');
+    return concatBytes(idBytes(sender), u64(hi), digest);
+  });
+  /** @type {Uint8Array[]} */
+  const frames = [];
+  for (let i = 0; i < recs.length; i += perFrame) {
+    const batch = recs.slice(i, i + perFrame);
+    frames.push(concatBytes(u8(FrameType.DIGESTS), u16(batch.length), ...batch));
+  }
+  return frames;
+}
+
+/** @param {number} level @param {number} lo @param {number} hi */
+function checkPage(level, lo, hi) {
+  checkInt(lo); checkInt(hi);
+  if ((level !== LEVEL_SEQ && level !== LEVEL_BLOCK) || lo > hi) throw new RangeError('bad level or range');
+}
+
+/** @param {string} sender @param {number} level @param {number} lo @param {number} hi */
+export function encodeHashWant(sender, level, lo, hi) {
+  checkPage(level, lo, hi);
+  return concatBytes(u8(FrameType.HASH_WANT), idBytes(sender), u8(level), u64(lo), u64(hi));
+}
+
+/** @param {string} sender @param {number} level @param {number} lo @param {number} hi @param {[number, Uint8Array][]} items */
+export function encodeHashes(sender, level, lo, hi, items) {
+  checkPage(level, lo, hi);
+  if (items.length > MAX_HASH_PAGE) throw new RangeError('hash page too large');
+  const parts = [u8(FrameType.HASHES), idBytes(sender), u8(level), u64(lo), u64(hi), u16(items.length)];
+  let prev = -1;
+  for (const [index, h] of items) {
+    if (!(index >= lo && index <= hi) || index <= prev || h.length !== DIGEST_BYTES) throw new RangeError('hash items must ascend within [lo, hi] and be 32 bytes');
+    prev = index;
+    parts.push(u64(index), h);
+  }
+  return concatBytes(...parts);
+}
+
 export function encodePing(/** @type {number} */ nonce) { checkInt(nonce); return concatBytes(u8(FrameType.PING), u64(nonce)); }
 export function encodePong(/** @type {number} */ nonce) { checkInt(nonce); return concatBytes(u8(FrameType.PONG), u64(nonce)); }
 
@@ -247,6 +300,42 @@ export function decodeFrame(input) {
     frame = { type, ranges: readRangemap(r, false) };
   } else if (type === FrameType.PING || type === FrameType.PONG) {
     frame = { type, nonce: r.u64() };
+  } else if (type === FrameType.DIGESTS) {
+    const n = r.u16();
+    if (n === 0) throw new ProtocolError('empty', 'no digests');
+    /** @type {[string, number, Uint8Array][]} */
+    const items = [];
+    let prevSender = '';
+    for (let i = 0; i < n; i++) {
+      const sender = r.ident();
+      if (sender <= prevSender) throw new ProtocolError('bad-digests', 'senders not strictly ascending');
+      prevSender = sender;
+      const hi = r.u64();
+      items.push([sender, hi, r.take(DIGEST_BYTES)]);
+    }
+    frame = { type: 8, items };
+  } else if (type === FrameType.HASH_WANT || type === FrameType.HASHES) {
+    const sender = r.ident();
+    const level = r.u8();
+    const lo = r.u64(), hi = r.u64();
+    if (level !== LEVEL_SEQ && level !== LEVEL_BLOCK) throw new ProtocolError('bad-level', 'unknown hash level');
+    if (lo > hi) throw new ProtocolError('bad-range', 'lo above hi');
+    if (type === FrameType.HASH_WANT) {
+      frame = { type: 9, sender, level, lo, hi };
+    } else {
+      const n = r.u16();
+      if (n > MAX_HASH_PAGE) throw new ProtocolError('too-large', 'hash page above 1,024 items');
+      /** @type {[number, Uint8Array][]} */
+      const items = [];
+      let prev = -1;
+      for (let i = 0; i < n; i++) {
+        const index = r.u64();
+        if (!(index >= lo && index <= hi) || index <= prev) throw new ProtocolError('bad-hashes', 'indices not ascending within [lo, hi]');
+        prev = index;
+        items.push([index, r.take(DIGEST_BYTES)]);
+      }
+      frame = { type: 10, sender, level, lo, hi, items };
+    }
   } else {
     const n = r.u16();
     if (n === 0) throw new ProtocolError('empty', 'empty tombstone batch');

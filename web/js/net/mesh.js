@@ -361,6 +361,9 @@ export class Mesh {
       if (n.failures === 0 || Date.now() >= n.notBefore) {
         if (n.retry !== null) { clearTimeout(n.retry); n.retry = null; }
         await this.dial(from);
+      } else if (n.retry === null) {
+        // in backoff: dial when it ends (a hello may be all we hear of it, e.g. through the mesh)
+        this.schedule(from, n.notBefore - Date.now());
       }
     } else if (msg.kind === 'offer') {
       if (!(from < this.opts.selfId)) return;

@@ -1,4 +1,4 @@
-// Codec vectors (tests/vectors/{frames,content,app,room,keys,rng}.json, made by scripts/gen_vectors.py from
+// Codec vectors (tests/vectors/{frames,check,content,app,room,keys,rng}.json, made by scripts/gen_vectors.py from
 // the Python core) checked against the JS core: decoding gives the recorded fields, encoding the fields
 // gives the recorded bytes, and every recorded bad input is refused with the recorded error code.
 // tests/core/test_codec_vectors.py checks the same files against Python.
@@ -10,9 +10,12 @@ import { ProtocolError } from '../core/errors.js';
 import { checkEd25519PublicKey, checkX25519PublicKey, deterministicRng, sha256 } from '../core/crypto.js';
 import { identityFromBytes, publicBundle, sign } from '../core/identity.js';
 import {
-  FrameType, MAX_FRAME, MAX_PROOF, decodeFrame, encodeAck, encodeEnvelopes, encodeHello, encodeOpaque, encodePing,
-  encodePong, encodeTombstones, encodeWant,
+  FrameType, MAX_FRAME, MAX_PROOF, decodeFrame, encodeAck, encodeDigests, encodeEnvelopes, encodeHashes, encodeHashWant,
+  encodeHello, encodeOpaque, encodePing, encodePong, encodeTombstones, encodeWant,
 } from '../core/wire.js';
+import { DIGEST_BLOCK, Log } from '../core/log.js';
+import { Check as SyncCheck, DIGEST_TAG } from '../core/sync_check.js';
+import { DEFAULT_SYNC_CONFIG } from '../core/sync_events.js';
 import { decodeContent, edit, encodeContent, profile, react, text } from '../core/content.js';
 import { decodePresence, encodeSeen, encodeTyping } from '../core/presence.js';
 import { createReceipt, decodeReceipt, encodeReceipt, verifyReceipt } from '../core/erasure.js';
@@ -23,6 +26,8 @@ import {
 import { Handshake, generatePrekey, openFromPrekey, openPairwise, prekeyToBytes, sealPairwise, sealToPrekey } from '../core/handshake.js';
 import { createSenderKeyMessage, decodeSenderKeyMessage, encodeSenderKeyMessage, newSenderChain, receiverFromSenderKey } from '../core/chains.js';
 import { decodeOp, encodeOp, makeAdd, makeRemove, makeSetTimer, stateFromOps, stateToDict } from '../core/membership.js';
+import * as relay from '../core/room/relay.js';
+import { ed25519VerifyOrThrow } from '../core/crypto.js';
 
 /** @typedef {{name: string, fn: () => Promise<void>}} Check */
 /** @typedef {Map<string, [number, number][]>} RangeMap */
@@ -64,6 +69,9 @@ function frameFields(f) {
   if (f.type === FrameType.WANT || f.type === FrameType.ACK) return { ranges: fromRanges(f.ranges) };
   if (f.type === FrameType.PING || f.type === FrameType.PONG) return { nonce: f.nonce };
   if (f.type === FrameType.TOMBSTONES) return { items: f.items.map((t) => ({ sender: t.sender, seq: t.seq, until: t.until, proof: toHex(t.proof) })) };
+  if (f.type === FrameType.DIGESTS) return { items: f.items.map(([sender, hi, d]) => [sender, hi, toHex(d)]) };
+  if (f.type === FrameType.HASH_WANT) return { sender: f.sender, level: f.level, lo: f.lo, hi: f.hi };
+  if (f.type === FrameType.HASHES) return { sender: f.sender, level: f.level, lo: f.lo, hi: f.hi, items: f.items.map(([i, h]) => [i, toHex(h)]) };
   return { body: toHex(f.body) };
 }
 
@@ -82,6 +90,9 @@ function encodeFrame(name, f) {
   if (kind === 'ack') return one(encodeAck(toRanges(f.ranges)));
   if (kind === 'ping') return encodePing(f.nonce);
   if (kind === 'pong') return encodePong(f.nonce);
+  if (kind === 'digests') return one(encodeDigests(f.items.map((/** @type {any} */ [s, hi, d]) => [s, hi, fromHex(d)])));
+  if (kind === 'hash_want') return encodeHashWant(f.sender, f.level, f.lo, f.hi);
+  if (kind === 'hashes') return encodeHashes(f.sender, f.level, f.lo, f.hi, f.items.map((/** @type {any} */ [i, h]) => [i, fromHex(h)]));
   if (kind === 'tombstones') return one(encodeTombstones(f.items.map((/** @type {any} */ t) => ({ sender: t.sender, seq: t.seq, until: t.until, proof: fromHex(t.proof) }))));
   const type = kind === 'handshake' ? FrameType.HANDSHAKE : kind === 'pairwise' ? FrameType.PAIRWISE : FrameType.APP;
   return encodeOpaque(type, fromHex(f.body));
@@ -119,6 +130,33 @@ async function people(all) {
 
 /** @type {Record<string, (v: any, all: any) => Check[]>} */
 export const CODEC_CHECKS = {
+  relay: (v, all) => [
+    { name: 'RELAY bodies byte for byte, both ways; bad ones refused', fn: async () => {
+      for (const c of v.relay) {
+        assertEqual(toHex(await relay.encodeRelay(c.hops, c.from, c.to, c.payload)), c.body, c.name);
+        const f = await relay.decodeRelay(fromHex(c.body));
+        assertSame(c.name, { hops: f.hops, from: f.sender, to: f.to, payload: f.payload, id: toHex(f.id) }, { hops: c.hops, from: c.from, to: c.to, payload: c.payload, id: c.id });
+        assertEqual(toHex(encodeOpaque(FrameType.APP, fromHex(c.body))), c.app_frame, `${c.name} APP frame`);
+      }
+      for (const c of v.relay_bad) await refused(() => relay.decodeRelay(fromHex(c.body)), c.code, c.name);
+    } },
+    { name: 'REACH bodies byte for byte, signed by the announcer; bad ones refused', fn: async () => {
+      const { alice } = await people(all);
+      for (const c of v.reach) {
+        const body = await relay.encodeReach(alice, v.room_id, c.ts, c.ttl_s, c.links, c.hints);
+        assertEqual(toHex(body), c.body, c.name);
+        const r = relay.decodeReach(body);
+        assertSame(c.name, { announcer: r.announcer, ts: r.ts, ttl_s: r.ttlS, links: r.links, hints: r.hints }, { announcer: v.announcer, ts: c.ts, ttl_s: c.ttl_s, links: c.links, hints: c.hints });
+        assertEqual(toHex(relay.reachSigned(v.room_id, body)), c.signed, `${c.name} signed bytes`);
+        await ed25519VerifyOrThrow(alice.publicKey, fromHex(c.signed), r.sig);
+      }
+      for (const c of v.reach_bad) await refused(async () => relay.decodeReach(fromHex(c.body)), c.code, c.name);
+      const st = v.servers_state;
+      const part = new relay.Relay(alice, v.room_id);
+      part.load(new Map([[st.name, fromHex(st.value)]]));
+      assertSame('servers state', part.reachHints(), st.urls);
+    } },
+  ],
   frames: (v) => [
     ...v.frames.map((/** @type {any} */ c) => ({ name: `frame ${c.name}: decode and encode`, fn: async () => {
       const data = fromHex(c.hex);
@@ -150,6 +188,34 @@ export const CODEC_CHECKS = {
       assertEqual(toHex(await sha256(hello)), u.frame_sha256, 'hello hash');
       const decoded = decodeFrame(hello);
       assert(decoded.type === FrameType.HELLO && decoded.have.size === u.claimed, 'claimed senders');
+    } },
+  ],
+  check: (v) => [
+    ...v.frames.map((/** @type {any} */ c) => ({ name: `check frame ${c.name}: decode and encode`, fn: async () => {
+      const data = fromHex(c.hex);
+      assertEqual(data[0], c.type, 'type byte');
+      assertSame(`${c.name} fields`, frameFields(decodeFrame(data)), c.fields);
+      assertEqual(toHex(encodeFrame(c.name, c.fields)), c.hex, `${c.name} bytes`);
+    } })),
+    { name: 'bad check frames are refused with the recorded codes', fn: async () => {
+      for (const c of v.bad) await refused(() => decodeFrame(fromHex(c.hex)), c.code, c.name);
+    } },
+    { name: 'the digest of a log, its block and seq hashes', fn: async () => {
+      const d = v.digest;
+      assertEqual(DIGEST_BLOCK, v.block, 'block size');
+      assertEqual(new TextDecoder().decode(DIGEST_TAG), v.tag, 'tag');
+      const log = new Log();
+      for (const q of d.seqs) log.add({ sender: d.sender, seq: q, lamport: q, sentAt: 0, expiresAt: 2 ** 40, data: utf8(`envelope ${q}`) }, 0);
+      const check = new SyncCheck(DEFAULT_SYNC_CONFIG, log);
+      assertEqual(toHex(/** @type {Uint8Array} */ (await check.digest(d.sender, 2 ** 53 - 1))), d.digest, 'digest');
+      for (const [hi, want] of d.prefixes) {
+        const at = await check.digest(d.sender, hi);
+        assertEqual(at === null ? null : toHex(at), want, `digest(${hi})`);
+      }
+      const [blocks] = await check.page(d.sender, 1, 0, 10, 1024);
+      assertSame('blocks', blocks.map(([b, h]) => [b, toHex(h)]), d.blocks);
+      const [seqs] = await check.page(d.sender, 0, 0, 200, 1024);
+      assertSame('seq hashes', seqs.map(([q, h]) => [q, toHex(h)]), d.seq_hashes);
     } },
   ],
   content: (v) => [

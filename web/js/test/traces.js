@@ -2,7 +2,8 @@
 // core) against the JS room core, step by step, byte for byte. Format: peer/tracing.py. Returns the
 // mismatches (empty = the two cores behaved identically).
 
-import { b64uDecode, b64uEncode, utf8 } from '../core/bytes.js';
+import { b64uDecode, b64uEncode, concatBytes, utf8 } from '../core/bytes.js';
+import { u64 } from '../core/codec.js';
 import { deterministicRng } from '../core/crypto.js';
 import { identityFromBytes, publicBundle } from '../core/identity.js';
 import { deriveRoomKeys, parseInvite } from '../core/invite.js';
@@ -82,6 +83,7 @@ export function eventJson(ev) {
 function stateBytes(name, value) {
   if (name === 'seq' || name === 'lamport') return utf8(String(value));
   if (name === 'prekey') return value.signed;
+  if (name.startsWith('prekey/old/')) return concatBytes(value.signed, u64(value.eraseAt));
   if (name === 'prekey/seen' || name.startsWith('chain/given/')) return utf8(pyList(value));
   return value;
 }
@@ -191,6 +193,9 @@ export async function replayTrace(doc, o = {}) {
       else if (what === 'leave') events = await room.leave(now);
       else if (what === 'typing') await room.setTyping(a.typing, now);
       else if (what === 'seen') await room.markSeen(a.ids, now);
+      else if (what === 'enable_reach') await room.enableReach(a.hints, now);
+      else if (what === 'relay_signal') result = await room.relaySignal(pid(a.to), a.payload, now);
+      else if (what === 'relay_state') result = { relayed: room.takeRelayed(), reachable: room.reachable(now), hints: room.reachHints() };
       else result = await featureStep(room, what, a, now, pid);
     }
     const room = /** @type {Room} */ (rooms.get(label));
@@ -232,6 +237,8 @@ export async function replayPartTrace(doc) {
   const pr = new Presence();
   const { AddBudget } = await import('../core/room/admission.js');
   const budget = new AddBudget(p.per_window, p.window_ms);
+  const { Distribution } = await import('../core/room/distribution.js');
+  const dist = new Distribution(p.per_window, p.window_ms);
   /** @type {Record<string, any>} */
   const ids = {};
   /** @type {Record<string, any>} */
@@ -315,6 +322,17 @@ export async function replayPartTrace(doc) {
         out.defaults = [d.perWindow, d.windowMs];
       }
       out.tracked = budget.size;
+    } else if (doc.part === 'distribution') {
+      if (op.op === 'offer') out.serve = dist.offer(op.peer, op.now);
+      else if (op.op === 'shown_life') dist.shownLife(op.peer);
+      else if (op.op === 'enqueue') dist.enqueue(op.peer);
+      else if (op.op === 'due') out.serve = dist.due(op.now);
+      else if (op.op === 'drop') dist.drop(op.peer);
+      else if (op.op === 'defaults') {
+        const d = new Distribution();
+        out.defaults = [d.perWindow, d.windowMs];
+      }
+      out.waiting = dist.size;
     } else if (doc.part === 'links') {
       await linksOp(op, out);
     } else {

@@ -91,6 +91,9 @@ export class App {
     this.retry = null;
     /** @type {ReturnType<typeof setTimeout>|null} */
     this.typingStop = null;
+    this.signalsRelayed = 0; // our payloads sent through linked members
+    this.signalsReceivedRelayed = 0; // payloads for us that arrived through linked members
+    this.reachSeen = '';
   }
 
   /** Create a fresh room: new secret in the fragment, then enter it. @param {number} ttlS */
@@ -134,6 +137,7 @@ export class App {
     const now = this.now();
     const snapshot = await this.roomStore.loadSnapshot(keys.roomId, now);
     this.room = await Room.create(this.identity, { roomId: keys.roomId, memberKey: keys.memberKey, ttlS: invite.ttlS, owner: invite.owner }, now, { snapshot });
+    await this.room.enableReach([['server', location.origin]], now).catch(() => undefined); // an origin the codec cannot carry: not announced
     this.dispatchRoles();
     for (const message of this.room.messages()) this.store.dispatch({ type: 'message', message });
     for (const [peer, [, , name]] of this.room.profiles) this.store.dispatch({ type: 'profile', peer, name });
@@ -180,7 +184,7 @@ export class App {
         selfId: peer,
         codec,
         iceServers,
-        sendSignal: (to, payload) => { if (client.state === 'ready') client.signal(room, to, payload); },
+        sendSignal: (to, payload) => this.sendSignal(client, room, to, payload),
         onFrame: (from, frame) => void this.onFrame(from, frame),
         onLinkState: (p, link) => this.onLinkState(p, link),
         onLinkInfo: (info) => this.store.dispatch({ type: 'link-info', info }),
@@ -195,6 +199,38 @@ export class App {
     } catch {
       if (this.client === client) this.scheduleReconnect();
     }
+  }
+
+  // ---------------------------------------------------------------- signaling through the mesh (core/room/relay.js)
+
+  /** Through the server when it is up, and through linked members when it is not or does not list `to`.
+   * @param {SignalingClient|import('../net/hub.js').RoomSignaling} client @param {string} room @param {string} to @param {string} payload */
+  sendSignal(client, room, to, payload) {
+    const viaServer = client.state === 'ready';
+    if (viaServer) client.signal(room, to, payload);
+    if (viaServer && this.present.has(to)) return;
+    const r = this.room;
+    if (r) void r.relaySignal(to, payload, this.now()).then((sent) => { if (sent) this.signalsRelayed += 1; return this.pump([]); });
+  }
+
+  /** After a transmit: relayed payloads go to the mesh; members gossip says are up get dialled.
+   * @param {Room} room */
+  relayPump(room) {
+    const mesh = this.mesh;
+    if (!mesh) return;
+    for (const [from, payload] of room.takeRelayed()) {
+      this.signalsReceivedRelayed += 1;
+      void mesh.handleSignal(from, payload);
+    }
+    const online = [...room.online()].sort().join(',');
+    if (this.reachSeen === `${room.reachChanges}/${online}`) return; // no announcement changed, no link came or went
+    this.reachSeen = `${room.reachChanges}/${online}`;
+    for (const peer of room.reachable(this.now())) if (!mesh.present.has(peer)) void mesh.addPeer(peer);
+  }
+
+  /** Signaling server URLs learned from members (persisted with the room; newest first). */
+  reachHints() {
+    return this.room?.reachHints() ?? [];
   }
 
   /** @param {boolean} [elsewhere] closed because this identity connected elsewhere */
@@ -215,6 +251,8 @@ export class App {
     if (client !== this.client) return;
     const mesh = this.mesh;
     if (ev.type === 'closed') {
+      this.present.clear(); // signaling goes through linked members meanwhile (relay.js)
+      if (mesh) mesh.opts.iceServers = withoutServerStun(mesh.opts.iceServers ?? [], location.hostname); // gone with it
       if (this.client === client && this.store.getState().connection === 'online') this.scheduleReconnect(ev.reason === 'replaced');
       return;
     }
@@ -276,6 +314,7 @@ export class App {
       await this.roomStore.applyBatch(room.roomId, batch);
       for (const [peer, data] of frames) this.mesh?.send(peer, data);
       for (const peer of room.takeDeadLinks()) this.mesh?.dropLink(peer);
+      this.relayPump(room);
       this.armTimer();
       for (const ev of events) this.onRoomEvent(ev);
     };
@@ -293,7 +332,7 @@ export class App {
       this.timer = null;
       const room = this.room;
       if (room) void room.handleTimer(this.now()).then((events) => this.pump(events));
-    }, Math.max(0, when - this.now()));
+    }, Math.min(Math.max(0, when - this.now()), 2 ** 31 - 1)); // longer delays fire at once in browsers
   }
 
   /** @param {import('../core/room.js').RoomEvent} ev */
@@ -489,4 +528,21 @@ export function closeApp(app) {
 export function notifyIfHidden(sender) {
   if (typeof Notification === 'undefined' || !document.hidden || Notification.permission !== 'granted') return;
   new Notification('ephemesh', { body: `New message from ${sender}`, tag: 'ephemesh' });
+}
+
+/** ICE servers minus the STUN URLs on the signaling server's host (its embedded responder is down with it;
+ * TURN stays). Mirrors peer/net/reach.py. @param {RTCIceServer[]} servers @param {string} host */
+export function withoutServerStun(servers, host) {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
+  /** @param {string} u */
+  const stunHost = (u) => {
+    if (!/^stuns?:/.test(u)) return null;
+    const rest = u.slice(u.indexOf(':') + 1).split('?')[0];
+    if (rest.startsWith('[')) return rest.includes(']') ? rest.slice(1, rest.indexOf(']')).toLowerCase() : null;
+    return (rest.split(':').length === 2 ? rest.slice(0, rest.lastIndexOf(':')) : rest).toLowerCase();
+  };
+  return servers.flatMap((s) => {
+    const urls = (Array.isArray(s.urls) ? s.urls : [s.urls]).filter((u) => stunHost(u) !== h);
+    return urls.length ? [{ ...s, urls }] : [];
+  });
 }

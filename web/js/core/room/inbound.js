@@ -15,12 +15,14 @@ import { SyncEngine } from '../sync.js';
 import * as wire from '../wire.js';
 import { MAX_INT, MAX_PROOF } from '../wire.js';
 import { AddBudget } from './admission.js';
+import { Distribution } from './distribution.js';
 import { Links } from './links.js';
 import { Members } from './members.js';
 import { Parking } from './parking.js';
 import { emptyBatch } from './persist.js';
 import { Presence } from './presence.js';
 import { Receipts } from './receipts.js';
+import { REACH_TAG, RELAY_TAG, Relay } from './relay.js';
 import { SenderKeys } from './senderkeys.js';
 import { Timeline } from './timeline.js';
 
@@ -56,12 +58,14 @@ export class Inbound {
     this.links = new Links(identity, this.roomId, opts.rng);
     this.parking = new Parking();
     this.admission = new AddBudget();
+    this.distribution = new Distribution();
     /** @type {[string, number]|null} (neighbour, now) of the frame being received, else null */
     this.inbound = null;
     this.keys = new SenderKeys(identity, this.roomId, opts.chainPolicy ?? DEFAULT_POLICY, opts.rng);
     this.timeline = new Timeline(this.peerId);
     this.receipts = new Receipts(identity, this.roomId);
     this.presence = new Presence();
+    this.relay = new Relay(identity, this.roomId);
     this.persist = emptyBatch();
     /** @type {Map<string, Envelope>} parsed by validate, reused by onEntry (one parse) */
     this.fresh = new Map();
@@ -73,9 +77,30 @@ export class Inbound {
     this.seq = 0;
   }
 
-  /** @param {number} _kind @param {Uint8Array} _payload @param {number} _now @returns {Promise<LogEntry>} */
-  async publishUnchained(_kind, _payload, _now) {
+  /** @param {number} _kind @param {Uint8Array} _payload @param {number} _now @param {number} [_expiresAt] @returns {Promise<LogEntry>} */
+  async publishUnchained(_kind, _payload, _now, _expiresAt) {
     throw new Error('implemented by Room');
+  }
+
+  /** @returns {Set<string>} */
+  online() {
+    return new Set(this.sync.neighbours.filter((n) => this.sync.isReady(n)));
+  }
+
+  /** RELAY / REACH (see relay.js): blamed errors throw; paced refusals count unblamed.
+   * @param {string} peer @param {Uint8Array} body @param {number} now @param {RoomEvent[]} events */
+  async onRelayFrame(peer, body, now, events) {
+    const online = this.online();
+    const [out, refused] = body[0] === RELAY_TAG
+      ? await this.relay.onRelay(peer, body, online, (p) => this.membersPart.isRemoved(p), now)
+      : await this.relay.onReach(peer, body, online, (p) => (this.membersPart.isMember(p) ? this.membersPart.knownSender(p) : null), now, this.persist);
+    this.sendApp(out);
+    if (refused !== null) this.fault(peer, refused, now, events, false);
+  }
+
+  /** @param {[string, Uint8Array][]} frames */
+  sendApp(frames) {
+    for (const [neighbour, body] of frames) if (this.sync.isReady(neighbour)) this.sync.sendOpaque(neighbour, wire.FrameType.APP, body);
   }
 
   /** What to store before dataToSend() is transmitted (then a fresh delta starts). @returns {import('./persist.js').PersistBatch} */
@@ -154,13 +179,17 @@ export class Inbound {
   /** @param {RoomEvent[]} events @param {number} now */
   async settle(events, now) {
     while (this.knownNew.length) {
-      for (const [neighbour, data] of this.parking.take(/** @type {string} */ (this.knownNew.shift()))) {
+      const known = /** @type {string} */ (this.knownNew.shift());
+      for (const [neighbour, data] of this.parking.take(known)) {
         this.inbound = /** @type {[string, number]} */ ([neighbour, now]);
         events.push(...await this.route(await this.sync.offer(neighbour, data, now), now));
       }
+      const held = this.relay.takePending(known);
+      if (held !== null && this.links.isReady(held[0])) await this.onRelayFrame(held[0], held[1], now, events);
     }
     this.inbound = null;
     this.fresh.clear();
+    this.sendApp(this.relay.onLinks(this.online(), now));
     return events;
   }
 
@@ -180,7 +209,8 @@ export class Inbound {
       else if (ev.type === 'acked') this.timeline.onAck(ev.neighbour, ev.sender, ev.seq, events);
       else if (ev.type === 'neighbour-ready') {
         events.push({ type: 'online', peer: ev.neighbour, online: true });
-        await this.giveCurrentChain(ev.neighbour, now);
+        this.distribution.drop(ev.neighbour); // linked: served at once
+        await this.giveLiveChains(ev.neighbour, now);
         for (const [to, body] of this.presence.onOnline(ev.neighbour)) this.sync.sendOpaque(to, wire.FrameType.APP, body); // last seen opt-out
       } else if (ev.type === 'neighbour-timed-out') {
         this.links.close(ev.neighbour);
@@ -221,7 +251,9 @@ export class Inbound {
   async onOpaque(peer, type, body, now, events) {
     try {
       if (!this.links.isReady(peer)) throw new ProtocolError('unexpected-frame', 'no authenticated link');
-      if (type === wire.FrameType.APP && body[0] === RECEIPT_TAG) {
+      if (type === wire.FrameType.APP && (body[0] === RELAY_TAG || body[0] === REACH_TAG)) {
+        await this.onRelayFrame(peer, body, now, events);
+      } else if (type === wire.FrameType.APP && body[0] === RECEIPT_TAG) {
         await this.receipts.onReceipt(body, (p) => this.membersPart.knownSender(p), this.membersPart.countOthers(), events);
       } else if (type === wire.FrameType.APP) {
         const signal = decodePresence(body);
@@ -231,7 +263,8 @@ export class Inbound {
       } else if (type === wire.FrameType.PAIRWISE) {
         const skm = decodeSenderKeyMessage(await this.links.open(peer, body));
         // not a member yet: its ADD is on its way, the copy sealed to our prekey follows it in the log
-        if (this.membersPart.isMember(skm.sender)) await this.acceptSenderKey(skm, events);
+        // a keeper never opens anything, so it keeps no receiver chain (a stolen keeper home re-derives nothing)
+        if (this.membersPart.isMember(skm.sender) && !this.keeper) await this.acceptSenderKey(skm, events);
       } else {
         throw new ProtocolError('unexpected-frame', 'frame type not expected here');
       }
@@ -253,13 +286,16 @@ export class Inbound {
       if (this.keys.canOpen(env)) await this.openChat(env, now, events);
       else this.keys.wait(env);
     } else if (env.kind === Kind.MEMBERSHIP) {
-      this.membersPart.addOp(k, await decodeOp(env.ciphertext));
+      const op = await decodeOp(env.ciphertext);
+      this.membersPart.addOp(k, op);
       await this.onMembership(events, now);
+      if (op.op === OpType.ADD) return; // an ADD alone does not show life (distribution.js)
     } else if (env.kind === Kind.SENDER_KEY) {
       if (!this.keeper) await this.takeSenderKey(env, now, events);
     } else if (env.kind === Kind.TOMBSTONE) {
       await this.applyUnsend(env.sender, decodeTombstone(env.ciphertext), env.expiresAt, entry.data, now, events);
     }
+    this.distribution.shownLife(env.sender);
   }
 
   /** @param {RoomEvent[]} events @param {number} now */
@@ -267,11 +303,13 @@ export class Inbound {
     const change = await this.membersPart.recompute();
     for (const pid of change.joined) {
       events.push({ type: 'joined', peer: pid });
-      await this.giveCurrentChain(pid, now);
+      await this.offerChains(pid, now);
     }
     for (const pid of change.left) {
       events.push({ type: 'left', peer: pid });
+      this.distribution.drop(pid);
       this.keys.forgetSender(pid, this.persist);
+      this.relay.forget(pid);
       if (pid !== this.peerId && this.links.close(pid)) this.sync.disconnect(pid, now); // nothing more, not even ciphertext
     }
     this.knownNew.push(...change.joined, ...change.left);
@@ -282,10 +320,21 @@ export class Inbound {
 
   // ---------------------------------------------------------------- sender keys and chat
 
-  /** @param {string} peer @param {number} now */
-  async giveCurrentChain(peer, now) {
-    const init = this.keys.initialForLateJoiner(this.membersPart.epoch);
-    if (init) await this.giveChain(peer, init, now);
+  /** `peer` is owed our live chains: at once if linked, else paced (distribution.js). @param {string} peer @param {number} now */
+  async offerChains(peer, now) {
+    if (this.sync.isReady(peer) || this.distribution.offer(peer, now)) await this.giveLiveChains(peer, now);
+  }
+
+  /** Members whose chains waited for the distribution window (handleTimer). @param {number} now */
+  async serveWaiting(now) {
+    for (const peer of this.distribution.due(now)) {
+      if (this.membersPart.isMember(peer) && !this.membersPart.isRemoved(peer)) await this.giveLiveChains(peer, now);
+    }
+  }
+
+  /** Every live chain of ours (its messages are in the log) to a member we learned late. @param {string} peer @param {number} now */
+  async giveLiveChains(peer, now) {
+    for (const [init] of this.keys.initialsForLateJoiner(this.membersPart.epoch, now)) await this.giveChain(peer, init, now);
   }
 
   /** @param {string} peer @param {import('../chains.js').SenderChain} initial @param {number} now */
@@ -299,7 +348,7 @@ export class Inbound {
     const member = this.membersPart.member(peer);
     if (!member) return; // not a member yet: it gets the key when its ADD arrives
     const sealed = await this.keys.sealFor(member.bundle, member.prekey, skm, now);
-    await this.publishUnchained(Kind.SENDER_KEY, sealed, now);
+    await this.publishUnchained(Kind.SENDER_KEY, sealed, now, this.keys.senderKeyExpiryOf(initial.chainId)); // erased with the chain's window
     this.keys.markGiven(peer, initial.chainId, this.persist);
   }
 
@@ -308,8 +357,13 @@ export class Inbound {
     const sender = this.membersPart.knownSender(env.sender);
     if (!sender) return;
     try {
-      const skm = await this.keys.openSealed(env, sender, now, this.persist);
-      if (skm) await this.acceptSenderKey(decodeSenderKeyMessage(skm), events);
+      const opened = await this.keys.openSealed(env, sender, now, this.persist);
+      if (opened) {
+        const skm = decodeSenderKeyMessage(opened);
+        await this.acceptSenderKey(skm, events);
+        // the chain's receiver state goes when its SENDER_KEY envelopes do (its window ended)
+        this.keys.expireRxAt(skm.sender, skm.chainId, env.expiresAt, this.persist);
+      }
     } catch (e) {
       if (!(e instanceof ProtocolError)) throw e;
       this.fault(env.sender, e.code, now, events, false);

@@ -13,6 +13,7 @@ import { Role, decodeOp, encodeOp, makeAdd, makeReadmit, makeRemove, makeRole, m
 import * as wire from '../wire.js';
 import { Inbound } from './inbound.js';
 import { restore } from './restore.js';
+import { NEVER } from './senderkeys.js';
 import { parseMessageId } from './timeline.js';
 
 export { messageId, parseMessageId } from './timeline.js';
@@ -28,7 +29,7 @@ export class PermissionError extends Error {
     this.name = 'PermissionError';
   }
 }
-export const NEVER = 2 ** 52;
+export { NEVER };
 
 /**
  * @typedef {import('./timeline.js').Message} Message
@@ -57,6 +58,7 @@ export class Room extends Inbound {
     room.seq = Number(states.get('seq') ?? 0);
     room.sync.observe(Number(states.get('lamport') ?? 0));
     await room.keys.load(states, now, room.persist);
+    room.relay.load(states);
     room.presence.load(states);
     if (opts.snapshot) await restore(room, opts.snapshot, now);
     if (!room.membersPart.isMember(room.peerId)) {
@@ -101,9 +103,6 @@ export class Room extends Inbound {
     return this.timeline.messages(this.sync.log.effectiveLamports());
   }
 
-  online() {
-    return new Set(this.sync.neighbours.filter((n) => this.sync.isReady(n)));
-  }
 
   members() {
     return [...this.membership.members.keys()].sort();
@@ -385,6 +384,45 @@ export class Room extends Inbound {
     });
   }
 
+  // ---------------------------------------------------------------- signaling through the mesh (relay.js)
+
+  /** Announce our linked members and `hints` ([kind, url]) to linked members, now and when links change.
+   * @param {[string, string][]} hints @param {number} now */
+  enableReach(hints, now) {
+    return this.run(async () => this.relay.enable(hints, now));
+  }
+
+  /** Send a sealed signaling payload for `to` through linked members; false if there is none.
+   * @param {string} to @param {string} payload @param {number} now @returns {Promise<boolean>} */
+  relaySignal(to, payload, now) {
+    return this.run(async () => {
+      if (this.membersPart.isRemoved(to)) return false;
+      const out = await this.relay.originate(to, payload, this.online(), now);
+      this.sendApp(out);
+      return out.length > 0;
+    });
+  }
+
+  /** Signaling payloads relayed to us: [claimed sender, payload], to open like the server's. */
+  takeRelayed() {
+    return this.relay.takeRelayed();
+  }
+
+  /** Members that linked members announce (fresh) and that we are not linked with. @param {number} now */
+  reachable(now) {
+    return this.relay.reachable(this.online(), (p) => this.membersPart.isMember(p), now);
+  }
+
+  /** Signaling server URLs learned from members (persisted; newest first). */
+  reachHints() {
+    return this.relay.reachHints();
+  }
+
+  /** A counter that moves whenever the announcements held change (reachable() may differ). */
+  get reachChanges() {
+    return this.relay.changes;
+  }
+
   // ---------------------------------------------------------------- links and pumping
 
   /** @param {string} peer @param {number} _now */
@@ -400,6 +438,8 @@ export class Room extends Inbound {
       if (had && wasOnline) this.presence.onOffline(peer, now);
       this.sync.disconnect(peer, now);
       this.parking.dropNeighbour(peer);
+      this.relay.dropNeighbour(peer);
+      this.sendApp(this.relay.onLinks(this.online(), now));
       return had && wasOnline ? [{ type: 'online', peer, online: false }] : [];
     });
   }
@@ -439,7 +479,7 @@ export class Room extends Inbound {
   }
 
   nextTimer() {
-    const times = [this.sync.nextTimer(), this.presence.nextDeadline(), this.parking.nextDeadline()].filter((t) => t !== null);
+    const times = [this.sync.nextTimer(), this.presence.nextDeadline(), this.parking.nextDeadline(), this.keys.prekeyDeadline(this.membersPart.isMember(this.peerId)), this.distribution.nextDeadline(), this.keys.rxDeadline(), this.relay.nextDeadline()].filter((t) => t !== null);
     return times.length ? Math.min(.../** @type {number[]} */ (times)) : null;
   }
 
@@ -449,8 +489,21 @@ export class Room extends Inbound {
       const events = await this.route(this.sync.handleTimer(now), now);
       this.presence.expire(now, events);
       this.parking.expire(now);
-      return this.settle(events, now);
+      await this.serveWaiting(now);
+      this.keys.expireRx(now, this.persist);
+      await this.rotatePrekey(now, events);
+      const out = await this.settle(events, now);
+      this.sendApp(await this.relay.tick(now));
+      return out;
     });
+  }
+
+  /** Our prekey is due: publish a fresh self-ADD carrying the new one (see senderkeys.js). @param {number} now @param {RoomEvent[]} events */
+  async rotatePrekey(now, events) {
+    const signed = await this.keys.rotatePrekeyIfDue(now, this.persist, this.membersPart.isMember(this.peerId));
+    if (!signed) return;
+    const op = await makeAdd(this.identity, this.invite.memberKey, this.roomId, this.sync.tick(), publicBundle(this.identity), signed);
+    await this.publishUnchained(Kind.MEMBERSHIP, encodeOp(op), now, NEVER, events);
   }
 
   // ---------------------------------------------------------------- publishing
@@ -483,8 +536,12 @@ export class Room extends Inbound {
       throw new PermissionError('announcement mode: only admins post');
     }
     const plaintext = content.encodeContent(c);
-    const rotated = await this.keys.rotateIfDue(now, this.membersPart.epoch, this.persist);
-    if (rotated) for (const pid of this.membersPart.others()) await this.giveChain(pid, rotated, now);
+    const rotated = await this.keys.rotateIfDue(now, this.membersPart.epoch, expiresAt, this.persist);
+    if (rotated) { // to every member: at once if linked, else paced (distribution.js)
+      for (const pid of this.membersPart.others()) {
+        if (this.sync.isReady(pid) || this.keys.holdsLiveChain(pid) || this.distribution.offer(pid, now)) await this.giveChain(pid, rotated, now);
+      }
+    }
     this.seq += 1;
     const lamport = this.sync.tick();
     const data = await this.keys.seal(this.seq, lamport, now, expiresAt, plaintext, this.persist);
