@@ -16,8 +16,8 @@ Rules:
   that left while that server was down is not dialled for ever.
 - ICE servers (STUN/TURN) come from one server of the room (the first of the list that has us in the
   room). When that server's connection drops, the room switches to another connected server's; with
-  none left it keeps only the TURN entries (a dead signaling server's embedded STUN would make every
-  candidate gathering wait for its timeout, about 5 s per connection).
+  none left it drops the STUN URLs on that server's host (``peer.net.reach.without_server_stun``: a dead
+  server's embedded STUN would make every gathering wait for its timeout, about 5 s per connection).
 - A signaling payload to a peer goes through ONE connected server that lists it (first in list
   order), else through any connected server of the room (a hello may precede the listing).
 """
@@ -25,7 +25,7 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Final
 
 MAX_ROOM_SERVERS: Final = 6
 
@@ -96,18 +96,3 @@ class RoomServers:
 
     def _listed_anywhere(self, peer: str) -> bool:
         return any(peer in peers for peers in self._present.values())
-
-
-def without_stun(ice: Any) -> list[dict[str, Any]] | None:
-    """``ice`` (``welcome.ice_servers``-shaped) with every ``stun:``/``stuns:`` URL removed."""
-    entries = [ice] if isinstance(ice, dict) else list(ice or []) if isinstance(ice, list) else []
-    out: list[dict[str, Any]] = []
-    for entry in entries:
-        if not isinstance(entry, dict):
-            continue
-        urls = entry.get("urls")
-        urls = [urls] if isinstance(urls, str) else urls if isinstance(urls, list) else []
-        kept = [u for u in urls if isinstance(u, str) and not u.startswith("stun")]
-        if kept:
-            out.append({**entry, "urls": kept})
-    return out or None

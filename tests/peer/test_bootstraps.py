@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from peer.core.invite import Invite
-from peer.net.bootstrap import MAX_ROOM_SERVERS, RoomServers, without_stun
+from peer.net.bootstrap import MAX_ROOM_SERVERS, RoomServers
 from peer.node import Peer, PeerError
 from signaling.app import start_server
 from signaling.config import SignalingConfig
@@ -40,26 +40,6 @@ def test_room_servers_order_bound_and_presence() -> None:
     rs.joined("http://c", "p4")
     assert rs.remove("http://c") == ["p4"]
     assert "http://c" not in rs.servers
-
-
-def test_without_stun_keeps_turn_only() -> None:
-    ice = [
-        {"urls": ["stun:192.0.2.1:8080"]},
-        {
-            "urls": ["turn:192.0.2.2:3478?transport=udp", "stun:192.0.2.2:3478"],
-            "username": "u",
-            "credential": "c",
-        },
-        "junk",
-    ]
-    assert without_stun(ice) == [
-        {"urls": ["turn:192.0.2.2:3478?transport=udp"], "username": "u", "credential": "c"}
-    ]
-    assert without_stun([{"urls": "stun:x"}]) is None
-    assert without_stun(None) is None
-    assert without_stun({"urls": "turn:h:1", "username": "u", "credential": "c"}) == [
-        {"urls": ["turn:h:1"], "username": "u", "credential": "c"}
-    ]
 
 
 async def _server() -> tuple[aiohttp.web.AppRunner, str]:
