@@ -204,7 +204,7 @@ export class App {
   // ---------------------------------------------------------------- signaling through the mesh (core/room/relay.js)
 
   /** Through the server when it is up, and through linked members when it is not or does not list `to`.
-   * @param {SignalingClient|import('../net/hub.js').RoomSignaling} client @param {string} room @param {string} to @param {string} payload */
+   * @param {SignalingClient|import('../net/hub.js').RoomSignaling|MultiRoomSignaling} client @param {string} room @param {string} to @param {string} payload */
   sendSignal(client, room, to, payload) {
     const viaServer = client.state === 'ready';
     if (viaServer) client.signal(room, to, payload);
