@@ -31,6 +31,7 @@ from typing import Any
 
 from peer.core.errors import ProtocolError
 from peer.core.events import (
+    AdmissionChanged,
     Delivered,
     MemberJoined,
     MemberLeft,
@@ -316,6 +317,31 @@ class RoomHandle(FeaturesMixin):
     async def set_announce(self, on: bool) -> None:
         """Announcement mode (admins only): while on, only admins' messages are shown to anyone."""
         self._commit(self.core.set_announce(on, now_ms()))
+
+    # -- closed rooms with admin approval (issue 13 item 8) -----------------------------------------
+
+    async def close_admission(self) -> None:
+        """Close the room (admins only, a room whose invite names an owner; ``PermissionError``
+        otherwise): from now on only the current members and those an admin admits (:meth:`admit`)
+        are members; anyone else holding the invite only *asks to join* (:meth:`join_requests`)."""
+        self._commit(self.core.close_admission(now_ms()))
+
+    async def open_admission(self) -> None:
+        """Reopen a closed room (admins only): anyone with the invite joins; pending requests are admitted."""
+        self._commit(self.core.open_admission(now_ms()))
+
+    async def admit(self, peer: str) -> None:
+        """Admit ``peer`` (a join request, or a peer id ahead of its join) into a closed room (admins only)."""
+        self._commit(self.core.admit(peer, now_ms()))
+
+    def join_requests(self) -> list[str]:
+        """Closed room: peer ids that asked to join and wait for an admin (at most 256)."""
+        return list(self.core.join_requests())
+
+    @property
+    def admission_closed(self) -> bool:
+        """Admission is closed: admins admit new members by name."""
+        return self.core.membership.closed
 
     @property
     def owner(self) -> str | None:
@@ -1146,6 +1172,7 @@ class Peer:
 
 
 __all__ += [
+    "AdmissionChanged",
     "Delivered",
     "MemberJoined",
     "MemberLeft",

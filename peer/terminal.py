@@ -19,6 +19,7 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 CHAT_HELP = """commands: /name NAME · /edit TEXT (your last message) · /react EMOJI (the last message)
           /unsend (your last message) · /timer DURATION (room timer) · /who · /help · Ctrl-D quits
           admins: /remove NAME · /readmit NAME · /admin NAME · /unadmin NAME · /announce on|off
+          admins: /close (new members need approval) · /open · /requests · /admit PREFIX (a request)
           anyone: /leave (for good: only an admin can readmit you)
           /search WORDS · /forward [N] ROOM (the Nth last message, 1 = last; ROOM: id prefix or invite)
           /location LAT LON [ACCURACY_M] · /lastseen on|off (show others when you were last online)
@@ -122,6 +123,9 @@ async def chat_command(room: Any, line: str) -> tuple[list[str], bool]:
                 out.append(f"  {room.label(member)} ({member[:8]}) {state} {role}".rstrip())
             if room.announce:
                 out.append("  announcement mode: only admins post")
+            if room.admission_closed:
+                asks = len(room.join_requests())
+                out.append(f"  closed: admins admit new members ({asks} ask to join: /requests)")
             if not room.share_last_seen:
                 out.append("  last seen: off (you hide yours and see no one's; /lastseen on)")
         elif cmd == "/remove" and rest:
@@ -132,6 +136,8 @@ async def chat_command(room: Any, line: str) -> tuple[list[str], bool]:
             await room.set_admin(find_member(room, rest, room.members()), cmd == "/admin")
         elif cmd == "/announce" and rest in ("on", "off"):
             await room.set_announce(rest == "on")
+        elif cmd in _ADMISSION_COMMANDS:
+            out += await _ADMISSION_COMMANDS[cmd](room, rest)
         elif cmd in _FEATURE_COMMANDS:
             out += await _FEATURE_COMMANDS[cmd](room, rest)
         elif cmd == "/leave":
@@ -143,6 +149,57 @@ async def chat_command(room: Any, line: str) -> tuple[list[str], bool]:
     except (ValueError, PermissionError, ProtocolError, argparse.ArgumentTypeError) as exc:  # a refusal
         out.append(f"! {exc}")
     return out, False
+
+
+# -- closed rooms with admin approval: /close, /open, /requests, /admit -------------------------------
+
+_PEER_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+async def _close(room: Any, rest: str) -> list[str]:
+    if rest:
+        return [CHAT_HELP]
+    await room.close_admission()
+    return ["the room is closed: new members need an admin's approval (/requests, /admit PREFIX)"]
+
+
+async def _open(room: Any, rest: str) -> list[str]:
+    if rest:
+        return [CHAT_HELP]
+    await room.open_admission()
+    return ["the room is open: anyone with the invite joins"]
+
+
+async def _requests(room: Any, rest: str) -> list[str]:
+    if not room.admission_closed:
+        return ["the room is open: no approval needed"]
+    asks = room.join_requests()
+    if not asks:
+        return ["no one asks to join"]
+    return [f"  {p[:8]} ({p}) asks to join" for p in asks]
+
+
+async def _admit(room: Any, rest: str) -> list[str]:
+    if not rest:
+        return ["usage: /admit PREFIX (a peer id prefix from /requests, or a full peer id)"]
+    asks = room.join_requests()
+    hits = [p for p in asks if p == rest or (len(rest) >= 4 and p.startswith(rest))]
+    if len(hits) == 1:
+        peer = hits[0]
+    elif not hits and _PEER_ID.match(rest):
+        peer = rest  # a name ahead of its join: its ADD will admit it
+    else:
+        raise ValueError(f"{'no' if not hits else 'more than one'} join request matches {rest!r}")
+    await room.admit(peer)
+    return [f"admitted {peer[:8]}"]
+
+
+_ADMISSION_COMMANDS: dict[str, Any] = {
+    "/close": _close,
+    "/open": _open,
+    "/requests": _requests,
+    "/admit": _admit,
+}
 
 
 # -- issue 15: how mentions, forwards and locations look; /search, /forward, /location, /lastseen -------

@@ -307,6 +307,14 @@ def _apply(
         return None, room.readmit(pid(a["member"]), now)
     if do == "set_announce":
         return None, room.set_announce(a["on"], now)
+    if do == "close_admission":
+        return None, room.close_admission(now)
+    if do == "open_admission":
+        return None, room.open_admission(now)
+    if do == "admit":
+        return None, room.admit(pid(a["member"]), now)
+    if do == "join_requests":
+        return {"requests": list(room.join_requests()), "members": sorted(room.membership.members)}, []
     if do == "leave":
         return None, room.leave(now)
     if do == "typing":

@@ -263,6 +263,60 @@ def governance() -> Trace:
     return t
 
 
+def _low_label(t: Trace, below: str) -> str:
+    """A peer label whose identity's id sorts below ``below`` (what an attacker grinds)."""
+    for i in range(1000):
+        label = f"F{i}"
+        if t._identity(label).peer_id < below:
+            return label
+    raise AssertionError("no low id")
+
+
+def admission_closed() -> Trace:
+    """Closed room with admin approval (issue 13 item 8): A (owner) closes the room listing A, B, C; a
+    fake F with a ground low id joins after the close (its self-ADD at lamport 1, the lowest there is):
+    it is a join request, admitted by no one, gets no SENDER_KEY; A sends; D joins after the close and
+    asks to join: A admits D (a member, gets A's chain); A reopens: F, still asking, is admitted."""
+    t = Trace("admission_closed", admission_closed.__doc__ or "", "admission", owner="A")
+    for p in ("A", "B", "C", "D"):
+        t.peer(p)
+    fake = _low_label(t, min(t.id("A"), t.id("B"), t.id("C")))
+    t.peer(fake)
+    t.create("A", "B", "C")
+    for x, y in (("A", "B"), ("B", "C"), ("A", "C")):
+        t.link(x, y)
+    t.deliver()
+    t.advance(1000)
+    t.step("A", "close_admission")
+    t.deliver()
+    t.advance(1000)
+    t.create(fake)
+    t.link(fake, "A")
+    t.link(fake, "B")
+    t.deliver()
+    t.step("A", "join_requests")
+    t.step("B", "join_requests")
+    t.step("A", "send_text", text="members only", ttl_s=3600)
+    t.deliver()
+    t.advance(1000)
+    t.create("D")
+    t.link("D", "A")
+    t.deliver()
+    t.step("A", "admit", member="D")
+    t.deliver()
+    t.link("D", "B")
+    t.deliver()
+    t.advance(1000)
+    t.step("A", "send_text", text="welcome D", ttl_s=3600)
+    t.deliver()
+    t.step("D", "join_requests")
+    t.step("A", "open_admission")
+    t.deliver()
+    t.advance(1000)
+    t.step("B", "join_requests")
+    return t
+
+
 def expiry_unsend() -> Trace:
     """Expiry and unsend: a 3 s message expires everywhere (tombstones, erasure receipts "erased on N
     of M"); an unsend is a signed TOMBSTONE envelope applied by every member; the room timer is set."""
@@ -764,6 +818,7 @@ SCENARIOS: list[Callable[[], Trace]] = [
     late_joiner,
     removal_rotation,
     governance,
+    admission_closed,
     expiry_unsend,
     edit_unsend,
     receipts_typing_seen,

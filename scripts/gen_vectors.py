@@ -257,6 +257,7 @@ def build() -> dict[str, dict[str, Any]]:
     out["invite_servers"] = build_invite_servers()
     out["relay"] = build_relay(room, alice, bob)
     out["features"] = build_features(alice, bob)
+    out["admission"] = build_admission()
     return out
 
 
@@ -1313,6 +1314,139 @@ def _check_fields(frame: wire.Frame) -> dict[str, Any]:
 
 def render(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+# -- closed rooms with admin approval: ADMISSION (7) and admit (READMIT of a not-yet-member) ---------------
+
+
+def build_admission() -> dict[str, Any]:
+    """Closed-room scenarios (peer/core/membership.py): each op list resolves to one state, one set of
+    rejected ops and one set of join requests in any arrival order; plus bad ADMISSION bodies."""
+    from peer.core.membership import make_admission
+
+    names = ["alice", "bob", "carol", "dave"]
+    alice, bob, carol, dave = (_identity(n)[1] for n in names)
+    owned = Invite.new(
+        "https://chat.example", ttl_s=3600, rng=DeterministicRng(b"gov-invite"), owner=alice.peer_id
+    )
+    legacy = Invite(owned.server, owned.secret, owned.ttl_s)
+    fakes = [Identity.generate(DeterministicRng(b"admission-fake:%d" % i)) for i in range(64)]
+    low = next(f for f in fakes if f.peer_id < min(alice.peer_id, bob.peer_id))  # a ground low id
+    pool = [alice, bob, carol, dave, low]
+    prekeys = {
+        i.peer_id: generate_prekey(i, NOW, DeterministicRng(b"adm-prekey:" + i.seed)).signed for i in pool
+    }
+
+    def add(who: Identity, lamport: int) -> Callable[[bytes, str], MembershipOp]:
+        return lambda mk, room: make_add(who, mk, room, lamport, who.public_bundle(), prekeys[who.peer_id])
+
+    def add_other(who: Identity, lamport: int, target: Identity) -> Callable[[bytes, str], MembershipOp]:
+        return lambda mk, room: make_add(
+            who, mk, room, lamport, target.public_bundle(), prekeys[target.peer_id]
+        )
+
+    def close(who: Identity, lamport: int, *ids: Identity) -> Callable[[bytes, str], MembershipOp]:
+        return lambda mk, room: make_admission(who, mk, room, lamport, [i.peer_id for i in ids])
+
+    def reopen(who: Identity, lamport: int) -> Callable[[bytes, str], MembershipOp]:
+        return lambda mk, room: make_admission(who, mk, room, lamport, None)
+
+    def admit(who: Identity, lamport: int, target: Identity) -> Callable[[bytes, str], MembershipOp]:
+        return lambda mk, room: make_readmit(who, mk, room, lamport, target.peer_id)
+
+    def remove(who: Identity, lamport: int, target: Identity) -> Callable[[bytes, str], MembershipOp]:
+        return lambda mk, room: make_remove(who, mk, room, lamport, target.peer_id)
+
+    def scenario(name: str, inv: Invite, steps: list[Callable[[bytes, str], MembershipOp]]) -> dict[str, Any]:
+        ops = [step(inv.member_key, inv.room_id) for step in steps]
+        state, rejected = MembershipState.from_ops(inv.room_id, ops, inv.member_key, inv.owner)
+        return {
+            "name": name,
+            "room_id": inv.room_id,
+            "member_key": inv.member_key.hex(),
+            "owner": inv.owner,
+            "ops": [op.encode().hex() for op in ops],
+            "rejected": sorted(ops.index(op) for op in rejected),
+            "state": state.to_dict(),
+            "members": sorted(state.members),
+            "requests": sorted(state.requests),
+        }
+
+    scenarios = [
+        scenario(  # the backdated self-ADD attack: lamport 1, a ground low id, after the close
+            "backdated-low-id",
+            owned,
+            [add(alice, 1), add(bob, 2), close(alice, 5, alice, bob), add(low, 1), add(carol, 6)],
+        ),
+        scenario(  # a concurrent joiner left out visibly, admitted by name; an admit ahead of an ADD
+            "left-out-then-admitted",
+            owned,
+            [
+                add(alice, 1),
+                add(bob, 2),
+                add(carol, 3),
+                close(alice, 5, alice, bob),
+                admit(alice, 6, carol),
+                admit(alice, 7, dave),
+                add(dave, 8),
+                admit(bob, 9, low),  # a member cannot admit
+            ],
+        ),
+        scenario(  # two closes: each replaces the list intersected with the members at that point
+            "concurrent-closes",
+            owned,
+            [
+                add(alice, 1),
+                add(bob, 2),
+                add(carol, 3),
+                close(alice, 5, alice, bob, carol),
+                close(alice, 5, alice, bob),
+                add_other(bob, 6, dave),  # a member's ADD of another admits no one
+                remove(alice, 7, bob),
+            ],
+        ),
+        scenario(  # reopening: pending requests admitted, self-ADDs admit again
+            "reopen",
+            owned,
+            [
+                add(alice, 1),
+                close(alice, 2, alice),
+                add(bob, 3),
+                close(bob, 4, bob),  # not an admin
+                reopen(alice, 5),
+                add(carol, 6),
+                add_other(alice, 7, dave),
+            ],
+        ),
+        scenario("legacy-cannot-close", legacy, [add(alice, 1), close(alice, 2, alice), add(bob, 3)]),
+    ]
+    good = make_admission(alice, owned.member_key, owned.room_id, 9, [alice.peer_id, bob.peer_id]).encode()
+    ids = good[45:-96]
+    bad = [
+        ("mode 2", good[:42] + b"\x02" + good[43:]),
+        ("not ascending", good[:45] + ids[16:] + ids[:16] + good[-96:]),
+        ("count beyond body", good[:43] + b"\x00\x03" + good[45:]),
+        ("open listing ids", good[:42] + b"\x00" + good[43:]),
+        ("close listing none", good[:42] + b"\x01\x00\x00" + good[-96:]),
+        ("truncated", good[:42] + b"\x01" + good[-96:]),
+    ]
+    return {
+        "identities": {"low": {"identity_bytes": low.to_bytes().hex()}},
+        "close_op": {"lamport": 9, "ids": sorted([alice.peer_id, bob.peer_id]), "hex": good.hex()},
+        "open_op": {
+            "lamport": 10,
+            "hex": make_admission(alice, owned.member_key, owned.room_id, 10, None).encode().hex(),
+        },
+        "max_close_op": make_admission(
+            alice, owned.member_key, owned.room_id, 11, [f"{i:032x}" for i in range(1024)]
+        )
+        .encode()
+        .hex(),
+        "room_id": owned.room_id,
+        "member_key": owned.member_key.hex(),
+        "bad": [{"name": n, "hex": d.hex()} for n, d in bad],
+        "scenarios": scenarios,
+    }
 
 
 def main(argv: list[str]) -> int:

@@ -217,6 +217,23 @@ class TimerChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class AdmissionChanged:
+    """The room was closed or opened, or its pending join requests (closed room) changed."""
+
+    closed: bool
+    requests: tuple[str, ...]  # peer ids that asked to join (a self-ADD that admitted no one)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"event": "admission", "closed": self.closed, "requests": list(self.requests)}
+
+    def __str__(self) -> str:
+        if not self.closed:
+            return "* the room is open: anyone with the invite joins"
+        asks = ", ".join(p[:8] for p in self.requests)
+        return "* the room is closed: admins admit new members" + (f"; asks to join: {asks}" if asks else "")
+
+
+@dataclass(frozen=True, slots=True)
 class RolesChanged:
     """The room's admins (owner included) or its announcement mode changed."""
 
@@ -269,5 +286,6 @@ RoomEvent = (
     | Delivered
     | TimerChanged
     | RolesChanged
+    | AdmissionChanged
     | RemoteError
 )

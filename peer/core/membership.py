@@ -9,6 +9,8 @@ Wire (big-endian)::
     ROLE      (4) body = target peer id (16) | role u8 (0 = member, 1 = admin)
     READMIT   (5) body = target peer id (16)
     SETTINGS  (6) body = flags u32 (bit 0 = announcement mode: only admins post; other bits 0)
+    ADMISSION (7) body = mode u8 (0 = open, 1 = closed) | n u16 | n x peer id (16), strictly ascending;
+                  open: n = 0; closed: 1 <= n <= 1,024 (the ids the closing admin admits)
 
 ``mac = HMAC-SHA256(member_key, LABEL_MAC || bytes before mac)`` proves the author holds the room secret;
 ``sig = Ed25519(author, LABEL_SIG || bytes before sig)`` proves who wrote it.
@@ -45,6 +47,19 @@ SET_TIMER   author is an admin. Versions form a chain from 1: the timer is the o
 SETTINGS    author is an admin; the flags of the latest valid SETTINGS op in canonical order hold.
             ``announce_since`` is the lamport of the op that turned announcement mode on (0 = off):
             while it is on, a chat envelope of a non-admin with a later lamport is not shown.
+ADMISSION   author is an admin; refused in a legacy room (no owner). *Close* (mode 1): the members
+            become the listed ids that are members at that point, plus the author and the owner; the
+            others leave the member set (not ``removed``: they become join requests an admin can
+            admit); ``epoch`` does not change (a late self-ADD sorts before the close: counting it
+            would rotate every sender at each join; REMOVE is what rotates). Earlier names admitted (``allowed``) are
+            dropped: a later close replaces the list. *Open* (mode 0): open admission again; every
+            pending join request becomes a member.
+(closed)    while closed, an ADD admits only a current member (prekey refresh), an id in ``allowed``,
+            or (an admin's ADD of another identity) the target; any other ADD, whatever its lamport,
+            is valid but admits no one: its target becomes a *join request* (``requests``, at most
+            ``MAX_REQUESTS``; later ones beyond that are not recorded).
+            READMIT (*admit*) of a not-yet-member: author is an admin; a join request becomes a member
+            at once, otherwise (closed room) the id joins ``allowed`` and its next ADD admits it.
 ==========  ======================================================================================
 
 Concurrent ops are ordered by the canonical order, nothing else: if admin A demotes admin B while B
@@ -64,6 +79,7 @@ key from the state, or the bundle of a self-add), and the author not removed. Re
 
 from __future__ import annotations
 
+import itertools
 import struct
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
@@ -89,6 +105,9 @@ LABEL_MAC = b"ephemesh-v1 membership-mac\x00"
 LABEL_SIG = b"ephemesh-v1 membership-sig\x00"
 MAX_TTL_S = 31_536_000
 MAX_TIMER_VERSION = 2**32 - 1  # a u32 on the wire
+MAX_CLOSE_IDS = 1024  # peer ids one ADMISSION (close) op lists
+MAX_REQUESTS = 256  # join requests (and names admitted ahead of their ADD) a closed room records
+MAX_OP = 42 + 3 + MAX_CLOSE_IDS * 16 + 96  # the largest op (a close listing MAX_CLOSE_IDS ids)
 _PREFIX = struct.Struct(">BB16s16sQ")  # 42 bytes
 
 
@@ -99,6 +118,7 @@ class OpType(IntEnum):
     ROLE = 4
     READMIT = 5
     SETTINGS = 6
+    ADMISSION = 7
 
 
 class Role(IntEnum):
@@ -114,6 +134,7 @@ _BODY_LEN = {
     OpType.ROLE: 17,
     OpType.READMIT: 16,
     OpType.SETTINGS: 4,
+    # ADMISSION: 3 + 16 n (checked in decode)
 }
 
 
@@ -168,6 +189,16 @@ class MembershipOp:
         return int.from_bytes(self.body[:4], "big")
 
     @property
+    def closing(self) -> bool:
+        """ADMISSION: True = close, False = open."""
+        return self.body[0] == 1
+
+    @cached_property
+    def admits(self) -> tuple[str, ...]:
+        """ADMISSION (close): the listed peer ids, ascending."""
+        return tuple(id_from_bytes(self.body[3 + 16 * i : 19 + 16 * i]) for i in range(len(self.body) // 16))
+
+    @property
     def timer(self) -> tuple[int, int]:
         ttl_s, version = struct.unpack(">II", self.body)
         return int(ttl_s), int(version)
@@ -175,14 +206,18 @@ class MembershipOp:
     @classmethod
     def decode(cls, data: object) -> MembershipOp:
         """Parse (signature and MAC are checked by ``apply``); ``ProtocolError`` if malformed."""
-        if not isinstance(data, bytes) or len(data) < _PREFIX.size + 4 + 96 or len(data) > 1024:
+        if not isinstance(data, bytes) or len(data) < _PREFIX.size + 3 + 96 or len(data) > MAX_OP:
             raise ProtocolError("bad-op", "bad size")
         version, op, room, author, lamport = _PREFIX.unpack(data[: _PREFIX.size])
         if version != 1 or op not in OpType.__members__.values():
             raise ProtocolError("bad-op", "unknown version or op")
+        if op != OpType.ADMISSION and len(data) > 1024:
+            raise ProtocolError("bad-op", "bad size")
         check_int(lamport, "bad-op", "lamport")
         body = data[_PREFIX.size : -96]
-        if len(body) != _BODY_LEN[OpType(op)]:
+        if op == OpType.ADMISSION:
+            _check_admission_body(body)
+        elif len(body) != _BODY_LEN[OpType(op)]:
             raise ProtocolError("bad-op", "bad body length")
         parsed = cls(
             OpType(op), id_from_bytes(room), id_from_bytes(author), lamport, body, data[-96:-64], data[-64:]
@@ -197,6 +232,21 @@ class MembershipOp:
         elif parsed.op == OpType.SETTINGS and parsed.flags & ~ANNOUNCE:
             raise ProtocolError("bad-op", "unknown settings flag")
         return parsed
+
+
+def _check_admission_body(body: bytes) -> None:
+    if len(body) < 3 or body[0] not in (0, 1):
+        raise ProtocolError("bad-op", "bad admission mode")
+    n = int.from_bytes(body[1:3], "big")
+    if len(body) != 3 + 16 * n:
+        raise ProtocolError("bad-op", "bad body length")
+    if body[0] == 0 and n != 0:
+        raise ProtocolError("bad-op", "an open op lists no ids")
+    if body[0] == 1 and not 1 <= n <= MAX_CLOSE_IDS:
+        raise ProtocolError("bad-op", "a close lists 1..1024 ids")
+    ids = [body[3 + 16 * i : 19 + 16 * i] for i in range(n)]
+    if any(a >= b for a, b in itertools.pairwise(ids)):
+        raise ProtocolError("bad-op", "close ids not strictly ascending")
 
 
 def _make(
@@ -255,6 +305,24 @@ def make_settings(
     return _make(identity, member_key, room_id, lamport, OpType.SETTINGS, u32(ANNOUNCE if announce else 0))
 
 
+def make_admission(
+    identity: Identity,
+    member_key: bytes,
+    room_id: str,
+    lamport: int,
+    admits: list[str] | frozenset[str] | tuple[str, ...] | None,
+) -> MembershipOp:
+    """Close the room admitting ``admits`` (sorted here; must include no more than 1,024 ids), or open
+    it (``admits`` None)."""
+    if admits is None:
+        return _make(identity, member_key, room_id, lamport, OpType.ADMISSION, b"\x00\x00\x00")
+    ids = sorted({id_to_bytes(check_id(p)) for p in admits})
+    if not 1 <= len(ids) <= MAX_CLOSE_IDS:
+        raise ValueError("a close lists 1..1024 peer ids")
+    body = b"\x01" + struct.pack(">H", len(ids)) + b"".join(ids)
+    return _make(identity, member_key, room_id, lamport, OpType.ADMISSION, body)
+
+
 @dataclass(frozen=True)
 class Member:
     bundle: PublicBundle
@@ -281,6 +349,9 @@ class MembershipState:
     owner: str | None = None  # from the invite; None = a legacy room (every member is an admin)
     admins: frozenset[str] = frozenset()  # appointed admins (the owner is one without appointment)
     announce_since: int = 0  # lamport of the SETTINGS op that turned announcement mode on; 0 = off
+    closed: bool = False  # admission closed by an ADMISSION op (admins admit by name)
+    allowed: frozenset[str] = frozenset()  # closed: ids an admin admitted ahead of their ADD
+    requests: dict[str, Member] = field(default_factory=dict)  # closed: ADDs that admitted no one
     #: the last member record of each removed member (what READMIT restores); not part of equality
     former: dict[str, Member] = field(default_factory=dict, compare=False)
     #: accepted SET_TIMER ops above the reachable chain (a gap below them); not part of equality
@@ -327,7 +398,7 @@ class MembershipState:
         if not checked:
             ed25519_verify(author_key, LABEL_SIG + op._prefix() + op.mac, op.signature)
         if op.op == OpType.ADD:
-            state = self._add(op, checked)
+            state = self._add(op, checked, author is not None and self.is_admin(op.author))
             if verified is not None:
                 verified.add(digest)
             return state
@@ -341,6 +412,8 @@ class MembershipState:
             return self._role(op)
         if op.op == OpType.READMIT:
             return self._readmit(op)
+        if op.op == OpType.ADMISSION:
+            return self._admission(op)
         if op.op == OpType.SETTINGS:
             announce_since = (self.announce_since or max(op.lamport, 1)) if op.flags & ANNOUNCE else 0
             return replace(self, announce_since=announce_since)
@@ -398,20 +471,56 @@ class MembershipState:
         admins = self.admins | {target} if op.role == Role.ADMIN else self.admins - {target}
         return self if admins == self.admins else replace(self, admins=admins)
 
+    def _admission(self, op: MembershipOp) -> MembershipState:
+        if self.owner is None:
+            raise ProtocolError("not-allowed", "a legacy room cannot be closed")
+        if not op.closing:
+            members = {**self.members, **self.requests}
+            return replace(self, closed=False, allowed=frozenset(), requests={}, members=members)
+        listed = set(op.admits) | {op.author, self.owner}
+        keep = {p: m for p, m in self.members.items() if p in listed}
+        requests = dict(self.requests)
+        for pid in sorted(set(self.members) - set(keep)):
+            if len(requests) < MAX_REQUESTS:
+                requests[pid] = self.members[pid]
+        # no epoch change: a self-ADD sorting before the close (any late joiner's, at lamport 1) would
+        # otherwise make every sender rotate and cut admitted members off the live chains; REMOVE rotates
+        return replace(
+            self,
+            members=keep,
+            closed=True,
+            allowed=frozenset(),
+            requests=requests,
+            admins=self.admins & set(keep),
+        )
+
     def _readmit(self, op: MembershipOp) -> MembershipState:
         target = op.target
         record = self.former.get(target)
+        if target not in self.removed and target not in self.members:  # admit a not-yet-member
+            asked = self.requests.get(target)
+            if asked is not None:
+                requests = {k: v for k, v in self.requests.items() if k != target}
+                return replace(self, members={**self.members, target: asked}, requests=requests)
+            if not self.closed:
+                raise ProtocolError("not-removed", "target is not a removed member or a join request")
+            if target in self.allowed:
+                return self
+            if len(self.allowed) >= MAX_REQUESTS:
+                raise ProtocolError("too-many", "too many names admitted ahead of their ADD")
+            return replace(self, allowed=self.allowed | {target})
         if target not in self.removed or record is None:
             raise ProtocolError("not-removed", "target is not a removed member")
         return replace(
             self,
             members={**self.members, target: record},
+            allowed=self.allowed - {target},
             removed=self.removed - {target},
             former={k: v for k, v in self.former.items() if k != target},
             epoch=self.epoch + 1,
         )
 
-    def _add(self, op: MembershipOp, checked: bool = False) -> MembershipState:
+    def _add(self, op: MembershipOp, checked: bool = False, by_admin: bool = False) -> MembershipState:
         bundle, prekey = op.bundle, op.prekey
         target = bundle.peer_id
         if target in self.removed:
@@ -421,7 +530,24 @@ class MembershipState:
         current = self.members.get(target)
         if current is not None and current.prekey.created_at >= prekey.created_at:
             return self
-        return replace(self, members={**self.members, target: Member(bundle, prekey)})
+        if (
+            self.closed
+            and current is None
+            and target not in self.allowed
+            and not (by_admin and op.author != target)
+        ):  # closed: valid, admits no one; a join request an admin can admit
+            asked = self.requests.get(target)
+            if asked is not None and asked.prekey.created_at >= prekey.created_at:
+                return self
+            if asked is None and len(self.requests) >= MAX_REQUESTS:
+                return self
+            return replace(self, requests={**self.requests, target: Member(bundle, prekey)})
+        return replace(
+            self,
+            members={**self.members, target: Member(bundle, prekey)},
+            allowed=self.allowed - {target},
+            requests={k: v for k, v in self.requests.items() if k != target},
+        )
 
     @classmethod
     def from_ops(
@@ -457,6 +583,18 @@ class MembershipState:
             "owner": self.owner,
             "admins": sorted(self.admins),
             "announce_since": self.announce_since,
+            **(
+                {
+                    "closed": self.closed,
+                    "allowed": sorted(self.allowed),
+                    "requests": {
+                        pid: {"bundle": m.bundle.to_dict(), "prekey": b64u_encode(m.prekey.to_bytes())}
+                        for pid, m in sorted(self.requests.items())
+                    },
+                }
+                if self.closed or self.requests or self.allowed
+                else {}
+            ),
         }
 
     @classmethod
@@ -472,6 +610,12 @@ class MembershipState:
             t = data["timer"]
             timer = None if t is None else Timer(int(t["ttl_s"]), int(t["version"]), check_id(t["author"]))
             owner = data.get("owner")
+            requests = {
+                check_id(pid): Member(
+                    PublicBundle.from_dict(m["bundle"]), SignedPrekey.from_bytes(b64u_decode(m["prekey"]))
+                )
+                for pid, m in data.get("requests", {}).items()
+            }
             return cls(
                 check_id(data["room_id"]),
                 members,
@@ -481,6 +625,9 @@ class MembershipState:
                 None if owner is None else check_id(owner),
                 frozenset(check_id(p) for p in data.get("admins", [])),
                 int(data.get("announce_since", 0)),
+                bool(data.get("closed", False)),
+                frozenset(check_id(p) for p in data.get("allowed", [])),
+                requests,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ProtocolError("bad-state", "malformed membership state") from exc

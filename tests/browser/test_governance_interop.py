@@ -116,7 +116,14 @@ def test_page_member_refused_admin_removes_readmits_announcement(
     harness: BrowserHarness, tmp_path: Path
 ) -> None:
     r = harness.run(_scenario(tmp_path), timeout=150)
-    assert r["roles"] == {"owner": r["alice"], "admins": [r["alice"]], "announce": False, "removed": []}
+    assert r["roles"] == {
+        "owner": r["alice"],
+        "admins": [r["alice"]],
+        "announce": False,
+        "removed": [],
+        "closed": False,
+        "requests": [],
+    }
     assert r["buttons_as_member"] == 0
     assert r["refused"] is False
     assert r["error"]["code"] == "not-allowed"

@@ -52,14 +52,16 @@ async def test_a_second_peer_on_a_home_is_refused_until_the_first_closes(tmp_pat
 def test_sigkill_releases_the_lock(tmp_path: Path) -> None:
     home = resolve_home(tmp_path / "h")
     code = (
-        "import sys, time\n"
+        "import sys\n"
         "from pathlib import Path\n"
         "from peer.home import HomeLock\n"
         f"lock = HomeLock.acquire(Path({str(home)!r}))\n"
         "print('locked', flush=True)\n"
-        "time.sleep(120)\n"
+        "sys.stdin.read()\n"  # holds the lock until it is killed (or its stdin closes)
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "locked"

@@ -442,6 +442,8 @@ $('members').addEventListener('click', (e) => {
   const action = btn?.dataset.action;
   if (action === 'remove' || action === 'readmit' || action === 'admin' || action === 'unadmin') void app().memberAction(action, btn?.dataset.id ?? '');
   else if (action === 'announce-on' || action === 'announce-off') void app().memberAction(action);
+  else if (action === 'close' || action === 'open') void app().memberAction(action); // closed room: admins approve joins
+  else if (action === 'admit') void app().memberAction(action, btn?.dataset.id ?? '');
 });
 $('leave-room').addEventListener('click', () => {
   if (confirm('Leave this room for good? Only an admin can let you back in.')) void app().memberAction('leave');

@@ -15,6 +15,7 @@ from peer.core.envelope import Envelope, Kind, decode_tombstone, envelope_key, p
 from peer.core.erasure import RECEIPT_TAG
 from peer.core.errors import ProtocolError
 from peer.core.events import (
+    AdmissionChanged,
     MemberJoined,
     MemberLeft,
     MemberOnline,
@@ -309,6 +310,9 @@ class Inbound:
         if change.roles:
             state = self.members_part.state
             events.append(RolesChanged(state.owner, self.members_part.admins(), state.announce))
+        if change.admission:
+            state = self.members_part.state
+            events.append(AdmissionChanged(state.closed, self.members_part.requests()))
 
     # -- sender keys and chat ------------------------------------------------------------------------
 
@@ -332,6 +336,8 @@ class Inbound:
         """Hand ``peer`` our chain's initial state: pairwise if linked, and sealed to its prekey in the log."""
         if self.keys.was_given(peer, initial.chain_id) or self.members_part.is_removed(peer):
             return
+        if self.members_part.state.closed and not self.members_part.is_member(peer):
+            return  # a closed room: a linked non-member (a join request) gets nothing until admitted
         skm = self.keys.sender_key_message(initial)
         if self.sync.is_ready(peer):
             frame = self.links.seal(peer, skm)

@@ -32,6 +32,7 @@ class MembershipChange:
     left: list[str]
     timer: Timer | None  # the new timer, if it changed
     roles: bool = False  # admins or announcement mode changed
+    admission: bool = False  # closed/open or the pending join requests changed
 
 
 class Members:
@@ -104,6 +105,10 @@ class Members:
     def admins(self) -> tuple[str, ...]:
         return _admins(self.state)
 
+    def requests(self) -> tuple[str, ...]:
+        """Closed room: peer ids that asked to join (their ADD admitted no one), ascending."""
+        return tuple(sorted(self.state.requests))
+
     def others(self) -> list[str]:
         return sorted(p for p in self.state.members if p != self.self_id)
 
@@ -163,7 +168,8 @@ class Members:
             roles = before.announce != state.announce
         else:
             roles = (_admins(before), before.announce) != (_admins(state), state.announce)
-        return MembershipChange(joined, left, timer, roles)
+        admission = (before.closed, sorted(before.requests)) != (state.closed, sorted(state.requests))
+        return MembershipChange(joined, left, timer, roles, admission)
 
 
 def _admins(state: MembershipState) -> tuple[str, ...]:

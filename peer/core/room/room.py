@@ -60,11 +60,13 @@ from peer.core.identity import Identity, PublicBundle
 from peer.core.invite import Invite
 from peer.core.log import Key, LogEntry
 from peer.core.membership import (
+    MAX_CLOSE_IDS,
     MembershipOp,
     MembershipState,
     OpType,
     Role,
     make_add,
+    make_admission,
     make_readmit,
     make_remove,
     make_role,
@@ -410,6 +412,43 @@ class Room(Inbound):
             raise ValueError("not a removed member")
         op = make_readmit(self.identity, self.invite.member_key, self.room_id, self.sync.tick(), peer)
         return self._publish_op(op, now)
+
+    def close_admission(self, now: int) -> list[RoomEvent]:
+        """Close the room (admins only, a room with an owner): from now on only the current members and
+        those an admin admits (:meth:`admit`) are members; other joiners become join requests."""
+        if self.membership.owner is None:
+            raise PermissionError("a legacy room (its invite names no owner) cannot be closed")
+        if not self.members_part.is_admin(self.peer_id):
+            raise PermissionError("only an admin may close the room")
+        members = sorted(self.membership.members)
+        if len(members) > MAX_CLOSE_IDS:
+            raise ValueError(f"a room of more than {MAX_CLOSE_IDS} members cannot be closed")
+        op = make_admission(self.identity, self.invite.member_key, self.room_id, self.sync.tick(), members)
+        return self._publish_op(op, now)
+
+    def open_admission(self, now: int) -> list[RoomEvent]:
+        """Reopen a closed room (admins only): anyone with the invite joins; pending requests are admitted."""
+        if not self.members_part.is_admin(self.peer_id):
+            raise PermissionError("only an admin may open the room")
+        if not self.membership.closed:
+            raise ValueError("the room is not closed")
+        op = make_admission(self.identity, self.invite.member_key, self.room_id, self.sync.tick(), None)
+        return self._publish_op(op, now)
+
+    def admit(self, peer: str, now: int) -> list[RoomEvent]:
+        """Admit ``peer`` into a closed room (admins only): a join request, or a name ahead of its ADD."""
+        if not self.members_part.is_admin(self.peer_id):
+            raise PermissionError("only an admin may admit")
+        if not self.membership.closed:
+            raise ValueError("the room is not closed")
+        if self.members_part.is_member(peer) or self.members_part.is_removed(peer):
+            raise ValueError("already a member, or removed (readmit a removed member)")
+        op = make_readmit(self.identity, self.invite.member_key, self.room_id, self.sync.tick(), peer)
+        return self._publish_op(op, now)
+
+    def join_requests(self) -> tuple[str, ...]:
+        """Closed room: peer ids that asked to join and wait for an admin."""
+        return self.members_part.requests()
 
     def set_announce(self, on: bool, now: int) -> list[RoomEvent]:
         """Announcement mode on/off: while on, only admins' messages are shown (admins only)."""

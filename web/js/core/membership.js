@@ -4,6 +4,8 @@
 //   ADD (1) body = PublicBundle(128) | SignedPrekey(104); REMOVE (2) body = target(16);
 //   SET_TIMER (3) body = ttl_s u32 | version u32; ROLE (4) body = target(16) | role u8 (0 member, 1 admin);
 //   READMIT (5) body = target(16); SETTINGS (6) body = flags u32 (bit 0 = announcement mode)
+//   ADMISSION (7) body = mode u8 (0 open, 1 closed) | n u16 | n x peer id(16) strictly ascending
+//     (open: n = 0; closed: 1 <= n <= 1024)
 //   mac = HMAC(member_key, "ephemesh-v1 membership-mac\0" || bytes before mac)
 //   sig = Ed25519(author, "ephemesh-v1 membership-sig\0" || bytes before sig)
 //
@@ -20,6 +22,12 @@
 //   SET_TIMER: admin author; versions form a chain from 1; the timer is the op with the highest reachable
 //   version (every lower version has an op), ties by highest (author, ttl); an op that skips versions is
 //   held until the gap fills (see peer/core/membership.py). Rejections throw ProtocolError, state unchanged.
+//   ADMISSION: admin author, not in a legacy room. Close: members = listed ids that are members, plus the
+//   author and the owner; the others become join requests (epoch unchanged); `allowed` cleared.
+//   Open: every join request becomes a member. While closed an ADD admits only a member (prekey refresh),
+//   an id in `allowed`, or an admin's ADD of another identity; any other ADD is valid but only records
+//   a join request (at most MAX_REQUESTS). READMIT of a not-yet-member (admit): a join request becomes a
+//   member; otherwise (closed) the id joins `allowed` (at most MAX_REQUESTS) and its next ADD admits it.
 
 import { ProtocolError } from './errors.js';
 import { b64uEncode, concatBytes, fromHex, toHex } from './bytes.js';
@@ -32,7 +40,10 @@ import { getU32, getU64, label, u32, u64 } from './codec.js';
 export const LABEL_MAC = label('ephemesh-v1 membership-mac', true);
 export const LABEL_SIG = label('ephemesh-v1 membership-sig', true);
 export const MAX_TTL_S = 31_536_000;
-export const OpType = Object.freeze({ ADD: 1, REMOVE: 2, SET_TIMER: 3, ROLE: 4, READMIT: 5, SETTINGS: 6 });
+export const OpType = Object.freeze({ ADD: 1, REMOVE: 2, SET_TIMER: 3, ROLE: 4, READMIT: 5, SETTINGS: 6, ADMISSION: 7 });
+export const MAX_CLOSE_IDS = 1024;
+export const MAX_REQUESTS = 256;
+export const MAX_OP = 42 + 3 + MAX_CLOSE_IDS * 16 + 96;
 export const Role = Object.freeze({ MEMBER: 0, ADMIN: 1 });
 export const ANNOUNCE = 1;
 const BODY_LEN = { 1: 232, 2: 16, 3: 8, 4: 17, 5: 16, 6: 4 };
@@ -42,12 +53,12 @@ const BODY_LEN = { 1: 232, 2: 16, 3: 8, 4: 17, 5: 16, 6: 4 };
  * @typedef {import('./handshake.js').SignedPrekey} SignedPrekey
  * @typedef {{op: number, roomId: string, author: string, lamport: number, body: Uint8Array, mac: Uint8Array,
  *   signature: Uint8Array, bundle?: PublicBundle, prekey?: SignedPrekey, target?: string, timer?: [number, number],
- *   role?: number, flags?: number, digest: Uint8Array}} MembershipOp
+ *   role?: number, flags?: number, closing?: boolean, admits?: string[], digest: Uint8Array}} MembershipOp
  * @typedef {{bundle: PublicBundle, prekey: SignedPrekey}} Member
  * @typedef {{ttlS: number, version: number, author: string}} Timer
  * @typedef {{roomId: string, members: Map<string, Member>, removed: Set<string>, timer: Timer|null, epoch: number,
  *   owner: string|null, admins: Set<string>, announceSince: number, former: Map<string, Member>,
- *   timerHeld?: Timer[]}} MembershipState
+ *   timerHeld?: Timer[], closed: boolean, allowed: Set<string>, requests: Map<string, Member>}} MembershipState
  */
 
 /** @param {{op: number, roomId: string, author: string, lamport: number, body: Uint8Array}} o */
@@ -58,11 +69,13 @@ export const encodeOp = (o) => concatBytes(opPrefix(o), o.mac, o.signature);
 
 /** Parse (MAC and signature are checked by applyOp); ProtocolError if malformed. @param {unknown} d @returns {Promise<MembershipOp>} */
 export async function decodeOp(d) {
-  if (!(d instanceof Uint8Array) || d.length < 42 + 4 + 96 || d.length > 1024) throw new ProtocolError('bad-op', 'bad size');
+  if (!(d instanceof Uint8Array) || d.length < 42 + 3 + 96 || d.length > MAX_OP) throw new ProtocolError('bad-op', 'bad size');
   const op = d[1];
-  if (d[0] !== 1 || !(op in BODY_LEN)) throw new ProtocolError('bad-op', 'unknown version or op');
+  if (d[0] !== 1 || !(op in BODY_LEN || op === OpType.ADMISSION)) throw new ProtocolError('bad-op', 'unknown version or op');
+  if (op !== OpType.ADMISSION && d.length > 1024) throw new ProtocolError('bad-op', 'bad size');
   const body = d.slice(42, d.length - 96);
-  if (body.length !== BODY_LEN[/** @type {1|2|3|4|5|6} */ (op)]) throw new ProtocolError('bad-op', 'bad body length');
+  if (op === OpType.ADMISSION) checkAdmissionBody(body);
+  else if (body.length !== BODY_LEN[/** @type {1|2|3|4|5|6} */ (op)]) throw new ProtocolError('bad-op', 'bad body length');
   /** @type {MembershipOp} */
   const parsed = {
     op, roomId: toHex(d.subarray(2, 18)), author: toHex(d.subarray(18, 34)), lamport: getU64(d, 34, 'bad-op'), body,
@@ -78,6 +91,10 @@ export async function decodeOp(d) {
     parsed.target = toHex(body.subarray(0, 16));
     parsed.role = body[16];
     if (parsed.role !== Role.MEMBER && parsed.role !== Role.ADMIN) throw new ProtocolError('bad-op', 'unknown role');
+  } else if (op === OpType.ADMISSION) {
+    parsed.closing = body[0] === 1;
+    parsed.admits = [];
+    for (let i = 3; i < body.length; i += 16) parsed.admits.push(toHex(body.subarray(i, i + 16)));
   } else if (op === OpType.SETTINGS) {
     parsed.flags = getU32(body, 0);
     if (parsed.flags & ~ANNOUNCE) throw new ProtocolError('bad-op', 'unknown settings flag');
@@ -86,6 +103,18 @@ export async function decodeOp(d) {
     if (parsed.timer[0] > MAX_TTL_S) throw new ProtocolError('bad-op', 'ttl out of range');
   }
   return Object.freeze(parsed);
+}
+
+/** @param {Uint8Array} body */
+function checkAdmissionBody(body) {
+  if (body.length < 3 || (body[0] !== 0 && body[0] !== 1)) throw new ProtocolError('bad-op', 'bad admission mode');
+  const n = (body[1] << 8) | body[2];
+  if (body.length !== 3 + 16 * n) throw new ProtocolError('bad-op', 'bad body length');
+  if (body[0] === 0 && n !== 0) throw new ProtocolError('bad-op', 'an open op lists no ids');
+  if (body[0] === 1 && !(n >= 1 && n <= MAX_CLOSE_IDS)) throw new ProtocolError('bad-op', 'a close lists 1..1024 ids');
+  for (let i = 1; i < n; i++) {
+    if (toHex(body.subarray(3 + 16 * (i - 1), 19 + 16 * (i - 1))) >= toHex(body.subarray(3 + 16 * i, 19 + 16 * i))) throw new ProtocolError('bad-op', 'close ids not strictly ascending');
+  }
 }
 
 /** @param {import('./identity.js').Identity} id @param {Uint8Array} memberKey @param {string} roomId @param {number} lamport @param {number} op @param {Uint8Array} body */
@@ -117,9 +146,19 @@ export const makeReadmit = (id, mk, roomId, lamport, target) => make(id, mk, roo
 /** @param {import('./identity.js').Identity} id @param {Uint8Array} mk @param {string} roomId @param {number} lamport @param {boolean} announce */
 export const makeSettings = (id, mk, roomId, lamport, announce) => make(id, mk, roomId, lamport, OpType.SETTINGS, u32(announce ? ANNOUNCE : 0));
 
+/** Close the room admitting `admits` (sorted here, 1..1024 ids), or open it (`admits` null).
+ * @param {import('./identity.js').Identity} id @param {Uint8Array} mk @param {string} roomId @param {number} lamport @param {string[]|null} admits */
+export function makeAdmission(id, mk, roomId, lamport, admits) {
+  if (admits === null) return make(id, mk, roomId, lamport, OpType.ADMISSION, new Uint8Array([0, 0, 0]));
+  const ids = [...new Set(admits)].sort();
+  if (!(ids.length >= 1 && ids.length <= MAX_CLOSE_IDS)) throw new RangeError('a close lists 1..1024 peer ids');
+  return make(id, mk, roomId, lamport, OpType.ADMISSION, concatBytes(new Uint8Array([1, ids.length >> 8, ids.length & 0xff]), ...ids.map(fromHex)));
+}
+
 /** @param {string} roomId @param {string|null} [owner] the invite's owner (null: a legacy room) @returns {MembershipState} */
 export const emptyState = (roomId, owner = null) => ({
   roomId, members: new Map(), removed: new Set(), timer: null, epoch: 0, owner, admins: new Set(), announceSince: 0, former: new Map(),
+  closed: false, allowed: new Set(), requests: new Map(),
 });
 
 /** A current member with the admin role (owner, appointed admin, anyone in a legacy room). @param {MembershipState} s @param {string} peer */
@@ -170,8 +209,20 @@ async function step(s, op, memberKey, members) {
     verifiedOps.set(op, keyHex);
     const cur = s.members.get(target);
     if (cur && cur.prekey.createdAt >= prekey.createdAt) return s;
+    const byAdmin = author !== undefined && isAdmin(s, op.author) && op.author !== target;
+    if (s.closed && !cur && !s.allowed.has(target) && !byAdmin) {
+      // closed: valid, admits no one; a join request an admin can admit
+      const asked = s.requests.get(target);
+      if (asked && asked.prekey.createdAt >= prekey.createdAt) return s;
+      if (!asked && s.requests.size >= MAX_REQUESTS) return s;
+      return { ...s, requests: new Map(s.requests).set(target, { bundle, prekey }) };
+    }
     members.set(target, { bundle, prekey });
-    return { ...s, members };
+    if (!s.allowed.has(target) && !s.requests.has(target)) return { ...s, members };
+    const allowed = new Set(s.allowed), requests = new Map(s.requests);
+    allowed.delete(target);
+    requests.delete(target);
+    return { ...s, members, allowed, requests };
   }
   verifiedOps.set(op, keyHex);
   if (op.op === OpType.REMOVE) {
@@ -199,15 +250,30 @@ async function step(s, op, memberKey, members) {
     else admins.delete(target);
     return { ...s, admins };
   }
+  if (op.op === OpType.ADMISSION) return admission(s, op);
   if (op.op === OpType.READMIT) {
     const target = /** @type {string} */ (op.target);
     const record = s.former.get(target);
+    if (!s.removed.has(target) && !s.members.has(target)) {  // admit a not-yet-member
+      const asked = s.requests.get(target);
+      if (asked) {
+        const requests = new Map(s.requests);
+        requests.delete(target);
+        return { ...s, members: new Map([...s.members, [target, asked]]), requests };
+      }
+      if (!s.closed) throw new ProtocolError('not-removed', 'target is not a removed member or a join request');
+      if (s.allowed.has(target)) return s;
+      if (s.allowed.size >= MAX_REQUESTS) throw new ProtocolError('too-many', 'too many names admitted ahead of their ADD');
+      return { ...s, allowed: new Set([...s.allowed, target]) };
+    }
     if (!s.removed.has(target) || !record) throw new ProtocolError('not-removed', 'target is not a removed member');
     const removed = new Set(s.removed);
     removed.delete(target);
     const former = new Map(s.former);
     former.delete(target);
-    return { ...s, members: new Map([...s.members, [target, record]]), removed, former, epoch: s.epoch + 1 };
+    const allowed = new Set(s.allowed);
+    allowed.delete(target);
+    return { ...s, members: new Map([...s.members, [target, record]]), removed, former, allowed, epoch: s.epoch + 1 };
   }
   if (op.op === OpType.SETTINGS) {
     const on = (/** @type {number} */ (op.flags) & ANNOUNCE) !== 0;
@@ -215,6 +281,21 @@ async function step(s, op, memberKey, members) {
   }
   const [ttlS, version] = /** @type {[number, number]} */ (op.timer);
   return withTimer(s, { ttlS, version, author: op.author });
+}
+
+/** ADMISSION (close or open). @param {MembershipState} s @param {MembershipOp} op @returns {MembershipState} */
+function admission(s, op) {
+  if (s.owner === null) throw new ProtocolError('not-allowed', 'a legacy room cannot be closed');
+  if (!op.closing) return { ...s, closed: false, allowed: new Set(), requests: new Map(), members: new Map([...s.members, ...s.requests]) };
+  const listed = new Set([...(op.admits ?? []), op.author, s.owner]);
+  const keep = new Map([...s.members].filter(([p]) => listed.has(p)));
+  const requests = new Map(s.requests);
+  for (const pid of [...s.members.keys()].filter((p) => !keep.has(p)).sort()) {
+    if (requests.size < MAX_REQUESTS) requests.set(pid, /** @type {Member} */ (s.members.get(pid)));
+  }
+  const admins = new Set([...s.admins].filter((p) => keep.has(p)));
+  // no epoch change (a late self-ADD sorts before the close; REMOVE is what rotates)
+  return { ...s, members: keep, closed: true, allowed: new Set(), requests, admins };
 }
 
 /** (author, ttl) of a is above b's. @param {Timer} a @param {Timer} b */
@@ -272,5 +353,10 @@ export function stateToDict(s) {
     owner: s.owner,
     admins: [...s.admins].sort(),
     announce_since: s.announceSince,
+    ...(s.closed || s.requests.size > 0 || s.allowed.size > 0 ? {
+      closed: s.closed,
+      allowed: [...s.allowed].sort(),
+      requests: Object.fromEntries([...s.requests].sort(([a], [b]) => (a < b ? -1 : 1)).map(([pid, m]) => [pid, { bundle: bundleToDict(m.bundle), prekey: b64uEncode(prekeyToBytes(m.prekey)) }])),
+    } : {}),
   };
 }

@@ -75,6 +75,7 @@ export function eventJson(ev) {
     case 'seen': case 'erased': return { event: ev.type, id: ev.id, by: ev.by, count: ev.count, of: ev.of };
     case 'remote-error': return { event: 'remote-error', peer: ev.peer, code: ev.code, count: ev.count, closed: ev.closed };
     case 'roles': return { event: 'roles', owner: ev.owner, admins: ev.admins, announce: ev.announce };
+    case 'admission': return { event: 'admission', closed: ev.closed, requests: ev.requests };
     default: return { event: `unknown:${ev.type}` };
   }
 }
@@ -190,6 +191,10 @@ export async function replayTrace(doc, o = {}) {
       else if (what === 'set_admin') events = await room.setAdmin(pid(a.member), a.admin, now);
       else if (what === 'readmit') events = await room.readmit(pid(a.member), now);
       else if (what === 'set_announce') events = await room.setAnnounce(a.on, now);
+      else if (what === 'close_admission') events = await room.closeAdmission(now);
+      else if (what === 'open_admission') events = await room.openAdmission(now);
+      else if (what === 'admit') events = await room.admit(pid(a.member), now);
+      else if (what === 'join_requests') result = { requests: room.joinRequests(), members: [...room.membersPart.state.members.keys()].sort() };
       else if (what === 'leave') events = await room.leave(now);
       else if (what === 'typing') await room.setTyping(a.typing, now);
       else if (what === 'seen') await room.markSeen(a.ids, now);

@@ -368,7 +368,7 @@ export class App {
       d({ type: 'member-gone', peer: ev.peer });
       this.dispatchRoles();
     } else if (ev.type === 'timer') d({ type: 'set-room-ttl', ttlS: ev.ttlS });
-    else if (ev.type === 'roles') this.dispatchRoles();
+    else if (ev.type === 'roles' || ev.type === 'admission') this.dispatchRoles();
     else if (ev.type === 'delivered') d({ type: 'delivered', id: ev.id, peer: ev.peer });
   }
 
@@ -475,12 +475,12 @@ export class App {
     const room = this.room;
     if (!room) return;
     const m = room.membership;
-    this.store.dispatch({ type: 'roles', owner: m.owner, admins: room.admins(), announce: m.announceSince > 0, removed: [...m.removed].sort() });
+    this.store.dispatch({ type: 'roles', owner: m.owner, admins: room.admins(), announce: m.announceSince > 0, removed: [...m.removed].sort(), closed: m.closed, requests: room.joinRequests() });
   }
 
   /**
    * A member-list action: remove, readmit, admin, unadmin (admins only) or leave; a refusal becomes a UI error.
-   * @param {'remove'|'readmit'|'admin'|'unadmin'|'leave'|'announce-on'|'announce-off'} action @param {string} [peer]
+   * @param {'remove'|'readmit'|'admin'|'unadmin'|'leave'|'announce-on'|'announce-off'|'close'|'open'|'admit'} action @param {string} [peer]
    */
   async memberAction(action, peer = '') {
     const room = this.room;
@@ -491,6 +491,9 @@ export class App {
       else if (action === 'readmit') await this.pump(await room.readmit(peer, now));
       else if (action === 'admin' || action === 'unadmin') await this.pump(await room.setAdmin(peer, action === 'admin', now));
       else if (action === 'leave') await this.pump(await room.leave(now));
+      else if (action === 'close') await this.pump(await room.closeAdmission(now));
+      else if (action === 'open') await this.pump(await room.openAdmission(now));
+      else if (action === 'admit') await this.pump(await room.admit(peer, now));
       else await this.pump(await room.setAnnounce(action === 'announce-on', now));
     } catch (err) {
       if (!(err instanceof Error)) throw err;

@@ -48,7 +48,7 @@ export const TTL_CHOICES = [
  *   error: UiError|null, safetyOpen: boolean, safety: Record<string, string>, now: number,
  *   names: Record<string, string>, typing: string[], receipts: Record<string, Receipts>, delivered: Record<string, string[]>,
  *   replyTo: string|null, editing: string|null, picker: string|null, ghosts: Ghost[],
- *   roles: {owner: string|null, admins: string[], announce: boolean, removed: string[]},
+ *   roles: {owner: string|null, admins: string[], announce: boolean, removed: string[], closed: boolean, requests: string[]},
  *   search: {q: string, ids: string[]}|null, lastSeen: Record<string, number>, shareLastSeen: boolean,
  * }} AppState
  */
@@ -59,7 +59,7 @@ export function initialState(now) {
     screen: 'welcome', displayName: '', connection: 'offline', roomId: null, inviteUrl: null,
     roomTtlS: 3600, ttlS: 3600, self: null, members: {}, messages: [], error: null,
     safetyOpen: false, safety: {}, now, names: {}, typing: [], receipts: {}, delivered: {}, replyTo: null, editing: null, picker: null, ghosts: [],
-    roles: { owner: null, admins: [], announce: false, removed: [] },
+    roles: { owner: null, admins: [], announce: false, removed: [], closed: false, requests: [] },
     search: null, lastSeen: {}, shareLastSeen: true, // issue 15 (features-state.js)
   };
 }
@@ -101,7 +101,7 @@ export function reduce(s, a) {
       return { ...s, members: { ...s.members, [a.peer]: { peer: a.peer, name: a.name ?? prev?.name ?? a.peer.slice(0, 8), link: a.link ?? prev?.link ?? 'connecting' } } };
     }
     case 'roles':
-      return { ...s, roles: { owner: a.owner ?? null, admins: [...a.admins], announce: Boolean(a.announce), removed: [...(a.removed ?? [])] } };
+      return { ...s, roles: { owner: a.owner ?? null, admins: [...a.admins], announce: Boolean(a.announce), removed: [...(a.removed ?? [])], closed: Boolean(a.closed), requests: [...(a.requests ?? [])] } };
     case 'link-info': {
       const i = a.info;
       const prev = s.members[i.peer];

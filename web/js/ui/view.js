@@ -59,6 +59,21 @@ function el(tag, cls, text) {
   return e;
 }
 
+/** Closed room: the state line, the admins' close/open toggle and the "asks to join" list with Admit.
+ * @param {import('./state.js').AppState} s @param {boolean} iAmAdmin */
+function renderAdmission(s, iAmAdmin) {
+  $('admission-state').textContent = s.roles.closed ? 'Closed: admins approve new members' : '';
+  const toggle = /** @type {HTMLButtonElement} */ ($('admission-toggle'));
+  toggle.hidden = !iAmAdmin || s.roles.owner === null; // a legacy room cannot be closed
+  toggle.textContent = s.roles.closed ? 'Open the room' : 'Approve new members';
+  toggle.dataset.action = s.roles.closed ? 'open' : 'close';
+  $('request-list').replaceChildren(...(iAmAdmin && s.roles.closed ? s.roles.requests : []).map((peer) => {
+    const li = el('li', 'request', `${peer.slice(0, 8)} · asks to join `);
+    li.append(actionButton('admit', peer, 'Admit', `Admit ${peer.slice(0, 8)}`));
+    return li;
+  }));
+}
+
 /** @param {string} action @param {string} id @param {string} text @param {string} label @param {Record<string, string>} [data] */
 function actionButton(action, id, text, label, data = {}) {
   const b = /** @type {HTMLButtonElement} */ (el('button', `act act-${action}`, text));
@@ -222,6 +237,7 @@ export function createView() {
     toggle.hidden = !iAmAdmin;
     toggle.textContent = s.roles.announce ? 'Let everyone post' : 'Only admins post';
     toggle.dataset.action = s.roles.announce ? 'announce-off' : 'announce-on';
+    renderAdmission(s, iAmAdmin);
     $('removed-list').replaceChildren(...(iAmAdmin ? s.roles.removed : []).map((peer) => {
       const li = el('li', 'removed', `${nameOf(s, peer)} · removed `);
       li.append(actionButton('readmit', peer, 'Readmit', `Readmit ${nameOf(s, peer)}`));

@@ -316,6 +316,7 @@ export class Inbound {
     if (change.timer) events.push({ type: 'timer', ttlS: change.timer.ttlS });
     const st = this.membersPart.state;
     if (change.roles) events.push({ type: 'roles', owner: st.owner, admins: this.membersPart.admins(), announce: st.announceSince > 0 });
+    if (change.admission) events.push({ type: 'admission', closed: st.closed, requests: this.membersPart.requests() });
   }
 
   // ---------------------------------------------------------------- sender keys and chat
@@ -340,6 +341,7 @@ export class Inbound {
   /** @param {string} peer @param {import('../chains.js').SenderChain} initial @param {number} now */
   async giveChain(peer, initial, now) {
     if (this.keys.wasGiven(peer, initial.chainId) || this.membersPart.isRemoved(peer)) return;
+    if (this.membersPart.state.closed && !this.membersPart.isMember(peer)) return; // closed room: a join request gets nothing until admitted
     const skm = await this.keys.senderKeyMessage(initial);
     if (this.sync.isReady(peer)) {
       const frame = await this.links.seal(peer, skm);

@@ -93,6 +93,11 @@ export class Members {
     return admins(this.state);
   }
 
+  /** @returns {string[]} closed room: peer ids that asked to join (their ADD admitted no one), ascending */
+  requests() {
+    return [...this.state.requests.keys()].sort();
+  }
+
   others() {
     return [...this.state.members.keys()].filter((p) => p !== this.selfId).sort();
   }
@@ -111,7 +116,7 @@ export class Members {
     return this.ops.delete(key);
   }
 
-  /** @returns {Promise<{joined: string[], left: string[], timer: {ttlS: number, version: number, author: string}|null, roles: boolean}>} */
+  /** @returns {Promise<{joined: string[], left: string[], timer: {ttlS: number, version: number, author: string}|null, roles: boolean, admission: boolean}>} */
   async recompute() {
     const before = this.state;
     const { state, rejected } = await stateFromOps(this.roomId, [...this.ops.values()], this.memberKey, this.owner);
@@ -132,7 +137,8 @@ export class Members {
     const changed = t && (!b || b.ttlS !== t.ttlS || b.version !== t.version || b.author !== t.author);
     const announceChanged = (before.announceSince > 0) !== (state.announceSince > 0);
     const roles = state.owner === null ? announceChanged : announceChanged || admins(before).join() !== admins(state).join();
-    return { joined, left, timer: changed ? t : null, roles };
+    const admission = before.closed !== state.closed || [...before.requests.keys()].sort().join() !== [...state.requests.keys()].sort().join();
+    return { joined, left, timer: changed ? t : null, roles, admission };
   }
 }
 

@@ -9,7 +9,7 @@ import * as content from '../content.js';
 import { Kind, encodeTombstone, sealUnchainedEnvelope } from '../envelope.js';
 import { publicBundle } from '../identity.js';
 import { keyOf } from '../log.js';
-import { Role, decodeOp, encodeOp, makeAdd, makeReadmit, makeRemove, makeRole, makeSetTimer, makeSettings } from '../membership.js';
+import { MAX_CLOSE_IDS, Role, decodeOp, encodeOp, makeAdd, makeAdmission, makeReadmit, makeRemove, makeRole, makeSetTimer, makeSettings } from '../membership.js';
 import * as wire from '../wire.js';
 import { Inbound } from './inbound.js';
 import { restore } from './restore.js';
@@ -39,7 +39,8 @@ export { NEVER };
  *   | {type:'typing', peer: string, typing: boolean} | {type:'seen', id: string, by: string, count: number, of: number}
  *   | {type:'erased', id: string, by: string, count: number, of: number}
  *   | {type:'remote-error', peer: string, code: string, count: number, closed: boolean}
- *   | {type:'roles', owner: string|null, admins: string[], announce: boolean}} RoomEvent
+ *   | {type:'roles', owner: string|null, admins: string[], announce: boolean}
+ *   | {type:'admission', closed: boolean, requests: string[]}} RoomEvent
  * @typedef {import('./persist.js').PersistBatch} PersistBatch
  * @typedef {import('./persist.js').Snapshot} Snapshot
  * @typedef {import('./inbound.js').RoomInvite} RoomInvite
@@ -337,6 +338,45 @@ export class Room extends Inbound {
       const op = await makeReadmit(this.identity, this.invite.memberKey, this.roomId, this.sync.tick(), peer);
       return this.publishOp(encodeOp(op), now);
     });
+  }
+
+  /** Close the room (admins only; not a legacy room): only current members and those an admin admits.
+   * @param {number} now @returns {Promise<RoomEvent[]>} */
+  closeAdmission(now) {
+    return this.run(async () => {
+      if (this.membersPart.state.owner === null) throw new PermissionError('a legacy room (its invite names no owner) cannot be closed');
+      if (!this.membersPart.isAdmin(this.peerId)) throw new PermissionError('only an admin may close the room');
+      const members = [...this.membersPart.state.members.keys()].sort();
+      if (members.length > MAX_CLOSE_IDS) throw new Error(`a room of more than ${MAX_CLOSE_IDS} members cannot be closed`);
+      const op = await makeAdmission(this.identity, this.invite.memberKey, this.roomId, this.sync.tick(), members);
+      return this.publishOp(encodeOp(op), now);
+    });
+  }
+
+  /** Reopen a closed room (admins only); pending join requests are admitted. @param {number} now @returns {Promise<RoomEvent[]>} */
+  openAdmission(now) {
+    return this.run(async () => {
+      if (!this.membersPart.isAdmin(this.peerId)) throw new PermissionError('only an admin may open the room');
+      if (!this.membersPart.state.closed) throw new Error('the room is not closed');
+      const op = await makeAdmission(this.identity, this.invite.memberKey, this.roomId, this.sync.tick(), null);
+      return this.publishOp(encodeOp(op), now);
+    });
+  }
+
+  /** Admit `peer` into a closed room (admins only). @param {string} peer @param {number} now @returns {Promise<RoomEvent[]>} */
+  admit(peer, now) {
+    return this.run(async () => {
+      if (!this.membersPart.isAdmin(this.peerId)) throw new PermissionError('only an admin may admit');
+      if (!this.membersPart.state.closed) throw new Error('the room is not closed');
+      if (this.membersPart.isMember(peer) || this.membersPart.isRemoved(peer)) throw new Error('already a member, or removed (readmit a removed member)');
+      const op = await makeReadmit(this.identity, this.invite.memberKey, this.roomId, this.sync.tick(), peer);
+      return this.publishOp(encodeOp(op), now);
+    });
+  }
+
+  /** Closed room: peer ids that asked to join. @returns {string[]} */
+  joinRequests() {
+    return this.membersPart.requests();
   }
 
   /** Announcement mode on/off (admins only). @param {boolean} on @param {number} now @returns {Promise<RoomEvent[]>} */
