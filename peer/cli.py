@@ -24,6 +24,7 @@ from peer.terminal import CHAT_HELP, parse_duration, render
 __all__ = ["CHAT_HELP", "CliError", "build_parser", "main", "parse_duration", "render"]
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
+DEFAULT_KEEP_SERVE = "0.0.0.0:8090"
 #: how long a command waits for a home in use to answer on its control socket (the owner may be starting)
 OWNER_WAIT_S = 15.0
 
@@ -64,11 +65,39 @@ def build_parser() -> argparse.ArgumentParser:
     room_sub = p.add_subparsers(dest="room_command", required=True, metavar="ROOMCOMMAND")
     p_new = room_sub.add_parser("new", parents=[common], help="create a room and print its invite link")
     p_new.add_argument(
-        "--server", help=f"signaling server URL (default $EPHEMESH_PUBLIC_URL, else {DEFAULT_SERVER})"
+        "--server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help=f"signaling server URL; repeat to list several bootstraps (default $EPHEMESH_PUBLIC_URL, else {DEFAULT_SERVER})",
+    )
+    p_new.add_argument(
+        "--no-server",
+        action="store_true",
+        help="an invite with no server: members meet by LAN discovery (--lan)",
     )
     p_new.add_argument("--ttl", type=parse_duration, help="default message lifetime in the room")
+    p_inv = room_sub.add_parser(
+        "invite", parents=[common], help="print an invite of the same room listing more signaling servers"
+    )
+    p_inv.add_argument("invite")
+    p_inv.add_argument(
+        "--server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="add this server (e.g. a keeper's --serve)",
+    )
+    p_inv.add_argument("--drop-server", action="append", default=[], metavar="URL", help="remove this server")
 
-    named = argparse.ArgumentParser(add_help=False)
+    lan = argparse.ArgumentParser(add_help=False)
+    lan.add_argument(
+        "--lan",
+        action="store_true",
+        help="also find members on the local network (mDNS; announces only an opaque rotating token)",
+    )
+
+    named = argparse.ArgumentParser(add_help=False, parents=[lan])
     named.add_argument("--name", help="your display name in the room")
 
     p = sub.add_parser("send", parents=[common, named], help="send one message and exit once delivered")
@@ -96,8 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("invite")
     p.add_argument("--ttl", type=parse_duration, help="lifetime of the messages you send")
 
-    p = sub.add_parser("keep", parents=[common], help="always-on peer that buffers history for rooms")
+    p = sub.add_parser("keep", parents=[common, lan], help="always-on peer that buffers history for rooms")
     p.add_argument("invites", nargs="+", metavar="INVITE")
+    p.add_argument(
+        "--serve",
+        nargs="?",
+        const=DEFAULT_KEEP_SERVE,
+        metavar="HOST:PORT",
+        help=f"also run a signaling endpoint (and the web client) here, a bootstrap for these rooms (default {DEFAULT_KEEP_SERVE})",
+    )
     return parser
 
 
@@ -160,22 +196,40 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"fingerprint: {identity.fingerprint}")
         return 0
     if args.command == "room":
-        import os
+        return _room(args, home)
+    return asyncio.run(_run_async(args, home))
 
-        from peer.core.invite import Invite
 
-        server = args.server or os.environ.get("EPHEMESH_PUBLIC_URL")
-        if not server:
-            server = DEFAULT_SERVER
+def _room(args: argparse.Namespace, home: Path) -> int:
+    import os
+
+    from peer.core.invite import Invite
+    from peer.home import load_or_create_identity
+
+    if args.room_command == "invite":
+        inv = Invite.parse(args.invite)
+        dropped = {u.rstrip("/") for u in args.drop_server}
+        kept = [u for u in [*inv.servers, *args.server] if u.rstrip("/") not in dropped]
+        print(inv.with_servers(kept).url())
+        return 0
+    servers: list[str] = list(args.server)
+    if args.no_server:
+        if servers:
+            raise CliError("--no-server and --server exclude each other")
+        print(
+            "ephemesh: this invite lists no server: members meet with --lan on one network", file=sys.stderr
+        )
+    elif not servers:
+        servers = [os.environ.get("EPHEMESH_PUBLIC_URL") or DEFAULT_SERVER]
+        if servers[0] == DEFAULT_SERVER:
             print(
-                f"ephemesh: no --server or $EPHEMESH_PUBLIC_URL: this invite ({server}) works on this machine only",
+                f"ephemesh: no --server or $EPHEMESH_PUBLIC_URL: this invite ({DEFAULT_SERVER}) works on this machine only",
                 file=sys.stderr,
             )
-        owner = load_or_create_identity(home).peer_id  # the creator owns the room (bound by the invite)
-        invite = Invite.new(server.rstrip("/"), ttl_s=args.ttl, owner=owner)
-        print(invite.url())
-        return 0
-    return asyncio.run(_run_async(args, home))
+    owner = load_or_create_identity(home).peer_id  # the creator owns the room (bound by the invite)
+    invite = Invite.new(None, ttl_s=args.ttl, owner=owner).with_servers(servers)
+    print(invite.url())
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -280,8 +334,15 @@ async def _run_async(args: argparse.Namespace, home: Path) -> int:
     state: dict[str, Any] = {}  # what a command has done so far, kept across a change of owner
     while True:
         try:
-            peer = Peer(home=home, name=getattr(args, "name", None), auto_fetch=_auto_fetch(args))
+            peer = Peer(
+                home=home,
+                name=getattr(args, "name", None),
+                auto_fetch=_auto_fetch(args),
+                serve=getattr(args, "serve", None),
+            )
         except HomeInUse as exc:
+            if getattr(args, "serve", None):
+                raise CliError(f"{exc}: --serve needs this command to own the home") from None
             try:
                 client = await ControlClient.connect(home)
             except ControlUnavailable:
@@ -354,7 +415,7 @@ async def _send(ops: Any, args: argparse.Namespace, state: dict[str, Any]) -> in
     import secrets
 
     loop = asyncio.get_running_loop()
-    info = await ops.call("join", invite=args.invite, name=args.name)
+    info = await ops.call("join", invite=args.invite, name=args.name, lan=args.lan)
     room = info["room"]
     if "sent" not in state:
         if "nonce" not in state:
@@ -380,7 +441,7 @@ async def _listen(ops: Any, args: argparse.Namespace, state: dict[str, Any]) -> 
     """Print the room's events. If the owner of the home exits, take over (or follow the next owner)
     and go on without printing a message twice."""
     me = (await ops.call("hello"))["peer"]
-    info = await ops.call("join", invite=args.invite, name=args.name)
+    info = await ops.call("join", invite=args.invite, name=args.name, lan=args.lan)
     room = info["room"]
     if "ready" not in state:
         state["ready"] = True
@@ -406,7 +467,7 @@ async def _listen(ops: Any, args: argparse.Namespace, state: dict[str, Any]) -> 
 
 async def _chat(ops: Any, args: argparse.Namespace) -> int:
     me = (await ops.call("hello"))["peer"]
-    info = await ops.call("join", invite=args.invite, name=args.name)
+    info = await ops.call("join", invite=args.invite, name=args.name, lan=args.lan)
     room = info["room"]
     names = (await ops.call("info", room=room))["names"]
     label = names.get(me) or me[:8]
@@ -497,8 +558,11 @@ async def _chat_loop(ops: Any, args: argparse.Namespace, me: str, room: str, int
 
 async def _keep(ops: Any, args: argparse.Namespace) -> int:
     me = (await ops.call("hello"))["peer"]
-    rooms = [await ops.call("join", invite=invite, keeper=True) for invite in args.invites]
+    rooms = [await ops.call("join", invite=invite, keeper=True, lan=args.lan) for invite in args.invites]
     print(f"keeping {len(rooms)} room(s) as {me[:8]}", file=sys.stderr, flush=True)
+    endpoints = (await ops.call("hello")).get("endpoints", {})
+    for kind, url in sorted(endpoints.items()):
+        print(f"{kind} endpoint: {url}", file=sys.stderr, flush=True)
     if isinstance(ops, _Local):
         await ops.run_forever()
         return 0

@@ -160,13 +160,21 @@ class Controller:
 
     async def _hello(self, req: Mapping[str, Any]) -> dict[str, Any]:
         rooms = [{"room": h.room_id, "keeper": h.keeper} for h in self.peer.rooms.values() if not h.closed]
-        return {"version": VERSION, "peer": self.peer.peer_id, "pid": os.getpid(), "rooms": rooms}
+        endpoints = {k: v for k, v in (("serve", self.peer.serve_url), ("lan", self.peer.lan_url)) if v}
+        return {
+            "version": VERSION,
+            "peer": self.peer.peer_id,
+            "pid": os.getpid(),
+            "rooms": rooms,
+            "endpoints": endpoints,
+        }
 
     async def _join(self, req: Mapping[str, Any]) -> dict[str, Any]:
         invite = _req_str(req, "invite", max_len=8192)
         keeper = _bool(req, "keeper")
+        lan = _bool(req, "lan")
         name = _str(req, "name", max_len=256, optional=True)
-        handle = await self.peer.join(invite, keeper=keeper)
+        handle = await self.peer.join(invite, keeper=keeper, lan=lan)
         if name and not handle.keeper and handle.display_name(self.peer.peer_id) != name:
             await handle.set_name(name)
         return self._room_info(handle)

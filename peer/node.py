@@ -25,7 +25,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ from peer.core.room import PersistBatch, Room
 from peer.core.signal import ReplayCache, open_signal, seal_signal
 from peer.features import FeaturesMixin
 from peer.home import STORE_FILE, HomeInUse, HomeLock, load_or_create_identity, resolve_home
+from peer.net.bootstrap import RoomServers
 from peer.net.linkstate import Link, LinkChanged, LinkInfo, Reason
 from peer.net.mesh import RoomMesh
 from peer.net.reach import without_server_stun
@@ -128,10 +129,65 @@ class RoomHandle(FeaturesMixin):
         self._replay = ReplayCache()
         self._closed = False
         self._outgoing: dict[str, asyncio.Queue[bytes | None]] = {}
-        self.server_present: set[str] = set()  # peers the signaling server lists now
+        self.bootstraps = RoomServers(invite.servers)
+        self.lan = False
+        self.ice_from: str | None = None  # the server whose ICE servers (STUN/TURN) the mesh uses
+        self.ice: Any = None
+        self._server_first: dict[str, asyncio.Future[None]] = {}
         self.signals_relayed = 0  # our payloads sent through linked members
         self.signals_received_relayed = 0  # payloads for us that arrived through linked members
         self._reach_seen: tuple[int, frozenset[str]] | None = None
+        self._announced: list[str] | None = None  # the server URLs we announce now (reach gossip)
+
+    # -- bootstraps (peer/net/bootstrap.py) ------------------------------------------------------
+
+    def servers_in_use(self) -> list[str]:
+        """Signaling servers we are in this room on right now, in list order (what members announce)."""
+        joined = {u for u, c in self._peer._signaling.items() if not c.closed and self.room_id in c.rooms}
+        return [u for u in self.bootstraps.servers if u in joined]
+
+    def add_servers(self, urls: list[str]) -> list[str]:
+        """Use more signaling servers for this room (bounded); returns those that were new."""
+        return self._peer.add_room_servers(self, urls)
+
+    def expect_server(self, url: str) -> asyncio.Future[None]:
+        """A future for the outcome of our first attempt to be in the room on ``url``."""
+        fut = self._server_first.get(url)
+        if fut is None:
+            fut = self._server_first[url] = asyncio.get_running_loop().create_future()
+        return fut
+
+    def server_outcome(self, url: str, error: BaseException | None) -> None:
+        fut = self.expect_server(url)
+        if fut.done():
+            return
+        if error is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(error)
+            fut.exception()  # retrieved: a join that already succeeded elsewhere does not wait for it
+
+    @property
+    def server_present(self) -> set[str]:
+        """Peers some signaling server of the room lists now (empty while every server is down)."""
+        return self.bootstraps.present()
+
+    def announce_servers(self) -> None:
+        """Announce the servers we are in the room on (reach gossip) when that set changed."""
+        urls = self.servers_in_use()
+        if urls == self._announced or self.closed:
+            return
+        self._announced = urls
+        hints = []
+        for url in urls:
+            try:  # a URL the reach codec cannot carry is not announced
+                self.core.enable_reach([("server", url)], now_ms())
+            except ValueError:
+                continue
+            hints.append(("server", url))
+        with contextlib.suppress(ValueError):
+            self.core.enable_reach(hints, now_ms())
+        self._pump([])
 
     # -- application API -----------------------------------------------------------------------
 
@@ -442,7 +498,7 @@ class RoomHandle(FeaturesMixin):
         server is down or does not list ``to``; ``ConnectionError`` if neither path exists."""
         via_server = False
         try:
-            await self._peer._send_signal(self.invite.server, self.room_id, to, payload)
+            await self._peer._send_signal(self, to, payload)
             via_server = True
         except (ConnectionError, SignalingError, OSError) as exc:
             log.debug("signal to %s not sent via the server: %s", to[:8], type(exc).__name__)
@@ -471,6 +527,7 @@ class RoomHandle(FeaturesMixin):
         if seen == self._reach_seen:
             return  # nothing new to dial: no announcement changed and no link came or went
         self._reach_seen = seen
+        self._peer.add_room_servers(self, self.core.reach_hints())  # learned servers (bounded list)
         for peer in self.core.reachable(now_ms()):
             if peer not in mesh.present:
                 mesh.peer_joined(peer)
@@ -647,8 +704,20 @@ class Peer:
         control: bool = True,
         file_limits: FileLimits | None = None,
         auto_fetch: int = 0,
+        serve: str | None = None,
+        lan_host: str | None = None,
+        announced_servers: Callable[[str], Iterable[str]] | None = None,
     ) -> None:
         self.name = name
+        #: ``HOST:PORT`` of a signaling endpoint to run in this process (``keep --serve``)
+        self._serve = serve
+        self._serve_runner: Any = None
+        self._lan_host = lan_host
+        self._lan: Any = None  # peer.net.lan.LanDiscovery, started by the first room joined with lan=True
+        #: our own signaling endpoints (``--serve``, the LAN endpoint): every room we join uses them too
+        self.endpoint_urls: list[str] = []
+        #: server URLs members announced for a room (peer exchange); see ``_announced_servers``
+        self.announced_servers = announced_servers
         self._reconnect_initial = reconnect_initial
         self._replaced_backoff = replaced_backoff
         self.home: Path = resolve_home(home)
@@ -682,11 +751,17 @@ class Peer:
         self._flush_handle: asyncio.Handle | None = None
 
     async def __aenter__(self) -> Peer:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()  # the home's lock and store: a failed start holds neither
+            raise
         return self
 
     async def start(self) -> None:
-        """Serve the home's control socket (idempotent)."""
+        """Serve the home's control socket and, with ``serve``, the signaling endpoint (idempotent)."""
+        if self._serve is not None and self._serve_runner is None and not self._store_closed:
+            await self._start_endpoint(self._serve)
         if self._control is not None or not self._control_wanted or self._store_closed:
             return
         from peer.control import Controller, ControlServer
@@ -694,6 +769,70 @@ class Peer:
         server = ControlServer(Controller(self), self.home)
         self._control = server
         await server.start()
+
+    async def _start_endpoint(self, address: str) -> None:
+        """Run the signaling app (same code, limits and hardening as ``ephemesh serve``) in this process;
+        its URL joins :attr:`endpoint_urls`, so every room we are in is reachable through it."""
+        from signaling.app import start_server
+        from signaling.config import SignalingConfig, default_web_root, metrics_address, public_urls
+
+        try:
+            host, port = metrics_address(address)  # HOST:PORT, [v6]:PORT
+        except ValueError:
+            raise PeerError(f"--serve wants HOST:PORT, not {address!r}") from None
+        config = SignalingConfig(host=host, port=port, web_root=default_web_root(), test_pages=False)
+        try:
+            self._serve_runner, bound = await start_server(config)
+        except OSError as exc:
+            raise PeerError(f"cannot serve signaling on {address}: {exc.strerror or exc}") from exc
+        url = public_urls(config, bound)[0]
+        self.endpoint_urls.append(url)
+        log.info("signaling endpoint on %s", url)
+
+    @property
+    def serve_url(self) -> str | None:
+        """The URL of our ``serve`` endpoint once started (put it in invites: ``room invite --server``)."""
+        return self.endpoint_urls[0] if self._serve_runner is not None and self.endpoint_urls else None
+
+    async def _lan_join(self, handle: RoomHandle) -> None:
+        """Start LAN discovery (once per process), use our LAN endpoint for the room, announce it."""
+        from peer.net.lan import LanDiscovery
+
+        if self._lan is None:
+            lan: LanDiscovery | None = None
+            try:
+                lan = LanDiscovery(self._lan_found, host=self._lan_host, on_lost=self._lan_lost)
+                await lan.start()
+            except OSError as exc:
+                if lan is not None:
+                    await lan.close()
+                raise PeerError(f"LAN discovery: {exc.strerror or exc}") from exc
+            self._lan = lan
+        if handle.room_id in self.rooms and handle.mesh is not None and handle._server_first:
+            self.add_room_servers(handle, [self._lan.url])  # a room joined before: connect there now
+        else:
+            handle.bootstraps.add([self._lan.url])  # a room being joined: its loops start next
+        await self._lan.add_room(handle.invite)
+
+    @property
+    def lan_url(self) -> str | None:
+        """Our LAN endpoint (a browser on this network can load the web client from it)."""
+        return self._lan.url if self._lan is not None else None
+
+    def _lan_found(self, room_id: str, url: str) -> None:
+        handle = self.rooms.get(room_id)
+        if handle is not None and not handle.closed:
+            log.info("room %s: a member's LAN endpoint found", room_id[:8])
+            self.add_room_servers(handle, [url])
+
+    def _lan_lost(self, room_id: str, url: str) -> None:
+        handle = self.rooms.get(room_id)
+        if handle is None or handle.closed or url in self.endpoint_urls:
+            return
+        for peer in handle.bootstraps.remove(url):
+            if handle.mesh is not None:
+                handle.mesh.peer_left(peer)
+        self._release_servers()
 
     def _quiet(self) -> None:
         quiet_aiortc_teardown(asyncio.get_running_loop())
@@ -713,8 +852,9 @@ class Peer:
 
     # -- rooms -------------------------------------------------------------------------------------
 
-    async def join(self, invite: str | Invite, *, keeper: bool = False) -> RoomHandle:
-        """Join (or resume) a room and connect to its members through the invite's server."""
+    async def join(self, invite: str | Invite, *, keeper: bool = False, lan: bool = False) -> RoomHandle:
+        """Join (or resume) a room and connect to its members through the invite's servers (and, with
+        ``lan``, the members found on the local network by DNS-SD, see :mod:`peer.net.lan`)."""
         inv = invite if isinstance(invite, Invite) else Invite.parse(invite)
         if self._store_closed:
             raise PeerError("this peer is closed")
@@ -724,11 +864,15 @@ class Peer:
         if joining is not None:  # a join of this room is under way: its outcome is ours
             return await asyncio.shield(joining)
         if inv.room_id in self.rooms:
-            return self.rooms[inv.room_id]
+            known = self.rooms[inv.room_id]
+            if lan and not known.lan:  # opted in to LAN discovery now
+                known.lan = True
+                await self._lan_join(known)
+            return known
         future: asyncio.Future[RoomHandle] = asyncio.get_running_loop().create_future()
         self._joining[inv.room_id] = future
         try:
-            handle = await self._join(inv, keeper)
+            handle = await self._join(inv, keeper, lan)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: nobody else may be waiting
@@ -739,17 +883,19 @@ class Peer:
             del self._joining[inv.room_id]
         return handle
 
-    async def _join(self, inv: Invite, keeper: bool) -> RoomHandle:
+    async def _join(self, inv: Invite, keeper: bool, lan: bool = False) -> RoomHandle:
+        """Join on every server of the room (invite's, our endpoints', announced, LAN-found; bounded, see
+        :mod:`peer.net.bootstrap`); return once one of them has us in the room (or at once, for a room
+        found on the LAN only). ``PeerError`` when none can be reached and LAN discovery is off."""
         now = now_ms()
+        if not inv.servers and not lan:
+            raise PeerError("this invite lists no signaling server: join it with --lan (LAN discovery)")
         self.store.add_room(inv.room_id, inv.url(), now)
         core = Room(self.identity, inv, now, keeper=keeper, snapshot=snapshot(self.store, inv.room_id))
         handle = RoomHandle(self, inv, core, keeper)
-        self.rooms[inv.room_id] = handle
-        try:
-            client = await self._signaling_for(inv.server)
-        except BaseException:
-            del self.rooms[inv.room_id]  # nothing of it was stored or sent: the next join starts afresh
-            raise
+        handle.lan = lan
+        handle.bootstraps.add(self.endpoint_urls)
+        handle.bootstraps.add(self._announced_servers(inv.room_id))
         handle.mesh = RoomMesh(
             self.peer_id,
             handle.seal,
@@ -757,41 +903,101 @@ class Peer:
             handle.send_signal,
             handle.link_up,
             handle.link_down,
-            ice=client.ice,
+            ice=None,
             connect_timeout=self._connect_timeout,
             on_link_state=handle.link_changed,
         )
+        self.rooms[inv.room_id] = handle
         try:
-            present = await client.join(inv.room_id)
-        except SignalingError as exc:
-            del self.rooms[inv.room_id]
+            if lan:
+                await self._lan_join(handle)
+            first = [handle.expect_server(url) for url in handle.bootstraps.servers]
+            for url in handle.bootstraps.servers:
+                self._ensure_server(url, handle)
+            error: BaseException | None = None
+            pending = set(first)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if any(not f.cancelled() and f.exception() is None for f in done):
+                    break
+                error = error or next((f.exception() for f in done if not f.cancelled()), None)
+            else:
+                if not lan:
+                    url = inv.servers[0] if inv.servers else "?"
+                    if isinstance(error, SignalingError) and error.code not in ("connect-failed", "timeout"):
+                        raise PeerError(f"signaling server {url}: cannot join the room ({error.code})")
+                    raise PeerError(f"cannot reach any signaling server of this room ({url}: {error})")
+        except BaseException:
+            del self.rooms[inv.room_id]  # nothing of it was sent: the next join starts afresh
             await handle.close()
-            raise PeerError(f"signaling server {inv.server}: cannot join the room ({exc.code})") from exc
-        handle.mesh.set_present(present)
-        handle.server_present = set(present)
-        with contextlib.suppress(ValueError):  # a server URL the reach codec cannot carry: not announced
-            core.enable_reach([("server", inv.server)], now_ms())
+            self._release_servers()
+            raise
         if self.name and not keeper and core.display_name(self.peer_id) != self.name:
             core.set_profile(self.name, now_ms())
         handle._commit([])  # joined: our ADD (and name) are on disk when join returns
         return handle
 
-    async def _signaling_for(self, server: str) -> SignalingClient:
-        client = self._signaling.get(server)
-        if client is not None:
-            return client
-        try:
-            client = await SignalingClient.connect(server, self.identity.public_key, self.identity.sign)
-        except SignalingError as exc:
-            raise PeerError(f"signaling server {server}: {exc}") from exc
-        except (OSError, TimeoutError) as exc:
-            raise PeerError(f"cannot reach the signaling server at {server}") from exc
-        self._signaling[server] = client
-        self._signaling_tasks[server] = asyncio.create_task(self._signaling_loop(server, client))
-        return client
+    def _announced_servers(self, room_id: str) -> list[str]:
+        """Server URLs other members announced for ``room_id`` (peer exchange; wired at merge time to the
+        gossip of reachability: :meth:`learned_servers`, stored) and those of the ``announced_servers``
+        hook. Bounded by the room's server list either way."""
+        hooked = list(self.announced_servers(room_id)) if self.announced_servers is not None else []
+        return self.learned_servers(room_id) + hooked
 
-    async def _signaling_loop(self, server: str, client: SignalingClient) -> None:
-        """Dispatch signaling events; when the connection drops, close it, reconnect with backoff and rejoin.
+    def add_room_servers(self, handle: RoomHandle, urls: list[str]) -> list[str]:
+        """Use more servers for ``handle``'s room (LAN discovery, announcements); returns the new ones."""
+        new = handle.bootstraps.add(urls)
+        for url in new:
+            self._ensure_server(url, handle)
+        return new
+
+    def _ensure_server(self, url: str, handle: RoomHandle) -> None:
+        """Run ``url``'s connection loop; if it is connected already, join ``handle``'s room on it now."""
+        task = self._signaling_tasks.get(url)
+        if task is None or task.done():
+            self._signaling_tasks[url] = asyncio.create_task(self._server_loop(url), name=f"sig-{url}")
+            return
+        client = self._signaling.get(url)
+        if client is not None and not client.closed:
+            self.spawn(self._join_on(url, client, handle))
+
+    def _release_servers(self) -> None:
+        """Stop the loops of servers no room uses any more."""
+        used = {u for h in self.rooms.values() for u in h.bootstraps.servers}
+        for url in [u for u in self._signaling_tasks if u not in used]:
+            self.spawn(self._stop_server(url, self._signaling_tasks.pop(url)))
+
+    async def _stop_server(self, url: str, task: asyncio.Task[None]) -> None:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        client = self._signaling.pop(url, None) if url not in self._signaling_tasks else None
+        if client is not None:  # (a loop started again for ``url`` meanwhile owns what is there now)
+            await client.close()
+
+    async def _join_on(self, url: str, client: SignalingClient, handle: RoomHandle) -> None:
+        mesh = handle.mesh
+        if mesh is None or handle.closed:
+            return
+        try:
+            present = await client.join(handle.room_id)
+        except (SignalingError, ConnectionError) as exc:
+            log.warning("joining room %s on %s failed: %s", handle.room_id[:8], url, exc)
+            handle.server_outcome(url, exc)
+            return
+        if handle.ice_from is None or url == handle.bootstraps.servers[0]:
+            handle.ice_from, handle.ice = url, client.ice
+            mesh.set_ice(client.ice)  # fresh TURN credentials too
+        _new, gone = handle.bootstraps.listing(url, present)
+        mesh.set_present(present)
+        for peer in gone:
+            mesh.peer_left(peer)
+        handle.server_outcome(url, None)
+        handle.announce_servers()
+
+    async def _server_loop(self, url: str) -> None:
+        """Connect to ``url``, join every room that lists it, dispatch its events; when the connection
+        drops or cannot be made, reconnect with backoff and rejoin.
 
         Existing WebRTC links do not need the server and stay up meanwhile. Backoff: a connection that
         lived ``STABLE_S`` resets it; quick drops keep doubling it (a server that welcomes and closes
@@ -801,38 +1007,39 @@ class Peer:
         loop = asyncio.get_running_loop()
         delay = 0.0
         said_elsewhere = False
-        while True:
+        while not self._stopped.is_set():
+            try:
+                client = await SignalingClient.connect(url, self.identity.public_key, self.identity.sign)
+            except (SignalingError, OSError, TimeoutError) as exc:
+                err = exc if isinstance(exc, SignalingError) else SignalingError("connect-failed", str(exc))
+                for handle in self._rooms_on(url):
+                    handle.server_outcome(url, err)
+                delay = self._reconnect_initial if delay == 0.0 else min(delay * 2, MAX_BACKOFF_S)
+                log.info("signaling server %s unreachable (%s); next try in %.1fs", url, err.code, delay)
+                await asyncio.sleep(delay * (0.75 + random.random() / 2))  # a backoff timer
+                continue
+            self._signaling[url] = client
             up_since = loop.time()
-            gone: Disconnected | None = None
-            async for ev in client.events():
-                if isinstance(ev, PeerJoined | PeerLeft | SignalReceived):
-                    handle = self.rooms.get(ev.room)
-                    if handle is None or handle.mesh is None:
-                        continue
-                    if isinstance(ev, PeerJoined):
-                        handle.server_present.add(ev.peer)
-                        handle.mesh.peer_joined(ev.peer)
-                    elif isinstance(ev, PeerLeft):
-                        handle.server_present.discard(ev.peer)
-                        handle.mesh.peer_left(ev.peer)
-                    else:
-                        self.spawn(handle.mesh.handle_signal(ev.sender, ev.payload))
-                elif isinstance(ev, ServerError):
-                    log.info("signaling server error: %s", ev.code)
-                elif isinstance(ev, Disconnected):
-                    gone = ev
-                    break
+            for handle in self._rooms_on(url):
+                await self._join_on(url, client, handle)
+            gone = await self._dispatch(url, client)
             await client.close()  # its tasks and HTTP session: never one leaked per reconnect
-            for handle in self.rooms.values():
-                if handle.invite.server == server:
-                    handle.server_present.clear()  # signaling goes through linked members meanwhile
-                    if handle.mesh is not None:  # its embedded STUN is gone with it (peer/net/reach.py)
-                        handle.mesh.set_ice(without_server_stun(client.ice, server))
-                    handle.wake()
+            if self._signaling.get(url) is client:
+                del self._signaling[url]
+            for handle in self._rooms_on(url):  # what it listed is unknown now; others may still list it
+                _new, left = handle.bootstraps.listing(url, [])
+                for peer in left:
+                    if handle.mesh is not None:
+                        handle.mesh.peer_left(peer)
+                if handle.ice_from == url:
+                    self._reselect_ice(handle, url)
+                handle._reach_seen = None  # dial again whom reach gossip says is up (peer/core/room/relay.py)
+                handle.announce_servers()
+                handle._pump([])
+                handle.wake()
             if self._stopped.is_set():
                 return
-            stable = loop.time() - up_since >= STABLE_S
-            if stable:
+            if loop.time() - up_since >= STABLE_S:
                 delay, said_elsewhere = 0.0, False
             if gone is not None and gone.replaced:
                 if not said_elsewhere:
@@ -845,36 +1052,59 @@ class Peer:
                 delay = max(delay, self._replaced_backoff)
             else:
                 if delay == 0.0:
-                    log.warning("signaling connection to %s lost; reconnecting", server)
+                    log.warning("signaling connection to %s lost; reconnecting", url)
                 delay = self._reconnect_initial if delay == 0.0 else min(delay * 2, MAX_BACKOFF_S)
-            client = await self._reconnect(server, delay)
-            self._signaling[server] = client
-            for handle in list(self.rooms.values()):
-                if handle.invite.server == server and handle.mesh is not None:
-                    handle.mesh.set_ice(client.ice)  # fresh TURN credentials
-                    try:
-                        listed = await client.join(handle.room_id)
-                        handle.server_present = set(listed)
-                        handle.mesh.set_present(listed)
-                    except (SignalingError, ConnectionError) as exc:
-                        log.warning("rejoining room failed: %s", exc)
+            await asyncio.sleep(max(delay, 0.01) * (0.75 + random.random() / 2))  # a backoff timer
 
-    async def _reconnect(self, server: str, delay: float) -> SignalingClient:
-        """Wait ``delay`` (jittered), then connect; on failure back off (doubling, up to MAX_BACKOFF_S)."""
-        delay = max(delay, 0.01)
-        while True:
-            await asyncio.sleep(delay * (0.75 + random.random() / 2))  # a backoff timer
+    def _reselect_ice(self, handle: RoomHandle, dead: str) -> None:
+        """The server our ICE servers came from (``dead``) is gone: take another connected server's,
+        else drop the STUN URLs on its host (its embedded STUN is likely gone with it; TURN stays)."""
+        for url in handle.bootstraps.servers:
+            client = self._signaling.get(url)
+            if client is not None and not client.closed and handle.room_id in client.rooms:
+                handle.ice_from, handle.ice = url, client.ice
+                break
+        else:
+            handle.ice_from, handle.ice = None, without_server_stun(handle.ice, dead)
+        if handle.mesh is not None:
+            handle.mesh.set_ice(handle.ice)
+
+    def _rooms_on(self, url: str) -> list[RoomHandle]:
+        return [h for h in self.rooms.values() if url in h.bootstraps.servers and not h.closed]
+
+    async def _dispatch(self, url: str, client: SignalingClient) -> Disconnected | None:
+        async for ev in client.events():
+            if isinstance(ev, PeerJoined | PeerLeft | SignalReceived):
+                handle = self.rooms.get(ev.room)
+                if handle is None or handle.mesh is None:
+                    continue
+                if isinstance(ev, PeerJoined):
+                    if handle.bootstraps.joined(url, ev.peer) or ev.peer not in handle.mesh.present:
+                        handle.mesh.peer_joined(ev.peer)
+                elif isinstance(ev, PeerLeft):
+                    if handle.bootstraps.left(url, ev.peer):
+                        handle.mesh.peer_left(ev.peer)
+                else:
+                    self.spawn(handle.mesh.handle_signal(ev.sender, ev.payload))
+            elif isinstance(ev, ServerError):
+                log.info("signaling server error: %s", ev.code)
+            elif isinstance(ev, Disconnected):
+                return ev
+        return None
+
+    async def _send_signal(self, handle: RoomHandle, to: str, payload: str) -> None:
+        """Through one connected server of the room, preferring those that list ``to``."""
+        connected = [u for u, c in self._signaling.items() if not c.closed and handle.room_id in c.rooms]
+        for url in handle.bootstraps.route(to, connected):
+            client = self._signaling.get(url)
+            if client is None:
+                continue
             try:
-                return await SignalingClient.connect(server, self.identity.public_key, self.identity.sign)
-            except (SignalingError, OSError, TimeoutError) as exc:
-                log.info("reconnect to %s failed (%s); next try in %.1fs", server, type(exc).__name__, delay)
-            delay = min(max(delay, self._reconnect_initial) * 2, MAX_BACKOFF_S)
-
-    async def _send_signal(self, server: str, room_id: str, to: str, payload: str) -> None:
-        client = self._signaling.get(server)
-        if client is None or client.closed:
-            raise ConnectionError("signaling server not connected")
-        await client.signal(room_id, to, payload)
+                await client.signal(handle.room_id, to, payload)
+                return
+            except SignalingError:
+                continue
+        raise ConnectionError("no signaling server connected")
 
     def learned_servers(self, room_id: str) -> list[str]:
         """Signaling server URLs members of ``room_id`` announced (stored; empty if none), newest first;
@@ -983,8 +1213,12 @@ class Peer:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
-        for client in self._signaling.values():
+        for client in list(self._signaling.values()):
             await client.close()
+        if self._lan is not None:
+            await self._lan.close()
+        if self._serve_runner is not None:
+            await self._serve_runner.cleanup()
 
 
 __all__ += [

@@ -255,10 +255,67 @@ def build() -> dict[str, dict[str, Any]]:
     out["check"] = build_check(alice, bob)
     out["governance"] = build_governance()
     out["files"] = build_files()
+    out["invite_servers"] = build_invite_servers()
     out["relay"] = build_relay(room, alice, bob)
     out["features"] = build_features(alice, bob)
     out["admission"] = build_admission()
     return out
+
+
+def build_invite_servers() -> dict[str, Any]:
+    """Invites listing several bootstraps (``.s``) and none (``ephemesh:``); the LAN instance names
+    (``peer/core/lan.py``, Python only: browsers cannot do mDNS). The server list is not an input of the
+    keys: every good case derives the room id of the same invite without it."""
+    from peer.core.lan import instance_name
+
+    seed = b"invite-servers"
+    owner = _identity("alice")[1].peer_id
+    base = Invite.new("https://chat.example", ttl_s=3600, rng=DeterministicRng(seed), owner=owner)
+    lists = [
+        ["https://chat.example", "https://backup.example:8443", "http://192.0.2.7:8080/sig"],
+        ["https://backup.example"],
+        [],
+    ]
+    good = []
+    for servers in lists:
+        inv = base.with_servers(servers)
+        good.append({"servers": servers, "server": inv.server, "url": inv.url(), "room_id": inv.room_id})
+    frag = base.fragment()
+    enc = b64u_encode
+    bad = [
+        f"https://chat.example/#{frag}.s",  # empty list
+        f"https://chat.example/#{frag}.s{enc(b'ftp://x.example')}",  # not http(s)
+        f"https://chat.example/#{frag}.s{enc(b'https://chat.example')}",  # the base again
+        f"https://chat.example/#{frag}.s{enc(b'https://a.example' + bytes([10]) + b'https://a.example')}",
+        f"https://chat.example/#{frag}.s{enc(bytes([10]).join(b'https://s%d.example' % i for i in range(9)))}",
+        f"https://chat.example/#{frag}.s{enc(bytes([255, 254]))}",  # not UTF-8
+        f"https://chat.example/#{frag}.s{enc(b'https://a.example/?q=1')}",  # a query
+        f"https://chat.example/#{frag}.s{enc(b'https://a.example')}.3600",  # components out of order
+        f"ephemesh:x#{frag}",  # not the no-server base
+        f"#{frag}",  # no base at all
+    ]
+    for url in bad:
+        try:
+            Invite.parse(url)
+        except ProtocolError:
+            continue
+        raise AssertionError(f"accepted {url}")
+    lan_now = 1_767_225_600_000
+    return {
+        "rng_seed": seed.hex(),
+        "owner": owner,
+        "secret": base.secret.hex(),
+        "room_id": base.room_id,
+        "good": good,
+        "bad": bad,
+        "lan": {
+            "service_type": "_ephemesh._tcp.local.",
+            "now_ms": lan_now,
+            "epoch": lan_now // 600_000,
+            "nonce": "0001020304050607",
+            "instance": instance_name(base, lan_now, bytes(range(8))),
+        },
+    }
 
 
 # -- signaling through the mesh: RELAY (0x20) and REACH (0x21) APP bodies (peer/core/room/relay.py) --------

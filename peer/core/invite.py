@@ -1,13 +1,19 @@
 """Invite links and the keys derived from the room secret.
 
 Rules:
-- URL: ``{server}/#v1.{b64u(secret)}[.{ttl_s}][.o{b64u(owner)}]``. The secret is 32 random bytes and
+- URL: ``{server}/#v1.{b64u(secret)}[.{ttl_s}][.o{b64u(owner)}][.s{b64u(servers)}]``. The secret is 32 random bytes and
   lives only in the fragment, which browsers never send to a server. ``ttl_s`` is the room's default
   message lifetime in seconds, a decimal integer 1..31_536_000 without leading zeros. ``owner`` (16
   bytes, 22 base64url characters) is the peer id of the room's creator — the hash of its Ed25519 key —
   so every invite holder can check the owner's bundle against it. Invites without it (made before
   roles) still parse: they name a *legacy* room without an owner (see ``peer/core/membership.py``).
 - ``server`` is an ``http://`` or ``https://`` origin (plus optional path) without query or fragment.
+  An invite usable with LAN discovery alone names no server: its URL is ``ephemesh:#v1...``.
+- Several bootstraps: ``.s`` carries more signaling servers, base64url of their URLs (each like
+  ``server``) joined by ``"\n"`` in UTF-8; at most ``MAX_EXTRA_SERVERS``, no duplicates, none equal to
+  ``server``. The list is *not* an input of any derivation below, so adding or removing servers keeps
+  the room (its id and keys); invites without ``.s`` parse as before. ``servers`` is the whole list,
+  ``server`` first.
 - Derivations (HKDF-SHA256, ikm = secret, or ``secret || owner`` (32 + 16 bytes) when the invite names
   an owner, salt = ``"ephemesh-v1"``, 32 bytes out). The owner is thus bound unforgeably: an invite with
   another owner id derives another room id and other keys, i.e. it is another room, and a holder of
@@ -32,10 +38,14 @@ INFO_SIGNAL_KEY = b"ephemesh-v1 signal-key"
 INFO_MEMBER_KEY = b"ephemesh-v1 member-key"
 MAX_TTL_S = 31_536_000
 MAX_URL_LEN = 2048
+MAX_EXTRA_SERVERS = 8
+NO_SERVER = "ephemesh:"  # the base of an invite that lists no server (LAN discovery only)
 _ID = re.compile(r"[0-9a-f]{32}")
 
 _SERVER = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~\-/%]*)?")
-_FRAGMENT = re.compile(r"v1\.([A-Za-z0-9_\-]{43})(?:\.([1-9][0-9]{0,7}))?(?:\.o([A-Za-z0-9_\-]{22}))?")
+_FRAGMENT = re.compile(
+    r"v1\.([A-Za-z0-9_\-]{43})(?:\.([1-9][0-9]{0,7}))?(?:\.o([A-Za-z0-9_\-]{22}))?(?:\.s([A-Za-z0-9_\-]{1,1800}))?"
+)
 
 
 @dataclass(frozen=True)
@@ -65,18 +75,48 @@ def _check_server(server: str) -> str:
     return server
 
 
+def _check_extra(server: str | None, extra: object) -> tuple[str, ...]:
+    if not isinstance(extra, tuple | list) or len(extra) > MAX_EXTRA_SERVERS:
+        raise ProtocolError("bad-invite", f"at most {MAX_EXTRA_SERVERS} extra servers")
+    out: list[str] = []
+    for s in extra:
+        if not isinstance(s, str):
+            raise ProtocolError("bad-invite", "a server must be a string")
+        url = _check_server(s)
+        if url == server or url in out:
+            raise ProtocolError("bad-invite", "a server is listed twice")
+        out.append(url)
+    return tuple(out)
+
+
+def encode_servers(servers: tuple[str, ...]) -> str:
+    """The ``.s`` component's payload: b64u of the URLs joined by newlines."""
+    return b64u_encode("\n".join(servers).encode())
+
+
+def decode_servers(text: str) -> tuple[str, ...]:
+    try:
+        raw = b64u_decode(text, max_len=1800).decode("utf-8")
+    except (ProtocolError, UnicodeDecodeError) as exc:
+        raise ProtocolError("bad-invite", "malformed server list") from exc
+    return tuple(raw.split("\n"))
+
+
 @dataclass(frozen=True)
 class Invite:
-    """A room invitation: the signaling server URL, the room secret, an optional default TTL and the
-    owner's peer id (None: a legacy room without roles)."""
+    """A room invitation: the signaling server URL (None: LAN discovery only), the room secret, an
+    optional default TTL, the owner's peer id (None: a legacy room without roles) and more servers."""
 
-    server: str
+    server: str | None
     secret: bytes = field(repr=False)
     ttl_s: int | None = None
     owner: str | None = None
+    extra_servers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "server", _check_server(self.server))
+        if self.server is not None:
+            object.__setattr__(self, "server", _check_server(self.server))
+        object.__setattr__(self, "extra_servers", _check_extra(self.server, self.extra_servers))
         if len(self.secret) != 32:
             raise ProtocolError("bad-invite", "room secret must be 32 bytes")
         if self.ttl_s is not None and not 1 <= self.ttl_s <= MAX_TTL_S:
@@ -87,10 +127,32 @@ class Invite:
 
     @classmethod
     def new(
-        cls, server: str, ttl_s: int | None = None, rng: Rng = default_rng, *, owner: str | None = None
+        cls,
+        server: str | None,
+        ttl_s: int | None = None,
+        rng: Rng = default_rng,
+        *,
+        owner: str | None = None,
+        extra_servers: tuple[str, ...] = (),
     ) -> Invite:
         """A fresh room; ``owner`` (the creator's peer id) makes it a room with roles."""
-        return cls(server, rng(32), ttl_s, owner)
+        return cls(server, rng(32), ttl_s, owner, tuple(extra_servers))
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        """Every signaling server the invite lists, ``server`` first (empty: LAN discovery only)."""
+        return ((self.server,) if self.server is not None else ()) + self.extra_servers
+
+    def with_servers(self, servers: list[str] | tuple[str, ...]) -> Invite:
+        """The same room (same secret, owner, TTL: same id and keys) listing ``servers`` (first =
+        ``server``; empty: no server). Duplicates are dropped; ``ProtocolError`` on a bad URL or too many."""
+        unique: list[str] = []
+        for s in servers:
+            url = _check_server(s)
+            if url not in unique:
+                unique.append(url)
+        first = unique[0] if unique else None
+        return Invite(first, self.secret, self.ttl_s, self.owner, tuple(unique[1:]))
 
     @property
     def keys(self) -> RoomKeys:
@@ -114,10 +176,15 @@ class Invite:
         frag = "v1." + b64u_encode(self.secret)
         if self.ttl_s is not None:
             frag += f".{self.ttl_s}"
-        return frag if self.owner is None else f"{frag}.o{b64u_encode(id_to_bytes(self.owner))}"
+        if self.owner is not None:
+            frag += f".o{b64u_encode(id_to_bytes(self.owner))}"
+        if self.extra_servers:
+            frag += f".s{encode_servers(self.extra_servers)}"
+        return frag
 
     def url(self) -> str:
-        return f"{self.server}/#{self.fragment()}"
+        base = f"{self.server}/" if self.server is not None else NO_SERVER
+        return f"{base}#{self.fragment()}"
 
     @classmethod
     def parse(cls, url: object) -> Invite:
@@ -133,5 +200,7 @@ class Invite:
             owner = id_from_bytes(b64u_decode(m.group(3), length=16)) if m.group(3) else None
         except ProtocolError as exc:
             raise ProtocolError("bad-invite", "malformed secret or owner") from exc
+        extra = decode_servers(m.group(4)) if m.group(4) else ()
         ttl = int(m.group(2)) if m.group(2) else None
-        return cls(base, secret, ttl, owner)
+        server = None if base == NO_SERVER else base
+        return cls(server, secret, ttl, owner, extra)

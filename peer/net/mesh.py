@@ -49,6 +49,9 @@ MAX_PRESENT = 1024
 MAX_REMEMBERED = 4096  # neighbours whose failure count we keep after they left
 HELLO_RATE = 5.0  # hellos per second for the whole room (the server allows 50 frames/s)...
 HELLO_BURST = 10  # ...after a burst of this many; a hello without a token is skipped, not queued
+#: a hello (sent only by a peer with no link to us) from a peer we hold a link to that has been ready this
+#: long means that peer restarted: our link is dead. Younger links may simply have crossed a late hello.
+HELLO_STALE_S = 1.0
 
 
 @dataclass
@@ -236,7 +239,12 @@ class RoomMesh:
     def _open_and_note(self, sender: str, payload: str) -> tuple[str, dict[str, Any]]:
         kind, body = self._open(sender, payload)
         now = self._now()
-        if kind == "hello" and sender > self.local_id and sender not in self._dialing:
+        if kind == "hello" and self._stale_link(sender, now):
+            # it says it has no link to us, yet we hold one that has been up a while: it restarted (or
+            # lost the link without our noticing). Ours is dead; drop it, and the redial follows.
+            log.info("link to %s: it says it has none (restarted?); dropping ours", sender[:8])
+            self.drop_link(sender)
+        elif kind == "hello" and sender > self.local_id and sender not in self._dialing:
             # the higher id asks us to offer now: only if we have no failure with it (else: backoff)
             nb = self._neighbour(sender)
             if sender not in self.present and len(self.present) < MAX_PRESENT:
@@ -255,6 +263,18 @@ class RoomMesh:
             if sender in self.present:
                 self._set(sender, Link.CONNECTING)
         return kind, body
+
+    def _stale_link(self, peer: str, now: float) -> bool:
+        """We hold a link to ``peer`` that became ready at least ``HELLO_STALE_S`` ago."""
+        link = self.links.get(peer)
+        nb = self._nb.get(peer)
+        return (
+            link is not None
+            and not link.closed
+            and nb is not None
+            and nb.ready_at is not None
+            and now - nb.ready_at >= HELLO_STALE_S
+        )
 
     def _answer_failed(self, peer: str, exc: BaseException) -> None:
         if not self._closed:

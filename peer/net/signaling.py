@@ -497,8 +497,11 @@ class SignalingClient:
     # ---------------------------------------------------------------------------------- close
 
     async def close(self) -> None:
-        """Close the connection and stop every task the client owns. Idempotent."""
+        """Close the connection and stop every task the client owns. Idempotent (a call after one that was
+        cancelled half way still closes what that one left open)."""
         if self._closed:
+            if self._own_session and not self._session.closed:
+                await self._session.close()
             return
         self._closed = True
         for task in self._tasks:

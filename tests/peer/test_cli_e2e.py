@@ -122,6 +122,7 @@ async def test_serve_prints_an_invite_and_serves_the_web_client(tmp_path: Path) 
                 if "invite link" in line:
                     break
         invite = Invite.parse(line.split()[-1])
+        assert invite.server is not None
         assert invite.server.startswith("http://127.0.0.1:")
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{invite.server}/healthz") as r:

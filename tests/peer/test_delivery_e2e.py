@@ -21,12 +21,12 @@ WAIT = 45.0
 
 
 async def step_out(peer: Peer, room: RoomHandle) -> None:
-    await peer._signaling[room.invite.server].leave(room.room_id)
+    await peer._signaling[room.invite.servers[0]].leave(room.room_id)
 
 
 async def step_in(peer: Peer, room: RoomHandle) -> None:
     assert room.mesh is not None
-    room.mesh.set_present(await peer._signaling[room.invite.server].join(room.room_id))
+    room.mesh.set_present(await peer._signaling[room.invite.servers[0]].join(room.room_id))
 
 
 def holds(room: RoomHandle, message_id: str) -> bool:

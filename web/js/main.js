@@ -19,6 +19,7 @@ import { wireAttachments } from './ui/attachments.js';
 import { makeThumbnail } from './net/files.js';
 import { loadOrCreateIdentity } from './store/identity.js';
 import { SignalingHub } from './net/hub.js';
+import { wsUrlOf } from './net/bootstraps.js';
 import { ed25519Sign } from './core/crypto.js';
 import { deriveRoomKeys, parseFragment } from './core/invite.js';
 import * as features from './ui/features.js';
@@ -50,6 +51,20 @@ const channel = typeof BroadcastChannel === 'undefined' ? null : new BroadcastCh
 
 /** @type {SignalingHub|null} */
 let hub = null;
+/** @type {Map<string, SignalingHub>} hubs of the invites' other servers (several bootstraps), by WebSocket URL */
+const otherHubs = new Map();
+
+/** The hub of `server` (an invite's extra signaling server), shared by every room listing it. @param {string} server */
+function hubFor(server) {
+  const url = wsUrlOf(server);
+  if (url === wsUrl && hub) return hub;
+  let h = otherHubs.get(url);
+  if (!h) {
+    h = new SignalingHub({ url, publicKey: identity.publicKey, sign: (m) => ed25519Sign(identity.signingKey, m) });
+    otherHubs.set(url, h);
+  }
+  return h;
+}
 /** @type {Map<string, RoomCtx>} */
 const rooms = new Map();
 /** @type {RoomCtx|null} */
@@ -67,7 +82,7 @@ let waiting = null;
 function newCtx(active) {
   const store = createStore(initialState(Date.now()));
   store.dispatch({ type: 'set-name', name: localStorage.getItem('ephemesh.name') ?? '' });
-  const app = new App({ store, identity, wsUrl, hub: /** @type {SignalingHub} */ (hub), active });
+  const app = new App({ store, identity, wsUrl, hub: /** @type {SignalingHub} */ (hub), hubFor, active });
   /** @type {RoomCtx} */
   const ctx = { app, store, seen: new Set(), roomId: null };
   store.subscribe(() => onRoomChange(ctx));
@@ -257,6 +272,8 @@ function stop() {
   unbind = null;
   hub?.close();
   hub = null;
+  for (const h of otherHubs.values()) h.close();
+  otherHubs.clear();
   showElsewhere(false);
   waitForLock();
 }

@@ -1,9 +1,12 @@
 // Invite links and room keys. Mirrors peer/core/invite.py.
 //
 // Rules:
-// - URL: `{server}/#v1.{b64u(secret)}[.{ttl_s}][.o{b64u(owner)}]`; the 32-byte secret lives only in the
-//   fragment (browsers never send it). ttl_s: decimal 1..31_536_000, no leading 0. owner: the creator's
-//   peer id (16 bytes, 22 b64u chars); without it the invite names a legacy room (no roles).
+// - URL: `{server}/#v1.{b64u(secret)}[.{ttl_s}][.o{b64u(owner)}][.s{b64u(servers)}]`; the 32-byte secret
+//   lives only in the fragment (browsers never send it). ttl_s: decimal 1..31_536_000, no leading 0.
+//   owner: the creator's peer id (16 bytes, 22 b64u chars); without it the invite names a legacy room.
+//   servers: more signaling servers (URLs like `server`, joined by "\n", UTF-8), at most
+//   MAX_EXTRA_SERVERS, no duplicates; not an input of the keys (same room with or without them).
+//   `ephemesh:#v1...` names no server (LAN discovery only: a browser cannot use it alone).
 // - Keys: HKDF-SHA256(ikm = secret, or secret || owner when the invite names one — so another owner id
 //   is another room —, salt = "ephemesh-v1", 32 bytes): room_id = hex(first 16 bytes of
 //   info "ephemesh-v1 room-id"), signal_key = info "ephemesh-v1 signal-key", member_key = info
@@ -16,11 +19,35 @@ import { hkdfSha256, randomBytes } from './crypto.js';
 
 export const MAX_TTL_S = 31_536_000;
 export const MAX_URL_LEN = 2048;
-const FRAGMENT = /^v1\.([A-Za-z0-9_-]{43})(?:\.([1-9][0-9]{0,7}))?(?:\.o([A-Za-z0-9_-]{22}))?$/;
+export const MAX_EXTRA_SERVERS = 8;
+export const NO_SERVER = 'ephemesh:';
+const FRAGMENT = /^v1\.([A-Za-z0-9_-]{43})(?:\.([1-9][0-9]{0,7}))?(?:\.o([A-Za-z0-9_-]{22}))?(?:\.s([A-Za-z0-9_-]{1,1800}))?$/;
+const SERVER = /^https?:\/\/[A-Za-z0-9.\-[\]:]+(\/[A-Za-z0-9._~\-/%]*)?$/;
 const SALT = utf8('ephemesh-v1');
 
 /** @typedef {{ roomId: string, signalKey: Uint8Array, memberKey: Uint8Array }} RoomKeys */
-/** @typedef {{ secret: Uint8Array, ttlS: number | null, owner: string | null }} InviteSecret */
+/** @typedef {{ secret: Uint8Array, ttlS: number | null, owner: string | null, extraServers: string[] }} InviteSecret */
+
+/** A server URL without trailing slashes, or ProtocolError. @param {unknown} url @returns {string} */
+function checkServer(url) {
+  const server = typeof url === 'string' ? url.replace(/\/+$/, '') : '';
+  if (server.length > 1024 || !SERVER.test(server)) throw new ProtocolError('bad-invite', 'server must be an http(s) URL');
+  return server;
+}
+
+/** The `.s` list. @param {string} text @returns {string[]} */
+function decodeServers(text) {
+  let raw;
+  try {
+    raw = new TextDecoder('utf-8', { fatal: true }).decode(b64uDecode(text));
+  } catch {
+    throw new ProtocolError('bad-invite', 'malformed server list');
+  }
+  const list = raw.split('\n').map(checkServer);
+  if (list.length > MAX_EXTRA_SERVERS) throw new ProtocolError('bad-invite', `at most ${MAX_EXTRA_SERVERS} extra servers`);
+  if (new Set(list).size !== list.length) throw new ProtocolError('bad-invite', 'a server is listed twice');
+  return list;
+}
 
 /** @param {Uint8Array} secret @param {string|null} [owner] the owner's peer id (null: legacy room) @returns {Promise<RoomKeys>} */
 export async function deriveRoomKeys(secret, owner = null) {
@@ -58,27 +85,32 @@ export function parseFragment(fragment) {
     if (raw.length !== 16) throw new ProtocolError('bad-invite', 'malformed owner');
     owner = toHex(raw);
   }
-  return { secret, ttlS, owner };
+  const extraServers = m[4] ? decodeServers(m[4]) : [];
+  return { secret, ttlS, owner, extraServers };
 }
 
-/** Parse a whole invite URL. @param {unknown} url @returns {InviteSecret & {server: string}} */
+/** Parse a whole invite URL (server null: `ephemesh:#...`, LAN only). @param {unknown} url @returns {InviteSecret & {server: string|null}} */
 export function parseInvite(url) {
   if (typeof url !== 'string' || url.length > MAX_URL_LEN || url.split('#').length !== 2) {
     throw new ProtocolError('bad-invite', 'expected one URL with a fragment');
   }
   const [base, frag] = url.split('#');
-  const server = base.replace(/\/+$/, '');
-  if (!/^https?:\/\/[A-Za-z0-9.\-[\]:]+(\/[A-Za-z0-9._~\-/%]*)?$/.test(server)) {
-    throw new ProtocolError('bad-invite', 'server must be an http(s) URL');
-  }
-  return { server, ...parseFragment(frag) };
+  const server = base === NO_SERVER ? null : checkServer(base);
+  const parsed = parseFragment(frag);
+  if (server !== null && parsed.extraServers.includes(server)) throw new ProtocolError('bad-invite', 'a server is listed twice');
+  return { server, ...parsed };
 }
 
-/** @param {Uint8Array} secret @param {number|null} ttlS @param {string|null} [owner] the creator's peer id */
-export function inviteFragment(secret, ttlS, owner = null) {
+/**
+ * @param {Uint8Array} secret @param {number|null} ttlS @param {string|null} [owner] the creator's peer id
+ * @param {string[]} [servers] more signaling servers (the `.s` component)
+ */
+export function inviteFragment(secret, ttlS, owner = null, servers = []) {
   let frag = `v1.${b64uEncode(secret)}`;
   if (ttlS !== null) frag += `.${ttlS}`;
-  return owner === null ? frag : `${frag}.o${b64uEncode(fromHex(owner))}`;
+  if (owner !== null) frag += `.o${b64uEncode(fromHex(owner))}`;
+  if (servers.length) frag += `.s${b64uEncode(utf8(servers.map(checkServer).join('\n')))}`;
+  return frag;
 }
 
 /** A fresh room secret (32 random bytes). */

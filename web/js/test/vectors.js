@@ -41,6 +41,23 @@ async function roomOf(all) {
 
 /** @type {Record<string, (v: any, all: any) => {name: string, fn: () => Promise<void>}[]>} */
 const CHECKS = {
+  invite_servers: (v) => [
+    { name: 'several bootstraps: same room, URL round trip', fn: async () => {
+      for (const c of v.good) {
+        const inv = parseInvite(c.url);
+        assertEqual(inv.server, c.server, 'server');
+        assertEqual(JSON.stringify([...(inv.server === null ? [] : [inv.server]), ...inv.extraServers]), JSON.stringify(c.servers), 'servers');
+        assertEqual(toHex(inv.secret), v.secret);
+        assertEqual(inv.owner, v.owner);
+        assertEqual((await deriveRoomKeys(inv.secret, inv.owner)).roomId, c.room_id);
+        const base = inv.server === null ? 'ephemesh:' : `${inv.server}/`;
+        assertEqual(`${base}#${inviteFragment(inv.secret, inv.ttlS, inv.owner, inv.extraServers)}`, c.url);
+      }
+    } },
+    { name: 'bad server lists are refused', fn: async () => {
+      for (const url of v.bad) await assertRejects(() => parseInvite(url), isProto, url);
+    } },
+  ],
   invite: (v) => [
     { name: 'secret from DeterministicRng(rng_seed)', fn: async () => {
       assertEqual(toHex(await deterministicRng(fromHex(v.rng_seed))(32)), v.secret);

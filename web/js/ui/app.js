@@ -32,6 +32,7 @@ import { deriveRoomKeys, inviteFragment, newRoomSecret, parseFragment } from '..
 import { safetyNumber } from '../core/safety.js';
 import { cleanName } from '../core/content.js';
 import { SignalingClient } from '../net/signaling.js';
+import { MultiRoomSignaling, wsUrlOf } from '../net/bootstraps.js';
 import { PermissionError, Room } from '../core/room.js';
 import { applyBatch as storeBatch, loadSnapshot as storeSnapshot } from '../store/room.js';
 import { Mesh } from '../net/mesh.js';
@@ -49,13 +50,18 @@ export class App {
    * @param {{ store: ReturnType<typeof import('./state.js').createStore>,
    *   identity: import('../core/identity.js').Identity,
    *   wsUrl: string, now?: () => number, roomStore?: RoomStore,
-   *   hub?: import('../net/hub.js').SignalingHub, active?: boolean }} opts
+   *   hub?: import('../net/hub.js').SignalingHub, active?: boolean,
+   *   hubFor?: (server: string) => import('../net/hub.js').SignalingHub }} opts
    */
   constructor(opts) {
     this.store = opts.store;
     /** @type {import('../net/hub.js').SignalingHub|null} */
     this.hub = opts.hub ?? null;
-    /** @type {import('../net/hub.js').RoomSignaling|null} */
+    /** the hub of another signaling server (the invite's `.s` list: several bootstraps) */
+    this.hubFor = opts.hubFor ?? null;
+    /** @type {string[]} the invite's extra servers, other than the page's own */
+    this.extraServers = [];
+    /** @type {import('../net/hub.js').RoomSignaling|MultiRoomSignaling|null} */
     this.facade = null;
     this.active = opts.active ?? true;
     /** @type {string|null} the invite fragment of the room */
@@ -75,7 +81,7 @@ export class App {
     this.present = new Set();
     /** @type {import('../net/mesh.js').SignalCodec|null} */
     this.codec = null;
-    /** @type {SignalingClient|import('../net/hub.js').RoomSignaling|null} */
+    /** @type {SignalingClient|import('../net/hub.js').RoomSignaling|MultiRoomSignaling|null} */
     this.client = null;
     /** @type {Mesh|null} */
     this.mesh = null;
@@ -117,6 +123,7 @@ export class App {
     }
     if (!o.background && location.hash !== `#${frag}`) history.replaceState(null, '', `#${frag}`);
     this.fragment = frag;
+    this.extraServers = invite.extraServers.filter((s) => wsUrlOf(s) !== this.wsUrl);
     const keys = await deriveRoomKeys(invite.secret, invite.owner);
     this.roomId = keys.roomId;
     this.codec = createSealedCodec({
@@ -156,11 +163,14 @@ export class App {
     const codec = this.codec;
     if (this.closed) return;
     this.store.dispatch({ type: 'connecting' });
-    /** @type {SignalingClient|import('../net/hub.js').RoomSignaling} */
+    /** @type {SignalingClient|import('../net/hub.js').RoomSignaling|MultiRoomSignaling} */
     let client;
     if (this.hub) {
       const hub = this.hub;
-      client = this.facade ??= hub.forRoom((ev) => this.onSignaling(/** @type {any} */ (this.facade), ev));
+      const hubFor = this.hubFor;
+      client = this.facade ??= hubFor && this.extraServers.length
+        ? new MultiRoomSignaling([hub, ...this.extraServers.map(hubFor)], (ev) => this.onSignaling(/** @type {any} */ (this.facade), ev))
+        : hub.forRoom((ev) => this.onSignaling(/** @type {any} */ (this.facade), ev));
     } else {
       const own = new SignalingClient({
         url: this.wsUrl,
@@ -201,7 +211,7 @@ export class App {
   // ---------------------------------------------------------------- signaling through the mesh (core/room/relay.js)
 
   /** Through the server when it is up, and through linked members when it is not or does not list `to`.
-   * @param {SignalingClient|import('../net/hub.js').RoomSignaling} client @param {string} room @param {string} to @param {string} payload */
+   * @param {SignalingClient|import('../net/hub.js').RoomSignaling|MultiRoomSignaling} client @param {string} room @param {string} to @param {string} payload */
   sendSignal(client, room, to, payload) {
     const viaServer = client.state === 'ready';
     if (viaServer) client.signal(room, to, payload);
@@ -243,7 +253,7 @@ export class App {
     this.backoffMs = Math.min(this.backoffMs * 2, 30000);
   }
 
-  /** @param {SignalingClient|import('../net/hub.js').RoomSignaling} client @param {import('../net/signaling.js').SignalingEvent} ev */
+  /** @param {SignalingClient|import('../net/hub.js').RoomSignaling|MultiRoomSignaling} client @param {import('../net/signaling.js').SignalingEvent} ev */
   onSignaling(client, ev) {
     if (client !== this.client) return;
     const mesh = this.mesh;
