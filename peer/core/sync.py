@@ -115,6 +115,7 @@ class SyncEngine:
             error=self._error,
             authorize_tombstone=authorize_tombstone,
             known_sender=known_sender,
+            self_id=self_id,
         )
         self._check = Check(self.config, self.log)
 

@@ -27,6 +27,9 @@ Rules:
   the skew bound). A tombstone with a proof (explicit unsend) is accepted only if the injected
   ``authorize_tombstone`` says so; without it, ``unauthorized-tombstone``. Accepted tombstones are
   relayed to the other neighbours that may hold the key.
+- A tombstone naming our own sender id for a key we do not hold is dropped (not an error: an honest
+  stale neighbour may still carry one of a message we erased): we alone decide what is gone of our own
+  keys, and a taken tombstone of a seq we have not used yet would refuse our next message for good.
 - With ``known_sender`` injected (membership, the authority on senders), a tombstone naming a sender it
   does not know is refused (``unknown-sender``). A tombstone for a key we never held only saves a WANT,
   so at most ``max_foreign_tombstones_per_neighbour`` of them per neighbour and
@@ -103,8 +106,10 @@ class Serve:
         error: Callable[[str, str], ProtocolErrorEvent],
         authorize_tombstone: AuthorizeTombstone | None = None,
         known_sender: KnownSender | None = None,
+        self_id: str | None = None,
     ) -> None:
         self._config = config
+        self._self_id = self_id  # our own keys: only we say what is gone of them
         self._log = log
         self._live = live
         self._error = error
@@ -372,6 +377,11 @@ class Serve:
                 self._unservable(s, key, claimed)
                 continue
             held = log.get(key)
+            if held is None and tomb.sender == self._self_id:
+                # one of our own keys we do not hold: a seq we have not used yet (or long erased), so
+                # nothing to hide from us; taking it would make our next message a "duplicate" forever
+                self._unservable(s, key, claimed)
+                continue
             if tomb.proof:
                 ok = self._authorize is not None and self._authorize(tomb, held, now)
                 if not ok:

@@ -186,6 +186,27 @@ def test_tombstones_for_unknown_senders_are_refused() -> None:
     assert len(newcomer.log) == 5
 
 
+def test_tombstones_of_our_own_unused_seqs_are_dropped() -> None:
+    """Found by tests/peer/test_hostile_fuzz.py: a proof-less tombstone of our own next seq was taken as
+    a foreign tombstone, and our next message then raised ValueError("duplicate, tombstoned or expired
+    entry") on publish — one hostile neighbour stopped a member from sending. We alone say what is
+    gone of our own keys: such tombstones are dropped (not an error: a stale honest neighbour may carry
+    one of a message we erased long ago)."""
+    clock = FakeClock()
+    me = sim_id("victim")
+    v = engine("victim", known={me})
+    v.publish(make_envelope(me, 1, 1, clock.now, clock.now + HOUR), clock.now)
+    hostile_link(v, clock.now)
+    events = v.receive(
+        HOSTILE, wire.encode_tombstones([Tombstone(me, s, clock.now) for s in (2, 3, 4)])[0], clock.now
+    )
+    assert v.log.tombstones() == []
+    assert not [e for e in events if getattr(e, "code", None)]  # dropped, not counted as an error
+    for seq in (2, 3, 4):
+        v.publish(make_envelope(me, seq, seq, clock.now, clock.now + HOUR), clock.now)
+    assert all(v.log.get((me, seq)) is not None for seq in (1, 2, 3, 4))
+
+
 def test_tombstones_for_unheld_keys_are_bounded_per_neighbour_and_in_total() -> None:
     clock = FakeClock()
     real = sim_id("real")

@@ -51,6 +51,11 @@ def test_js_tombstone_flood_is_refused_and_bounded(measured: dict[str, Any]) -> 
     assert tombs["newcomer"] == 5
 
 
+def test_js_tombstones_of_our_own_unused_seqs_are_dropped(measured: dict[str, Any]) -> None:
+    """As test_budgets.py::test_tombstones_of_our_own_unused_seqs_are_dropped."""
+    assert measured["ownTombs"] == {"stored": 0, "published": 3}
+
+
 def test_js_check_floods_stay_bounded(measured: dict[str, Any]) -> None:
     """As tests/sync/test_equivocation_check.py: bogus digests start one check at most per sender and
     window, hash requests are served within the page and item budgets."""

@@ -85,6 +85,20 @@ const out = {};
     foreign: counts.foreignTombstones, cap: v.config.maxForeignTombstonesPerNeighbour, newcomer: n.log.length };
 }
 
+// tombstones of our own next seqs: dropped, so our next messages publish (was: "duplicate" forever)
+{
+  const me = hex(1);
+  const v = engine(me, { knownSender: () => true });
+  await v.publish(envelope(me, 1, 1, now, HOUR), now);
+  await link(v);
+  const own = [2, 3, 4].map((seq) => ({ sender: me, seq, until: now, proof: new Uint8Array() }));
+  for (const f of wire.encodeTombstones(own)) await v.receive(HOSTILE, f, now);
+  const stored = v.log.tombstones().length;
+  let published = 0;
+  for (const seq of [2, 3, 4]) { await v.publish(envelope(me, seq, seq, now, HOUR), now); published++; }
+  out.ownTombs = { stored, published };
+}
+
 // equivocation check floods: bogus DIGESTS for 2,001 senders (50 times), then hash requests (500)
 {
   const v = engine(hex(1));

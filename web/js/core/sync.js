@@ -65,6 +65,7 @@ export class SyncEngine {
     this.serve = new Serve(this.config, this.log, {
       live: () => this.live(), error: (n, code) => this.error(n, code),
       authorizeTombstone: opts.authorizeTombstone ?? null, knownSender: opts.knownSender ?? null,
+      selfId: this.selfId,
     });
     this.check = new Check(this.config, this.log);
   }

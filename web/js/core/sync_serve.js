@@ -74,7 +74,7 @@ export class Serve {
    * @param {SyncConfig} config @param {Log} log
    * @param {{live: () => Session[], error: (neighbour: string, code: string) => SyncEvent,
    *   authorizeTombstone: ((t: Tombstone, held: LogEntry|null, now: number) => Promise<boolean>)|null,
-   *   knownSender: ((sender: string) => boolean)|null}} hooks
+   *   knownSender: ((sender: string) => boolean)|null, selfId?: string|null}} hooks
    */
   constructor(config, log, hooks) {
     this.config = config;
@@ -83,6 +83,8 @@ export class Serve {
     this.error = hooks.error;
     this.authorize = hooks.authorizeTombstone;
     this.knownSender = hooks.knownSender;
+    /** our own sender id: tombstones of our keys we do not hold are dropped */
+    this.selfId = hooks.selfId ?? null;
     /** @type {Map<string, Book>} */
     this.books = new Map();
     /** @type {Map<string, [string, number]>} wanted key -> [asked neighbour, until] */
@@ -362,6 +364,11 @@ export class Serve {
         continue;
       }
       const held = this.log.get(sender, seq);
+      if (!held && sender === this.selfId) {
+        // one of our own keys we do not hold (a seq not used yet, or long erased): we alone say what is gone of it
+        if (claimed && b.unservable.size < cap) b.unservable.add(key);
+        continue;
+      }
       let ok;
       if (tomb.proof.length) {
         ok = this.authorize !== null && await this.authorize(tomb, held, now);
