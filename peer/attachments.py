@@ -1,4 +1,4 @@
-"""Attachments in a Python peer: the asyncio pump around :class:`peer.core.files.Transfers`.
+"""Attachments in a Python peer: the asyncio pump around :class:`peer.core.files_transfer.Transfers`.
 
 ```python
 msg = await room.send_file("photo.jpg")                 # sealed, stored (ciphertext), announced
@@ -32,24 +32,26 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from peer.core.events import Message, MessageExpired, MessageReceived, RoomEvent
 from peer.core.files import (
-    BLOB,
     CHUNK_SIZE,
     IDS_PER_INDEX,
-    BlobReceived,
     File,
-    FileComplete,
-    FileFailed,
     FileLimitError,
     FileLimits,
-    FileProgress,
     Sealer,
+    open_chunk,
+    open_manifest,
+    parse_index,
+)
+from peer.core.files_transfer import (
+    BLOB,
+    BlobReceived,
+    FileComplete,
+    FileFailed,
+    FileProgress,
     ServeRequest,
     TransferError,
     TransferEvent,
     Transfers,
-    open_chunk,
-    open_manifest,
-    parse_index,
 )
 from peer.net.fileschannel import FilesLink
 from peer.net.transport import TransportClosed

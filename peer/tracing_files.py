@@ -20,19 +20,8 @@ from typing import Any
 
 from peer.core.content import encode_content
 from peer.core.crypto import DeterministicRng, b64u_decode, b64u_encode, sha256
-from peer.core.files import (
-    BlobReceived,
-    File,
-    FileLimits,
-    Sealer,
-    ServeRequest,
-    TransferEvent,
-    Transfers,
-    decode_frame,
-    open_chunk,
-    open_manifest,
-    parse_index,
-)
+from peer.core.files import File, FileLimits, Sealer, open_chunk, open_manifest, parse_index
+from peer.core.files_transfer import BlobReceived, ServeRequest, TransferEvent, Transfers, decode_frame
 
 
 def _limits(p: dict[str, Any]) -> FileLimits:

@@ -795,7 +795,7 @@ def part_files() -> dict[str, Any]:
     blob to another holder; bad input: an unasked BLOB (chunk flood), a malformed frame, a WANT flood
     past serve_window (BUSY), a file over max_file refused."""
     from peer.core.crypto import sha256
-    from peer.core.files import BLOB, WANT, encode_frame
+    from peer.core.files_transfer import BLOB, WANT, encode_frame
 
     limits = {
         "max_file": 1_000_000,

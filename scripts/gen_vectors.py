@@ -1458,16 +1458,8 @@ def build_files() -> dict[str, Any]:
     import json as _json
 
     from peer.core.crypto import aead_seal
-    from peer.core.files import (
-        BLOB,
-        BUSY,
-        MANIFEST_INFO,
-        NONE,
-        WANT,
-        Sealer,
-        encode_frame,
-        manifest_key,
-    )
+    from peer.core.files import MANIFEST_INFO, Sealer, manifest_key
+    from peer.core.files_transfer import BLOB, BUSY, NONE, WANT, encode_frame
 
     key = DeterministicRng(b"files/key")(32)
     plain = DeterministicRng(b"files/plaintext")(2500)

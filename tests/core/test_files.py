@@ -13,31 +13,33 @@ from peer.core.content import decode_content, encode_content
 from peer.core.crypto import DeterministicRng, aead_seal, b64u_encode, sha256
 from peer.core.errors import ProtocolError
 from peer.core.files import (
-    BLOB,
-    BUSY,
     IDS_PER_INDEX,
     MANIFEST_INFO,
     MAX_MANIFEST,
-    WANT,
-    BlobReceived,
     File,
-    FileComplete,
-    FileFailed,
     FileLimitError,
     FileLimits,
-    FileProgress,
     Manifest,
-    ManifestReady,
     Sealer,
+    manifest_key,
+    open_chunk,
+    open_manifest,
+    parse_index,
+)
+from peer.core.files_transfer import (
+    BLOB,
+    BUSY,
+    WANT,
+    BlobReceived,
+    FileComplete,
+    FileFailed,
+    FileProgress,
+    ManifestReady,
     ServeRequest,
     TransferError,
     Transfers,
     decode_frame,
     encode_frame,
-    manifest_key,
-    open_chunk,
-    open_manifest,
-    parse_index,
 )
 
 T0 = 1_700_000_000_000

@@ -12,7 +12,8 @@ import pytest
 
 from peer.core.content import decode_content, encode_content
 from peer.core.errors import ProtocolError
-from peer.core.files import File, Sealer, decode_frame, encode_frame, open_chunk, open_manifest, parse_index
+from peer.core.files import File, Sealer, open_chunk, open_manifest, parse_index
+from peer.core.files_transfer import decode_frame, encode_frame
 
 V: dict[str, Any] = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "files.json").read_text())
 

@@ -270,7 +270,7 @@ async def test_hostile_member_floods_are_bounded_on_real_links(signaling_url: st
     at most serve_window lookups (the rest BUSY); a file name is searchable; a file cannot be forwarded
     (a clear refusal, not an empty message)."""
     from peer.core.crypto import sha256
-    from peer.core.files import BLOB, WANT, encode_frame
+    from peer.core.files_transfer import BLOB, WANT, encode_frame
 
     invite = Invite.new(signaling_url).url()
     limits = FileLimits(serve_window=4, error_budget=1000)

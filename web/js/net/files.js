@@ -1,4 +1,4 @@
-// Attachments in the browser: the pump around core/files.js Transfers (mirrors peer/attachments.py).
+// Attachments in the browser: the pump around core/files_transfer.js Transfers (mirrors peer/attachments.py).
 //
 // Rules:
 // - One FileTransfers per App (room). Blobs live in memory only (ciphertext, by id); closing the tab
@@ -12,9 +12,8 @@
 
 import { b64uEncode } from '../core/bytes.js';
 import { randomBytes, sha256 } from '../core/crypto.js';
-import {
-  CHUNK_SIZE, IDS_PER_INDEX, Sealer, Transfers, checkFile, checkQuota, fileId, fileLimits, openChunk, openManifest, parseIndex,
-} from '../core/files.js';
+import { CHUNK_SIZE, IDS_PER_INDEX, Sealer, checkFile, checkQuota, fileId, fileLimits, openChunk, openManifest, parseIndex } from '../core/files.js';
+import { Transfers } from '../core/files_transfer.js';
 
 export const AUTO_FETCH = 25 * 1000 * 1000;
 
@@ -121,7 +120,7 @@ export class FileTransfers {
     return p;
   }
 
-  /** @param {import('../core/files.js').TransferEvent[]} events */
+  /** @param {import('../core/files_transfer.js').TransferEvent[]} events */
   async handle(events) {
     for (const ev of events) {
       if (ev.type === 'serve') {

@@ -1,12 +1,11 @@
-// Replay the part_files trace (peer/tracing_files.py) against the JS attachments engine (core/files.js):
+// Replay the part_files trace (peer/tracing_files.py) against the JS attachments engine (core/files_transfer.js):
 // the same small network of Transfers engines, the same ops, the same recorded outputs.
 
 import { b64uDecode, b64uEncode, fromUtf8, utf8 } from '../core/bytes.js';
 import { deterministicRng, sha256 } from '../core/crypto.js';
 import { encodeContent } from '../core/content.js';
-import {
-  Sealer, Transfers, decodeFrame, fileLimits, manifestInfoJson, openChunk, openManifest, parseIndex, transferEventJson,
-} from '../core/files.js';
+import { Sealer, fileLimits, manifestInfoJson, openChunk, openManifest, parseIndex } from '../core/files.js';
+import { Transfers, decodeFrame, transferEventJson } from '../core/files_transfer.js';
 
 /** @param {unknown} v @returns {string} */
 function canonical(v) {
@@ -53,7 +52,7 @@ class Net {
   /** @param {string} name */
   store(name) { return /** @type {Map<string, Uint8Array>} */ (this.stores.get(name)); }
 
-  /** @param {string} name @param {import('../core/files.js').TransferEvent[]} events @param {Record<string, any[]>} out @param {boolean} [serve] */
+  /** @param {string} name @param {import('../core/files_transfer.js').TransferEvent[]} events @param {Record<string, any[]>} out @param {boolean} [serve] */
   handle(name, events, out, serve = true) {
     for (const ev of events) {
       (out[name] ??= []).push(transferEventJson(ev));

@@ -5,7 +5,8 @@ import { fromHex, toHex } from '../core/bytes.js';
 import { sha256 } from '../core/crypto.js';
 import { ProtocolError } from '../core/errors.js';
 import { decodeContent, encodeContent } from '../core/content.js';
-import { Sealer, decodeFrame, encodeFrame, manifestObj, openChunk, openManifest, parseIndex } from '../core/files.js';
+import { Sealer, manifestObj, openChunk, openManifest, parseIndex } from '../core/files.js';
+import { decodeFrame, encodeFrame } from '../core/files_transfer.js';
 
 /** @param {any} c @param {string} field */
 const bytesOf = (c, field) => {
