@@ -7,8 +7,8 @@ anything returned by ``data_to_send()`` is transmitted (a chain state is on disk
 Parts (each owns its state and says what it persists; see ``docs/architecture.md``): ``links`` (+
 ``parking``), ``members`` (the one "known sender" rule), ``keys`` (sender keys), ``timeline`` (pure
 projection), ``receipts`` (erasure receipts), ``presence`` (typing/seen); the admin and admission
-actions are :mod:`governance`'s (a base class, as :mod:`inbound` is). The coordinator owns only
-our ``seq`` (state ``seq``; ``lamport`` is the sync clock's) and the envelope-kind dispatch.
+actions are :mod:`governance`'s and the publishing path (our ``seq``) :mod:`publishing`'s (base
+classes, as :mod:`inbound` is). The coordinator owns only the envelope-kind dispatch.
 
 Rules that span parts:
 - **Joining.** The first time we join we publish a self-ADD op (bundle + signed prekey, MACed with the
@@ -32,7 +32,6 @@ from __future__ import annotations
 from peer.core import wire
 from peer.core.chains import ChainPolicy
 from peer.core.content import (
-    Content,
     Edit,
     Forwarded,
     Location,
@@ -40,7 +39,6 @@ from peer.core.content import (
     Reaction,
     Text,
     clean_name,
-    encode_content,
 )
 from peer.core.crypto import Rng, default_rng
 from peer.core.envelope import (
@@ -49,7 +47,6 @@ from peer.core.envelope import (
     Kind,
     encode_tombstone,
     envelope_key,
-    seal_unchained_envelope,
 )
 from peer.core.events import (
     MemberOnline,
@@ -62,7 +59,6 @@ from peer.core.identity import Identity, PublicBundle
 from peer.core.invite import Invite
 from peer.core.log import Key, LogEntry
 from peer.core.membership import (
-    MembershipOp,
     MembershipState,
     OpType,
     make_add,
@@ -75,16 +71,16 @@ from peer.core.sync import (
 
 from .admission import AddBudget
 from .distribution import Distribution
-from .governance import Governance
 from .links import Links, LinkState
 from .members import Members
 from .parking import Parking
 from .presence import Presence
+from .publishing import Publishing
 from .receipts import Receipts
 from .relay import Hint, Relay
 from .restore import restore
 from .senderkeys import NEVER, SenderKeys
-from .timeline import Meta, Timeline, parse_message_id
+from .timeline import Timeline, parse_message_id
 
 DEFAULT_TTL_S = 24 * 3600
 
@@ -96,7 +92,7 @@ def _room_state_change(entry: LogEntry) -> bool:
     return kind == Kind.TOMBSTONE or (kind == Kind.MEMBERSHIP and entry.data[HEADER_LEN + 5] != OpType.ADD)
 
 
-class Room(Governance):
+class Room(Publishing):
     """One room, one member: all the protocol, none of the I/O."""
 
     def __init__(
@@ -483,85 +479,8 @@ class Room(Governance):
         self._send_app(self.relay.tick(now))
         return events
 
-    def _rotate_prekey(self, now: int, events: list[RoomEvent]) -> None:
-        """Our prekey is due: publish a fresh self-ADD carrying the new one (see ``senderkeys``)."""
-        member = self.members_part.is_member(self.peer_id)
-        signed = self.keys.rotate_prekey_if_due(now, self._persist, member=member)
-        if signed is None:
-            return
-        add = make_add(
-            self.identity,
-            self.invite.member_key,
-            self.room_id,
-            self.sync.tick(),
-            self.identity.public_bundle(),
-            signed,
-        )
-        self._publish_unchained(Kind.MEMBERSHIP, add.encode(), now, events=events)
-
     def take_persist(self) -> PersistBatch:
         batch, self._persist = self._persist, PersistBatch()
         if batch:
             batch.states.setdefault("lamport", str(self.sync.lamport).encode())
         return batch
-
-    # -- publishing --------------------------------------------------------------------------------------
-
-    def _publish_unchained(
-        self,
-        kind: Kind,
-        payload: bytes,
-        now: int,
-        *,
-        expires_at: int = NEVER,
-        events: list[RoomEvent] | None = None,
-    ) -> LogEntry:
-        self._seq += 1
-        lamport = self.sync.tick()
-        data = seal_unchained_envelope(
-            self.identity, self.room_id, kind, self._seq, lamport, now, expires_at, payload
-        )
-        self._persist.put("seq", str(self._seq).encode())
-        self._persist.put("lamport", str(lamport).encode())
-        entry = self.sync.publish(
-            data, now, LogEntry(self.peer_id, self._seq, lamport, now, expires_at, data)
-        )
-        self._persist.envelopes.append(entry)
-        if kind == Kind.MEMBERSHIP:
-            self.members_part.add_op(entry.key, MembershipOp.decode(payload))
-            self._on_membership(events if events is not None else [], now)
-        return entry
-
-    def _send_content(
-        self, content: Content, now: int, expires_at: int, events: list[RoomEvent] | None = None
-    ) -> Key:
-        if self.keeper:
-            raise ValueError("a keeper does not send messages")
-        if isinstance(content, Text | Edit | Location | File) and not self.members_part.may_post(
-            self.peer_id, self.sync.lamport + 1
-        ):
-            raise PermissionError("announcement mode: only admins post")
-        plaintext = encode_content(content)
-        rotated = self.keys.rotate_if_due(now, self.members_part.epoch, expires_at, self._persist)
-        if rotated is not None:  # to every member: at once if linked, else paced (``distribution``)
-            for pid in self.members_part.others():
-                if (
-                    self.sync.is_ready(pid)
-                    or self.keys.holds_live_chain(pid)
-                    or self.distribution.offer(pid, now)
-                ):
-                    self._give_chain(pid, rotated, now)
-        self._seq += 1
-        lamport = self.sync.tick()
-        data = self.keys.seal(self._seq, lamport, now, expires_at, plaintext, self._persist)
-        self._persist.put("seq", str(self._seq).encode())
-        self._persist.put("lamport", str(lamport).encode())
-        own = LogEntry(self.peer_id, self._seq, lamport, now, expires_at, data)
-        self._persist.envelopes.append(self.sync.publish(data, now, own))  # ours: no need to verify
-        self.receipts.track(self._seq)
-        self.timeline.apply(
-            Meta(self.peer_id, self._seq, lamport, now, expires_at),
-            content,
-            events if events is not None else [],
-        )
-        return (self.peer_id, self._seq)
