@@ -1,4 +1,4 @@
-"""Signed membership operations and the room's membership state.
+"""Signed membership operations and the room's membership state (the closed-room rules: :mod:`peer.core.admission_rules`).
 
 Wire (big-endian)::
 
@@ -79,13 +79,21 @@ key from the state, or the bundle of a self-add), and the author not removed. Re
 
 from __future__ import annotations
 
-import itertools
 import struct
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from functools import cached_property
 from typing import Any
 
+from peer.core.admission_rules import MAX_CLOSE_IDS as MAX_CLOSE_IDS  # re-exported (op bounds)
+from peer.core.admission_rules import MAX_REQUESTS as MAX_REQUESTS  # re-exported
+from peer.core.admission_rules import (
+    admission_body,
+    admit_ahead,
+    apply_admission,
+    check_admission_body,
+    request_instead,
+)
 from peer.core.crypto import (
     b64u_decode,
     b64u_encode,
@@ -105,8 +113,6 @@ LABEL_MAC = b"ephemesh-v1 membership-mac\x00"
 LABEL_SIG = b"ephemesh-v1 membership-sig\x00"
 MAX_TTL_S = 31_536_000
 MAX_TIMER_VERSION = 2**32 - 1  # a u32 on the wire
-MAX_CLOSE_IDS = 1024  # peer ids one ADMISSION (close) op lists
-MAX_REQUESTS = 256  # join requests (and names admitted ahead of their ADD) a closed room records
 MAX_OP = 42 + 3 + MAX_CLOSE_IDS * 16 + 96  # the largest op (a close listing MAX_CLOSE_IDS ids)
 _PREFIX = struct.Struct(">BB16s16sQ")  # 42 bytes
 
@@ -216,7 +222,7 @@ class MembershipOp:
         check_int(lamport, "bad-op", "lamport")
         body = data[_PREFIX.size : -96]
         if op == OpType.ADMISSION:
-            _check_admission_body(body)
+            check_admission_body(body)
         elif len(body) != _BODY_LEN[OpType(op)]:
             raise ProtocolError("bad-op", "bad body length")
         parsed = cls(
@@ -232,21 +238,6 @@ class MembershipOp:
         elif parsed.op == OpType.SETTINGS and parsed.flags & ~ANNOUNCE:
             raise ProtocolError("bad-op", "unknown settings flag")
         return parsed
-
-
-def _check_admission_body(body: bytes) -> None:
-    if len(body) < 3 or body[0] not in (0, 1):
-        raise ProtocolError("bad-op", "bad admission mode")
-    n = int.from_bytes(body[1:3], "big")
-    if len(body) != 3 + 16 * n:
-        raise ProtocolError("bad-op", "bad body length")
-    if body[0] == 0 and n != 0:
-        raise ProtocolError("bad-op", "an open op lists no ids")
-    if body[0] == 1 and not 1 <= n <= MAX_CLOSE_IDS:
-        raise ProtocolError("bad-op", "a close lists 1..1024 ids")
-    ids = [body[3 + 16 * i : 19 + 16 * i] for i in range(n)]
-    if any(a >= b for a, b in itertools.pairwise(ids)):
-        raise ProtocolError("bad-op", "close ids not strictly ascending")
 
 
 def _make(
@@ -314,13 +305,7 @@ def make_admission(
 ) -> MembershipOp:
     """Close the room admitting ``admits`` (sorted here; must include no more than 1,024 ids), or open
     it (``admits`` None)."""
-    if admits is None:
-        return _make(identity, member_key, room_id, lamport, OpType.ADMISSION, b"\x00\x00\x00")
-    ids = sorted({id_to_bytes(check_id(p)) for p in admits})
-    if not 1 <= len(ids) <= MAX_CLOSE_IDS:
-        raise ValueError("a close lists 1..1024 peer ids")
-    body = b"\x01" + struct.pack(">H", len(ids)) + b"".join(ids)
-    return _make(identity, member_key, room_id, lamport, OpType.ADMISSION, body)
+    return _make(identity, member_key, room_id, lamport, OpType.ADMISSION, admission_body(admits))
 
 
 @dataclass(frozen=True)
@@ -472,43 +457,13 @@ class MembershipState:
         return self if admins == self.admins else replace(self, admins=admins)
 
     def _admission(self, op: MembershipOp) -> MembershipState:
-        if self.owner is None:
-            raise ProtocolError("not-allowed", "a legacy room cannot be closed")
-        if not op.closing:
-            members = {**self.members, **self.requests}
-            return replace(self, closed=False, allowed=frozenset(), requests={}, members=members)
-        listed = set(op.admits) | {op.author, self.owner}
-        keep = {p: m for p, m in self.members.items() if p in listed}
-        requests = dict(self.requests)
-        for pid in sorted(set(self.members) - set(keep)):
-            if len(requests) < MAX_REQUESTS:
-                requests[pid] = self.members[pid]
-        # no epoch change: a self-ADD sorting before the close (any late joiner's, at lamport 1) would
-        # otherwise make every sender rotate and cut admitted members off the live chains; REMOVE rotates
-        return replace(
-            self,
-            members=keep,
-            closed=True,
-            allowed=frozenset(),
-            requests=requests,
-            admins=self.admins & set(keep),
-        )
+        return apply_admission(self, op)
 
     def _readmit(self, op: MembershipOp) -> MembershipState:
         target = op.target
         record = self.former.get(target)
         if target not in self.removed and target not in self.members:  # admit a not-yet-member
-            asked = self.requests.get(target)
-            if asked is not None:
-                requests = {k: v for k, v in self.requests.items() if k != target}
-                return replace(self, members={**self.members, target: asked}, requests=requests)
-            if not self.closed:
-                raise ProtocolError("not-removed", "target is not a removed member or a join request")
-            if target in self.allowed:
-                return self
-            if len(self.allowed) >= MAX_REQUESTS:
-                raise ProtocolError("too-many", "too many names admitted ahead of their ADD")
-            return replace(self, allowed=self.allowed | {target})
+            return admit_ahead(self, target)
         if target not in self.removed or record is None:
             raise ProtocolError("not-removed", "target is not a removed member")
         return replace(
@@ -530,18 +485,10 @@ class MembershipState:
         current = self.members.get(target)
         if current is not None and current.prekey.created_at >= prekey.created_at:
             return self
-        if (
-            self.closed
-            and current is None
-            and target not in self.allowed
-            and not (by_admin and op.author != target)
-        ):  # closed: valid, admits no one; a join request an admin can admit
-            asked = self.requests.get(target)
-            if asked is not None and asked.prekey.created_at >= prekey.created_at:
-                return self
-            if asked is None and len(self.requests) >= MAX_REQUESTS:
-                return self
-            return replace(self, requests={**self.requests, target: Member(bundle, prekey)})
+        if current is None:  # closed: valid, admits no one; a join request an admin can admit
+            request = request_instead(self, op, Member(bundle, prekey), by_admin=by_admin)
+            if request is not None:
+                return request
         return replace(
             self,
             members={**self.members, target: Member(bundle, prekey)},

@@ -1,7 +1,7 @@
 """The receive side of the room coordinator: validation, routing of sync events to the parts, and the
 flows that span parts (membership changes, sender-key hand-over, opening and erasing messages).
 
-A mixin of :class:`peer.core.room.room.Room`, which provides the attributes declared below.
+A base class of :class:`peer.core.room.room.Room` (through :mod:`publishing` and :mod:`governance`), which provides the attributes declared below.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ anything returned by ``data_to_send()`` is transmitted (a chain state is on disk
 
 Parts (each owns its state and says what it persists; see ``docs/architecture.md``): ``links`` (+
 ``parking``), ``members`` (the one "known sender" rule), ``keys`` (sender keys), ``timeline`` (pure
-projection), ``receipts`` (erasure receipts), ``presence`` (typing/seen). The coordinator owns only
-our ``seq`` (state ``seq``; ``lamport`` is the sync clock's) and the envelope-kind dispatch.
+projection), ``receipts`` (erasure receipts), ``presence`` (typing/seen); the admin and admission
+actions are :mod:`governance`'s and the publishing path (our ``seq``) :mod:`publishing`'s (base
+classes, as :mod:`inbound` is). The coordinator owns only the envelope-kind dispatch.
 
 Rules that span parts:
 - **Joining.** The first time we join we publish a self-ADD op (bundle + signed prekey, MACed with the
@@ -31,7 +32,6 @@ from __future__ import annotations
 from peer.core import wire
 from peer.core.chains import ChainPolicy
 from peer.core.content import (
-    Content,
     Edit,
     Forwarded,
     Location,
@@ -39,7 +39,6 @@ from peer.core.content import (
     Reaction,
     Text,
     clean_name,
-    encode_content,
 )
 from peer.core.crypto import Rng, default_rng
 from peer.core.envelope import (
@@ -48,7 +47,6 @@ from peer.core.envelope import (
     Kind,
     encode_tombstone,
     envelope_key,
-    seal_unchained_envelope,
 )
 from peer.core.events import (
     MemberOnline,
@@ -61,18 +59,9 @@ from peer.core.identity import Identity, PublicBundle
 from peer.core.invite import Invite
 from peer.core.log import Key, LogEntry
 from peer.core.membership import (
-    MAX_CLOSE_IDS,
-    MembershipOp,
     MembershipState,
     OpType,
-    Role,
     make_add,
-    make_admission,
-    make_readmit,
-    make_remove,
-    make_role,
-    make_set_timer,
-    make_settings,
 )
 from peer.core.persist import PersistBatch, Snapshot
 from peer.core.sync import (
@@ -82,16 +71,16 @@ from peer.core.sync import (
 
 from .admission import AddBudget
 from .distribution import Distribution
-from .inbound import Inbound
 from .links import Links, LinkState
 from .members import Members
 from .parking import Parking
 from .presence import Presence
+from .publishing import Publishing
 from .receipts import Receipts
 from .relay import Hint, Relay
 from .restore import restore
 from .senderkeys import NEVER, SenderKeys
-from .timeline import Meta, Timeline, parse_message_id
+from .timeline import Timeline, parse_message_id
 
 DEFAULT_TTL_S = 24 * 3600
 
@@ -103,7 +92,7 @@ def _room_state_change(entry: LogEntry) -> bool:
     return kind == Kind.TOMBSTONE or (kind == Kind.MEMBERSHIP and entry.data[HEADER_LEN + 5] != OpType.ADD)
 
 
-class Room(Inbound):
+class Room(Publishing):
     """One room, one member: all the protocol, none of the I/O."""
 
     def __init__(
@@ -376,111 +365,6 @@ class Room(Inbound):
         self._apply_unsend(self.peer_id, seqs, expires_at, published.data, now, events)
         return events
 
-    def set_timer(self, ttl_s: int, now: int) -> list[RoomEvent]:
-        """Set the room's default message lifetime (admins only; a signed, versioned op)."""
-        if not self.members_part.is_admin(self.peer_id):
-            raise PermissionError("only an admin may change the room timer")
-        timer = self.members_part.timer
-        version = timer.version + 1 if timer else 1
-        op = make_set_timer(
-            self.identity, self.invite.member_key, self.room_id, self.sync.tick(), ttl_s, version
-        )
-        events: list[RoomEvent] = []
-        self._publish_unchained(Kind.MEMBERSHIP, op.encode(), now, events=events)
-        return events
-
-    def remove_member(self, peer: str, now: int) -> list[RoomEvent]:
-        """Remove ``peer`` (admins only; the owner cannot be removed) or leave, if it is us. Every
-        sender rotates its chain. An admin can readmit a removed member (:meth:`readmit`)."""
-        if peer != self.peer_id and not self.members_part.is_admin(self.peer_id):
-            raise PermissionError("only an admin may remove another member")
-        if not self.members_part.is_member(peer):
-            raise ValueError("not a member")
-        if peer != self.peer_id and peer == self.membership.owner:
-            raise PermissionError("the owner cannot be removed")
-        op = make_remove(self.identity, self.invite.member_key, self.room_id, self.sync.tick(), peer)
-        return self._publish_op(op, now)
-
-    def leave(self, now: int) -> list[RoomEvent]:
-        """Leave the room for good (a REMOVE of ourselves); only an admin can readmit us."""
-        return self.remove_member(self.peer_id, now)
-
-    def set_admin(self, peer: str, admin: bool, now: int) -> list[RoomEvent]:
-        """Appoint (or demote) an admin: admins only, in a room with an owner; the owner's role is fixed."""
-        if self.membership.owner is None:
-            raise PermissionError("this room has no roles (its invite names no owner)")
-        if not self.members_part.is_admin(self.peer_id):
-            raise PermissionError("only an admin may change roles")
-        if not self.members_part.is_member(peer) or peer == self.membership.owner:
-            raise ValueError("not a member whose role can change")
-        role = Role.ADMIN if admin else Role.MEMBER
-        op = make_role(self.identity, self.invite.member_key, self.room_id, self.sync.tick(), peer, role)
-        return self._publish_op(op, now)
-
-    def readmit(self, peer: str, now: int) -> list[RoomEvent]:
-        """Let a removed member back in (admins only); every sender rotates so it gets the new chains."""
-        if not self.members_part.is_admin(self.peer_id):
-            raise PermissionError("only an admin may readmit")
-        if not self.members_part.is_removed(peer):
-            raise ValueError("not a removed member")
-        op = make_readmit(self.identity, self.invite.member_key, self.room_id, self.sync.tick(), peer)
-        return self._publish_op(op, now)
-
-    def close_admission(self, now: int) -> list[RoomEvent]:
-        """Close the room (admins only, a room with an owner): from now on only the current members and
-        those an admin admits (:meth:`admit`) are members; other joiners become join requests."""
-        if self.membership.owner is None:
-            raise PermissionError("a legacy room (its invite names no owner) cannot be closed")
-        if not self.members_part.is_admin(self.peer_id):
-            raise PermissionError("only an admin may close the room")
-        members = sorted(self.membership.members)
-        if len(members) > MAX_CLOSE_IDS:
-            raise ValueError(f"a room of more than {MAX_CLOSE_IDS} members cannot be closed")
-        op = make_admission(self.identity, self.invite.member_key, self.room_id, self.sync.tick(), members)
-        return self._publish_op(op, now)
-
-    def open_admission(self, now: int) -> list[RoomEvent]:
-        """Reopen a closed room (admins only): anyone with the invite joins; pending requests are admitted."""
-        if not self.members_part.is_admin(self.peer_id):
-            raise PermissionError("only an admin may open the room")
-        if not self.membership.closed:
-            raise ValueError("the room is not closed")
-        op = make_admission(self.identity, self.invite.member_key, self.room_id, self.sync.tick(), None)
-        return self._publish_op(op, now)
-
-    def admit(self, peer: str, now: int) -> list[RoomEvent]:
-        """Admit ``peer`` into a closed room (admins only): a join request, or a name ahead of its ADD."""
-        if not self.members_part.is_admin(self.peer_id):
-            raise PermissionError("only an admin may admit")
-        if not self.membership.closed:
-            raise ValueError("the room is not closed")
-        if self.members_part.is_member(peer) or self.members_part.is_removed(peer):
-            raise ValueError("already a member, or removed (readmit a removed member)")
-        op = make_readmit(self.identity, self.invite.member_key, self.room_id, self.sync.tick(), peer)
-        return self._publish_op(op, now)
-
-    def join_requests(self) -> tuple[str, ...]:
-        """Closed room: peer ids that asked to join and wait for an admin."""
-        return self.members_part.requests()
-
-    def set_announce(self, on: bool, now: int) -> list[RoomEvent]:
-        """Announcement mode on/off: while on, only admins' messages are shown (admins only)."""
-        if not self.members_part.is_admin(self.peer_id):
-            raise PermissionError("only an admin may change room settings")
-        op = make_settings(self.identity, self.invite.member_key, self.room_id, self.sync.tick(), announce=on)
-        return self._publish_op(op, now)
-
-    def is_admin(self, peer: str) -> bool:
-        return self.members_part.is_admin(peer)
-
-    def admins(self) -> tuple[str, ...]:
-        return self.members_part.admins()
-
-    def _publish_op(self, op: MembershipOp, now: int) -> list[RoomEvent]:
-        events: list[RoomEvent] = []
-        self._publish_unchained(Kind.MEMBERSHIP, op.encode(), now, events=events)
-        return events
-
     def set_typing(self, typing: bool, now: int) -> None:
         """Tell linked members we are (not) typing; renewals are rate-limited."""
         for peer, body in self.presence.set_typing(typing, now, self.online()):
@@ -595,85 +479,8 @@ class Room(Inbound):
         self._send_app(self.relay.tick(now))
         return events
 
-    def _rotate_prekey(self, now: int, events: list[RoomEvent]) -> None:
-        """Our prekey is due: publish a fresh self-ADD carrying the new one (see ``senderkeys``)."""
-        member = self.members_part.is_member(self.peer_id)
-        signed = self.keys.rotate_prekey_if_due(now, self._persist, member=member)
-        if signed is None:
-            return
-        add = make_add(
-            self.identity,
-            self.invite.member_key,
-            self.room_id,
-            self.sync.tick(),
-            self.identity.public_bundle(),
-            signed,
-        )
-        self._publish_unchained(Kind.MEMBERSHIP, add.encode(), now, events=events)
-
     def take_persist(self) -> PersistBatch:
         batch, self._persist = self._persist, PersistBatch()
         if batch:
             batch.states.setdefault("lamport", str(self.sync.lamport).encode())
         return batch
-
-    # -- publishing --------------------------------------------------------------------------------------
-
-    def _publish_unchained(
-        self,
-        kind: Kind,
-        payload: bytes,
-        now: int,
-        *,
-        expires_at: int = NEVER,
-        events: list[RoomEvent] | None = None,
-    ) -> LogEntry:
-        self._seq += 1
-        lamport = self.sync.tick()
-        data = seal_unchained_envelope(
-            self.identity, self.room_id, kind, self._seq, lamport, now, expires_at, payload
-        )
-        self._persist.put("seq", str(self._seq).encode())
-        self._persist.put("lamport", str(lamport).encode())
-        entry = self.sync.publish(
-            data, now, LogEntry(self.peer_id, self._seq, lamport, now, expires_at, data)
-        )
-        self._persist.envelopes.append(entry)
-        if kind == Kind.MEMBERSHIP:
-            self.members_part.add_op(entry.key, MembershipOp.decode(payload))
-            self._on_membership(events if events is not None else [], now)
-        return entry
-
-    def _send_content(
-        self, content: Content, now: int, expires_at: int, events: list[RoomEvent] | None = None
-    ) -> Key:
-        if self.keeper:
-            raise ValueError("a keeper does not send messages")
-        if isinstance(content, Text | Edit | Location | File) and not self.members_part.may_post(
-            self.peer_id, self.sync.lamport + 1
-        ):
-            raise PermissionError("announcement mode: only admins post")
-        plaintext = encode_content(content)
-        rotated = self.keys.rotate_if_due(now, self.members_part.epoch, expires_at, self._persist)
-        if rotated is not None:  # to every member: at once if linked, else paced (``distribution``)
-            for pid in self.members_part.others():
-                if (
-                    self.sync.is_ready(pid)
-                    or self.keys.holds_live_chain(pid)
-                    or self.distribution.offer(pid, now)
-                ):
-                    self._give_chain(pid, rotated, now)
-        self._seq += 1
-        lamport = self.sync.tick()
-        data = self.keys.seal(self._seq, lamport, now, expires_at, plaintext, self._persist)
-        self._persist.put("seq", str(self._seq).encode())
-        self._persist.put("lamport", str(lamport).encode())
-        own = LogEntry(self.peer_id, self._seq, lamport, now, expires_at, data)
-        self._persist.envelopes.append(self.sync.publish(data, now, own))  # ours: no need to verify
-        self.receipts.track(self._seq)
-        self.timeline.apply(
-            Meta(self.peer_id, self._seq, lamport, now, expires_at),
-            content,
-            events if events is not None else [],
-        )
-        return (self.peer_id, self._seq)

@@ -1,4 +1,4 @@
-// Signed membership operations and the room's membership state. Mirrors peer/core/membership.py.
+// Signed membership operations and the room's membership state (closed-room rules: admission_rules.js). Mirrors peer/core/membership.py.
 //
 //   op = 0x01 | type u8 | room_id(16) | author(16) | lamport u64 | body | mac(32) | sig(64)
 //   ADD (1) body = PublicBundle(128) | SignedPrekey(104); REMOVE (2) body = target(16);
@@ -29,6 +29,7 @@
 //   a join request (at most MAX_REQUESTS). READMIT of a not-yet-member (admit): a join request becomes a
 //   member; otherwise (closed) the id joins `allowed` (at most MAX_REQUESTS) and its next ADD admits it.
 
+import { MAX_CLOSE_IDS, MAX_REQUESTS, admissionBody, admitAhead, applyAdmission, checkAdmissionBody, requestInstead } from './admission_rules.js';
 import { ProtocolError } from './errors.js';
 import { b64uEncode, concatBytes, fromHex, toHex } from './bytes.js';
 import { ed25519VerifyOrThrow, hmacSha256, hmacSha256Verify, sha256 } from './crypto.js';
@@ -41,8 +42,7 @@ export const LABEL_MAC = label('ephemesh-v1 membership-mac', true);
 export const LABEL_SIG = label('ephemesh-v1 membership-sig', true);
 export const MAX_TTL_S = 31_536_000;
 export const OpType = Object.freeze({ ADD: 1, REMOVE: 2, SET_TIMER: 3, ROLE: 4, READMIT: 5, SETTINGS: 6, ADMISSION: 7 });
-export const MAX_CLOSE_IDS = 1024;
-export const MAX_REQUESTS = 256;
+export { MAX_CLOSE_IDS, MAX_REQUESTS };
 export const MAX_OP = 42 + 3 + MAX_CLOSE_IDS * 16 + 96;
 export const Role = Object.freeze({ MEMBER: 0, ADMIN: 1 });
 export const ANNOUNCE = 1;
@@ -105,18 +105,6 @@ export async function decodeOp(d) {
   return Object.freeze(parsed);
 }
 
-/** @param {Uint8Array} body */
-function checkAdmissionBody(body) {
-  if (body.length < 3 || (body[0] !== 0 && body[0] !== 1)) throw new ProtocolError('bad-op', 'bad admission mode');
-  const n = (body[1] << 8) | body[2];
-  if (body.length !== 3 + 16 * n) throw new ProtocolError('bad-op', 'bad body length');
-  if (body[0] === 0 && n !== 0) throw new ProtocolError('bad-op', 'an open op lists no ids');
-  if (body[0] === 1 && !(n >= 1 && n <= MAX_CLOSE_IDS)) throw new ProtocolError('bad-op', 'a close lists 1..1024 ids');
-  for (let i = 1; i < n; i++) {
-    if (toHex(body.subarray(3 + 16 * (i - 1), 19 + 16 * (i - 1))) >= toHex(body.subarray(3 + 16 * i, 19 + 16 * i))) throw new ProtocolError('bad-op', 'close ids not strictly ascending');
-  }
-}
-
 /** @param {import('./identity.js').Identity} id @param {Uint8Array} memberKey @param {string} roomId @param {number} lamport @param {number} op @param {Uint8Array} body */
 async function make(id, memberKey, roomId, lamport, op, body) {
   const prefix = opPrefix({ op, roomId, author: id.peerId, lamport, body });
@@ -149,10 +137,7 @@ export const makeSettings = (id, mk, roomId, lamport, announce) => make(id, mk, 
 /** Close the room admitting `admits` (sorted here, 1..1024 ids), or open it (`admits` null).
  * @param {import('./identity.js').Identity} id @param {Uint8Array} mk @param {string} roomId @param {number} lamport @param {string[]|null} admits */
 export function makeAdmission(id, mk, roomId, lamport, admits) {
-  if (admits === null) return make(id, mk, roomId, lamport, OpType.ADMISSION, new Uint8Array([0, 0, 0]));
-  const ids = [...new Set(admits)].sort();
-  if (!(ids.length >= 1 && ids.length <= MAX_CLOSE_IDS)) throw new RangeError('a close lists 1..1024 peer ids');
-  return make(id, mk, roomId, lamport, OpType.ADMISSION, concatBytes(new Uint8Array([1, ids.length >> 8, ids.length & 0xff]), ...ids.map(fromHex)));
+  return make(id, mk, roomId, lamport, OpType.ADMISSION, admissionBody(admits));
 }
 
 /** @param {string} roomId @param {string|null} [owner] the invite's owner (null: a legacy room) @returns {MembershipState} */
@@ -210,13 +195,8 @@ async function step(s, op, memberKey, members) {
     const cur = s.members.get(target);
     if (cur && cur.prekey.createdAt >= prekey.createdAt) return s;
     const byAdmin = author !== undefined && isAdmin(s, op.author) && op.author !== target;
-    if (s.closed && !cur && !s.allowed.has(target) && !byAdmin) {
-      // closed: valid, admits no one; a join request an admin can admit
-      const asked = s.requests.get(target);
-      if (asked && asked.prekey.createdAt >= prekey.createdAt) return s;
-      if (!asked && s.requests.size >= MAX_REQUESTS) return s;
-      return { ...s, requests: new Map(s.requests).set(target, { bundle, prekey }) };
-    }
+    const request = cur ? null : requestInstead(s, target, { bundle, prekey }, byAdmin); // closed: a join request
+    if (request) return request;
     members.set(target, { bundle, prekey });
     if (!s.allowed.has(target) && !s.requests.has(target)) return { ...s, members };
     const allowed = new Set(s.allowed), requests = new Map(s.requests);
@@ -250,22 +230,11 @@ async function step(s, op, memberKey, members) {
     else admins.delete(target);
     return { ...s, admins };
   }
-  if (op.op === OpType.ADMISSION) return admission(s, op);
+  if (op.op === OpType.ADMISSION) return applyAdmission(s, op);
   if (op.op === OpType.READMIT) {
     const target = /** @type {string} */ (op.target);
     const record = s.former.get(target);
-    if (!s.removed.has(target) && !s.members.has(target)) {  // admit a not-yet-member
-      const asked = s.requests.get(target);
-      if (asked) {
-        const requests = new Map(s.requests);
-        requests.delete(target);
-        return { ...s, members: new Map([...s.members, [target, asked]]), requests };
-      }
-      if (!s.closed) throw new ProtocolError('not-removed', 'target is not a removed member or a join request');
-      if (s.allowed.has(target)) return s;
-      if (s.allowed.size >= MAX_REQUESTS) throw new ProtocolError('too-many', 'too many names admitted ahead of their ADD');
-      return { ...s, allowed: new Set([...s.allowed, target]) };
-    }
+    if (!s.removed.has(target) && !s.members.has(target)) return admitAhead(s, target); // admit a not-yet-member
     if (!s.removed.has(target) || !record) throw new ProtocolError('not-removed', 'target is not a removed member');
     const removed = new Set(s.removed);
     removed.delete(target);
@@ -281,21 +250,6 @@ async function step(s, op, memberKey, members) {
   }
   const [ttlS, version] = /** @type {[number, number]} */ (op.timer);
   return withTimer(s, { ttlS, version, author: op.author });
-}
-
-/** ADMISSION (close or open). @param {MembershipState} s @param {MembershipOp} op @returns {MembershipState} */
-function admission(s, op) {
-  if (s.owner === null) throw new ProtocolError('not-allowed', 'a legacy room cannot be closed');
-  if (!op.closing) return { ...s, closed: false, allowed: new Set(), requests: new Map(), members: new Map([...s.members, ...s.requests]) };
-  const listed = new Set([...(op.admits ?? []), op.author, s.owner]);
-  const keep = new Map([...s.members].filter(([p]) => listed.has(p)));
-  const requests = new Map(s.requests);
-  for (const pid of [...s.members.keys()].filter((p) => !keep.has(p)).sort()) {
-    if (requests.size < MAX_REQUESTS) requests.set(pid, /** @type {Member} */ (s.members.get(pid)));
-  }
-  const admins = new Set([...s.admins].filter((p) => keep.has(p)));
-  // no epoch change (a late self-ADD sorts before the close; REMOVE is what rotates)
-  return { ...s, members: keep, closed: true, allowed: new Set(), requests, admins };
 }
 
 /** (author, ttl) of a is above b's. @param {Timer} a @param {Timer} b */

@@ -1,5 +1,5 @@
 // The receive side of the room coordinator: validation, routing of sync events to the parts, and the
-// flows that span parts. Mirrors peer/core/room/inbound.py; Room (room.js) extends it with the API.
+// flows that span parts. Mirrors peer/core/room/inbound.py; Governance, Publishing, then Room (room.js), extend it.
 
 import { ProtocolError } from '../errors.js';
 import { decodeSenderKeyMessage } from '../chains.js';

@@ -6,12 +6,13 @@
 // before dataToSend() is transmitted.
 
 import * as content from '../content.js';
-import { Kind, encodeTombstone, sealUnchainedEnvelope } from '../envelope.js';
+import { Kind, encodeTombstone } from '../envelope.js';
 import { publicBundle } from '../identity.js';
 import { keyOf } from '../log.js';
-import { MAX_CLOSE_IDS, Role, decodeOp, encodeOp, makeAdd, makeAdmission, makeReadmit, makeRemove, makeRole, makeSetTimer, makeSettings } from '../membership.js';
+import { encodeOp, makeAdd } from '../membership.js';
 import * as wire from '../wire.js';
-import { Inbound } from './inbound.js';
+import { PermissionError } from './governance.js';
+import { Publishing } from './publishing.js';
 import { restore } from './restore.js';
 import { NEVER } from './senderkeys.js';
 import { parseMessageId } from './timeline.js';
@@ -21,14 +22,7 @@ export { ERROR_BUDGET } from './links.js';
 
 export const DEFAULT_TTL_S = 24 * 3600;
 
-/** A local action this member's role does not allow (mirrors Python's PermissionError). */
-export class PermissionError extends Error {
-  /** @param {string} message */
-  constructor(message) {
-    super(message);
-    this.name = 'PermissionError';
-  }
-}
+export { PermissionError };
 export { NEVER };
 
 /**
@@ -47,7 +41,7 @@ export { NEVER };
  * @typedef {import('./inbound.js').RoomOptions} RoomOptions
  */
 
-export class Room extends Inbound {
+export class Room extends Publishing {
   /**
    * Build the room (restoring a snapshot if given) and publish the self-ADD on first join.
    * @param {import('../identity.js').Identity} identity @param {RoomInvite} invite @param {number} now
@@ -73,7 +67,7 @@ export class Room extends Inbound {
   /** @type {Promise<unknown>} */
   queue = Promise.resolve();
 
-  /** Serialise an entry point; receipts owed go out at its end. @template T @param {() => Promise<T>} fn @returns {Promise<T>} */
+  /** Serialise an entry point; receipts owed go out at its end. @override @template T @param {() => Promise<T>} fn @returns {Promise<T>} */
   run(fn) {
     const p = this.queue.then(async () => {
       const out = await fn();
@@ -302,126 +296,6 @@ export class Room extends Inbound {
     });
   }
 
-  /** @param {number} ttlS @param {number} now @returns {Promise<RoomEvent[]>} */
-  setTimer(ttlS, now) {
-    return this.run(async () => {
-      /** @type {RoomEvent[]} */
-      const events = [];
-      await this.doSetTimer(ttlS, now, events);
-      return events;
-    });
-  }
-
-  /** @param {number} ttlS @param {number} now @param {RoomEvent[]} events */
-  async doSetTimer(ttlS, now, events) {
-    if (!this.membersPart.isAdmin(this.peerId)) throw new PermissionError('only an admin may change the room timer');
-    const t = this.membersPart.timer;
-    const op = await makeSetTimer(this.identity, this.invite.memberKey, this.roomId, this.sync.tick(), ttlS, t ? t.version + 1 : 1);
-    await this.publishUnchained(Kind.MEMBERSHIP, encodeOp(op), now, NEVER, events);
-  }
-
-  /** Remove `peer` (admins only; never the owner) or leave, if it is us. @param {string} peer @param {number} now @returns {Promise<RoomEvent[]>} */
-  removeMember(peer, now) {
-    return this.run(async () => {
-      if (peer !== this.peerId && !this.membersPart.isAdmin(this.peerId)) throw new PermissionError('only an admin may remove another member');
-      if (!this.membersPart.isMember(peer)) throw new Error('not a member');
-      if (peer !== this.peerId && peer === this.membersPart.state.owner) throw new PermissionError('the owner cannot be removed');
-      const op = await makeRemove(this.identity, this.invite.memberKey, this.roomId, this.sync.tick(), peer);
-      return this.publishOp(encodeOp(op), now);
-    });
-  }
-
-  /** Leave for good (only an admin can readmit us). @param {number} now */
-  leave(now) {
-    return this.removeMember(this.peerId, now);
-  }
-
-  /** Appoint or demote an admin (admins only; not in a legacy room; never the owner). @param {string} peer @param {boolean} admin @param {number} now @returns {Promise<RoomEvent[]>} */
-  setAdmin(peer, admin, now) {
-    return this.run(async () => {
-      if (this.membersPart.state.owner === null) throw new PermissionError('this room has no roles (its invite names no owner)');
-      if (!this.membersPart.isAdmin(this.peerId)) throw new PermissionError('only an admin may change roles');
-      if (!this.membersPart.isMember(peer) || peer === this.membersPart.state.owner) throw new Error('not a member whose role can change');
-      const op = await makeRole(this.identity, this.invite.memberKey, this.roomId, this.sync.tick(), peer, admin ? Role.ADMIN : Role.MEMBER);
-      return this.publishOp(encodeOp(op), now);
-    });
-  }
-
-  /** Let a removed member back in (admins only). @param {string} peer @param {number} now @returns {Promise<RoomEvent[]>} */
-  readmit(peer, now) {
-    return this.run(async () => {
-      if (!this.membersPart.isAdmin(this.peerId)) throw new PermissionError('only an admin may readmit');
-      if (!this.membersPart.isRemoved(peer)) throw new Error('not a removed member');
-      const op = await makeReadmit(this.identity, this.invite.memberKey, this.roomId, this.sync.tick(), peer);
-      return this.publishOp(encodeOp(op), now);
-    });
-  }
-
-  /** Close the room (admins only; not a legacy room): only current members and those an admin admits.
-   * @param {number} now @returns {Promise<RoomEvent[]>} */
-  closeAdmission(now) {
-    return this.run(async () => {
-      if (this.membersPart.state.owner === null) throw new PermissionError('a legacy room (its invite names no owner) cannot be closed');
-      if (!this.membersPart.isAdmin(this.peerId)) throw new PermissionError('only an admin may close the room');
-      const members = [...this.membersPart.state.members.keys()].sort();
-      if (members.length > MAX_CLOSE_IDS) throw new Error(`a room of more than ${MAX_CLOSE_IDS} members cannot be closed`);
-      const op = await makeAdmission(this.identity, this.invite.memberKey, this.roomId, this.sync.tick(), members);
-      return this.publishOp(encodeOp(op), now);
-    });
-  }
-
-  /** Reopen a closed room (admins only); pending join requests are admitted. @param {number} now @returns {Promise<RoomEvent[]>} */
-  openAdmission(now) {
-    return this.run(async () => {
-      if (!this.membersPart.isAdmin(this.peerId)) throw new PermissionError('only an admin may open the room');
-      if (!this.membersPart.state.closed) throw new Error('the room is not closed');
-      const op = await makeAdmission(this.identity, this.invite.memberKey, this.roomId, this.sync.tick(), null);
-      return this.publishOp(encodeOp(op), now);
-    });
-  }
-
-  /** Admit `peer` into a closed room (admins only). @param {string} peer @param {number} now @returns {Promise<RoomEvent[]>} */
-  admit(peer, now) {
-    return this.run(async () => {
-      if (!this.membersPart.isAdmin(this.peerId)) throw new PermissionError('only an admin may admit');
-      if (!this.membersPart.state.closed) throw new Error('the room is not closed');
-      if (this.membersPart.isMember(peer) || this.membersPart.isRemoved(peer)) throw new Error('already a member, or removed (readmit a removed member)');
-      const op = await makeReadmit(this.identity, this.invite.memberKey, this.roomId, this.sync.tick(), peer);
-      return this.publishOp(encodeOp(op), now);
-    });
-  }
-
-  /** Closed room: peer ids that asked to join. @returns {string[]} */
-  joinRequests() {
-    return this.membersPart.requests();
-  }
-
-  /** Announcement mode on/off (admins only). @param {boolean} on @param {number} now @returns {Promise<RoomEvent[]>} */
-  setAnnounce(on, now) {
-    return this.run(async () => {
-      if (!this.membersPart.isAdmin(this.peerId)) throw new PermissionError('only an admin may change room settings');
-      const op = await makeSettings(this.identity, this.invite.memberKey, this.roomId, this.sync.tick(), on);
-      return this.publishOp(encodeOp(op), now);
-    });
-  }
-
-  /** @param {string} peer */
-  isAdmin(peer) {
-    return this.membersPart.isAdmin(peer);
-  }
-
-  admins() {
-    return this.membersPart.admins();
-  }
-
-  /** @param {Uint8Array} op @param {number} now */
-  async publishOp(op, now) {
-    /** @type {RoomEvent[]} */
-    const events = [];
-    await this.publishUnchained(Kind.MEMBERSHIP, op, now, NEVER, events);
-    return events;
-  }
-
   /** @param {boolean} typing @param {number} now */
   setTyping(typing, now) {
     return this.run(async () => {
@@ -553,61 +427,5 @@ export class Room extends Inbound {
       this.sendApp(await this.relay.tick(now));
       return out;
     });
-  }
-
-  /** Our prekey is due: publish a fresh self-ADD carrying the new one (see senderkeys.js). @param {number} now @param {RoomEvent[]} events */
-  async rotatePrekey(now, events) {
-    const signed = await this.keys.rotatePrekeyIfDue(now, this.persist, this.membersPart.isMember(this.peerId));
-    if (!signed) return;
-    const op = await makeAdd(this.identity, this.invite.memberKey, this.roomId, this.sync.tick(), publicBundle(this.identity), signed);
-    await this.publishUnchained(Kind.MEMBERSHIP, encodeOp(op), now, NEVER, events);
-  }
-
-  // ---------------------------------------------------------------- publishing
-
-  /**
-   * @override
-   * @param {number} kind @param {Uint8Array} payload @param {number} now @param {number} [expiresAt] @param {RoomEvent[]} [events]
-   */
-  async publishUnchained(kind, payload, now, expiresAt = NEVER, events = []) {
-    this.seq += 1;
-    const lamport = this.sync.tick();
-    const t = { seq: this.seq, lamport, sentAt: now, expiresAt };
-    const data = await sealUnchainedEnvelope(this.identity, this.roomId, kind, t, payload);
-    this.persist.put('seq', this.seq);
-    this.persist.put('lamport', lamport);
-    const own = Object.freeze({ sender: this.peerId, ...t, data });
-    const entry = await this.sync.publish(data, now, own);
-    this.persist.envelopes.push(entry);
-    if (kind === Kind.MEMBERSHIP) {
-      this.membersPart.addOp(keyOf(entry.sender, entry.seq), await decodeOp(payload));
-      await this.onMembership(events, now);
-    }
-    return entry;
-  }
-
-  /** @param {import('../content.js').Content} c @param {number} now @param {number} expiresAt @param {RoomEvent[]} events @returns {Promise<string>} the log key */
-  async sendContent(c, now, expiresAt, events) {
-    if (this.keeper) throw new Error('a keeper does not send messages');
-    if ((c.t === 'text' || c.t === 'edit' || c.t === 'location' || c.t === 'file') && !this.membersPart.mayPost(this.peerId, this.sync.lamport + 1)) {
-      throw new PermissionError('announcement mode: only admins post');
-    }
-    const plaintext = content.encodeContent(c);
-    const rotated = await this.keys.rotateIfDue(now, this.membersPart.epoch, expiresAt, this.persist);
-    if (rotated) { // to every member: at once if linked, else paced (distribution.js)
-      for (const pid of this.membersPart.others()) {
-        if (this.sync.isReady(pid) || this.keys.holdsLiveChain(pid) || this.distribution.offer(pid, now)) await this.giveChain(pid, rotated, now);
-      }
-    }
-    this.seq += 1;
-    const lamport = this.sync.tick();
-    const data = await this.keys.seal(this.seq, lamport, now, expiresAt, plaintext, this.persist);
-    this.persist.put('seq', this.seq);
-    this.persist.put('lamport', lamport);
-    const own = Object.freeze({ sender: this.peerId, seq: this.seq, lamport, sentAt: now, expiresAt, data });
-    this.persist.envelopes.push(await this.sync.publish(data, now, own)); // ours: no need to verify
-    this.receipts.track(this.seq);
-    this.timeline.apply({ sender: this.peerId, seq: this.seq, lamport, sentAt: now, expiresAt }, c, events);
-    return keyOf(this.peerId, this.seq);
   }
 }
