@@ -25,9 +25,14 @@ async def _check(predicate: Predicate) -> bool:
 
 
 async def poll(predicate: Predicate, timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while not await _check(predicate):  # noqa: ASYNC110 -- nothing to wait on: the point of poll
-            await asyncio.sleep(POLL_S)
+    """The deadline is checked between checks, never by cancelling one mid-way (a check may hold a
+    resource, e.g. an HTTP session to read a counter, that a cancellation would leak)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await _check(predicate):
+        if loop.time() >= deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        await asyncio.sleep(POLL_S)
 
 
 async def holds_for(violated: Predicate, window: float) -> None:
