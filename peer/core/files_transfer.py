@@ -190,11 +190,22 @@ class _Download:
         self.pending: dict[bytes, None] = {ref.manifest: None}  # needed, not in flight (ordered)
         self.held: set[bytes] = set()
         self.chunk_ids: set[bytes] = set()
+        self._chunks_held = 0  # len(held & chunk_ids), kept as both grow: O(1) per blob, not O(n)
         self.lacking: dict[bytes, set[str]] = {}
         self.retry_at: int | None = None
 
+    def hold(self, blob_id: bytes) -> None:
+        if blob_id not in self.held:
+            self.held.add(blob_id)
+            self._chunks_held += blob_id in self.chunk_ids
+
+    def add_chunk_id(self, blob_id: bytes) -> None:
+        if blob_id not in self.chunk_ids:
+            self.chunk_ids.add(blob_id)
+            self._chunks_held += blob_id in self.held
+
     def chunks_held(self) -> int:
-        return len(self.held & self.chunk_ids)
+        return self._chunks_held
 
 
 class Transfers:
@@ -295,7 +306,7 @@ class Transfers:
             return events
         for blob_id in held_set & d.chunk_ids:
             d.pending.pop(blob_id, None)
-            d.held.add(blob_id)
+            d.hold(blob_id)
         if d.manifest is not None:
             events.append(FileProgress(d.file, d.chunks_held(), d.manifest.chunks, self._bytes(d)))
         self._maybe_done(d, events)
@@ -329,7 +340,7 @@ class Transfers:
                 self._fail(d, exc.code, events)
                 return
             d.manifest = manifest
-            d.held.add(blob_id)
+            d.hold(blob_id)
             if store:
                 events.append(BlobReceived(d.file, blob_id, data, role))
             events.append(ManifestReady(d.file, manifest))
@@ -345,17 +356,17 @@ class Transfers:
             except ProtocolError as exc:
                 self._fail(d, exc.code, events)
                 return
-            d.held.add(blob_id)
+            d.hold(blob_id)
             if store:
                 events.append(BlobReceived(d.file, blob_id, data, role))
             for chunk_id in ids:
                 if chunk_id not in d.role:
                     d.role[chunk_id] = "chunk"
-                    d.chunk_ids.add(chunk_id)
+                    d.add_chunk_id(chunk_id)
                     if chunk_id not in d.held:
                         d.pending[chunk_id] = None
         else:
-            d.held.add(blob_id)
+            d.hold(blob_id)
             events.append(BlobReceived(d.file, blob_id, data, role))
             assert d.manifest is not None
             events.append(FileProgress(d.file, d.chunks_held(), d.manifest.chunks, self._bytes(d)))
