@@ -44,6 +44,12 @@ def _no_pacing() -> None:
     fc.PACING = False
 
 
+def _no_tuning() -> None:
+    import peer.net.sctp_tuning as st
+
+    st.ENABLED = False
+
+
 async def _child(invite: str, home: str) -> None:
     from peer.node import MessageReceived, Peer
 
@@ -79,7 +85,9 @@ async def _run(args: argparse.Namespace, url: str, tmp: Path) -> dict[str, Any]:
     invite = Invite.new(url).url()
     child = await asyncio.create_subprocess_exec(
         *[PY, "-m", "bench.transfer", "--child", "--invite", invite, "--home", str(tmp / "bob")]
-        + (["--no-pacing"] if args.no_pacing else []),
+        + (["--no-pacing"] if args.no_pacing else [])
+        + (["--no-tuning"] if args.no_tuning else [])
+        + (["--uvloop"] if args.uvloop else []),
         cwd=ROOT,
         stdout=asyncio.subprocess.DEVNULL,
     )
@@ -162,6 +170,8 @@ async def _run(args: argparse.Namespace, url: str, tmp: Path) -> dict[str, Any]:
             "pings": args.pings,
             "interval_ms": args.interval_ms,
             "pacing": not args.no_pacing,
+            "sctp_tuning": not args.no_tuning,
+            "uvloop": args.uvloop,
         },
     }
 
@@ -173,6 +183,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     ap.add_argument("--interval-ms", type=float, default=20.0)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--no-pacing", action="store_true", help="send file frames as fast as aiortc takes them")
+    ap.add_argument(
+        "--no-tuning", action="store_true", help="leave aiortc as it is (peer/net/sctp_tuning.py not applied)"
+    )
+    ap.add_argument("--uvloop", action="store_true", help="run both peers on uvloop (if installed)")
     ap.add_argument("--name", default="transfer", help="result file name")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--invite", help=argparse.SUPPRESS)
@@ -180,11 +194,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     args = ap.parse_args(argv)
     if args.no_pacing:
         _no_pacing()
+    if args.no_tuning:
+        _no_tuning()
+    run: Any = asyncio.run
+    if args.uvloop:
+        import uvloop  # type: ignore[import-not-found,unused-ignore]
+
+        run = uvloop.run
     if args.child:
-        asyncio.run(_child(args.invite, args.home))
+        run(_child(args.invite, args.home))
         return None
     with spawn_server([PY, "-m", "bench.sigserver"]) as sig, tempfile.TemporaryDirectory() as tmp:
-        result = asyncio.run(_run(args, f"http://127.0.0.1:{sig.port}", Path(tmp)))
+        result: dict[str, Any] = run(_run(args, f"http://127.0.0.1:{sig.port}", Path(tmp)))
     path = write_result(args.name, result, args.out)
     print(path.read_text())
     return result

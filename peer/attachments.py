@@ -63,6 +63,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+FLUSH_S = 0.25  # received blobs wait at most this long for their batch (a crash re-fetches them)
+
 Progress = Callable[[int, int], Any]
 """``progress(bytes_done, total_bytes)``."""
 
@@ -221,6 +223,7 @@ class RoomFiles:
         self._queues: dict[str, _Outbox] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._closed = False
         self.errors: dict[str, int] = {}
         self.served = 0  # blobs served to other members
@@ -506,9 +509,10 @@ class RoomFiles:
             elif isinstance(ev, BlobReceived):
                 msg = self._by_file.get(ev.file)
                 if msg is not None:
-                    self.blobs.put(
+                    self.blobs.put_later(
                         self.room_id, ev.file, [(ev.blob_id, ev.role, ev.data)], msg.id, msg.expires_at
                     )
+                    self._arm_flush()
             elif isinstance(ev, FileProgress):
                 msg = self._by_file.get(ev.file)
                 if msg is not None and msg.file is not None:
@@ -518,6 +522,7 @@ class RoomFiles:
                     for cb in list(self._progress.get(ev.file, [])):
                         cb(ev.bytes, msg.file.size)
             elif isinstance(ev, FileComplete):
+                self.blobs.flush()
                 msg = self._by_file.get(ev.file)
                 if msg is not None:
                     published.append(AttachmentComplete(msg.id, ev.file))
@@ -573,10 +578,22 @@ class RoomFiles:
         self._timer = None
         self._pump(self.engine.handle_timer(now_ms()))
 
+    def _arm_flush(self) -> None:
+        """Received blobs go to the store in batches (peer/store/blobs.py); none waits longer than this."""
+        if self._flush_timer is None and self.blobs.waiting and not self._closed:
+            self._flush_timer = asyncio.get_running_loop().call_later(FLUSH_S, self._on_flush)
+
+    def _on_flush(self) -> None:
+        self._flush_timer = None
+        self.blobs.flush()
+
     async def close(self) -> None:
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+        self.blobs.flush()
         tasks = list(self._tasks.values()) + list(self._auto)
         for task in tasks:
             task.cancel()

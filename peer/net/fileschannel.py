@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 from aiortc import RTCDataChannel
 
+from peer.net.channelqueue import ChannelQueue
 from peer.net.transport import TransportClosed
 
 FILES_LABEL = "ephemesh-files"
@@ -26,21 +27,14 @@ OUTBOUND_LIMIT = 16  # SCTP chunks (~1,200 bytes each) queued ahead of the wire 
 POLL_S = 0.001
 PACING = True  # bench/transfer.py --no-pacing turns it off to measure what it buys
 
-_CLOSED = object()
 
-
-class FilesLink:
+class FilesLink(ChannelQueue):
     """Send and receive transfer frames on one ``ephemesh-files`` channel (paced, see the module doc)."""
 
     def __init__(self, channel: RTCDataChannel, outbound: Callable[[], int] | None = None) -> None:
-        self._channel = channel
+        super().__init__(channel, 0)
         self._outbound = outbound
-        self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._open = asyncio.Event()
-        self._closed = asyncio.Event()
-        self._low = asyncio.Event()
-        self._low.set()
-        channel.bufferedAmountLowThreshold = 0
         if channel.readyState == "open":
             self._open.set()
 
@@ -48,28 +42,9 @@ class FilesLink:
         def _on_open() -> None:
             self._open.set()
 
-        @channel.on("message")
-        def _on_message(message: bytes | str) -> None:
-            self._queue.put_nowait(message.encode() if isinstance(message, str) else message)
-
-        @channel.on("close")
-        def _on_close() -> None:
-            self.mark_closed()
-
-        @channel.on("bufferedamountlow")
-        def _on_low() -> None:
-            self._low.set()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed.is_set()
-
-    def mark_closed(self) -> None:
-        if not self._closed.is_set():
-            self._closed.set()
-            self._open.set()
-            self._low.set()
-            self._queue.put_nowait(_CLOSED)
+    def _on_closed(self) -> None:
+        self._open.set()
+        self._low.set()
 
     async def wait_open(self) -> bool:
         await self._open.wait()
@@ -89,18 +64,6 @@ class FilesLink:
             if self.closed:
                 raise TransportClosed("files channel closed")
         self._channel.send(data)
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[bytes]:
-        while True:
-            item = await self._queue.get()
-            if item is _CLOSED:
-                self._queue.put_nowait(_CLOSED)
-                return
-            assert isinstance(item, bytes)
-            yield item
 
     def close(self) -> None:
         self.mark_closed()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,8 @@ from aiortc import (
 )
 from aiortc.sdp import candidate_from_sdp
 
+from peer.net import sctp_tuning
+from peer.net.channelqueue import ChannelQueue
 from peer.net.fileschannel import FILES_LABEL, FilesLink
 from peer.net.transport import TransportClosed
 
@@ -39,8 +41,6 @@ CHANNEL_LABEL = "ephemesh"
 DEFAULT_MAX_MESSAGE = 65536
 HIGH_WATER = 1 << 20  # pause senders above 1 MiB queued in aiortc's per-connection FIFO
 LOW_WATER = 256 << 10
-
-_CLOSED = object()
 
 
 async def close_pc(pc: RTCPeerConnection, timeout: float = 5.0) -> None:
@@ -187,41 +187,22 @@ def selected_path(pc: RTCPeerConnection) -> tuple[str, str] | None:
         return None
 
 
-class RtcTransport:
+class RtcTransport(ChannelQueue):
     """A :class:`peer.net.transport.Transport` over one aiortc data channel."""
 
     def __init__(self, local_id: str, remote_id: str, pc: RTCPeerConnection, channel: RTCDataChannel) -> None:
+        super().__init__(channel, LOW_WATER)
         self._local_id = local_id
         self._remote_id = remote_id
         self._pc = pc
-        self._channel = channel
-        self._queue: asyncio.Queue[object] = asyncio.Queue()
-        self._closed = asyncio.Event()
-        self._low = asyncio.Event()
-        self._low.set()
-        channel.bufferedAmountLowThreshold = LOW_WATER
         #: the attachment transfer channel on the same connection (peer/net/fileschannel.py), once known
         self.files: FilesLink | None = None
         self.files_attached = asyncio.Event()
 
-        @channel.on("message")
-        def _on_message(message: bytes | str) -> None:
-            if isinstance(message, str):
-                message = message.encode()
-            self._queue.put_nowait(message)
-
-        @channel.on("close")
-        def _on_close() -> None:
-            self._mark_closed()
-
-        @channel.on("bufferedamountlow")
-        def _on_low() -> None:
-            self._low.set()
-
         @pc.on("connectionstatechange")
         async def _on_state() -> None:
             if pc.connectionState in ("failed", "closed"):
-                self._mark_closed()
+                self.mark_closed()
 
     @property
     def peer_id(self) -> str:
@@ -244,20 +225,10 @@ class RtcTransport:
             return min(remote, 262144)
         return DEFAULT_MAX_MESSAGE
 
-    @property
-    def closed(self) -> bool:
-        return self._closed.is_set()
-
-    async def wait_closed(self) -> None:
-        await self._closed.wait()
-
-    def _mark_closed(self) -> None:
-        if not self._closed.is_set():
-            self._closed.set()
-            self._queue.put_nowait(_CLOSED)
-            if self.files is not None:
-                self.files.mark_closed()
-            self.files_attached.set()
+    def _on_closed(self) -> None:
+        if self.files is not None:
+            self.files.mark_closed()
+        self.files_attached.set()
 
     def attach_files(self, channel: RTCDataChannel) -> None:
         """The ``ephemesh-files`` channel of this connection (created by the offerer with the chat one)."""
@@ -288,24 +259,11 @@ class RtcTransport:
                 raise TransportClosed("transport closed")
         self._channel.send(data)
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[bytes]:
-        while True:
-            item = await self._queue.get()
-            if item is _CLOSED:
-                # put it back so a second iterator also ends
-                self._queue.put_nowait(_CLOSED)
-                return
-            assert isinstance(item, bytes)
-            yield item
-
     async def close(self, linger: float = 1.0) -> None:
         """Close gracefully: frames already sent are delivered first (up to ``linger`` seconds)."""
         if not self._closed.is_set() and self._channel.readyState == "open":
             await self._drain(linger)
-        self._mark_closed()
+        self.mark_closed()
         with contextlib.suppress(Exception):
             self._channel.close()
         await close_pc(self._pc)
@@ -326,6 +284,7 @@ class RtcTransport:
 
 async def rtc_pair(a_id: str, b_id: str) -> tuple[RtcTransport, RtcTransport]:
     """Two connected transports in this process, offer and answer handed over directly (tests, benches)."""
+    sctp_tuning.apply()
     pc_a = RTCPeerConnection(rtc_configuration([]))
     pc_b = RTCPeerConnection(rtc_configuration([]))
     ch_a = pc_a.createDataChannel(CHANNEL_LABEL, ordered=True)
@@ -489,6 +448,7 @@ class RtcConnector:
         self.offers_answered = 0
         self.offers_dropped = 0
         self.relay_holdoff = RELAY_HOLDOFF_S
+        sctp_tuning.apply()  # aiortc's per-packet costs (delayed SACK...): before any connection exists
 
     @property
     def pending_count(self) -> int:

@@ -1,0 +1,280 @@
+"""Per-packet costs of aiortc's data channels, cut without changing what goes on the wire in a way any
+SCTP stack (usrsctp in browsers, dcsctp) would not accept. Applied explicitly by :func:`apply` (the
+RTC adapter calls it before it makes a connection), for the pinned versions only.
+
+A 50 MB transfer is ~42,000 DATA packets each way of 1,189 bytes (aiortc keeps SCTP packets within the
+minimum IPv6 path MTU, as it should); both processes were CPU-bound at ~250 µs per packet, most of it in
+aiortc and aioice. What this changes (profiles and figures: docs/benchmarks.md, issue 15):
+
+1. **Delayed SACK (RFC 4960 / RFC 9260 §6.2).** aiortc acknowledges every packet that carries DATA:
+   one SACK packet back per DATA packet, which doubles the packets both ends encrypt, decrypt and
+   parse. The RFC says a receiver SHOULD acknowledge at least every second packet and within 200 ms
+   of an unacknowledged DATA chunk, and at once when it sees a gap, a duplicate, or a filled gap;
+   usrsctp and dcsctp (Chromium) do exactly that (every 2nd packet, 200 ms). We do the same, with
+   :data:`SACK_DELAY_S` for the timer. A FORWARD TSN and anything outside ESTABLISHED is acknowledged
+   at once, as before.
+2. **The T3 retransmission timer, restarted lazily.** aiortc cancels and re-creates its T3 timer
+   handle on every SACK that acknowledges new data. We keep the deadline and let an earlier timer
+   re-arm itself for it when it fires: the timer expires at the same moment as before.
+3. **No empty DTLS write after each received record.** aiortc tries to flush OpenSSL's output after
+   every received datagram; with nothing to send that is a failed read and an exception per packet.
+   We skip it when OpenSSL's memory BIO is empty (``BIO_get_mem_data``).
+4. **DTLS before STUN (RFC 7983 demultiplexing).** aioice parses every received datagram as STUN
+   first and hands it on when that raises; a datagram whose first byte is 20-63 is DTLS, so it is
+   handed on at once.
+5. **A UDP receive buffer that holds a congestion window.** aioice asks for 256 KiB (``SO_RCVBUF``):
+   about 110 full packets, while aiortc's window grows to the 1 MiB the peer advertises. When the
+   receiving process is busy for a moment (a store commit, the event loop's other work) the kernel
+   drops what does not fit, and each drop costs fast retransmissions (aiortc re-sends a lost chunk on
+   every third SACK that reports it, so one drop often costs several) and a halved window. We ask for
+   :data:`UDP_RECEIVE_BUFFER` (the kernel caps it at ``net.core.rmem_max``; it is a bound on what the
+   kernel may queue for the socket, not memory taken up front).
+
+Versions: every patch reaches into private code. :func:`apply` patches only ``aiortc 1.16.0`` with
+``aioice 0.13.0``; on anything else it logs a warning and leaves aiortc alone (the transfer still
+works, only slower), and ``tests/peer/test_sctp_tuning.py`` fails so an upgrade is noticed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+AIORTC_VERSION = "1.16.0"
+AIOICE_VERSION = "0.13.0"
+SACK_DELAY_S = 0.05  # RFC 9260 §6.2: at most 200 ms (usrsctp and dcsctp use 200 ms)
+SACK_EVERY = 2  # packets with DATA per SACK: the RFC's "at least every second packet"
+UDP_RECEIVE_BUFFER = 2 << 20  # bytes: room for aiortc's 1 MiB receive window, with the kernel's overhead
+ENABLED = True  # bench/transfer.py --no-tuning turns it off to measure what it buys
+
+_applied = False
+_originals: dict[str, Any] = {}
+
+
+def applied() -> bool:
+    """Whether the patches are in (false on other aiortc/aioice versions than the pinned ones)."""
+    return _applied
+
+
+def versions_match() -> bool:
+    import aioice
+    import aiortc
+
+    return aiortc.__version__ == AIORTC_VERSION and aioice.__version__ == AIOICE_VERSION
+
+
+def apply() -> bool:
+    """Patch aiortc/aioice (idempotent). Returns :func:`applied`."""
+    global _applied
+    if _applied:
+        return True
+    if not ENABLED:
+        return False
+    if not versions_match():
+        import aioice
+        import aiortc
+
+        log.warning(
+            "aiortc %s / aioice %s: SCTP tuning is for aiortc %s / aioice %s only, not applied"
+            " (transfers work, at about half the speed)",
+            aiortc.__version__,
+            aioice.__version__,
+            AIORTC_VERSION,
+            AIOICE_VERSION,
+        )
+        return False
+    _patch_sack()
+    _patch_t3()
+    _patch_dtls_write()
+    _patch_stun_demux()
+    _patch_receive_buffer()
+    _applied = True
+    return True
+
+
+def revert() -> None:
+    """Undo :func:`apply` (tests compare both behaviours)."""
+    global _applied
+    for key, original in _originals.items():
+        cls, name = _targets()[key]
+        setattr(cls, name, original)
+    _originals.clear()
+    import aioice.turn
+
+    aioice.turn.UDP_SOCKET_BUFFER_SIZE = _default_buffer.pop() if _default_buffer else 262144
+    _applied = False
+
+
+def _targets() -> dict[str, tuple[type, str]]:
+    from aioice.ice import StunProtocol
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+    from aiortc.rtcsctptransport import RTCSctpTransport
+
+    return {
+        "sack": (RTCSctpTransport, "_send_sack"),
+        "fwd": (RTCSctpTransport, "_receive_forward_tsn_chunk"),
+        "t3_start": (RTCSctpTransport, "_t3_start"),
+        "t3_restart": (RTCSctpTransport, "_t3_restart"),
+        "dtls_write": (RTCDtlsTransport, "_write_ssl"),
+        "stun_rx": (StunProtocol, "datagram_received"),
+    }
+
+
+def _replace(key: str, new: Callable[..., Any]) -> Any:
+    cls, name = _targets()[key]
+    original = getattr(cls, name)
+    _originals[key] = original
+    setattr(cls, name, new)
+    return original
+
+
+# --- 1. delayed SACK ------------------------------------------------------------------------------------
+
+
+def _patch_sack() -> None:
+    from aiortc.rtcsctptransport import RTCSctpTransport
+
+    established = RTCSctpTransport.State.ESTABLISHED
+    send_sack: Callable[[Any], Coroutine[Any, Any, None]] = (
+        _originals.get("sack") or RTCSctpTransport._send_sack
+    )
+    receive_forward_tsn = RTCSctpTransport._receive_forward_tsn_chunk
+
+    def _cancel(sctp: Any) -> None:
+        timer = sctp.__dict__.pop("_eph_sack_timer", None)
+        if timer is not None:
+            timer.cancel()
+
+    def _done(task: asyncio.Task[None]) -> None:
+        if not task.cancelled():
+            task.exception()  # a SACK that could not go out (the connection closed): nothing to do
+
+    def _on_timer(sctp: Any) -> None:
+        sctp.__dict__.pop("_eph_sack_timer", None)
+        if sctp._sack_needed and sctp._association_state == established:
+            asyncio.ensure_future(_send_now(sctp)).add_done_callback(_done)
+
+    async def _send_now(sctp: Any) -> None:
+        _cancel(sctp)
+        d = sctp.__dict__
+        d["_eph_sack_packets"] = 0
+        d["_eph_sack_gaps"] = bool(sctp._sack_misordered)
+        d["_eph_sack_now"] = False
+        await send_sack(sctp)
+
+    async def _send_sack(self: Any) -> None:
+        """Called by aiortc once per received packet that needs acknowledging (``_handle_data``)."""
+        d = self.__dict__
+        if (
+            self._association_state == established
+            and not d.get("_eph_sack_now")
+            and not self._sack_misordered  # a gap: at once (§6.7)
+            and not self._sack_duplicates  # a duplicate: at once (§6.2)
+            and not d.get("_eph_sack_gaps")  # the last SACK reported gaps: this one may fill them
+        ):
+            packets = d.get("_eph_sack_packets", 0) + 1
+            if packets < SACK_EVERY:
+                d["_eph_sack_packets"] = packets
+                if d.get("_eph_sack_timer") is None:
+                    d["_eph_sack_timer"] = self._loop.call_later(SACK_DELAY_S, _on_timer, self)
+                return
+        await _send_now(self)
+
+    async def _receive_forward_tsn_chunk(self: Any, chunk: Any) -> None:
+        self.__dict__["_eph_sack_now"] = True
+        await receive_forward_tsn(self, chunk)
+
+    _replace("sack", _send_sack)
+    _replace("fwd", _receive_forward_tsn_chunk)
+
+
+# --- 2. lazy T3 restart ---------------------------------------------------------------------------------
+
+
+def _patch_t3() -> None:
+    from aiortc.rtcsctptransport import RTCSctpTransport
+
+    t3_expired = RTCSctpTransport._t3_expired
+
+    def _fire(sctp: Any) -> None:
+        loop = sctp._loop
+        when = sctp.__dict__.get("_eph_t3_when", 0.0)
+        if loop.time() < when - 0.001:  # restarted since this timer was set: wait for the new deadline
+            sctp._t3_handle = loop.call_at(when, _fire, sctp)
+            return
+        t3_expired(sctp)
+
+    def _t3_start(self: Any) -> None:
+        assert self._t3_handle is None
+        when = self._loop.time() + self._rto
+        self.__dict__["_eph_t3_when"] = when
+        self._t3_handle = self._loop.call_at(when, _fire, self)
+
+    def _t3_restart(self: Any) -> None:
+        when = self._loop.time() + self._rto
+        self.__dict__["_eph_t3_when"] = when
+        handle = self._t3_handle
+        if handle is not None and handle.when() <= when:
+            return  # it fires first and re-arms itself for ``when``
+        if handle is not None:
+            handle.cancel()
+        self._t3_handle = self._loop.call_at(when, _fire, self)
+
+    _replace("t3_start", _t3_start)
+    _replace("t3_restart", _t3_restart)
+
+
+# --- 3. no empty DTLS write -----------------------------------------------------------------------------
+
+
+def _patch_dtls_write() -> None:
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+    from OpenSSL.SSL import _ffi, _lib  # type: ignore[attr-defined]
+
+    write_ssl = RTCDtlsTransport._write_ssl
+    out = _ffi.new("char**")
+
+    async def _write_ssl(self: Any) -> None:
+        bio = getattr(self._ssl, "_from_ssl", None)
+        if bio is not None and _lib.BIO_get_mem_data(bio, out) <= 0:
+            return  # OpenSSL has nothing for the wire
+        await write_ssl(self)
+
+    _replace("dtls_write", _write_ssl)
+
+
+# --- 4. DTLS before STUN --------------------------------------------------------------------------------
+
+
+def _patch_stun_demux() -> None:
+    from aioice.ice import StunProtocol
+
+    datagram_received = StunProtocol.datagram_received
+
+    def _datagram_received(self: Any, data: bytes | str, addr: tuple[Any, ...]) -> None:
+        if isinstance(data, bytes) and data and 19 < data[0] < 64:  # RFC 7983: DTLS
+            self.receiver.data_received(data, self.local_candidate.component)
+            return
+        datagram_received(self, data, addr)
+
+    _replace("stun_rx", _datagram_received)
+
+
+# --- 5. UDP receive buffer -----------------------------------------------------------------------------
+
+_default_buffer: list[int] = []
+
+
+def _patch_receive_buffer() -> None:
+    import aioice.turn
+
+    # aioice's host sockets (aioice/ice.py) and TURN sockets (aioice/turn.py) read this at bind time
+    _default_buffer.append(aioice.turn.UDP_SOCKET_BUFFER_SIZE)
+    aioice.turn.UDP_SOCKET_BUFFER_SIZE = max(UDP_RECEIVE_BUFFER, aioice.turn.UDP_SOCKET_BUFFER_SIZE)
+
+
+__all__ = ["AIOICE_VERSION", "AIORTC_VERSION", "SACK_DELAY_S", "applied", "apply", "revert"]
