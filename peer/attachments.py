@@ -509,8 +509,13 @@ class RoomFiles:
             elif isinstance(ev, BlobReceived):
                 msg = self._by_file.get(ev.file)
                 if msg is not None:
-                    self.blobs.put_later(
-                        self.room_id, ev.file, [(ev.blob_id, ev.role, ev.data)], msg.id, msg.expires_at
+                    self.blobs.put(
+                        self.room_id,
+                        ev.file,
+                        [(ev.blob_id, ev.role, ev.data)],
+                        msg.id,
+                        msg.expires_at,
+                        later=True,
                     )
                     self._arm_flush()
             elif isinstance(ev, FileProgress):

@@ -9,7 +9,7 @@ erasure is followed by ``wal_checkpoint(TRUNCATE)``, as in :mod:`peer.store.sqli
 
 What we hold of a file IS the download state: a restarted peer resumes by asking for what is missing.
 
-Received chunks are written in batches (:meth:`BlobStore.put_later`, one transaction per
+Received chunks are written in batches (:meth:`BlobStore.put` with ``later=True``, one transaction per
 :data:`BATCH` blobs or per :meth:`flush`, which the transfer loop calls on a short timer and when a file
 completes): one SQLite transaction per 16 KiB chunk was 7% of a receiver's CPU. Blobs waiting for their
 batch are verified already and are seen by every read (:meth:`get` looks at them first; the other
@@ -68,20 +68,6 @@ class BlobStore:
         """Blobs held for the next batch, not written yet."""
         return len(self._waiting)
 
-    def put_later(
-        self,
-        room_id: str,
-        file: str,
-        items: Iterable[tuple[bytes, str, bytes]],
-        msg_id: str | None = None,
-        expires_at: int | None = None,
-    ) -> None:
-        """Like :meth:`put`, in the next batch: written once :data:`BATCH` blobs wait, or at :meth:`flush`."""
-        for i, role, data in items:
-            self._waiting.setdefault((room_id, i), (room_id, i, file, role, msg_id, expires_at, data))
-        if len(self._waiting) >= BATCH:
-            self.flush()
-
     def flush(self) -> None:
         """Write every blob waiting for its batch, in one transaction."""
         if not self._waiting or self._closed:
@@ -114,10 +100,20 @@ class BlobStore:
         items: Iterable[tuple[bytes, str, bytes]],
         msg_id: str | None = None,
         expires_at: int | None = None,
+        *,
+        later: bool = False,
     ) -> None:
-        """Store ``(id, role, data)`` blobs of ``file`` in one transaction (a blob already held is kept)."""
-        self.flush()
-        self._insert([(room_id, i, file, role, msg_id, expires_at, data) for i, role, data in items])
+        """Store ``(id, role, data)`` blobs of ``file`` in one transaction (a blob already held is kept).
+        ``later``: in the next batch instead, written once :data:`BATCH` blobs wait or at :meth:`flush`."""
+        rows = [(room_id, i, file, role, msg_id, expires_at, data) for i, role, data in items]
+        if later:
+            for row in rows:
+                self._waiting.setdefault((room_id, row[1]), row)
+            if len(self._waiting) >= BATCH:
+                self.flush()
+        else:
+            self.flush()
+            self._insert(rows)
 
     def rename_file(self, room_id: str, old: str, new: str) -> None:
         self.flush()

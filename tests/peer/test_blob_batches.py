@@ -34,7 +34,7 @@ def _sealed(chunks: int) -> tuple[File, dict[bytes, bytes]]:
 def _download(
     store: BlobStore, ref: File, blobs: dict[bytes, bytes], stop_after: int | None = None
 ) -> tuple[int, bool]:
-    """Fetch ``ref`` from a neighbour holding ``blobs``, storing what arrives with ``put_later`` (as the
+    """Fetch ``ref`` from a neighbour holding ``blobs``, storing what arrives with ``put(..., later=True)`` (as the
     transfer loop does); stop after ``stop_after`` blobs. Returns (blobs fetched, complete)."""
     t = Transfers()
     t.link_up("A", T0)
@@ -44,7 +44,7 @@ def _download(
     while True:
         for ev in events:
             if isinstance(ev, BlobReceived):
-                store.put_later(ROOM, ev.file, [(ev.blob_id, ev.role, ev.data)], "msg", T0 + 10**9)
+                store.put(ROOM, ev.file, [(ev.blob_id, ev.role, ev.data)], "msg", T0 + 10**9, later=True)
                 fetched += 1
             complete = complete or isinstance(ev, FileComplete)
         if stop_after is not None and fetched >= stop_after:
@@ -87,7 +87,7 @@ def test_a_crash_between_batches_resumes_with_what_was_committed(tmp_path: Path)
 
 def test_reads_see_blobs_waiting_for_their_batch(tmp_path: Path) -> None:
     store = BlobStore(tmp_path / "blobs.sqlite")
-    store.put_later(ROOM, "f", [(b"\x01" * 32, "chunk", b"data")], "msg", T0)
+    store.put(ROOM, "f", [(b"\x01" * 32, "chunk", b"data")], "msg", T0, later=True)
     assert store.waiting == 1
     assert store.get(ROOM, b"\x01" * 32) == b"data"  # served from the batch, nothing written
     assert store.waiting == 1
@@ -99,9 +99,9 @@ def test_reads_see_blobs_waiting_for_their_batch(tmp_path: Path) -> None:
 
 def test_a_full_batch_is_written_at_once(tmp_path: Path) -> None:
     store = BlobStore(tmp_path / "blobs.sqlite")
-    store.put_later(ROOM, "f", [(bytes([i]) * 32, "chunk", b"x") for i in range(BATCH - 1)], "m", T0)
+    store.put(ROOM, "f", [(bytes([i]) * 32, "chunk", b"x") for i in range(BATCH - 1)], "m", T0, later=True)
     assert store.waiting == BATCH - 1
-    store.put_later(ROOM, "f", [(b"\xff" * 32, "chunk", b"x")], "m", T0)
+    store.put(ROOM, "f", [(b"\xff" * 32, "chunk", b"x")], "m", T0, later=True)
     assert store.waiting == 0
     rows = sqlite3.connect(tmp_path / "blobs.sqlite").execute("SELECT COUNT(*) FROM blobs").fetchone()
     assert rows[0] == BATCH
@@ -116,8 +116,8 @@ def test_an_erasure_drops_waiting_blobs_before_they_reach_the_disk(tmp_path: Pat
     store = BlobStore(tmp_path / "blobs.sqlite")
     marker = b"CIPHERTEXT-OF-AN-ERASED-CHUNK-" * 8
     kept = b"CIPHERTEXT-OF-A-KEPT-CHUNK----" * 8
-    store.put_later(ROOM, "gone", [(b"\x01" * 32, "chunk", marker)], "msg-gone", T0)
-    store.put_later(ROOM, "alive", [(b"\x02" * 32, "chunk", kept)], "msg-alive", T0 + 10**9)
+    store.put(ROOM, "gone", [(b"\x01" * 32, "chunk", marker)], "msg-gone", T0, later=True)
+    store.put(ROOM, "alive", [(b"\x02" * 32, "chunk", kept)], "msg-alive", T0 + 10**9, later=True)
     assert store.erase_message(ROOM, "msg-gone") == 1
     assert store.get(ROOM, b"\x01" * 32) is None
     store.close()  # writes what still waits
@@ -130,8 +130,8 @@ def test_every_erasure_path_drops_waiting_blobs(tmp_path: Path) -> None:
     store = BlobStore(tmp_path / "blobs.sqlite")
 
     def fill() -> None:
-        store.put_later(ROOM, "f1", [(b"\x01" * 32, "chunk", b"a")], "m1", T0)
-        store.put_later("other", "f2", [(b"\x02" * 32, "chunk", b"b")], "m2", T0 + 10)
+        store.put(ROOM, "f1", [(b"\x01" * 32, "chunk", b"a")], "m1", T0, later=True)
+        store.put("other", "f2", [(b"\x02" * 32, "chunk", b"b")], "m2", T0 + 10, later=True)
 
     fill()
     assert store.erase_file(ROOM, "f1") == 1
