@@ -22,7 +22,12 @@ aiortc and aioice. What this changes (profiles and figures: docs/benchmarks.md, 
 4. **DTLS before STUN (RFC 7983 demultiplexing).** aioice parses every received datagram as STUN
    first and hands it on when that raises; a datagram whose first byte is 20-63 is DTLS, so it is
    handed on at once.
-5. **A UDP receive buffer that holds a congestion window.** aioice asks for 256 KiB (``SO_RCVBUF``):
+5. **Fast paths for the common in-order chunk.** A DATA chunk that is the next TSN, with no gap or
+   duplicate outstanding, only moves the cumulative TSN (aiortc sorts and filters its gap sets for
+   every chunk); a chunk appended after every chunk held for reassembly that is not the last fragment
+   of a message completes nothing, so reassembly is not scanned for it (aiortc scans from the start:
+   quadratic in a message's fragments).
+6. **A UDP receive buffer that holds a congestion window.** aioice asks for 256 KiB (``SO_RCVBUF``):
    about 110 full packets, while aiortc's window grows to the 1 MiB the peer advertises. When the
    receiving process is busy for a moment (a store commit, the event loop's other work) the kernel
    drops what does not fit, and each drop costs fast retransmissions (aiortc re-sends a lost chunk on
@@ -39,7 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -91,6 +96,7 @@ def apply() -> bool:
     _patch_t3()
     _patch_dtls_write()
     _patch_stun_demux()
+    _patch_in_order()
     _patch_receive_buffer()
     _applied = True
     return True
@@ -112,7 +118,7 @@ def revert() -> None:
 def _targets() -> dict[str, tuple[type, str]]:
     from aioice.ice import StunProtocol
     from aiortc.rtcdtlstransport import RTCDtlsTransport
-    from aiortc.rtcsctptransport import RTCSctpTransport
+    from aiortc.rtcsctptransport import InboundStream, RTCSctpTransport
 
     return {
         "sack": (RTCSctpTransport, "_send_sack"),
@@ -121,6 +127,9 @@ def _targets() -> dict[str, tuple[type, str]]:
         "t3_restart": (RTCSctpTransport, "_t3_restart"),
         "dtls_write": (RTCDtlsTransport, "_write_ssl"),
         "stun_rx": (StunProtocol, "datagram_received"),
+        "mark": (RTCSctpTransport, "_mark_received"),
+        "add": (InboundStream, "add_chunk"),
+        "pop": (InboundStream, "pop_messages"),
     }
 
 
@@ -264,7 +273,52 @@ def _patch_stun_demux() -> None:
     _replace("stun_rx", _datagram_received)
 
 
-# --- 5. UDP receive buffer -----------------------------------------------------------------------------
+# --- 5. in-order fast paths ----------------------------------------------------------------------------
+
+
+def _patch_in_order() -> None:
+    from aiortc.rtcsctptransport import (
+        SCTP_DATA_LAST_FRAG,
+        SCTP_TSN_MODULO,
+        InboundStream,
+        RTCSctpTransport,
+    )
+    from aiortc.utils import uint32_gt
+
+    mark_received = RTCSctpTransport._mark_received
+    add_chunk = InboundStream.add_chunk
+    pop_messages = InboundStream.pop_messages
+
+    def _mark_received(self: Any, tsn: int) -> bool:
+        last = self._last_received_tsn
+        if (
+            last is not None
+            and tsn == (last + 1) % SCTP_TSN_MODULO
+            and not self._sack_misordered
+            and not self._sack_duplicates
+        ):
+            self._last_received_tsn = tsn  # what aiortc's sort-and-filter comes to in this case
+            return False
+        return bool(mark_received(self, tsn))
+
+    def _add_chunk(self: Any, chunk: Any) -> None:
+        tail = not self.reassembly or uint32_gt(chunk.tsn, self.reassembly[-1].tsn)
+        add_chunk(self, chunk)
+        # nothing was deliverable before (aiortc pops after every chunk); a new last chunk that ends
+        # no message cannot complete one
+        self.__dict__["_eph_nothing"] = tail and not chunk.flags & SCTP_DATA_LAST_FRAG
+
+    def _pop_messages(self: Any) -> Iterator[tuple[int, int, bytes]]:
+        if self.__dict__.pop("_eph_nothing", False):
+            return iter(())
+        return iter(pop_messages(self))
+
+    _replace("mark", _mark_received)
+    _replace("add", _add_chunk)
+    _replace("pop", _pop_messages)
+
+
+# --- 6. UDP receive buffer -----------------------------------------------------------------------------
 
 _default_buffer: list[int] = []
 

@@ -135,3 +135,65 @@ async def test_a_lost_chunk_is_retransmitted_by_the_t3_timer(
     async with asyncio.timeout(WAIT):
         assert await it.__anext__() == b"LOSE this one"
     assert dropped
+
+
+def _chunks(messages: int, seed: int) -> list[Any]:
+    """DATA chunks of ``messages`` ordered messages on stream 1 (1-4 fragments each), TSNs across the
+    2^32 wrap, in a shuffled arrival order with duplicates."""
+    import random
+
+    from aiortc.rtcsctptransport import SCTP_DATA_FIRST_FRAG, SCTP_DATA_LAST_FRAG, DataChunk
+
+    rng = random.Random(seed)
+    tsn = 2**32 - 7
+    chunks = []
+    for seq in range(messages):
+        frags = rng.randint(1, 4)
+        for f in range(frags):
+            c = DataChunk()
+            c.flags = (SCTP_DATA_FIRST_FRAG if f == 0 else 0) | (SCTP_DATA_LAST_FRAG if f == frags - 1 else 0)
+            c.tsn, c.stream_id, c.stream_seq, c.protocol = tsn % 2**32, 1, seq, 53
+            c.user_data = f"{seq}.{f}".encode()
+            chunks.append(c)
+            tsn += 1
+    arrival = list(chunks)
+    for i in range(0, len(arrival) - 3, 3):  # local reordering, as on a real path
+        if rng.random() < 0.4:
+            arrival[i], arrival[i + 2] = arrival[i + 2], arrival[i]
+    return arrival + rng.sample(chunks, 5)  # and a few duplicates at the end
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_in_order_fast_paths_deliver_what_aiortc_delivers(seed: int) -> None:
+    """The fast paths (one for the cumulative TSN, one for reassembly) against aiortc's own code on
+    reordered chunks with duplicates and the TSN wrap: the same messages, acks and gap reports."""
+    from aiortc.rtcsctptransport import InboundStream, RTCSctpTransport
+
+    assert sctp_tuning.apply()
+    originals = sctp_tuning._originals
+    arrival = _chunks(60, seed)
+
+    def run(tuned: bool) -> tuple[list[tuple[int, int, bytes]], list[tuple[int | None, list[int]]]]:
+        sctp: Any = object.__new__(RTCSctpTransport)
+        sctp._last_received_tsn = (2**32 - 8) % 2**32
+        sctp._sack_misordered, sctp._sack_duplicates = set(), []
+        stream = InboundStream()
+        out: list[tuple[int, int, bytes]] = []
+        acks: list[tuple[int | None, list[int]]] = []
+        for c in arrival:
+            dup = sctp._mark_received(c.tsn) if tuned else originals["mark"](sctp, c.tsn)
+            acks.append((sctp._last_received_tsn, sorted(sctp._sack_misordered)))
+            if dup:
+                continue
+            if tuned:
+                stream.add_chunk(c)
+                out += list(stream.pop_messages())
+            else:
+                originals["add"](stream, c)
+                out += list(originals["pop"](stream))
+        return out, acks
+
+    tuned, untuned = run(True), run(False)
+    assert tuned == untuned
+    assert len(tuned[0]) == 60  # every message, once, in order
+    assert [int(m[2].split(b".")[0]) for m in tuned[0]] == list(range(60))
