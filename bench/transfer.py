@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import PY, ROOT, spawn_server, summary_ms, write_result
+from peer.net import fileschannel
 
 
 def _make_file(path: Path, size: int) -> None:
@@ -87,7 +88,8 @@ async def _run(args: argparse.Namespace, url: str, tmp: Path) -> dict[str, Any]:
         *[PY, "-m", "bench.transfer", "--child", "--invite", invite, "--home", str(tmp / "bob")]
         + (["--no-pacing"] if args.no_pacing else [])
         + (["--no-tuning"] if args.no_tuning else [])
-        + (["--uvloop"] if args.uvloop else []),
+        + (["--uvloop"] if args.uvloop else [])
+        + (["--outbound-limit", str(args.outbound_limit)] if args.outbound_limit is not None else []),
         cwd=ROOT,
         stdout=asyncio.subprocess.DEVNULL,
     )
@@ -172,6 +174,7 @@ async def _run(args: argparse.Namespace, url: str, tmp: Path) -> dict[str, Any]:
             "pacing": not args.no_pacing,
             "sctp_tuning": not args.no_tuning,
             "uvloop": args.uvloop,
+            "outbound_limit": fileschannel.OUTBOUND_LIMIT,
         },
     }
 
@@ -186,6 +189,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     ap.add_argument(
         "--no-tuning", action="store_true", help="leave aiortc as it is (peer/net/sctp_tuning.py not applied)"
     )
+    ap.add_argument(
+        "--outbound-limit", type=int, default=None, help="files channel pacing threshold (chunks)"
+    )
     ap.add_argument("--uvloop", action="store_true", help="run both peers on uvloop (if installed)")
     ap.add_argument("--name", default="transfer", help="result file name")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -196,6 +202,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         _no_pacing()
     if args.no_tuning:
         _no_tuning()
+    if args.outbound_limit is not None:
+        fileschannel.OUTBOUND_LIMIT = args.outbound_limit
     run: Any = asyncio.run
     if args.uvloop:
         import uvloop  # type: ignore[import-not-found,unused-ignore]

@@ -5,10 +5,14 @@ message queued behind megabytes of chunks waits for all of them (field notes: p5
 to 945 ms behind a 1 MiB buffered file). So this channel never queues more than one frame inside
 aiortc: :meth:`FilesLink.send` waits until the channel's ``bufferedAmount`` is back to 0 (aiortc
 moves a message from the channel queue to SCTP's outbound queue only once that queue is empty), and
-and while SCTP's outbound queue (every channel's, not yet on the wire) holds more than
+while SCTP's outbound queue (every channel's, not yet on the wire) holds more than
 :data:`OUTBOUND_LIMIT` chunks, it waits too (polled every :data:`POLL_S`: aiortc has no event for it).
 A chat message then waits for about one 16 KiB frame, whatever the transfer's rate. The downloader's
 request window (``FileLimits.window``) keeps enough frames in flight to fill the link.
+
+:data:`OUTBOUND_LIMIT` was 16; measured in pairs with ``bench/transfer.py --outbound-limit N`` (docs/
+benchmarks.md), 4 gave the lowest chat round trips during a transfer (a chat message sent while the
+outbound queue drains its last chunks goes ahead of the next frame) at the same throughput.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from peer.net.channelqueue import ChannelQueue
 from peer.net.transport import TransportClosed
 
 FILES_LABEL = "ephemesh-files"
-OUTBOUND_LIMIT = 16  # SCTP chunks (~1,200 bytes each) queued ahead of the wire before we add a frame
+OUTBOUND_LIMIT = 4  # SCTP chunks (~1,200 bytes each) queued ahead of the wire before we add a frame
 POLL_S = 0.001
 PACING = True  # bench/transfer.py --no-pacing turns it off to measure what it buys
 
