@@ -223,6 +223,7 @@ class RoomFiles:
         self._queues: dict[str, _Outbox] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0  # the engine deadline (ms) self._timer was armed for
         self._flush_timer: asyncio.TimerHandle | None = None
         self._closed = False
         self.errors: dict[str, int] = {}
@@ -569,12 +570,17 @@ class RoomFiles:
                 fut.set_exception(exc)
 
     def _arm(self) -> None:
+        """The engine's next deadline moves on with (nearly) every frame: a timer that fires no later
+        than it is kept (firing early only runs ``handle_timer``, which re-arms), not re-created."""
+        when = self.engine.next_timer()
         if self._timer is not None:
+            if when is not None and self._timer_at <= when and not self._closed:
+                return
             self._timer.cancel()
             self._timer = None
-        when = self.engine.next_timer()
         if when is None or self._closed:
             return
+        self._timer_at = when
         self._timer = asyncio.get_running_loop().call_later(
             max(0.0, (when - now_ms()) / 1000), self._on_timer
         )

@@ -157,23 +157,28 @@ def _patch_sack() -> None:
     )
     receive_forward_tsn = RTCSctpTransport._receive_forward_tsn_chunk
 
-    def _cancel(sctp: Any) -> None:
-        timer = sctp.__dict__.pop("_eph_sack_timer", None)
-        if timer is not None:
-            timer.cancel()
-
     def _done(task: asyncio.Task[None]) -> None:
         if not task.cancelled():
             task.exception()  # a SACK that could not go out (the connection closed): nothing to do
 
+    # One timer per association, never cancelled: a SACK sent meanwhile clears the deadline, and a timer
+    # that fires before the current deadline re-arms itself for it (creating and cancelling a timer
+    # for every second packet was its own cost).
     def _on_timer(sctp: Any) -> None:
-        sctp.__dict__.pop("_eph_sack_timer", None)
-        if sctp._sack_needed and sctp._association_state == established:
-            asyncio.ensure_future(_send_now(sctp)).add_done_callback(_done)
+        d = sctp.__dict__
+        due = d.get("_eph_sack_due")
+        if due is None or sctp._association_state != established:
+            d["_eph_sack_timer"] = None
+        elif sctp._loop.time() < due - 0.001:
+            d["_eph_sack_timer"] = sctp._loop.call_at(due, _on_timer, sctp)
+        else:
+            d["_eph_sack_timer"] = None
+            if sctp._sack_needed:
+                asyncio.ensure_future(_send_now(sctp)).add_done_callback(_done)
 
     async def _send_now(sctp: Any) -> None:
-        _cancel(sctp)
         d = sctp.__dict__
+        d["_eph_sack_due"] = None
         d["_eph_sack_packets"] = 0
         d["_eph_sack_gaps"] = bool(sctp._sack_misordered)
         d["_eph_sack_now"] = False
@@ -192,8 +197,10 @@ def _patch_sack() -> None:
             packets = d.get("_eph_sack_packets", 0) + 1
             if packets < SACK_EVERY:
                 d["_eph_sack_packets"] = packets
-                if d.get("_eph_sack_timer") is None:
-                    d["_eph_sack_timer"] = self._loop.call_later(SACK_DELAY_S, _on_timer, self)
+                if d.get("_eph_sack_due") is None:
+                    due = d["_eph_sack_due"] = self._loop.time() + SACK_DELAY_S
+                    if d.get("_eph_sack_timer") is None:
+                        d["_eph_sack_timer"] = self._loop.call_at(due, _on_timer, self)
                 return
         await _send_now(self)
 
