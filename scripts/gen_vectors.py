@@ -259,6 +259,7 @@ def build() -> dict[str, dict[str, Any]]:
     out["relay"] = build_relay(room, alice, bob)
     out["features"] = build_features(alice, bob)
     out["admission"] = build_admission()
+    out["forward_files"] = build_forward_files()
     return out
 
 
@@ -1573,6 +1574,50 @@ def build_files() -> dict[str, Any]:
                 ("short key", "key", "AAAA"),
                 ("manifest not base64url", "manifest", "!!"),
             ]
+        ],
+    }
+
+
+def build_forward_files() -> dict[str, Any]:
+    """A forwarded attachment's content item (PROTOCOL.md "Forwarded attachments"): ``"fwd"`` on a
+    ``"file"`` content, present only when set (a plain file encodes as before), and its refusals."""
+    from peer.core.content import searchable_text
+    from peer.core.files import File
+
+    manifest, key = bytes(range(32)), bytes(range(100, 132))
+    plain = File("photo.jpg", 123_456, "image/jpeg", manifest, key)
+    fwd = File("photo.jpg", 123_456, "image/jpeg", manifest, key, forwarded_from="Alice Ö")
+    valid = [
+        {
+            "name": name,
+            "file": {
+                "name": f.name,
+                "size": f.size,
+                "mime": f.mime,
+                "manifest": manifest.hex(),
+                "key": key.hex(),
+                "from_name": f.forwarded_from,
+            },
+            "plaintext": encode_content(f).hex(),
+            "search": searchable_text(f),
+        }
+        for name, f in (("plain", plain), ("forwarded", fwd))
+    ]
+    base = json.loads(encode_content(plain))
+
+    def bad(name: str, fwd_value: object) -> dict[str, str]:
+        obj = {**base, "fwd": fwd_value}
+        data = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+        return {"name": name, "plaintext": data.hex(), "code": _error_code(decode_content, data)}
+
+    return {
+        "valid": valid,
+        "bad": [
+            bad("fwd not an object", "Alice"),
+            bad("fwd extra key", {"from_name": "Alice", "key": "x"}),
+            bad("fwd name with a control character", {"from_name": "Al\u0007ice"}),
+            bad("fwd name too long", {"from_name": "a" * 65}),
+            bad("fwd name not cleaned", {"from_name": " Alice"}),
         ],
     }
 

@@ -283,8 +283,8 @@ class Room(Publishing):
         source has expired (or is not a forwardable message)."""
         if source.expires_at <= now:
             raise ValueError("cannot forward: that message has expired")
-        if source.file is not None:  # its blobs are keyed to this room's message: re-send the file instead
-            raise ValueError("cannot forward an attachment (yet): save it and send it again")
+        if source.file is not None:  # its blobs are keyed to the original's message and key
+            raise ValueError("cannot forward an attachment without re-sealing it (see forward_file)")
         name = source.forwarded_from if source.forwarded_from is not None else clean_name(from_name)
         fwd = Forwarded(name)
         content: Text | Location
@@ -293,6 +293,37 @@ class Room(Publishing):
         else:
             content = Text(source.text, fwd=fwd)
         return self._send_message(content, now, min(source.expires_at, self._expiry(now, ttl_s)))
+
+    def forward_expiry(self, source: Message, now: int, *, ttl_s: int | None = None) -> int:
+        """When a forward of ``source`` sent now would expire: ``min(source's, now + ttl)``
+        (``ValueError`` if the source has expired). The adapter binds a re-sealed file's blobs to it."""
+        if source.expires_at <= now:
+            raise ValueError("cannot forward: that message has expired")
+        return min(source.expires_at, self._expiry(now, ttl_s))
+
+    def forward_file(
+        self, source: Message, sealed: File, from_name: str, now: int, *, ttl_s: int | None = None
+    ) -> Message:
+        """Forward the attachment ``source`` as ``sealed``: the same file re-sealed by the caller under
+        a FRESH key (new chunks, manifest and id; PROTOCOL.md "Forwarded attachments"), sent here as a
+        new message of ours marked forwarded, expiring no later than the source. ``ValueError`` if the
+        source has expired, is not an attachment, or ``sealed`` reuses its key or is another file."""
+        expires_at = self.forward_expiry(source, now, ttl_s=ttl_s)
+        ref = source.file
+        if ref is None:
+            raise ValueError("cannot forward: that message is not an attachment")
+        if sealed.key == ref.key or sealed.manifest == ref.manifest:
+            raise ValueError("cannot forward: an attachment must be re-sealed under a fresh key")
+        if (sealed.name, sealed.size, sealed.mime) != (ref.name, ref.size, ref.mime):
+            raise ValueError("cannot forward: the re-sealed file is not the original's")
+        name = source.forwarded_from if source.forwarded_from is not None else clean_name(from_name)
+        content = File(
+            sealed.name, sealed.size, sealed.mime, sealed.manifest, sealed.key, forwarded_from=name
+        )
+        msg = self.timeline.shown(self._send_content(content, now, expires_at))
+        assert msg is not None
+        self.timeline.track_delivery(msg.id)
+        return msg
 
     def message(self, msg_id: str) -> Message | None:
         """A message as shown here now (None once it expired, was unsent, or never arrived)."""
