@@ -305,8 +305,9 @@ async def _forward(room: Any, rest: str) -> list[str]:
     if target.room_id == room.room_id:
         raise ValueError("that is this room")
     msg = await room.forward(numbered[n].id, target)
+    what = f"#{n}" if msg.file is None else f"#{n} ({file_label(msg.file)}, re-sealed under a new key)"
     return [
-        f"forwarded #{n} to room {target.room_id[:8]} (expires with the original at the latest: {msg.id[:8]}…)"
+        f"forwarded {what} to room {target.room_id[:8]} (expires with the original at the latest: {msg.id[:8]}…)"
     ]
 
 
