@@ -350,7 +350,7 @@ def _apply_features(room: Room, do: str, a: dict[str, Any], now: int) -> tuple[A
             return room.forward(source, a["from_name"], when, ttl_s=a.get("ttl_s")).to_json(), []
         except ValueError:
             return {"refused": "expired"}, []
-    if do in ("send_file", "forward_file"):
+    if do in ("send_file", "forward_file", "keep_files", "kept"):
         return _apply_files(room, do, a, now)
     if do == "search":
         return [m.id for m in room.search(a["q"])], []
@@ -371,6 +371,11 @@ def _trace_file(a: dict[str, Any]) -> Any:
 def _apply_files(room: Room, do: str, a: dict[str, Any], now: int) -> tuple[Any, list[RoomEvent]]:
     """``send_file`` (a content item; the blobs are the adapter's) and ``forward_file`` (``sealed``: the
     re-sealed content item; refusals as codes: gone, expired, reused-key, not-the-file)."""
+    if do == "keep_files":  # a keeper holds attachments (peer.core.room.keeping)
+        room.set_keep_files(a["on"])
+        return None, []
+    if do == "kept":
+        return [n.to_json() for n in room.take_kept()], []
     if do == "send_file":
         return room.send_file(_trace_file(a["file"]), now, ttl_s=a.get("ttl_s")).to_json(), []
     source = room.message(a["source"])

@@ -538,6 +538,48 @@ def forward_files() -> Trace:
     return t
 
 
+def keep_files() -> Trace:
+    """Keepers hold attachments (PROTOCOL.md "Keepers hold attachments"): K, a keeper that holds files,
+    says KEEPER on each link; A's file messages are offered to it (KEEP_FILE, at send time), bound to
+    the envelopes' own expiry; B, also linked to K, offers nothing it did not author; a 5 s file expires
+    and an unsent one goes (K drops them); a file A sends while unlinked from K is offered when they
+    link again (every live file of A's, once per link)."""
+    from peer.core.crypto import b64u_encode
+
+    def ref(name: str, n: int, size: int = 50_000) -> dict[str, Any]:
+        m, k = b64u_encode(bytes([n]) * 32), b64u_encode(bytes([n + 100]) * 32)
+        return {"name": name, "size": size, "mime": "application/pdf", "manifest": m, "key": k}
+
+    t = Trace("keep_files", keep_files.__doc__ or "", "keep_files", ttl_s=60)
+    t.peer("A")
+    t.peer("B")
+    t.peer("K", keeper=True)
+    t.create("A", "B", "K")
+    t.step("K", "keep_files", on=True)
+    for x, y in (("A", "K"), ("B", "K"), ("A", "B")):
+        t.link(x, y)
+    t.deliver()
+    t.advance(1000)
+    one = t.step("A", "send_file", file=ref("one.pdf", 1), ttl_s=3600)
+    t.step("A", "send_file", file=ref("short.pdf", 2), ttl_s=5)
+    t.step("B", "send_text", text="no file here", ttl_s=3600)
+    t.deliver()
+    t.step("K", "kept")
+    t.advance(6000)  # the 5 s file expires everywhere
+    t.step("K", "kept")
+    t.step("A", "unsend", target=one["id"])
+    t.deliver()
+    t.step("K", "kept")
+    t.unlink("A", "K")
+    t.step("A", "send_file", file=ref("later.pdf", 3), ttl_s=3600)
+    t.deliver()
+    t.step("K", "kept")
+    t.link("A", "K")
+    t.deliver()
+    t.step("K", "kept")
+    return t
+
+
 def restart_restore() -> Trace:
     """Restart from the store: B goes offline after C was removed; while B is away a 5 s message expires.
     B restarts from what it persisted (its own batches, deletions included): C's receiver chains are not
@@ -1042,6 +1084,7 @@ SCENARIOS: list[Callable[[], Trace]] = [
     features,
     equivocation_split,
     forward_files,
+    keep_files,
 ]
 
 

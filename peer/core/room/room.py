@@ -71,6 +71,7 @@ from peer.core.sync import (
 
 from .admission import AddBudget
 from .distribution import Distribution
+from .keeping import Keeping, KeepNotice
 from .links import Links, LinkState
 from .members import Members
 from .parking import Parking
@@ -130,6 +131,7 @@ class Room(Publishing):
         self.receipts = Receipts(identity, self.room_id)
         self.presence = Presence()
         self.relay = Relay(identity, self.room_id)
+        self.keeping = Keeping(keeper)
         self._persist = PersistBatch()
         self._fresh: dict[Key, Envelope] = {}  # parsed by _validate, reused by _on_entry (one parse)
         self._known_new: list[str] = []  # senders that just became known: their parked envelopes go back
@@ -267,6 +269,7 @@ class Room(Publishing):
         msg = self.timeline.shown(self._send_content(ref, now, expires_at))
         assert msg is not None
         self.timeline.track_delivery(msg.id)
+        self._send_app(self.keeping.on_sent(msg.seq, ref))
         return msg
 
     # -- issue 15: location, forward, search, last seen ------------------------------------------------
@@ -323,7 +326,19 @@ class Room(Publishing):
         msg = self.timeline.shown(self._send_content(content, now, expires_at))
         assert msg is not None
         self.timeline.track_delivery(msg.id)
+        self._send_app(self.keeping.on_sent(msg.seq, content))
         return msg
+
+    # -- keepers hold attachments (.keeping) -----------------------------------------------------------
+
+    def set_keep_files(self, on: bool) -> None:
+        """A keeper: hold attachments (announce KEEPER on links that become ready from now on)."""
+        self.keeping.holds_files = on and self.keeper
+
+    def take_kept(self) -> list[KeepNotice]:
+        """A keeper: the files authors offered it (fetch and hold them) and those whose message was
+        erased since (erase them), in order; empty for a member. See :mod:`.keeping`."""
+        return self.keeping.take()
 
     def message(self, msg_id: str) -> Message | None:
         """A message as shown here now (None once it expired, was unsent, or never arrived)."""
@@ -456,6 +471,7 @@ class Room(Publishing):
         self.sync.disconnect(peer, now)
         self.parking.drop_neighbour(peer)
         self.relay.drop_neighbour(peer)
+        self.keeping.on_down(peer)
         self._send_app(self.relay.on_links(self.online(), now))
         return [MemberOnline(peer, False)] if had and was_online else []
 

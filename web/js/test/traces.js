@@ -62,6 +62,12 @@ async function featureStep(room, what, a, now, pid) {
       return { refused: 'expired' };
     }
   }
+  if (what === 'keep_files') { room.setKeepFiles(a.on); return null; }
+  if (what === 'kept') {
+    return room.takeKept().map((n) => (n.type === 'kept'
+      ? { kept: `${n.sender}:${n.seq}`, expires_at: n.expiresAt, file: fileInfoJson(n.file) }
+      : { gone: n.messageId, reason: n.reason }));
+  }
   if (what === 'send_file') return messageJson(await room.sendFile(traceFile(a.file), now, { ttlS: a.ttl_s ?? null }));
   if (what === 'forward_file') {
     const source = room.message(a.source);

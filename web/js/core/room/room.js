@@ -223,8 +223,19 @@ export class Room extends Publishing {
       const k = await this.sendContent(c, now, expiresAt, []);
       const msg = /** @type {Message} */ (this.timeline.msgs.get(k));
       this.timeline.trackDelivery(msg.id);
+      this.sendApp(this.keeping.onSent(msg.seq, c));
       return msg;
     });
+  }
+
+  /** A keeper: hold attachments (announce KEEPER on links that become ready from now on). @param {boolean} on */
+  setKeepFiles(on) {
+    this.keeping.holdsFiles = on && this.keeper;
+  }
+
+  /** A keeper: the files authors offered it and those whose message was erased since (keeping.js). */
+  takeKept() {
+    return this.keeping.take();
   }
 
   /** A message as shown now (null once expired, unsent or never arrived). @param {string} msgId @returns {Message|null} */
@@ -269,6 +280,7 @@ export class Room extends Publishing {
       const k = await this.sendContent(ref, now, expiresAt, []);
       const msg = /** @type {Message} */ (this.timeline.msgs.get(k));
       this.timeline.trackDelivery(msg.id);
+      this.sendApp(this.keeping.onSent(msg.seq, ref));
       return msg;
     });
   }
@@ -400,6 +412,7 @@ export class Room extends Publishing {
       this.sync.disconnect(peer, now);
       this.parking.dropNeighbour(peer);
       this.relay.dropNeighbour(peer);
+      this.keeping.onDown(peer);
       this.sendApp(this.relay.onLinks(this.online(), now));
       return had && wasOnline ? [{ type: 'online', peer, online: false }] : [];
     });
