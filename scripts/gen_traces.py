@@ -440,13 +440,7 @@ def forward_files() -> Trace:
         }
 
     t = Trace("forward_files", forward_files.__doc__ or "", "forward_files", ttl_s=60)
-    for p in ("A", "B", "C"):
-        t.peer(p)
-    t.create("A", "B", "C")
-    for x, y in (("A", "B"), ("B", "C"), ("A", "C")):
-        t.link(x, y)
-    t.deliver()
-    t.advance(1000)
+    _mesh(t, ("A", "B", "C"), "AB BC AC")
     t.step("A", "set_profile", name="Alice")
     photo = t.step("A", "send_file", file=ref("photo.jpg", 1, 2), ttl_s=3600)
     short = t.step("A", "send_file", file=ref("soon.bin", 3, 4, 100, "application/octet-stream"), ttl_s=5)
