@@ -11,6 +11,7 @@ from peer.core.room.keeping import (
     KEEP_FILE_TAG,
     KEEPER_TAG,
     MAX_KEPT,
+    MAX_OFFER,
     MAX_PENDING,
     Keeping,
     KeptFile,
@@ -67,6 +68,10 @@ def test_a_member_offers_its_files_once_per_link_and_only_to_keepers() -> None:
     assert m.on_sent(6, ref(6)) == []
     assert len(m.on_keeper(B, encode_keeper(), own)) == 2  # a new link: offered again
     assert m.on_ready(B) == []  # a member never says KEEPER
+    m.on_down(B)
+    many = [(seq, ref(seq)) for seq in range(1, MAX_OFFER + 20)]
+    offered = [decode_keep_file(b)[0] for _, b in m.on_keeper(B, encode_keeper(), many)]
+    assert offered == list(range(20, MAX_OFFER + 20))  # the newest MAX_OFFER only
 
 
 def test_a_keeper_holds_only_its_authors_live_chat_and_forgets_it_with_the_envelope() -> None:

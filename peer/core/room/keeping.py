@@ -11,7 +11,7 @@ Rules:
 - A keeper that holds files (its adapter turns it on: ``Room.set_keep_files``; the Python keeper does
   unless its quota is 0) sends KEEPER once on every link that becomes ready. A member that is not a keeper answers
   the first KEEPER of a link (later ones on that link are ignored: no amplification) with one
-  KEEP_FILE per live file message of its OWN, and sends a KEEP_FILE to each linked keeper when it sends
+  KEEP_FILE per live file message of its OWN (the newest ``MAX_OFFER``), and sends a KEEP_FILE to each linked keeper when it sends
   or forwards a file. Nothing is sent to a neighbour that did not say KEEPER.
 - A keeper accepts a KEEP_FILE only from the author of the message it names (the link's peer is the
   sender), only for a CHAT envelope it holds (live; an offer that arrives before its envelope waits
@@ -43,6 +43,7 @@ KEEPER_VERSION = 1
 MAX_KEEP_BODY = 4096
 MAX_KEPT = 4096
 MAX_PENDING = 256
+MAX_OFFER = 256  # files offered to a keeper when a link comes up: the newest (chat shares the link)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +124,7 @@ class Keeping:
         if self.keeper or peer in self.keepers:
             return []
         self.keepers.add(peer)
-        return [(peer, encode_keep_file(seq, ref)) for seq, ref in own_files]
+        return [(peer, encode_keep_file(seq, ref)) for seq, ref in own_files[-MAX_OFFER:]]
 
     def on_sent(self, seq: int, ref: File) -> list[tuple[str, bytes]]:
         """We sent (or forwarded) a file as message ``seq``: tell the linked keepers."""

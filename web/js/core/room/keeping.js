@@ -15,6 +15,7 @@ export const KEEPER_VERSION = 1;
 export const MAX_KEEP_BODY = 4096;
 export const MAX_KEPT = 4096;
 export const MAX_PENDING = 256;
+export const MAX_OFFER = 256; // files offered to a keeper when a link comes up: the newest (chat shares the link)
 
 /** @typedef {import('../files.js').FileContent} FileContent */
 /** @typedef {{type: 'kept', sender: string, seq: number, expiresAt: number, file: FileContent} | {type: 'kept-gone', messageId: string, reason: string}} KeepNotice */
@@ -71,7 +72,7 @@ export class Keeping {
     if (body.length !== 2 || body[1] !== KEEPER_VERSION) throw new ProtocolError('bad-app-frame', 'malformed KEEPER frame');
     if (this.keeper || this.keepers.has(peer)) return [];
     this.keepers.add(peer);
-    return ownFiles.map(([seq, ref]) => [peer, encodeKeepFile(seq, ref)]);
+    return ownFiles.slice(-MAX_OFFER).map(([seq, ref]) => [peer, encodeKeepFile(seq, ref)]);
   }
 
   /** We sent (or forwarded) a file as message `seq`: tell the linked keepers. @param {number} seq @param {FileContent} ref @returns {[string, Uint8Array][]} */
