@@ -260,6 +260,7 @@ def build() -> dict[str, dict[str, Any]]:
     out["features"] = build_features(alice, bob)
     out["admission"] = build_admission()
     out["forward_files"] = build_forward_files()
+    out["keeping"] = build_keeping()
     return out
 
 
@@ -1619,6 +1620,34 @@ def build_forward_files() -> dict[str, Any]:
             bad("fwd name too long", {"from_name": "a" * 65}),
             bad("fwd name not cleaned", {"from_name": " Alice"}),
         ],
+    }
+
+
+def build_keeping() -> dict[str, Any]:
+    """KEEPER / KEEP_FILE APP bodies (PROTOCOL.md "Keepers hold attachments") and their refusals."""
+    from peer.core.files import File
+    from peer.core.room.keeping import KEEP_FILE_TAG, decode_keep_file, encode_keep_file, encode_keeper
+
+    f = File("a.pdf", 5000, "application/pdf", bytes(range(32)), bytes(range(50, 82)), forwarded_from="Ann")
+    body = encode_keep_file(7, f)
+    text = b'{"t":"text","body":"x","reply_to":null}'
+
+    def bad(name: str, data: bytes) -> dict[str, str]:
+        return {"name": name, "body": data.hex(), "code": _error_code(decode_keep_file, data)}
+
+    return {
+        "keeper": encode_keeper().hex(),
+        "keep_file": {"seq": 7, "content": encode_content(f).hex(), "body": body.hex()},
+        "bad": [
+            bad("too short", bytes([KEEP_FILE_TAG]) + bytes(8)),
+            bad("not a file", bytes([KEEP_FILE_TAG]) + (1).to_bytes(8, "big") + text),
+            bad("seq 0", bytes([KEEP_FILE_TAG]) + bytes(8) + body[9:]),
+            bad("seq 2^53", bytes([KEEP_FILE_TAG]) + (2**53).to_bytes(8, "big") + body[9:]),
+            bad("truncated", body[:-1]),
+            bad("too long", body + b" " * 5000),
+            bad("wrong tag", bytes([0x22]) + body[1:]),
+        ],
+        "bad_keeper": [b.hex() for b in (bytes([0x22]), bytes([0x22, 2]), bytes([0x22, 1, 0]))],
     }
 
 
