@@ -38,7 +38,7 @@ def _scenario(tmp: Path) -> Any:
         try:
             kroom = await keeper.join(invite, keeper=True)
             broom = await bob.join(invite)
-            await kroom.wait_for(lambda: bob.peer_id in kroom.online_members(), WAIT_S)
+            await kroom.wait_for(lambda: bob.peer_id in kroom.members(), WAIT_S)  # the keeper holds bob's ADD
             await bob.close()
             context = await browser.new_context(bypass_csp=True)
             page = await context.new_page()

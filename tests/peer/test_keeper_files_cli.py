@@ -22,7 +22,11 @@ async def test_keep_serves_a_file_to_a_member_who_was_offline(signaling_url: str
     keeper = await start("keep", invite, "--file-quota", "50", home=tmp_path / "keeper")
     bob = await start("listen", invite, "--json", home=tmp_path / "bob")
     try:
-        await read_json_until(bob, lambda o: o["event"] == "joined")  # the keeper's ADD: the room knows bob
+        await read_json_until(bob, lambda o: o["event"] == "ready")
+        # a message of bob's delivered to the keeper: the keeper holds bob's ADD (the room knows bob)
+        hello = await start("send", invite, "back soon", "--timeout", "30", home=tmp_path / "bob")
+        _, err = await asyncio.wait_for(hello.communicate(), WAIT)
+        assert hello.returncode == 0, err.decode()
         await stop(bob)
         sender = await start("send", invite, "--file", str(src), "--timeout", "60", home=tmp_path / "alice")
         _, err = await asyncio.wait_for(sender.communicate(), WAIT)
