@@ -33,6 +33,8 @@ export const BATCH = 128;
 export const FLUSH_MS = 50;
 /** bytes received but not yet in IndexedDB, at most (the pump waits past this) */
 export const MAX_UNWRITTEN = 8 * 1024 * 1024;
+/** a download's progress reaches the page at most this often */
+export const PROGRESS_MS = 150;
 /** chunks decrypted at once when a file is saved */
 const OPEN_BATCH = 64;
 
@@ -67,6 +69,10 @@ export class FileTransfers {
     this.writing = Promise.resolve();
     /** @type {ReturnType<typeof setTimeout>|null} */
     this.flushTimer = null;
+    /** @type {Map<string, number>} when each file's progress was last published */
+    this.shownAt = new Map();
+    /** @type {ReturnType<typeof setTimeout>|null} */
+    this.progressTimer = null;
     /** @type {Map<string, {message: any, status: FileStatus}>} */
     this.files = new Map();
     /** @type {Map<string, RTCDataChannel>} */
@@ -86,6 +92,8 @@ export class FileTransfers {
     this.served = 0;
     /** blobs that arrived from other members since this page loaded */
     this.fetched = 0;
+    /** blobs found in IndexedDB when the room was restored */
+    this.restored = 0;
     this.closed = false;
     /** fetch others' files up to this size as they arrive (larger ones wait for the download button) */
     this.autoFetch = AUTO_FETCH;
@@ -106,6 +114,7 @@ export class FileTransfers {
       await this.store.eraseExcept(roomId, live);
       const held = await this.store.listBlobs(roomId);
       this.roomId = roomId;
+      this.restored = held.length;
       for (const [file, id, size] of held) if (!this.blobs.has(id)) this.blobs.set(id, { file, size });
       this.scheduleFlush(true);
     } catch (err) {
@@ -334,7 +343,7 @@ export class FileTransfers {
         const f = this.files.get(ev.file);
         if (f) {
           Object.assign(f.status, { have: ev.have, total: ev.total, bytes: ev.bytes });
-          this.onStatus({ ...f.status });
+          this.progressed(f.status);
         }
       } else if (ev.type === 'complete') {
         const f = this.files.get(ev.file);
@@ -366,6 +375,31 @@ export class FileTransfers {
     this.arm();
     // back-pressure: while too much waits to be written, the pump (hence new requests) waits for it
     if (this.unwrittenBytes > MAX_UNWRITTEN && this.roomId !== null) await this.settled();
+  }
+
+  /**
+   * Publish a download's progress at most every PROGRESS_MS (each publication re-renders the room; per
+   * blob it cost more than the transfer itself). @param {FileStatus} status
+   */
+  progressed(status) {
+    const at = this.now();
+    const last = this.shownAt.get(status.fileId) ?? -Infinity;
+    if (at - last >= PROGRESS_MS || status.have === status.total) {
+      this.shownAt.set(status.fileId, at);
+      this.onStatus({ ...status });
+      return;
+    }
+    if (this.progressTimer === null) {
+      this.progressTimer = setTimeout(() => {
+        this.progressTimer = null;
+        for (const f of this.files.values()) {
+          if (!f.status.done && !f.status.failed && (this.shownAt.get(f.status.fileId) ?? -Infinity) < this.now() - PROGRESS_MS / 2) {
+            this.shownAt.set(f.status.fileId, this.now());
+            this.onStatus({ ...f.status });
+          }
+        }
+      }, PROGRESS_MS);
+    }
   }
 
   arm() {
@@ -539,6 +573,7 @@ export class FileTransfers {
     this.closed = true;
     if (this.timer !== null) clearTimeout(this.timer);
     if (this.flushTimer !== null) clearTimeout(this.flushTimer);
+    if (this.progressTimer !== null) clearTimeout(this.progressTimer);
     for (const f of this.files.values()) {
       if (f.status.url) URL.revokeObjectURL(f.status.url);
       if (f.status.thumbUrl) URL.revokeObjectURL(f.status.thumbUrl);
