@@ -23,6 +23,7 @@ import { wsUrlOf } from './net/bootstraps.js';
 import { ed25519Sign } from './core/crypto.js';
 import { deriveRoomKeys, parseFragment } from './core/invite.js';
 import * as features from './ui/features.js';
+import { roomCandidates, wireMentionAutocomplete } from './ui/autocomplete.js';
 
 const LOCK = 'ephemesh-identity';
 const ROOMS_KEY = 'ephemesh.rooms';
@@ -426,6 +427,8 @@ function cancelCompose() {
   if (store().getState().editing) input.value = '';
   store().dispatch({ type: 'compose-reset' });
 }
+// @name autocomplete (ui/autocomplete.js); registered first: its keys (Enter, Tab, Escape) win while it is open
+wireMentionAutocomplete(input, $('mention-list'), () => roomCandidates(current?.app));
 $('composer').addEventListener('submit', (e) => { e.preventDefault(); void send(); });
 input.addEventListener('keydown', (e) => {
   if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); void send(); }
