@@ -32,17 +32,25 @@ from peer.tracing import T0, Trace, run_part  # noqa: E402
 OUT = ROOT / "tests" / "vectors" / "traces"
 
 
+def _mesh(t: Trace, peers: tuple[str, ...], links: str = "", settle: bool = True) -> None:
+    """The usual opening: ``peers`` join one room, ``links`` (pairs of one-letter names, "AB BC") come
+    up in that order and, with ``settle``, every frame is delivered and 1 s passes."""
+    for p in peers:
+        t.peer(p)
+    t.create(*peers)
+    for pair in links.split():
+        t.link(pair[0], pair[1])
+    if settle:
+        t.deliver()
+        t.advance(1000)
+
+
 def links_handshake() -> Trace:
     """Links: handshake on the data channel (0x10 wrapper: hello, finish), then the sync HELLO; a bad
     frame during a handshake kills that link; garbage on a ready link is counted until the budget closes
     it; a link down takes the member offline."""
     t = Trace("links_handshake", links_handshake.__doc__ or "", "links")
-    for p in ("A", "B", "C"):
-        t.peer(p)
-    t.create("A", "B", "C")
-    t.link("A", "B")
-    t.deliver()
-    t.advance(1000)
+    _mesh(t, ("A", "B", "C"), "AB")
     # C links with A but answers with garbage instead of a handshake
     t.step("A", "learn", of="C")
     t.step("A", "link_up", **{"with": "C"})
@@ -59,14 +67,7 @@ def sync_frames() -> Trace:
     is announced by HELLO, not re-pushed), WANT after a reconnect, TOMBSTONES for an expired message,
     a duplicate skipped before validation, PING/PONG."""
     t = Trace("sync_frames", sync_frames.__doc__ or "", "sync")
-    for p in ("A", "B", "C"):
-        t.peer(p)
-    t.create("A", "B", "C")
-    t.link("A", "B")
-    t.link("B", "C")
-    t.link("A", "C")
-    t.deliver()
-    t.advance(1000)
+    _mesh(t, ("A", "B", "C"), "AB BC AC")
     t.step("A", "send_text", text="one", ttl_s=5)
     t.step("A", "send_text", text="two", ttl_s=3600)
     t.deliver()
@@ -91,12 +92,7 @@ def parking() -> Trace:
     unknown: their parked envelopes are not re-validated per frame; D's ADD arriving 24 s later brings
     D's parked envelopes back into the log, E's arriving after 31 s finds them expired (30 s)."""
     t = Trace("parking", parking.__doc__ or "", "parking")
-    for p in ("A", "B", "C", "D", "E"):
-        t.peer(p)
-    t.create("A", "B", "C", "D", "E")
-    t.link("A", "B")
-    t.deliver()
-    t.advance(1000)
+    _mesh(t, ("A", "B", "C", "D", "E"), "AB")
     t.link("C", "B")
     t.deliver()  # C pulls the room from B; B will announce C's ADD to A by HELLO (lazy relay)
     c = t.room("C")
@@ -133,14 +129,7 @@ def equivocation_split() -> Trace:
     from peer.core.envelope import Kind, seal_chained
 
     t = Trace("equivocation_split", equivocation_split.__doc__ or "", "equivocation")
-    for p in ("A", "B", "M"):
-        t.peer(p)
-    t.create("A", "B", "M")
-    t.link("A", "B")
-    t.link("A", "M")
-    t.link("B", "M")
-    t.deliver()
-    t.advance(1000)
+    _mesh(t, ("A", "B", "M"), "AB AM BM")
     t.step("M", "send_text", text="hello", ttl_s=3600)
     t.deliver()
     t.advance(1000)
@@ -202,13 +191,7 @@ def removal_rotation() -> Trace:
     """Removal and rotation: A removes C; everyone drops C's link and C's receiver chains (persisted as
     deletions); B's next message starts a new chain that C never receives."""
     t = Trace("removal_rotation", removal_rotation.__doc__ or "", "removal")
-    for p in ("A", "B", "C"):
-        t.peer(p)
-    t.create("A", "B", "C")
-    for x, y in (("A", "B"), ("B", "C"), ("A", "C")):
-        t.link(x, y)
-    t.deliver()
-    t.advance(1000)
+    _mesh(t, ("A", "B", "C"), "AB BC AC")
     t.step("C", "send_text", text="from C", ttl_s=3600)
     t.step("B", "send_text", text="before removal", ttl_s=3600)
     t.deliver()
@@ -227,13 +210,7 @@ def governance() -> Trace:
     (epoch, rotation: C never gets B's next chain); A readmits C (a join again, and a new epoch: every
     sender rotates and hands C its new chain); A turns announcement mode on; B demotes itself; D leaves."""
     t = Trace("governance", governance.__doc__ or "", "governance", owner="A")
-    for p in ("A", "B", "C", "D"):
-        t.peer(p)
-    t.create("A", "B", "C", "D")
-    for x, y in (("A", "B"), ("B", "C"), ("A", "C"), ("A", "D"), ("B", "D"), ("C", "D")):
-        t.link(x, y)
-    t.deliver()
-    t.advance(1000)
+    _mesh(t, ("A", "B", "C", "D"), "AB BC AC AD BD CD")
     t.step("A", "set_admin", member="B", admin=True)
     t.deliver()
     t.step("B", "remove", member="C")
@@ -321,13 +298,7 @@ def expiry_unsend() -> Trace:
     """Expiry and unsend: a 3 s message expires everywhere (tombstones, erasure receipts "erased on N
     of M"); an unsend is a signed TOMBSTONE envelope applied by every member; the room timer is set."""
     t = Trace("expiry_unsend", expiry_unsend.__doc__ or "", "expiry", ttl_s=600)
-    for p in ("A", "B", "C"):
-        t.peer(p)
-    t.create("A", "B", "C")
-    for x, y in (("A", "B"), ("B", "C"), ("A", "C")):
-        t.link(x, y)
-    t.deliver()
-    t.advance(1000)
+    _mesh(t, ("A", "B", "C"), "AB BC AC")
     t.step("A", "send_text", text="gone in 3 s", ttl_s=3)
     regret = t.step("A", "send_text", text="I regret this")
     t.step("B", "set_timer", ttl_s=120)
@@ -345,12 +316,7 @@ def edit_unsend() -> Trace:
     and keys). A newer message of A's chain unsent while an older one lives: A's chain retires (its
     stored initial state is deleted) and the next message starts a new chain."""
     t = Trace("edit_unsend", edit_unsend.__doc__ or "", "expiry")
-    for p in ("A", "B"):
-        t.peer(p)
-    t.create("A", "B")
-    t.link("A", "B")
-    t.deliver()
-    t.advance(1000)
+    _mesh(t, ("A", "B"), "AB")
     old = t.step("A", "send_text", text="stays an hour", ttl_s=3600)
     msg = t.step("A", "send_text", text="meet at 10:00", ttl_s=3600)
     t.deliver()
@@ -372,13 +338,7 @@ def receipts_typing_seen() -> Trace:
     """Receipts, typing and seen: delivery per neighbour (ACK), typing on/off and its 6 s expiry, SEEN
     once per message to its sender only."""
     t = Trace("receipts_typing_seen", receipts_typing_seen.__doc__ or "", "presence")
-    for p in ("A", "B", "C"):
-        t.peer(p)
-    t.create("A", "B", "C")
-    for x, y in (("A", "B"), ("B", "C"), ("A", "C")):
-        t.link(x, y)
-    t.deliver()
-    t.advance(1000)
+    _mesh(t, ("A", "B", "C"), "AB BC AC")
     msg = t.step("A", "send_text", text="did you see this?", ttl_s=3600)
     t.deliver()
     t.step("B", "typing", typing=True)
@@ -399,12 +359,7 @@ def content_types() -> Trace:
     """Every content type: text (non-ASCII), a reply, profile (display name, cleaned), edit of our own
     message, reactions on and off by two members."""
     t = Trace("content_types", content_types.__doc__ or "", "content")
-    for p in ("A", "B"):
-        t.peer(p)
-    t.create("A", "B")
-    t.link("A", "B")
-    t.deliver()
-    t.advance(1000)
+    _mesh(t, ("A", "B"), "AB")
     t.step("A", "set_profile", name="Alice")
     t.step("B", "set_profile", name="  Bob\u0007 ")
     first = t.step("A", "send_text", text="héllo 👋", ttl_s=3600)
@@ -429,13 +384,7 @@ def features() -> Trace:
     and leaves the results (a copy held past its expiry is refused too); C opts out of last seen (LASTSEEN 0 on its links, and again after relinking),
     so when B and C go down A shows B's last seen only, and the room timer forgets it."""
     t = Trace("features", features.__doc__ or "", "features", ttl_s=60)
-    for p in ("A", "B", "C"):
-        t.peer(p)
-    t.create("A", "B", "C")
-    for x, y in (("A", "B"), ("B", "C"), ("A", "C")):
-        t.link(x, y)
-    t.deliver()
-    t.advance(1000)
+    _mesh(t, ("A", "B", "C"), "AB BC AC")
     t.step("A", "set_profile", name="Alice")
     hello = t.step("A", "send_text", text="hi @Bob and @Carol, lunch?", ttl_s=3600, mentions=["B", "C"])
     t.step("A", "send_location", lat_e6=52_520_008, lon_e6=-13_404_954, acc_m=25, ttl_s=3600)
@@ -477,13 +426,7 @@ def restart_restore() -> Trace:
     restored, the expired message is erased at restore (and B owes A a receipt), the rest is shown again;
     relinked, B catches up and reports the erasure to A."""
     t = Trace("restart_restore", restart_restore.__doc__ or "", "restart")
-    for p in ("A", "B", "C"):
-        t.peer(p)
-    t.create("A", "B", "C")
-    for x, y in (("A", "B"), ("B", "C"), ("A", "C")):
-        t.link(x, y)
-    t.deliver()
-    t.advance(1000)
+    _mesh(t, ("A", "B", "C"), "AB BC AC")
     t.step("C", "send_text", text="from C", ttl_s=3600)
     t.step("A", "send_text", text="short", ttl_s=5)
     t.step("A", "send_text", text="long", ttl_s=3600)
@@ -568,12 +511,7 @@ def relay_reach() -> Trace:
     from peer.core.signal import seal_signal
 
     t = Trace("relay_reach", relay_reach.__doc__ or "", "relay")
-    for p in ("A", "B", "C", "D"):
-        t.peer(p)
-    t.create("A", "B", "C", "D")
-    t.link("A", "B")
-    t.deliver()
-    t.advance(1000)
+    _mesh(t, ("A", "B", "C", "D"), "AB")
     t.link("B", "C")
     t.deliver()
     t.advance(1000)
@@ -627,11 +565,9 @@ def relay_full_mesh() -> Trace:
     neighbours only, nobody forwards one (every receiver is named by it); then C's link to A drops and B
     forwards C's next announcement to A (A is no longer named); A's reachable goes from [] to [C]."""
     t = Trace("relay_full_mesh", relay_full_mesh.__doc__ or "", "relay-mesh")
-    for p in ("A", "B", "C"):
-        t.peer(p)
-    t.create("A", "B", "C")
-    for x, y in (("A", "B"), ("B", "C"), ("A", "C")):
-        t.link(x, y)
+    _mesh(t, ("A", "B", "C"), settle=False)
+    for pair in ("AB", "BC", "AC"):
+        t.link(pair[0], pair[1])
         t.deliver()
         t.advance(500)
     for p in ("A", "B", "C"):
