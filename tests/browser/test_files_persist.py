@@ -6,7 +6,8 @@
 - an unsent file's blobs leave IndexedDB;
 - a file whose message expired while the page was closed is erased from IndexedDB when it opens again;
 - limits: a file over the room's quota is refused with the reason under it, and a file over the per-file
-  limit is refused before sending with a banner that says so.
+  limit is refused before sending with a banner that says so;
+- a room left in this browser leaves none of its files' blobs behind.
 """
 
 from __future__ import annotations
@@ -186,6 +187,20 @@ def _scenario(tmp: Path) -> Any:
                 "async () => (await window.ephemesh.app.sendFile(new Blob([new Uint8Array(2000)]), 'big.bin', 'application/octet-stream')) !== null"
             )
             out["banner"] = await page.locator("#error-text").text_content()
+
+            # a room left in this browser keeps none of its files
+            await page.evaluate("Object.assign(window.ephemesh.app.files.limits, { roomQuota: 1e9, maxFile: 1e8 })")
+            src5 = tmp / "kept.bin"
+            src5.write_bytes(os.urandom(100_000))
+            msg5 = await room.send_file(src5)
+            assert msg5.file is not None
+            await page.wait_for_function(DONE_JS, arg=msg5.id, timeout=WAIT_MS)
+            out["left_before"] = _file_ids(await page.evaluate(STORED_JS), msg5.file.file_id)
+            await page.evaluate("id => window.ephemesh.shell.leaveRoom(id)", invite.room_id)
+            await page.wait_for_function(
+                "async () => (await (" + STORED_JS + ")()).blobs.length === 0", timeout=WAIT_MS
+            )
+            out["left_after"] = _file_ids(await page.evaluate(STORED_JS), msg5.file.file_id)
             return out
         finally:
             if page is not None:
@@ -216,3 +231,5 @@ def test_browser_attachments_at_rest_erasure_and_limits(harness: BrowserHarness,
     assert r["quota_stored"] == (0, 0)
     assert not r["sent_over_limit"]
     assert "over the 1,000-byte limit per file" in r["banner"]
+    assert r["left_before"][0] > 0
+    assert r["left_after"] == (0, 0)

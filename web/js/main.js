@@ -24,6 +24,7 @@ import { ed25519Sign } from './core/crypto.js';
 import { deriveRoomKeys, parseFragment } from './core/invite.js';
 import * as features from './ui/features.js';
 import { roomCandidates, wireMentionAutocomplete } from './ui/autocomplete.js';
+import { eraseRoomBlobs } from './store/blobs.js';
 
 const LOCK = 'ephemesh-identity';
 const ROOMS_KEY = 'ephemesh.rooms';
@@ -185,6 +186,7 @@ function leaveRoom(roomId) {
   if (!ctx) return;
   rooms.delete(roomId);
   closeApp(ctx.app);
+  forgetAttachments(ctx.app, roomId);
   saveRooms();
   if (current === ctx) {
     const next = rooms.values().next().value;
@@ -194,6 +196,11 @@ function leaveRoom(roomId) {
       show(/** @type {RoomCtx} */ (lobby));
     }
   } else renderRooms();
+}
+
+/** A room left in this browser keeps no attachment blobs (nothing would erase them at expiry). @param {App} a @param {string} roomId */
+function forgetAttachments(a, roomId) {
+  void a.files.writing.catch(() => undefined).then(() => eraseRoomBlobs(roomId)).catch(() => undefined); // after writes in flight
 }
 
 function renderRooms() {
