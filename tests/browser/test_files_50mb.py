@@ -67,15 +67,26 @@ DUMP_JS = f"""id => {{ const f = window.ephemesh.app.files; const a = {STATE}.at
   return JSON.stringify({{a: a && [a.have, a.total, a.done, a.failed], restored: f.restored, fetched: f.fetched, held: f.blobs.size,
     unwritten: f.unwritten.size, dl: f.engine.downloading().length, prog: a && f.engine.progress(a.fileId), files: f.files.size,
     peers: f.engine.peers.length, inflight: f.engine.inflight.size, channels: [...f.channels.values()].map((c) => c.readyState),
-    members: Object.values({STATE}.members).map((m) => m.link)}}) }}"""
+    members: Object.values({STATE}.members).map((m) => m.link), pumps: f.pumps, timer: f.timer !== null,
+    next: f.engine.nextTimer() === null ? null : f.engine.nextTimer() - Date.now(),
+    queued: [...f.queues.values()].map((q) => q.length), buffered: [...f.channels.values()].map((c) => c.bufferedAmount),
+    serving: [...f.serving.values()].map((q) => q.length), reading: f.reading.size, served: f.served}}) }}"""
 
 
-async def _wait_done(page: Page, msg_id: str) -> None:
+def _serving(room: Any) -> str:
+    """What a Python holder's transfer engine says about its neighbours (for a failure message)."""
+    engine = room.files.engine
+    queues = {p[:8]: (len(q.frames), len(q.serve)) for p, q in room.files._queues.items()}
+    return f"peers={[p[:8] for p in engine._peers]} serving={engine._serving} ignored={engine._ignored} queues={queues}"
+
+
+async def _wait_done(page: Page, msg_id: str, *holders: Any) -> None:
     """Wait until the page holds the whole file (verified); on a timeout, say where the download stood."""
     try:
         await page.wait_for_function(DONE_JS, arg=msg_id, timeout=WAIT_MS)
     except PlaywrightTimeout:
-        raise AssertionError(f"download not done: {await page.evaluate(DUMP_JS, msg_id)}") from None
+        where = await page.evaluate(DUMP_JS, msg_id)
+        raise AssertionError(f"download not done: {where} {[_serving(h) for h in holders]}") from None
 
 
 def _mbps(seconds: float) -> float:
@@ -117,7 +128,7 @@ def _sender_offline_scenario(tmp: Path) -> Any:
             served_by_sender = s_room.files.served
             await sender.close()  # the sender goes offline half way
             helper_before = h_room.files.served
-            await _wait_done(page, msg.id)
+            await _wait_done(page, msg.id, h_room)
             out["py_browser_mbps"] = _mbps(time.monotonic() - t0)
             out["half_s"] = round(half_s, 2)
             out["served_by_sender"] = served_by_sender
@@ -142,9 +153,8 @@ def _reload_scenario(tmp: Path) -> Any:
         out: dict[str, Any] = {}
         try:
             s_room = await sender.join(invite)
-            t_room = await third.join(invite)  # a member that fetches nothing until the sender is gone
             page = await _page(browser, invite.url())
-            await page.wait_for_function(OPEN_JS, arg=2, timeout=WAIT_MS)
+            await page.wait_for_function(OPEN_JS, arg=1, timeout=WAIT_MS)
             page_id = await page.evaluate("window.ephemesh.identity.peerId")
             src = tmp / "fifty.bin"
             out["digest"] = _source(src)
@@ -159,7 +169,7 @@ def _reload_scenario(tmp: Path) -> Any:
             t0 = time.monotonic()
             await page.reload()
             await page.wait_for_function(READY_JS, timeout=WAIT_MS)
-            await _wait_done(page, msg.id)
+            await _wait_done(page, msg.id, s_room)
             out["resume_s"] = round(time.monotonic() - t0, 2)
             out["after_reload"] = await page.evaluate(
                 "() => ({fetched: window.ephemesh.app.files.fetched, restored: window.ephemesh.app.files.restored,"
@@ -178,9 +188,12 @@ def _reload_scenario(tmp: Path) -> Any:
             )
             out["second_digest"] = await page.evaluate(DIGEST_JS, msg.id)
 
-            # the sender goes; the third member gets all 50 MB from the page (browser -> Python)
-            await sender.close()
+            # a third member joins (it can read the message: the sender is still online), the sender goes,
+            # and the third gets all 50 MB from the page (browser -> Python)
+            t_room = await third.join(invite)
             await t_room.wait_for(lambda: any(m.id == msg.id for m in t_room.messages()), WAIT_S)
+            await page.wait_for_function(OPEN_JS, arg=2, timeout=WAIT_MS)
+            await sender.close()
             await t_room.wait_for(lambda: t_room.online_members() == [page_id], WAIT_S)
             served_before = await page.evaluate("window.ephemesh.app.files.served")
             t0 = time.monotonic()
