@@ -189,7 +189,9 @@ def _scenario(tmp: Path) -> Any:
             out["banner"] = await page.locator("#error-text").text_content()
 
             # a room left in this browser keeps none of its files
-            await page.evaluate("Object.assign(window.ephemesh.app.files.limits, { roomQuota: 1e9, maxFile: 1e8 })")
+            await page.evaluate(
+                "Object.assign(window.ephemesh.app.files.limits, { roomQuota: 1e9, maxFile: 1e8 })"
+            )
             src5 = tmp / "kept.bin"
             src5.write_bytes(os.urandom(100_000))
             msg5 = await room.send_file(src5)
