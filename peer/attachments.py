@@ -286,6 +286,11 @@ class RoomFiles:
     def attachments(self) -> list[Attachment]:
         return [Attachment(self, m) for m in self._by_file.values()]
 
+    def adopt_own(self, file_id: str, blob_ids: set[bytes]) -> None:
+        """A file of ours sealed outside :meth:`send_file` (a forward, :mod:`peer.forwarding`): its blobs
+        are followed by :meth:`wait_served` like those of a file we sent."""
+        self._own_blobs[file_id] = set(blob_ids)
+
     # -- sending ---------------------------------------------------------------------------------------
 
     async def send_file(

@@ -128,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("keep", parents=[common, lan], help="always-on peer that buffers history for rooms")
     p.add_argument("invites", nargs="+", metavar="INVITE")
     p.add_argument(
+        "--file-quota",
+        type=float,
+        default=None,
+        metavar="MB",
+        help="attachments held per room (ciphertext, served to members; default 1000 MB, 0: hold none)",
+    )
+    p.add_argument(
         "--serve",
         nargs="?",
         const=DEFAULT_KEEP_SERVE,
@@ -338,6 +345,7 @@ async def _run_async(args: argparse.Namespace, home: Path) -> int:
                 home=home,
                 name=getattr(args, "name", None),
                 auto_fetch=_auto_fetch(args),
+                file_limits=_file_limits(args),
                 serve=getattr(args, "serve", None),
             )
         except HomeInUse as exc:
@@ -371,6 +379,18 @@ async def _run_async(args: argparse.Namespace, home: Path) -> int:
 
 #: ``listen`` and ``chat`` fetch attachments up to this size as they arrive (then serve them on)
 AUTO_FETCH_BYTES = 25 * 1000 * 1000
+
+
+def _file_limits(args: argparse.Namespace) -> Any:
+    """``keep --file-quota MB``: the keeper's per-room quota of attachments (None: the default)."""
+    mb = getattr(args, "file_quota", None)
+    if mb is None:
+        return None
+    if mb < 0:
+        raise CliError("--file-quota must be 0 or more (MB)")
+    from peer.core.files import FileLimits
+
+    return FileLimits(room_quota=int(mb * 1_000_000))
 
 
 def _auto_fetch(args: argparse.Namespace) -> int:

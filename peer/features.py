@@ -12,6 +12,7 @@ from peer.core.mentions import find_mentions
 
 if TYPE_CHECKING:
     from peer.core.room import Room
+    from peer.forwarding import ForwardProgress
     from peer.node import Peer
 
 
@@ -44,10 +45,23 @@ class FeaturesMixin:
         self._commit([MessageReceived(msg)])
         return msg
 
-    async def forward(self, message_id: str, other: Any, *, ttl: float | None = None) -> Message:
+    async def forward(
+        self,
+        message_id: str,
+        other: Any,
+        *,
+        ttl: float | None = None,
+        timeout: float | None = None,
+        progress: ForwardProgress | None = None,
+    ) -> Message:
         """Forward a message shown here to ``other`` (a RoomHandle, or the id of a room this peer is in)
         as a new message of ours marked forwarded; its expiry is no later than the original's.
-        ``ValueError`` if the message is gone (expired, unsent, never here) or has expired."""
+        ``ValueError`` if the message is gone (expired, unsent, never here) or has expired.
+
+        An attachment is fetched whole first if we do not hold it (``timeout``, default
+        :data:`peer.forwarding.FETCH_TIMEOUT_S`) and re-sealed under a fresh key in the other room
+        (:mod:`peer.forwarding`); it raises :class:`peer.forwarding.ForwardError` (a ``ValueError``)
+        when it cannot be fetched, or when the original is erased while it is being re-sealed."""
         target = self._peer.rooms.get(other) if isinstance(other, str) else other
         if target is None or target.closed:
             raise ValueError("not in that room")
@@ -55,6 +69,17 @@ class FeaturesMixin:
         if source is None:
             raise ValueError(
                 "cannot forward: no such message here (it expired, was unsent, or never arrived)"
+            )
+        if source.file is not None:
+            from peer.forwarding import forward_attachment
+
+            return await forward_attachment(
+                self,  # type: ignore[arg-type]
+                source,
+                target,
+                ttl=ttl,
+                timeout=timeout,
+                progress=progress,
             )
         ttl_s = int(ttl) if ttl is not None else None
         msg: Message = target.core.forward(source, self.label(source.sender), _now_ms(), ttl_s=ttl_s)

@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from peer import keeper_files
 from peer.attachments import Attachment, AttachmentEvent, RoomFiles
 from peer.core.errors import ProtocolError
 from peer.core.events import (
@@ -123,6 +124,7 @@ class RoomHandle(FeaturesMixin):
         self.mesh: RoomMesh | None = None
         self._subscribers: list[asyncio.Queue[RoomEvent | LinkChanged | AttachmentEvent | None]] = []
         self.files = RoomFiles(self, peer.blobs, peer.file_limits, auto_fetch=peer.auto_fetch)
+        keeper_files.attach(self)  # a keeper holds attachments (peer/keeper_files.py)
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._changed = asyncio.Event()
@@ -597,6 +599,7 @@ class RoomHandle(FeaturesMixin):
         before it is on disk. What we *send* (acks, our own envelopes) waits for the commit.
         """
         self.files.on_events(events)
+        keeper_files.on_pump(self)
         for ev in events:
             if isinstance(ev, MemberOnline) and ev.online and self.mesh is not None:
                 self.mesh.link_ready(ev.peer)  # handshake done: the link is direct or relayed now

@@ -350,6 +350,8 @@ def _apply_features(room: Room, do: str, a: dict[str, Any], now: int) -> tuple[A
             return room.forward(source, a["from_name"], when, ttl_s=a.get("ttl_s")).to_json(), []
         except ValueError:
             return {"refused": "expired"}, []
+    if do in ("send_file", "forward_file", "keep_files", "kept"):
+        return _apply_files(room, do, a, now)
     if do == "search":
         return [m.id for m in room.search(a["q"])], []
     if do == "last_seen":
@@ -358,6 +360,35 @@ def _apply_features(room: Room, do: str, a: dict[str, Any], now: int) -> tuple[A
         room.set_share_last_seen(a["share"], now)
         return None, []
     raise ValueError(f"unknown step {do!r}")
+
+
+def _trace_file(a: dict[str, Any]) -> Any:
+    from peer.core.files import File
+
+    return File(a["name"], a["size"], a["mime"], b64u_decode(a["manifest"]), b64u_decode(a["key"]))
+
+
+def _apply_files(room: Room, do: str, a: dict[str, Any], now: int) -> tuple[Any, list[RoomEvent]]:
+    """``send_file`` (a content item; the blobs are the adapter's) and ``forward_file`` (``sealed``: the
+    re-sealed content item; refusals as codes: gone, expired, reused-key, not-the-file)."""
+    if do == "keep_files":  # a keeper holds attachments (peer.core.room.keeping)
+        room.set_keep_files(a["on"])
+        return None, []
+    if do == "kept":
+        return [n.to_json() for n in room.take_kept()], []
+    if do == "send_file":
+        return room.send_file(_trace_file(a["file"]), now, ttl_s=a.get("ttl_s")).to_json(), []
+    source = room.message(a["source"])
+    if source is None:
+        return {"refused": "gone"}, []
+    try:
+        when = now + a.get("later_ms", 0)
+        sealed = _trace_file(a["sealed"])
+        return room.forward_file(source, sealed, a["from_name"], when, ttl_s=a.get("ttl_s")).to_json(), []
+    except ValueError as exc:
+        text = str(exc)
+        code = "expired" if "expired" in text else "reused-key" if "fresh key" in text else "not-the-file"
+        return {"refused": code}, []
 
 
 # -- part traces ------------------------------------------------------------------------------------------

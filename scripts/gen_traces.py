@@ -420,6 +420,109 @@ def features() -> Trace:
     return t
 
 
+def forward_files() -> Trace:
+    """Forwarding an attachment (PROTOCOL.md "Forwarded attachments"): A sends a file; B forwards it
+    re-sealed under a fresh key (a new content item: marked forwarded, its expiry capped by the
+    original's, found by search under the original author's name); a forward that reuses the
+    original's key or manifest is refused, so is one naming another file; a file that has expired is
+    refused (a copy held past its expiry), then gone; unsending the original leaves the forward alone."""
+    from peer.core.crypto import b64u_encode
+
+    def ref(
+        name: str, manifest: int, key: int, size: int = 70_000, mime: str = "image/jpeg"
+    ) -> dict[str, Any]:
+        return {
+            "name": name,
+            "size": size,
+            "mime": mime,
+            "manifest": b64u_encode(bytes([manifest]) * 32),
+            "key": b64u_encode(bytes([key]) * 32),
+        }
+
+    t = Trace("forward_files", forward_files.__doc__ or "", "forward_files", ttl_s=60)
+    _mesh(t, ("A", "B", "C"), "AB BC AC")
+    t.step("A", "set_profile", name="Alice")
+    photo = t.step("A", "send_file", file=ref("photo.jpg", 1, 2), ttl_s=3600)
+    short = t.step("A", "send_file", file=ref("soon.bin", 3, 4, 100, "application/octet-stream"), ttl_s=5)
+    t.deliver()
+    fwd = t.step(
+        "B", "forward_file", source=photo["id"], sealed=ref("photo.jpg", 5, 6), from_name="Alice", ttl_s=7200
+    )
+    t.step("B", "forward_file", source=photo["id"], sealed=ref("photo.jpg", 1, 7), from_name="Alice")
+    t.step("B", "forward_file", source=photo["id"], sealed=ref("photo.jpg", 8, 2), from_name="Alice")
+    t.step("B", "forward_file", source=photo["id"], sealed=ref("other.jpg", 9, 10), from_name="Alice")
+    t.deliver()
+    t.step("C", "forward_file", source=fwd["id"], sealed=ref("photo.jpg", 11, 12), from_name="Bob", ttl_s=60)
+    t.deliver()
+    t.step("C", "search", q="alice")
+    t.step("C", "search", q="photo")
+    t.step(
+        "B",
+        "forward_file",
+        source=short["id"],
+        sealed=ref("soon.bin", 13, 14, 100, "application/octet-stream"),
+        from_name="Alice",
+        later_ms=6000,
+    )
+    t.advance(6000)
+    t.step(
+        "B",
+        "forward_file",
+        source=short["id"],
+        sealed=ref("soon.bin", 13, 14, 100, "application/octet-stream"),
+        from_name="Alice",
+    )
+    t.step("A", "unsend", target=photo["id"])
+    t.deliver()
+    t.step("C", "search", q="photo")
+    t.advance(61_000, step=5000)  # C's 60 s forward of the forward expires; B's lives on
+    t.step("C", "search", q="photo")
+    t.step("A", "search", q="alice")
+    return t
+
+
+def keep_files() -> Trace:
+    """Keepers hold attachments (PROTOCOL.md "Keepers hold attachments"): K, a keeper that holds files,
+    says KEEPER on each link; A's file messages are offered to it (KEEP_FILE, at send time), bound to
+    the envelopes' own expiry; B, also linked to K, offers nothing it did not author; a 5 s file expires
+    and an unsent one goes (K drops them); a file A sends while unlinked from K is offered when they
+    link again (every live file of A's, once per link)."""
+    from peer.core.crypto import b64u_encode
+
+    def ref(name: str, n: int, size: int = 50_000) -> dict[str, Any]:
+        m, k = b64u_encode(bytes([n]) * 32), b64u_encode(bytes([n + 100]) * 32)
+        return {"name": name, "size": size, "mime": "application/pdf", "manifest": m, "key": k}
+
+    t = Trace("keep_files", keep_files.__doc__ or "", "keep_files", ttl_s=60)
+    t.peer("A")
+    t.peer("B")
+    t.peer("K", keeper=True)
+    t.create("A", "B", "K")
+    t.step("K", "keep_files", on=True)
+    for x, y in (("A", "K"), ("B", "K"), ("A", "B")):
+        t.link(x, y)
+    t.deliver()
+    t.advance(1000)
+    one = t.step("A", "send_file", file=ref("one.pdf", 1), ttl_s=3600)
+    t.step("A", "send_file", file=ref("short.pdf", 2), ttl_s=5)
+    t.step("B", "send_text", text="no file here", ttl_s=3600)
+    t.deliver()
+    t.step("K", "kept")
+    t.advance(6000)  # the 5 s file expires everywhere
+    t.step("K", "kept")
+    t.step("A", "unsend", target=one["id"])
+    t.deliver()
+    t.step("K", "kept")
+    t.unlink("A", "K")
+    t.step("A", "send_file", file=ref("later.pdf", 3), ttl_s=3600)
+    t.deliver()
+    t.step("K", "kept")
+    t.link("A", "K")
+    t.deliver()
+    t.step("K", "kept")
+    return t
+
+
 def restart_restore() -> Trace:
     """Restart from the store: B goes offline after C was removed; while B is away a 5 s message expires.
     B restarts from what it persisted (its own batches, deletions included): C's receiver chains are not
@@ -910,6 +1013,8 @@ SCENARIOS: list[Callable[[], Trace]] = [
     relay_full_mesh,
     features,
     equivocation_split,
+    forward_files,
+    keep_files,
 ]
 
 

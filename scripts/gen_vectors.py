@@ -259,6 +259,8 @@ def build() -> dict[str, dict[str, Any]]:
     out["relay"] = build_relay(room, alice, bob)
     out["features"] = build_features(alice, bob)
     out["admission"] = build_admission()
+    out["forward_files"] = build_forward_files()
+    out["keeping"] = build_keeping()
     return out
 
 
@@ -1574,6 +1576,78 @@ def build_files() -> dict[str, Any]:
                 ("manifest not base64url", "manifest", "!!"),
             ]
         ],
+    }
+
+
+def build_forward_files() -> dict[str, Any]:
+    """A forwarded attachment's content item (PROTOCOL.md "Forwarded attachments"): ``"fwd"`` on a
+    ``"file"`` content, present only when set (a plain file encodes as before), and its refusals."""
+    from peer.core.content import searchable_text
+    from peer.core.files import File
+
+    manifest, key = bytes(range(32)), bytes(range(100, 132))
+    plain = File("photo.jpg", 123_456, "image/jpeg", manifest, key)
+    fwd = File("photo.jpg", 123_456, "image/jpeg", manifest, key, forwarded_from="Alice Ö")
+    valid = [
+        {
+            "name": name,
+            "file": {
+                "name": f.name,
+                "size": f.size,
+                "mime": f.mime,
+                "manifest": manifest.hex(),
+                "key": key.hex(),
+                "from_name": f.forwarded_from,
+            },
+            "plaintext": encode_content(f).hex(),
+            "search": searchable_text(f),
+        }
+        for name, f in (("plain", plain), ("forwarded", fwd))
+    ]
+    base = json.loads(encode_content(plain))
+
+    def bad(name: str, fwd_value: object) -> dict[str, str]:
+        obj = {**base, "fwd": fwd_value}
+        data = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+        return {"name": name, "plaintext": data.hex(), "code": _error_code(decode_content, data)}
+
+    return {
+        "valid": valid,
+        "bad": [
+            bad("fwd not an object", "Alice"),
+            bad("fwd extra key", {"from_name": "Alice", "key": "x"}),
+            bad("fwd name with a control character", {"from_name": "Al\u0007ice"}),
+            bad("fwd name too long", {"from_name": "a" * 65}),
+            bad("fwd name not cleaned", {"from_name": " Alice"}),
+        ],
+    }
+
+
+def build_keeping() -> dict[str, Any]:
+    """KEEPER / KEEP_FILE APP bodies (PROTOCOL.md "Keepers hold attachments") and their refusals."""
+    from peer.core.files import File
+    from peer.core.room.keeping import KEEP_FILE_TAG, decode_keep_file, encode_keep_file, encode_keeper
+
+    f = File("a.pdf", 5000, "application/pdf", bytes(range(32)), bytes(range(50, 82)), forwarded_from="Ann")
+    body = encode_keep_file(7, f)
+    text = b'{"t":"text","body":"x","reply_to":null}'
+
+    def bad(name: str, data: bytes) -> dict[str, str]:
+        return {"name": name, "body": data.hex(), "code": _error_code(decode_keep_file, data)}
+
+    return {
+        "keeper": encode_keeper().hex(),
+        "keep_file": {"seq": 7, "content": encode_content(f).hex(), "body": body.hex()},
+        "bad": [
+            bad("too short", bytes([KEEP_FILE_TAG]) + bytes(8)),
+            bad("not a file", bytes([KEEP_FILE_TAG]) + (1).to_bytes(8, "big") + text),
+            bad("seq 0", bytes([KEEP_FILE_TAG]) + bytes(8) + body[9:]),
+            bad("seq 2^53", bytes([KEEP_FILE_TAG]) + (2**53).to_bytes(8, "big") + body[9:]),
+            bad("truncated", body[:-1]),
+            bad("too long", body + b" " * 5000),
+            bad("wrong tag", bytes([0x22]) + body[1:]),
+        ],
+        "bad_keeper": [b.hex() for b in (bytes([0x22]), bytes([0x22, 2]), bytes([0x22, 1, 0]))],
     }
 
 

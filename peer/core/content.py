@@ -16,7 +16,9 @@ location    ``{"t":"location","lat_e6":int,"lon_e6":int,"acc_m":int|null}`` — 
             millionths of a degree (|lat| <= 90e6, |lon| <= 180e6), accuracy in metres (0..10^6);
             optional ``"fwd"`` as for text.
 file        ``{"t":"file","name":str,"size":int,"mime":str,"manifest":b64u,"key":b64u}`` — an
-            attachment (a message): see :mod:`peer.core.files` and PROTOCOL.md "Attachments".
+            attachment (a message): see :mod:`peer.core.files` and PROTOCOL.md "Attachments";
+            optional ``"fwd"`` as for text (a forwarded file is re-sealed under a fresh key: see
+            PROTOCOL.md "Forwarded attachments").
 ==========  ===================================================================================
 
 Unknown types are a ``ProtocolError("bad-content")`` (the envelope stays in the log and is served, so
@@ -28,7 +30,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from peer.core.errors import ProtocolError
@@ -175,7 +177,7 @@ def decode_content(plaintext: bytes) -> Content:
             raise ProtocolError("bad-content", "bad reaction")
         return Reaction(_msg_id(obj.get("target")), emoji, on)
     if kind == "file":
-        return decode_file_content(obj)
+        return _file(obj)
     raise ProtocolError("bad-content", "unknown content type")
 
 
@@ -233,6 +235,12 @@ def _fwd(value: object) -> Forwarded | None:
     return Forwarded(name)
 
 
+def _file(obj: dict[str, Any]) -> File:
+    f = decode_file_content(obj)
+    fwd = _fwd(obj.get("fwd"))
+    return f if fwd is None else replace(f, forwarded_from=fwd.from_name)
+
+
 def _int_in(value: object, lo: int, hi: int) -> int:
     """An integer in range; an integral float (``1e3``, ``5.0``) counts, as JSON.parse cannot tell them apart."""
     if isinstance(value, float) and value.is_integer():
@@ -275,4 +283,6 @@ def searchable_text(content: Content) -> str:
         return content.body if content.fwd is None else f"{content.body}\n{content.fwd.from_name}"
     if isinstance(content, Location):
         return "" if content.fwd is None else content.fwd.from_name
+    if isinstance(content, File) and content.forwarded_from is not None:
+        return content.forwarded_from
     return ""

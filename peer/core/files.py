@@ -102,6 +102,9 @@ class File:
     mime: str
     manifest: bytes = field(repr=False)
     key: bytes = field(repr=False)
+    #: ``"fwd":{"from_name":...}``: forwarded from another room (see ``peer.forwarding``); the original
+    #: author's name as the forwarder saw it. Parsed by :mod:`peer.core.content` (which cleans names).
+    forwarded_from: str | None = None
 
     @property
     def file_id(self) -> str:
@@ -144,7 +147,7 @@ def _size(value: object, limit: int = MAX_FILE_SIZE_HARD) -> int:
 
 
 def file_content_obj(content: File) -> dict[str, Any]:
-    return {
+    obj: dict[str, Any] = {
         "t": "file",
         "name": content.name,
         "size": content.size,
@@ -152,6 +155,9 @@ def file_content_obj(content: File) -> dict[str, Any]:
         "manifest": b64u_encode(content.manifest),
         "key": b64u_encode(content.key),
     }
+    if content.forwarded_from is not None:  # only when set: other file content stays byte-identical
+        obj["fwd"] = {"from_name": content.forwarded_from}
+    return obj
 
 
 def decode_file_content(obj: dict[str, Any]) -> File:

@@ -267,8 +267,8 @@ def scan(home: Path, needles: list[bytes]) -> list[tuple[str, int]]:
 @pytest.mark.timeout(90)
 async def test_hostile_member_floods_are_bounded_on_real_links(signaling_url: str, tmp_path: Path) -> None:
     """Over a real files channel: unasked BLOBs are dropped and counted, never stored; a WANT flood gets
-    at most serve_window lookups (the rest BUSY); a file name is searchable; a file cannot be forwarded
-    (a clear refusal, not an empty message)."""
+    at most serve_window lookups (the rest BUSY); a file name is searchable; the core refuses to forward a file that
+    was not re-sealed (a clear refusal, not an empty message)."""
     from peer.core.crypto import sha256
     from peer.core.files_transfer import BLOB, WANT, encode_frame
 
@@ -282,8 +282,8 @@ async def test_hostile_member_floods_are_bounded_on_real_links(signaling_url: st
         msg = await aroom.send_file(src, ttl=3600)
         await wait_file_message(broom, msg.id)
         assert [m.id for m in broom.search("quarterly")] == [msg.id]
-        with pytest.raises(ValueError, match="cannot forward an attachment"):
-            await broom.forward(msg.id, broom)
+        with pytest.raises(ValueError, match="cannot forward an attachment without re-sealing"):
+            broom.core.forward(msg, "alice", msg.sent_at)  # only re-sealed: tests/peer/test_forward_files.py
         # alice turns hostile: raw frames on her files channel to bob
         await aroom.wait_for(lambda: bob.peer_id in aroom.files._queues, WAIT)
         out = aroom.files._queues[bob.peer_id]

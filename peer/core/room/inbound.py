@@ -46,6 +46,7 @@ from peer.core.sync import (
 
 from .admission import AddBudget
 from .distribution import Distribution
+from .keeping import KEEP_FILE_TAG, KEEPER_TAG, Keeping
 from .links import Links
 from .members import Members
 from .parking import Parking
@@ -69,6 +70,7 @@ class Inbound:
     _inbound: tuple[str, int] | None  # (neighbour, now) of the frame being received, else None
     keys: SenderKeys
     timeline: Timeline
+    keeping: Keeping
     receipts: Receipts
     presence: Presence
     relay: Relay
@@ -188,8 +190,10 @@ class Inbound:
                 self.distribution.drop(ev.neighbour)  # linked: served at once
                 self._give_live_chains(ev.neighbour, now)
                 self._on_presence_online(ev.neighbour, now)
+                self._send_app(self.keeping.on_ready(ev.neighbour))
             elif isinstance(ev, NeighbourTimedOut):
                 self.links.close(ev.neighbour)
+                self.keeping.on_down(ev.neighbour)
                 self.parking.drop_neighbour(ev.neighbour)
                 events.append(MemberOnline(ev.neighbour, False))
             elif isinstance(ev, OpaqueFrame):
@@ -224,6 +228,11 @@ class Inbound:
                 raise ProtocolError("unexpected-frame", "no authenticated link")
             if ev.type == wire.FrameType.APP and ev.body[:1] in (bytes([RELAY_TAG]), bytes([REACH_TAG])):
                 self._on_relay_frame(peer, ev.body, now, events)
+            elif ev.type == wire.FrameType.APP and ev.body[:1] in (
+                bytes([KEEPER_TAG]),
+                bytes([KEEP_FILE_TAG]),
+            ):
+                self._on_keep_frame(peer, ev.body, now)
             elif ev.type == wire.FrameType.APP and ev.body[:1] == bytes([RECEIPT_TAG]):
                 self.receipts.on_receipt(
                     ev.body, self.members_part.known_sender, self.members_part.count_others(), events
@@ -258,6 +267,27 @@ class Inbound:
         if refused is not None:
             self._fault(peer, refused, now, events, link=False)
 
+    def _on_keep_frame(self, peer: str, body: bytes, now: int) -> None:
+        """KEEPER / KEEP_FILE (see :mod:`.keeping`); a malformed body raises (blamed)."""
+        if body[0] == KEEPER_TAG:
+            own = sorted(
+                (
+                    (m.seq, m.file)
+                    for m in self.timeline.messages()
+                    if m.sender == self.peer_id and m.file is not None and m.expires_at > now
+                ),
+                key=lambda x: x[0],
+            )
+            self._send_app(self.keeping.on_keeper(peer, body, own))
+        else:
+            self.keeping.on_keep_file(peer, body, lambda key: self._live_chat_expiry(key, now))
+
+    def _live_chat_expiry(self, key: Key, now: int) -> int | None:
+        entry = self.sync.entry(key)
+        if entry is None or entry.expires_at <= now or parse_envelope(entry.data).kind != Kind.CHAT:
+            return None
+        return entry.expires_at
+
     def _member_bundle(self, peer: str) -> PublicBundle | None:
         return self.members_part.known_sender(peer) if self.members_part.is_member(peer) else None
 
@@ -272,6 +302,7 @@ class Inbound:
         if env.kind == Kind.CHAT:
             self.keys.hold_chat(env)
             if self.keeper:
+                self.keeping.on_chat(entry.key, entry.expires_at)
                 return
             if self.keys.can_open(env):
                 self._open_chat(env, now, events)
@@ -424,6 +455,7 @@ class Inbound:
         and every edit or reaction that refers to it (whoever wrote them)."""
         self._erase_referring(key, events)
         self.timeline.erase(key, reason, events)
+        self.keeping.erased(key, reason)
         tomb = self.sync.tombstone_of(key)
         self._persist.erased.append((key[0], key[1], tomb.until if tomb is not None else 0))
         if self.keys.erase(key, self._persist):

@@ -71,6 +71,7 @@ from peer.core.sync import (
 
 from .admission import AddBudget
 from .distribution import Distribution
+from .keeping import Keeping, KeepNotice
 from .links import Links, LinkState
 from .members import Members
 from .parking import Parking
@@ -130,6 +131,7 @@ class Room(Publishing):
         self.receipts = Receipts(identity, self.room_id)
         self.presence = Presence()
         self.relay = Relay(identity, self.room_id)
+        self.keeping = Keeping(keeper)
         self._persist = PersistBatch()
         self._fresh: dict[Key, Envelope] = {}  # parsed by _validate, reused by _on_entry (one parse)
         self._known_new: list[str] = []  # senders that just became known: their parked envelopes go back
@@ -267,6 +269,7 @@ class Room(Publishing):
         msg = self.timeline.shown(self._send_content(ref, now, expires_at))
         assert msg is not None
         self.timeline.track_delivery(msg.id)
+        self._send_app(self.keeping.on_sent(msg.seq, ref))
         return msg
 
     # -- issue 15: location, forward, search, last seen ------------------------------------------------
@@ -283,8 +286,8 @@ class Room(Publishing):
         source has expired (or is not a forwardable message)."""
         if source.expires_at <= now:
             raise ValueError("cannot forward: that message has expired")
-        if source.file is not None:  # its blobs are keyed to this room's message: re-send the file instead
-            raise ValueError("cannot forward an attachment (yet): save it and send it again")
+        if source.file is not None:  # its blobs are keyed to the original's message and key
+            raise ValueError("cannot forward an attachment without re-sealing it (see forward_file)")
         name = source.forwarded_from if source.forwarded_from is not None else clean_name(from_name)
         fwd = Forwarded(name)
         content: Text | Location
@@ -293,6 +296,49 @@ class Room(Publishing):
         else:
             content = Text(source.text, fwd=fwd)
         return self._send_message(content, now, min(source.expires_at, self._expiry(now, ttl_s)))
+
+    def forward_expiry(self, source: Message, now: int, *, ttl_s: int | None = None) -> int:
+        """When a forward of ``source`` sent now would expire: ``min(source's, now + ttl)``
+        (``ValueError`` if the source has expired). The adapter binds a re-sealed file's blobs to it."""
+        if source.expires_at <= now:
+            raise ValueError("cannot forward: that message has expired")
+        return min(source.expires_at, self._expiry(now, ttl_s))
+
+    def forward_file(
+        self, source: Message, sealed: File, from_name: str, now: int, *, ttl_s: int | None = None
+    ) -> Message:
+        """Forward the attachment ``source`` as ``sealed``: the same file re-sealed by the caller under
+        a FRESH key (new chunks, manifest and id; PROTOCOL.md "Forwarded attachments"), sent here as a
+        new message of ours marked forwarded, expiring no later than the source. ``ValueError`` if the
+        source has expired, is not an attachment, or ``sealed`` reuses its key or is another file."""
+        expires_at = self.forward_expiry(source, now, ttl_s=ttl_s)
+        ref = source.file
+        if ref is None:
+            raise ValueError("cannot forward: that message is not an attachment")
+        if sealed.key == ref.key or sealed.manifest == ref.manifest:
+            raise ValueError("cannot forward: an attachment must be re-sealed under a fresh key")
+        if (sealed.name, sealed.size, sealed.mime) != (ref.name, ref.size, ref.mime):
+            raise ValueError("cannot forward: the re-sealed file is not the original's")
+        name = source.forwarded_from if source.forwarded_from is not None else clean_name(from_name)
+        content = File(
+            sealed.name, sealed.size, sealed.mime, sealed.manifest, sealed.key, forwarded_from=name
+        )
+        msg = self.timeline.shown(self._send_content(content, now, expires_at))
+        assert msg is not None
+        self.timeline.track_delivery(msg.id)
+        self._send_app(self.keeping.on_sent(msg.seq, content))
+        return msg
+
+    # -- keepers hold attachments (.keeping) -----------------------------------------------------------
+
+    def set_keep_files(self, on: bool) -> None:
+        """A keeper: hold attachments (announce KEEPER on links that become ready from now on)."""
+        self.keeping.holds_files = on and self.keeper
+
+    def take_kept(self) -> list[KeepNotice]:
+        """A keeper: the files authors offered it (fetch and hold them) and those whose message was
+        erased since (erase them), in order; empty for a member. See :mod:`.keeping`."""
+        return self.keeping.take()
 
     def message(self, msg_id: str) -> Message | None:
         """A message as shown here now (None once it expired, was unsent, or never arrived)."""
@@ -425,6 +471,7 @@ class Room(Publishing):
         self.sync.disconnect(peer, now)
         self.parking.drop_neighbour(peer)
         self.relay.drop_neighbour(peer)
+        self.keeping.on_down(peer)
         self._send_app(self.relay.on_links(self.online(), now))
         return [MemberOnline(peer, False)] if had and was_online else []
 

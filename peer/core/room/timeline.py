@@ -138,6 +138,7 @@ class Timeline:
                 meta.expires_at,
                 "",
                 file=content,
+                forwarded_from=content.forwarded_from,
             )
             self._render(key)
             events.append(MessageReceived(self._messages[key]))
@@ -183,7 +184,7 @@ class Timeline:
         if isinstance(shown, Text) and edited:
             shown = replace(shown, body=body)
         if base.file is not None:  # an attachment is found by its file name (and its caption)
-            self.search.put(key, f"{base.file.name} {body}".strip())
+            self.search.put(key, f"{base.file.name} {body} {searchable_text(base.file)}".strip())
         else:
             self.search.put(key, searchable_text(shown) if shown is not None else "")
 

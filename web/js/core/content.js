@@ -112,7 +112,10 @@ export function decodeContent(plaintext) {
     if (CONTROL.test(emoji.replaceAll('\u200d', ''))) throw new ProtocolError('bad-content', 'bad reaction');
     return react(msgId(obj.target), emoji, on);
   }
-  if (kind === 'file') return decodeFileContent(obj);
+  if (kind === 'file') {
+    const f = decodeFileContent(obj), fwd = fwdOf(obj.fwd);
+    return fwd ? Object.freeze({ ...f, fwd }) : f;
+  }
   throw new ProtocolError('bad-content', 'unknown content type');
 }
 
@@ -208,5 +211,6 @@ export function locationFromDegrees(lat, lon, accuracyM = null) {
 export function searchableText(c) {
   if (c.t === 'text') return c.fwd ? `${c.body}\n${c.fwd.fromName}` : c.body;
   if (c.t === 'location') return c.fwd ? c.fwd.fromName : '';
+  if (c.t === 'file' && c.fwd) return c.fwd.fromName;
   return '';
 }

@@ -70,7 +70,7 @@ export function checkQuota(limits, used, size) {
 
 // ---------------------------------------------------------------- the content item
 
-/** @typedef {{t: 'file', name: string, size: number, mime: string, manifest: Uint8Array, key: Uint8Array}} FileContent */
+/** @typedef {{t: 'file', name: string, size: number, mime: string, manifest: Uint8Array, key: Uint8Array, fwd?: {fromName: string}|null}} FileContent */
 
 const cpLen = (/** @type {string} */ s) => [...s].length;
 
@@ -107,7 +107,12 @@ function bytesOf(v, len) {
 export const fileContent = (name, sz, mt, manifest, key) => Object.freeze({ t: 'file', name, size: sz, mime: mt, manifest, key });
 
 /** @param {FileContent} c */
-export const fileContentObj = (c) => ({ t: 'file', name: c.name, size: c.size, mime: c.mime, manifest: b64uEncode(c.manifest), key: b64uEncode(c.key) });
+export function fileContentObj(c) {
+  /** @type {Record<string, unknown>} */
+  const obj = { t: 'file', name: c.name, size: c.size, mime: c.mime, manifest: b64uEncode(c.manifest), key: b64uEncode(c.key) };
+  if (c.fwd) obj.fwd = { from_name: c.fwd.fromName }; // only when set: other file content stays byte-identical
+  return obj;
+}
 
 /** @param {Record<string, unknown>} obj @returns {FileContent} */
 export function decodeFileContent(obj) {

@@ -8,7 +8,7 @@ import { deterministicRng } from '../core/crypto.js';
 import { identityFromBytes, publicBundle } from '../core/identity.js';
 import { deriveRoomKeys, parseInvite } from '../core/invite.js';
 import { Room } from '../core/room.js';
-import { fileInfoJson } from '../core/files.js';
+import { fileContent, fileInfoJson } from '../core/files.js';
 import { replayFilesPart } from './files-trace.js';
 
 /** Python's json.dumps of a list of strings. @param {string[]} xs */
@@ -46,6 +46,9 @@ function featureJson(m) {
   return o;
 }
 
+/** A file content item of a trace step. @param {any} f */
+const traceFile = (f) => fileContent(f.name, f.size, f.mime, b64uDecode(f.manifest), b64uDecode(f.key));
+
 /** Issue-15 steps (peer/tracing.py _apply_features). @param {Room} room @param {string} what @param {any} a @param {number} now @param {(label: string) => string} pid */
 async function featureStep(room, what, a, now, pid) {
   if (what === 'send_text') return messageJson(await room.sendText(a.text, now, { ttlS: a.ttl_s ?? null, replyTo: a.reply_to ?? null, mentions: (a.mentions ?? []).map(pid) }));
@@ -57,6 +60,23 @@ async function featureStep(room, what, a, now, pid) {
       return messageJson(await room.forward(source, a.from_name, now + (a.later_ms ?? 0), { ttlS: a.ttl_s ?? null }));
     } catch {
       return { refused: 'expired' };
+    }
+  }
+  if (what === 'keep_files') { room.setKeepFiles(a.on); return null; }
+  if (what === 'kept') {
+    return room.takeKept().map((n) => (n.type === 'kept'
+      ? { kept: `${n.sender}:${n.seq}`, expires_at: n.expiresAt, file: fileInfoJson(n.file) }
+      : { gone: n.messageId, reason: n.reason }));
+  }
+  if (what === 'send_file') return messageJson(await room.sendFile(traceFile(a.file), now, { ttlS: a.ttl_s ?? null }));
+  if (what === 'forward_file') {
+    const source = room.message(a.source);
+    if (!source) return { refused: 'gone' };
+    try {
+      return messageJson(await room.forwardFile(source, traceFile(a.sealed), a.from_name, now + (a.later_ms ?? 0), { ttlS: a.ttl_s ?? null }));
+    } catch (err) {
+      const text = err instanceof Error ? err.message : '';
+      return { refused: text.includes('expired') ? 'expired' : text.includes('fresh key') ? 'reused-key' : 'not-the-file' };
     }
   }
   if (what === 'search') return room.search(a.q).map((m) => m.id);

@@ -20,6 +20,7 @@ import { CODEC_CHECKS } from './codec-vectors.js';
 import { FILES_CHECKS } from './files-vectors.js';
 import { FEATURE_CHECKS } from './features-vectors.js';
 import { ADMISSION_CHECKS } from './admission-vectors.js';
+import { FORWARD_CHECKS } from './forward-vectors.js';
 import { Handshake, generatePrekey, openFromPrekey, openPairwise, prekeyToBytes, sealPairwise, sealToPrekey } from '../core/handshake.js';
 import { Role, decodeOp, encodeOp, isAdmin, makeAdd, makeReadmit, makeRemove, makeRole, makeSetTimer, makeSettings, mayPost, stateFromOps, stateToDict } from '../core/membership.js';
 import { publicBundle } from '../core/identity.js';
@@ -319,9 +320,9 @@ const utf8b = (/** @type {string} */ s) => new TextEncoder().encode(s);
 
 /** @param {string} name @param {Record<string, any>} all */
 export async function runVectorFile(name, all) {
-  const make = CHECKS[name] ?? CODEC_CHECKS[name] ?? FILES_CHECKS[name] ?? /** @type {Record<string, any>} */ (FEATURE_CHECKS)[name] ?? ADMISSION_CHECKS[name];
+  const make = CHECKS[name] ?? CODEC_CHECKS[name] ?? FILES_CHECKS[name] ?? /** @type {Record<string, any>} */ (FEATURE_CHECKS)[name] ?? ADMISSION_CHECKS[name] ?? /** @type {Record<string, any>} */ (FORWARD_CHECKS)[name];
   if (!make) return [{ name: `${name}: not implemented in JS yet`, ok: false, error: 'not-implemented' }];
   return runTests(make(all[name], all));
 }
 
-export const IMPLEMENTED = [...Object.keys(CHECKS), ...Object.keys(CODEC_CHECKS), ...Object.keys(FILES_CHECKS), ...Object.keys(FEATURE_CHECKS), ...Object.keys(ADMISSION_CHECKS)];
+export const IMPLEMENTED = [...Object.keys(CHECKS), ...Object.keys(CODEC_CHECKS), ...Object.keys(FILES_CHECKS), ...Object.keys(FEATURE_CHECKS), ...Object.keys(ADMISSION_CHECKS), ...Object.keys(FORWARD_CHECKS)];

@@ -10,11 +10,13 @@
 //   and the view shows only ids still among the room's messages, so an expired or unsent message
 //   leaves the results at once. Edits re-run the query.
 // - Forward: a new message of ours in the other room, expiry no later than the original's (the core
-//   refuses an expired one); errors become the banner.
+//   refuses an expired one); an attachment is fetched if needed and re-sealed under a fresh key
+//   (forward_files.js); errors become the banner.
 // - Location: navigator.geolocation, shown as text and a geo: link; no map tiles are fetched.
 
 import { findMentions } from '../core/mentions.js';
 import { ContentTooLong, locationFromDegrees } from '../core/content.js';
+import { forwardAttachment } from './forward_files.js';
 
 /** @typedef {import('./app.js').App} App */
 /** @typedef {import('./state.js').AppState} AppState */
@@ -95,7 +97,9 @@ export async function forward(app, target, id) {
   }
   const from = app.room?.displayName(source.sender) ?? source.sender.slice(0, 8);
   try {
-    const message = await target.room.forward(source, from, target.now(), { ttlS: target.store.getState().ttlS });
+    const message = source.file
+      ? await forwardAttachment(app, target, source, from) // re-sealed under a fresh key (forward_files.js)
+      : await target.room.forward(source, from, target.now(), { ttlS: target.store.getState().ttlS });
     target.store.dispatch({ type: 'message', message });
   } catch (err) {
     app.store.dispatch({ type: 'error', code: 'cannot-forward', text: `Cannot forward: ${err instanceof Error ? err.message.replace(/^cannot forward: /, '') : 'refused'}.` });

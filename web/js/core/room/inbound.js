@@ -16,6 +16,7 @@ import * as wire from '../wire.js';
 import { MAX_INT, MAX_PROOF } from '../wire.js';
 import { AddBudget } from './admission.js';
 import { Distribution } from './distribution.js';
+import { KEEPER_TAG, KEEP_FILE_TAG, Keeping } from './keeping.js';
 import { Links } from './links.js';
 import { Members } from './members.js';
 import { Parking } from './parking.js';
@@ -66,6 +67,7 @@ export class Inbound {
     this.receipts = new Receipts(identity, this.roomId);
     this.presence = new Presence();
     this.relay = new Relay(identity, this.roomId);
+    this.keeping = new Keeping(this.keeper);
     this.persist = emptyBatch();
     /** @type {Map<string, Envelope>} parsed by validate, reused by onEntry (one parse) */
     this.fresh = new Map();
@@ -96,6 +98,23 @@ export class Inbound {
       : await this.relay.onReach(peer, body, online, (p) => (this.membersPart.isMember(p) ? this.membersPart.knownSender(p) : null), now, this.persist);
     this.sendApp(out);
     if (refused !== null) this.fault(peer, refused, now, events, false);
+  }
+
+  /** KEEPER / KEEP_FILE (keeping.js); a malformed body throws (blamed). @param {string} peer @param {Uint8Array} body @param {number} now */
+  onKeepFrame(peer, body, now) {
+    if (body[0] === KEEPER_TAG) {
+      const own = this.timeline.messages(this.sync.log.effectiveLamports())
+        .filter((m) => m.sender === this.peerId && m.file && m.expiresAt > now)
+        .sort((a, b) => a.seq - b.seq)
+        .map((m) => /** @type {[number, any]} */ ([m.seq, m.file]));
+      this.sendApp(this.keeping.onKeeper(peer, body, own));
+    } else {
+      this.keeping.onKeepFile(peer, body, (sender, seq) => {
+        const entry = this.sync.entry(sender, seq);
+        if (!entry || entry.expiresAt <= now || parseEnvelope(entry.data).kind !== Kind.CHAT) return null;
+        return entry.expiresAt;
+      });
+    }
   }
 
   /** @param {[string, Uint8Array][]} frames */
@@ -212,8 +231,10 @@ export class Inbound {
         this.distribution.drop(ev.neighbour); // linked: served at once
         await this.giveLiveChains(ev.neighbour, now);
         for (const [to, body] of this.presence.onOnline(ev.neighbour)) this.sync.sendOpaque(to, wire.FrameType.APP, body); // last seen opt-out
+        this.sendApp(this.keeping.onReady(ev.neighbour));
       } else if (ev.type === 'neighbour-timed-out') {
         this.links.close(ev.neighbour);
+        this.keeping.onDown(ev.neighbour);
         this.parking.dropNeighbour(ev.neighbour);
         events.push({ type: 'online', peer: ev.neighbour, online: false });
       } else if (ev.type === 'opaque') {
@@ -253,6 +274,8 @@ export class Inbound {
       if (!this.links.isReady(peer)) throw new ProtocolError('unexpected-frame', 'no authenticated link');
       if (type === wire.FrameType.APP && (body[0] === RELAY_TAG || body[0] === REACH_TAG)) {
         await this.onRelayFrame(peer, body, now, events);
+      } else if (type === wire.FrameType.APP && (body[0] === KEEPER_TAG || body[0] === KEEP_FILE_TAG)) {
+        this.onKeepFrame(peer, body, now);
       } else if (type === wire.FrameType.APP && body[0] === RECEIPT_TAG) {
         await this.receipts.onReceipt(body, (p) => this.membersPart.knownSender(p), this.membersPart.countOthers(), events);
       } else if (type === wire.FrameType.APP) {
@@ -282,7 +305,10 @@ export class Inbound {
     this.fresh.delete(k);
     if (env.kind === Kind.CHAT) {
       this.keys.holdChat(env);
-      if (this.keeper) return;
+      if (this.keeper) {
+        this.keeping.onChat(entry.sender, entry.seq, entry.expiresAt);
+        return;
+      }
       if (this.keys.canOpen(env)) await this.openChat(env, now, events);
       else this.keys.wait(env);
     } else if (env.kind === Kind.MEMBERSHIP) {
@@ -442,6 +468,7 @@ export class Inbound {
     const k = keyOf(sender, seq);
     await this.eraseReferring(k, events); // and every edit or reaction that refers to it, whoever wrote it
     this.timeline.erase(k, reason, events);
+    this.keeping.erased(sender, seq, reason);
     const tomb = this.sync.tombstoneOf(sender, seq);
     this.persist.erased.push([sender, seq, tomb ? tomb.until : 0]);
     if (await this.keys.erase(sender, seq, this.persist)) this.receipts.owe(sender, seq);

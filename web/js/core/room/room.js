@@ -190,11 +190,52 @@ export class Room extends Publishing {
   forward(source, fromName, now, o = {}) {
     return this.run(async () => {
       if (source.expiresAt <= now) throw new Error('cannot forward: that message has expired');
-      if (source.file) throw new Error('cannot forward an attachment (yet): save it and send it again');
+      if (source.file) throw new Error('cannot forward an attachment without re-sealing it (see forwardFile)');
       const fwd = Object.freeze({ fromName: source.forwardedFrom ?? content.cleanName(fromName) });
       const c = source.location ? content.location(source.location[0], source.location[1], source.location[2], fwd) : content.text(source.text, null, [], fwd);
       return this.sendMessage(c, now, Math.min(source.expiresAt, this.expiry(now, o.ttlS ?? null)));
     });
+  }
+
+  /** When a forward of `source` sent now would expire: min(source's, now + ttl); throws if it has expired.
+   * @param {Message} source @param {number} now @param {{ttlS?: number|null}} [o] */
+  forwardExpiry(source, now, o = {}) {
+    if (source.expiresAt <= now) throw new Error('cannot forward: that message has expired');
+    return Math.min(source.expiresAt, this.expiry(now, o.ttlS ?? null));
+  }
+
+  /** Forward the attachment `source` as `sealed`: the same file re-sealed by the caller under a FRESH key
+   * (new chunks, manifest and id; PROTOCOL.md "Forwarded attachments"), sent as a new message of ours marked
+   * forwarded, expiring no later than the source. Throws if the source expired, is not an attachment, or
+   * `sealed` reuses its key or is another file.
+   * @param {Message} source @param {import('../files.js').FileContent} sealed @param {string} fromName @param {number} now
+   * @param {{ttlS?: number|null}} [o] @returns {Promise<Message>} */
+  forwardFile(source, sealed, fromName, now, o = {}) {
+    return this.run(async () => {
+      const expiresAt = this.forwardExpiry(source, now, o);
+      const ref = source.file;
+      if (!ref) throw new Error('cannot forward: that message is not an attachment');
+      const same = (/** @type {Uint8Array} */ a, /** @type {Uint8Array} */ b) => a.length === b.length && a.every((x, i) => x === b[i]);
+      if (same(sealed.key, ref.key) || same(sealed.manifest, ref.manifest)) throw new Error('cannot forward: an attachment must be re-sealed under a fresh key');
+      if (sealed.name !== ref.name || sealed.size !== ref.size || sealed.mime !== ref.mime) throw new Error("cannot forward: the re-sealed file is not the original's");
+      const fwd = Object.freeze({ fromName: source.forwardedFrom ?? content.cleanName(fromName) });
+      const c = Object.freeze({ ...sealed, fwd });
+      const k = await this.sendContent(c, now, expiresAt, []);
+      const msg = /** @type {Message} */ (this.timeline.msgs.get(k));
+      this.timeline.trackDelivery(msg.id);
+      this.sendApp(this.keeping.onSent(msg.seq, c));
+      return msg;
+    });
+  }
+
+  /** A keeper: hold attachments (announce KEEPER on links that become ready from now on). @param {boolean} on */
+  setKeepFiles(on) {
+    this.keeping.holdsFiles = on && this.keeper;
+  }
+
+  /** A keeper: the files authors offered it and those whose message was erased since (keeping.js). */
+  takeKept() {
+    return this.keeping.take();
   }
 
   /** A message as shown now (null once expired, unsent or never arrived). @param {string} msgId @returns {Message|null} */
@@ -239,6 +280,7 @@ export class Room extends Publishing {
       const k = await this.sendContent(ref, now, expiresAt, []);
       const msg = /** @type {Message} */ (this.timeline.msgs.get(k));
       this.timeline.trackDelivery(msg.id);
+      this.sendApp(this.keeping.onSent(msg.seq, ref));
       return msg;
     });
   }
@@ -370,6 +412,7 @@ export class Room extends Publishing {
       this.sync.disconnect(peer, now);
       this.parking.dropNeighbour(peer);
       this.relay.dropNeighbour(peer);
+      this.keeping.onDown(peer);
       this.sendApp(this.relay.onLinks(this.online(), now));
       return had && wasOnline ? [{ type: 'online', peer, online: false }] : [];
     });

@@ -89,7 +89,7 @@ export class Timeline {
       this.base.set(k, Object.freeze({
         id: messageId(m.sender, m.seq), sender: m.sender, seq: m.seq, lamport: m.lamport, sentAt: m.sentAt,
         expiresAt: m.expiresAt, text: '', replyTo: null, edited: false, reactions: [], mentions: [], mentioned: false,
-        forwardedFrom: null, location: null, file: c,
+        forwardedFrom: c.fwd?.fromName ?? null, location: null, file: c,
       }));
       this.render(k);
       events.push({ type: 'message', message: /** @type {Message} */ (this.msgs.get(k)) });
@@ -143,7 +143,7 @@ export class Timeline {
     const reactions = [...byEmoji].map(([e, peers]) => /** @type {[string, string[]]} */ ([e, peers.sort()])).sort((x, y) => cpCompare(x[0], y[0]));
     this.msgs.set(k, Object.freeze({ ...base, text, edited, reactions }));
     const shown = this.content.get(k);
-    if (base.file) this.search.put(k, `${base.file.name} ${text}`.trim()); // an attachment: by its file name (and caption)
+    if (base.file) this.search.put(k, `${base.file.name} ${text} ${searchableText(base.file)}`.trim()); // an attachment: by its file name (and caption)
     else this.search.put(k, shown ? searchableText(shown.t === 'text' && edited ? { ...shown, body: text } : shown) : '');
   }
 
