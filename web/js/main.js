@@ -23,6 +23,8 @@ import { wsUrlOf } from './net/bootstraps.js';
 import { ed25519Sign } from './core/crypto.js';
 import { deriveRoomKeys, parseFragment } from './core/invite.js';
 import * as features from './ui/features.js';
+import { roomCandidates, wireMentionAutocomplete } from './ui/autocomplete.js';
+import { eraseRoomBlobs } from './store/blobs.js';
 
 const LOCK = 'ephemesh-identity';
 const ROOMS_KEY = 'ephemesh.rooms';
@@ -184,6 +186,7 @@ function leaveRoom(roomId) {
   if (!ctx) return;
   rooms.delete(roomId);
   closeApp(ctx.app);
+  forgetAttachments(ctx.app, roomId);
   saveRooms();
   if (current === ctx) {
     const next = rooms.values().next().value;
@@ -193,6 +196,11 @@ function leaveRoom(roomId) {
       show(/** @type {RoomCtx} */ (lobby));
     }
   } else renderRooms();
+}
+
+/** A room left in this browser keeps no attachment blobs (nothing would erase them at expiry). @param {App} a @param {string} roomId */
+function forgetAttachments(a, roomId) {
+  void a.files.writing.catch(() => undefined).then(() => eraseRoomBlobs(roomId)).catch(() => undefined); // after writes in flight
 }
 
 function renderRooms() {
@@ -426,6 +434,8 @@ function cancelCompose() {
   if (store().getState().editing) input.value = '';
   store().dispatch({ type: 'compose-reset' });
 }
+// @name autocomplete (ui/autocomplete.js); registered first: its keys (Enter, Tab, Escape) win while it is open
+wireMentionAutocomplete(input, $('mention-list'), () => roomCandidates(current?.app));
 $('composer').addEventListener('submit', (e) => { e.preventDefault(); void send(); });
 input.addEventListener('keydown', (e) => {
   if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); void send(); }

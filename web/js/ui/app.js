@@ -142,6 +142,7 @@ export class App {
     this.room = await Room.create(this.identity, { roomId: keys.roomId, memberKey: keys.memberKey, ttlS: invite.ttlS, owner: invite.owner }, now, { snapshot });
     await this.room.enableReach([['server', location.origin]], now).catch(() => undefined); // an origin the codec cannot carry: not announced
     this.dispatchRoles();
+    await this.files.restore(keys.roomId, this.room.messages()); // attachment blobs held (IndexedDB): resume, serve
     for (const message of this.room.messages()) {
       this.store.dispatch({ type: 'message', message });
       this.files.onMessage(message, message.sender === this.identity.peerId);

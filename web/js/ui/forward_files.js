@@ -22,9 +22,9 @@ export const FETCH_TIMEOUT_MS = 120_000;
 /** @param {string} what */
 const fail = (what) => new Error(`cannot forward: ${what}`);
 
-/** Drop every blob of file `fid` held by `files` (a re-seal that will not be sent). @param {any} files @param {string} fid */
+/** Drop every blob of file `fid` held by `files`, in memory and IndexedDB (a re-seal that will not be sent). @param {import('../net/files.js').FileTransfers} files @param {string} fid */
 function dropBlobs(files, fid) {
-  for (const [k, b] of [...files.blobs]) if (b.file === fid) files.blobs.delete(k);
+  files.dropBlobs(fid);
 }
 
 /**
@@ -48,9 +48,10 @@ export async function forwardAttachment(app, target, source, fromName, o = {}) {
   const gone = () => !app.room?.message(source.id);
   if (!got || gone()) throw fail(gone() ? 'the original was erased (expired or unsent)' : 'the attachment could not be fetched');
   const whole = await app.files.assemble(fileId(ref)); // decrypted, and checked against its manifest
-  const mblob = app.files.blobs.get(b64uEncode(ref.manifest));
+  const mid = b64uEncode(ref.manifest);
+  const mblob = (await app.files.readSome(fileId(ref), [mid])).get(mid); // (the blobs are in IndexedDB)
   if (!mblob || gone()) throw fail('the original was erased (expired or unsent)');
-  const m = await openManifest(ref.key, mblob.data, ref);
+  const m = await openManifest(ref.key, mblob, ref);
   const sealed = await target.files.seal(whole, m.name, m.mime, { thumb: m.thumb, thumbMime: m.thumbMime, durationMs: m.durationMs });
   const fid = fileId(sealed);
   /** @type {Message} */
