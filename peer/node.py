@@ -1023,12 +1023,14 @@ class Peer:
                 continue
             self._signaling[url] = client
             up_since = loop.time()
-            for handle in self._rooms_on(url):
-                await self._join_on(url, client, handle)
-            gone = await self._dispatch(url, client)
-            await client.close()  # its tasks and HTTP session: never one leaked per reconnect
-            if self._signaling.get(url) is client:
-                del self._signaling[url]
+            try:
+                for handle in self._rooms_on(url):
+                    await self._join_on(url, client, handle)
+                gone = await self._dispatch(url, client)
+            finally:  # its tasks and HTTP session: never one leaked per reconnect, nor when we are stopped
+                await client.close()
+                if self._signaling.get(url) is client:
+                    del self._signaling[url]
             for handle in self._rooms_on(url):  # what it listed is unknown now; others may still list it
                 _new, left = handle.bootstraps.listing(url, [])
                 for peer in left:

@@ -504,15 +504,17 @@ class SignalingClient:
                 await self._session.close()
             return
         self._closed = True
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.wait(self._tasks)
-        if self._disconnected is None:
-            self._disconnected = Disconnected("closed by us")
-        if not self._ws.closed:
-            await self._ws.close()
-        if self._own_session:
-            await self._session.close()
+        try:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.wait(self._tasks)
+            if self._disconnected is None:
+                self._disconnected = Disconnected("closed by us")
+            if not self._ws.closed:
+                await self._ws.close()
+        finally:  # also when our caller is cancelled half way (its loop being stopped): no session leaks
+            if self._own_session and not self._session.closed:
+                await self._session.close()
 
     async def __aenter__(self) -> Self:
         return self
