@@ -74,6 +74,21 @@ async def _pick(ops: Any, room: str, message: str | None) -> dict[str, Any]:
     return dict(files[-1])
 
 
+async def _pick_when_synced(ops: Any, room: str, message: str | None, timeout: float) -> dict[str, Any]:
+    """:func:`_pick` once we have caught up with whoever is online; "none" only once we have (a slow
+    link-up, e.g. a loaded machine, is waited for up to ``timeout``, not taken for an empty room)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        left = max(0.1, min(10.0, deadline - loop.time()))
+        synced = (await ops.call("wait_connected", room=room, timeout=left))["complete"]
+        try:
+            return await _pick(ops, room, message)
+        except Exception:
+            if synced or loop.time() >= deadline:
+                raise
+
+
 async def _save_with_progress(
     ops: Any, room: str, f: dict[str, Any], path: Path, timeout: float, bar: bool
 ) -> str:
@@ -104,8 +119,7 @@ async def fetch(ops: Any, args: Any) -> int:
     """``ephemesh fetch INVITE PATH [--message ID]``: fetch, verify and write an attachment."""
     info = await ops.call("join", invite=args.invite, name=args.name)
     room = info["room"]
-    await ops.call("wait_connected", room=room, timeout=10.0)
-    f = await _pick(ops, room, args.message)
+    f = await _pick_when_synced(ops, room, args.message, args.timeout)
     out = await _save_with_progress(
         ops, room, f, _resolve(str(args.path)), args.timeout, bar=not args.no_progress
     )
