@@ -210,3 +210,54 @@ def test_what_a_keeper_holds_for_offers_is_bounded() -> None:
     k.erased((B, 1), "expired")  # room again once one goes
     offer(k, B, n + 10, 7, lambda _key: 10, count=MAX_KEEP_IDS)
     assert [type(x) for x in k.take()] == [KeptFileGone, KeptFile]
+
+
+def test_a_raw_download_fetches_exactly_the_ids_each_verified_by_its_hash() -> None:
+    """Transfers.fetch_blobs, what a keeper fetches with: no File, no key; nothing is opened."""
+    from peer.core.crypto import sha256
+    from peer.core.files import FileLimitError, FileLimits
+    from peer.core.files_transfer import (
+        BLOB,
+        WANT,
+        BlobReceived,
+        FileComplete,
+        TransferError,
+        Transfers,
+        decode_frame,
+        encode_frame,
+    )
+
+    blobs = {sha256(b"blob %d" % i): b"blob %d" % i for i in range(6)}
+    ids = list(blobs)
+    t = Transfers(FileLimits(max_downloads=1))
+    assert t.fetch_blobs("F", ids, 0, held=[ids[0]]) == []
+    with pytest.raises(FileLimitError):
+        t.fetch_blobs("G", ids, 0)
+    t.link_up("S", 0)
+    first = [decode_frame(f) for _, f in t.data_to_send()]
+    assert {w[0] for w in first} == {WANT}
+    assert {w[2] for w in first} == set(ids[1:])  # exactly the ids, not the held one
+    _, req, bad_id, _ = first[0]
+    events = t.receive("S", encode_frame(BLOB, req, bad_id, b"other bytes"), 1)
+    assert [e.code for e in events if isinstance(e, TransferError)] == ["bad-hash"]
+    assert not [e for e in events if isinstance(e, BlobReceived)]  # a wrong blob is never handed out
+    got: list[BlobReceived] = []
+    done: list[FileComplete] = []
+    pending, now = first[1:], 1
+    for _ in range(10):
+        for _, req, blob_id, _ in pending:
+            for ev in t.receive("S", encode_frame(BLOB, req, blob_id, blobs[blob_id]), now):
+                got += [ev] if isinstance(ev, BlobReceived) else []
+                done += [ev] if isinstance(ev, FileComplete) else []
+        if done:
+            break
+        pending = [decode_frame(f) for _, f in t.data_to_send()]
+        if not pending:
+            now += 3_000  # the blob S answered wrongly is asked again after retry_ms
+            t.handle_timer(now)
+            pending = [decode_frame(f) for _, f in t.data_to_send()]
+    assert done == [FileComplete("F")]
+    assert sorted(e.blob_id for e in got) == sorted(ids[1:])
+    assert {e.role for e in got} == {"raw"}
+    assert all(blobs[e.blob_id] == e.data for e in got)
+    assert t.downloading() == []
