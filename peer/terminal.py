@@ -50,7 +50,7 @@ def event_json(ev: Any) -> dict[str, Any]:
 
 def render(room: Any, ev: Any) -> str:
     """One line for a terminal: names instead of peer ids where members set one."""
-    from peer.core.events import MessageReceived, MessageUpdated
+    from peer.core.events import MessageExpired, MessageReceived, MessageUpdated
 
     if isinstance(ev, MessageReceived | MessageUpdated):
         m = ev.message
@@ -60,6 +60,9 @@ def render(room: Any, ev: Any) -> str:
         prefix = "* " if isinstance(ev, MessageUpdated) else ""
         body = message_text(m) if m.file is None else file_label(m.file, message_text(m))
         return f"{prefix}[{room.label(m.sender)}]{reply} {body}{edited}{marks}"
+    if isinstance(ev, MessageExpired):
+        what = {"unsent": "was unsent", "equivocation": "was dropped (its author signed two versions)"}
+        return f"— message {ev.id.rsplit(':', 1)[-1]} of {room.label(ev.id.rsplit(':', 1)[0])} {what.get(ev.reason, 'expired')}"
     text = str(ev)
     peer = getattr(ev, "peer", None)
     if isinstance(peer, str):

@@ -17,6 +17,9 @@ Rules:
     nudge an offerer that may not know it is here (restart, race); hellos follow the same backoff. The
     offerer dials at once on a ``hello`` only if it has no failure with that neighbour; otherwise the
     hello is ignored until the backoff has passed.
+  - A hello from a neighbour we hold a link to, once that link has been ready (or open without the room
+    handshake finishing) for ``HELLO_STALE_S``, drops our link: the neighbour says it has none (it
+    restarted, or its end died); the redial follows.
 - At most ``max_dials`` connections are in set-up at once (offers and answers together), so a server
   announcing 1,200 fake peers costs ``max_dials`` RTCPeerConnections at a time, not 1,200.
 - ``peer-left`` stops dialling; the neighbour's failure count is kept (bounded), so leaving and rejoining
@@ -50,7 +53,8 @@ MAX_REMEMBERED = 4096  # neighbours whose failure count we keep after they left
 HELLO_RATE = 5.0  # hellos per second for the whole room (the server allows 50 frames/s)...
 HELLO_BURST = 10  # ...after a burst of this many; a hello without a token is skipped, not queued
 #: a hello (sent only by a peer with no link to us) from a peer we hold a link to that has been ready this
-#: long means that peer restarted: our link is dead. Younger links may simply have crossed a late hello.
+#: long (or open this long without becoming ready) means that peer restarted or lost its end: our link is
+#: dead. Younger links may simply have crossed a late hello.
 HELLO_STALE_S = 1.0
 
 
@@ -60,6 +64,7 @@ class _Neighbour:
     not_before: float = 0.0  # loop time before which we do not dial (offerer)
     failed_at: float = 0.0  # loop time of the last failure
     ready_at: float | None = None  # loop time the current link became ready
+    up_at: float | None = None  # loop time the current link's channel opened
     info: LinkInfo | None = None
     wake: asyncio.Event | None = None
 
@@ -265,16 +270,15 @@ class RoomMesh:
         return kind, body
 
     def _stale_link(self, peer: str, now: float) -> bool:
-        """We hold a link to ``peer`` that became ready at least ``HELLO_STALE_S`` ago."""
+        """We hold a link to ``peer`` that became ready at least ``HELLO_STALE_S`` ago, or that opened
+        that long ago and never became ready (the peer's end died before the room handshake finished:
+        without this, its hellos were ignored until ICE consent ended our end, ~30 s)."""
         link = self.links.get(peer)
         nb = self._nb.get(peer)
-        return (
-            link is not None
-            and not link.closed
-            and nb is not None
-            and nb.ready_at is not None
-            and now - nb.ready_at >= HELLO_STALE_S
-        )
+        if link is None or link.closed or nb is None:
+            return False
+        since = nb.ready_at if nb.ready_at is not None else nb.up_at
+        return since is not None and now - since >= HELLO_STALE_S
 
     def _answer_failed(self, peer: str, exc: BaseException) -> None:
         if not self._closed:
@@ -367,6 +371,7 @@ class RoomMesh:
         peer = link.remote_id
         old = self.links.get(peer)
         self.links[peer] = link
+        self._neighbour(peer).up_at = self._now()
         if old is not None and old is not link and not old.closed:
             self._spawn(old.close())
         dialer = self._dialers.pop(peer, None)

@@ -20,6 +20,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from peer.node import LinkChanged, MessageReceived, Peer, RoomHandle
@@ -41,7 +42,11 @@ async def watch(room: RoomHandle, me: str) -> None:
             emit({"ev": "link", "room": room.room_id, **ev.link.to_json()})
 
 
-async def main() -> None:
+#: more commands (``tests/net/relay_agent.py``): ``handle(peer, cmd)`` -> True if it knew ``cmd["cmd"]``
+Extra = Callable[[Peer, dict[str, Any]], Awaitable[bool]]
+
+
+async def main(extra: Extra | None = None) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -69,6 +74,8 @@ async def main() -> None:
                     )
                 elif cmd["cmd"] == "quit":
                     break
+                elif extra is not None:
+                    await extra(peer, cmd)
             for task in watchers:
                 task.cancel()
 

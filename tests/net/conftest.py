@@ -1,4 +1,12 @@
-"""Session fixtures of the NAT suite: one topology, one coturn, two signaling servers, one agent per home.
+"""Session fixtures of the network suites.
+
+The LAN hosts (``lans``): one topology of hosts on bridges (``tests/net/lan_topology.py``) for every test
+that needs plain hosts on a segment: LAN discovery, several bootstraps, signaling relayed through the
+mesh. Hosts h1-h5 on bridge 1 (10.77.0.0/24), h9 alone on bridge 2 (10.78.0.0/24). Built once per
+session, removed at its end (also on failure); each test starts its own processes (``procs``) and they
+are stopped at the end of that test, so tests share the wires and nothing else.
+
+The NAT suite (``net``): one topology, one coturn, two signaling servers, one agent per home.
 
 Rules:
 - Everything runs inside network namespaces the fixture builds (``tests/net/topology.py``) and removes at
@@ -28,6 +36,7 @@ from typing import Any
 
 import pytest
 
+from tests.net.lan_topology import Lans, build_lans, skip_reason
 from tests.net.topology import SERVER_IP, Topology, build, missing_tools
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,12 +56,17 @@ def _skip_reason() -> str | None:
 
 
 class Proc:
-    """A process whose stdout lines are read by a thread into a queue (JSON lines or text)."""
+    """A process whose stdout lines are read by a thread into a queue (JSON lines or text).
+
+    ``seen`` holds the JSON events a reader (``tests.net.test_lan.event``) read past without taking them;
+    it lives and dies with this object, never in a table keyed by ``id()`` (a later object can get the
+    same id: tests/net/test_harness.py)."""
 
     def __init__(self, popen: subprocess.Popen[str], name: str) -> None:
         self.popen = popen
         self.name = name
         self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[dict[str, Any]] = []
         self._thread = threading.Thread(target=self._pump, daemon=True)
         self._thread.start()
 
@@ -82,6 +96,81 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
+
+
+#: bridge -> host numbers of the session's LAN hosts (``lans``)
+LAN_HOSTS = {"1": [1, 2, 3, 4, 5], "2": [9]}
+
+
+@pytest.fixture(scope="session")
+def lans() -> Iterator[Lans]:
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    with build_lans(LAN_HOSTS) as topo:
+        yield topo
+
+
+class Procs:
+    """Processes of one test on the LAN hosts, stopped at its end (also on failure)."""
+
+    def __init__(self, lans: Lans, tmp: Path) -> None:
+        self.lans = lans
+        self.tmp = tmp
+        self.all: list[Proc] = []
+
+    def start(self, host: str, name: str, args: list[str], *, merge_stderr: bool = False) -> Proc:
+        """``args`` on ``host``; stdout is read by line, stderr goes to ``<tmp>/<name>.err``."""
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        env.pop("EPHEMESH_PUBLIC_URL", None)
+        err = subprocess.STDOUT if merge_stderr else (self.tmp / f"{name}.err").open("w")
+        popen = self.lans.popen(
+            host,
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=env,
+            cwd=REPO,
+        )
+        return self.add(Proc(popen, name))
+
+    def add(self, proc: Proc) -> Proc:
+        """Stop ``proc`` (started some other way) with the others at the end of the test."""
+        self.all.append(proc)
+        return proc
+
+    def ephemesh(
+        self, host: str, name: str, *args: str, merge_stderr: bool = False, home: str | None = None
+    ) -> Proc:
+        """``ephemesh ARGS`` on ``host`` with the home ``home-<home or name>``."""
+        home = str(self.tmp / f"home-{home or name}")
+        return self.start(
+            host, name, [str(BIN / "ephemesh"), "--home", home, *args], merge_stderr=merge_stderr
+        )
+
+    def capture(self, host: str) -> Proc:
+        proc = self.start(
+            host,
+            f"capture-{host}",
+            [str(BIN / "python"), "-m", "tests.net.mdns_capture", self.lans.hosts[host]],
+        )
+        proc.expect(lambda line: '"ready"' in line, 20)
+        return proc
+
+    def stop(self) -> None:
+        for proc in reversed(self.all):
+            proc.stop()
+
+
+@pytest.fixture
+def procs(lans: Lans, tmp_path: Path) -> Iterator[Procs]:
+    p = Procs(lans, tmp_path)
+    try:
+        yield p
+    finally:
+        p.stop()
 
 
 @dataclass

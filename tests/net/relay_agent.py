@@ -15,13 +15,10 @@ Extra commands (JSON lines on stdin)::
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
-import tempfile
 from typing import Any
 
 from peer.node import Peer
-from tests.net.agent import emit, watch
+from tests.net.agent import emit, main
 
 
 def _pair(peer: Peer, room: str, other: str) -> dict[str, Any]:
@@ -38,54 +35,37 @@ def _pair(peer: Peer, room: str, other: str) -> dict[str, Any]:
     return {"ev": "pair", "local": [local.host, local.port], "remote": [remote.host, remote.port]}
 
 
-async def main() -> None:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    with tempfile.TemporaryDirectory(prefix="ephemesh-agent-") as home:
-        async with Peer(home=home) as peer:
-            emit({"ev": "ready", "peer": peer.peer_id})
-            watchers: list[asyncio.Task[None]] = []
-            while line := await reader.readline():
-                cmd = json.loads(line)
-                what = cmd["cmd"]
-                if what == "join":
-                    room = await peer.join(cmd["invite"])
-                    watchers.append(asyncio.create_task(watch(room, peer.peer_id)))
-                    emit({"ev": "joined", "room": room.room_id})
-                elif what == "send":
-                    msg = await peer.rooms[cmd["room"]].send(cmd["text"])
-                    emit({"ev": "sent", "room": cmd["room"], "id": msg.id})
-                elif what == "state":
-                    h = peer.rooms[cmd["room"]]
-                    emit(
-                        {
-                            "ev": "state",
-                            "server_present": sorted(h.server_present),
-                            "online": h.online_members(),
-                            "relayed_out": h.signals_relayed,
-                            "relayed_in": h.signals_received_relayed,
-                        }
-                    )
-                elif what in ("forget", "drop"):
-                    mesh = peer.rooms[cmd["room"]].mesh
-                    assert mesh is not None
-                    if what == "forget":
-                        mesh.peer_left(cmd["peer"])
-                    else:
-                        mesh.drop_link(cmd["peer"])
-                    emit({"ev": "forgot" if what == "forget" else "dropped"})
-                elif what == "wait-server-gone":
-                    h = peer.rooms[cmd["room"]]
-                    await h.wait_for(lambda h=h: not h.server_present, 30)
-                    emit({"ev": "server-gone"})
-                elif what == "pair":
-                    emit(_pair(peer, cmd["room"], cmd["peer"]))
-                elif what == "quit":
-                    break
-            for task in watchers:
-                task.cancel()
+async def relay_commands(peer: Peer, cmd: dict[str, Any]) -> bool:
+    what = cmd["cmd"]
+    if what == "state":
+        h = peer.rooms[cmd["room"]]
+        emit(
+            {
+                "ev": "state",
+                "server_present": sorted(h.server_present),
+                "online": h.online_members(),
+                "relayed_out": h.signals_relayed,
+                "relayed_in": h.signals_received_relayed,
+            }
+        )
+    elif what in ("forget", "drop"):
+        mesh = peer.rooms[cmd["room"]].mesh
+        assert mesh is not None
+        if what == "forget":
+            mesh.peer_left(cmd["peer"])
+        else:
+            mesh.drop_link(cmd["peer"])
+        emit({"ev": "forgot" if what == "forget" else "dropped"})
+    elif what == "wait-server-gone":
+        h = peer.rooms[cmd["room"]]
+        await h.wait_for(lambda h=h: not h.server_present, 30)
+        emit({"ev": "server-gone"})
+    elif what == "pair":
+        emit(_pair(peer, cmd["room"], cmd["peer"]))
+    else:
+        return False
+    return True
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(relay_commands))

@@ -1,5 +1,5 @@
 """Several bootstraps per room, with the signaling server killed: real ``ephemesh`` processes on hosts
-(network namespaces on one bridge, ``tests/net/lan_topology.py``), no LAN discovery.
+(the session's ``lans``: network namespaces on one bridge, ``tests/net/lan_topology.py``), no LAN discovery.
 
 h5 runs the invite's first server, h4 its second; h1 a keeper with ``keep --serve`` whose endpoint is
 added to the invite (``room invite --server``); alice (h2), bob (h3) listen; carol (h4) arrives late.
@@ -10,35 +10,17 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from peer.core.invite import Invite
-from tests.net.conftest import Proc
-from tests.net.lan_topology import Lans, build_lans, skip_reason
-from tests.net.test_lan import BIN, Procs, event
+from tests.net.conftest import BIN, Proc, Procs
+from tests.net.lan_topology import Lans
+from tests.net.test_lan import event
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture(scope="module")
-def lans() -> Iterator[Lans]:
-    reason = skip_reason()
-    if reason:
-        pytest.skip(reason)
-    with build_lans({"1": [1, 2, 3, 4, 5]}) as topo:
-        yield topo
-
-
-@pytest.fixture
-def procs(lans: Lans, tmp_path: Path) -> Iterator[Procs]:
-    p = Procs(lans, tmp_path)
-    try:
-        yield p
-    finally:
-        p.stop()
 
 
 def _has(text: str) -> Callable[[str], bool]:

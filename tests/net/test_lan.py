@@ -1,21 +1,16 @@
 """LAN discovery with no signaling server anywhere: real ``ephemesh`` processes on hosts (network
 namespaces) joined by bridges, mDNS on the wire, WebRTC between them.
 
-Topology (``tests/net/lan_topology.py``): hosts h1, h2, h3 on one bridge (10.77.0.0/24); h9 alone on
-another bridge (10.78.0.0/24). A capture process on h3 and one on h9 read every mDNS packet, like a
-passive stranger on each network.
+Topology (the session's ``lans``, ``tests/net/lan_topology.py``): hosts h1, h2, h3 on one bridge
+(10.77.0.0/24); h9 alone on another bridge (10.78.0.0/24). A capture process on h3 and one on h9 read
+every mDNS packet, like a passive stranger on each network.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,89 +18,18 @@ from zeroconf._protocol.incoming import DNSIncoming
 
 from peer.core.invite import Invite
 from peer.core.lan import SERVICE_TYPE, LanMatcher
-from tests.net.conftest import Proc
-from tests.net.lan_topology import Lans, build_lans, skip_reason
+from tests.net.conftest import BIN, Proc, Procs
+from tests.net.lan_topology import Lans
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 WAIT = 40.0
 
 pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.fixture(scope="module")
-def lans() -> Iterator[Lans]:
-    reason = skip_reason()
-    if reason:
-        pytest.skip(reason)
-    with build_lans({"1": [1, 2, 3], "2": [9]}) as topo:
-        yield topo
-
-
-class Procs:
-    """Processes of one test, stopped at its end (also on failure)."""
-
-    def __init__(self, lans: Lans, tmp: Path) -> None:
-        self.lans = lans
-        self.tmp = tmp
-        self.all: list[Proc] = []
-
-    def start(self, host: str, name: str, args: list[str], *, merge_stderr: bool = False) -> Proc:
-        env = dict(os.environ, PYTHONPATH=str(REPO))
-        env.pop("EPHEMESH_PUBLIC_URL", None)
-        err = subprocess.STDOUT if merge_stderr else (self.tmp / f"{name}.err").open("w")
-        popen = self.lans.popen(
-            host,
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-            env=env,
-            cwd=REPO,
-        )
-        proc = Proc(popen, name)
-        self.all.append(proc)
-        return proc
-
-    def ephemesh(
-        self, host: str, name: str, *args: str, merge_stderr: bool = False, home: str | None = None
-    ) -> Proc:
-        """``ephemesh ARGS`` on ``host`` with the home ``home-<home or name>``."""
-        home = str(self.tmp / f"home-{home or name}")
-        return self.start(
-            host, name, [str(BIN / "ephemesh"), "--home", home, *args], merge_stderr=merge_stderr
-        )
-
-    def capture(self, host: str) -> Proc:
-        proc = self.start(
-            host,
-            f"capture-{host}",
-            [str(BIN / "python"), "-m", "tests.net.mdns_capture", self.lans.hosts[host]],
-        )
-        proc.expect(lambda line: '"ready"' in line, 20)
-        return proc
-
-    def stop(self) -> None:
-        for proc in reversed(self.all):
-            proc.stop()
-
-
-@pytest.fixture
-def procs(lans: Lans, tmp_path: Path) -> Iterator[Procs]:
-    p = Procs(lans, tmp_path)
-    try:
-        yield p
-    finally:
-        p.stop()
-
-
-_SEEN: dict[int, list[dict[str, Any]]] = {}
-
-
 def event(proc: Proc, pred: Any, timeout: float = WAIT) -> dict[str, Any]:
-    """The first JSON event of ``proc`` (printed before, or within ``timeout``) matching ``pred``."""
-    seen = _SEEN.setdefault(id(proc), [])
+    """The first JSON event of ``proc`` (printed before, or within ``timeout``) matching ``pred``; the
+    events read past are kept in ``proc.seen`` for later calls."""
+    seen = proc.seen
     for ev in seen:
         if pred(ev):
             seen.remove(ev)
@@ -120,7 +44,10 @@ def event(proc: Proc, pred: Any, timeout: float = WAIT) -> dict[str, Any]:
         seen.append(ev)
         return False
 
-    out: dict[str, Any] = json.loads(proc.expect(match, timeout))
+    try:
+        out: dict[str, Any] = json.loads(proc.expect(match, timeout))
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}; events read past: {seen[-8:]}") from None
     return out
 
 
@@ -181,7 +108,7 @@ def test_lan_peers_find_each_other_and_chat_with_no_server(lans: Lans, procs: Pr
     )
 
     # zed, same room on the other bridge, never learnt of anyone (and no announcement crossed)
-    zed_events = _SEEN.get(id(zed), []) + [json.loads(s) for s in drain(zed) if s.startswith("{")]
+    zed_events = zed.seen + [json.loads(s) for s in drain(zed) if s.startswith("{")]
     assert not [e for e in zed_events if e["event"] in ("online", "message")], zed_events
 
     seen3, seen9 = packets(cap3), packets(cap9)

@@ -2,7 +2,7 @@
 mDNS, so the page is loaded from that member's LAN endpoint (``keep --lan`` serves the web client and
 signaling there) and reaches the rest of the room through it.
 
-Hosts (``tests/net/lan_topology.py``, one bridge): h1 runs ``keep --lan`` (its LAN endpoint), h2 a
+Hosts (the session's ``lans``, ``tests/net/lan_topology.py``, one bridge): h1 runs ``keep --lan`` (its LAN endpoint), h2 a
 ``listen --lan`` member that found h1 by mDNS, h3 headless Chromium (the NAT suite's wrapper trick:
 Playwright launches ``ip netns exec <h3> chromium``). No signaling server anywhere; the invite lists
 none. The page's origin is plain http on a LAN address, so Chromium is told to treat exactly that
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import stat
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,8 +20,9 @@ from playwright.async_api import async_playwright
 
 from peer.core.invite import Invite
 from tests.browser.harness import CHROMIUM, CHROMIUM_ARGS, _LoopThread
-from tests.net.lan_topology import Lans, build_lans, skip_reason
-from tests.net.test_lan import Procs, event
+from tests.net.conftest import Procs
+from tests.net.lan_topology import Lans
+from tests.net.test_lan import event
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.browser]
 
@@ -30,24 +30,10 @@ STATE = "window.ephemesh.store.getState()"
 WAIT_MS = 30_000
 
 
-@pytest.fixture(scope="module")
-def lans() -> Iterator[Lans]:
-    reason = skip_reason()
-    if reason:
-        pytest.skip(reason)
+@pytest.fixture(autouse=True)
+def _chromium() -> None:
     if not Path(CHROMIUM).exists():
         pytest.skip("no Chromium (Debian package chromium)")
-    with build_lans({"1": [1, 2, 3]}) as topo:
-        yield topo
-
-
-@pytest.fixture
-def procs(lans: Lans, tmp_path: Path) -> Iterator[Procs]:
-    p = Procs(lans, tmp_path)
-    try:
-        yield p
-    finally:
-        p.stop()
 
 
 def test_browser_joins_through_a_lan_members_endpoint(lans: Lans, procs: Procs, tmp_path: Path) -> None:

@@ -39,7 +39,9 @@ async def test_chat_forwards_an_attachment_to_another_room(signaling_url: str, t
             out = await other.attachment(fwd.id).save(tmp_path / "got.pdf", timeout=WAIT)
             assert out.read_bytes() == data
             # the original unsent: a forward of it is refused with one line, nothing more is sent
+            mark = len(chat.output)
             await room.unsend(sent.id)
+            await chat.wait_for(b"was unsent", after=mark)  # the unsend reached tess's chat
             mark = len(chat.output)
             await chat.type(f"/forward 1 {two}\r".encode())
             await chat.wait_for(b"! ", after=mark)
