@@ -181,7 +181,10 @@ async def test_a_keeper_given_forged_ids_or_tampered_blobs_makes_no_member_accep
 
         def lying(manifest: bytes) -> list[bytes] | None:  # half the chunk ids replaced by forged ones
             ids = real(manifest)
-            return None if ids is None else ids[::2] + forged
+            if ids is None:
+                return None
+            index = set(alice.blobs.meta(aroom.room_id, b64u_encode(manifest))) - {manifest}
+            return sorted(index) + sorted(set(ids) - index)[::2] + forged
 
         aroom.core.set_blob_ids(lying)
         src = tmp_path / "f.bin"
@@ -190,11 +193,14 @@ async def test_a_keeper_given_forged_ids_or_tampered_blobs_makes_no_member_accep
         assert msg.file is not None
         file_id = msg.file.file_id
         every = set(real(msg.file.manifest) or []) | {msg.file.manifest}
-        offered = {msg.file.manifest, *(real(msg.file.manifest) or [])[::2]}
+        offered = {msg.file.manifest, *(lying(msg.file.manifest) or [])} - set(forged)
+        index = set(alice.blobs.meta(aroom.room_id, file_id)) - {msg.file.manifest}
+        assert len(index) == 1
+        assert len(offered) == 2 + 5  # the manifest, the index and 5 of the 9 chunks
         await kroom.wait_for(lambda: keeper.blobs.held(kroom.room_id, file_id) == offered, WAIT)
         assert not set(forged) & keeper.blobs.held(kroom.room_id, file_id)  # nobody holds them
         # a broken-into keeper: one of its blobs is replaced by other bytes
-        victim = next(iter(sorted(offered - {msg.file.manifest})))
+        victim = sorted(offered - {msg.file.manifest} - index)[0]  # a chunk: bob asks the keeper for it
         keeper.blobs._db.execute("UPDATE blobs SET data = ? WHERE id = ?", (b"tampered" * 100, victim))
         await alice.close()
 
