@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from peer.core.crypto import b64u_encode
 from peer.core.events import Message, MessageExpired, MessageReceived, RoomEvent
 from peer.core.files import (
     CHUNK_SIZE,
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FLUSH_S = 0.25  # received blobs wait at most this long for their batch (a crash re-fetches them)
+KEPT_BLOB_OVERHEAD = 64  # a keeper's per-blob allowance over the file limit (AEAD tags, index ids)
 
 Progress = Callable[[int, int], Any]
 """``progress(bytes_done, total_bytes)``."""
@@ -232,6 +234,7 @@ class RoomFiles:
         self._served_ids: dict[str, set[bytes]] = {}  # our own files: which of their blobs left at least once
         self._own_blobs: dict[str, set[bytes]] = {}
         self._auto: set[asyncio.Task[None]] = set()
+        self._kept: dict[str, tuple[str, int, int]] = {}  # a keeper: file id -> message, expiry, byte cap
         for msg in handle.core.messages():
             if msg.file is not None:
                 self._by_file[msg.file.file_id] = msg
@@ -500,6 +503,65 @@ class RoomFiles:
                 self._served_ids.setdefault(file_id, set()).add(blob_id)
                 self._handle.wake()
 
+    # -- a keeper: blobs named by id only, no key (peer.keeper_files) -----------------------------------
+
+    def own_blob_ids(self, manifest: bytes) -> list[bytes] | None:
+        """The index and chunk ids of a file of ours (the core asks only for its own: sealed or forwarded
+        here, so held whole), sorted; None when we do not hold its manifest. What a KEEP_FILE offer lists (``Room.set_blob_ids``)."""
+        file_id = b64u_encode(manifest)
+        held = self.blobs.held(self.room_id, file_id)
+        if manifest not in held:
+            return None
+        return sorted(held - {manifest})
+
+    def keep_blobs(
+        self, file_id: str, manifest: bytes, ids: tuple[bytes, ...], msg_id: str, expires_at: int
+    ) -> None:
+        """A keeper: fetch exactly ``manifest`` and ``ids`` (each verified by its hash), stored as
+        ciphertext bound to message ``msg_id`` and its expiry, within the room quota and the file limit."""
+        if file_id in self._kept or file_id in self._by_file or self._closed:
+            return
+        self._kept[file_id] = (msg_id, expires_at, (len(ids) + 1) * KEPT_BLOB_OVERHEAD + self.limits.max_file)
+        try:
+            events = self.engine.fetch_blobs(
+                file_id, (manifest, *ids), now_ms(), held=self.blobs.held(self.room_id, file_id)
+            )
+        except FileLimitError as exc:
+            del self._kept[file_id]
+            log.info("keeper: attachment of %s not held: %s", msg_id[:12], exc)
+            return
+        self._pump(events)
+
+    def drop_kept(self, msg_id: str) -> None:
+        """A keeper: the message of a kept file was erased: stop fetching it and erase its blobs."""
+        for file_id, kept in list(self._kept.items()):
+            if kept[0] == msg_id:
+                del self._kept[file_id]
+                self.engine.cancel(file_id)
+                self.blobs.erase_file(self.room_id, file_id)
+        self.blobs.erase_message(self.room_id, msg_id)
+
+    def kept_files(self) -> dict[str, str]:
+        """A keeper: file id -> message id of every file it holds or is fetching."""
+        return {f: k[0] for f, k in self._kept.items()}
+
+    def _store_kept(self, ev: BlobReceived) -> None:
+        kept = self._kept.get(ev.file)
+        if kept is None:
+            return
+        msg_id, expires_at, file_cap = kept
+        used = self.blobs.room_bytes(self.room_id)
+        if (
+            used + len(ev.data) > self.limits.room_quota
+            or self._held_bytes(ev.file) + len(ev.data) > file_cap
+        ):
+            log.info("keeper: attachment of %s not held: over the room quota or the file limit", msg_id[:12])
+            del self._kept[ev.file]
+            self.engine.cancel(ev.file)
+            self.blobs.erase_file(self.room_id, ev.file)
+            return
+        self.blobs.put(self.room_id, ev.file, [(ev.blob_id, "raw", ev.data)], msg_id, expires_at)
+
     # -- the pump --------------------------------------------------------------------------------------
 
     def _pump(self, events: list[TransferEvent]) -> None:
@@ -514,7 +576,9 @@ class RoomFiles:
                     self.engine.serve(ev.peer, ev.req, ev.blob_id, None)
             elif isinstance(ev, BlobReceived):
                 msg = self._by_file.get(ev.file)
-                if msg is not None:
+                if ev.role == "raw":
+                    self._store_kept(ev)
+                elif msg is not None:
                     self.blobs.put(
                         self.room_id,
                         ev.file,

@@ -377,6 +377,12 @@ def _apply_files(room: Room, do: str, a: dict[str, Any], now: int) -> tuple[Any,
     if do == "kept":
         return [n.to_json() for n in room.take_kept()], []
     if do == "send_file":
+        if "blobs" in a["file"]:  # the blob ids of an author's file (keep_files): the adapter's lookup
+            table = getattr(room.keeping.blob_ids, "__self__", None)
+            if not isinstance(table, dict):
+                table = {}
+                room.set_blob_ids(table.get)
+            table[b64u_decode(a["file"]["manifest"])] = [b64u_decode(x) for x in a["file"]["blobs"]]
         return room.send_file(_trace_file(a["file"]), now, ttl_s=a.get("ttl_s")).to_json(), []
     source = room.message(a["source"])
     if source is None:

@@ -483,15 +483,24 @@ def forward_files() -> Trace:
 
 def keep_files() -> Trace:
     """Keepers hold attachments (PROTOCOL.md "Keepers hold attachments"): K, a keeper that holds files,
-    says KEEPER on each link; A's file messages are offered to it (KEEP_FILE, at send time), bound to
-    the envelopes' own expiry; B, also linked to K, offers nothing it did not author; a 5 s file expires
+    says KEEPER on each link; A's file messages are offered to it (KEEP_FILE: the manifest id and blob
+    ids only, a 300-id list in 3 frames; at send time), bound to the envelopes' own expiry; B, also linked to K, offers nothing it did not author; a 5 s file expires
     and an unsent one goes (K drops them); a file A sends while unlinked from K is offered when they
     link again (every live file of A's, once per link)."""
     from peer.core.crypto import b64u_encode
 
-    def ref(name: str, n: int, size: int = 50_000) -> dict[str, Any]:
+    def ref(name: str, n: int, size: int = 50_000, count: int = 4) -> dict[str, Any]:
         m, k = b64u_encode(bytes([n]) * 32), b64u_encode(bytes([n + 100]) * 32)
-        return {"name": name, "size": size, "mime": "application/pdf", "manifest": m, "key": k}
+        # its index and chunk ids (what A's adapter would look up): only ids go to K, never key or name
+        blobs = [b64u_encode(bytes([n]) + j.to_bytes(2, "big") * 15 + bytes([7])) for j in range(count)]
+        return {
+            "name": name,
+            "size": size,
+            "mime": "application/pdf",
+            "manifest": m,
+            "key": k,
+            "blobs": blobs,
+        }
 
     t = Trace("keep_files", keep_files.__doc__ or "", "keep_files", ttl_s=60)
     t.peer("A")
@@ -505,6 +514,7 @@ def keep_files() -> Trace:
     t.advance(1000)
     one = t.step("A", "send_file", file=ref("one.pdf", 1), ttl_s=3600)
     t.step("A", "send_file", file=ref("short.pdf", 2), ttl_s=5)
+    t.step("A", "send_file", file=ref("big.pdf", 4, size=5_000_000, count=300), ttl_s=3600)  # 3 frames
     t.step("B", "send_text", text="no file here", ttl_s=3600)
     t.deliver()
     t.step("K", "kept")

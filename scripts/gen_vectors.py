@@ -1625,29 +1625,48 @@ def build_forward_files() -> dict[str, Any]:
 
 def build_keeping() -> dict[str, Any]:
     """KEEPER / KEEP_FILE APP bodies (PROTOCOL.md "Keepers hold attachments") and their refusals."""
-    from peer.core.files import File
-    from peer.core.room.keeping import KEEP_FILE_TAG, decode_keep_file, encode_keep_file, encode_keeper
+    import struct
 
-    f = File("a.pdf", 5000, "application/pdf", bytes(range(32)), bytes(range(50, 82)), forwarded_from="Ann")
-    body = encode_keep_file(7, f)
-    text = b'{"t":"text","body":"x","reply_to":null}'
+    from peer.core.room.keeping import (
+        KEEP_FILE_TAG,
+        MAX_KEEP_IDS,
+        decode_keep_file,
+        encode_keep_file,
+        encode_keeper,
+    )
+
+    manifest = bytes(range(32))
+    ids = [bytes([j % 256, j // 256]) * 16 for j in range(130)]  # 130 ids: two frames (126 + 4)
+    frames = encode_keep_file(7, manifest, ids)
+    one = frames[1]
+
+    def head(seq: int, total: int, offset: int) -> bytes:
+        return bytes([KEEP_FILE_TAG]) + struct.pack(">Q", seq) + manifest + struct.pack(">II", total, offset)
 
     def bad(name: str, data: bytes) -> dict[str, str]:
         return {"name": name, "body": data.hex(), "code": _error_code(decode_keep_file, data)}
 
     return {
         "keeper": encode_keeper().hex(),
-        "keep_file": {"seq": 7, "content": encode_content(f).hex(), "body": body.hex()},
+        "keep_file": {
+            "seq": 7,
+            "manifest": manifest.hex(),
+            "ids": [i.hex() for i in ids],
+            "frames": [f.hex() for f in frames],
+            "empty": encode_keep_file(9, manifest, [])[0].hex(),
+        },
         "bad": [
-            bad("too short", bytes([KEEP_FILE_TAG]) + bytes(8)),
-            bad("not a file", bytes([KEEP_FILE_TAG]) + (1).to_bytes(8, "big") + text),
-            bad("seq 0", bytes([KEEP_FILE_TAG]) + bytes(8) + body[9:]),
-            bad("seq 2^53", bytes([KEEP_FILE_TAG]) + (2**53).to_bytes(8, "big") + body[9:]),
-            bad("truncated", body[:-1]),
-            bad("too long", body + b" " * 5000),
-            bad("wrong tag", bytes([0x22]) + body[1:]),
+            bad("too short", one[:48]),
+            bad("ids not whole", one[:-1]),
+            bad("seq 0", head(0, 4, 0) + ids[0]),
+            bad("seq 2^53", head(2**53, 4, 0) + ids[0]),
+            bad("past total", head(7, 4, 3) + ids[0] + ids[1]),
+            bad("total too big", head(7, MAX_KEEP_IDS + 1, 0) + ids[0]),
+            bad("no ids", head(7, 4, 0)),
+            bad("too long", head(7, 200, 0) + b"".join(ids[:127])),
+            bad("wrong tag", bytes([0x22]) + one[1:]),
         ],
-        "bad_keeper": [b.hex() for b in (bytes([0x22]), bytes([0x22, 2]), bytes([0x22, 1, 0]))],
+        "bad_keeper": [b.hex() for b in (bytes([0x22]), bytes([0x22, 1]), bytes([0x22, 2, 0]))],
     }
 
 

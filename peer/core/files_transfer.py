@@ -208,6 +208,22 @@ class _Download:
         return self._chunks_held
 
 
+class _RawDownload(_Download):
+    """A download of blobs named by id only (a keeper: no key, nothing opened; each blob verified by its
+    hash, as every blob is). ``ref`` is never read: role is "raw" for every id."""
+
+    def __init__(self, file: str, ids: Iterable[bytes], held: set[bytes]) -> None:  # no File, no key
+        self.file = file
+        self.manifest = None
+        self.role = dict.fromkeys(ids, "raw")
+        self.position = {}
+        self.pending = {i: None for i in self.role if i not in held}
+        self.held = held & set(self.role)
+        self.chunk_ids = set()
+        self.lacking = {}
+        self.retry_at = None
+
+
 class Transfers:
     """One room's transfers, both sides: serving what we hold and fetching what we want.
 
@@ -313,6 +329,23 @@ class Transfers:
         self._schedule(now, events)
         return events
 
+    def fetch_blobs(
+        self, file: str, ids: Iterable[bytes], now: int, held: Iterable[bytes] = ()
+    ) -> list[TransferEvent]:
+        """Fetch exactly the blobs ``ids`` (raw: no manifest is opened; each verified by its hash) as the
+        download ``file``; :class:`BlobReceived` with role ``raw``, :class:`FileComplete` when all are
+        held. ``held``: those already stored. Raises :class:`FileLimitError` past ``max_downloads``."""
+        events: list[TransferEvent] = []
+        if file in self._downloads:
+            return events
+        if len(self._downloads) >= self.limits.max_downloads:
+            raise FileLimitError("too-many-downloads", f"{self.limits.max_downloads} downloads are under way")
+        d = _RawDownload(file, ids, set(held))
+        self._downloads[file] = d
+        self._maybe_done(d, events)
+        self._schedule(now, events)
+        return events
+
     def cancel(self, file: str) -> None:
         """Stop fetching ``file`` (e.g. its message expired); its open requests are forgotten."""
         if self._downloads.pop(file, None) is None:
@@ -332,6 +365,10 @@ class Transfers:
         role = d.role.get(blob_id, "chunk")
         d.pending.pop(blob_id, None)
         d.lacking.pop(blob_id, None)
+        if role == "raw":
+            d.held.add(blob_id)
+            events.append(BlobReceived(d.file, blob_id, data, role))
+            return
         if role == "manifest":
             try:
                 manifest = open_manifest(d.ref.key, data, d.ref)
@@ -376,6 +413,15 @@ class Transfers:
         events.append(FileFailed(d.file, code))
 
     def _maybe_done(self, d: _Download, events: list[TransferEvent]) -> None:
+        if isinstance(d, _RawDownload):
+            if (
+                not d.pending
+                and d.file in self._downloads
+                and not any(v[0] == d.file for v in self._inflight.values())
+            ):
+                del self._downloads[d.file]
+                events.append(FileComplete(d.file))
+            return
         if (
             d.manifest is not None
             and not d.pending

@@ -1,5 +1,5 @@
 """A keeper holds a browser page's attachment (the JS member side of KEEPER / KEEP_FILE, real Chromium,
-real aiortc, real signaling): the page sends a file while only the keeper is online and closes; Bob,
+real aiortc, real signaling): the page offers the keeper its file's blob ids (never the key), sends a file while only the keeper is online and closes; Bob,
 offline meanwhile, comes back and fetches it from the keeper, verified byte for byte."""
 
 from __future__ import annotations
@@ -50,15 +50,16 @@ def _scenario(tmp: Path) -> Any:
                 f"() => window.ephemesh.app.room.members().includes('{bob.peer_id}')", timeout=WAIT_MS
             )
             msg_id, digest = await page.evaluate(SEND_BLOB_JS, ["from-the-page.bin", 200_000])
-            # offered to the keeper by the page, fetched from it: 13 chunks, the manifest and one index
+            # offered to the keeper by the page (blob ids only), fetched from it: 13 chunks, the manifest
+            # and one index
             await kroom.wait_for(
                 lambda: (
-                    kroom.files.engine.downloading() == []
-                    and any(m.id == msg_id for m in kroom.files._by_file.values())
+                    kroom.files.engine.downloading() == [] and msg_id in kroom.files.kept_files().values()
                 ),
                 WAIT_S,
             )
-            fid = next(f for f, m in kroom.files._by_file.items() if m.id == msg_id)
+            fid = next(f for f, m in kroom.files.kept_files().items() if m == msg_id)
+            out["no_file_item"] = kroom.files._by_file == {}  # the keeper never held the key
             await kroom.wait_for(lambda: len(keeper.blobs.held(kroom.room_id, fid)) == 15, WAIT_S)
             await context.close()  # the page leaves
             await kroom.wait_for(lambda: page_id not in kroom.online_members(), WAIT_S)
@@ -81,4 +82,8 @@ def _scenario(tmp: Path) -> Any:
 def test_a_keeper_serves_a_browser_pages_file_after_it_left(harness: BrowserHarness, tmp_path: Path) -> None:
     if not harness.real_signaling:
         pytest.skip("needs the real signaling server")
-    assert harness.run(_scenario(tmp_path), timeout=150) == {"digest_ok": True, "only_keeper": True}
+    assert harness.run(_scenario(tmp_path), timeout=150) == {
+        "digest_ok": True,
+        "only_keeper": True,
+        "no_file_item": True,
+    }

@@ -9,10 +9,8 @@ from typing import Any
 
 import pytest
 
-from peer.core.content import decode_content
 from peer.core.errors import ProtocolError
-from peer.core.files import File
-from peer.core.room.keeping import Keeping, decode_keep_file, encode_keep_file, encode_keeper
+from peer.core.room.keeping import KeepFileFrame, Keeping, decode_keep_file, encode_keep_file, encode_keeper
 
 V: dict[str, Any] = json.loads((Path(__file__).parents[1] / "vectors" / "keeping.json").read_text())
 
@@ -20,10 +18,16 @@ V: dict[str, Any] = json.loads((Path(__file__).parents[1] / "vectors" / "keeping
 def test_keeper_and_keep_file_bodies() -> None:
     assert encode_keeper().hex() == V["keeper"]
     kf = V["keep_file"]
-    content = decode_content(bytes.fromhex(kf["content"]))
-    assert isinstance(content, File)
-    assert encode_keep_file(kf["seq"], content).hex() == kf["body"]
-    assert decode_keep_file(bytes.fromhex(kf["body"])) == (kf["seq"], content)
+    manifest, ids = bytes.fromhex(kf["manifest"]), [bytes.fromhex(i) for i in kf["ids"]]
+    frames = encode_keep_file(kf["seq"], manifest, ids)
+    assert [f.hex() for f in frames] == kf["frames"]
+    assert [len(f) for f in frames] == [4081, 177]  # at most 4,096 bytes each
+    got = [decode_keep_file(f) for f in frames]
+    assert got == [
+        KeepFileFrame(kf["seq"], manifest, len(ids), 0, tuple(ids[:126])),
+        KeepFileFrame(kf["seq"], manifest, len(ids), 126, tuple(ids[126:])),
+    ]
+    assert decode_keep_file(bytes.fromhex(kf["empty"])) == KeepFileFrame(9, manifest, 0, 0, ())
 
 
 @pytest.mark.parametrize("case", V["bad"], ids=lambda c: c["name"])

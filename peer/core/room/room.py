@@ -71,7 +71,7 @@ from peer.core.sync import (
 
 from .admission import AddBudget
 from .distribution import Distribution
-from .keeping import Keeping, KeepNotice
+from .keeping import BlobIds, Keeping, KeepNotice
 from .links import Links, LinkState
 from .members import Members
 from .parking import Parking
@@ -334,6 +334,11 @@ class Room(Publishing):
     def set_keep_files(self, on: bool) -> None:
         """A keeper: hold attachments (announce KEEPER on links that become ready from now on)."""
         self.keeping.holds_files = on and self.keeper
+
+    def set_blob_ids(self, lookup: BlobIds) -> None:
+        """A member: how to learn the blob ids (index blobs and chunks) of a file of ours from its manifest
+        id (None: we do not hold it whole), for the KEEP_FILE offers to keepers. See :mod:`.keeping`."""
+        self.keeping.blob_ids = lookup
 
     def take_kept(self) -> list[KeepNotice]:
         """A keeper: the files authors offered it (fetch and hold them) and those whose message was

@@ -20,7 +20,7 @@
 // - When its message expires or is unsent, the file's blobs (memory and IndexedDB), its object URL and its
 //   state go; at start-up the blobs of files whose message is gone are erased before anything else.
 
-import { b64uEncode } from '../core/bytes.js';
+import { b64uDecode, b64uEncode } from '../core/bytes.js';
 import { randomBytes, sha256 } from '../core/crypto.js';
 import { CHUNK_SIZE, FileLimitError, IDS_PER_INDEX, Sealer, checkFile, checkQuota, fileId, fileLimits, openChunk, openManifest, parseIndex } from '../core/files.js';
 import { Transfers } from '../core/files_transfer.js';
@@ -547,6 +547,16 @@ export class FileTransfers {
     let n = 0;
     for (const b of this.blobs.values()) if (file === undefined || b.file === file) n += b.size;
     return n;
+  }
+
+  /** The index and chunk ids of a file we hold (ours: the core asks only for its own), for KEEP_FILE
+   * offers to keepers (core/room/keeping.js); null without its manifest. @param {Uint8Array} manifest @returns {Uint8Array[]|null} */
+  blobIdsOf(manifest) {
+    const fid = b64uEncode(manifest);
+    if (this.blobs.get(fid)?.file !== fid) return null;
+    const ids = [];
+    for (const [k, b] of this.blobs) if (b.file === fid && k !== fid) ids.push(b64uDecode(k));
+    return ids;
   }
 
   /**

@@ -46,6 +46,19 @@ function featureJson(m) {
   return o;
 }
 
+/** @type {WeakMap<Room, Map<string, Uint8Array[]>>} the blob ids a trace gives an author's files (keep_files) */
+const TRACE_BLOBS = new WeakMap();
+/** @param {Room} room */
+function traceBlobs(room) {
+  let table = TRACE_BLOBS.get(room);
+  if (!table) {
+    const t = /** @type {Map<string, Uint8Array[]>} */ (new Map());
+    TRACE_BLOBS.set(room, t);
+    room.setBlobIds((m) => t.get(b64uEncode(m)) ?? null);
+    table = t;
+  }
+  return table;
+}
 /** A file content item of a trace step. @param {any} f */
 const traceFile = (f) => fileContent(f.name, f.size, f.mime, b64uDecode(f.manifest), b64uDecode(f.key));
 
@@ -65,10 +78,13 @@ async function featureStep(room, what, a, now, pid) {
   if (what === 'keep_files') { room.setKeepFiles(a.on); return null; }
   if (what === 'kept') {
     return room.takeKept().map((n) => (n.type === 'kept'
-      ? { kept: `${n.sender}:${n.seq}`, expires_at: n.expiresAt, file: fileInfoJson(n.file) }
+      ? { kept: `${n.sender}:${n.seq}`, expires_at: n.expiresAt, file: b64uEncode(n.manifest), blobs: n.ids.length }
       : { gone: n.messageId, reason: n.reason }));
   }
-  if (what === 'send_file') return messageJson(await room.sendFile(traceFile(a.file), now, { ttlS: a.ttl_s ?? null }));
+  if (what === 'send_file') {
+    if (a.file.blobs) traceBlobs(room).set(a.file.manifest, a.file.blobs.map(b64uDecode));
+    return messageJson(await room.sendFile(traceFile(a.file), now, { ttlS: a.ttl_s ?? null }));
+  }
   if (what === 'forward_file') {
     const source = room.message(a.source);
     if (!source) return { refused: 'gone' };

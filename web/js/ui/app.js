@@ -140,6 +140,7 @@ export class App {
     const now = this.now();
     const snapshot = await this.roomStore.loadSnapshot(keys.roomId, now);
     this.room = await Room.create(this.identity, { roomId: keys.roomId, memberKey: keys.memberKey, ttlS: invite.ttlS, owner: invite.owner }, now, { snapshot });
+    this.room.setBlobIds((m) => this.files.blobIdsOf(m)); // keepers hold our files by blob id, never the key
     await this.room.enableReach([['server', location.origin]], now).catch(() => undefined); // an origin the codec cannot carry: not announced
     this.dispatchRoles();
     await this.files.restore(keys.roomId, this.room.messages()); // attachment blobs held (IndexedDB): resume, serve

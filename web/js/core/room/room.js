@@ -233,6 +233,12 @@ export class Room extends Publishing {
     this.keeping.holdsFiles = on && this.keeper;
   }
 
+  /** A member: how to learn the blob ids (index blobs and chunks) of a file of ours from its manifest id
+   * (null: not held), for the KEEP_FILE offers to keepers (keeping.js). @param {import('./keeping.js').BlobIds} lookup */
+  setBlobIds(lookup) {
+    this.keeping.blobIds = lookup;
+  }
+
   /** A keeper: the files authors offered it and those whose message was erased since (keeping.js). */
   takeKept() {
     return this.keeping.take();
