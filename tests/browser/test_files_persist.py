@@ -169,6 +169,13 @@ def _scenario(tmp: Path) -> Any:
             await asyncio.sleep(max(0.0, msg3.expires_at / 1000 + 1 - time.time()))
             await page.goto(invite.url())
             await page.wait_for_function(READY_JS, timeout=WAIT_MS)
+            # the start-up erasure runs once the room is open (the room is set before it finishes)
+            await page.wait_for_function(
+                "async (f) => { const s = await (" + STORED_JS + ")();"
+                " return !s.blobs.some(([x]) => x === f) && !s.sizes.some(([x]) => x === f); }",
+                arg=msg3.file.file_id,
+                timeout=WAIT_MS,
+            )
             out["closed_after"] = _file_ids(await page.evaluate(STORED_JS), msg3.file.file_id)
 
             # limits: over the room quota (lowered on the page) the download is refused and says why

@@ -143,11 +143,10 @@ export class App {
     this.room.setBlobIds((m) => this.files.blobIdsOf(m)); // keepers hold our files by blob id, never the key
     await this.room.enableReach([['server', location.origin]], now).catch(() => undefined); // an origin the codec cannot carry: not announced
     this.dispatchRoles();
-    await this.files.restore(keys.roomId, this.room.messages()); // attachment blobs held (IndexedDB): resume, serve
-    for (const message of this.room.messages()) {
-      this.store.dispatch({ type: 'message', message });
-      this.files.onMessage(message, message.sender === this.identity.peerId);
-    }
+    // history first (shown at once after a reload), then the attachment blobs held in IndexedDB (resume, serve)
+    for (const message of this.room.messages()) this.store.dispatch({ type: 'message', message });
+    await this.files.restore(keys.roomId, this.room.messages());
+    for (const message of this.room.messages()) this.files.onMessage(message, message.sender === this.identity.peerId);
     for (const [peer, [, , name]] of this.room.profiles) this.store.dispatch({ type: 'profile', peer, name });
     const wanted = localStorage.getItem(`ephemesh.name.${keys.roomId}`) ?? this.store.getState().displayName;
     if (wanted && wanted !== this.room.displayName(this.identity.peerId)) await this.setDisplayName(wanted);
