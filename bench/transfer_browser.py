@@ -287,6 +287,24 @@ async def _profile_top(cdp: Any, n: int = 10) -> list[tuple[str, float]]:
 
 # ---------------------------------------------------------------- the run
 
+SAMPLE_JS = f"""() => {{ const f = window.ephemesh.app.files;
+  const a = Object.values({STATE}.attachments).filter((x) => !x.done).map((x) => `${{x.have}}/${{x.total}}`);
+  return `messages ${{{STATE}.messages.length}} downloading ${{a.join(' ') || '-'}} inflight ${{f.engine.inflight.size}}`
+    + ` served ${{f.served}} serving ${{[...f.serving.values()].map((q) => q.length)}}`
+    + ` buffered ${{[...f.channels.values()].map((c) => c.bufferedAmount)}} unwritten ${{f.unwrittenBytes}}`; }}"""
+
+
+async def _sampler(page: Any, every_s: float, t0: float) -> None:
+    """What the page is doing, every few seconds, on stderr (a run that stalls shows where)."""
+    while True:
+        await asyncio.sleep(every_s)
+        with contextlib.suppress(Exception):
+            cpu = chromium_cpu().get("renderer", 0.0)
+            print(
+                f"[{time.monotonic() - t0:7.1f}s] renderer {cpu:.1f} cpu-s, {await page.evaluate(SAMPLE_JS)}",
+                file=sys.stderr,
+            )
+
 
 async def _lines(proc: asyncio.subprocess.Process) -> Any:
     assert proc.stdout is not None
@@ -320,6 +338,8 @@ async def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         await page.evaluate(HOOK_JS)
         if args.page_js:
             await page.evaluate(args.page_js)
+        t_start = time.monotonic()
+        sampler = asyncio.ensure_future(_sampler(page, args.sample_s, t_start)) if args.sample_s > 0 else None
         (tmp / "a").mkdir()
         child = await asyncio.create_subprocess_exec(
             *[
@@ -354,6 +374,7 @@ async def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             if ev["ev"] == "mark":
                 name = ev["name"]
                 marks[name] = chromium_cpu()
+                print(f"[{time.monotonic() - t_start:7.1f}s] {name}", file=sys.stderr)
                 page_ms = await page.evaluate("window.__pageMs.splice(0)")
                 if name.endswith("-end"):
                     page_chat[name[:-4]] = [x / 1000 for x in page_ms]
@@ -369,6 +390,8 @@ async def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             elif ev["ev"] == "result":
                 out["child"] = ev
                 break
+        if sampler is not None:
+            sampler.cancel()
         res = out["child"]
         size = res["size"]
         chrome = {
@@ -485,8 +508,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mb", type=float, default=50.0)
     ap.add_argument("--pings", type=int, default=100)
-    ap.add_argument("--interval-ms", type=float, default=20.0)
+    ap.add_argument("--interval-ms", type=float, default=250.0)
     ap.add_argument("--profile", action="store_true", help="the page's CPU profile during each transfer leg")
+    ap.add_argument("--sample-s", type=float, default=5.0, help="log the page's state this often (0: never)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the Python -> Python leg")
     ap.add_argument("--page-js", default="", help="a function evaluated in the page first (A/B experiments)")
     ap.add_argument("--out", type=Path, default=None)

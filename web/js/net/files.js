@@ -35,6 +35,14 @@ export const FLUSH_MS = 50;
 export const MAX_UNWRITTEN = 8 * 1024 * 1024;
 /** a download's progress reaches the page at most this often */
 export const PROGRESS_MS = 150;
+/**
+ * bytes the files channel may hold (bufferedAmount) before the pump stops adding frames; it goes on at
+ * `bufferedamountlow`. Chromium's SCTP (dcsctp) sends the channels of a connection round robin, one
+ * message at a time, so a chat message waits for at most the file frame on the wire, not for this much.
+ */
+export const LOW_WATER = 256 * 1024;
+/** blobs read from IndexedDB at once (one transaction) to answer one neighbour's requests */
+export const READ_AHEAD = 16;
 /** chunks decrypted at once when a file is saved */
 const OPEN_BATCH = 64;
 
@@ -43,7 +51,7 @@ const OPEN_BATCH = 64;
  *   bytes: number, done: boolean, failed: string|null, thumbUrl: string|null, url: string|null, durationMs: number|null}} FileStatus
  */
 
-/** @typedef {Pick<typeof idb, 'putBlobs'|'listBlobs'|'getBlob'|'fileBlobs'|'someBlobs'|'eraseFile'|'eraseExcept'>} BlobStore */
+/** @typedef {Pick<typeof idb, 'putBlobs'|'listBlobs'|'getBlob'|'getBlobs'|'fileBlobs'|'someBlobs'|'eraseFile'|'eraseExcept'>} BlobStore */
 
 export class FileTransfers {
   /**
@@ -81,7 +89,9 @@ export class FileTransfers {
     this.queues = new Map();
     /** @type {Map<string, {req: number, id: Uint8Array}[]>} serve requests not answered yet, per neighbour */
     this.serving = new Map();
-    /** @type {Set<string>} neighbours whose next blob is being read from IndexedDB */
+    /** @type {Map<string, Map<object, Uint8Array|null>>} blobs read for open serve requests, per neighbour */
+    this.ready = new Map();
+    /** @type {Set<string>} neighbours whose next blobs are being read from IndexedDB */
     this.reading = new Set();
     /** @type {ReturnType<typeof setTimeout>|null} */
     this.timer = null;
@@ -232,12 +242,13 @@ export class FileTransfers {
   /** A link's files channel (offered or accepted). @param {string} peer @param {RTCDataChannel} ch */
   attach(peer, ch) {
     ch.binaryType = 'arraybuffer';
-    ch.bufferedAmountLowThreshold = 0;
+    ch.bufferedAmountLowThreshold = LOW_WATER;
     const up = () => {
       if (ch.readyState !== 'open' || this.closed) return; // (closed before its deferred start)
       this.channels.set(peer, ch);
       this.queues.set(peer, []);
       this.serving.set(peer, []);
+      this.ready.set(peer, new Map());
       this.run(() => this.engine.linkUp(peer, this.now()));
     };
     // Chromium 156: a message sent on a received channel from the task that delivered it (ondatachannel,
@@ -258,42 +269,75 @@ export class FileTransfers {
       this.channels.delete(peer);
       this.queues.delete(peer);
       this.serving.delete(peer);
+      this.ready.delete(peer);
       this.run(() => this.engine.linkDown(peer, this.now()));
     });
   }
 
   /**
-   * Send what fits: queued frames first; a serve request is answered (its blob looked up, from memory or
-   * IndexedDB, one read at a time per neighbour) only when nothing is queued and the channel is idle, so
-   * it stays open in the engine (BUSY past serveWindow) and a WANT flood holds at most one blob per
-   * neighbour.
+   * Send what fits (while the channel holds at most LOW_WATER bytes): queued frames first; a serve request
+   * is answered only when nothing is queued, so it stays open in the engine (BUSY past serveWindow) until
+   * its blob goes out. A blob in memory is answered at once; those in IndexedDB are read READ_AHEAD at a
+   * time per neighbour, in one transaction (one read in flight per neighbour), so a WANT flood holds at
+   * most READ_AHEAD blobs per neighbour.
    * @param {string} peer
    */
   drain(peer) {
-    const ch = this.channels.get(peer), q = this.queues.get(peer), pending = this.serving.get(peer);
-    if (!ch || !q || !pending) return;
-    while (ch.readyState === 'open' && ch.bufferedAmount === 0) {
-      if (q.length) ch.send(/** @type {Uint8Array<ArrayBuffer>} */ (q.shift()));
-      else if (pending.length && !this.reading.has(peer)) {
-        const r = /** @type {{req: number, id: Uint8Array}} */ (pending[0]);
-        const key = b64uEncode(r.id);
-        const mem = this.unwritten.get(key);
-        if (mem || !this.blobs.has(key)) {
-          pending.shift();
-          this.answer(peer, r, mem ? mem.data : null);
-          continue;
-        }
-        this.reading.add(peer);
-        void this.read(key).catch(() => null).then((data) => {
-          this.reading.delete(peer);
-          if (this.serving.get(peer) !== pending || pending[0] !== r) return; // the link went meanwhile
-          pending.shift();
-          this.answer(peer, r, data);
-          this.drain(peer);
-        });
-        break;
-      } else break;
+    const ch = this.channels.get(peer), q = this.queues.get(peer), pending = this.serving.get(peer), ready = this.ready.get(peer);
+    if (!ch || !q || !pending || !ready) return;
+    while (ch.readyState === 'open' && ch.bufferedAmount <= LOW_WATER) {
+      if (q.length) {
+        ch.send(/** @type {Uint8Array<ArrayBuffer>} */ (q.shift()));
+        continue;
+      }
+      const r = pending[0];
+      if (!r) break;
+      if (ready.has(r)) {
+        pending.shift();
+        const data = /** @type {Uint8Array|null} */ (ready.get(r));
+        ready.delete(r);
+        this.answer(peer, r, data);
+        continue;
+      }
+      const mem = this.unwritten.get(b64uEncode(r.id));
+      if (mem || !this.blobs.has(b64uEncode(r.id))) {
+        pending.shift();
+        this.answer(peer, r, mem ? mem.data : null);
+        continue;
+      }
+      if (!this.reading.has(peer)) this.readAhead(peer, pending, ready);
+      break;
     }
+  }
+
+  /**
+   * Read the next READ_AHEAD requested blobs that are in IndexedDB (one transaction), then drain.
+   * @param {string} peer @param {{req: number, id: Uint8Array}[]} pending @param {Map<object, Uint8Array|null>} ready
+   */
+  readAhead(peer, pending, ready) {
+    const roomId = this.roomId;
+    /** @type {{req: number, id: Uint8Array}[]} */
+    const batch = [];
+    /** @type {[string, string][]} */
+    const keys = [];
+    for (const r of pending) {
+      if (batch.length >= READ_AHEAD) break;
+      const key = b64uEncode(r.id), b = this.blobs.get(key);
+      if (ready.has(r) || this.unwritten.has(key) || !b) continue;
+      batch.push(r);
+      keys.push([b.file, key]);
+    }
+    if (!batch.length || roomId === null) return;
+    this.reading.add(peer);
+    void this.store.getBlobs(roomId, keys).catch(() => keys.map(() => null)).then((got) => {
+      this.reading.delete(peer);
+      if (this.serving.get(peer) !== pending) return; // the link went meanwhile
+      batch.forEach((r, i) => {
+        // (a blob written back to memory meanwhile, or read as missing, is looked up again when answered)
+        if (pending.includes(r)) ready.set(r, got[i] ?? this.unwritten.get(keys[i][1])?.data ?? null);
+      });
+      this.drain(peer);
+    });
   }
 
   /** @param {string} peer @param {{req: number, id: Uint8Array}} r @param {Uint8Array|null} data */

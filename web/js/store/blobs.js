@@ -82,6 +82,19 @@ export async function getBlob(roomId, file, id) {
   return v instanceof Uint8Array ? v : null;
 }
 
+/**
+ * Several blobs (of any files of the room) in one transaction, in order; null for one not stored. One read
+ * per blob served cost an IndexedDB round trip each (a transaction, the browser process and back).
+ * @param {string} roomId @param {[string, string][]} keys [fileId, blobId] pairs @returns {Promise<(Uint8Array|null)[]>}
+ */
+export async function getBlobs(roomId, keys) {
+  if (!keys.length) return [];
+  const t = (await db()).transaction(STORE, 'readonly');
+  const s = t.objectStore(STORE);
+  const got = await Promise.all(keys.map(([file, id]) => result(s.get([roomId, file, id]))));
+  return got.map((v) => (v instanceof Uint8Array ? v : null));
+}
+
 /** Every blob of a file, by blob id. @param {string} roomId @param {string} file @returns {Promise<Map<string, Uint8Array>>} */
 export async function fileBlobs(roomId, file) {
   const t = (await db()).transaction(STORE, 'readonly');
