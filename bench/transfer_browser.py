@@ -54,6 +54,13 @@ HOOK_JS = """() => {
   const app = window.ephemesh.app, me = window.ephemesh.identity.peerId;
   const handled = app.onRoomEvent.bind(app);
   window.__pageMs = [];
+  // the room store's IndexedDB commits (every chat frame waits for one before it is sent): how long each took
+  const rooms = app.roomStore, apply = rooms.applyBatch.bind(rooms);
+  window.__commitMs = [];
+  rooms.applyBatch = async (...a) => {
+    const t = performance.now();
+    try { return await apply(...a); } finally { window.__commitMs.push(performance.now() - t); }
+  };
   app.onRoomEvent = (ev) => {
     handled(ev);
     if (ev.type !== 'message' || ev.message.sender === me) return;
@@ -369,6 +376,7 @@ async def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         profiles: dict[str, list[tuple[str, float]]] = {}
         cdp = None
         page_chat: dict[str, list[float]] = {}
+        commits: dict[str, list[float]] = {}
         down_id = ""
         async for ev in _lines(child):
             if ev["ev"] == "mark":
@@ -376,8 +384,10 @@ async def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 marks[name] = chromium_cpu()
                 print(f"[{time.monotonic() - t_start:7.1f}s] {name}", file=sys.stderr)
                 page_ms = await page.evaluate("window.__pageMs.splice(0)")
+                commit_ms = await page.evaluate("window.__commitMs.splice(0)")
                 if name.endswith("-end"):
                     page_chat[name[:-4]] = [x / 1000 for x in page_ms]
+                    commits[name[:-4]] = [x / 1000 for x in commit_ms]
                 if name == "down":
                     down_id = ev["message"]
                 if args.profile and name in ("down", "up"):
@@ -465,6 +475,7 @@ async def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "chat_rtt_idle": summary_ms(res["rtt_idle"]),
         # from the ping shown on the page to its pong handed to the data channel (App.sendText resolved)
         "page_ping_to_pong": {k: summary_ms(v) for k, v in page_chat.items()},
+        "page_room_commits": {k: summary_ms(v) for k, v in commits.items()},
         "idle_cpu": {"python_cpu_s": res["idle_cpu_s"], "chromium_cpu_s": chrome["idle"]},
         "page_from_python": leg(
             res["down"]["page_fetch_s"], res["down"]["cpu_s"], chrome["down"], res["rtt_down"]

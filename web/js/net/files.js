@@ -27,8 +27,12 @@ import { Transfers } from '../core/files_transfer.js';
 import * as idb from '../store/blobs.js';
 
 export const AUTO_FETCH = 25 * 1000 * 1000;
-/** blobs per IndexedDB transaction, at most */
-export const BATCH = 128;
+/**
+ * blobs per IndexedDB transaction, at most. The page's IndexedDB does one transaction at a time, and the
+ * room's commits (which every chat frame waits for) queue behind a blob write: 128 (2 MiB) made chat wait
+ * up to ~100 ms at p99 during a download (bench/transfer_browser.py, page_room_commits).
+ */
+export const BATCH = 32;
 /** a partial batch is written after this long */
 export const FLUSH_MS = 50;
 /** bytes received but not yet in IndexedDB, at most (the pump waits past this) */
@@ -43,15 +47,27 @@ export const PROGRESS_MS = 150;
 export const LOW_WATER = 256 * 1024;
 /** blobs read from IndexedDB at once (one transaction) to answer one neighbour's requests */
 export const READ_AHEAD = 16;
-/** chunks decrypted at once when a file is saved */
-const OPEN_BATCH = 64;
+/** chunks read (one IndexedDB transaction) and decrypted at once when a file is saved */
+const OPEN_BATCH = 128;
 
 /**
  * @typedef {{fileId: string, messageId: string, name: string, size: number, mime: string, have: number, total: number,
  *   bytes: number, done: boolean, failed: string|null, thumbUrl: string|null, url: string|null, durationMs: number|null}} FileStatus
  */
 
-/** @typedef {Pick<typeof idb, 'putBlobs'|'listBlobs'|'getBlob'|'getBlobs'|'fileBlobs'|'someBlobs'|'eraseFile'|'eraseExcept'>} BlobStore */
+/** @typedef {Pick<typeof idb, 'putBlobs'|'listBlobs'|'getBlob'|'getBlobs'|'someBlobs'|'eraseFile'|'eraseExcept'>} BlobStore */
+
+/**
+ * Run `fn` in a later task of background priority (`scheduler.postTask`, else setTimeout 0): the page's
+ * other tasks (a chat frame, its crypto, its IndexedDB commit, a click) go first, so chat does not queue
+ * behind a transfer's frames on the page's one thread. (A task, never the current one: see attach().)
+ * @param {() => void} fn
+ */
+function later(fn) {
+  const s = /** @type {{postTask?: (f: () => void, o: {priority: string}) => Promise<void>}|undefined} */ (/** @type {any} */ (globalThis).scheduler);
+  if (s?.postTask) void s.postTask(fn, { priority: 'background' }).catch(() => {});
+  else setTimeout(fn, 0);
+}
 
 export class FileTransfers {
   /**
@@ -93,6 +109,8 @@ export class FileTransfers {
     this.ready = new Map();
     /** @type {Set<string>} neighbours whose next blobs are being read from IndexedDB */
     this.reading = new Set();
+    /** @type {[string, Uint8Array][]} frames received, not yet handed to the engine */
+    this.inbox = [];
     /** @type {ReturnType<typeof setTimeout>|null} */
     this.timer = null;
     /** @type {Promise<unknown>} */
@@ -211,13 +229,6 @@ export class FileTransfers {
     return this.store.getBlob(this.roomId, b.file, id);
   }
 
-  /** Every blob of a file held here, by id. @param {string} file @returns {Promise<Map<string, Uint8Array>>} */
-  async readFile(file) {
-    const out = this.roomId === null ? new Map() : await this.store.fileBlobs(this.roomId, file);
-    for (const [id, b] of this.unwritten) if (b.file === file) out.set(id, b.data);
-    return out;
-  }
-
   /** Forget a file's blobs here and in IndexedDB. @param {string} file */
   dropBlobs(file) {
     for (const [k, b] of [...this.blobs]) if (b.file === file) this.blobs.delete(k);
@@ -260,10 +271,10 @@ export class FileTransfers {
     else ch.addEventListener('open', up);
     ch.addEventListener('message', (ev) => {
       if (!(ev.data instanceof ArrayBuffer)) return;
-      const frame = new Uint8Array(ev.data);
-      this.run(() => this.engine.receive(peer, frame, this.now()));
+      this.inbox.push([peer, new Uint8Array(ev.data)]);
+      if (this.inbox.length === 1) later(() => this.takeInbox());
     });
-    ch.addEventListener('bufferedamountlow', () => void setTimeout(() => this.drain(peer), 0));
+    ch.addEventListener('bufferedamountlow', () => later(() => this.drain(peer)));
     ch.addEventListener('close', () => {
       if (this.channels.get(peer) !== ch) return;
       this.channels.delete(peer);
@@ -337,6 +348,18 @@ export class FileTransfers {
         if (pending.includes(r)) ready.set(r, got[i] ?? this.unwritten.get(keys[i][1])?.data ?? null);
       });
       this.drain(peer);
+    });
+  }
+
+  /** The frames that arrived since the last call, handed to the engine in one pump step (one handle()). */
+  takeInbox() {
+    const frames = this.inbox;
+    this.inbox = [];
+    if (!frames.length) return;
+    this.run(async () => {
+      const events = [];
+      for (const [peer, frame] of frames) events.push(...await this.engine.receive(peer, frame, this.now()));
+      return events;
     });
   }
 
@@ -564,22 +587,29 @@ export class FileTransfers {
     return out;
   }
 
-  /** Decrypt and verify the whole file. @param {string} id @returns {Promise<Blob>} */
+  /**
+   * Decrypt and verify the whole file. Its blobs are read OPEN_BATCH at a time (one transaction each): one
+   * read of a whole 50 MB file held the page's IndexedDB for a second, and the room's commits (every chat
+   * frame waits for one) with it. @param {string} id @returns {Promise<Blob>}
+   */
   async assemble(id) {
     const f = /** @type {{message: any}} */ (this.files.get(id));
     const ref = f.message.file;
-    const blobs = await this.readFile(id);
-    const mblob = blobs.get(b64uEncode(ref.manifest));
+    const mid = b64uEncode(ref.manifest);
+    const mblob = (await this.readSome(id, [mid])).get(mid);
     if (!mblob) throw new Error('manifest missing');
     const m = await openManifest(ref.key, mblob, ref);
     const whole = new Uint8Array(m.size);
     for (let pos = 0; pos < m.index.length; pos++) {
-      const ix = blobs.get(b64uEncode(m.index[pos]));
+      const iid = b64uEncode(m.index[pos]);
+      const ix = (await this.readSome(id, [iid])).get(iid);
       if (!ix) throw new Error('index missing');
       const ids = parseIndex(ix, pos, m);
       for (let k0 = 0; k0 < ids.length; k0 += OPEN_BATCH) {
-        const opened = await Promise.all(ids.slice(k0, k0 + OPEN_BATCH).map((cid, j) => {
-          const c = blobs.get(b64uEncode(cid));
+        const keys = ids.slice(k0, k0 + OPEN_BATCH).map(b64uEncode);
+        const blobs = await this.readSome(id, keys);
+        const opened = await Promise.all(keys.map((k, j) => {
+          const c = blobs.get(k);
           if (!c) throw new Error('chunk missing');
           return openChunk(ref.key, m, pos * IDS_PER_INDEX + k0 + j, c);
         }));

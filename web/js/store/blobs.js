@@ -53,7 +53,9 @@ const range = (roomId, file) => (file === undefined ? IDBKeyRange.bound([roomId]
 /** Store blobs of one room in one transaction. @param {string} roomId @param {{file: string, id: string, data: Uint8Array}[]} blobs */
 export async function putBlobs(roomId, blobs) {
   if (!blobs.length) return;
-  const t = (await db()).transaction([STORE, SIZES], 'readwrite');
+  // relaxed: a blob lost to a power cut is fetched again (resume), and a strict flush per batch cost
+  // the room's commits behind it (one IndexedDB transaction at a time)
+  const t = (await db()).transaction([STORE, SIZES], 'readwrite', { durability: 'relaxed' });
   const s = t.objectStore(STORE), z = t.objectStore(SIZES);
   for (const b of blobs) {
     // a view into a larger buffer would store the whole buffer: store exactly the blob's bytes
