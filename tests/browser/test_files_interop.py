@@ -91,7 +91,8 @@ def _scenario(tmp: Path) -> Any:
             big_data = b"".join(hashlib.sha256(b"big" + i.to_bytes(4, "big")).digest() for i in range(60_000))
             big.write_bytes(big_data)
             await room.send_file(big)
-            button = b.locator("#messages button[data-action='fetch-file']", has_text="Download")
+            # (by its file: page B may still be assembling from-browser.bin, whose button reads "Downloading… 100%")
+            button = b.locator("#messages button[data-action='fetch-file'][aria-label='Download big.bin']")
             await button.wait_for(timeout=WAIT_MS)
             assert not await b.evaluate(FILE_DONE_JS, "big.bin")  # nothing fetched before the click
             await b.evaluate(
