@@ -455,14 +455,14 @@ async def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     ) -> dict[str, Any]:
         d: dict[str, Any] = {
             "seconds": seconds,
-            "MBps": round(size / 1e6 / max(seconds, 1e-9), 2),
+            "MBps": round(size / 1e6 / seconds, 2) if seconds > 0 else None,  # (0: the leg was skipped)
             "python_cpu_s": py_cpu,
         }
         if ch is not None:
             d["chromium_cpu_s"] = ch
             d["chromium_cpu_total_s"] = round(sum(ch.values()), 2)
         busiest = max([py_cpu, *(ch or {}).values()])
-        d["MB_per_cpu_s_busiest"] = round(size / 1e6 / max(busiest, 1e-9), 2)
+        d["MB_per_cpu_s_busiest"] = round(size / 1e6 / busiest, 2) if busiest > 0.01 else None
         if rtt is not None:
             d["chat_rtt"] = summary_ms(rtt)
         return d

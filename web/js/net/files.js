@@ -12,9 +12,15 @@
 // - Limits: 100 MB per file and 1 GB per room (core/files.js fileLimits), checked before sealing and
 //   before fetching; a refusal is the file's `failed` text, shown under it. A browser that refuses to
 //   store more (its own quota) fails the download with that reason.
-// - Each link's "ephemesh-files" channel carries the transfer frames. Pacing: a frame is sent only
-//   when the channel's bufferedAmount is 0 (bufferedamountlow at threshold 0), so at most one frame
-//   waits in the browser's SCTP queue and chat frames are never stuck behind a file.
+// - Each link's "ephemesh-files" channel carries the transfer frames. Pacing: frames are added while the
+//   channel's bufferedAmount is at most LOW_WATER (bufferedamountlow at that threshold). Sending only at
+//   0 cost one renderer <-> network-thread round trip per 16 KiB frame (and per 37-byte WANT). Chromium's
+//   SCTP sends the connection's channels round robin a message at a time, so a chat frame waits for the
+//   file frame on the wire, not for what is buffered (docs/benchmarks.md "Browser transfer speed").
+// - The page has one thread for chat and files: received frames are handed to the engine in batches, in
+//   tasks of background priority (scheduler.postTask), so a chat frame's tasks go first; blobs are
+//   written 32 per (relaxed) transaction and read 16 (serving) or 128 (saving) per transaction, because
+//   the room's IndexedDB commits, which every chat frame waits for, queue behind them.
 // - A file message's attachment is fetched at once when it is at most AUTO_FETCH bytes (so images show
 //   their thumbnail and voice notes play without a click), else when the user asks (download button).
 // - When its message expires or is unsent, the file's blobs (memory and IndexedDB), its object URL and its
