@@ -67,6 +67,8 @@ export class App {
     /** @type {string|null} the invite fragment of the room */
     this.fragment = null;
     this.closed = false;
+    /** left in this browser (ui/leave.js): nothing of the room is persisted any more */
+    this.forgotten = false;
     this.identity = opts.identity;
     this.wsUrl = opts.wsUrl;
     this.now = opts.now ?? Date.now;
@@ -139,6 +141,7 @@ export class App {
     this.store.dispatch({ type: 'enter-room', roomId: keys.roomId, inviteUrl, ttlS: invite.ttlS ?? undefined });
     const now = this.now();
     const snapshot = await this.roomStore.loadSnapshot(keys.roomId, now);
+    if (this.closed) return false; // left (or taken over) while it opened
     this.room = await Room.create(this.identity, { roomId: keys.roomId, memberKey: keys.memberKey, ttlS: invite.ttlS, owner: invite.owner }, now, { snapshot });
     this.room.setBlobIds((m) => this.files.blobIdsOf(m)); // keepers hold our files by blob id, never the key
     await this.room.enableReach([['server', location.origin]], now).catch(() => undefined); // an origin the codec cannot carry: not announced
@@ -316,7 +319,7 @@ export class App {
   pump(events) {
     const run = async () => {
       const room = this.room;
-      if (!room) return;
+      if (!room || this.forgotten) return; // a left room: a receive or timer under way writes nothing back
       const batch = room.takePersist();
       const frames = room.dataToSend();
       await this.roomStore.applyBatch(room.roomId, batch);
@@ -334,6 +337,7 @@ export class App {
   armTimer() {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
+    if (this.closed) return; // a pump that finishes after closeApp re-arms nothing
     const when = this.room?.nextTimer();
     if (when === null || when === undefined) return;
     this.timer = setTimeout(() => {
@@ -457,7 +461,7 @@ export class App {
   async setDisplayName(name) {
     const room = this.room;
     const clean = cleanName(name);
-    if (!room || !clean) return false;
+    if (!room || !clean || this.closed) return false;
     localStorage.setItem(`ephemesh.name.${room.roomId}`, clean);
     this.store.dispatch({ type: 'set-name', name: clean });
     if (clean !== room.displayName(this.identity.peerId)) await this.pump(await room.setProfile(clean, this.now()));
