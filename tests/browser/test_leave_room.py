@@ -25,14 +25,12 @@ from peer.core.invite import Invite
 from peer.node import Peer
 
 from .harness import BrowserHarness
-from .test_files_persist import SCAN_JS
+from .pages import READY_JS, ROOM_STATE, SCAN_JS, close_all, need_signaling, open_background_room, open_page
 
 pytestmark = pytest.mark.browser
 
 WAIT_MS = 60_000
 WAIT_S = 60.0
-READY_JS = "window.ephemesh !== undefined && window.ephemesh.app.room !== null"
-ROOM_STATE = "window.ephemesh.shell.rooms.get(room).store.getState()"
 ROOM_OPEN_JS = f"room => Boolean(window.ephemesh.shell.rooms.get(room)) && Object.values({ROOM_STATE}.members).some((m) => m.link === 'open')"
 # the room holds this message and its attachment is fetched
 ROOM_FILE_DONE_JS = f"""([room, text, file]) => {{
@@ -103,14 +101,6 @@ LEAVE_IN_FLIGHT_JS = """async (room) => {
 }"""
 
 
-async def _page(browser: Browser, url: str) -> Page:
-    context = await browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
-    page = await context.new_page()
-    await page.goto(url)
-    await page.wait_for_function(READY_JS)
-    return page
-
-
 def _scenario(tmp: Path) -> Any:
     async def run(browser: Browser, base_url: str) -> dict[str, Any]:
         one, two = Invite.new(base_url, ttl_s=3600), Invite.new(base_url, ttl_s=3600)
@@ -119,14 +109,13 @@ def _scenario(tmp: Path) -> Any:
         out: dict[str, Any] = {"one": one.room_id, "two": two.room_id, "fragment": one.fragment()}
         try:
             room1, room2 = await py.join(one), await py.join(two)
-            page = await _page(browser, one.url())
+            page = await open_page(browser, one.url())
             out["identity"] = await page.evaluate("window.ephemesh.identity.peerId")
             await page.evaluate(
                 "window.ephemesh.app.setDisplayName('Ada')"
             )  # a per-room name in localStorage
             await page.wait_for_function(ROOM_OPEN_JS, arg=one.room_id, timeout=WAIT_MS)
-            await page.evaluate(f"window.ephemesh.shell.openInvite({two.url()!r}, true)")
-            await page.wait_for_function(ROOM_OPEN_JS, arg=two.room_id, timeout=WAIT_MS)
+            await open_background_room(page, two, WAIT_MS)
 
             keys: dict[str, list[bytes]] = {}
             for label, room in (("one", room1), ("two", room2)):
@@ -169,9 +158,7 @@ def _scenario(tmp: Path) -> Any:
             out["storage_reopened"] = await page.evaluate(STORAGE_JS)
             return out
         finally:
-            if page is not None:
-                await page.context.close()
-            await py.close()
+            await close_all([page], py)
 
     return run
 
@@ -185,8 +172,7 @@ def _mentions(storage: list[list[str]], *needles: str) -> list[str]:
 
 
 def test_leaving_a_room_erases_it_from_the_browser(harness: BrowserHarness, tmp_path: Path) -> None:
-    if not harness.real_signaling:
-        pytest.skip("needs the real signaling server")
+    need_signaling(harness)
     r = harness.run(_scenario(tmp_path), timeout=150)
     one, two = r["one"], r["two"]
     held = (
