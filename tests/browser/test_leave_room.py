@@ -25,7 +25,16 @@ from peer.core.invite import Invite
 from peer.node import Peer
 
 from .harness import BrowserHarness
-from .pages import READY_JS, ROOM_STATE, SCAN_JS, close_all, need_signaling, open_background_room, open_page
+from .pages import (
+    OPEN_JS,
+    READY_JS,
+    ROOM_STATE,
+    SCAN_JS,
+    close_all,
+    need_signaling,
+    open_background_room,
+    open_page,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -195,9 +204,8 @@ def test_leaving_a_room_erases_it_from_the_browser(harness: BrowserHarness, tmp_
     assert r["leave"]["listed"] is False
     assert r["leave"]["timer"] is None  # a pump finishing after the leave re-arms nothing
     for census in (r["census_after"], r["census_reopened"]):
-        assert set(_of(census, one).values()) == {0}, _of(
-            census, one
-        )  # no envelope, tombstone, key, state, blob
+        # no envelope, tombstone, message key, state or blob of room one
+        assert set(_of(census, one).values()) == {0}, _of(census, one)
         assert all(_of(census, two)[s] > 0 for s in held), _of(census, two)  # room two keeps its data
     for scan in (r["scan_after"], r["scan_reopened"]):
         assert scan["found"] == ["bytes2", "bytes3", "text1"]  # room two's keys and id only
@@ -206,3 +214,40 @@ def test_leaving_a_room_erases_it_from_the_browser(harness: BrowserHarness, tmp_
     assert r["reopened_rooms"] == [two]
     assert "a message of room two" in r["reopened_messages"]
     assert r["reopened_identity"] == r["identity"]
+
+
+def _rejoin_scenario(tmp: Path) -> Any:
+    async def run(browser: Browser, base_url: str) -> None:
+        invite = Invite.new(base_url, ttl_s=3600)
+        py = Peer(home=tmp / "py", name="Pyro")
+        page: Page | None = None
+        try:
+            room = await py.join(invite)
+            page = await open_page(browser, invite.url())
+            await page.wait_for_function(OPEN_JS, arg=1, timeout=WAIT_MS)
+            await page.evaluate("window.ephemesh.app.sendText('before the leave')")
+            await room.wait_for(lambda: any(m.text == "before the leave" for m in room.messages()), WAIT_S)
+            await page.evaluate("id => window.ephemesh.shell.leaveRoom(id)", invite.room_id)
+            await page.evaluate(f"window.ephemesh.shell.openInvite({invite.url()!r})")
+            await page.wait_for_function(OPEN_JS, arg=1, timeout=WAIT_MS)
+            sent = await page.evaluate(
+                "async () => { try { return await window.ephemesh.app.sendText('after the rejoin'); }"
+                " catch (e) { return String(e); } }"
+            )
+            assert sent is True, sent
+            await room.wait_for(lambda: any(m.text == "after the rejoin" for m in room.messages()), WAIT_S)
+        finally:
+            await close_all([page], py)
+
+    return run
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a room left in this browser keeps no chain state, so a rejoin with the same identity publishes "
+    "seqs its old entries (held by the other members and synced back) already use: 'duplicate, tombstoned or "
+    "expired entry'. Needs own-seq recovery in both cores (docs/web-client.md, Leaving a room in this browser)",
+)
+def test_rejoining_a_room_left_in_this_browser_can_send(harness: BrowserHarness, tmp_path: Path) -> None:
+    need_signaling(harness)
+    harness.run(_rejoin_scenario(tmp_path), timeout=150)
