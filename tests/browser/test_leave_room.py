@@ -9,10 +9,17 @@ in two rooms with the page (real aiortc, Chromium, signaling):
   neither its invite nor its display name, and its timer is not re-armed; room two keeps all its data;
 - reopened (no invite in the URL), the page shows room two only, still without a trace of room one, and
   with the same identity (it belongs to the browser, not to a room).
+
+Rejoining a room left in this browser (same identity; the other member keeps its old entries): the leave
+kept the room's floor (its last seq and Lamport clock, under a hashed localStorage key, nothing else), so
+the rejoin, sending while that member is offline and then after it synced the old entries back, never
+reuses a (sender, seq) and is ordered after what it sent before.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -30,6 +37,7 @@ from .pages import (
     READY_JS,
     ROOM_STATE,
     SCAN_JS,
+    STATE,
     close_all,
     need_signaling,
     open_background_room,
@@ -209,45 +217,147 @@ def test_leaving_a_room_erases_it_from_the_browser(harness: BrowserHarness, tmp_
         assert all(_of(census, two)[s] > 0 for s in held), _of(census, two)  # room two keeps its data
     for scan in (r["scan_after"], r["scan_reopened"]):
         assert scan["found"] == ["bytes2", "bytes3", "text1"]  # room two's keys and id only
+    kept = {k for k, _ in r["storage_before"]} - {f"ephemesh.name.{one}"} | {_floor_key(one)}
     for storage in (r["storage_after"], r["storage_reopened"]):
         assert _mentions(storage, r["fragment"], one) == []
+        assert {k for k, _ in storage} == kept  # the name went, room one's floor (a hashed key) came
     assert r["reopened_rooms"] == [two]
     assert "a message of room two" in r["reopened_messages"]
     assert r["reopened_identity"] == r["identity"]
 
 
+FLOOR_DOMAIN = b"ephemesh/left-room-floor/v1\x00"
+# the page's room counters: its last seq and its Lamport clock
+COUNTERS_JS = "() => [window.ephemesh.app.room.seq, window.ephemesh.app.room.sync.lamport]"
+# the shown room is `room`, built and connected to signaling (a send is accepted)
+SHOWN_JS = "room => window.ephemesh.app.roomId === room && window.ephemesh.app.room !== null && window.ephemesh.app.mesh !== null"
+SEND_JS = "async (text) => { try { return await window.ephemesh.app.sendText(text); } catch (e) { return String(e); } }"
+
+
+def _floor_key(room_id: str) -> str:
+    return "ephemesh.floor." + hashlib.sha256(FLOOR_DOMAIN + room_id.encode()).hexdigest()
+
+
 def _rejoin_scenario(tmp: Path) -> Any:
-    async def run(browser: Browser, base_url: str) -> None:
+    async def run(browser: Browser, base_url: str) -> dict[str, Any]:
         invite = Invite.new(base_url, ttl_s=3600)
         py = Peer(home=tmp / "py", name="Pyro")
+        back: Peer | None = None
         page: Page | None = None
+        out: dict[str, Any] = {"room": invite.room_id}
         try:
             room = await py.join(invite)
             page = await open_page(browser, invite.url())
             await page.wait_for_function(OPEN_JS, arg=1, timeout=WAIT_MS)
-            await page.evaluate("window.ephemesh.app.sendText('before the leave')")
-            await room.wait_for(lambda: any(m.text == "before the leave" for m in room.messages()), WAIT_S)
-            await page.evaluate("id => window.ephemesh.shell.leaveRoom(id)", invite.room_id)
-            await page.evaluate(f"window.ephemesh.shell.openInvite({invite.url()!r})")
-            await page.wait_for_function(OPEN_JS, arg=1, timeout=WAIT_MS)
-            sent = await page.evaluate(
-                "async () => { try { return await window.ephemesh.app.sendText('after the rejoin'); }"
-                " catch (e) { return String(e); } }"
+            for i in range(3):  # the page's Lamport clock goes past the ones its own entries began with
+                await room.send(f"python {i}")
+            await page.wait_for_function(
+                f"() => {STATE}.messages.some((m) => m.text === 'python 2')", timeout=WAIT_MS
             )
-            assert sent is True, sent
+            assert await page.evaluate(SEND_JS, "before the leave") is True
+            await room.wait_for(lambda: any(m.text == "before the leave" for m in room.messages()), WAIT_S)
+            out["counters"] = await page.evaluate(COUNTERS_JS)
+            # the member holding the page's old entries goes offline: the rejoin publishes (its ADD, then a
+            # message) before any of them can come back
+            await py.close()
+            await page.evaluate("id => window.ephemesh.shell.leaveRoom(id)", invite.room_id)
+            out["storage_left"] = await page.evaluate(STORAGE_JS)
+            out["scan_left"] = await page.evaluate(SCAN_JS, [[], [invite.room_id]])
+            await page.evaluate(f"window.ephemesh.shell.openInvite({invite.url()!r})")
+            await page.wait_for_function(SHOWN_JS, arg=invite.room_id, timeout=WAIT_MS)
+            out["sent_alone"] = await page.evaluate(SEND_JS, "after the rejoin")
+            out["counters_rejoined"] = await page.evaluate(COUNTERS_JS)
+
+            back = Peer(home=tmp / "py", name="Pyro")
+            room = await back.join(invite)
             await room.wait_for(lambda: any(m.text == "after the rejoin" for m in room.messages()), WAIT_S)
+            await page.wait_for_function(OPEN_JS, arg=1, timeout=WAIT_MS)
+            out["sent_synced"] = await page.evaluate(SEND_JS, "after the sync")
+            await room.wait_for(lambda: any(m.text == "after the sync" for m in room.messages()), WAIT_S)
+            out["python_sees"] = [(m.text, m.sender, m.seq) for m in room.messages()]
+            out["identity"] = await page.evaluate("window.ephemesh.identity.peerId")
+            return out
         finally:
-            await close_all([page], py)
+            await close_all([page], py, *([back] if back else []))  # Peer.close is idempotent
 
     return run
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a room left in this browser keeps no chain state, so a rejoin with the same identity publishes "
-    "seqs its old entries (held by the other members and synced back) already use: 'duplicate, tombstoned or "
-    "expired entry'. Needs own-seq recovery in both cores (docs/web-client.md, Leaving a room in this browser)",
-)
 def test_rejoining_a_room_left_in_this_browser_can_send(harness: BrowserHarness, tmp_path: Path) -> None:
     need_signaling(harness)
-    harness.run(_rejoin_scenario(tmp_path), timeout=150)
+    r = harness.run(_rejoin_scenario(tmp_path), timeout=180)
+    seq, lamport = r["counters"]
+    # the leave kept one thing: the floor, under a hashed key, holding the two counters and nothing else
+    floors = [(k, v) for k, v in r["storage_left"] if k.startswith("ephemesh.floor.")]
+    assert floors == [(_floor_key(r["room"]), json.dumps([seq, lamport], separators=(",", ":")))]
+    assert _mentions(r["storage_left"], r["room"]) == []
+    assert r["scan_left"]["found"] == []
+    # the rejoin went on from it: its ADD and first message come after every seq and stamp used before
+    assert r["sent_alone"] is True, r["sent_alone"]
+    assert r["sent_synced"] is True, r["sent_synced"]
+    assert r["counters_rejoined"][0] > seq
+    assert r["counters_rejoined"][1] > lamport
+    # the Python member keeps the page's old message (no (sender, seq) published twice: no equivocation)
+    # and shows the new ones after it, with seqs above it
+    sees = r["python_sees"]
+    assert [t for t, _, _ in sees] == [
+        "python 0",
+        "python 1",
+        "python 2",
+        "before the leave",
+        "after the rejoin",
+        "after the sync",
+    ]
+    page_seqs = [s for _, sender, s in sees if sender == r["identity"]]
+    assert len(page_seqs) == len(set(page_seqs)) == 3
+    assert page_seqs[0] <= seq < page_seqs[1] < page_seqs[2]
+
+
+# store/floor.js on its own: the key, bad stored values (ignored, then overwritten), a floor only rises,
+# none is kept for a room where nothing was used, and a stored snapshot wins over a floor
+FLOOR_JS = """async () => {
+  const f = await import('/js/store/floor.js');
+  const key = await f.floorKey('room-x');
+  const bad = ['x', '[1]', '[1,2,3]', '[-1,2]', '[1.5,2]', '["1",2]', '{"seq":1,"lamport":2}', 'null', '[9007199254740992,1]'];
+  const readBad = [];
+  for (const v of bad) { localStorage.setItem(key, v); readBad.push(await f.readFloor('room-x')); }
+  await f.keepFloor('room-x', { seq: 3, lamport: 5 });
+  const first = localStorage.getItem(key);
+  await f.keepFloor('room-x', { seq: 2, lamport: 9 });
+  const raised = localStorage.getItem(key);
+  await f.keepFloor('room-y', { seq: 0, lamport: 0 });
+  const unused = localStorage.getItem(await f.floorKey('room-y'));
+  const floor = await f.readFloor('room-x');
+  const snap = { envelopes: [], tombstones: [], messageKeys: new Map(), states: new Map([['seq', 1]]) };
+  const made = f.withFloor(null, floor);
+  localStorage.removeItem(key);
+  return {
+    key, readBad, first, raised, unused, floor,
+    fromFloor: [...made.states], made: [made.envelopes.length, made.tombstones.length, made.messageKeys.size],
+    none: f.withFloor(null, null), storedWins: f.withFloor(snap, floor) === snap,
+    ofStates: [f.floorOfStates(new Map([['seq', 4], ['lamport', 7]])), f.floorOfStates(new Map([['seq', -2], ['lamport', 'x']])), f.floorOfStates(undefined)],
+  };
+}"""
+
+
+def test_the_floor_of_a_left_room(harness: BrowserHarness) -> None:
+    async def run(browser: Browser, base_url: str) -> dict[str, Any]:
+        page = await open_page(browser, Invite.new(base_url, ttl_s=3600).url())
+        try:
+            out: dict[str, Any] = await page.evaluate(FLOOR_JS)
+            return out
+        finally:
+            await close_all([page])
+
+    r = harness.run(run, timeout=60)
+    assert r["key"] == _floor_key("room-x")
+    assert r["readBad"] == [None] * 9
+    assert r["first"] == "[3,5]"  # a malformed value was overwritten
+    assert r["raised"] == "[3,9]"  # each number only rises
+    assert r["unused"] is None
+    assert r["floor"] == {"seq": 3, "lamport": 9}
+    assert r["fromFloor"] == [["seq", 3], ["lamport", 9]]
+    assert r["made"] == [0, 0, 0]
+    assert r["none"] is None
+    assert r["storedWins"] is True
+    assert r["ofStates"] == [{"seq": 4, "lamport": 7}, {"seq": 0, "lamport": 0}, {"seq": 0, "lamport": 0}]

@@ -19,6 +19,8 @@
 //   identity connected elsewhere ('replaced'): say so, and wait 30 s before trying again (no fight).
 // - A room that is not the one shown (`active` false) never sends seen receipts.
 // - Notifications are shown only when the tab is hidden, and never contain message text.
+// - A room left in this browser before (ui/leave.js) and opened again with nothing stored starts from its
+//   floor (store/floor.js): seq and Lamport clock above every entry this identity published there.
 // - Display name: per room (localStorage `ephemesh.name.<roomId>`, else the welcome name); published as a
 //   signed profile when it differs from the one the room holds for us.
 // - Typing: input renews our indicator (the core rate-limits to one frame per 3 s); 4 s without input,
@@ -35,6 +37,7 @@ import { SignalingClient } from '../net/signaling.js';
 import { MultiRoomSignaling, wsUrlOf } from '../net/bootstraps.js';
 import { PermissionError, Room } from '../core/room.js';
 import { applyBatch as storeBatch, loadSnapshot as storeSnapshot } from '../store/room.js';
+import { readFloor, withFloor } from '../store/floor.js';
 import { Mesh } from '../net/mesh.js';
 import * as features from './features.js';
 import { createSealedCodec } from '../net/sealed-codec.js';
@@ -140,7 +143,8 @@ export class App {
     const inviteUrl = `${location.origin}${location.pathname}#${frag}`;
     this.store.dispatch({ type: 'enter-room', roomId: keys.roomId, inviteUrl, ttlS: invite.ttlS ?? undefined });
     const now = this.now();
-    const snapshot = await this.roomStore.loadSnapshot(keys.roomId, now);
+    const stored = await this.roomStore.loadSnapshot(keys.roomId, now);
+    const snapshot = stored ?? withFloor(null, await readFloor(keys.roomId)); // left in this browser before: from its floor
     if (this.closed) return false; // left (or taken over) while it opened
     this.room = await Room.create(this.identity, { roomId: keys.roomId, memberKey: keys.memberKey, ttlS: invite.ttlS, owner: invite.owner }, now, { snapshot });
     this.room.setBlobIds((m) => this.files.blobIdsOf(m)); // keepers hold our files by blob id, never the key

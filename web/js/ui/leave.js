@@ -10,12 +10,19 @@
 //   order they were made, so no write made before the erase can land after it, and none is made after.
 // - localStorage loses the room's display name (`ephemesh.name.<roomId>`) at once; the room list
 //   (`ephemesh.rooms`) is main.js's. The identity stays: it belongs to the browser, not to the room.
+// - Because the identity stays and the other members keep its entries, one thing of the room stays too,
+//   kept before the erase: its floor (store/floor.js: the highest seq this identity used there and its
+//   Lamport clock, under a hashed key), from which a rejoin starts so it never reuses a (sender, seq).
+//   It is the max of the running room's counters (every frame it sent left after them) and the stored ones
+//   (a room left while it was still opening has no running room).
 import { closeApp } from './app.js';
-import { eraseRoom } from '../store/room.js';
+import { eraseRoom, loadSnapshot } from '../store/room.js';
 import { eraseRoomBlobs } from '../store/blobs.js';
+import { floorOfStates, keepFloor } from '../store/floor.js';
 
 /**
- * @typedef {{ eraseRoom: (roomId: string) => Promise<void>, eraseRoomBlobs: (roomId: string) => Promise<void> }} RoomEraser
+ * @typedef {{ eraseRoom: (roomId: string) => Promise<void>, eraseRoomBlobs: (roomId: string) => Promise<void>,
+ *   loadSnapshot: (roomId: string, now: number) => Promise<import('../core/room.js').Snapshot|null> }} RoomEraser
  */
 
 /**
@@ -23,11 +30,14 @@ import { eraseRoomBlobs } from '../store/blobs.js';
  * (rejects if IndexedDB refused one).
  * @param {import('./app.js').App} app @param {string} roomId @param {RoomEraser} [stores]
  */
-export async function forgetRoom(app, roomId, stores = { eraseRoom, eraseRoomBlobs }) {
+export async function forgetRoom(app, roomId, stores = { eraseRoom, eraseRoomBlobs, loadSnapshot }) {
   app.forgotten = true;
   closeApp(app);
   localStorage.removeItem(`ephemesh.name.${roomId}`);
   await app.pumping;
   await app.files.writing.catch(() => undefined);
+  const stored = floorOfStates((await stores.loadSnapshot(roomId, app.now()))?.states);
+  const room = app.room;
+  await keepFloor(roomId, room ? { seq: Math.max(room.seq, stored.seq), lamport: Math.max(room.sync.lamport, stored.lamport) } : stored);
   await Promise.all([stores.eraseRoom(roomId), stores.eraseRoomBlobs(roomId)]);
 }
