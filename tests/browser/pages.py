@@ -8,6 +8,7 @@
   async function returns as its truthy value, so it returns after one evaluation whatever the Promise
   resolves to.
 - ``SCAN_JS`` walks every key and value of every store of every IndexedDB database of the page.
+- ``home_below`` makes a Python home whose peer id is lower than the page's (the Python peer offers).
 - ``need_signaling`` skips a test when the page server is not the real signaling server; ``close_all``
   closes pages (their contexts) and then Python peers.
 """
@@ -15,12 +16,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.async_api import Browser, Page
 
 from peer.core.invite import Invite
+from peer.home import load_or_create_identity
 from peer.node import Peer
 
 from .harness import BrowserHarness
@@ -29,6 +32,15 @@ STATE = "window.ephemesh.store.getState()"
 READY_JS = "window.ephemesh !== undefined && window.ephemesh.app.room !== null"
 OPEN_JS = f"n => Object.values({STATE}.members).filter((m) => m.link === 'open').length === n"
 ROOM_STATE = "window.ephemesh.shell.rooms.get(room).store.getState()"
+HAS_MESSAGE_JS = f"id => {STATE}.messages.some((m) => m.id === id)"
+# the page holds the whole file of message `id`, verified, with an object URL to save it
+DONE_JS = f"id => {{ const a = {STATE}.attachments[id]; return Boolean(a && a.done && a.url); }}"
+# SHA-256 (hex) of what the page would save for message `id` (its object URL)
+DIGEST_JS = f"""async id => {{
+  const a = {STATE}.attachments[id];
+  const buf = await (await fetch(a.url)).arrayBuffer();
+  return [...new Uint8Array(await crypto.subtle.digest('SHA-256', buf))].map((b) => b.toString(16).padStart(2, '0')).join('');
+}}"""
 # Record every Notification the page creates (the real constructor still runs: permission is granted).
 NOTIFY_SPY = """
 window.__notes = [];
@@ -131,6 +143,17 @@ async def wait_async(page: Page, predicate_js: str, arg: Any = None, *, timeout_
     )
     if not await page.evaluate(poll, arg):
         raise TimeoutError(f"not true within {timeout_ms} ms: {predicate_js[:80]}")
+
+
+def home_below(tmp: Path, peer_id: str) -> Path:
+    """A home whose identity's peer id sorts below ``peer_id``: that Python peer offers the link to the page
+    (the lower id offers), so the page's channels are ones it *received* (see test_files_links.py)."""
+    for i in range(100_000):
+        home = tmp / f"holder-{i}"
+        home.mkdir()
+        if load_or_create_identity(home).peer_id < peer_id:
+            return home
+    raise AssertionError("no identity below the page's")  # (the page's id would be all zeros)
 
 
 def need_signaling(harness: BrowserHarness) -> None:

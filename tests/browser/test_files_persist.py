@@ -26,13 +26,22 @@ from peer.core.invite import Invite
 from peer.node import Peer
 
 from .harness import BrowserHarness
-from .pages import OPEN_JS, READY_JS, SCAN_JS, STATE, close_all, need_signaling, open_page, wait_async
+from .pages import (
+    DONE_JS,
+    OPEN_JS,
+    READY_JS,
+    SCAN_JS,
+    STATE,
+    close_all,
+    need_signaling,
+    open_page,
+    wait_async,
+)
 
 pytestmark = pytest.mark.browser
 
 WAIT_MS = 60_000
 WAIT_S = 60.0
-DONE_JS = f"id => {{ const a = {STATE}.attachments[id]; return Boolean(a && a.done && a.url); }}"
 GONE_JS = f"id => !{STATE}.messages.some((m) => m.id === id) && !{STATE}.attachments[id]"
 # [fileId, blobId] of every blob record (and of every size record) in IndexedDB, after pending writes
 STORED_JS = """async () => {
