@@ -377,11 +377,13 @@ async def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         cdp = None
         page_chat: dict[str, list[float]] = {}
         commits: dict[str, list[float]] = {}
+        mark_t: dict[str, float] = {}
         down_id = ""
         async for ev in _lines(child):
             if ev["ev"] == "mark":
                 name = ev["name"]
                 marks[name] = chromium_cpu()
+                mark_t[name] = time.monotonic()
                 print(f"[{time.monotonic() - t_start:7.1f}s] {name}", file=sys.stderr)
                 page_ms = await page.evaluate("window.__pageMs.splice(0)")
                 commit_ms = await page.evaluate("window.__commitMs.splice(0)")
@@ -409,6 +411,7 @@ async def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "down": _delta(marks["down"], marks["down-end"]),
             "up": _delta(marks["up"], marks["up-end"]),
         }
+        walls = {leg: mark_t[f"{leg}-end"] - mark_t[leg] for leg in ("idle", "down", "up")}
         await context.close()
         if args.no_baseline:
             down_id = ""
@@ -450,8 +453,16 @@ async def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         await pw.stop()
         await runner.cleanup()
 
+    # Chromium's CPU per second with chat only (the pings render the room view): what a leg spent beyond
+    # that rate is the transfer's own cost (the page renders the same chat during it)
+    idle_rate = sum(chrome["idle"].values()) / max(walls["idle"], 1e-9)
+
     def leg(
-        seconds: float, py_cpu: float, ch: dict[str, float] | None, rtt: list[float] | None
+        seconds: float,
+        py_cpu: float,
+        ch: dict[str, float] | None,
+        rtt: list[float] | None,
+        wall: float | None = None,
     ) -> dict[str, Any]:
         d: dict[str, Any] = {
             "seconds": seconds,
@@ -461,6 +472,8 @@ async def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         if ch is not None:
             d["chromium_cpu_s"] = ch
             d["chromium_cpu_total_s"] = round(sum(ch.values()), 2)
+        if ch is not None and wall is not None:
+            d["chromium_cpu_over_idle_s"] = round(sum(ch.values()) - idle_rate * wall, 2)
         busiest = max([py_cpu, *(ch or {}).values()])
         d["MB_per_cpu_s_busiest"] = round(size / 1e6 / busiest, 2) if busiest > 0.01 else None
         if rtt is not None:
@@ -476,11 +489,17 @@ async def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         # from the ping shown on the page to its pong handed to the data channel (App.sendText resolved)
         "page_ping_to_pong": {k: summary_ms(v) for k, v in page_chat.items()},
         "page_room_commits": {k: summary_ms(v) for k, v in commits.items()},
-        "idle_cpu": {"python_cpu_s": res["idle_cpu_s"], "chromium_cpu_s": chrome["idle"]},
+        "idle_cpu": {
+            "python_cpu_s": res["idle_cpu_s"],
+            "chromium_cpu_s": chrome["idle"],
+            "seconds": round(walls["idle"], 2),
+        },
         "page_from_python": leg(
-            res["down"]["page_fetch_s"], res["down"]["cpu_s"], chrome["down"], res["rtt_down"]
+            res["down"]["page_fetch_s"], res["down"]["cpu_s"], chrome["down"], res["rtt_down"], walls["down"]
         ),
-        "page_to_python": leg(res["up"]["fetch_s"], res["up"]["cpu_s"], chrome["up"], res["rtt_up"]),
+        "page_to_python": leg(
+            res["up"]["fetch_s"], res["up"]["cpu_s"], chrome["up"], res["rtt_up"], walls["up"]
+        ),
         "python_to_python": leg(
             base["fetch_s"], max(base["cpu_s"], base.get("sender_cpu_s", 0.0)), None, None
         )
@@ -492,13 +511,13 @@ async def _run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 def _table(r: dict[str, Any]) -> str:
     rows = [
-        "| leg | MB/s | s | Python CPU s | Chromium CPU s (by process) | chat p50 / p99 / max ms |",
-        "|---|---|---|---|---|---|",
+        "| leg | MB/s | s | Python CPU s | Chromium CPU s (by process) | Chromium beyond chat's rate | chat p50 / p99 / max ms |",
+        "|---|---|---|---|---|---|---|",
     ]
     idle = r["chat_rtt_idle"]
     ic = r["idle_cpu"]
     rows.append(
-        f"| no transfer | | | {ic['python_cpu_s']} | {ic['chromium_cpu_s']} | "
+        f"| no transfer | | {ic['seconds']} | {ic['python_cpu_s']} | {ic['chromium_cpu_s']} | | "
         f"{idle['p50_ms']} / {idle['p99_ms']} / {idle['max_ms']} |"
     )
     for name, label in (
@@ -510,7 +529,8 @@ def _table(r: dict[str, Any]) -> str:
         rtt = d.get("chat_rtt")
         chat = f"{rtt['p50_ms']} / {rtt['p99_ms']} / {rtt['max_ms']}" if rtt else ""
         rows.append(
-            f"| {label} | {d['MBps']} | {d['seconds']} | {d['python_cpu_s']} | {d.get('chromium_cpu_s', '')} | {chat} |"
+            f"| {label} | {d['MBps']} | {d['seconds']} | {d['python_cpu_s']} | {d.get('chromium_cpu_s', '')} "
+            f"| {d.get('chromium_cpu_over_idle_s', '')} | {chat} |"
         )
     return "\n".join(rows)
 

@@ -283,6 +283,7 @@ export class FileTransfers {
     ch.addEventListener('bufferedamountlow', () => later(() => this.drain(peer)));
     ch.addEventListener('close', () => {
       if (this.channels.get(peer) !== ch) return;
+      this.takeInbox(); // what arrived on the link is handled before it goes (else: "unsolicited" errors)
       this.channels.delete(peer);
       this.queues.delete(peer);
       this.serving.delete(peer);
@@ -348,7 +349,10 @@ export class FileTransfers {
     this.reading.add(peer);
     void this.store.getBlobs(roomId, keys).catch(() => keys.map(() => null)).then((got) => {
       this.reading.delete(peer);
-      if (this.serving.get(peer) !== pending) return; // the link went meanwhile
+      if (this.serving.get(peer) !== pending) { // the link went meanwhile (a new one may wait for this read)
+        this.drain(peer);
+        return;
+      }
       batch.forEach((r, i) => {
         // (a blob written back to memory meanwhile, or read as missing, is looked up again when answered)
         if (pending.includes(r)) ready.set(r, got[i] ?? this.unwritten.get(keys[i][1])?.data ?? null);
