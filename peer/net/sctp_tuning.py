@@ -37,6 +37,15 @@ aiortc and aioice. What this changes (profiles and figures: docs/benchmarks.md, 
    :data:`UDP_RECEIVE_BUFFER` (the kernel caps it at ``net.core.rmem_max``; it is a bound on what the
    kernel may queue for the socket, not memory taken up front).
 
+7. **DTLS records straight between OpenSSL and the socket.** Once the handshake is done, a record is
+   written and read with OpenSSL's own calls (``SSL_write``/``BIO_read``, ``BIO_write``/``SSL_read``) into
+   one reused buffer instead of through pyOpenSSL's per-call wrappers, and goes to the nominated pair's
+   UDP socket directly instead of through aioice's three coroutine layers (``Connection.send``,
+   ``sendto``, ``StunProtocol.send_data``); a received datagram aioice already queued is taken without a
+   coroutine chain. Any result that is not plain success goes through pyOpenSSL's error mapping and
+   aiortc's handling, and a TURN-relayed pair (whose protocol wraps data) keeps aioice's path: the same
+   bytes on the wire, the same exceptions and counters. :data:`DTLS_DIRECT` off measures what it buys.
+
 Versions: every patch reaches into private code. :func:`apply` patches only ``aiortc 1.16.0`` with
 ``aioice 0.13.0``; on anything else it logs a warning and leaves aiortc alone (the transfer still
 works, only slower), and ``tests/peer/test_sctp_tuning.py`` fails so an upgrade is noticed.
@@ -58,6 +67,7 @@ SACK_EVERY = 2  # packets with DATA per SACK: the RFC's "at least every second p
 UDP_RECEIVE_BUFFER = 2 << 20  # bytes: room for aiortc's 1 MiB receive window, with the kernel's overhead
 DRAIN = 16  # datagrams read at once when the socket has more waiting (0: one per event-loop round)
 MAX_DATAGRAM = 65536
+DTLS_DIRECT = True  # patch 7 (bench/sctp_loop.py --no-dtls-direct measures what it buys)
 ENABLED = True  # bench/transfer.py --no-tuning turns it off to measure what it buys
 
 _applied = False
@@ -102,6 +112,8 @@ def apply() -> bool:
     _patch_stun_demux()
     _patch_in_order()
     _patch_receive_buffer()
+    if DTLS_DIRECT:
+        _patch_dtls_records()
     _applied = True
     return True
 
@@ -131,6 +143,8 @@ def _targets() -> dict[str, tuple[type, str]]:
         "t3_restart": (RTCSctpTransport, "_t3_restart"),
         "dtls_write": (RTCDtlsTransport, "_write_ssl"),
         "stun_rx": (StunProtocol, "datagram_received"),
+        "dtls_send": (RTCDtlsTransport, "_send_data"),
+        "dtls_recv": (RTCDtlsTransport, "_recv_next"),
         "mark": (RTCSctpTransport, "_mark_received"),
         "add": (InboundStream, "add_chunk"),
         "pop": (InboundStream, "pop_messages"),
@@ -347,6 +361,129 @@ def _patch_in_order() -> None:
     _replace("mark", _mark_received)
     _replace("add", _add_chunk)
     _replace("pop", _pop_messages)
+
+
+# --- 7. DTLS records straight between OpenSSL and the socket ----------------------------------------------
+
+
+def _patch_dtls_records() -> None:
+    """After the handshake, a record goes between OpenSSL and the UDP socket through raw calls instead of
+    pyOpenSSL's wrappers and aioice's three coroutine layers: ``SSL_write``/``BIO_read`` then the nominated
+    pair's ``sendto``; a datagram already queued by aioice is taken without suspending, then
+    ``BIO_write``/``SSL_read``. Every result that is not plain success goes through pyOpenSSL's own error
+    mapping, and anything unusual (a TURN-relayed pair, no nominated pair, SRTP) through aiortc's code:
+    the same records, the same exceptions, the same counters."""
+    import pylibsrtp
+    from aioice.ice import StunProtocol
+    from aiortc import clock
+    from aiortc.rtcdtlstransport import RTCDtlsTransport, State
+    from aiortc.rtp import is_rtcp
+    from OpenSSL import SSL
+    from OpenSSL.SSL import _ffi, _lib  # type: ignore[attr-defined]
+
+    recv_next = RTCDtlsTransport._recv_next
+    send_data = RTCDtlsTransport._send_data
+    connected = State.CONNECTED
+    buf = _ffi.new("char[]", 1500)  # one at a time: the bytes are copied out before any await
+    out = _ffi.new("char**")
+    ssl_write, ssl_read, bio_read, bio_write = _lib.SSL_write, _lib.SSL_read, _lib.BIO_read, _lib.BIO_write
+    mem_data = _lib.BIO_get_mem_data
+    from_buffer, ffi_buffer = _ffi.from_buffer, _ffi.buffer
+
+    def _direct(dtls: Any) -> Any:
+        """The nominated pair's UDP transport and address, when it is a plain host/srflx pair."""
+        conn = getattr(dtls.transport, "_connection", None)
+        pair = conn._nominated.get(1) if conn is not None else None
+        if pair is None or type(pair.protocol) is not StunProtocol or pair.protocol.transport is None:
+            return None
+        return pair.protocol.transport, pair.remote_addr
+
+    async def _flush(self: Any, conn: Any) -> None:
+        """aiortc's ``_write_ssl`` (one record out of the BIO), with the direct send."""
+        bio = conn._from_ssl
+        if mem_data(bio, out) <= 0:
+            return
+        n = bio_read(bio, buf, 1500)
+        if n <= 0:
+            return  # aiortc: SSL.Error -> nothing to send
+        data = ffi_buffer(buf, n)[:]
+        direct = _direct(self)
+        if direct is None:
+            await self.transport._send(data)
+        else:
+            direct[0].sendto(data, direct[1])
+        self._RTCDtlsTransport__tx_bytes += n
+        self._RTCDtlsTransport__tx_packets += 1
+
+    async def _send_data(self: Any, data: bytes) -> None:
+        conn = self._ssl
+        if self._state != connected or getattr(conn, "_from_ssl", None) is None:
+            await send_data(self, data)
+            return
+        with from_buffer(data) as cdata:
+            result = ssl_write(conn._ssl, cdata, len(data))
+        if result <= 0:
+            conn._raise_ssl_error(conn._ssl, result)  # raises what pyOpenSSL's send raises
+        await _flush(self, conn)
+
+    async def _recv_next(self: Any) -> None:
+        conn = self._ssl
+        ice: Any = getattr(self.transport, "_connection", None)
+        if (
+            not self._RTCDtlsTransport__handshake_done  # aiortc may still need its DTLS timeout
+            or ice is None
+            or not ice._nominated  # aiortc raises "not connected"
+            or getattr(conn, "_into_ssl", None) is None
+        ):
+            await recv_next(self)
+            return
+        item = ice._queue.get_nowait() if ice._queue.qsize() else await ice._queue.get()
+        if item is None:
+            raise ConnectionError("Connection lost while receiving data")
+        data = item[0]
+        self._RTCDtlsTransport__rx_bytes += len(data)
+        self._RTCDtlsTransport__rx_packets += 1
+        if not 19 < data[0] < 64:
+            await _not_dtls(self, data)
+            return
+        with from_buffer(data) as cdata:
+            result = bio_write(conn._into_ssl, cdata, len(data))
+        if result <= 0:
+            conn._handle_bio_errors(conn._into_ssl, result)
+        n = ssl_read(conn._ssl, buf, 1500)
+        payload: bytes | None
+        if n > 0:
+            payload = ffi_buffer(buf, n)[:]
+        else:
+            try:
+                conn._raise_ssl_error(conn._ssl, n)
+                payload = b""
+            except SSL.ZeroReturnError:
+                payload = None
+            except SSL.Error:
+                payload = b""
+        await _flush(self, conn)
+        if payload is None:
+            raise ConnectionError
+        if payload and self._data_receiver:
+            await self._data_receiver._handle_data(payload)
+
+    async def _not_dtls(self: Any, data: bytes) -> None:
+        """aiortc's branch for a datagram that is not DTLS: SRTP/SRTCP (we carry no media), else nothing."""
+        if 127 < data[0] < 192 and self._rx_srtp:
+            arrival_time_ms = clock.current_ms()
+            try:
+                if is_rtcp(data):
+                    await self._handle_rtcp_data(self._rx_srtp.unprotect_rtcp(data))
+                else:
+                    await self._handle_rtp_data(
+                        self._rx_srtp.unprotect(data), arrival_time_ms=arrival_time_ms
+                    )
+            except pylibsrtp.Error as exc:
+                log.debug("SRTP unprotect failed: %s", exc)
+
+    _replace("dtls_send", _send_data)
+    _replace("dtls_recv", _recv_next)
 
 
 # --- 6. UDP receive buffer -----------------------------------------------------------------------------

@@ -137,6 +137,31 @@ async def test_a_lost_chunk_is_retransmitted_by_the_t3_timer(
     assert dropped
 
 
+async def test_dtls_records_bypass_aioice_send_layers(
+    pair: tuple[RtcTransport, RtcTransport], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Patch 7: after the handshake a record goes from OpenSSL straight to the nominated pair's socket
+    (aioice's ``send_data`` is not called for DATA), every frame still arrives intact and is counted;
+    reverted, every record goes through aioice again."""
+    from aioice.ice import StunProtocol
+
+    a, b = pair
+    calls: list[int] = []
+    send_data = StunProtocol.send_data
+
+    async def counting(self: Any, data: bytes, addr: tuple[str, int]) -> None:
+        calls.append(len(data))
+        await send_data(self, data, addr)
+
+    monkeypatch.setattr(StunProtocol, "send_data", counting)
+    data, _ = await _bulk(a, b, 50)
+    assert data >= 50 * 14
+    assert len(calls) < 10, f"{len(calls)} records went through aioice's send_data"
+    sctp_tuning.revert()
+    data, _ = await _bulk(a, b, 50)
+    assert len(calls) >= data, "untuned: every record goes through aioice"
+
+
 def _chunks(messages: int, seed: int) -> list[Any]:
     """DATA chunks of ``messages`` ordered messages on stream 1 (1-4 fragments each), TSNs across the
     2^32 wrap, in a shuffled arrival order with duplicates."""
