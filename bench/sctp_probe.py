@@ -35,7 +35,9 @@ _counts: dict[str, int] = {}
 _gaps: dict[str, list[tuple[float, float]]] = {"rx": [], "tx": []}
 _last: dict[str, float] = {}
 _n = {"rx": 0, "tx": 0}
-_timeline: list[tuple[float, float, int, int, int, int]] = []  # time, CPU s, rx, tx, host busy, host all
+_blocked = [0.0]  # seconds spent in store and blob commits (the event loop blocked on SQLite)
+# time, CPU s, DATA chunks received, sent, host busy and all jiffies, seconds blocked in commits
+_timeline: list[tuple[float, float, int, int, int, int, float]] = []
 _snmp0: dict[str, int] = {}
 _installed = False
 
@@ -188,6 +190,7 @@ def install() -> None:
 
 
 def _slow(kind: str, secs: float) -> None:
+    _blocked[0] += secs
     _counts[kind + "_ms"] = _counts.get(kind + "_ms", 0) + round(secs * 1000)
     _counts[kind + "s"] = _counts.get(kind + "s", 0) + 1
     if secs > SLOW_S:
@@ -218,7 +221,7 @@ async def lag_ticker() -> None:
             _event("loop_lag", late=round(late, 3))
         if now >= next_sample:
             next_sample = now + SAMPLE_S
-            _timeline.append((now, time.process_time(), _n["rx"], _n["tx"], *_host_cpu()))
+            _timeline.append((now, time.process_time(), _n["rx"], _n["tx"], *_host_cpu(), _blocked[0]))
 
 
 def report(t0: float | None = None) -> dict[str, Any]:

@@ -187,6 +187,7 @@ async def _run(args: argparse.Namespace, url: str, tmp: Path) -> dict[str, Any]:
         bob_probe = tmp / "bob-probe.json"
         if bob_probe.exists():
             probe["receiver"] = _rebase(json.loads(bob_probe.read_text()), m0)
+        probe["slow_seconds"] = _slow_seconds(probe)
     return {
         **({"probe": probe} if probe else {}),
         "size_bytes": got,
@@ -216,6 +217,38 @@ async def _run(args: argparse.Namespace, url: str, tmp: Path) -> dict[str, Any]:
             "outbound_limit": fileschannel.OUTBOUND_LIMIT,
         },
     }
+
+
+def _slow_seconds(probe: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each second of the fetch whose receive rate was under half the run's median, with what both
+    processes and the host did meanwhile: ``host`` near 1.0 with both processes' CPU share down together
+    is the machine's other load; both processes idle with the host idle is a stall of the transfer
+    itself (then look at ``events`` for a T3 expiry, a retransmission, a requeue or a slow commit)."""
+    rx, tx = probe.get("receiver", {}).get("timeline", []), probe.get("sender", {}).get("timeline", [])
+    rx = [r for r in rx if r[0] >= 0]
+    tx = [r for r in tx if r[0] >= 0]
+    if len(rx) < 8 or len(tx) < 8:
+        return []
+    rows = []
+    for i in range(0, len(rx) - 4, 4):  # samples every 0.25 s: one row a second
+        a, b = rx[i], rx[i + 4]
+        sa = min(tx, key=lambda r: abs(r[0] - a[0]))
+        sb = min(tx, key=lambda r: abs(r[0] - b[0]))
+        dt = max(b[0] - a[0], 1e-6)
+        rows.append(
+            {
+                "t": a[0],
+                "rx_packets_per_s": round((b[2] - a[2]) / dt),
+                "receiver_cpu": round((b[1] - a[1]) / dt, 2),
+                "sender_cpu": round((sb[1] - sa[1]) / max(sb[0] - sa[0], 1e-6), 2),
+                "host_busy": round((b[4] - a[4]) / max(b[5] - a[5], 1), 2),
+                "receiver_in_commits": round((b[6] - a[6]) / dt, 2),
+                "sender_in_commits": round((sb[6] - sa[6]) / max(sb[0] - sa[0], 1e-6), 2),
+            }
+        )
+    rates = sorted(r["rx_packets_per_s"] for r in rows)
+    median = rates[len(rates) // 2]
+    return [r for r in rows[:-1] if r["rx_packets_per_s"] < median / 2]
 
 
 def _rebase(report: dict[str, Any], t0: float) -> dict[str, Any]:
