@@ -28,6 +28,7 @@ from peer.core.invite import Invite
 from peer.node import Peer
 
 from .harness import BrowserHarness
+from .test_files_links import home_below
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -73,6 +74,14 @@ DUMP_JS = f"""id => {{ const f = window.ephemesh.app.files; const a = {STATE}.at
     serving: [...f.serving.values()].map((q) => q.length), reading: f.reading.size, served: f.served}}) }}"""
 
 
+# the page's links: the data-channel, transport and nominated-pair stats of each (for a failure message)
+STATS_JS = """async () => { const m = window.ephemesh.app.mesh; const out = [];
+  for (const [peer, link] of m.links) { const st = await link.pc.getStats(); const rows = [];
+    st.forEach((r) => { if (r.type === 'data-channel' || r.type === 'transport' || (r.type === 'candidate-pair' && r.nominated)) rows.push(r); });
+    out.push({peer: peer.slice(0, 8), state: link.state, sctp: link.pc.sctp && [link.pc.sctp.state, link.pc.sctp.maxMessageSize], rows}); }
+  return JSON.stringify(out); }"""
+
+
 def _serving(room: Any) -> str:
     """What a Python holder's transfer engine says about its neighbours (for a failure message)."""
     engine = room.files.engine
@@ -86,7 +95,8 @@ async def _wait_done(page: Page, msg_id: str, *holders: Any) -> None:
         await page.wait_for_function(DONE_JS, arg=msg_id, timeout=WAIT_MS)
     except PlaywrightTimeout:
         where = await page.evaluate(DUMP_JS, msg_id)
-        raise AssertionError(f"download not done: {where} {[_serving(h) for h in holders]}") from None
+        stats = await page.evaluate(STATS_JS)
+        raise AssertionError(f"download not done: {where} {[_serving(h) for h in holders]} {stats}") from None
 
 
 def _mbps(seconds: float) -> float:
@@ -148,14 +158,18 @@ def _sender_offline_scenario(tmp: Path) -> Any:
 def _reload_scenario(tmp: Path) -> Any:
     async def run(browser: Browser, base_url: str) -> dict[str, Any]:
         invite = Invite.new(base_url, ttl_s=3600)
-        sender, third = Peer(home=tmp / "sender"), Peer(home=tmp / "third")
+        third = Peer(home=tmp / "third")
+        sender: Peer | None = None
         page: Page | None = None
         out: dict[str, Any] = {}
         try:
-            s_room = await sender.join(invite)
             page = await _page(browser, invite.url())
-            await page.wait_for_function(OPEN_JS, arg=1, timeout=WAIT_MS)
             page_id = await page.evaluate("window.ephemesh.identity.peerId")
+            # the sender has the lower id: after the reload it offers the new link, and the page starts
+            # its resumed download on a channel it received (the case test_files_links.py explains)
+            sender = Peer(home=home_below(tmp, page_id))
+            s_room = await sender.join(invite)
+            await page.wait_for_function(OPEN_JS, arg=1, timeout=WAIT_MS)
             src = tmp / "fifty.bin"
             out["digest"] = _source(src)
             msg = await s_room.send_file(src)
@@ -205,7 +219,8 @@ def _reload_scenario(tmp: Path) -> Any:
         finally:
             if page is not None:
                 await page.context.close()
-            await sender.close()
+            if sender is not None:
+                await sender.close()
             await third.close()
 
     return run

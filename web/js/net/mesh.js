@@ -17,7 +17,8 @@
 //   answerer drops an offer that arrives before half the nominal delay since its last failure with that peer; the higher id sends a sealed
 //   {kind:'hello'} (room-wide at most 5/s after a burst of 10, per peer under the same backoff) to nudge
 //   the offerer, which dials at once on a hello only if it has no failure with that peer; at most
-//   MAX_DIALS connections are in set-up at once.
+//   MAX_DIALS connections are in set-up at once. A hello from a peer whose link has been ready (or open
+//   without becoming ready) for HELLO_STALE_MS drops that link: the peer says it has none (restarted).
 // - Link info per neighbour (local knowledge): connecting / direct / relayed / unreachable (+ reason:
 //   no-route, timed-out, handshake-refused); direct vs relayed comes from getStats()' selected
 //   candidate pair once the room says the handshake is done (markReady).
@@ -40,6 +41,10 @@ export const MAX_SIGNAL_CHARS = 60000;
 
 export const MAX_DIALS = 8;
 export const MAX_PRESENT = 1024;
+/** A hello (sent only by a peer holding no link to us) from a peer whose link has been ready this long, or
+ * open this long without becoming ready, means that peer restarted or lost its end: ours is dead. A
+ * younger link may simply have crossed a late hello. Same rule as peer/net/mesh.py (HELLO_STALE_S). */
+export const HELLO_STALE_MS = 1000;
 export const REDIAL = { baseMs: 1000, capMs: 60000, jitter: 0.25, stableMs: 30000, acceptFactor: 0.5 };
 const HELLO_RATE = 5;
 const HELLO_BURST = 10;
@@ -120,6 +125,10 @@ class Link {
     /** @type {ReturnType<typeof setTimeout>|null} */
     this.timer = null;
     this.opened = false;
+    /** @type {number|null} when the channel opened */
+    this.openedAt = null;
+    /** @type {number|null} when the room handshake finished */
+    this.readyAt = null;
   }
 }
 
@@ -283,6 +292,15 @@ export class Mesh {
     return k;
   }
 
+  /** We hold a link to `peer` that became ready at least HELLO_STALE_MS ago, or opened that long ago and
+   * never became ready (its end died before the room handshake finished). @param {string} peer */
+  staleLink(peer) {
+    const link = this.links.get(peer);
+    if (!link || link.state === 'closed') return false;
+    const since = link.readyAt ?? link.openedAt;
+    return since !== null && Date.now() - since >= HELLO_STALE_MS;
+  }
+
   /** A neighbour left: close its connection, stop dialling (its failure count is kept). @param {string} peer */
   removePeer(peer) {
     this.present.delete(peer);
@@ -306,6 +324,7 @@ export class Mesh {
     const link = this.links.get(peer);
     if (!link || link.state !== 'open') return;
     this.neighbour(peer).readyAt = Date.now();
+    link.readyAt = Date.now();
     await this.updatePath(link);
     // Chromium keeps checking after it connects and may move to a better pair (a relay first, then a
     // hole-punched direct path): follow the selected pair.
@@ -357,6 +376,10 @@ export class Mesh {
       return; // fail closed: an unopenable payload never reaches WebRTC
     }
     if (msg.kind === 'hello') {
+      if (this.staleLink(from)) {
+        this.dropLink(from); // it says it has no link to us, yet ours has been up a while: ours is dead
+        return;
+      }
       if (!(from > this.opts.selfId) || this.links.has(from)) return;
       if (!this.present.has(from) && this.present.size >= MAX_PRESENT) return;
       this.present.add(from);
@@ -453,7 +476,7 @@ export class Mesh {
   attachChannel(link, channel) {
     link.channel = channel;
     channel.binaryType = 'arraybuffer';
-    channel.onopen = () => { link.opened = true; this.setState(link, 'open'); };
+    channel.onopen = () => { link.opened = true; link.openedAt = Date.now(); this.setState(link, 'open'); };
     channel.onclose = () => {
       this.setState(link, 'closed');
       this.linkEnded(link, null);
