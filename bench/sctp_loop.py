@@ -50,12 +50,19 @@ async def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
     out = []
     try:
         await _one(a, b, 64, args.frame)  # warm-up: the congestion window opens
-        for _ in range(args.repeat):
+        keys = [k for k in args.ab.split(",") if k]
+        patched = {k: getattr(*sctp_tuning._targets()[k]) for k in keys}
+        for i in range(args.repeat * (2 if keys else 1)):
+            on = not keys or i % 2 == 0
+            for k in keys:  # A/B on one connection: the patch in, then aiortc's code, in turns
+                cls, name = sctp_tuning._targets()[k]
+                setattr(cls, name, patched[k] if on else sctp_tuning._originals[k])
             frames = int(args.mb * 1e6 / args.frame)
             wall, cpu = await _one(a, b, frames, args.frame)
             mb = frames * args.frame / 1e6
             out.append(
                 {
+                    **({"patched": on} if keys else {}),
                     "MB": round(mb, 1),
                     "wall_s": round(wall, 3),
                     "cpu_s": round(cpu, 3),
@@ -63,6 +70,8 @@ async def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 }
             )
             print(json.dumps(out[-1]), flush=True)
+        for k in keys:
+            setattr(*sctp_tuning._targets()[k], patched[k])
     finally:
         await a.close(0.5)
         await b.close(0.5)
@@ -75,12 +84,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frame", type=int, default=16384)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-tuning", action="store_true")
+    ap.add_argument(
+        "--ab",
+        default="",
+        help="sctp_tuning patch keys (e.g. dtls_send,dtls_recv) to switch on and off in turns",
+    )
     ap.add_argument("--no-dtls-direct", action="store_true", help="without sctp_tuning's patch 7")
+    ap.add_argument("--no-one-chunk", action="store_true", help="without sctp_tuning's patch 8")
     args = ap.parse_args(argv)
     if args.no_tuning:
         sctp_tuning.ENABLED = False
     if args.no_dtls_direct:
         sctp_tuning.DTLS_DIRECT = False
+    if args.no_one_chunk:
+        sctp_tuning.ONE_CHUNK = False
     asyncio.run(_run(args))
     return 0
 

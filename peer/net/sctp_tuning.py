@@ -46,6 +46,11 @@ aiortc and aioice. What this changes (profiles and figures: docs/benchmarks.md, 
    aiortc's handling, and a TURN-relayed pair (whose protocol wraps data) keeps aioice's path: the same
    bytes on the wire, the same exceptions and counters. :data:`DTLS_DIRECT` off measures what it buys.
 
+8. **One-chunk packets parsed directly.** Nearly every packet of a transfer is one DATA chunk or one
+   SACK chunk; for those the length, CRC32c and verification tag are checked as aiortc checks them and
+   the one chunk is built as aiortc builds it, without ``parse_packet``'s general loop and the scan for an
+   INIT. Bundles, damaged packets and every other chunk type take aiortc's path.
+
 Versions: every patch reaches into private code. :func:`apply` patches only ``aiortc 1.16.0`` with
 ``aioice 0.13.0``; on anything else it logs a warning and leaves aiortc alone (the transfer still
 works, only slower), and ``tests/peer/test_sctp_tuning.py`` fails so an upgrade is noticed.
@@ -56,6 +61,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Iterator
+from struct import unpack_from as _unpack_from
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -68,6 +74,7 @@ UDP_RECEIVE_BUFFER = 2 << 20  # bytes: room for aiortc's 1 MiB receive window, w
 DRAIN = 16  # datagrams read at once when the socket has more waiting (0: one per event-loop round)
 MAX_DATAGRAM = 65536
 DTLS_DIRECT = True  # patch 7 (bench/sctp_loop.py --no-dtls-direct measures what it buys)
+ONE_CHUNK = True  # patch 8 (bench/sctp_loop.py --no-one-chunk)
 ENABLED = True  # bench/transfer.py --no-tuning turns it off to measure what it buys
 
 _applied = False
@@ -114,6 +121,8 @@ def apply() -> bool:
     _patch_receive_buffer()
     if DTLS_DIRECT:
         _patch_dtls_records()
+    if ONE_CHUNK:
+        _patch_one_chunk_packets()
     _applied = True
     return True
 
@@ -144,6 +153,7 @@ def _targets() -> dict[str, tuple[type, str]]:
         "dtls_write": (RTCDtlsTransport, "_write_ssl"),
         "stun_rx": (StunProtocol, "datagram_received"),
         "dtls_send": (RTCDtlsTransport, "_send_data"),
+        "handle_data": (RTCSctpTransport, "_handle_data"),
         "dtls_recv": (RTCDtlsTransport, "_recv_next"),
         "mark": (RTCSctpTransport, "_mark_received"),
         "add": (InboundStream, "add_chunk"),
@@ -484,6 +494,47 @@ def _patch_dtls_records() -> None:
 
     _replace("dtls_send", _send_data)
     _replace("dtls_recv", _recv_next)
+
+
+# --- 8. one-chunk packets parsed directly ---------------------------------------------------------------
+
+
+def _patch_one_chunk_packets() -> None:
+    """Nearly every packet of a transfer is one DATA chunk (the sender's) or one SACK chunk (the
+    receiver's). aiortc's ``parse_packet`` loops over chunks, slices each and looks up its class, and
+    ``_handle_data`` scans the list for an INIT; for a packet that is exactly one DATA or SACK chunk we
+    check what ``parse_packet`` checks (length, CRC32c, then the verification tag as ``_handle_data``
+    does) and build the one chunk the same way. Every other packet goes to aiortc's code."""
+    from aiortc.rtcsctptransport import DataChunk, RTCSctpTransport, SackChunk
+
+    handle_data = RTCSctpTransport._handle_data
+    crc32c = _crc32c()
+    zero = b"\x00\x00\x00\x00"
+    classes = {DataChunk.type: (DataChunk, 16), SackChunk.type: (SackChunk, 16)}  # type, shortest chunk
+
+    async def _handle_data(self: Any, data: bytes) -> None:
+        n = len(data)
+        kind = classes.get(data[12]) if n >= 28 else None
+        if kind is not None:
+            length = (data[14] << 8) | data[15]
+            if kind[1] <= length and 12 + length <= n < 16 + length:  # one chunk, then < 4 bytes of padding
+                if _unpack_from("<L", data, 8)[0] != crc32c(data[0:8] + zero + data[12:]):
+                    return  # aiortc: parse_packet raises ValueError, the packet is dropped
+                if _unpack_from("!L", data, 4)[0] != self._local_verification_tag:
+                    return  # aiortc: "Bad verification tag", dropped
+                await self._receive_chunk(kind[0](flags=data[13], body=data[16 : 12 + length]))
+                if self._sack_needed:
+                    await self._send_sack()
+                return
+        await handle_data(self, data)
+
+    _replace("handle_data", _handle_data)
+
+
+def _crc32c() -> Callable[[bytes], int]:
+    from aiortc import rtcsctptransport
+
+    return rtcsctptransport.crc32c  # type: ignore[attr-defined,no-any-return]
 
 
 # --- 6. UDP receive buffer -----------------------------------------------------------------------------

@@ -222,3 +222,83 @@ def test_in_order_fast_paths_deliver_what_aiortc_delivers(seed: int) -> None:
     assert tuned == untuned
     assert len(tuned[0]) == 60  # every message, once, in order
     assert [int(m[2].split(b".")[0]) for m in tuned[0]] == list(range(60))
+
+
+def _packets_to_parse(tag: int) -> list[bytes]:
+    """SCTP packets as they arrive: one DATA chunk (sizes that need 0-3 bytes of padding), one SACK chunk
+    (with gaps and duplicates), bundles, and damaged ones (bad CRC, wrong tag, truncated, INIT)."""
+    from aiortc.rtcsctptransport import DataChunk, InitChunk, SackChunk, serialize_packet
+
+    packets = []
+    for size in (0, 1, 2, 3, 4, 1172, 1171):
+        c = DataChunk(flags=3)
+        c.tsn, c.stream_id, c.stream_seq, c.protocol, c.user_data = (
+            7 + size,
+            1,
+            size,
+            53,
+            bytes(i % 251 for i in range(size)),
+        )
+        packets.append(serialize_packet(5000, 5000, tag, c))
+    s = SackChunk()
+    s.cumulative_tsn, s.advertised_rwnd, s.gaps, s.duplicates = 9, 100_000, [(2, 3), (5, 9)], [4, 5]
+    packets.append(serialize_packet(5000, 5000, tag, s))
+    packets.append(serialize_packet(5000, 5000, tag, SackChunk()))
+    one = packets[5]
+    bundle = one + one[12:]  # two DATA chunks in one packet (a browser bundles)
+    from google_crc32c import value as crc32c
+
+    bundle = bundle[:8] + crc32c(bundle[:8] + b"\x00" * 4 + bundle[12:]).to_bytes(4, "little") + bundle[12:]
+    packets.append(bundle)
+    packets.append(one[:8] + bytes(4) + one[12:])  # bad checksum
+    packets.append(serialize_packet(5000, 5000, tag + 1, DataChunk(flags=3)))  # wrong verification tag
+    packets.append(one[:40])  # truncated: the chunk says more than the packet holds
+    packets.append(serialize_packet(5000, 5000, 0, InitChunk()))
+    return packets
+
+
+async def test_one_chunk_packets_parse_as_aiortc_parses_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Patch 8 against aiortc's ``_handle_data``: the same chunks handed on (type and every field), the
+    same packets dropped, the same SACK decisions; and the one-chunk packets skip ``parse_packet``."""
+    from aiortc import rtcsctptransport
+
+    assert sctp_tuning.apply()
+    original = sctp_tuning._originals["handle_data"]
+    tag = 0x1234_5678
+    parsed: list[int] = []
+    parse_packet = rtcsctptransport.parse_packet
+
+    def counting(data: bytes) -> Any:
+        parsed.append(len(data))
+        return parse_packet(data)
+
+    monkeypatch.setattr(rtcsctptransport, "parse_packet", counting)
+
+    async def run(handle: Any) -> list[Any]:
+        seen: list[Any] = []
+        sctp: Any = object.__new__(RTCSctpTransport)
+        sctp._local_verification_tag = tag
+        sctp._sack_needed = False
+        sctp._RTCSctpTransport__log_debug = lambda *args: None
+
+        async def receive_chunk(chunk: Any) -> None:
+            seen.append((type(chunk).__name__, sorted(vars(chunk).items())))
+            sctp._sack_needed = True
+
+        async def send_sack() -> None:
+            seen.append("SACK")
+            sctp._sack_needed = False
+
+        sctp._receive_chunk, sctp._send_sack = receive_chunk, send_sack
+        for packet in _packets_to_parse(tag):
+            seen.append("packet")
+            await handle(sctp, packet)
+        return seen
+
+    expected = await run(original)
+    parsed.clear()
+    assert await run(RTCSctpTransport._handle_data) == expected
+    # aiortc's parser only for the bundle, the truncated packet and the INIT (a bad checksum or tag on a
+    # one-chunk packet is dropped by the fast path, as aiortc drops it)
+    assert len(parsed) == 3, f"parse_packet ran for {len(parsed)} packets"
+    assert expected.count("SACK") == 11  # handed on: 9 one-chunk packets, the bundle, the INIT
