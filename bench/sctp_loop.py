@@ -51,9 +51,13 @@ async def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
     try:
         await _one(a, b, 64, args.frame)  # warm-up: the congestion window opens
         keys = [k for k in args.ab.split(",") if k]
+        flags = [k for k in keys if k.isupper()]  # a module switch (PLAIN_SACK) rather than a method
+        keys = [k for k in keys if not k.isupper()]
         patched = {k: getattr(*sctp_tuning._targets()[k]) for k in keys}
-        for i in range(args.repeat * (2 if keys else 1)):
-            on = not keys or i % 2 == 0
+        for i in range(args.repeat * (2 if keys or flags else 1)):
+            on = not (keys or flags) or i % 2 == 0
+            for f in flags:
+                setattr(sctp_tuning, f, on)
             for k in keys:  # A/B on one connection: the patch in, then aiortc's code, in turns
                 cls, name = sctp_tuning._targets()[k]
                 setattr(cls, name, patched[k] if on else sctp_tuning._originals[k])
@@ -62,7 +66,7 @@ async def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
             mb = frames * args.frame / 1e6
             out.append(
                 {
-                    **({"patched": on} if keys else {}),
+                    **({"patched": on} if keys or flags else {}),
                     "MB": round(mb, 1),
                     "wall_s": round(wall, 3),
                     "cpu_s": round(cpu, 3),

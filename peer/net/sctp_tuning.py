@@ -12,7 +12,8 @@ aiortc and aioice. What this changes (profiles and figures: docs/benchmarks.md, 
    of an unacknowledged DATA chunk, and at once when it sees a gap, a duplicate, or a filled gap;
    usrsctp and dcsctp (Chromium) do exactly that (every 2nd packet, 200 ms). We do the same, with
    :data:`SACK_DELAY_S` for the timer. A FORWARD TSN and anything outside ESTABLISHED is acknowledged
-   at once, as before.
+   at once, as before. A SACK with no gap and no duplicate to report (nearly all of them) is built
+   directly: the same 28 bytes aiortc's generic chunk serialization makes (:data:`PLAIN_SACK`).
 2. **The T3 retransmission timer, restarted lazily.** aiortc cancels and re-creates its T3 timer
    handle on every SACK that acknowledges new data. We keep the deadline and let an earlier timer
    re-arm itself for it when it fires: the timer expires at the same moment as before.
@@ -60,6 +61,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct as _struct
 from collections.abc import Callable, Coroutine, Iterator
 from struct import unpack_from as _unpack_from
 from typing import Any
@@ -74,6 +76,7 @@ UDP_RECEIVE_BUFFER = 2 << 20  # bytes: room for aiortc's 1 MiB receive window, w
 DRAIN = 16  # datagrams read at once when the socket has more waiting (0: one per event-loop round)
 MAX_DATAGRAM = 65536
 DTLS_DIRECT = True  # patch 7 (bench/sctp_loop.py --no-dtls-direct measures what it buys)
+PLAIN_SACK = True  # a SACK with nothing but the cumulative TSN and window is built directly
 ONE_CHUNK = True  # patch 8 (bench/sctp_loop.py --no-one-chunk)
 ENABLED = True  # bench/transfer.py --no-tuning turns it off to measure what it buys
 
@@ -206,7 +209,10 @@ def _patch_sack() -> None:
         d["_eph_sack_packets"] = 0
         d["_eph_sack_gaps"] = bool(sctp._sack_misordered)
         d["_eph_sack_now"] = False
-        await send_sack(sctp)
+        if PLAIN_SACK and not sctp._sack_misordered and not sctp._sack_duplicates:
+            await _send_plain_sack(sctp)
+        else:
+            await send_sack(sctp)
 
     async def _send_sack(self: Any) -> None:
         """Called by aiortc once per received packet that needs acknowledging (``_handle_data``)."""
@@ -234,6 +240,23 @@ def _patch_sack() -> None:
 
     _replace("sack", _send_sack)
     _replace("fwd", _receive_forward_tsn_chunk)
+
+
+_SACK_HEADER = _struct.Struct("!HHL")
+_SACK_BODY = _struct.Struct("!BBHLLHH")
+_CRC_LE = _struct.Struct("<L")
+
+
+async def _send_plain_sack(sctp: Any) -> None:
+    """aiortc's ``_send_sack`` when there is no gap and no duplicate to report: the same 28 bytes
+    (common header, CRC32c, a SACK chunk with no gap blocks and no duplicate TSNs), without building a
+    ``SackChunk`` and serializing it through the generic path."""
+    header = _SACK_HEADER.pack(sctp._local_port, sctp._remote_port, sctp._remote_verification_tag)
+    body = _SACK_BODY.pack(3, 0, 16, sctp._last_received_tsn, max(0, sctp._advertised_rwnd), 0, 0)
+    crc = _crc32c()(header + b"\x00\x00\x00\x00" + body)
+    await sctp._RTCSctpTransport__transport._send_data(header + _CRC_LE.pack(crc) + body)
+    sctp._sack_duplicates.clear()
+    sctp._sack_needed = False
 
 
 # --- 2. lazy T3 restart ---------------------------------------------------------------------------------

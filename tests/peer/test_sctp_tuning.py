@@ -302,3 +302,35 @@ async def test_one_chunk_packets_parse_as_aiortc_parses_them(monkeypatch: pytest
     # one-chunk packet is dropped by the fast path, as aiortc drops it)
     assert len(parsed) == 3, f"parse_packet ran for {len(parsed)} packets"
     assert expected.count("SACK") == 11  # handed on: 9 one-chunk packets, the bundle, the INIT
+
+
+@pytest.mark.parametrize("rwnd", [1 << 20, 5, 0, -1200])
+async def test_a_plain_sack_is_the_bytes_aiortc_sends(rwnd: int) -> None:
+    """The directly built SACK (no gap, no duplicate) against aiortc's ``_send_sack`` on the same state:
+    the same packet, and afterwards the same ``_sack_needed``/duplicates state (a window below zero is
+    advertised as 0, as aiortc does)."""
+    from aiortc.rtcsctptransport import parse_packet
+
+    assert sctp_tuning.apply()
+    out: list[bytes] = []
+
+    class Dtls:
+        async def _send_data(self, data: bytes) -> None:
+            out.append(data)
+
+    def state() -> Any:
+        sctp: Any = object.__new__(RTCSctpTransport)
+        sctp._local_port, sctp._remote_port, sctp._remote_verification_tag = 5000, 5001, 0xDEADBEEF
+        sctp._RTCSctpTransport__transport = Dtls()
+        sctp._RTCSctpTransport__log_debug = lambda *args: None
+        sctp._last_received_tsn, sctp._advertised_rwnd = 2**32 - 3, rwnd
+        sctp._sack_misordered, sctp._sack_duplicates, sctp._sack_needed = set(), [], True
+        return sctp
+
+    a, b = state(), state()
+    await sctp_tuning._originals["sack"](a)  # aiortc's
+    await sctp_tuning._send_plain_sack(b)
+    assert out[0] == out[1]
+    assert len(out[1]) == 28
+    assert parse_packet(out[1])[3][0].advertised_rwnd == max(0, rwnd)
+    assert (a._sack_needed, a._sack_duplicates) == (b._sack_needed, b._sack_duplicates) == (False, [])
