@@ -332,5 +332,6 @@ async def test_a_plain_sack_is_the_bytes_aiortc_sends(rwnd: int) -> None:
     await sctp_tuning._send_plain_sack(b)
     assert out[0] == out[1]
     assert len(out[1]) == 28
-    assert parse_packet(out[1])[3][0].advertised_rwnd == max(0, rwnd)
+    chunk: Any = parse_packet(out[1])[3][0]
+    assert chunk.advertised_rwnd == max(0, rwnd)
     assert (a._sack_needed, a._sack_duplicates) == (b._sack_needed, b._sack_duplicates) == (False, [])
