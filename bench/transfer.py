@@ -107,6 +107,7 @@ async def _run(args: argparse.Namespace, url: str, tmp: Path) -> dict[str, Any]:
         + (["--no-pacing"] if args.no_pacing else [])
         + (["--no-tuning"] if args.no_tuning else [])
         + (["--no-dtls-direct"] if args.no_dtls_direct else [])
+        + (["--without", args.without] if args.without else [])
         + (["--uvloop"] if args.uvloop else [])
         + (["--probe-out", str(tmp / "bob-probe.json")] if args.probe else [])
         + (["--outbound-limit", str(args.outbound_limit)] if args.outbound_limit is not None else []),
@@ -213,6 +214,7 @@ async def _run(args: argparse.Namespace, url: str, tmp: Path) -> dict[str, Any]:
             "pacing": not args.no_pacing,
             "sctp_tuning": not args.no_tuning,
             "dtls_direct": not args.no_tuning and not args.no_dtls_direct,
+            "without": args.without,
             "uvloop": args.uvloop,
             "outbound_limit": fileschannel.OUTBOUND_LIMIT,
         },
@@ -277,6 +279,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         help="without sctp_tuning's patch 7 (DTLS records straight to the socket)",
     )
     ap.add_argument(
+        "--without",
+        default="",
+        help="sctp_tuning switches to turn off, comma-separated (DTLS_DIRECT,ONE_CHUNK,PLAIN_SACK)",
+    )
+    ap.add_argument(
         "--outbound-limit", type=int, default=None, help="files channel pacing threshold (chunks)"
     )
     ap.add_argument("--uvloop", action="store_true", help="run both peers on uvloop (if installed)")
@@ -299,6 +306,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         import peer.net.sctp_tuning as st
 
         st.DTLS_DIRECT = False
+    for name in filter(None, args.without.split(",")):
+        import peer.net.sctp_tuning as st
+
+        if not isinstance(getattr(st, name, None), bool):
+            ap.error(f"--without: no switch {name} in peer/net/sctp_tuning.py")
+        setattr(st, name, False)
     if args.outbound_limit is not None:
         fileschannel.OUTBOUND_LIMIT = args.outbound_limit
     if args.probe or args.probe_out:
