@@ -16,16 +16,14 @@ sys.path.insert(0, str(ROOT))
 from peer.core.identity import Identity  # noqa: E402
 from peer.core.invite import Invite  # noqa: E402
 from peer.testing import FakeClock  # noqa: E402
-from tests.peer.room_net import Net  # noqa: E402
-from tests.peer.test_closed_room import _ready_pair, _sender_keys_by, flood  # noqa: E402
+from tests.peer.room_net import Net, ready_pair  # noqa: E402
+from tests.peer.test_closed_room import _sender_keys_by, flood  # noqa: E402
 
 
 def run(n: int, close: bool) -> tuple[int, int, int]:
-    import tests.peer.test_closed_room as t
-
-    t.OWNER = Identity.generate()
-    net = Net(Invite.new("http://127.0.0.1:1", owner=t.OWNER.peer_id), FakeClock())
-    a, b = _ready_pair(net)
+    owner = Identity.generate()
+    net = Net(Invite.new("http://127.0.0.1:1", owner=owner.peer_id), FakeClock())
+    a, b = ready_pair(net, owner)
     a.send_text("history", net.now(a), ttl_s=3600)
     net.pump()
     if close:

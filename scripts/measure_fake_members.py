@@ -17,19 +17,18 @@ from peer.core import wire  # noqa: E402
 from peer.core.invite import Invite  # noqa: E402
 from peer.core.room.admission import AddBudget  # noqa: E402
 from peer.testing import FakeClock  # noqa: E402
-from tests.peer.room_net import Net  # noqa: E402
-from tests.peer.test_fake_members import _ready_pair, _self_adds  # noqa: E402
+from tests.peer.room_net import Net, ready_pair, self_adds  # noqa: E402
 
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 300
     net = Net(Invite.new("http://127.0.0.1:1"), FakeClock())
-    adds = _self_adds(net, n)
+    adds = self_adds(net, n)
     for label, budget in (
         ("no budget (before)", AddBudget(per_window=10**9)),
         ("budget (after)", AddBudget()),
     ):
-        a, b = _ready_pair(net)
+        a, b = ready_pair(net)
         a.admission = budget
         start = time.process_time()
         for frame in wire.encode_envelopes(adds):

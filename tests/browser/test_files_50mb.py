@@ -28,26 +28,16 @@ from peer.core.invite import Invite
 from peer.node import Peer
 
 from .harness import BrowserHarness
-from .test_files_links import home_below
+from .pages import DIGEST_JS, DONE_JS, HAS_MESSAGE_JS, OPEN_JS, READY_JS, STATE, home_below
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(420)]
 
 SIZE = 50 * 1000 * 1000
 WAIT_MS = 120_000
 WAIT_S = 120.0
-STATE = "window.ephemesh.store.getState()"
-OPEN_JS = f"n => Object.values({STATE}.members).filter((m) => m.link === 'open').length === n"
-HAS_MESSAGE_JS = f"id => {STATE}.messages.some((m) => m.id === id)"
 # the page's status of the attachment of message `id`
 STATUS_JS = f"id => {STATE}.attachments[id] ?? null"
-DONE_JS = f"id => {{ const a = {STATE}.attachments[id]; return Boolean(a && a.done && a.url); }}"
 HALF_JS = f"id => {{ const a = {STATE}.attachments[id]; return Boolean(a && a.bytes >= a.size / 2); }}"
-DIGEST_JS = f"""async id => {{
-  const a = {STATE}.attachments[id];
-  const buf = await (await fetch(a.url)).arrayBuffer();
-  return [...new Uint8Array(await crypto.subtle.digest('SHA-256', buf))].map((b) => b.toString(16).padStart(2, '0')).join('');
-}}"""
-READY_JS = "window.ephemesh !== undefined && window.ephemesh.app.room !== null"
 
 
 def _source(path: Path) -> str:

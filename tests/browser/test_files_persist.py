@@ -26,15 +26,22 @@ from peer.core.invite import Invite
 from peer.node import Peer
 
 from .harness import BrowserHarness
+from .pages import (
+    DONE_JS,
+    OPEN_JS,
+    READY_JS,
+    SCAN_JS,
+    STATE,
+    close_all,
+    need_signaling,
+    open_page,
+    wait_async,
+)
 
 pytestmark = pytest.mark.browser
 
 WAIT_MS = 60_000
 WAIT_S = 60.0
-STATE = "window.ephemesh.store.getState()"
-READY_JS = "window.ephemesh !== undefined && window.ephemesh.app.room !== null"
-OPEN_JS = f"n => Object.values({STATE}.members).filter((m) => m.link === 'open').length === n"
-DONE_JS = f"id => {{ const a = {STATE}.attachments[id]; return Boolean(a && a.done && a.url); }}"
 GONE_JS = f"id => !{STATE}.messages.some((m) => m.id === id) && !{STATE}.attachments[id]"
 # [fileId, blobId] of every blob record (and of every size record) in IndexedDB, after pending writes
 STORED_JS = """async () => {
@@ -45,49 +52,6 @@ STORED_JS = """async () => {
   db.close();
   return out;
 }"""
-# Which needles (base64url bytes, or strings) occur anywhere in any IndexedDB database of the page: every
-# key and value of every store, walked through objects, arrays, typed arrays and strings.
-SCAN_JS = """async ([byteNeedles, textNeedles]) => {
-  const dec = (s) => Uint8Array.from(atob(s.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((s.length + 3) % 4)), (c) => c.charCodeAt(0));
-  const needles = byteNeedles.map(dec);
-  const enc = new TextEncoder();
-  const found = new Set();
-  let values = 0;
-  const hasBytes = (hay, n) => {
-    outer: for (let i = 0; i + n.length <= hay.length; i++) {
-      for (let j = 0; j < n.length; j++) if (hay[i + j] !== n[j]) continue outer;
-      return true;
-    }
-    return false;
-  };
-  const visit = (v, depth) => {
-    if (v === null || v === undefined || depth > 8) return;
-    if (typeof v === 'string') {
-      textNeedles.forEach((t, k) => { if (v.includes(t)) found.add('text' + k); });
-      const b = enc.encode(v);
-      needles.forEach((n, k) => { if (hasBytes(b, n)) found.add('bytes' + k); });
-    } else if (v instanceof ArrayBuffer || ArrayBuffer.isView(v)) {
-      const b = v instanceof ArrayBuffer ? new Uint8Array(v) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-      needles.forEach((n, k) => { if (hasBytes(b, n)) found.add('bytes' + k); });
-      const s = new TextDecoder('utf-8', { fatal: false }).decode(b);
-      textNeedles.forEach((t, k) => { if (s.includes(t)) found.add('text' + k); });
-    } else if (Array.isArray(v)) v.forEach((x) => visit(x, depth + 1));
-    else if (v instanceof Map) for (const [a, b] of v) { visit(a, depth + 1); visit(b, depth + 1); }
-    else if (typeof v === 'object' && !(v instanceof CryptoKey)) for (const x of Object.values(v)) visit(x, depth + 1);
-  };
-  for (const info of await indexedDB.databases()) {
-    const db = await new Promise((res, rej) => { const r = indexedDB.open(info.name); r.onsuccess = () => res(r.result); r.onerror = () => rej(r.error); });
-    for (const name of db.objectStoreNames) {
-      await new Promise((res, rej) => {
-        const r = db.transaction(name).objectStore(name).openCursor();
-        r.onsuccess = () => { const c = r.result; if (!c) return res(); values++; visit(c.key, 0); visit(c.value, 0); c.continue(); };
-        r.onerror = () => rej(r.error);
-      });
-    }
-    db.close();
-  }
-  return { found: [...found].sort(), values };
-}"""
 # the message keys the page's room store holds: [sender, seq] of each
 MSGKEYS_JS = """async () => {
   const db = await new Promise((res, rej) => { const r = indexedDB.open('ephemesh-rooms'); r.onsuccess = () => res(r.result); r.onerror = () => rej(r.error); });
@@ -95,14 +59,6 @@ MSGKEYS_JS = """async () => {
   db.close();
   return keys;
 }"""
-
-
-async def _page(browser: Browser, url: str) -> Page:
-    context = await browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
-    page = await context.new_page()
-    await page.goto(url)
-    await page.wait_for_function(READY_JS)
-    return page
 
 
 def _file_ids(stored: dict[str, list[list[str]]], file_id: str) -> tuple[int, int]:
@@ -120,7 +76,7 @@ def _scenario(tmp: Path) -> Any:
         out: dict[str, Any] = {}
         try:
             room = await py.join(invite)
-            page = await _page(browser, invite.url())
+            page = await open_page(browser, invite.url())
             await page.wait_for_function(OPEN_JS, arg=1, timeout=WAIT_MS)
             await room.wait_for(lambda: len(room.online_members()) == 1, WAIT_S)
 
@@ -170,11 +126,12 @@ def _scenario(tmp: Path) -> Any:
             await page.goto(invite.url())
             await page.wait_for_function(READY_JS, timeout=WAIT_MS)
             # the start-up erasure runs once the room is open (the room is set before it finishes)
-            await page.wait_for_function(
+            await wait_async(
+                page,
                 "async (f) => { const s = await (" + STORED_JS + ")();"
                 " return !s.blobs.some(([x]) => x === f) && !s.sizes.some(([x]) => x === f); }",
-                arg=msg3.file.file_id,
-                timeout=WAIT_MS,
+                msg3.file.file_id,
+                timeout_ms=WAIT_MS,
             )
             out["closed_after"] = _file_ids(await page.evaluate(STORED_JS), msg3.file.file_id)
 
@@ -206,22 +163,19 @@ def _scenario(tmp: Path) -> Any:
             await page.wait_for_function(DONE_JS, arg=msg5.id, timeout=WAIT_MS)
             out["left_before"] = _file_ids(await page.evaluate(STORED_JS), msg5.file.file_id)
             await page.evaluate("id => window.ephemesh.shell.leaveRoom(id)", invite.room_id)
-            await page.wait_for_function(
-                "async () => (await (" + STORED_JS + ")()).blobs.length === 0", timeout=WAIT_MS
+            await wait_async(
+                page, "async () => (await (" + STORED_JS + ")()).blobs.length === 0", timeout_ms=WAIT_MS
             )
             out["left_after"] = _file_ids(await page.evaluate(STORED_JS), msg5.file.file_id)
             return out
         finally:
-            if page is not None:
-                await page.context.close()
-            await py.close()
+            await close_all([page], py)
 
     return run
 
 
 def test_browser_attachments_at_rest_erasure_and_limits(harness: BrowserHarness, tmp_path: Path) -> None:
-    if not harness.real_signaling:
-        pytest.skip("needs the real signaling server")
+    need_signaling(harness)
     r = harness.run(_scenario(tmp_path), timeout=110)
     n_blobs = -(-300_000 // 16_384) + 2  # chunks, manifest, index
     assert r["held_before"] == (n_blobs, n_blobs)

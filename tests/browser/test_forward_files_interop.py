@@ -24,13 +24,12 @@ from peer.core.invite import Invite
 from peer.node import Peer
 
 from .harness import BrowserHarness
+from .pages import OPEN_JS, ROOM_STATE, close_all, need_signaling, open_background_room, open_page
 
 pytestmark = pytest.mark.browser
 
 WAIT_MS = 60_000
 WAIT_S = 60.0
-OPEN_JS = "n => Object.values(window.ephemesh.store.getState().members).filter((m) => m.link === 'open').length === n"
-ROOM_STATE = "window.ephemesh.shell.rooms.get(room).store.getState()"
 ROOM_FILE_DONE_JS = f"""([room, name]) => Object.values({ROOM_STATE}.attachments)
   .some((a) => a.name === name && a.done && a.url)"""
 ROOM_DIGEST_JS = f"""async ([room, name]) => {{
@@ -46,14 +45,6 @@ SEND_BLOB_JS = """async ([name, size]) => {
 }"""
 
 
-async def _page(browser: Browser, url: str) -> Page:
-    context = await browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
-    page = await context.new_page()
-    await page.goto(url)
-    await page.wait_for_function("window.ephemesh !== undefined && window.ephemesh.app.room !== null")
-    return page
-
-
 def _scenario(tmp: Path) -> Any:
     async def run(browser: Browser, base_url: str) -> dict[str, Any]:
         one, two = Invite.new(base_url, ttl_s=3600), Invite.new(base_url, ttl_s=3600)
@@ -62,18 +53,13 @@ def _scenario(tmp: Path) -> Any:
         page: Page | None = None
         try:
             room, other = await py.join(one), await py.join(two)
-            page = await _page(browser, one.url())
+            page = await open_page(browser, one.url())
             page_id = await page.evaluate("window.ephemesh.identity.peerId")
             await page.wait_for_function(OPEN_JS, arg=1, timeout=WAIT_MS)
             await page.wait_for_function(
                 f"() => window.ephemesh.store.getState().names['{py.peer_id}'] === 'Pyro'", timeout=WAIT_MS
             )
-            await page.evaluate(f"window.ephemesh.shell.openInvite({two.url()!r}, true)")
-            await page.wait_for_function(
-                f"() => [...window.ephemesh.shell.rooms.values()].some((c) => c.app.roomId === '{two.room_id}'"
-                " && Object.values(c.store.getState().members).some((m) => m.link === 'open'))",
-                timeout=WAIT_MS,
-            )
+            await open_background_room(page, two, WAIT_MS)
             await other.wait_for(lambda: page_id in other.online_members(), WAIT_S)
             await page.evaluate(f"window.ephemesh.shell.show({one.room_id!r})")
 
@@ -149,16 +135,13 @@ def _scenario(tmp: Path) -> Any:
             out["other_count"] = len(other.messages())
             return out
         finally:
-            if page is not None:
-                await page.context.close()
-            await py.close()
+            await close_all([page], py)
 
     return run
 
 
 def test_forward_attachments_between_browser_and_python(harness: BrowserHarness, tmp_path: Path) -> None:
-    if not harness.real_signaling:
-        pytest.skip("needs the real signaling server")
+    need_signaling(harness)
     r = harness.run(_scenario(tmp_path), timeout=200)
     assert r["browser_fwd"] == {
         "from": "Pyro",

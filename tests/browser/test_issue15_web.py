@@ -16,22 +16,12 @@ from peer.core.invite import Invite
 from peer.node import Peer
 
 from .harness import BrowserHarness
+from .pages import NOTIFY_SPY, OPEN_JS, STATE, close_all, need_signaling, open_background_room, open_page
 
 pytestmark = pytest.mark.browser
 
 WAIT_MS = 30_000
 WAIT_S = 30.0
-STATE = "window.ephemesh.store.getState()"
-OPEN_JS = f"n => Object.values({STATE}.members).filter((m) => m.link === 'open').length === n"
-
-# Record every Notification the page creates (the real constructor still runs: permission is granted).
-NOTIFY_SPY = """
-window.__notes = [];
-const Real = window.Notification;
-window.Notification = class extends Real {
-  constructor(title, options) { super(title, options); window.__notes.push(options && options.body); }
-};
-"""
 HIDE_JS = """() => {
   Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
   Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
@@ -40,17 +30,14 @@ HIDE_JS = """() => {
 
 
 async def _page(browser: Browser, url: str) -> Page:
-    context = await browser.new_context(
-        viewport={"width": 1280, "height": 800},
-        bypass_csp=True,  # Playwright's string predicates need eval, which the app's CSP forbids
+    return await open_page(
+        browser,
+        url,
+        height=800,
         permissions=["notifications", "geolocation"],
         geolocation={"latitude": 48.85837, "longitude": 2.294481, "accuracy": 18},
+        init_script=NOTIFY_SPY,
     )
-    await context.add_init_script(NOTIFY_SPY)
-    page = await context.new_page()
-    await page.goto(url)
-    await page.wait_for_function("window.ephemesh !== undefined && window.ephemesh.app.room !== null")
-    return page
 
 
 def _scenario(tmp: Path) -> Any:
@@ -123,12 +110,7 @@ def _scenario(tmp: Path) -> Any:
             )
 
             # Forward: the page joins room two too, forwards Pyro's message there through the dialog.
-            await page.evaluate(f"window.ephemesh.shell.openInvite({two.url()!r}, true)")
-            await page.wait_for_function(
-                f"() => [...window.ephemesh.shell.rooms.values()].some((c) => c.app.roomId === '{two.room_id}'"
-                " && Object.values(c.store.getState().members).some((m) => m.link === 'open'))",
-                timeout=WAIT_MS,
-            )
+            await open_background_room(page, two, WAIT_MS)
             corner = page.locator("#messages li.msg", has_text="falafel on the corner")
             await corner.get_by_role("button", name="Forward").click()
             await page.locator(f'#forward-list button[data-forward-room="{two.room_id}"]').click()
@@ -174,16 +156,13 @@ def _scenario(tmp: Path) -> Any:
             out["quinn_state_opted_out"] = await member.locator(".member-state").text_content()
             return out
         finally:
-            if page is not None:
-                await page.context.close()
-            await py.close()
+            await close_all([page], py)
 
     return run
 
 
 def test_issue15_in_the_browser(harness: BrowserHarness, tmp_path: Path) -> None:
-    if not harness.real_signaling:
-        pytest.skip("signaling.app is not available")
+    need_signaling(harness)
     r = harness.run(_scenario(tmp_path), timeout=150)
     assert r["box_len"] == 20_000  # no maxlength cut in the composer
     assert r["long_ok"]

@@ -15,20 +15,12 @@ from peer.core.invite import Invite
 from peer.node import Peer
 
 from .harness import BrowserHarness
+from .pages import NOTIFY_SPY, OPEN_JS, STATE, close_all, need_signaling, open_page
 
 pytestmark = pytest.mark.browser
 
 WAIT_MS = 30_000
 WAIT_S = 30.0
-STATE = "window.ephemesh.store.getState()"
-OPEN_JS = f"n => Object.values({STATE}.members).filter((m) => m.link === 'open').length === n"
-NOTIFY_SPY = """
-window.__notes = [];
-const Real = window.Notification;
-window.Notification = class extends Real {
-  constructor(title, options) { super(title, options); window.__notes.push(options && options.body); }
-};
-"""
 # what the list shows and what the textarea says about it
 ARIA_JS = """() => {
   const box = document.getElementById('composer-input'), list = document.getElementById('mention-list');
@@ -42,15 +34,9 @@ ARIA_JS = """() => {
 
 
 async def _page(browser: Browser, url: str, name: str) -> Page:
-    context = await browser.new_context(
-        viewport={"width": 1280, "height": 800}, bypass_csp=True, permissions=["notifications"]
+    return await open_page(
+        browser, url, height=800, permissions=["notifications"], init_script=NOTIFY_SPY, name=name
     )
-    await context.add_init_script(NOTIFY_SPY)
-    page = await context.new_page()
-    await page.goto(url)
-    await page.wait_for_function("window.ephemesh !== undefined && window.ephemesh.app.room !== null")
-    await page.evaluate("name => window.ephemesh.app.setDisplayName(name)", name)
-    return page
 
 
 def _scenario(tmp: Path) -> Any:
@@ -115,16 +101,13 @@ def _scenario(tmp: Path) -> Any:
             out["focus_kept"] = await ada.evaluate("document.activeElement.id")
             return out
         finally:
-            for page in pages:
-                await page.context.close()
-            await py.close()
+            await close_all(pages, py)
 
     return run
 
 
 def test_mention_autocomplete_in_the_composer(harness: BrowserHarness, tmp_path: Path) -> None:
-    if not harness.real_signaling:
-        pytest.skip("signaling.app is not available")
+    need_signaling(harness)
     r = harness.run(_scenario(tmp_path), timeout=110)
     o = r["open"]
     assert not o["hidden"]

@@ -19,6 +19,7 @@ from peer.core.invite import Invite
 from peer.node import Peer, RoomHandle
 
 from .harness import ARTIFACTS, BrowserHarness
+from .pages import wait_async
 
 pytestmark = pytest.mark.browser
 
@@ -108,12 +109,13 @@ def _scenario(tmp: Path) -> Any:
             await _wait_text_everywhere(pages, rooms, "vanishing in 5 s", present=False)
             await pages[0].locator("#messages li", has_text="vanishing").wait_for(state="detached")
             await pages[1].locator("#messages li", has_text="vanishing").wait_for(state="detached")
-            await pages[0].wait_for_function(
+            await wait_async(  # (an async predicate: wait_for_function would not wait for it)
+                pages[0],
                 """async (a) => { const { loadSnapshot } = await import('/js/store/room.js');
                   const s = await loadSnapshot(a[0], Date.now());
                   return !s.messageKeys.has(a[1] + ':' + a[2]); }""",
-                arg=[room_id, short.sender, short.seq],
-                timeout=WAIT_MS,
+                [room_id, short.sender, short.seq],
+                timeout_ms=WAIT_MS,
             )
             stored_after = await pages[0].evaluate(STORED_JS, [room_id, short.sender, short.seq])
 

@@ -120,3 +120,24 @@ def snapshot_of(batches: list[PersistBatch]) -> Snapshot:
     snap.envelopes = list(envs.values())
     snap.tombstones = [(s, q, u) for (s, q), u in erased.items()]
     return snap
+
+
+def ready_pair(net: Net, first: Identity | None = None) -> tuple[Room, Room]:
+    """Two rooms, ``first``'s (else a fresh identity's) and a fresh one's, linked and past the handshake."""
+    a, b = net.add(first or Identity.generate()), net.add(Identity.generate())
+    net.link(a, b)
+    net.pump()
+    net.tick(1000)
+    return a, b
+
+
+def self_adds(net: Net, n: int) -> list[bytes]:
+    """The self-ADD envelopes (lamport 1) of ``n`` fresh identities holding the invite (never linked to
+    anyone): fake members, made in a separate net on the same clock."""
+    other = Net(net.invite, net.clock)
+    out = []
+    for _ in range(n):
+        room = other.add(Identity.generate())
+        (entry,) = [e for e in room.sync.log.ordered() if e.sender == room.peer_id]
+        out.append(entry.data)
+    return out

@@ -14,7 +14,7 @@ from peer.core.membership import MAX_REQUESTS
 from peer.core.room import Room
 from peer.core.room.admission import WINDOW_MS
 from peer.testing import FakeClock
-from tests.peer.room_net import Net
+from tests.peer.room_net import Net, ready_pair, self_adds
 
 OWNER = Identity.generate()
 
@@ -22,25 +22,6 @@ OWNER = Identity.generate()
 @pytest.fixture
 def net() -> Net:
     return Net(Invite.new("http://127.0.0.1:1", owner=OWNER.peer_id), FakeClock())
-
-
-def _ready_pair(net: Net) -> tuple[Room, Room]:
-    a, b = net.add(OWNER), net.add(Identity.generate())
-    net.link(a, b)
-    net.pump()
-    net.tick(1000)
-    return a, b
-
-
-def _self_adds(net: Net, n: int) -> list[bytes]:
-    """The self-ADD envelopes (lamport 1) of ``n`` fresh identities holding the invite."""
-    other = Net(net.invite, net.clock)
-    out = []
-    for _ in range(n):
-        room = other.add(Identity.generate())
-        (entry,) = [e for e in room.sync.log.ordered() if e.sender == room.peer_id]
-        out.append(entry.data)
-    return out
 
 
 def _sender_keys_by(room: Room) -> int:
@@ -52,7 +33,7 @@ def _sender_keys_by(room: Room) -> int:
 def flood(net: Net, a: Room, b: Room, n: int) -> int:
     """``n`` fake self-ADDs relayed by b to a, across admission windows; returns how many a admitted."""
     before = len(a.members())
-    adds = _self_adds(net, n)
+    adds = self_adds(net, n)
     for i in range(0, n, 100):
         for frame in wire.encode_envelopes(adds[i : i + 100]):
             a.receive(b.peer_id, frame, net.clock.now)
@@ -61,7 +42,7 @@ def flood(net: Net, a: Room, b: Room, n: int) -> int:
 
 
 def test_a_300_fake_flood_after_the_close_admits_no_one_and_gets_no_sender_key(net: Net) -> None:
-    a, b = _ready_pair(net)
+    a, b = ready_pair(net, OWNER)
     a.send_text("history", net.now(a), ttl_s=3600)
     net.pump()
     a.close_admission(net.now(a))
@@ -80,12 +61,12 @@ def test_a_300_fake_flood_after_the_close_admits_no_one_and_gets_no_sender_key(n
 
 
 def test_the_same_flood_in_an_open_room_admits_every_fake(net: Net) -> None:
-    a, b = _ready_pair(net)
+    a, b = ready_pair(net, OWNER)
     assert flood(net, a, b, 300) == 300
 
 
 def test_an_admin_admits_a_join_request_and_it_reads_history(net: Net) -> None:
-    a, b = _ready_pair(net)
+    a, b = ready_pair(net, OWNER)
     msg = a.send_text("history", net.now(a), ttl_s=3600)
     net.pump()
     a.close_admission(net.now(a))
@@ -125,7 +106,7 @@ def test_a_legacy_room_cannot_be_closed() -> None:
 
 
 def test_a_member_cannot_close_or_open(net: Net) -> None:
-    a, b = _ready_pair(net)
+    a, b = ready_pair(net, OWNER)
     with pytest.raises(PermissionError, match="only an admin"):
         b.close_admission(net.now(b))
     a.close_admission(net.now(a))
@@ -138,7 +119,7 @@ def test_a_close_listing_1024_ids_travels_in_one_envelope(net: Net) -> None:
     """The largest ADMISSION op (16,525 bytes) goes through the log and sync like any op."""
     from peer.core.membership import MAX_CLOSE_IDS, make_admission
 
-    a, b = _ready_pair(net)
+    a, b = ready_pair(net, OWNER)
     ids = {a.peer_id, b.peer_id} | {f"{i:032x}" for i in range(MAX_CLOSE_IDS - 2)}
     op = make_admission(a.identity, net.invite.member_key, a.room_id, a.sync.tick(), sorted(ids))
     assert len(op.encode()) == 42 + 3 + MAX_CLOSE_IDS * 16 + 96

@@ -5,42 +5,16 @@ The forensic test scans every byte of every file under each member's home direct
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from peer.core.invite import Invite
-from peer.node import Peer, RoomHandle
+from peer.node import Peer
+from tests.peer.homes import all_online, peers, scan
 
 WAIT = 30.0
 TTL_S = 6  # short, with margin for a loaded 2-core machine to deliver before expiry
-
-
-@contextlib.asynccontextmanager
-async def peers(tmp_path: Path, names: list[str]) -> AsyncIterator[list[Peer]]:
-    ps = [Peer(home=tmp_path / n) for n in names]
-    try:
-        yield ps
-    finally:
-        for p in ps:
-            await p.close()
-
-
-def scan(home: Path, needles: list[bytes]) -> list[tuple[str, int]]:
-    """(file, needle index) for every needle found in any file under ``home``."""
-    hits: list[tuple[str, int]] = []
-    for path in sorted(home.rglob("*")):
-        if path.is_file():
-            data = path.read_bytes()
-            hits += [(path.name, i) for i, n in enumerate(needles) if n in data]
-    return hits
-
-
-async def all_online(rooms: list[RoomHandle]) -> None:
-    for r in rooms:
-        await r.wait_for(lambda r=r: len(r.online_members()) == len(rooms) - 1, WAIT)
 
 
 @pytest.mark.timeout(120)
@@ -51,7 +25,7 @@ async def test_forensic_nothing_readable_on_disk_after_expiry_or_unsend(
     names = ["alice", "bob", "carol"]
     async with peers(tmp_path, names) as ps:
         rooms = [await p.join(invite) for p in ps]
-        await all_online(rooms)
+        await all_online(rooms, WAIT)
         secrets = [f"ZEBRA-QUOKKA-{i}-distinctive plaintext" for i in range(4)]
         sent = [await rooms[i % 3].send(s, ttl=TTL_S) for i, s in enumerate(secrets[:3])]
         regret = await rooms[0].send(secrets[3], ttl=3600)
@@ -93,7 +67,7 @@ async def test_member_offline_at_expiry_purges_at_startup_and_never_shows_it(
         carol = Peer(home=tmp_path / "carol")
         try:
             croom = await carol.join(invite)
-            await all_online([aroom, broom, croom])
+            await all_online([aroom, broom, croom], WAIT)
             msg = await aroom.send("OFFLINE-AT-EXPIRY marker", ttl=TTL_S)
             await croom.wait_for(lambda: len(croom.messages()) == 1, WAIT)
             key = croom.core.keys.message_keys[(msg.sender, msg.seq)]

@@ -22,31 +22,12 @@ from peer.core.room.distribution import PER_WINDOW as SERVE_PER_WINDOW
 from peer.core.room.distribution import WINDOW_MS as SERVE_WINDOW_MS
 from peer.core.room.distribution import Distribution
 from peer.testing import FakeClock
-from tests.peer.room_net import Net, snapshot_of
+from tests.peer.room_net import Net, ready_pair, self_adds, snapshot_of
 
 
 @pytest.fixture
 def net() -> Net:
     return Net(Invite.new("http://127.0.0.1:1"), FakeClock())
-
-
-def _ready_pair(net: Net) -> tuple[Room, Room]:
-    a, b = net.add(Identity.generate()), net.add(Identity.generate())
-    net.link(a, b)
-    net.pump()
-    net.tick(1000)
-    return a, b
-
-
-def _self_adds(net: Net, n: int) -> list[bytes]:
-    """The self-ADD envelopes of ``n`` fresh identities holding the invite (never linked to anyone)."""
-    other = Net(net.invite, net.clock)
-    out = []
-    for _ in range(n):
-        room = other.add(Identity.generate())
-        (entry,) = [e for e in room.sync.log.ordered() if e.sender == room.peer_id]
-        out.append(entry.data)
-    return out
 
 
 def _counting(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
@@ -63,9 +44,9 @@ def _counting(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
 
 
 def test_fake_member_adds_cost_one_signature_check_each(net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
-    a, b = _ready_pair(net)
+    a, b = ready_pair(net)
     a.admission = AddBudget(per_window=1000)  # this test counts crypto; the budget is tested below
-    adds = _self_adds(net, 300)
+    adds = self_adds(net, 300)
     calls = _counting(monkeypatch)
     for i in range(0, 300, 100):
         for frame in wire.encode_envelopes(adds[i : i + 100]):
@@ -76,8 +57,8 @@ def test_fake_member_adds_cost_one_signature_check_each(net: Net, monkeypatch: p
 
 def test_one_op_at_a_time_out_of_order_stays_linear(net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
     """Ops arriving one per frame in an order that sorts each before the last (forcing replays)."""
-    a, b = _ready_pair(net)
-    adds = _self_adds(net, 60)  # within one window's budget
+    a, b = ready_pair(net)
+    adds = self_adds(net, 60)  # within one window's budget
     calls = _counting(monkeypatch)
     for data in reversed(adds):
         a.receive(b.peer_id, wire.encode_envelopes([data])[0], net.clock.now)
@@ -88,8 +69,8 @@ def test_one_op_at_a_time_out_of_order_stays_linear(net: Net, monkeypatch: pytes
 def test_a_replay_parses_each_op_bundle_once(net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
     """An op's bundle (a certificate check) is parsed once per op object, not on every replay (was ~5,000
     parses for 60 out-of-order ops, 25 s of CPU for 300 fakes; now 1.5 s: scripts/measure_fake_members.py)."""
-    a, b = _ready_pair(net)
-    adds = _self_adds(net, 60)
+    a, b = ready_pair(net)
+    adds = self_adds(net, 60)
     parses = 0
     inner = PublicBundle.from_bytes.__func__  # type: ignore[attr-defined]
 
@@ -111,13 +92,13 @@ def test_one_neighbour_brings_at_most_its_budget_of_new_members_per_window(
     """300 fresh self-ADDs from one neighbour in one window: 256 get in, 44 are refused before any crypto
     (counted ``add-budget`` errors, the link stays up); they get in through another neighbour at once and
     through the same one in its next window."""
-    a, b = _ready_pair(net)
+    a, b = ready_pair(net)
     c = net.add(Identity.generate())
     net.link(a, c)
     net.pump()
     net.tick(1000)
     assert len(a.members()) == 3
-    adds = _self_adds(net, 300)
+    adds = self_adds(net, 300)
     calls = _counting(monkeypatch)
     now = net.clock.now + WINDOW_MS  # a fresh window (C's own ADD may have been charged to B)
     events = []
@@ -142,9 +123,9 @@ def test_one_neighbour_brings_at_most_its_budget_of_new_members_per_window(
 
 def test_known_members_and_our_own_publishing_are_not_charged(net: Net) -> None:
     """Only new identities from a neighbour count: a re-sent ADD of a known member and our own ops are free."""
-    a, b = _ready_pair(net)
+    a, b = ready_pair(net)
     a.admission = AddBudget(per_window=1)
-    adds = _self_adds(net, 3)
+    adds = self_adds(net, 3)
     now = net.clock.now
     a.receive(b.peer_id, wire.encode_envelopes(adds[:1])[0], now)
     assert len(a.members()) == 3
@@ -166,12 +147,12 @@ def test_fake_members_get_sealed_sender_keys_only_at_the_paced_rate(net: Net) ->
     once (200 fakes: 200 envelopes from A, replicated to everyone). Now a member we have not linked with is
     served paced, ``distribution.PER_WINDOW`` per window, members that showed life (an envelope other than
     an ADD) before silent ones; a linked member at once."""
-    a, b = _ready_pair(net)
+    a, b = ready_pair(net)
     msg = a.send_text("history", net.now(a), ttl_s=3600)
     net.pump()
     assert _sender_keys_by(a) == 1  # to b
     now = net.clock.now
-    for frame in wire.encode_envelopes(_self_adds(net, 200)):
+    for frame in wire.encode_envelopes(self_adds(net, 200)):
         a.receive(b.peer_id, frame, now)
     assert len(a.members()) == 202
     assert _sender_keys_by(a) == 1 + SERVE_PER_WINDOW  # was 1 + 200
@@ -209,11 +190,11 @@ def test_fake_members_get_sealed_sender_keys_only_at_the_paced_rate(net: Net) ->
 
 def test_members_still_owed_chains_are_queued_again_after_a_restart(net: Net) -> None:
     """The queue is not persisted: a restart queues again exactly the members still missing a live chain."""
-    a, b = _ready_pair(net)
+    a, b = ready_pair(net)
     a.distribution = Distribution(per_window=1)
     a.send_text("history", net.now(a), ttl_s=3600)
     net.pump()
-    for frame in wire.encode_envelopes(_self_adds(net, 3)):
+    for frame in wire.encode_envelopes(self_adds(net, 3)):
         a.receive(b.peer_id, frame, net.clock.now)
     assert len(a.distribution) == 2  # one served in this window
     waiting = [p for p in a.members() if a.distribution.waiting(p)]

@@ -7,9 +7,7 @@ The 50 MB transfer (sender offline half way, another holder completes) runs once
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,23 +16,9 @@ from peer.attachments import AttachmentComplete, AttachmentError, AttachmentProg
 from peer.core.files import CHUNK_SIZE, FileLimitError, FileLimits
 from peer.core.invite import Invite
 from peer.node import MessageReceived, Peer, RoomHandle
+from tests.peer.homes import all_online, peers, scan
 
 WAIT = 60.0
-
-
-@contextlib.asynccontextmanager
-async def peers(tmp_path: Path, names: list[str], **kw: object) -> AsyncIterator[list[Peer]]:
-    ps = [Peer(home=tmp_path / n, **kw) for n in names]  # type: ignore[arg-type]
-    try:
-        yield ps
-    finally:
-        for p in ps:
-            await p.close()
-
-
-async def all_online(rooms: list[RoomHandle]) -> None:
-    for r in rooms:
-        await r.wait_for(lambda r=r: len(r.online_members()) == len(rooms) - 1, WAIT)
 
 
 def make_file(path: Path, size: int, seed: bytes = b"seed") -> bytes:
@@ -58,7 +42,7 @@ async def test_send_and_save_a_file(signaling_url: str, tmp_path: Path) -> None:
     invite = Invite.new(signaling_url).url()
     async with peers(tmp_path, ["alice", "bob"]) as (alice, bob):
         aroom, broom = await alice.join(invite), await bob.join(invite)
-        await all_online([aroom, broom])
+        await all_online([aroom, broom], WAIT)
         src = tmp_path / "report.pdf"
         data = make_file(src, 5 * CHUNK_SIZE + 123)
         kinds: list[type] = []
@@ -116,7 +100,7 @@ async def test_unsend_erases_the_file_everywhere(signaling_url: str, tmp_path: P
     invite = Invite.new(signaling_url).url()
     async with peers(tmp_path, ["alice", "bob"]) as (alice, bob):
         aroom, broom = await alice.join(invite), await bob.join(invite)
-        await all_online([aroom, broom])
+        await all_online([aroom, broom], WAIT)
         src = tmp_path / "x.bin"
         make_file(src, 3 * CHUNK_SIZE)
         msg = await aroom.send_file(src, ttl=3600)
@@ -144,7 +128,7 @@ async def test_resume_after_a_restart_fetches_only_what_is_missing(
         bob = Peer(home=tmp_path / "bob")
         try:
             broom = await bob.join(invite)
-            await all_online([aroom, broom])
+            await all_online([aroom, broom], WAIT)
             msg = await aroom.send_file(src, ttl=3600)
             await wait_file_message(broom, msg.id)
             att = broom.attachment(msg.id)
@@ -193,7 +177,7 @@ async def test_50mb_sender_leaves_half_way_and_another_holder_completes(
         alice = Peer(home=tmp_path / "alice")
         try:
             aroom = await alice.join(invite)
-            await all_online([aroom, broom, croom])
+            await all_online([aroom, broom, croom], WAIT)
             msg = await aroom.send_file(src, ttl=3600)
             await wait_file_message(broom, msg.id)
             await broom.attachment(msg.id).fetch(timeout=WAIT * 2)
@@ -225,7 +209,7 @@ async def test_forensic_no_plaintext_chunk_and_no_file_key_after_expiry(
     names = ["alice", "bob", "carol"]
     async with peers(tmp_path, names) as ps:
         rooms = [await p.join(invite) for p in ps]
-        await all_online(rooms)
+        await all_online(rooms, WAIT)
         src = tmp_path / "ZEBRA-secret-plans.bin"
         data = make_file(src, 6 * CHUNK_SIZE + 99, seed=b"forensic")
         msg = await rooms[0].send_file(src, ttl=6)
@@ -255,15 +239,6 @@ async def test_forensic_no_plaintext_chunk_and_no_file_key_after_expiry(
         assert not list((tmp_path / n).rglob("*-wal")), n
 
 
-def scan(home: Path, needles: list[bytes]) -> list[tuple[str, int]]:
-    hits: list[tuple[str, int]] = []
-    for path in sorted(home.rglob("*")):
-        if path.is_file():
-            blob = path.read_bytes()
-            hits += [(path.name, i) for i, n in enumerate(needles) if n in blob]
-    return hits
-
-
 @pytest.mark.timeout(90)
 async def test_hostile_member_floods_are_bounded_on_real_links(signaling_url: str, tmp_path: Path) -> None:
     """Over a real files channel: unasked BLOBs are dropped and counted, never stored; a WANT flood gets
@@ -276,7 +251,7 @@ async def test_hostile_member_floods_are_bounded_on_real_links(signaling_url: st
     limits = FileLimits(serve_window=4, error_budget=1000)
     async with peers(tmp_path, ["alice", "bob"], file_limits=limits) as (alice, bob):
         aroom, broom = await alice.join(invite), await bob.join(invite)
-        await all_online([aroom, broom])
+        await all_online([aroom, broom], WAIT)
         src = tmp_path / "quarterly-report.bin"
         make_file(src, 2 * CHUNK_SIZE)
         msg = await aroom.send_file(src, ttl=3600)

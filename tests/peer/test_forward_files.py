@@ -14,7 +14,8 @@ from peer.core.files import CHUNK_SIZE, open_manifest, parse_index
 from peer.core.invite import Invite
 from peer.forwarding import ForwardError
 from peer.node import Peer, RoomHandle
-from tests.peer.test_files_e2e import WAIT, all_online, make_file, peers, scan, wait_file_message
+from tests.peer.homes import all_online, peers, scan
+from tests.peer.test_files_e2e import WAIT, make_file, wait_file_message
 
 
 def chunk_ids(p: Peer, room: RoomHandle, msg_id: str) -> set[bytes]:
@@ -35,8 +36,8 @@ async def two_rooms(
     a1, b1 = await alice.join(one), await bob.join(one)
     b2, c2 = await bob.join(two), await carol.join(two)
     await a1.set_name("Alice")
-    await all_online([a1, b1])
-    await all_online([b2, c2])
+    await all_online([a1, b1], WAIT)
+    await all_online([b2, c2], WAIT)
     await b1.wait_for(lambda: b1.display_name(alice.peer_id) == "Alice", WAIT)
     return a1, b1, b2, c2
 

@@ -20,7 +20,8 @@ from peer.core.crypto import b64u_encode
 from peer.core.files import CHUNK_SIZE, File, FileLimits
 from peer.core.invite import Invite
 from peer.node import Peer, RoomHandle
-from tests.peer.test_files_e2e import WAIT, all_online, make_file, scan
+from tests.peer.homes import all_online, scan
+from tests.peer.test_files_e2e import WAIT, make_file
 
 
 def memory_hits(peer: Peer, room: RoomHandle, raw: list[bytes], text: list[str]) -> list[str]:
@@ -64,7 +65,7 @@ async def test_a_member_offline_while_the_sender_left_gets_the_file_from_the_kee
     try:
         kroom = await keeper.join(invite, keeper=True)
         aroom, broom = await alice.join(invite), await bob.join(invite)
-        await all_online([kroom, aroom, broom])
+        await all_online([kroom, aroom, broom], WAIT)
         await aroom.wait_for(lambda: bob.peer_id in aroom.members(), WAIT)
         await bob.close()  # bob goes offline before the file is sent
         await aroom.wait_for(lambda: aroom.online_members() == [keeper.peer_id], WAIT)
@@ -120,7 +121,7 @@ async def test_a_keeper_keeps_within_its_quota_and_erases_an_unsent_file(
     async with Peer(home=tmp_path / "k", file_limits=limits) as keeper, Peer(home=tmp_path / "a") as alice:
         kroom = await keeper.join(invite, keeper=True)
         aroom = await alice.join(invite)
-        await all_online([kroom, aroom])
+        await all_online([kroom, aroom], WAIT)
         big = tmp_path / "big.bin"
         make_file(big, 150_000)
         large = await aroom.send_file(big, ttl=3600)
@@ -148,7 +149,7 @@ async def test_a_keeper_with_quota_zero_holds_nothing(signaling_url: str, tmp_pa
     ):
         kroom = await keeper.join(invite, keeper=True)
         aroom = await alice.join(invite)
-        await all_online([kroom, aroom])
+        await all_online([kroom, aroom], WAIT)
         assert aroom.core.keeping.keepers == set()  # it never said KEEPER
         f = tmp_path / "f.bin"
         make_file(f, 2 * CHUNK_SIZE)
@@ -171,7 +172,7 @@ async def test_a_keeper_given_forged_ids_or_tampered_blobs_makes_no_member_accep
     try:
         kroom = await keeper.join(invite, keeper=True)
         aroom, broom = await alice.join(invite), await bob.join(invite)
-        await all_online([kroom, aroom, broom])
+        await all_online([kroom, aroom, broom], WAIT)
         await aroom.wait_for(lambda: bob.peer_id in aroom.members(), WAIT)
         await kroom.wait_for(lambda: bob.peer_id in kroom.members(), WAIT)
         await bob.close()  # bob goes offline before the file is sent

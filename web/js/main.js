@@ -9,7 +9,8 @@
 // - The owner shows many rooms in one page, all over ONE signaling connection (net/hub.js): a room list
 //   (switch, leave, "+" to create or join one) with unread counts and each room's last message. Each room
 //   has its own App and store; the view renders the room shown. The list is kept in localStorage
-//   (`ephemesh.rooms`: invite fragments, which never leave the browser).
+//   (`ephemesh.rooms`: invite fragments, which never leave the browser). Leaving a room in this browser
+//   (✕) drops it from the list and erases every record the page stored of it (ui/leave.js).
 // - Unread: messages of others that arrived while their room was not shown (or the page was hidden); a
 //   room's stored history is not unread when the page (re)opens it.
 import { createStore, initialState } from './ui/state.js';
@@ -24,7 +25,7 @@ import { ed25519Sign } from './core/crypto.js';
 import { deriveRoomKeys, parseFragment } from './core/invite.js';
 import * as features from './ui/features.js';
 import { roomCandidates, wireMentionAutocomplete } from './ui/autocomplete.js';
-import { eraseRoomBlobs } from './store/blobs.js';
+import { forgetRoom } from './ui/leave.js';
 
 const LOCK = 'ephemesh-identity';
 const ROOMS_KEY = 'ephemesh.rooms';
@@ -180,14 +181,16 @@ async function openInvite(/** @type {string} */ fragOrUrl, background = false) {
   saveRooms();
 }
 
-/** Stop following a room in this browser. @param {string} roomId */
+/**
+ * Stop following a room in this browser: it leaves the room list and every record of it is erased
+ * (ui/leave.js). Resolves when the erasure is done. @param {string} roomId @returns {Promise<void>}
+ */
 function leaveRoom(roomId) {
   const ctx = rooms.get(roomId);
-  if (!ctx) return;
+  if (!ctx) return Promise.resolve();
   rooms.delete(roomId);
-  closeApp(ctx.app);
-  forgetAttachments(ctx.app, roomId);
   saveRooms();
+  const erased = forgetRoom(ctx.app, roomId);
   if (current === ctx) {
     const next = rooms.values().next().value;
     if (next) show(next);
@@ -196,11 +199,7 @@ function leaveRoom(roomId) {
       show(/** @type {RoomCtx} */ (lobby));
     }
   } else renderRooms();
-}
-
-/** A room left in this browser keeps no attachment blobs (nothing would erase them at expiry). @param {App} a @param {string} roomId */
-function forgetAttachments(a, roomId) {
-  void a.files.writing.catch(() => undefined).then(() => eraseRoomBlobs(roomId)).catch(() => undefined); // after writes in flight
+  return erased;
 }
 
 function renderRooms() {
@@ -399,7 +398,7 @@ $('join-form').addEventListener('submit', (e) => {
 $('room-list').addEventListener('click', (e) => {
   const target = /** @type {HTMLElement} */ (e.target);
   const leave = /** @type {HTMLElement|null} */ (target.closest('[data-leave]'));
-  if (leave?.dataset.leave) { leaveRoom(leave.dataset.leave); return; }
+  if (leave?.dataset.leave) { void leaveRoom(leave.dataset.leave).catch((err) => console.warn('leave: erase failed:', err)); return; }
   const open = /** @type {HTMLElement|null} */ (target.closest('.room-open'));
   const ctx = open?.dataset.room ? rooms.get(open.dataset.room) : undefined;
   if (ctx) show(ctx);

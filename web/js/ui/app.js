@@ -19,6 +19,8 @@
 //   identity connected elsewhere ('replaced'): say so, and wait 30 s before trying again (no fight).
 // - A room that is not the one shown (`active` false) never sends seen receipts.
 // - Notifications are shown only when the tab is hidden, and never contain message text.
+// - A room left in this browser before (ui/leave.js) and opened again with nothing stored starts from its
+//   floor (store/floor.js): seq and Lamport clock above every entry this identity published there.
 // - Display name: per room (localStorage `ephemesh.name.<roomId>`, else the welcome name); published as a
 //   signed profile when it differs from the one the room holds for us.
 // - Typing: input renews our indicator (the core rate-limits to one frame per 3 s); 4 s without input,
@@ -35,6 +37,7 @@ import { SignalingClient } from '../net/signaling.js';
 import { MultiRoomSignaling, wsUrlOf } from '../net/bootstraps.js';
 import { PermissionError, Room } from '../core/room.js';
 import { applyBatch as storeBatch, loadSnapshot as storeSnapshot } from '../store/room.js';
+import { readFloor, withFloor } from '../store/floor.js';
 import { Mesh } from '../net/mesh.js';
 import * as features from './features.js';
 import { createSealedCodec } from '../net/sealed-codec.js';
@@ -67,6 +70,8 @@ export class App {
     /** @type {string|null} the invite fragment of the room */
     this.fragment = null;
     this.closed = false;
+    /** left in this browser (ui/leave.js): nothing of the room is persisted any more */
+    this.forgotten = false;
     this.identity = opts.identity;
     this.wsUrl = opts.wsUrl;
     this.now = opts.now ?? Date.now;
@@ -138,7 +143,9 @@ export class App {
     const inviteUrl = `${location.origin}${location.pathname}#${frag}`;
     this.store.dispatch({ type: 'enter-room', roomId: keys.roomId, inviteUrl, ttlS: invite.ttlS ?? undefined });
     const now = this.now();
-    const snapshot = await this.roomStore.loadSnapshot(keys.roomId, now);
+    const stored = await this.roomStore.loadSnapshot(keys.roomId, now);
+    const snapshot = stored ?? withFloor(null, await readFloor(keys.roomId)); // left in this browser before: from its floor
+    if (this.closed) return false; // left (or taken over) while it opened
     this.room = await Room.create(this.identity, { roomId: keys.roomId, memberKey: keys.memberKey, ttlS: invite.ttlS, owner: invite.owner }, now, { snapshot });
     this.room.setBlobIds((m) => this.files.blobIdsOf(m)); // keepers hold our files by blob id, never the key
     await this.room.enableReach([['server', location.origin]], now).catch(() => undefined); // an origin the codec cannot carry: not announced
@@ -316,7 +323,7 @@ export class App {
   pump(events) {
     const run = async () => {
       const room = this.room;
-      if (!room) return;
+      if (!room || this.forgotten) return; // a left room: a receive or timer under way writes nothing back
       const batch = room.takePersist();
       const frames = room.dataToSend();
       await this.roomStore.applyBatch(room.roomId, batch);
@@ -334,6 +341,7 @@ export class App {
   armTimer() {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
+    if (this.closed) return; // a pump that finishes after closeApp re-arms nothing
     const when = this.room?.nextTimer();
     if (when === null || when === undefined) return;
     this.timer = setTimeout(() => {
@@ -457,7 +465,7 @@ export class App {
   async setDisplayName(name) {
     const room = this.room;
     const clean = cleanName(name);
-    if (!room || !clean) return false;
+    if (!room || !clean || this.closed) return false;
     localStorage.setItem(`ephemesh.name.${room.roomId}`, clean);
     this.store.dispatch({ type: 'set-name', name: clean });
     if (clean !== room.displayName(this.identity.peerId)) await this.pump(await room.setProfile(clean, this.now()));
