@@ -120,6 +120,14 @@ def install() -> None:
 
     RTCSctpTransport._send_chunk = _send_chunk  # type: ignore[method-assign]
 
+    plain_sack = sctp_tuning._send_plain_sack  # a SACK with no gap or duplicate skips _send_chunk
+
+    async def _send_plain_sack(sctp: Any) -> None:
+        _counts["sack_sent"] = _counts.get("sack_sent", 0) + 1
+        await plain_sack(sctp)
+
+    sctp_tuning._send_plain_sack = _send_plain_sack
+
     receive_sack = RTCSctpTransport._receive_sack_chunk
 
     async def _receive_sack(self: Any, chunk: Any) -> None:
