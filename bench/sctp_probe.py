@@ -180,26 +180,27 @@ def install() -> None:
 
     @contextlib.contextmanager
     def _tx(self: Any) -> Iterator[Any]:
-        t0 = _now()
+        t0, c0 = _now(), time.process_time()
         with tx(self) as db:
             yield db
-        _slow("store_commit", _now() - t0)
+        _slow("store_commit", _now() - t0, time.process_time() - c0)
 
     Store._tx = _tx  # type: ignore[method-assign]
 
     insert = BlobStore._insert
 
     def _insert(self: Any, rows: Any) -> None:
-        t0 = _now()
+        t0, c0 = _now(), time.process_time()
         insert(self, rows)
-        _slow("blob_commit", _now() - t0)
+        _slow("blob_commit", _now() - t0, time.process_time() - c0)
 
     BlobStore._insert = _insert  # type: ignore[method-assign]
 
 
-def _slow(kind: str, secs: float) -> None:
+def _slow(kind: str, secs: float, cpu: float) -> None:
     _blocked[0] += secs
     _counts[kind + "_ms"] = _counts.get(kind + "_ms", 0) + round(secs * 1000)
+    _counts[kind + "_cpu_ms"] = _counts.get(kind + "_cpu_ms", 0) + round(cpu * 1000)
     _counts[kind + "s"] = _counts.get(kind + "s", 0) + 1
     if secs > SLOW_S:
         _event("slow_" + kind, ms=round(secs * 1000, 1))
