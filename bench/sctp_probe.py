@@ -173,6 +173,31 @@ def install() -> None:
 
     Transfers.handle_timer = _handle_timer  # type: ignore[method-assign]
 
+    from peer.net import fileschannel
+    from peer.net.transport import TransportClosed
+
+    async def _files_send(self: Any, data: bytes) -> None:
+        """FilesLink.send as it is, counting the pacer's waits and those that ended with an empty SCTP
+        outbound queue (the wire may have gone idle meanwhile)."""
+        if self.closed or self._channel.readyState != "open":
+            raise TransportClosed("files channel closed")
+        while fileschannel.PACING:
+            if self._channel.bufferedAmount > 0:
+                self._low.clear()
+                await self._low.wait()
+            elif self._outbound is not None and self._outbound() > fileschannel.OUTBOUND_LIMIT:
+                await self._outbound_drained()
+                _counts["pacer_polls"] = _counts.get("pacer_polls", 0) + 1
+                if self._outbound() == 0:
+                    _counts["pacer_woke_to_empty"] = _counts.get("pacer_woke_to_empty", 0) + 1
+            else:
+                break
+            if self.closed:
+                raise TransportClosed("files channel closed")
+        self._channel.send(data)
+
+    fileschannel.FilesLink.send = _files_send  # type: ignore[method-assign]
+
     from peer.store.blobs import BlobStore
     from peer.store.sqlite import Store
 

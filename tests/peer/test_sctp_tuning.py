@@ -335,3 +335,31 @@ async def test_a_plain_sack_is_the_bytes_aiortc_sends(rwnd: int) -> None:
     chunk: Any = parse_packet(out[1])[3][0]
     assert chunk.advertised_rwnd == max(0, rwnd)
     assert (a._sack_needed, a._sack_duplicates) == (b._sack_needed, b._sack_duplicates) == (False, [])
+
+
+async def test_the_files_pacer_is_woken_when_sctp_drains(
+    pair: tuple[RtcTransport, RtcTransport], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Patch 9: the files channel's pacer waits for sctp_tuning's event, not a poll. With the pacer's
+    safety bound pushed to a minute, a bulk transfer that makes the pacer wait still completes in
+    seconds: every wait ended by the event after a transmission."""
+    from peer.net import fileschannel
+
+    a, b = pair
+    monkeypatch.setattr(fileschannel, "WAKE_BOUND_S", 60.0)
+    waits: list[asyncio.Future[None]] = []
+    outbound_waiter = sctp_tuning.outbound_waiter
+
+    def counting(sctp: Any, limit: int) -> asyncio.Future[None] | None:
+        fut = outbound_waiter(sctp, limit)
+        assert fut is not None
+        waits.append(fut)
+        return fut
+
+    monkeypatch.setattr(sctp_tuning, "outbound_waiter", counting)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await _bulk(a, b, 200)
+    assert waits, "the pacer never waited for SCTP"
+    assert all(w.done() for w in waits)
+    assert loop.time() - t0 < 15.0
