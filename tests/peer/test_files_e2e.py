@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 from pathlib import Path
 
 import pytest
 
+from peer import attachments
 from peer.attachments import AttachmentComplete, AttachmentError, AttachmentProgress
-from peer.core.files import CHUNK_SIZE, FileLimitError, FileLimits
+from peer.core.files import CHUNK_SIZE, FileLimitError, FileLimits, Sealer
 from peer.core.invite import Invite
 from peer.node import MessageReceived, Peer, RoomHandle
 from tests.peer.homes import all_online, peers, scan
@@ -75,6 +77,47 @@ async def test_send_and_save_a_file(signaling_url: str, tmp_path: Path) -> None:
         await asyncio.wait_for(collector, WAIT)
         assert MessageReceived in kinds
         assert AttachmentProgress in kinds
+
+
+@pytest.mark.timeout(60)
+async def test_sealing_runs_off_the_event_loop_and_a_cancelled_send_leaves_nothing(
+    signaling_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """send_file seals in a worker thread, a batch at a time (the store stays on the loop): chat on the
+    sender is not held up while a big file is sealed. Cancelled half way, it leaves no blob behind."""
+    loop, loop_thread = asyncio.get_running_loop(), threading.get_ident()
+    threads: list[int] = []
+    half_way = asyncio.Event()
+
+    class Recording(Sealer):
+        def seal(self, index: int, plain: bytes) -> tuple[bytes, bytes]:
+            threads.append(threading.get_ident())
+            if len(threads) == attachments.SEAL_BATCH + 1:
+                loop.call_soon_threadsafe(half_way.set)
+            return super().seal(index, plain)
+
+    monkeypatch.setattr(attachments, "Sealer", Recording)
+    invite = Invite.new(signaling_url).url()
+    async with peers(tmp_path, ["alice"]) as (alice,):
+        room = await alice.join(invite)
+        src = tmp_path / "three-batches.bin"
+        data = make_file(src, (2 * attachments.SEAL_BATCH + 5) * CHUNK_SIZE)
+        msg = await room.send_file(src, ttl=3600)
+        assert len(threads) == 2 * attachments.SEAL_BATCH + 5
+        assert loop_thread not in threads
+        out = await room.attachment(msg.id).save(tmp_path / "back.bin", timeout=WAIT)
+        assert out.read_bytes() == data
+
+        held = room.files.blobs.room_bytes(room.room_id)
+        threads.clear()
+        half_way.clear()
+        task = asyncio.ensure_future(room.send_file(src, ttl=3600))
+        await asyncio.wait_for(half_way.wait(), WAIT)  # the second batch is being sealed
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert room.files.blobs.room_bytes(room.room_id) == held  # no blob of the cancelled send
+        assert len(room.messages()) == 1
 
 
 @pytest.mark.timeout(60)
