@@ -128,7 +128,7 @@ def apply() -> bool:
     _patch_stun_demux()
     _patch_in_order()
     _patch_receive_buffer()
-    if DTLS_DIRECT:
+    if DTLS_DIRECT and _pyopenssl_has_what_patch_7_uses():
         _patch_dtls_records()
     if ONE_CHUNK:
         _patch_one_chunk_packets()
@@ -406,6 +406,17 @@ def _patch_in_order() -> None:
 
 
 # --- 7. DTLS records straight between OpenSSL and the socket ----------------------------------------------
+
+
+def _pyopenssl_has_what_patch_7_uses() -> bool:
+    """Patch 7 calls pyOpenSSL's error mapping (private methods); another pyOpenSSL without them keeps
+    aiortc's DTLS path (tests/peer/test_sctp_tuning.py checks they are there)."""
+    from OpenSSL import SSL
+
+    ok = all(hasattr(SSL.Connection, name) for name in ("_raise_ssl_error", "_handle_bio_errors"))
+    if not ok:
+        log.warning("pyOpenSSL without the methods sctp_tuning's DTLS patch uses: not applied")
+    return ok
 
 
 def _patch_dtls_records() -> None:

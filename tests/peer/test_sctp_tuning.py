@@ -48,6 +48,8 @@ def test_applied_for_the_pinned_aiortc_and_aioice() -> None:
     assert aioice.__version__ == sctp_tuning.AIOICE_VERSION
     assert sctp_tuning.apply()
     assert sctp_tuning.applied()
+    assert sctp_tuning._pyopenssl_has_what_patch_7_uses()  # a pyOpenSSL upgrade that drops them fails here
+    assert "dtls_recv" in sctp_tuning._originals
 
 
 async def _bulk(a: RtcTransport, b: RtcTransport, frames: int) -> tuple[int, int]:
