@@ -359,9 +359,6 @@ async def test_the_files_pacer_is_woken_when_sctp_drains(
         return fut
 
     monkeypatch.setattr(sctp_tuning, "outbound_waiter", counting)
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    await _bulk(a, b, 200)
+    await _bulk(a, b, 200)  # its own 20 s timeouts: a wait left to the one-minute bound fails it
     assert waits, "the pacer never waited for SCTP"
     assert all(w.done() for w in waits)
-    assert loop.time() - t0 < 15.0
