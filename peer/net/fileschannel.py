@@ -6,7 +6,8 @@ to 945 ms behind a 1 MiB buffered file). So this channel never queues more than 
 aiortc: :meth:`FilesLink.send` waits until the channel's ``bufferedAmount`` is back to 0 (aiortc
 moves a message from the channel queue to SCTP's outbound queue only once that queue is empty), and
 while SCTP's outbound queue (every channel's, not yet on the wire) holds more than
-:data:`OUTBOUND_LIMIT` chunks, it waits too (polled every :data:`POLL_S`: aiortc has no event for it).
+:data:`OUTBOUND_LIMIT` chunks, it waits too: woken by ``sctp_tuning``'s event after the transmission that
+brings the queue to the limit (aiortc has no event for it; polled every :data:`POLL_S` without the tuning).
 A chat message then waits for about one 16 KiB frame, whatever the transfer's rate. The downloader's
 request window (``FileLimits.window``) keeps enough frames in flight to fill the link.
 
@@ -23,13 +24,21 @@ from collections.abc import Callable
 
 from aiortc import RTCDataChannel
 
+from peer.net import sctp_tuning
 from peer.net.channelqueue import ChannelQueue
 from peer.net.transport import TransportClosed
 
 FILES_LABEL = "ephemesh-files"
 OUTBOUND_LIMIT = 4  # SCTP chunks (~1,200 bytes each) queued ahead of the wire before we add a frame
 POLL_S = 0.001
+WAKE = True  # woken by sctp_tuning's outbound event (bench/transfer.py --without-wake polls as before)
+WAKE_BOUND_S = 0.05  # the longest a woken wait lasts (a closed connection transmits nothing more)
 PACING = True  # bench/transfer.py --no-pacing turns it off to measure what it buys
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class FilesLink(ChannelQueue):
@@ -62,12 +71,26 @@ class FilesLink(ChannelQueue):
                 self._low.clear()
                 await self._low.wait()
             elif self._outbound is not None and self._outbound() > OUTBOUND_LIMIT:
-                await asyncio.sleep(POLL_S)  # a pacing timer: aiortc signals nothing when SCTP drains
+                await self._outbound_drained()
             else:
                 break
             if self.closed:
                 raise TransportClosed("files channel closed")
         self._channel.send(data)
+
+    async def _outbound_drained(self) -> None:
+        """Until SCTP's outbound queue is at or below :data:`OUTBOUND_LIMIT`: woken by sctp_tuning's
+        event after a transmission (within :data:`WAKE_BOUND_S` at most), else a poll every
+        :data:`POLL_S` (aiortc signals nothing when SCTP drains)."""
+        waiter = sctp_tuning.outbound_waiter(self._channel.transport, OUTBOUND_LIMIT) if WAKE else None
+        if waiter is None:
+            await asyncio.sleep(POLL_S)
+            return
+        bound = asyncio.get_running_loop().call_later(WAKE_BOUND_S, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            bound.cancel()
 
     def close(self) -> None:
         self.mark_closed()

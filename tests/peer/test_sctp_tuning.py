@@ -48,6 +48,8 @@ def test_applied_for_the_pinned_aiortc_and_aioice() -> None:
     assert aioice.__version__ == sctp_tuning.AIOICE_VERSION
     assert sctp_tuning.apply()
     assert sctp_tuning.applied()
+    assert sctp_tuning._pyopenssl_has_what_patch_7_uses()  # a pyOpenSSL upgrade that drops them fails here
+    assert "dtls_recv" in sctp_tuning._originals
 
 
 async def _bulk(a: RtcTransport, b: RtcTransport, frames: int) -> tuple[int, int]:
@@ -137,6 +139,31 @@ async def test_a_lost_chunk_is_retransmitted_by_the_t3_timer(
     assert dropped
 
 
+async def test_dtls_records_bypass_aioice_send_layers(
+    pair: tuple[RtcTransport, RtcTransport], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Patch 7: after the handshake a record goes from OpenSSL straight to the nominated pair's socket
+    (aioice's ``send_data`` is not called for DATA), every frame still arrives intact and is counted;
+    reverted, every record goes through aioice again."""
+    from aioice.ice import StunProtocol
+
+    a, b = pair
+    calls: list[int] = []
+    send_data = StunProtocol.send_data
+
+    async def counting(self: Any, data: bytes, addr: tuple[str, int]) -> None:
+        calls.append(len(data))
+        await send_data(self, data, addr)
+
+    monkeypatch.setattr(StunProtocol, "send_data", counting)
+    data, _ = await _bulk(a, b, 50)
+    assert data >= 50 * 14
+    assert len(calls) < 10, f"{len(calls)} records went through aioice's send_data"
+    sctp_tuning.revert()
+    data, _ = await _bulk(a, b, 50)
+    assert len(calls) >= data, "untuned: every record goes through aioice"
+
+
 def _chunks(messages: int, seed: int) -> list[Any]:
     """DATA chunks of ``messages`` ordered messages on stream 1 (1-4 fragments each), TSNs across the
     2^32 wrap, in a shuffled arrival order with duplicates."""
@@ -197,3 +224,141 @@ def test_in_order_fast_paths_deliver_what_aiortc_delivers(seed: int) -> None:
     assert tuned == untuned
     assert len(tuned[0]) == 60  # every message, once, in order
     assert [int(m[2].split(b".")[0]) for m in tuned[0]] == list(range(60))
+
+
+def _packets_to_parse(tag: int) -> list[bytes]:
+    """SCTP packets as they arrive: one DATA chunk (sizes that need 0-3 bytes of padding), one SACK chunk
+    (with gaps and duplicates), bundles, and damaged ones (bad CRC, wrong tag, truncated, INIT)."""
+    from aiortc.rtcsctptransport import DataChunk, InitChunk, SackChunk, serialize_packet
+
+    packets = []
+    for size in (0, 1, 2, 3, 4, 1172, 1171):
+        c = DataChunk(flags=3)
+        c.tsn, c.stream_id, c.stream_seq, c.protocol, c.user_data = (
+            7 + size,
+            1,
+            size,
+            53,
+            bytes(i % 251 for i in range(size)),
+        )
+        packets.append(serialize_packet(5000, 5000, tag, c))
+    s = SackChunk()
+    s.cumulative_tsn, s.advertised_rwnd, s.gaps, s.duplicates = 9, 100_000, [(2, 3), (5, 9)], [4, 5]
+    packets.append(serialize_packet(5000, 5000, tag, s))
+    packets.append(serialize_packet(5000, 5000, tag, SackChunk()))
+    one = packets[5]
+    bundle = one + one[12:]  # two DATA chunks in one packet (a browser bundles)
+    from google_crc32c import value as crc32c
+
+    bundle = bundle[:8] + crc32c(bundle[:8] + b"\x00" * 4 + bundle[12:]).to_bytes(4, "little") + bundle[12:]
+    packets.append(bundle)
+    packets.append(one[:8] + bytes(4) + one[12:])  # bad checksum
+    packets.append(serialize_packet(5000, 5000, tag + 1, DataChunk(flags=3)))  # wrong verification tag
+    packets.append(one[:40])  # truncated: the chunk says more than the packet holds
+    packets.append(serialize_packet(5000, 5000, 0, InitChunk()))
+    return packets
+
+
+async def test_one_chunk_packets_parse_as_aiortc_parses_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Patch 8 against aiortc's ``_handle_data``: the same chunks handed on (type and every field), the
+    same packets dropped, the same SACK decisions; and the one-chunk packets skip ``parse_packet``."""
+    from aiortc import rtcsctptransport
+
+    assert sctp_tuning.apply()
+    original = sctp_tuning._originals["handle_data"]
+    tag = 0x1234_5678
+    parsed: list[int] = []
+    parse_packet = rtcsctptransport.parse_packet
+
+    def counting(data: bytes) -> Any:
+        parsed.append(len(data))
+        return parse_packet(data)
+
+    monkeypatch.setattr(rtcsctptransport, "parse_packet", counting)
+
+    async def run(handle: Any) -> list[Any]:
+        seen: list[Any] = []
+        sctp: Any = object.__new__(RTCSctpTransport)
+        sctp._local_verification_tag = tag
+        sctp._sack_needed = False
+        sctp._RTCSctpTransport__log_debug = lambda *args: None
+
+        async def receive_chunk(chunk: Any) -> None:
+            seen.append((type(chunk).__name__, sorted(vars(chunk).items())))
+            sctp._sack_needed = True
+
+        async def send_sack() -> None:
+            seen.append("SACK")
+            sctp._sack_needed = False
+
+        sctp._receive_chunk, sctp._send_sack = receive_chunk, send_sack
+        for packet in _packets_to_parse(tag):
+            seen.append("packet")
+            await handle(sctp, packet)
+        return seen
+
+    expected = await run(original)
+    parsed.clear()
+    assert await run(RTCSctpTransport._handle_data) == expected
+    # aiortc's parser only for the bundle, the truncated packet and the INIT (a bad checksum or tag on a
+    # one-chunk packet is dropped by the fast path, as aiortc drops it)
+    assert len(parsed) == 3, f"parse_packet ran for {len(parsed)} packets"
+    assert expected.count("SACK") == 11  # handed on: 9 one-chunk packets, the bundle, the INIT
+
+
+@pytest.mark.parametrize("rwnd", [1 << 20, 5, 0, -1200])
+async def test_a_plain_sack_is_the_bytes_aiortc_sends(rwnd: int) -> None:
+    """The directly built SACK (no gap, no duplicate) against aiortc's ``_send_sack`` on the same state:
+    the same packet, and afterwards the same ``_sack_needed``/duplicates state (a window below zero is
+    advertised as 0, as aiortc does)."""
+    from aiortc.rtcsctptransport import parse_packet
+
+    assert sctp_tuning.apply()
+    out: list[bytes] = []
+
+    class Dtls:
+        async def _send_data(self, data: bytes) -> None:
+            out.append(data)
+
+    def state() -> Any:
+        sctp: Any = object.__new__(RTCSctpTransport)
+        sctp._local_port, sctp._remote_port, sctp._remote_verification_tag = 5000, 5001, 0xDEADBEEF
+        sctp._RTCSctpTransport__transport = Dtls()
+        sctp._RTCSctpTransport__log_debug = lambda *args: None
+        sctp._last_received_tsn, sctp._advertised_rwnd = 2**32 - 3, rwnd
+        sctp._sack_misordered, sctp._sack_duplicates, sctp._sack_needed = set(), [], True
+        return sctp
+
+    a, b = state(), state()
+    await sctp_tuning._originals["sack"](a)  # aiortc's
+    await sctp_tuning._send_plain_sack(b)
+    assert out[0] == out[1]
+    assert len(out[1]) == 28
+    chunk: Any = parse_packet(out[1])[3][0]
+    assert chunk.advertised_rwnd == max(0, rwnd)
+    assert (a._sack_needed, a._sack_duplicates) == (b._sack_needed, b._sack_duplicates) == (False, [])
+
+
+async def test_the_files_pacer_is_woken_when_sctp_drains(
+    pair: tuple[RtcTransport, RtcTransport], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Patch 9: the files channel's pacer waits for sctp_tuning's event, not a poll. With the pacer's
+    safety bound pushed to a minute, a bulk transfer that makes the pacer wait still completes in
+    seconds: every wait ended by the event after a transmission."""
+    from peer.net import fileschannel
+
+    a, b = pair
+    monkeypatch.setattr(fileschannel, "WAKE_BOUND_S", 60.0)
+    waits: list[asyncio.Future[None]] = []
+    outbound_waiter = sctp_tuning.outbound_waiter
+
+    def counting(sctp: Any, limit: int) -> asyncio.Future[None] | None:
+        fut = outbound_waiter(sctp, limit)
+        assert fut is not None
+        waits.append(fut)
+        return fut
+
+    monkeypatch.setattr(sctp_tuning, "outbound_waiter", counting)
+    await _bulk(a, b, 200)  # its own 20 s timeouts: a wait left to the one-minute bound fails it
+    assert waits, "the pacer never waited for SCTP"
+    assert all(w.done() for w in waits)
