@@ -10,6 +10,7 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
@@ -157,3 +158,45 @@ def raise_fd_limit(want: int = 65536) -> int:
     if new > soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
     return max(new, soft)
+
+
+class Pinger:
+    """Chat round trips through a room handle, the bench peers' ping protocol: ``ping N`` goes out, the
+    other side answers ``pong N``; the room's listener hands every text to :meth:`settle`."""
+
+    def __init__(self, room: Any, timeout_s: float) -> None:
+        self.room = room
+        self.timeout_s = timeout_s
+        self._pongs: dict[int, Any] = {}
+        self._seq = 0
+
+    def settle(self, text: str) -> bool:
+        """``text`` is a ``pong N``: ping N has its answer (False for any other text)."""
+        if not text.startswith("pong "):
+            return False
+        fut = self._pongs.get(int(text[5:]))
+        if fut is not None and not fut.done():
+            fut.set_result(time.perf_counter())
+        return True
+
+    async def ping(self) -> float:
+        """One round trip, in seconds."""
+        self._seq += 1
+        seq = self._seq
+        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._pongs[seq] = fut
+        t0 = time.perf_counter()
+        await self.room.send(f"ping {seq}")
+        try:
+            return await asyncio.wait_for(fut, self.timeout_s) - t0
+        finally:
+            del self._pongs[seq]
+
+
+async def start_page_profile(page: Any, interval_us: int) -> Any:
+    """Start Chromium's CPU profiler on a Playwright page (CDP); returns the session to stop it with."""
+    cdp = await page.context.new_cdp_session(page)
+    await cdp.send("Profiler.enable")
+    await cdp.send("Profiler.setSamplingInterval", {"interval": interval_us})
+    await cdp.send("Profiler.start")
+    return cdp

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import sctp_probe
-from bench.common import PY, ROOT, spawn_server, summary_ms, write_result
+from bench.common import PY, ROOT, Pinger, spawn_server, summary_ms, write_result
 from peer.net import fileschannel
 
 
@@ -120,34 +120,21 @@ async def _run(args: argparse.Namespace, url: str, tmp: Path) -> dict[str, Any]:
         async with Peer(home=tmp / "alice", control=False) as alice:
             room = await alice.join(invite)
             await room.wait_for(lambda: len(room.online_members()) == 1, 60)
-            pongs: dict[int, asyncio.Future[float]] = {}
             done: asyncio.Future[tuple[float, int, float, float]] = asyncio.get_running_loop().create_future()
 
             async def listen() -> None:
                 async for ev in room.events():
                     if isinstance(ev, MessageReceived) and ev.message.sender != alice.peer_id:
                         text = ev.message.text
-                        if text.startswith("pong "):
-                            fut = pongs.get(int(text[5:]))
-                            if fut is not None and not fut.done():
-                                fut.set_result(time.perf_counter())
-                        elif text.startswith("done ") and not done.done():
+                        if pinger.settle(text):
+                            continue
+                        if text.startswith("done ") and not done.done():
                             _, secs, size, cpu, ping_cpu = text.split()
                             done.set_result((float(secs), int(size), float(cpu), float(ping_cpu)))
 
+            pinger = Pinger(room, 30)
             listener = asyncio.ensure_future(listen())
-            seq = 0
-
-            async def ping() -> float:
-                nonlocal seq
-                seq += 1
-                fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-                pongs[seq] = fut
-                t0 = time.perf_counter()
-                await room.send(f"ping {seq}")
-                t1 = await asyncio.wait_for(fut, 30)
-                del pongs[seq]
-                return t1 - t0
+            ping = pinger.ping
 
             for _ in range(5):  # warm-up
                 await ping()

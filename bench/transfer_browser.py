@@ -43,7 +43,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.common import PY, ROOT, TICKS, summary_ms, write_result
+from bench.common import PY, ROOT, TICKS, Pinger, start_page_profile, summary_ms, write_result
 
 STATE = "window.ephemesh.store.getState()"
 READY_JS = "window.ephemesh !== undefined && window.ephemesh.app.room !== null"
@@ -112,7 +112,6 @@ async def _child(args: argparse.Namespace) -> None:
         room = await py.join(args.invite)
         await room.wait_for(lambda: len(room.online_members()) == 1, 120)
         loop = asyncio.get_running_loop()
-        pongs: dict[int, asyncio.Future[float]] = {}
         got: asyncio.Future[tuple[bool, float]] = loop.create_future()
         sealed: asyncio.Future[str] = loop.create_future()
 
@@ -121,29 +120,17 @@ async def _child(args: argparse.Namespace) -> None:
                 if not isinstance(ev, MessageReceived) or ev.message.sender == py.peer_id:
                     continue
                 text = ev.message.text
-                if text.startswith("pong "):
-                    fut = pongs.get(int(text[5:]))
-                    if fut is not None and not fut.done():
-                        fut.set_result(time.perf_counter())
-                elif text.startswith("got ") and not got.done():
+                if pinger.settle(text):
+                    continue
+                if text.startswith("got ") and not got.done():
                     _, _id, ok, ms = text.split()
                     got.set_result((ok == "true", float(ms) / 1000))
                 elif text.startswith("sealed ") and not sealed.done():
                     sealed.set_result(text[7:])
 
+        pinger = Pinger(room, 60)
         listener = asyncio.ensure_future(listen())
-        seq = 0
-
-        async def ping() -> float:
-            nonlocal seq
-            seq += 1
-            fut: asyncio.Future[float] = loop.create_future()
-            pongs[seq] = fut
-            t0 = time.perf_counter()
-            await room.send(f"ping {seq}")
-            t1 = await asyncio.wait_for(fut, 60)
-            del pongs[seq]
-            return t1 - t0
+        ping = pinger.ping
 
         async def ping_until(done: asyncio.Future[Any]) -> list[float]:
             out = []
@@ -273,11 +260,7 @@ def _delta(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
 
 
 async def _profile_start(page: Any) -> Any:
-    cdp = await page.context.new_cdp_session(page)
-    await cdp.send("Profiler.enable")
-    await cdp.send("Profiler.setSamplingInterval", {"interval": 1000})
-    await cdp.send("Profiler.start")
-    return cdp
+    return await start_page_profile(page, 1000)
 
 
 async def _profile_top(cdp: Any, n: int = 10) -> list[tuple[str, float]]:

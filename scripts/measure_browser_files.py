@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from playwright.async_api import Browser, CDPSession, Page
 
+from bench.common import start_page_profile
 from peer.core.invite import Invite
 from peer.node import Peer
 from tests.browser.harness import start_harness
@@ -48,10 +49,7 @@ async def _page(browser: Browser, url: str) -> Page:
 
 
 async def _profile(page: Page) -> CDPSession:
-    cdp = await page.context.new_cdp_session(page)
-    await cdp.send("Profiler.enable")
-    await cdp.send("Profiler.setSamplingInterval", {"interval": 500})
-    await cdp.send("Profiler.start")
+    cdp: CDPSession = await start_page_profile(page, 500)
     return cdp
 
 
