@@ -14,7 +14,7 @@
 // - Unread: messages of others that arrived while their room was not shown (or the page was hidden); a
 //   room's stored history is not unread when the page (re)opens it.
 import { createStore, initialState } from './ui/state.js';
-import { createView, fillTtlSelect } from './ui/view.js';
+import { coalescedView, createView, fillTtlSelect, viewStats } from './ui/view.js';
 import { App, closeApp } from './ui/app.js';
 import { wireAttachments } from './ui/attachments.js';
 import { makeThumbnail } from './net/files.js';
@@ -77,6 +77,8 @@ let current = null;
 let render = createView();
 /** @type {(() => void)|null} */
 let unbind = null;
+/** Render the room shown now if a render is pending (coalescedView): for code reading the DOM right after a dispatch. */
+let flushView = () => {};
 let owner = false;
 /** @type {AbortController|null} */
 let waiting = null;
@@ -95,8 +97,10 @@ function newCtx(active) {
 /** @param {RoomCtx} ctx */
 function onRoomChange(ctx) {
   if (ctx === current && document.visibilityState === 'visible') markAllSeen(ctx);
-  renderRooms();
+  roomsView.schedule(); // once per burst of dispatches, of any room
 }
+/** The room list, rendered like the room view: at most once per task turn after dispatches. */
+const roomsView = coalescedView(renderRooms, () => undefined);
 
 /** @param {RoomCtx} ctx */
 function markAllSeen(ctx) {
@@ -131,7 +135,11 @@ function show(ctx) {
   unbind?.();
   $('messages').replaceChildren();
   render = createView();
-  unbind = ctx.store.subscribe(render);
+  // a dispatch only schedules one render of the latest state (ui/view.js coalescedView); the first is now
+  const view = coalescedView(render, () => ctx.store.getState());
+  const off = ctx.store.subscribe(view.schedule);
+  unbind = () => { off(); view.close(); };
+  flushView = view.flush;
   render(ctx.store.getState());
   if (ctx.app.fragment && location.hash !== `#${ctx.app.fragment}`) history.replaceState(null, '', `#${ctx.app.fragment}`);
   markAllSeen(ctx);
@@ -355,6 +363,7 @@ channel?.addEventListener('message', (ev) => {
     rooms,
     unread,
     show: (/** @type {string} */ roomId) => { const c = rooms.get(roomId); if (c) show(c); },
+    renders: () => viewStats.renders, // test hook: how many times the room view rendered
     openInvite,
     leaveRoom,
   },
@@ -475,6 +484,7 @@ $('messages').addEventListener('click', (e) => {
   else if (action === 'picker') {
     const open = store().getState().picker === id;
     store().dispatch({ type: 'picker', id: open ? null : id });
+    flushView(); // the picker's buttons exist only once rendered
     if (!open) /** @type {HTMLElement|null} */ (document.querySelector(`#messages li[data-id="${CSS.escape(id)}"] .picker button`))?.focus();
   } else if (action === 'react' && btn.dataset.emoji) void app().react(id, btn.dataset.emoji);
   else if (action === 'fetch-file') void app().fetchFile(id);

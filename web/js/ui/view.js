@@ -176,6 +176,42 @@ function fillGhost(li, s, g) {
   li.replaceChildren(el('p', 'text', what), el('div', 'meta', erased));
 }
 
+/** How many times any view rendered (a test hook: tests count renders over a burst of dispatches). */
+export const viewStats = { renders: 0 };
+
+/**
+ * Coalesced rendering: `schedule()` (subscribed to the store) only marks the view dirty and queues one
+ * render of the LATEST state in a later task, so a burst of dispatches (a sync, a file's progress, pings
+ * every few ms) renders once instead of once per dispatch. The task is a MessageChannel message, not
+ * requestAnimationFrame (which does not run in hidden tabs: they must keep updating) nor setTimeout
+ * (clamped and throttled in background tabs). `flush()` renders now if dirty (for code that reads the
+ * DOM right after a dispatch, e.g. to focus a button the render adds); `close()` drops a pending render.
+ * @template T @param {(s: T) => void} render @param {() => T} getState
+ */
+export function coalescedView(render, getState) {
+  let dirty = false;
+  let closed = false;
+  const channel = new MessageChannel();
+  const flush = () => {
+    if (!dirty || closed) return;
+    dirty = false;
+    render(getState());
+  };
+  channel.port1.onmessage = flush;
+  return {
+    schedule() {
+      if (dirty || closed) return;
+      dirty = true;
+      channel.port2.postMessage(null);
+    },
+    flush,
+    close() {
+      closed = true;
+      channel.port1.close();
+    },
+  };
+}
+
 /** Render function bound to the document. */
 export function createView() {
   /** @type {Map<string, HTMLLIElement>} */
@@ -183,6 +219,7 @@ export function createView() {
 
   /** @param {import('./state.js').AppState} s */
   return function render(s) {
+    viewStats.renders++;
     $('welcome').hidden = s.screen !== 'welcome';
     $('room').hidden = s.screen !== 'room';
     $('error').hidden = !s.error;
