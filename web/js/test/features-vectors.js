@@ -3,9 +3,8 @@
 // composing, search matching and the LASTSEEN APP body. tests/core/test_features_vectors.py checks the
 // same file against Python.
 
-import { assert, assertEqual } from './runner.js';
+import { assert, assertEqual, codeOf } from './runner.js';
 import { fromHex, toHex, utf8 } from '../core/bytes.js';
-import { ProtocolError } from '../core/errors.js';
 import { sha256 } from '../core/crypto.js';
 import { ContentTooLong, MAX_CONTENT, MAX_MENTIONS, decodeContent, encodeContent, location, searchableText, text } from '../core/content.js';
 import { findMentions } from '../core/mentions.js';
@@ -23,17 +22,6 @@ function contentOf(f) {
   const fwd = f.fwd ? { fromName: f.fwd.from_name } : null;
   if (f.t === 'location') return location(f.lat_e6, f.lon_e6, f.acc_m, fwd);
   return text(f.body, f.reply_to, f.mentions ?? [], fwd);
-}
-
-/** @param {() => unknown} fn */
-function codeOf(fn) {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof ProtocolError) return e.code;
-    throw e;
-  }
-  return null;
 }
 
 export const FEATURE_CHECKS = {

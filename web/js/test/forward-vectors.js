@@ -3,9 +3,9 @@
 // the KEEPER / KEEP_FILE APP bodies (tests/vectors/keeping.json). tests/core/test_forward_files_vectors.py
 // and tests/core/test_keeping_vectors.py check the same files against Python.
 
-import { assertEqual } from './runner.js';
-import { fromHex, toHex } from '../core/bytes.js';
+import { assertEqual, codeOf } from './runner.js';
 import { ProtocolError } from '../core/errors.js';
+import { fromHex, toHex } from '../core/bytes.js';
 import { decodeContent, encodeContent, searchableText } from '../core/content.js';
 import { fileContent } from '../core/files.js';
 import { Keeping, decodeKeepFile, encodeKeepFile, encodeKeeper } from '../core/room/keeping.js';
@@ -14,17 +14,6 @@ import { Keeping, decodeKeepFile, encodeKeepFile, encodeKeeper } from '../core/r
 function fileOf(f) {
   const c = fileContent(f.name, f.size, f.mime, fromHex(f.manifest), fromHex(f.key));
   return f.from_name === null ? c : Object.freeze({ ...c, fwd: { fromName: f.from_name } });
-}
-
-/** @param {() => unknown} fn */
-function codeOf(fn) {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof ProtocolError) return e.code;
-    throw e;
-  }
-  return null;
 }
 
 /** @param {any} c */

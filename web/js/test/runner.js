@@ -2,6 +2,8 @@
 // report `{passed, failed, results: [{name, ok, error}]}` that Playwright reads from
 // `window.__ephemeshTestReport`. No timers, no globals besides that report.
 
+import { ProtocolError } from '../core/errors.js';
+
 /** @typedef {{ name: string, ok: boolean, error: string | null }} TestResult */
 
 /** @type {{ name: string, fn: () => (void | Promise<void>) }[]} */
@@ -10,6 +12,18 @@ const registry = [];
 /** @param {string} name @param {() => (void | Promise<void>)} fn */
 export function test(name, fn) {
   registry.push({ name, fn });
+}
+
+/** The code of the ProtocolError `fn` raises, null if it returns (anything else is rethrown).
+ * @param {() => unknown} fn */
+export function codeOf(fn) {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof ProtocolError) return e.code;
+    throw e;
+  }
+  return null;
 }
 
 /** @param {unknown} cond @param {string} [msg] */
