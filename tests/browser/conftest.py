@@ -1,4 +1,4 @@
-"""Fixtures for the browser suite: one Chromium and one page server for the whole session."""
+"""Fixtures for the browser suite: one Chromium and one page server for the whole package."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import pytest
 from .harness import ARTIFACTS, BrowserHarness, start_harness
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def harness() -> Iterator[BrowserHarness]:
-    """The shared browser harness (Chromium + page server on 127.0.0.1:0)."""
+    """The shared browser harness (Chromium + page server on 127.0.0.1:0), for every test of this
+    package; it stops (its loop and anything left on it) before the next package's tests run."""
     h, close = start_harness()
     try:
         yield h

@@ -141,6 +141,14 @@ def start_harness() -> tuple[BrowserHarness, Callable[[], None]]:
         await owned.browser.close()
         await owned.playwright.stop()
         await owned.runner.cleanup()
+        # whatever a test left running on this loop (e.g. an aiortc connection whose bounded close timed
+        # out: aioice's consent check draws from the global `random` every ~5 s) stops here, not in the
+        # middle of later tests (Hypothesis fails a test whose strategies see `random` change)
+        left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.wait(left, timeout=10)
 
     def close() -> None:
         try:
